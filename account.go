@@ -1,0 +1,39 @@
+package certfleet
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// Account is an ACME account: created once per CA and account name, stored,
+// and reused for every order.
+type Account struct {
+	// CA is the CA's directory URL; Name the account's name in the config
+	// (DefaultAccount unless several accounts are configured).
+	CA   string
+	Name string
+	// Contact holds the contact URLs (e.g. "mailto:ops@example.org").
+	Contact []string
+	// KeyPEM is the account's private key. Never logged.
+	KeyPEM []byte
+	// URL is the account's location at the CA (RFC 8555 §7.3: the
+	// Location header of the newAccount response); it is the "kid".
+	URL       string
+	CreatedAt time.Time
+}
+
+// LogValue keeps the key out of logs.
+func (a Account) LogValue() slog.Value {
+	return slog.GroupValue(slog.String(LogCA, a.CA), slog.String("name", a.Name), slog.String("url", a.URL))
+}
+
+// AccountStore keeps ACME accounts. Safe for concurrent use.
+type AccountStore interface {
+	// Account returns the account for (ca, name), or ENOTFOUND.
+	Account(ctx context.Context, ca, name string) (Account, error)
+	// CreateAccount stores a new account. When one already exists for
+	// (ca, name) — another instance won the race — it returns that one
+	// unchanged and the caller must use it instead.
+	CreateAccount(ctx context.Context, a Account) (Account, error)
+}

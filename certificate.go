@@ -1,0 +1,165 @@
+package certfleet
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Spec sources: where a CertificateSpec was declared. Syncing the config file
+// disables only the specs it owns, never those added over the API.
+const (
+	SourceConfig = "config"
+	SourceAPI    = "api"
+)
+
+// CertificateSpec is what an operator asked for: a named set of identifiers to
+// be certified with one or more key types. Each key type gets its own
+// certificate (dual certificates: one RSA and one ECDSA) and its own Job.
+type CertificateSpec struct {
+	// Name identifies the spec (unique; letters, digits, '.', '_', '-').
+	Name string `json:"name"`
+	// Identifiers are the DNS names and IP addresses, normalised, at most
+	// MaxIdentifiers of them.
+	Identifiers []Identifier `json:"identifiers"`
+	// KeyTypes holds one key type, or two of different families (dual).
+	KeyTypes []KeyType `json:"key_types"`
+	// Challenge is the challenge type used to prove control of every
+	// identifier.
+	Challenge ChallengeType `json:"challenge"`
+	// Profile is the ACME profile to request (draft-aaron-acme-profiles);
+	// "" lets the CA choose its default.
+	Profile string `json:"profile,omitempty"`
+	// Account names the ACME account (and so the CA) to order with; "" is
+	// DefaultAccount.
+	Account string `json:"account,omitempty"`
+	// RenewBefore, when non-zero, renews this long before expiry (or earlier,
+	// when ARI suggests it). Zero means automatic: ARI, else a third of the
+	// lifetime before expiry (half for certificates of 10 days or less).
+	RenewBefore time.Duration `json:"renew_before,omitempty"`
+	// ReuseKey keeps the private key across renewals. The default (false)
+	// makes a new key at every renewal.
+	ReuseKey bool `json:"reuse_key,omitempty"`
+	// Source says who declared the spec (SourceConfig or SourceAPI).
+	Source string `json:"source"`
+	// Disabled specs are kept (with their archive) but no longer renewed.
+	Disabled bool `json:"disabled,omitempty"`
+}
+
+// DefaultAccount is the account name used when a spec names none.
+const DefaultAccount = "default"
+
+var specNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidateName checks a spec name: it becomes a directory name, so it may not
+// contain path separators or start with a dot.
+func ValidateName(name string) error {
+	if !specNameRE.MatchString(name) {
+		return fmt.Errorf("certificate name %q: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// Validate checks the spec as a whole; the error names the first problem.
+func (s CertificateSpec) Validate() error {
+	if err := ValidateName(s.Name); err != nil {
+		return err
+	}
+	if len(s.Identifiers) == 0 {
+		return fmt.Errorf("certificate %q: no identifiers", s.Name)
+	}
+	if len(s.Identifiers) > MaxIdentifiers {
+		return fmt.Errorf("certificate %q: %d identifiers; a certificate may hold at most %d", s.Name, len(s.Identifiers), MaxIdentifiers)
+	}
+	seen := make(map[Identifier]bool)
+	for _, id := range s.Identifiers {
+		if seen[id] {
+			return fmt.Errorf("certificate %q: identifier %q is listed twice", s.Name, id.Value)
+		}
+		seen[id] = true
+		if err := s.Challenge.CanProve(id); err != nil {
+			return fmt.Errorf("certificate %q: %w", s.Name, err)
+		}
+	}
+	if len(s.KeyTypes) == 0 || len(s.KeyTypes) > 2 {
+		return fmt.Errorf("certificate %q: give one key type, or two of different families (one RSA, one ECDSA) for dual certificates", s.Name)
+	}
+	for _, kt := range s.KeyTypes {
+		if _, err := ParseKeyType(string(kt)); err != nil {
+			return fmt.Errorf("certificate %q: %w", s.Name, err)
+		}
+	}
+	if len(s.KeyTypes) == 2 && s.KeyTypes[0].Family() == s.KeyTypes[1].Family() {
+		return fmt.Errorf("certificate %q: dual certificates need one RSA and one ECDSA key type, not %s and %s", s.Name, s.KeyTypes[0], s.KeyTypes[1])
+	}
+	if s.RenewBefore < 0 {
+		return fmt.Errorf("certificate %q: renew_before must not be negative", s.Name)
+	}
+	return nil
+}
+
+// AccountName returns s.Account, or DefaultAccount when it is empty.
+func (s CertificateSpec) AccountName() string {
+	if s.Account == "" {
+		return DefaultAccount
+	}
+	return s.Account
+}
+
+// Revision fingerprints what a certificate of key type kt must contain to
+// satisfy s: its identifiers (as a set), key type and profile. A current
+// certificate made for another revision is re-issued at once. Fields that do
+// not change the certificate (challenge, renewal policy) are left out, so
+// editing them never triggers an order.
+func (s CertificateSpec) Revision(kt KeyType) string {
+	h := sha256.New()
+	for _, id := range SortedIdentifiers(s.Identifiers) {
+		fmt.Fprintf(h, "%s:%s\n", id.Type, id.Value)
+	}
+	fmt.Fprintf(h, "key=%s\nprofile=%s\naccount=%s\n", kt, s.Profile, s.AccountName())
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// JobKeys returns the key of the Job of each of the spec's key types.
+func (s CertificateSpec) JobKeys() []JobKey {
+	keys := make([]JobKey, len(s.KeyTypes))
+	for i, kt := range s.KeyTypes {
+		keys[i] = JobKey{Spec: s.Name, KeyType: kt}
+	}
+	return keys
+}
+
+// SpecFilter selects specs. Zero fields match everything.
+type SpecFilter struct {
+	Name            string
+	Source          string
+	IncludeDisabled bool
+}
+
+// SyncResult reports what SyncSpecs changed, for the operator.
+type SyncResult struct {
+	Added     []string // spec names new to the store
+	Changed   []string // specs whose content changed
+	Disabled  []string // specs of the source that are no longer declared
+	Unchanged int
+}
+
+// String summarises the sync in one line.
+func (r SyncResult) String() string {
+	return fmt.Sprintf("%d added, %d changed, %d disabled, %d unchanged%s",
+		len(r.Added), len(r.Changed), len(r.Disabled), r.Unchanged, listSuffix(r.Added, r.Changed, r.Disabled))
+}
+
+func listSuffix(lists ...[]string) string {
+	var all []string
+	for _, l := range lists {
+		all = append(all, l...)
+	}
+	if len(all) == 0 || len(all) > 10 {
+		return ""
+	}
+	return " (" + strings.Join(all, ", ") + ")"
+}

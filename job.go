@@ -1,0 +1,145 @@
+package certfleet
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// JobKey identifies the renewal job of one key type of one spec.
+type JobKey struct {
+	Spec    string
+	KeyType KeyType
+}
+
+func (k JobKey) String() string { return fmt.Sprintf("%s/%s", k.Spec, k.KeyType) }
+
+// Job is the renewal state of one certificate lineage (a spec's key type): when
+// it is next due, how it has been failing, the order in flight and who holds
+// the lease on it. The scheduler claims due jobs with a lease so that two
+// instances never work on the same job at once.
+type Job struct {
+	JobKey
+	// CurrentID is the issuance in force (0: none yet).
+	CurrentID int64
+	// CurrentRevision is the spec revision of the current issuance; a
+	// differing spec revision makes the job due at once.
+	CurrentRevision string
+	// NextAt is when the job is next due.
+	NextAt time.Time
+	// Failures counts consecutive failed attempts (reset on success).
+	Failures int
+	// LastError is the newest failure's message, kept until success.
+	LastError   string
+	LastErrorAt time.Time
+	// ARI state (RFC 9773): the CA's suggested window for the current
+	// certificate, and when to ask again.
+	ARIStart, ARIEnd time.Time
+	ARIRetryAt       time.Time
+	// PendingOrderURL is the order in flight, with PendingKeyPEM the
+	// certificate key its CSR is made from. A job claimed with a pending
+	// order resumes it rather than placing a second one.
+	PendingOrderURL string
+	PendingKeyPEM   []byte
+	// Lease: which instance works on the job, until when.
+	LeaseOwner string
+	LeaseUntil time.Time
+	// Disabled jobs (spec withdrawn, key type removed) are never claimed.
+	Disabled bool
+}
+
+// LogValue keeps the pending key out of logs.
+func (j Job) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String(LogCertificate, j.Spec),
+		slog.String(LogKeyType, string(j.KeyType)),
+		slog.Time(LogNextAt, j.NextAt),
+		slog.Int("failures", j.Failures),
+	)
+}
+
+// Attempt outcomes.
+const (
+	OutcomeIssued   = "issued"
+	OutcomeFailed   = "failed"
+	OutcomeDeferred = "deferred" // not due after all (e.g. ARI moved the window)
+)
+
+// Attempt is one try at a job, kept for status and diagnosis.
+type Attempt struct {
+	ID         int64
+	JobKey     JobKey
+	Instance   string
+	StartedAt  time.Time
+	FinishedAt time.Time
+	Outcome    string
+	OrderURL   string
+	// Error is the failure's message; ProblemType the ACME problem type
+	// (urn:ietf:params:acme:error:...) when the CA sent one.
+	Error       string
+	ProblemType string
+}
+
+// ClaimRequest asks for up to Limit due jobs, leased to Owner until Now+Lease.
+type ClaimRequest struct {
+	Owner string
+	Now   time.Time
+	Lease time.Duration
+	Limit int
+}
+
+// JobFilter selects jobs. Zero fields match everything.
+type JobFilter struct {
+	Spec            string
+	IncludeDisabled bool
+}
+
+// ScheduleUpdate sets when a job is next due and its ARI state, without an
+// issuance (e.g. ARI moved the window later).
+type ScheduleUpdate struct {
+	NextAt           time.Time
+	ARIStart, ARIEnd time.Time
+	ARIRetryAt       time.Time
+}
+
+// JobStore schedules renewal work with leases. Methods that take an owner
+// fail with an ELEASELOST error when the job's lease is no longer the owner's
+// (it expired and another instance claimed it): the caller must stop and
+// write nothing more. All methods are safe for concurrent use by many
+// goroutines and, for shared stores, many instances.
+type JobStore interface {
+	// ClaimDue leases up to r.Limit enabled jobs whose NextAt is at or
+	// before r.Now and whose lease is free or expired, oldest due first.
+	// It must be fast with 100,000 jobs (an index on NextAt).
+	ClaimDue(ctx context.Context, r ClaimRequest) ([]Job, error)
+	// ExtendLease moves the lease's end to until.
+	ExtendLease(ctx context.Context, key JobKey, owner string, until time.Time) error
+	// SetPendingOrder records the order in flight (and its key) before any
+	// challenge is answered; an empty orderURL clears it.
+	SetPendingOrder(ctx context.Context, key JobKey, owner, orderURL string, keyPEM []byte) error
+	// CompleteIssuance atomically adds iss to the archive, makes it the
+	// job's current issuance, clears the pending order and failures,
+	// schedules the job per next, releases the lease and records a
+	// successful attempt. It sets iss.ID in the result.
+	CompleteIssuance(ctx context.Context, owner string, iss Issuance, next ScheduleUpdate, attempt Attempt) (Issuance, error)
+	// FailJob records a failed attempt, increments Failures, sets LastError
+	// and NextAt, and releases the lease. The pending order is kept so the
+	// next attempt can resume it.
+	FailJob(ctx context.Context, key JobKey, owner string, attempt Attempt, nextAt time.Time) error
+	// Reschedule applies u and releases the lease without an issuance.
+	Reschedule(ctx context.Context, key JobKey, owner string, u ScheduleUpdate) error
+	// ReleaseLease gives a lease up without changing the job (shutdown).
+	ReleaseLease(ctx context.Context, key JobKey, owner string) error
+	// NextDue returns the earliest NextAt of enabled jobs; ok is false when
+	// there are none.
+	NextDue(ctx context.Context) (at time.Time, ok bool, err error)
+	// Job returns one job, or ENOTFOUND.
+	Job(ctx context.Context, key JobKey) (Job, error)
+	// Jobs lists jobs ordered by spec name and key type.
+	Jobs(ctx context.Context, f JobFilter) ([]Job, error)
+	// Attempts lists a job's attempts, newest first, at most limit.
+	Attempts(ctx context.Context, key JobKey, limit int) ([]Attempt, error)
+	// RetryNow makes a job due at once (an operator's retry).
+	RetryNow(ctx context.Context, key JobKey) error
+}

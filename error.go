@@ -89,3 +89,21 @@ func RetryAfter(err error) (time.Time, bool) {
 	}
 	return time.Time{}, false
 }
+
+// ProblemTyper is implemented by errors that carry an ACME problem document
+// (RFC 8555 §6.7), so packages that do not import the ACME client can still
+// record and classify the CA's verdict.
+type ProblemTyper interface {
+	// ProblemType returns the problem's type URN, e.g.
+	// "urn:ietf:params:acme:error:rateLimited".
+	ProblemType() string
+}
+
+// ProblemType returns the ACME problem type carried by err, or "".
+func ProblemType(err error) string {
+	var pt ProblemTyper
+	if errors.As(err, &pt) {
+		return pt.ProblemType()
+	}
+	return ""
+}

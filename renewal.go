@@ -1,6 +1,9 @@
 package certfleet
 
 import (
+	"crypto/x509"
+	"encoding/asn1"
+	"encoding/base64"
 	"math/rand/v2"
 	"time"
 )
@@ -76,3 +79,26 @@ func Backoff(failures int, r float64) time.Duration {
 
 // RandFloat is the production source of r for ARIRenewalTime and Backoff.
 func RandFloat() float64 { return rand.Float64() }
+
+// ARICertID returns a certificate's ARI unique identifier (RFC 9773 §4.1):
+// "the base64url-encoding of the bytes of the keyIdentifier field of
+// certificate's Authority Key Identifier (AKI) extension, a literal period,
+// and the base64url-encoding of the bytes of the DER encoding of the
+// certificate's Serial Number (without the tag and length bytes)", with
+// trailing "=" stripped. It returns "" for a certificate without an AKI.
+func ARICertID(c *x509.Certificate) string {
+	if len(c.AuthorityKeyId) == 0 || c.SerialNumber == nil {
+		return ""
+	}
+	der, err := asn1.Marshal(c.SerialNumber)
+	if err != nil {
+		return ""
+	}
+	// Skip the INTEGER tag and its length (short or long form).
+	var raw asn1.RawValue
+	if _, err := asn1.Unmarshal(der, &raw); err != nil {
+		return ""
+	}
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString(c.AuthorityKeyId) + "." + enc.EncodeToString(raw.Bytes)
+}

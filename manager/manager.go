@@ -1,0 +1,651 @@
+// Package manager is certfleet's renewal scheduler: it finds due jobs in the
+// store, leases them, decides whether each needs a certificate now (first
+// issuance, spec change, renewal window reached, ARI), orders it through an
+// Issuer, archives it, hands it to a Deployer, and schedules the next check,
+// backing off on failure.
+//
+// It talks only to root interfaces (certfleet.Store, certfleet.Issuer); it
+// does not speak ACME, touch files or open databases. cmd/certfleet wires it.
+// Several Managers (in one process or many instances) may share one store:
+// leases make sure a job is worked on by one of them at a time.
+package manager
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// Defaults for Manager's zero fields, with their reasons.
+const (
+	// DefaultConcurrency bounds orders in flight. Public CAs rate-limit per
+	// account, and Pebble wedges above 16 (shared/REAL-COMPONENTS.md).
+	DefaultConcurrency = 8
+	// DefaultLease is how long a claimed job stays ours without renewal. A
+	// crashed instance's work is taken over after at most this long.
+	DefaultLease = 2 * time.Minute
+	// DefaultPollInterval is the longest the scheduler sleeps between looks
+	// at the store, so work added by another instance (or a missed wake-up)
+	// is noticed within it.
+	DefaultPollInterval = 30 * time.Second
+	// DefaultARIInterval is how often the CA's renewalInfo is asked when it
+	// sent no Retry-After. RFC 9773 §4.3.2 suggests clients poll about
+	// twice a day; Let's Encrypt sends Retry-After of 6 hours.
+	DefaultARIInterval = 6 * time.Hour
+)
+
+// Deployer receives every certificate after it is archived (e.g. writes the
+// files and runs the post-issue commands). An error is logged and reported;
+// it does not make the issuance fail, since the certificate is safe in the
+// archive and deploying is retried at the next sync.
+type Deployer interface {
+	Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error
+}
+
+// Manager schedules and runs renewal jobs. Set the fields, then call Run
+// (daemon) or RunOnce (one pass). Fields must not change after the first call.
+type Manager struct {
+	// Store is required.
+	Store certfleet.Store
+	// Issuers maps account names (certfleet.CertificateSpec.AccountName)
+	// to the Issuer ordering with that account. Required.
+	Issuers map[string]certfleet.Issuer
+	// Deployer, if set, gets every new certificate.
+	Deployer Deployer
+	// Instance names this manager as lease owner. Default: host-pid-random.
+	Instance string
+	// Concurrency bounds jobs worked on at once. Default DefaultConcurrency.
+	Concurrency int
+	// Lease is the lease length; it is extended every Lease/3 while a job
+	// runs. Default DefaultLease.
+	Lease time.Duration
+	// PollInterval caps the daemon's sleep. Default DefaultPollInterval.
+	PollInterval time.Duration
+	// ARIInterval is how often renewalInfo is refreshed absent Retry-After.
+	// Default DefaultARIInterval.
+	ARIInterval time.Duration
+	// Now and Rand are the clock and the randomness (in [0,1)) for backoff
+	// jitter. Defaults: time.Now and certfleet.RandFloat.
+	Now  func() time.Time
+	Rand func() float64
+	// Logger receives events; nil discards them.
+	Logger *slog.Logger
+
+	once sync.Once
+	wake chan struct{} // buffered(1); a send means "look at the store now"
+}
+
+func (m *Manager) init() {
+	m.once.Do(func() {
+		if m.Concurrency <= 0 {
+			m.Concurrency = DefaultConcurrency
+		}
+		if m.Lease <= 0 {
+			m.Lease = DefaultLease
+		}
+		if m.PollInterval <= 0 {
+			m.PollInterval = DefaultPollInterval
+		}
+		if m.ARIInterval <= 0 {
+			m.ARIInterval = DefaultARIInterval
+		}
+		if m.Now == nil {
+			m.Now = time.Now
+		}
+		if m.Rand == nil {
+			m.Rand = certfleet.RandFloat
+		}
+		if m.Logger == nil {
+			m.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		}
+		if m.Instance == "" {
+			m.Instance = DefaultInstance()
+		}
+		m.wake = make(chan struct{}, 1)
+	})
+}
+
+// DefaultInstance returns a lease-owner name unique to this process:
+// hostname, pid and a random suffix (a restarted process is a new owner, so
+// it never mistakes a dead predecessor's lease for its own).
+func DefaultInstance() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "unknown"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// Wake makes a running daemon look at the store at once (new specs, an
+// operator's retry). It never blocks.
+func (m *Manager) Wake() {
+	m.init()
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Result is what happened to one job in a pass.
+type Result struct {
+	Key      certfleet.JobKey
+	Outcome  string // certfleet.OutcomeIssued, OutcomeFailed or OutcomeDeferred
+	Issuance *certfleet.Issuance
+	// Err is the failure (Outcome failed), or a deploy error after a
+	// successful issuance.
+	Err error
+	// NextAt is when the job is due again.
+	NextAt   time.Time
+	Duration time.Duration
+}
+
+// Report summarises a RunOnce pass.
+type Report struct {
+	Results                  []Result
+	Issued, Failed, Deferred int
+	DeployFailed             int
+	Started, Finished        time.Time
+}
+
+// OK reports whether nothing failed.
+func (r Report) OK() bool { return r.Failed == 0 && r.DeployFailed == 0 }
+
+// RunOnce works on every job that is due now, with bounded concurrency, and
+// returns when they are all done: one pass for cron users and the demo. Jobs
+// that fail are rescheduled with backoff and not retried within the pass.
+func (m *Manager) RunOnce(ctx context.Context) (Report, error) {
+	m.init()
+	rep := Report{Started: m.Now()}
+	var (
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		running int
+		done    = make(chan struct{}, m.Concurrency)
+		total   int
+	)
+	progress := time.NewTicker(5 * time.Second)
+	defer progress.Stop()
+	for {
+		free := m.Concurrency - running
+		var claimed []certfleet.Job
+		if free > 0 {
+			var err error
+			claimed, err = m.Store.ClaimDue(ctx, certfleet.ClaimRequest{Owner: m.Instance, Now: m.Now(), Lease: m.Lease, Limit: free})
+			if err != nil {
+				wg.Wait()
+				return rep, fmt.Errorf("claim due jobs: %w", err)
+			}
+		}
+		for _, job := range claimed {
+			running++
+			total++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				res := m.process(ctx, job)
+				mu.Lock()
+				rep.add(res)
+				mu.Unlock()
+				done <- struct{}{}
+			}()
+		}
+		if running == 0 {
+			break
+		}
+		select {
+		case <-done:
+			running--
+		case <-progress.C:
+			mu.Lock()
+			m.Logger.Info("issuance batch in progress", "done", len(rep.Results), "claimed", total,
+				"issued", rep.Issued, "failed", rep.Failed, "running", running)
+			mu.Unlock()
+		case <-ctx.Done():
+			wg.Wait()
+			return rep, ctx.Err()
+		}
+	}
+	wg.Wait()
+	rep.Finished = m.Now()
+	return rep, nil
+}
+
+func (r *Report) add(res Result) {
+	r.Results = append(r.Results, res)
+	switch res.Outcome {
+	case certfleet.OutcomeIssued:
+		r.Issued++
+		if res.Err != nil {
+			r.DeployFailed++
+		}
+	case certfleet.OutcomeFailed:
+		r.Failed++
+	case certfleet.OutcomeDeferred:
+		r.Deferred++
+	}
+}
+
+// Run is the daemon loop: it works on due jobs as they come due, at most
+// Concurrency at once, until ctx ends. Then it waits for running jobs to stop
+// (they release their leases; orders in flight are resumed on restart) and
+// returns nil. Store errors are logged and retried, never fatal.
+func (m *Manager) Run(ctx context.Context) error {
+	m.init()
+	var (
+		wg      sync.WaitGroup
+		running int
+		done    = make(chan struct{}, m.Concurrency)
+	)
+	defer wg.Wait()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	storeFailures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-done:
+			running--
+		case <-m.wake:
+		case <-timer.C:
+		}
+		// Drain finished jobs so the count of free slots is current.
+		for drained := false; !drained; {
+			select {
+			case <-done:
+				running--
+			default:
+				drained = true
+			}
+		}
+		sleep := m.PollInterval
+		if free := m.Concurrency - running; free > 0 {
+			jobs, err := m.Store.ClaimDue(ctx, certfleet.ClaimRequest{Owner: m.Instance, Now: m.Now(), Lease: m.Lease, Limit: free})
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				storeFailures++
+				sleep = min(certfleet.Backoff(storeFailures, m.Rand()), m.PollInterval)
+				m.Logger.Error("cannot read due work from the store; retrying", certfleet.LogError, err, "retry_in", sleep)
+			} else {
+				storeFailures = 0
+				for _, job := range jobs {
+					running++
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						m.process(ctx, job)
+						done <- struct{}{}
+					}()
+				}
+				if len(jobs) == free {
+					sleep = 0 // there may be more due work right now
+				} else if at, ok, err := m.Store.NextDue(ctx); err == nil && ok {
+					sleep = min(max(at.Sub(m.Now()), 0), m.PollInterval)
+				}
+			}
+		}
+		if running >= m.Concurrency {
+			sleep = m.PollInterval // a finishing job wakes us via done
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(sleep)
+	}
+}
+
+// process works on one claimed job and always leaves it unleased (or lost to
+// another owner).
+func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
+	start := m.Now()
+	log := m.Logger.With(certfleet.LogCertificate, job.Spec, certfleet.LogKeyType, string(job.KeyType))
+	res := Result{Key: job.JobKey}
+
+	// Keep the lease alive while we work; lose it and we stop.
+	workCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopLease := m.keepLease(workCtx, job.JobKey, cancel, log)
+	defer stopLease()
+
+	cleanupCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	}
+
+	d, err := m.decide(workCtx, job)
+	if err == nil && d.deferUntil != nil {
+		cctx, ccancel := cleanupCtx()
+		defer ccancel()
+		if err := m.Store.Reschedule(cctx, job.JobKey, m.Instance, *d.deferUntil); err != nil {
+			log.Error("reschedule job", certfleet.LogError, err)
+		}
+		log.Debug("not due yet", certfleet.LogNextAt, d.deferUntil.NextAt, "reason", d.reason)
+		res.Outcome, res.NextAt = certfleet.OutcomeDeferred, d.deferUntil.NextAt
+		res.Duration = m.Now().Sub(start)
+		return res
+	}
+	var iss certfleet.Issuance
+	if err == nil {
+		log.Info("ordering certificate", "reason", d.reason, certfleet.LogIdentifiers, certfleet.IdentifierValues(d.spec.Identifiers))
+		iss, err = m.issue(workCtx, job, d)
+	}
+	if cause := context.Cause(workCtx); err != nil && cause != nil && cause != context.Canceled && ctx.Err() == nil {
+		err = fmt.Errorf("%w (%v)", err, cause) // the lease was lost
+	}
+	res.Duration = m.Now().Sub(start)
+
+	cctx, ccancel := cleanupCtx()
+	defer ccancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			// Shutting down: give the job back untouched; the pending
+			// order (if any) is resumed by whoever claims it next.
+			_ = m.Store.ReleaseLease(cctx, job.JobKey, m.Instance)
+			res.Outcome, res.Err = certfleet.OutcomeFailed, err
+			return res
+		}
+		if certfleet.ErrorCode(err) == certfleet.ELEASELOST {
+			log.Warn("lease lost to another instance; dropping the job", certfleet.LogError, err)
+			res.Outcome, res.Err = certfleet.OutcomeFailed, err
+			return res
+		}
+		next := m.retryTime(job.Failures+1, err)
+		attempt := certfleet.Attempt{
+			JobKey: job.JobKey, Instance: m.Instance, StartedAt: start, FinishedAt: m.Now(),
+			Outcome: certfleet.OutcomeFailed, OrderURL: d.orderURL, Error: err.Error(), ProblemType: certfleet.ProblemType(err),
+		}
+		if ferr := m.Store.FailJob(cctx, job.JobKey, m.Instance, attempt, next); ferr != nil {
+			log.Error("record failed attempt", certfleet.LogError, ferr)
+		}
+		log.Error("certificate order failed; will retry", certfleet.LogError, err,
+			"failures", job.Failures+1, certfleet.LogNextAt, next)
+		res.Outcome, res.Err, res.NextAt = certfleet.OutcomeFailed, err, next
+		return res
+	}
+
+	res.Outcome, res.Issuance, res.NextAt = certfleet.OutcomeIssued, &iss, d.next.NextAt
+	log.Info("certificate issued", certfleet.LogSerial, iss.Serial, certfleet.LogNotAfter, iss.NotAfter,
+		certfleet.LogNextAt, d.next.NextAt, "took", res.Duration.Round(time.Millisecond))
+	if m.Deployer != nil {
+		if derr := m.Deployer.Deploy(cctx, d.spec, iss); derr != nil {
+			log.Error("deploy certificate", certfleet.LogError, derr)
+			res.Err = derr
+		}
+	}
+	return res
+}
+
+// keepLease extends the job's lease every Lease/3 until stopped; when the
+// store says the lease is lost, it cancels the work with that error.
+func (m *Manager) keepLease(ctx context.Context, key certfleet.JobKey, cancel context.CancelCauseFunc, log *slog.Logger) (stop func()) {
+	stopped := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(m.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopped:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				err := m.Store.ExtendLease(ctx, key, m.Instance, m.Now().Add(m.Lease))
+				if certfleet.ErrorCode(err) == certfleet.ELEASELOST {
+					cancel(err)
+					return
+				} else if err != nil && ctx.Err() == nil {
+					log.Warn("extend lease", certfleet.LogError, err)
+				}
+			}
+		}
+	}()
+	return func() { close(stopped); <-finished }
+}
+
+// decision is what decide found out about a claimed job.
+type decision struct {
+	spec       certfleet.CertificateSpec
+	issuer     certfleet.Issuer
+	current    *certfleet.Issuance
+	leaf       *x509.Certificate
+	reason     string
+	deferUntil *certfleet.ScheduleUpdate // non-nil: not due, reschedule
+	next       certfleet.ScheduleUpdate  // after a successful issuance
+	orderURL   string
+}
+
+// decide works out whether job needs a certificate now, and why.
+func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, error) {
+	var d decision
+	spec, err := m.Store.Spec(ctx, job.Spec)
+	if err != nil {
+		return d, fmt.Errorf("load spec %q: %w", job.Spec, err)
+	}
+	d.spec = spec
+	iss, ok := m.Issuers[spec.AccountName()]
+	if !ok {
+		return d, certfleet.ErrNoRetry{Err: certfleet.Errorf(certfleet.EINVALID, "certificate %q uses account %q, which is not configured", spec.Name, spec.AccountName())}
+	}
+	d.issuer = iss
+	if job.CurrentID != 0 {
+		cur, err := m.Store.Issuance(ctx, job.CurrentID)
+		if err != nil {
+			return d, fmt.Errorf("load current issuance %d: %w", job.CurrentID, err)
+		}
+		leaf, err := cur.Leaf()
+		if err != nil {
+			return d, fmt.Errorf("current issuance %d: %w", job.CurrentID, err)
+		}
+		d.current, d.leaf = &cur, leaf
+	}
+	now := m.Now()
+	switch {
+	case d.current == nil:
+		d.reason = "no certificate yet"
+		return d, nil
+	case job.PendingOrderURL != "":
+		d.reason = "resuming order in flight"
+		return d, nil
+	case job.CurrentRevision != spec.Revision(job.KeyType):
+		d.reason = "certificate spec changed"
+		return d, nil
+	case job.Failures > 0:
+		d.reason = "retrying after failure"
+		return d, nil
+	case !d.leaf.NotAfter.After(now):
+		d.reason = "certificate expired"
+		return d, nil
+	}
+	at, upd := m.renewalTime(ctx, job, d)
+	if !at.After(now) {
+		d.reason = "renewal window reached"
+		if !job.ARIStart.IsZero() || !upd.ARIStart.IsZero() {
+			d.reason = "ARI renewal window reached"
+		}
+		return d, nil
+	}
+	upd.NextAt = at
+	if !upd.ARIRetryAt.IsZero() && upd.ARIRetryAt.Before(at) {
+		upd.NextAt = upd.ARIRetryAt
+	}
+	d.deferUntil = &upd
+	d.reason = "renewal not due"
+	return d, nil
+}
+
+// renewalTime returns when the current certificate should be renewed, asking
+// the CA's ARI endpoint when it is time to, and the ARI state to keep.
+func (m *Manager) renewalTime(ctx context.Context, job certfleet.Job, d decision) (time.Time, certfleet.ScheduleUpdate) {
+	now := m.Now()
+	upd := certfleet.ScheduleUpdate{ARIStart: job.ARIStart, ARIEnd: job.ARIEnd, ARIRetryAt: job.ARIRetryAt}
+	if ri, ok := d.issuer.(certfleet.RenewalInfoer); ok && !now.Before(job.ARIRetryAt) {
+		info, err := ri.RenewalInfo(ctx, d.leaf)
+		switch {
+		case err == nil:
+			upd.ARIStart, upd.ARIEnd = info.Start, info.End
+			upd.ARIRetryAt = info.RetryAfter
+			if upd.ARIRetryAt.IsZero() || upd.ARIRetryAt.Before(now) {
+				upd.ARIRetryAt = now.Add(m.ARIInterval)
+			}
+		case certfleet.ErrorCode(err) == certfleet.ENOTFOUND:
+			upd = certfleet.ScheduleUpdate{} // the CA offers no ARI
+		default:
+			// ARI is advisory: on error keep what we knew and ask again later.
+			m.Logger.Warn("renewalInfo request failed; using the last known window", certfleet.LogCertificate, job.Spec, certfleet.LogError, err)
+			upd.ARIRetryAt = now.Add(min(m.ARIInterval, time.Hour))
+		}
+	}
+	if !upd.ARIStart.IsZero() && !upd.ARIEnd.IsZero() {
+		w := certfleet.RenewalInfo{Start: upd.ARIStart, End: upd.ARIEnd}
+		return certfleet.ARIRenewalTime(w, d.leaf.NotAfter, d.spec.RenewBefore, now, stableRand(d.current.Fingerprint, w)), upd
+	}
+	return certfleet.DefaultRenewalTime(d.leaf.NotBefore, d.leaf.NotAfter, d.spec.RenewBefore), upd
+}
+
+// stableRand derives the "uniform random time within the suggested window"
+// (RFC 9773 §4.2) from the certificate and the window, so that every
+// instance, and every re-check of an unchanged window, picks the same time
+// instead of re-rolling it (which would drift renewals towards the window's
+// end).
+func stableRand(fingerprint string, w certfleet.RenewalInfo) float64 {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%d|%d", fingerprint, w.Start.Unix(), w.End.Unix())
+	return float64(binary.BigEndian.Uint64(h.Sum(nil))>>11) / (1 << 53)
+}
+
+// issue orders the certificate, archives it and schedules the next check.
+func (m *Manager) issue(ctx context.Context, job certfleet.Job, d decision) (certfleet.Issuance, error) {
+	key, err := m.certificateKey(job, d)
+	if err != nil {
+		return certfleet.Issuance{}, err
+	}
+	keyPEM, err := certfleet.MarshalPrivateKey(key)
+	if err != nil {
+		return certfleet.Issuance{}, err
+	}
+	req := certfleet.IssueRequest{
+		Spec: d.spec, KeyType: job.KeyType, Key: key,
+		ResumeOrderURL: job.PendingOrderURL,
+		OnOrder: func(ctx context.Context, orderURL string) error {
+			d.orderURL = orderURL
+			return m.Store.SetPendingOrder(ctx, job.JobKey, m.Instance, orderURL, keyPEM)
+		},
+	}
+	if job.PendingOrderURL != "" {
+		d.orderURL = job.PendingOrderURL
+	}
+	// RFC 9773 §5: "replaces" names the certificate being renewed; only a
+	// like-for-like renewal is one (changed names are a new certificate).
+	if d.leaf != nil && job.CurrentRevision == d.spec.Revision(job.KeyType) {
+		req.Replaces = d.leaf
+	}
+	res, err := d.issuer.Issue(ctx, req)
+	if err != nil {
+		return certfleet.Issuance{}, err
+	}
+	chain, err := certfleet.ParseChain(res.ChainPEM)
+	if err != nil {
+		return certfleet.Issuance{}, fmt.Errorf("certificate from %s: %w", res.CertURL, err)
+	}
+	leaf := chain[0]
+	now := m.Now()
+	iss := certfleet.Issuance{
+		Spec: job.Spec, KeyType: job.KeyType, SpecRevision: d.spec.Revision(job.KeyType),
+		Identifiers: d.spec.Identifiers,
+		Serial:      leaf.SerialNumber.Text(16), Fingerprint: certfleet.Fingerprint(leaf),
+		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
+		ChainPEM: res.ChainPEM, KeyPEM: keyPEM,
+		ARICertID: certfleet.ARICertID(leaf),
+		CA:        res.CA, AccountURL: res.AccountURL, OrderURL: res.OrderURL, CertURL: res.CertURL,
+		IssuedAt: now,
+	}
+	if d.current != nil {
+		iss.Replaces = d.current.ID
+	}
+	d.next = m.firstCheck(d, leaf, now)
+	attempt := certfleet.Attempt{
+		JobKey: job.JobKey, Instance: m.Instance, StartedAt: now, FinishedAt: now,
+		Outcome: certfleet.OutcomeIssued, OrderURL: res.OrderURL,
+	}
+	stored, err := m.Store.CompleteIssuance(context.WithoutCancel(ctx), m.Instance, iss, d.next, attempt)
+	if err != nil {
+		return certfleet.Issuance{}, fmt.Errorf("archive certificate %s: %w", iss.Serial, err)
+	}
+	return stored, nil
+}
+
+// firstCheck schedules the first look at a new certificate: its default
+// renewal time, or sooner when the CA offers ARI (whose window may differ).
+func (m *Manager) firstCheck(d decision, leaf *x509.Certificate, now time.Time) certfleet.ScheduleUpdate {
+	at := certfleet.DefaultRenewalTime(leaf.NotBefore, leaf.NotAfter, d.spec.RenewBefore)
+	if _, ok := d.issuer.(certfleet.RenewalInfoer); ok {
+		if check := now.Add(m.ARIInterval); check.Before(at) {
+			at = check
+		}
+	}
+	return certfleet.ScheduleUpdate{NextAt: at}
+}
+
+// certificateKey picks the key for the order: the pending order's key when
+// resuming (its CSR must match), the current key when the spec reuses keys,
+// else a fresh one.
+func (m *Manager) certificateKey(job certfleet.Job, d decision) (crypto.Signer, error) {
+	if job.PendingOrderURL != "" && len(job.PendingKeyPEM) > 0 {
+		k, err := certfleet.ParsePrivateKey(job.PendingKeyPEM)
+		if err == nil {
+			return k, nil
+		}
+		m.Logger.Warn("pending order's key is unreadable; starting a new order", certfleet.LogCertificate, job.Spec, certfleet.LogError, err)
+	}
+	if d.spec.ReuseKey && d.current != nil && len(d.current.KeyPEM) > 0 {
+		k, err := certfleet.ParsePrivateKey(d.current.KeyPEM)
+		if err == nil {
+			if kt, err := certfleet.KeyTypeOf(k.Public()); err == nil && kt == job.KeyType {
+				return k, nil
+			}
+		}
+	}
+	k, err := certfleet.GenerateKey(job.KeyType)
+	if err != nil {
+		return nil, fmt.Errorf("generate %s key: %w", job.KeyType, err)
+	}
+	return k, nil
+}
+
+// retryTime returns when to try a failed job again: exponential backoff with
+// jitter, never before the CA's Retry-After, and at the backoff cap for
+// failures that retrying cannot fix.
+func (m *Manager) retryTime(failures int, err error) time.Time {
+	now := m.Now()
+	d := certfleet.Backoff(failures, m.Rand())
+	var noRetry certfleet.ErrNoRetry
+	if errors.As(err, &noRetry) {
+		d = certfleet.Backoff(64, m.Rand())
+	}
+	next := now.Add(d)
+	if at, ok := certfleet.RetryAfter(err); ok && at.After(next) {
+		next = at
+	}
+	return next
+}

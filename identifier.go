@@ -67,11 +67,16 @@ func ParseIdentifier(s string) (Identifier, error) {
 	if strings.Contains(name, "*") {
 		return Identifier{}, fmt.Errorf("identifier %q: a wildcard must be the whole leftmost label, as in *.example.org", s)
 	}
-	ascii, err := idnaProfile.ToASCII(name)
-	if err != nil {
-		return Identifier{}, fmt.Errorf("identifier %q: not a valid DNS name: %v", s, err)
+	ascii := strings.ToLower(name)
+	if !isASCII(name) {
+		// Only internationalised names go through IDNA; our own checks
+		// below give clearer messages for ASCII input.
+		a, err := idnaProfile.ToASCII(name)
+		if err != nil {
+			return Identifier{}, fmt.Errorf("identifier %q: not a valid internationalised DNS name: %v", s, err)
+		}
+		ascii = strings.ToLower(a)
 	}
-	ascii = strings.ToLower(ascii)
 	if err := checkDNSName(ascii); err != nil {
 		return Identifier{}, fmt.Errorf("identifier %q: %v", s, err)
 	}
@@ -169,4 +174,13 @@ func IdentifierValues(ids []Identifier) []string {
 		out[i] = id.Value
 	}
 	return out
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,118 @@
+package certfleet_test
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// badDeps lists, per package, imports it must not have, each with the reason
+// (the architecture of STYLE.md §2, enforced).
+var badDeps = map[string]map[string]string{
+	"github.com/certfleet/certfleet": {
+		"net/http":                             "the domain does no I/O; HTTP belongs to httpapi and acmeissuer",
+		"database/sql":                         "the domain does no I/O; storage belongs to sqlite/postgres",
+		"modernc.org/sqlite":                   "storage driver: only the sqlite package uses it",
+		"github.com/jackc/pgx/v5":              "storage driver: only the postgres package uses it",
+		"github.com/mholt/acmez/v3":            "ACME belongs to acmeissuer",
+		"github.com/mholt/acmez/v3/acme":       "ACME belongs to acmeissuer",
+		"github.com/letsencrypt/pebble/v2/wfe": "the test CA is not part of the domain",
+		"github.com/miekg/dns":                 "DNS belongs to the solvers",
+		"os/exec":                              "running commands belongs to deploy",
+	},
+	"github.com/certfleet/certfleet/manager": {
+		"github.com/certfleet/certfleet/sqlite":     "the scheduler talks to the root Store interface only",
+		"github.com/certfleet/certfleet/acmeissuer": "the scheduler talks to the root Issuer interface only",
+		"github.com/mholt/acmez/v3/acme":            "the scheduler talks to the root Issuer interface only",
+		"database/sql":                              "the scheduler talks to the root Store interface only",
+		"net/http":                                  "the scheduler does no HTTP",
+	},
+	"github.com/certfleet/certfleet/sqlite": {
+		"github.com/certfleet/certfleet/manager":    "adapters do not import each other",
+		"github.com/certfleet/certfleet/acmeissuer": "adapters do not import each other",
+		"net/http": "the store serves nothing",
+	},
+	"github.com/certfleet/certfleet/acmeissuer": {
+		"github.com/certfleet/certfleet/sqlite":  "adapters do not import each other: accounts come through certfleet.AccountStore",
+		"github.com/certfleet/certfleet/manager": "adapters do not import each other",
+		"github.com/letsencrypt/pebble/v2/wfe":   "the test CA is for tests and the demo only",
+	},
+	"github.com/certfleet/certfleet/config": {
+		"github.com/certfleet/certfleet/sqlite":     "config is pure parsing; cmd wires adapters",
+		"github.com/certfleet/certfleet/acmeissuer": "config is pure parsing; cmd wires adapters",
+		"net/http": "config is pure parsing",
+	},
+	"github.com/certfleet/certfleet/deploy": {
+		"github.com/certfleet/certfleet/sqlite":  "adapters do not import each other",
+		"github.com/certfleet/certfleet/manager": "adapters do not import each other",
+	},
+}
+
+func TestDeps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	for pkg, bad := range badDeps {
+		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
+		if err != nil {
+			if strings.Contains(string(exitStderr(err)), "cannot find package") || strings.Contains(string(exitStderr(err)), "no Go files") {
+				continue // package not written yet
+			}
+			t.Fatalf("go list %s: %v\n%s", pkg, err, exitStderr(err))
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if why, ok := bad[dep]; ok {
+				t.Errorf("%s imports %s: %s", pkg, dep, why)
+			}
+		}
+	}
+}
+
+// TestPackageDocs checks that every package has exactly one package doc
+// comment ("// Package x ...").
+func TestPackageDocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-json", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, exitStderr(err))
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	for {
+		var p struct {
+			ImportPath, Name, Doc, Dir string
+			GoFiles                    []string
+		}
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.GoFiles) == 0 {
+			continue
+		}
+		if p.Doc == "" {
+			t.Errorf("%s has no package doc comment", p.ImportPath)
+			continue
+		}
+		n := 0
+		for _, f := range p.GoFiles {
+			src, err := readFile(p.Dir + "/" + f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(src, "\n// Package "+p.Name+" ") || strings.HasPrefix(src, "// Package "+p.Name+" ") {
+				n++
+			}
+		}
+		if p.Name == "main" {
+			continue // "// Command x" style is fine for main
+		}
+		if n != 1 {
+			t.Errorf("%s has %d package doc comments, want exactly 1", p.ImportPath, n)
+		}
+	}
+}

@@ -1,0 +1,194 @@
+package http01
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// PathPrefix is where the CA fetches tokens. RFC 8555 §8.3: the path "consists
+// of a fixed prefix '/.well-known/acme-challenge/', followed by the 'token'
+// value in the challenge".
+const PathPrefix = "/.well-known/acme-challenge/"
+
+// DefaultLookupTimeout bounds a store lookup when Responder.LookupTimeout is
+// zero. The CA waits around ten seconds for an answer; failing earlier lets
+// it retry from another vantage point while we still have time.
+const DefaultLookupTimeout = 5 * time.Second
+
+// Responder is an http.Handler that answers http-01 validation requests. It
+// is safe for concurrent use; its fields must not change after first use.
+//
+// It ignores the Host header: a site may proxy or redirect (RFC 8555 §8.3:
+// the CA follows redirects) validation requests for any of its names to us,
+// and the token alone identifies the answer. Requests for other paths get a
+// 404, or go to Fallback when it is set.
+type Responder struct {
+	// Store is read for tokens not found in Tokens (presented by another
+	// instance). It may be nil only when Tokens is set.
+	Store certfleet.ChallengeStore
+	// Tokens, when set, is consulted first: share it with this process's
+	// Solver so its own tokens are answered without a store query.
+	Tokens *Tokens
+	// Fallback, when set, serves every request outside PathPrefix, e.g. a
+	// redirect of plain-HTTP visitors to https. Requests under PathPrefix
+	// never reach it, whether or not the token is known.
+	Fallback http.Handler
+	// Logger receives a debug event per validation request. Nil discards.
+	Logger *slog.Logger
+	// LookupTimeout bounds one store lookup. Default DefaultLookupTimeout.
+	LookupTimeout time.Duration
+	// Now returns the current time, for the Tokens cache. Default time.Now.
+	Now func() time.Time
+}
+
+// ServeHTTP answers GET and HEAD /.well-known/acme-challenge/{token} with the
+// key authorization: 200 with the body exactly as RFC 8555 §8.3 requires
+// ("the key authorization ... The server SHOULD ignore whitespace characters
+// at the end of the body"; we send none). Unknown or malformed tokens get
+// 404; a store failure gets 503 so the CA may retry.
+func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	token, ok := strings.CutPrefix(req.URL.Path, PathPrefix)
+	if !ok {
+		if r.Fallback != nil {
+			r.Fallback.ServeHTTP(w, req)
+			return
+		}
+		http.NotFound(w, req)
+		return
+	}
+	log := r.logger()
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if !ValidToken(token) {
+		log.DebugContext(req.Context(), "http-01 request for malformed token",
+			"remote_addr", req.RemoteAddr, "path", req.URL.Path)
+		http.NotFound(w, req)
+		return
+	}
+	keyAuth, source, err := r.lookup(req.Context(), token)
+	switch {
+	case certfleet.ErrorCode(err) == certfleet.ENOTFOUND:
+		log.DebugContext(req.Context(), "http-01 request for unknown token",
+			"remote_addr", req.RemoteAddr, "token", token, "host", req.Host)
+		http.NotFound(w, req)
+		return
+	case err != nil:
+		// Handled here, at the boundary: the CA only sees a 503.
+		log.WarnContext(req.Context(), "http-01 token lookup",
+			"remote_addr", req.RemoteAddr, "token", token, certfleet.LogError, err)
+		http.Error(w, "challenge store unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	log.DebugContext(req.Context(), "http-01 validation request answered",
+		"remote_addr", req.RemoteAddr, "token", token, "host", req.Host, "source", source)
+	h := w.Header()
+	// The RFC 8555 §8.3 example answers with application/octet-stream;
+	// CAs ignore the type.
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.Itoa(len(keyAuth)))
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if req.Method == http.MethodGet {
+		_, _ = io.WriteString(w, keyAuth)
+	}
+}
+
+// lookup finds token in the local cache, then in the store. source is
+// "local" or "store", for the log.
+func (r *Responder) lookup(ctx context.Context, token string) (keyAuth, source string, err error) {
+	if r.Tokens != nil {
+		now := time.Now
+		if r.Now != nil {
+			now = r.Now
+		}
+		if ka, ok := r.Tokens.get(token, now()); ok {
+			return ka, "local", nil
+		}
+	}
+	if r.Store == nil {
+		return "", "", certfleet.Errorf(certfleet.ENOTFOUND, "http-01 token not found")
+	}
+	timeout := r.LookupTimeout
+	if timeout <= 0 {
+		timeout = DefaultLookupTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tok, err := r.Store.Challenge(ctx, certfleet.ChallengeHTTP01, token)
+	if err != nil {
+		return "", "", err
+	}
+	return tok.KeyAuthorization, "store", nil
+}
+
+func (r *Responder) logger() *slog.Logger {
+	if r.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Logger
+}
+
+// Server timeouts for Serve. A validation request is one small GET; anything
+// slower is a stuck or hostile client.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 10 * time.Second
+	idleTimeout       = 30 * time.Second
+	maxHeaderBytes    = 16 << 10
+	shutdownTimeout   = 5 * time.Second
+)
+
+// ListenAndServe listens on the TCP address addr (":80" for a CA to reach
+// it) and calls Serve.
+func (r *Responder) ListenAndServe(ctx context.Context, addr string) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return err // net.OpError names the address
+	}
+	return r.Serve(ctx, ln)
+}
+
+// Serve answers HTTP requests on ln until ctx ends, then shuts down
+// gracefully (in-flight requests get a few seconds to finish) and returns
+// nil. It closes ln. Any other server error is returned.
+func (r *Responder) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           r,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(r.logger().Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,88 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/certfleet/certfleet"
+)
+
+// Account implements certfleet.AccountStore.
+func (s *Store) Account(ctx context.Context, ca, name string) (certfleet.Account, error) {
+	db, err := s.reader()
+	if err != nil {
+		return certfleet.Account{}, err
+	}
+	a, err := scanAccount(db.QueryRowContext(ctx, `SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, ca, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s not found", name, ca)
+	} else if err != nil {
+		return a, fmt.Errorf("load account %q of %s: %w", name, ca, translate(err))
+	}
+	return a, nil
+}
+
+func scanAccount(sc scanner) (certfleet.Account, error) {
+	var (
+		a       certfleet.Account
+		contact string
+		key     []byte
+		created int64
+	)
+	if err := sc.Scan(&a.CA, &a.Name, &contact, &key, &a.URL, &created); err != nil {
+		return a, err
+	}
+	if err := json.Unmarshal([]byte(contact), &a.Contact); err != nil {
+		return a, fmt.Errorf("decode contact: %w", err)
+	}
+	a.CreatedAt = fromTS(sql.NullInt64{Int64: created, Valid: true})
+	var err error
+	if a.KeyPEM, err = openKey(key); err != nil {
+		return a, fmt.Errorf("open account key: %w", err)
+	}
+	return a, nil
+}
+
+// CreateAccount implements certfleet.AccountStore: the insert and the read
+// back are one transaction, so of two racing creators exactly one wins and
+// both get the winner's account. A zero CreatedAt is set to now.
+func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfleet.Account, error) {
+	if a.CA == "" || a.Name == "" {
+		return a, certfleet.Errorf(certfleet.EINVALID, "create account: CA and name required")
+	}
+	if len(a.KeyPEM) == 0 {
+		return a, certfleet.Errorf(certfleet.EINVALID, "create account %q of %s: key required", a.Name, a.CA)
+	}
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = s.now()
+	}
+	contact := a.Contact
+	if contact == nil {
+		contact = []string{}
+	}
+	cj, err := json.Marshal(contact)
+	if err != nil {
+		return a, fmt.Errorf("create account %q of %s: encode contact: %w", a.Name, a.CA, err)
+	}
+	key, err := sealKey(a.KeyPEM)
+	if err != nil {
+		return a, fmt.Errorf("create account %q of %s: %w", a.Name, a.CA, err)
+	}
+	var out certfleet.Account
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (ca, name, contact, key_pem, url, created_at)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ca, name) DO NOTHING`,
+			a.CA, a.Name, string(cj), key, a.URL, tsReq(a.CreatedAt)); err != nil {
+			return translate(err)
+		}
+		out, err = scanAccount(tx.QueryRowContext(ctx, `SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, a.CA, a.Name))
+		return translate(err)
+	})
+	if err != nil {
+		return certfleet.Account{}, fmt.Errorf("create account %q of %s: %w", a.Name, a.CA, err)
+	}
+	return out, nil
+}

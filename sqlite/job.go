@@ -212,6 +212,8 @@ func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certflee
 	if err != nil {
 		return iss, fmt.Errorf("complete issuance of %s: %w", key, err)
 	}
+	// Return the times as they were stored (UTC, microseconds).
+	iss.NotBefore, iss.NotAfter, iss.IssuedAt = stored(iss.NotBefore), stored(iss.NotAfter), stored(iss.IssuedAt)
 	return iss, nil
 }
 

@@ -253,6 +253,14 @@ func fromTS(n sql.NullInt64) time.Time {
 	return time.UnixMicro(n.Int64).UTC()
 }
 
+// stored returns t as ts and fromTS round-trip it.
+func stored(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return time.UnixMicro(t.UnixMicro()).UTC()
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1

@@ -1,0 +1,266 @@
+// Package config reads certfleet's TOML configuration file: the store, the
+// logger, the ACME accounts, the built-in challenge responders, renewal
+// settings and the [[certificate]] list with where each one is written.
+//
+// Parse checks the whole file before returning, and reports every problem at
+// once in an *Error whose lines name the file, line and field. A Config it
+// returns is complete: defaults are applied, directory aliases are resolved
+// to URLs, relative paths are made absolute (against the config file's
+// directory) and every certificate's spec passes
+// certfleet.CertificateSpec.Validate.
+//
+// The package does no I/O beyond reading the file in Load: it neither opens
+// the store, nor reads trusted_roots, nor checks that users, groups or
+// directories exist. cmd/certfleet does that when it wires the daemon, and
+// is the only package that should import this one.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/certfleet/certfleet"
+)
+
+// Defaults for keys the file leaves out.
+const (
+	// DefaultState is where the SQLite database lives when state is unset.
+	DefaultState = "/var/lib/certfleet/certfleet.db"
+	// DefaultHTTP01Listen and DefaultTLSALPN01Listen are the ports the CA
+	// connects to (RFC 8555 §8.3: http-01 on port 80; RFC 8737 §3:
+	// tls-alpn-01 on port 443).
+	DefaultHTTP01Listen    = ":80"
+	DefaultTLSALPN01Listen = ":443"
+	// DefaultConcurrency is how many orders run at once. Eight keeps a
+	// large renewal wave short without approaching any public CA's
+	// per-account rate limits.
+	DefaultConcurrency = 8
+	// DefaultOutputDir is where certificates are written, one directory
+	// per certificate name.
+	DefaultOutputDir = "/etc/certfleet/live"
+	// DefaultKeyMode keeps private keys readable by their owner only.
+	DefaultKeyMode fs.FileMode = 0o600
+	// DefaultKeyType is the key type of certificates that name none: ECDSA
+	// P-256 is accepted by every current client and is far cheaper than RSA.
+	DefaultKeyType = certfleet.ECDSAP256
+	// DefaultChallenge is the challenge of certificates that name none.
+	DefaultChallenge = certfleet.ChallengeHTTP01
+)
+
+// Directory aliases accepted in place of a CA's directory URL.
+var directoryAliases = map[string]string{
+	"letsencrypt":         "https://acme-v02.api.letsencrypt.org/directory",
+	"letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+	"zerossl":             "https://acme.zerossl.com/v2/DV90",
+}
+
+// Config is a decoded, validated configuration with defaults applied.
+type Config struct {
+	// File is the path of the configuration file, as given.
+	File string
+	// State locates the store: an absolute path to the SQLite database, or
+	// a postgres:// (postgresql://) URL kept as written.
+	State string
+	// Log configures the daemon's logger.
+	Log Log
+	// HTTP01Listen is the address of the built-in http-01 responder, ""
+	// when disabled. Default DefaultHTTP01Listen. The responder is needed
+	// only when a certificate uses http-01 (see Uses).
+	HTTP01Listen string
+	// TLSALPN01Listen is the address of the built-in tls-alpn-01 responder,
+	// "" when disabled. Default DefaultTLSALPN01Listen.
+	TLSALPN01Listen string
+	// Renewal holds the scheduler's settings.
+	Renewal Renewal
+	// Accounts maps account names to ACME accounts. [ca] is
+	// certfleet.DefaultAccount ("default"), present when [ca] names a
+	// directory; [accounts.NAME] tables add the others.
+	Accounts map[string]Account
+	// Certificates are the [[certificate]] entries, in file order.
+	Certificates []Certificate
+}
+
+// Log configures logging.
+type Log struct {
+	Level  slog.Level // default slog.LevelInfo
+	Format string     // "text" (default) or "json"
+}
+
+// Renewal configures the renewal scheduler.
+type Renewal struct {
+	// Concurrency is how many orders may run at once. Default
+	// DefaultConcurrency.
+	Concurrency int
+	// RenewBefore is the renew_before of certificates that set none; zero
+	// means automatic (see certfleet.CertificateSpec.RenewBefore).
+	RenewBefore time.Duration
+}
+
+// Account is one ACME account at one CA.
+type Account struct {
+	// Name is the account's name: certfleet.DefaultAccount for [ca].
+	Name string
+	// Directory is the CA's directory URL (aliases resolved). An
+	// [accounts.NAME] table without one uses [ca]'s.
+	Directory string
+	// TrustedRoots is the absolute path of a PEM file with extra roots to
+	// trust for the CA's own HTTPS (a private CA such as step-ca or
+	// Pebble), or "". Inherited from [ca] along with the directory.
+	TrustedRoots string
+	// Email is the contact address, or "".
+	Email string
+	// EABKeyID and EABHMACKey are the External Account Binding credentials
+	// (RFC 8555 §7.3.4), both set or both "". EABHMACKey is the base64url
+	// MAC key exactly as the CA issued it. It is a secret: Account's
+	// String, GoString and LogValue leave it out.
+	EABKeyID   string
+	EABHMACKey string
+}
+
+// Contact returns the account's contact URLs (RFC 8555 §7.3: "mailto:"
+// URLs), or nil.
+func (a Account) Contact() []string {
+	if a.Email == "" {
+		return nil
+	}
+	return []string{"mailto:" + a.Email}
+}
+
+// String describes the account without its EAB MAC key.
+func (a Account) String() string {
+	eab := ""
+	if a.EABKeyID != "" {
+		eab = " eab_key_id=" + a.EABKeyID
+	}
+	return fmt.Sprintf("account %s at %s%s", a.Name, a.Directory, eab)
+}
+
+// GoString is String, so that %#v cannot print the MAC key either.
+func (a Account) GoString() string { return a.String() }
+
+// LogValue keeps the EAB MAC key out of logs.
+func (a Account) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("name", a.Name),
+		slog.String(certfleet.LogCA, a.Directory),
+		slog.String("eab_key_id", a.EABKeyID),
+	)
+}
+
+// Certificate is one [[certificate]] entry.
+type Certificate struct {
+	// Spec is what to obtain, with Source certfleet.SourceConfig.
+	Spec certfleet.CertificateSpec
+	// Webroot is the absolute directory that the web server serves
+	// /.well-known/acme-challenge/ from, for challenge "webroot"; "" for
+	// other challenges.
+	Webroot string
+	// Output says where and how the certificate is written.
+	Output Output
+}
+
+// Output says where a certificate and its key are written and what runs
+// afterwards.
+type Output struct {
+	// Dir is the absolute directory the files go to, or "" when the
+	// certificate is only kept in the store (output_dir = "").
+	Dir string
+	// Owner and Group own the written files ("" keeps the daemon's);
+	// user and group names or numeric IDs, not looked up here.
+	Owner, Group string
+	// KeyMode is the permission of the private key file. Default
+	// DefaultKeyMode.
+	KeyMode fs.FileMode
+	// Commands run, in order and without a shell, after new files were
+	// written; each is an argv list.
+	Commands [][]string
+}
+
+// Load reads and parses the configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse parses a configuration file's contents. filename names the file in
+// problems, and its directory is what relative paths in the file are
+// relative to. Any problem is reported in an *Error listing all of them.
+func Parse(filename string, data []byte) (*Config, error) {
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		return nil, &Error{Problems: []Problem{syntaxProblem(filename, data, err)}}
+	}
+	base, err := filepath.Abs(filepath.Dir(filename))
+	if err != nil {
+		return nil, fmt.Errorf("resolve config directory: %w", err)
+	}
+	d := &decoder{file: filename, src: string(data), base: base}
+	cfg := d.config(doc)
+	if len(d.problems) > 0 {
+		sortProblems(d.problems)
+		return nil, &Error{Problems: d.problems}
+	}
+	cfg.File = filename
+	return cfg, nil
+}
+
+// syntaxProblem turns a TOML parser error into a Problem. A syntax error on
+// the eab_hmac_key line is reported without the parser's message, which may
+// quote the secret.
+func syntaxProblem(filename string, data []byte, err error) Problem {
+	p := Problem{File: filename, Message: err.Error()}
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		p.Line, p.Column, p.Message = pe.Position.Line, pe.Position.Col, pe.Message
+		if secretOnLine(data, pe.Position.Line) || strings.HasSuffix(pe.LastKey, "eab_hmac_key") {
+			p.Message = "syntax error at eab_hmac_key (the value is a secret and not shown); write it as a quoted string"
+		}
+	}
+	return p
+}
+
+// Specs returns the certificates' specs, in file order. The slices are
+// copies: changing them does not change c.
+func (c *Config) Specs() []certfleet.CertificateSpec {
+	specs := make([]certfleet.CertificateSpec, len(c.Certificates))
+	for i, cert := range c.Certificates {
+		s := cert.Spec
+		s.Identifiers = slices.Clone(s.Identifiers)
+		s.KeyTypes = slices.Clone(s.KeyTypes)
+		specs[i] = s
+	}
+	return specs
+}
+
+// Certificate returns the certificate named name.
+func (c *Config) Certificate(name string) (Certificate, bool) {
+	for _, cert := range c.Certificates {
+		if cert.Spec.Name == name {
+			return cert, true
+		}
+	}
+	return Certificate{}, false
+}
+
+// Uses reports whether any certificate is validated with challenge ct, so
+// that cmd/certfleet starts only the responders that are needed.
+func (c *Config) Uses(ct certfleet.ChallengeType) bool {
+	for _, cert := range c.Certificates {
+		if cert.Spec.Challenge == ct {
+			return true
+		}
+	}
+	return false
+}

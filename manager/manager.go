@@ -177,6 +177,7 @@ func (m *Manager) RunOnce(ctx context.Context) (Report, error) {
 		running int
 		done    = make(chan struct{}, m.Concurrency)
 		total   int
+		seen    = make(map[certfleet.JobKey]bool)
 	)
 	progress := time.NewTicker(5 * time.Second)
 	defer progress.Stop()
@@ -192,6 +193,14 @@ func (m *Manager) RunOnce(ctx context.Context) (Report, error) {
 			}
 		}
 		for _, job := range claimed {
+			if seen[job.JobKey] {
+				// Due again within the pass (e.g. a lifetime shorter
+				// than the pass): leave it to the next pass rather
+				// than loop on it.
+				_ = m.Store.ReleaseLease(ctx, job.JobKey, m.Instance)
+				continue
+			}
+			seen[job.JobKey] = true
 			running++
 			total++
 			wg.Add(1)
@@ -205,7 +214,7 @@ func (m *Manager) RunOnce(ctx context.Context) (Report, error) {
 			}()
 		}
 		if running == 0 {
-			break
+			break // nothing due that this pass has not worked on
 		}
 		select {
 		case <-done:
@@ -346,7 +355,7 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 	var iss certfleet.Issuance
 	if err == nil {
 		log.Info("ordering certificate", "reason", d.reason, certfleet.LogIdentifiers, certfleet.IdentifierValues(d.spec.Identifiers))
-		iss, err = m.issue(workCtx, job, d)
+		iss, err = m.issue(workCtx, job, &d)
 	}
 	if cause := context.Cause(workCtx); err != nil && cause != nil && cause != context.Canceled && ctx.Err() == nil {
 		err = fmt.Errorf("%w (%v)", err, cause) // the lease was lost
@@ -535,8 +544,8 @@ func stableRand(fingerprint string, w certfleet.RenewalInfo) float64 {
 }
 
 // issue orders the certificate, archives it and schedules the next check.
-func (m *Manager) issue(ctx context.Context, job certfleet.Job, d decision) (certfleet.Issuance, error) {
-	key, err := m.certificateKey(job, d)
+func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (certfleet.Issuance, error) {
+	key, err := m.certificateKey(job, *d)
 	if err != nil {
 		return certfleet.Issuance{}, err
 	}
@@ -583,7 +592,7 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d decision) (cer
 	if d.current != nil {
 		iss.Replaces = d.current.ID
 	}
-	d.next = m.firstCheck(d, leaf, now)
+	d.next = m.firstCheck(*d, leaf, now)
 	attempt := certfleet.Attempt{
 		JobKey: job.JobKey, Instance: m.Instance, StartedAt: now, FinishedAt: now,
 		Outcome: certfleet.OutcomeIssued, OrderURL: res.OrderURL,

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=v1.2.3"; it
+// falls back to the module version recorded by the Go toolchain.
+var Version = ""
+
+// command is one subcommand.
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the daemon: issue, renew, answer challenges, write files", cmdServe},
+		{"issue", "one pass: obtain or renew whatever is due, then exit (for cron)", cmdIssue},
+		{"status", "show a table of certificates and their renewal state", cmdStatus},
+		{"demo", "quickstart: issue certificates from an embedded test CA, offline", cmdDemo},
+		{"version", "print the version", cmdVersion},
+	}
+}
+
+// exitError carries a process exit code through the command functions.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+// Run runs the command line args (without the program name) and returns the
+// process exit code: 0 on success, 1 when the work failed, 2 on usage errors.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stdout, stderr)
+		var ee *exitError
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &ee):
+			if ee.err != nil {
+				fmt.Fprintf(stderr, "certfleet %s: %v\n", c.name, ee.err)
+			}
+			return ee.code
+		default:
+			fmt.Fprintf(stderr, "certfleet %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "certfleet: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "certfleet — a central ACME certificate manager\n\nUsage:\n  certfleet <command> [flags]\n\nCommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun \"certfleet <command> --help\" for a command's flags.\nQuickstart: certfleet demo --once\n")
+}
+
+// newFlagSet makes a FlagSet whose --help prints a usage text to stdout.
+func newFlagSet(name, synopsis, description string, stdout, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("certfleet "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: certfleet %s %s\n\n%s\n\nFlags:\n", name, synopsis, strings.TrimSpace(description))
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlags parses args; a --help prints the usage to stdout and returns
+// flag.ErrHelp, a bad flag returns a usage error (exit 2).
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	for _, a := range args {
+		if a == "-h" || a == "--help" || a == "-help" {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return flag.ErrHelp
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: 2}
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q (flags go before arguments; see --help)", fs.Arg(0))}
+	}
+	return nil
+}
+
+func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", "", "Print certfleet's version.", stdout, stderr)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "certfleet", version())
+	return nil
+}
+
+func version() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// getenv is the one place cmd reads the environment (STYLE.md §8).
+func getenv(key string) string { return os.Getenv(key) }

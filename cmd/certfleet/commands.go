@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/manager"
+)
+
+const configFlagHelp = "configuration `file` (TOML; see examples/certfleet.toml)"
+
+// newLogger builds the process logger from the config's [log] table.
+func newLogger(w io.Writer, l config.Log) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: l.Level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// loadConfig reads the config file named by -config, failing with a usage
+// error when none is given.
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, &exitError{code: 2, err: errors.New("missing -config FILE (see examples/certfleet.toml, or try: certfleet demo)")}
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return cfg, nil
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", "-config FILE", `
+Run the daemon: load the certificates of the config file into the store,
+answer challenges with the built-in responders, obtain and renew certificates
+as they come due, and write them to their output directories. Stops cleanly on
+SIGINT or SIGTERM; orders in flight are resumed at the next start.`, stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.Log)
+	d, err := OpenDaemon(ctx, cfg, DaemonOptions{Logger: log, StartResponders: true})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Serve(ctx)
+}
+
+// Serve writes any outputs that are behind, then runs the scheduler until ctx
+// ends or a responder fails.
+func (d *Daemon) Serve(ctx context.Context) error {
+	if err := d.SyncOutputs(ctx); err != nil {
+		d.Logger.Warn("some certificate files could not be written; will retry after the next issuance", certfleet.LogError, err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Manager.Run(runCtx) }()
+	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
+	select {
+	case err := <-d.Errors():
+		cancel()
+		<-done
+		return err
+	case err := <-done:
+		d.Logger.Info("certfleet stopped")
+		return err
+	}
+}
+
+func cmdIssue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("issue", "-config FILE", `
+One pass for cron: obtain or renew every certificate that is due, write the
+files, print what was done, and exit. The exit status is 1 if anything failed,
+so cron mails you. Certificates that are not due are left alone.`, stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.Log)
+	d, err := OpenDaemon(ctx, cfg, DaemonOptions{Logger: log, StartResponders: true})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	rep, err := d.IssueOnce(ctx)
+	printReport(stdout, rep)
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return &exitError{code: 1, err: fmt.Errorf("%d certificate(s) failed, %d could not be written; see above and `certfleet status -config %s`", rep.Failed, rep.DeployFailed, cfg.File)}
+	}
+	return nil
+}
+
+// IssueOnce writes outputs that are behind, then runs one scheduler pass.
+func (d *Daemon) IssueOnce(ctx context.Context) (manager.Report, error) {
+	syncErr := d.SyncOutputs(ctx)
+	rep, err := d.Manager.RunOnce(ctx)
+	if err == nil && syncErr != nil {
+		rep.DeployFailed++
+		d.Logger.Error("write certificate files", certfleet.LogError, syncErr)
+	}
+	return rep, err
+}
+
+// printReport prints one line per job worked on, then a summary.
+func printReport(w io.Writer, rep manager.Report) {
+	for _, r := range rep.Results {
+		switch r.Outcome {
+		case certfleet.OutcomeIssued:
+			line := fmt.Sprintf("issued   %-24s %-10s serial %s, valid until %s", r.Key.Spec, r.Key.KeyType, r.Issuance.Serial, r.Issuance.NotAfter.UTC().Format(time.RFC3339))
+			if r.Err != nil {
+				line += fmt.Sprintf("; NOT WRITTEN: %v", r.Err)
+			}
+			fmt.Fprintln(w, line)
+		case certfleet.OutcomeFailed:
+			fmt.Fprintf(w, "FAILED   %-24s %-10s %v (next try %s)\n", r.Key.Spec, r.Key.KeyType, r.Err, fmtTime(r.NextAt))
+		case certfleet.OutcomeDeferred:
+			fmt.Fprintf(w, "ok       %-24s %-10s not due until %s\n", r.Key.Spec, r.Key.KeyType, fmtTime(r.NextAt))
+		}
+	}
+	took := rep.Finished.Sub(rep.Started).Round(time.Millisecond)
+	if len(rep.Results) == 0 {
+		fmt.Fprintln(w, "nothing due: every certificate is current")
+		return
+	}
+	fmt.Fprintf(w, "%d issued, %d failed, %d not due, in %s\n", rep.Issued, rep.Failed, rep.Deferred, took)
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("status", "-config FILE", `
+Print a table of the certificates in the store: name, key type, identifiers,
+expiry, next renewal check and the last error. It reads the store only: it
+contacts no CA and starts no responder, so it is safe to run beside serve.`, stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	all := fs.Bool("all", false, "include withdrawn certificates")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	d, err := OpenDaemon(ctx, cfg, DaemonOptions{Logger: newLogger(io.Discard, cfg.Log)})
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return printStatus(ctx, stdout, d.Store, *all, time.Now())
+}
+
+// printStatus prints the status table of every job.
+func printStatus(ctx context.Context, w io.Writer, store certfleet.Store, all bool, now time.Time) error {
+	jobs, err := store.Jobs(ctx, certfleet.JobFilter{IncludeDisabled: all})
+	if err != nil {
+		return fmt.Errorf("list jobs: %w", err)
+	}
+	specs, err := store.Specs(ctx, certfleet.SpecFilter{IncludeDisabled: true})
+	if err != nil {
+		return fmt.Errorf("list specs: %w", err)
+	}
+	byName := make(map[string]certfleet.CertificateSpec, len(specs))
+	for _, s := range specs {
+		byName[s.Name] = s
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKEY\tIDENTIFIERS\tNOT AFTER\tNEXT CHECK\tSTATE\tLAST ERROR")
+	for _, j := range jobs {
+		spec := byName[j.Spec]
+		notAfter, state := "-", "pending"
+		if j.CurrentID != 0 {
+			iss, err := store.Issuance(ctx, j.CurrentID)
+			if err != nil {
+				return fmt.Errorf("load issuance %d of %s: %w", j.CurrentID, j.JobKey, err)
+			}
+			notAfter = fmtTime(iss.NotAfter)
+			switch left := iss.NotAfter.Sub(now); {
+			case left <= 0:
+				state = "EXPIRED"
+			case j.Failures > 0:
+				state = fmt.Sprintf("valid, %d failure(s)", j.Failures)
+			default:
+				state = "valid"
+			}
+		} else if j.Failures > 0 {
+			state = fmt.Sprintf("failing (%d)", j.Failures)
+		}
+		if j.Disabled {
+			state = "withdrawn"
+		}
+		lastErr := "-"
+		if j.LastError != "" {
+			lastErr = oneLine(j.LastError, 100)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Spec, j.KeyType, idList(spec.Identifiers), notAfter, fmtTime(j.NextAt), state, lastErr)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(jobs) == 0 {
+		fmt.Fprintln(w, "(no certificates in the store)")
+	}
+	return nil
+}
+
+func idList(ids []certfleet.Identifier) string {
+	v := certfleet.IdentifierValues(ids)
+	if len(v) > 3 {
+		return strings.Join(v[:3], ",") + fmt.Sprintf(",+%d", len(v)-3)
+	}
+	return strings.Join(v, ",")
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}
+

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/deploy"
+	"github.com/certfleet/certfleet/manager"
+	"github.com/certfleet/certfleet/solver/http01"
+	"github.com/certfleet/certfleet/solver/tlsalpn01"
+	"github.com/certfleet/certfleet/solver/webroot"
+	"github.com/certfleet/certfleet/sqlite"
+)
+
+// Daemon is certfleet wired together from a configuration: the store, the
+// issuers, the solvers and responders, the scheduler and the file writer.
+// serve, issue and demo all run one; end-to-end tests run it too.
+type Daemon struct {
+	Config  *config.Config
+	Store   certfleet.Store
+	Manager *manager.Manager
+	Logger  *slog.Logger
+
+	// HTTP01Addr and TLSALPN01Addr are the responders' bound addresses
+	// ("" when not started), so tests can listen on port 0.
+	HTTP01Addr, TLSALPN01Addr string
+
+	listeners []net.Listener
+	serveWG   sync.WaitGroup
+	serveCtx  context.Context
+	stopServe context.CancelFunc
+	errs      chan error
+}
+
+// DaemonOptions are the knobs that do not belong in the config file.
+type DaemonOptions struct {
+	Logger *slog.Logger
+	// HTTP01Listener and TLSALPN01Listener, when set, are used instead of
+	// listening on the configured addresses (tests, the demo).
+	HTTP01Listener, TLSALPN01Listener net.Listener
+	// StartResponders starts the built-in responders (serve, issue and demo
+	// do; status does not).
+	StartResponders bool
+	// Now overrides the clock (tests).
+	Now func() time.Time
+	// Instance overrides the lease owner name (tests).
+	Instance string
+}
+
+// OpenDaemon opens the store, syncs the config's certificates into it, and
+// builds (but does not start) the rest. Close releases everything.
+func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d *Daemon, err error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	d = &Daemon{Config: cfg, Logger: log, errs: make(chan error, 4)}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if strings.HasPrefix(cfg.State, "postgres://") || strings.HasPrefix(cfg.State, "postgresql://") {
+		return nil, fmt.Errorf("state %q: the PostgreSQL store is not available in this version; use a SQLite file path", redactDSN(cfg.State))
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.State), 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory for %s: %w", cfg.State, err)
+	}
+	store, err := sqlite.Open(ctx, cfg.State)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", cfg.State, err)
+	}
+	d.Store = store
+
+	res, err := store.SyncSpecs(ctx, certfleet.SourceConfig, cfg.Specs())
+	if err != nil {
+		return nil, fmt.Errorf("load certificates from %s into the store: %w", cfg.File, err)
+	}
+	log.Info("certificates loaded from config", "file", cfg.File, "summary", res.String())
+
+	tokens := &http01.Tokens{}
+	solvers := map[certfleet.ChallengeType]certfleet.Solver{
+		certfleet.ChallengeHTTP01:    &http01.Solver{Store: store, Tokens: tokens},
+		certfleet.ChallengeTLSALPN01: &tlsalpn01.Solver{Store: store},
+		certfleet.ChallengeWebroot:   newWebrootRouter(cfg),
+	}
+
+	issuers := make(map[string]certfleet.Issuer, len(cfg.Accounts))
+	for name, acct := range cfg.Accounts {
+		var roots []byte
+		if acct.TrustedRoots != "" {
+			roots, err = os.ReadFile(acct.TrustedRoots)
+			if err != nil {
+				return nil, fmt.Errorf("account %q: read trusted_roots: %w", name, err)
+			}
+		}
+		var eab *acmeissuer.EAB
+		if acct.EABKeyID != "" {
+			eab = &acmeissuer.EAB{KeyID: acct.EABKeyID, HMAC: acct.EABHMACKey}
+		}
+		iss, err := acmeissuer.New(acmeissuer.Config{
+			DirectoryURL:    acct.Directory,
+			TrustedRootsPEM: roots,
+			Contact:         acct.Contact(),
+			AccountName:     name,
+			EAB:             eab,
+			Accounts:        store,
+			Solvers:         solvers,
+			UserAgent:       "certfleet/" + version(),
+			Logger:          log.With("account", name),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("account %q: %w", name, err)
+		}
+		issuers[name] = iss
+	}
+
+	d.Manager = &manager.Manager{
+		Store:       store,
+		Issuers:     issuers,
+		Deployer:    &fileDeployer{cfg: cfg, writer: &deploy.Writer{Logger: log}},
+		Concurrency: cfg.Renewal.Concurrency,
+		Logger:      log,
+		Now:         opts.Now,
+		Instance:    opts.Instance,
+	}
+
+	if opts.StartResponders {
+		if err := d.startResponders(ctx, store, tokens, opts); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// startResponders listens for the challenges the config uses.
+func (d *Daemon) startResponders(ctx context.Context, store certfleet.Store, tokens *http01.Tokens, opts DaemonOptions) error {
+	d.serveCtx, d.stopServe = context.WithCancel(context.WithoutCancel(ctx))
+	cfg := d.Config
+	if ln := opts.HTTP01Listener; ln != nil || (cfg.Uses(certfleet.ChallengeHTTP01) && cfg.HTTP01Listen != "") {
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", cfg.HTTP01Listen); err != nil {
+				return listenError("http-01", "[http01] listen", cfg.HTTP01Listen, 80, err)
+			}
+		}
+		d.listeners = append(d.listeners, ln)
+		d.HTTP01Addr = ln.Addr().String()
+		r := &http01.Responder{Store: store, Tokens: tokens, Logger: d.Logger}
+		d.serve("http-01 responder", func() error { return r.Serve(d.serveCtx, ln) })
+		d.Logger.Info("http-01 responder listening", "addr", d.HTTP01Addr)
+	}
+	if ln := opts.TLSALPN01Listener; ln != nil || (cfg.Uses(certfleet.ChallengeTLSALPN01) && cfg.TLSALPN01Listen != "") {
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", cfg.TLSALPN01Listen); err != nil {
+				return listenError("tls-alpn-01", "[tlsalpn01] listen", cfg.TLSALPN01Listen, 443, err)
+			}
+		}
+		d.listeners = append(d.listeners, ln)
+		d.TLSALPN01Addr = ln.Addr().String()
+		r := &tlsalpn01.Responder{Store: store, Logger: d.Logger}
+		d.serve("tls-alpn-01 responder", func() error { return r.Serve(d.serveCtx, ln) })
+		d.Logger.Info("tls-alpn-01 responder listening", "addr", d.TLSALPN01Addr)
+	}
+	return nil
+}
+
+func (d *Daemon) serve(what string, fn func() error) {
+	d.serveWG.Add(1)
+	go func() {
+		defer d.serveWG.Done()
+		if err := fn(); err != nil && d.serveCtx.Err() == nil {
+			d.Logger.Error(what+" stopped", certfleet.LogError, err)
+			select {
+			case d.errs <- fmt.Errorf("%s: %w", what, err):
+			default:
+			}
+		}
+	}()
+}
+
+// listenError explains the usual cause of a failed listen on a CA port.
+func listenError(what, key, addr string, port int, err error) error {
+	hint := ""
+	if errors.Is(err, syscall.EACCES) {
+		hint = fmt.Sprintf("; ports below 1024 need root or CAP_NET_BIND_SERVICE (setcap cap_net_bind_service=+ep $(which certfleet)), or set %s to a high port and forward port %d to it", key, port)
+	} else if errors.Is(err, syscall.EADDRINUSE) {
+		hint = fmt.Sprintf("; another program (a web server?) holds it: forward /.well-known/acme-challenge/ to certfleet on another port set with %s, or use challenge = \"webroot\"", key)
+	}
+	return fmt.Errorf("%s responder: listen on %q (%s): %w%s", what, addr, key, err, hint)
+}
+
+// SyncOutputs writes every configured certificate's current issuance to its
+// output directory, if the files differ (after a crash between issuing and
+// writing, or when files were changed by hand). It returns the first error.
+func (d *Daemon) SyncOutputs(ctx context.Context) error {
+	var first error
+	fd := d.Manager.Deployer.(*fileDeployer)
+	for _, c := range d.Config.Certificates {
+		if c.Output.Dir == "" {
+			continue
+		}
+		for _, kt := range c.Spec.KeyTypes {
+			job, err := d.Store.Job(ctx, certfleet.JobKey{Spec: c.Spec.Name, KeyType: kt})
+			if err != nil || job.CurrentID == 0 {
+				continue
+			}
+			iss, err := d.Store.Issuance(ctx, job.CurrentID)
+			if err != nil {
+				first = cmp(first, fmt.Errorf("certificate %s (%s): load issuance %d: %w", c.Spec.Name, kt, job.CurrentID, err))
+				continue
+			}
+			if err := fd.Deploy(ctx, c.Spec, iss); err != nil {
+				d.Logger.Error("write certificate files", certfleet.LogCertificate, c.Spec.Name, certfleet.LogError, err)
+				first = cmp(first, err)
+			}
+		}
+	}
+	return first
+}
+
+func cmp(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// Errors reports responder failures while the daemon runs.
+func (d *Daemon) Errors() <-chan error { return d.errs }
+
+// Close stops the responders and closes the store.
+func (d *Daemon) Close() error {
+	if d.stopServe != nil {
+		d.stopServe()
+	}
+	for _, ln := range d.listeners {
+		_ = ln.Close()
+	}
+	d.serveWG.Wait()
+	if d.Store != nil {
+		return d.Store.Close()
+	}
+	return nil
+}
+
+// fileDeployer writes a certificate to the output its config entry names.
+type fileDeployer struct {
+	cfg    *config.Config
+	writer *deploy.Writer
+}
+
+func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
+	c, ok := f.cfg.Certificate(spec.Name)
+	if !ok || c.Output.Dir == "" {
+		return nil // declared elsewhere (API), or kept in the store only
+	}
+	_, err := f.writer.Write(ctx, deploy.Target{
+		Dir: c.Output.Dir, Owner: c.Output.Owner, Group: c.Output.Group,
+		KeyMode: c.Output.KeyMode, Commands: c.Output.Commands,
+	}, spec, iss)
+	if err != nil {
+		return fmt.Errorf("write %s to %s: %w", spec.Name, c.Output.Dir, err)
+	}
+	return nil
+}
+
+// webrootRouter answers http-01 for "webroot" certificates by writing into
+// the web root configured for the identifier's certificate(s).
+type webrootRouter struct {
+	byIdentifier map[string][]*webroot.Solver
+}
+
+func newWebrootRouter(cfg *config.Config) *webrootRouter {
+	r := &webrootRouter{byIdentifier: make(map[string][]*webroot.Solver)}
+	solvers := make(map[string]*webroot.Solver)
+	for _, c := range cfg.Certificates {
+		if c.Spec.Challenge != certfleet.ChallengeWebroot {
+			continue
+		}
+		s, ok := solvers[c.Webroot]
+		if !ok {
+			s = &webroot.Solver{Dir: c.Webroot}
+			solvers[c.Webroot] = s
+		}
+		for _, id := range c.Spec.Identifiers {
+			r.byIdentifier[id.Value] = append(r.byIdentifier[id.Value], s)
+		}
+	}
+	return r
+}
+
+func (r *webrootRouter) Present(ctx context.Context, chal certfleet.Challenge) error {
+	solvers := r.byIdentifier[chal.Identifier.Value]
+	if len(solvers) == 0 {
+		return certfleet.Errorf(certfleet.EINVALID, "no webroot is configured for %q", chal.Identifier.Value)
+	}
+	for _, s := range solvers {
+		if err := s.Present(ctx, chal); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *webrootRouter) CleanUp(ctx context.Context, chal certfleet.Challenge) error {
+	var errs []error
+	for _, s := range r.byIdentifier[chal.Identifier.Value] {
+		errs = append(errs, s.CleanUp(ctx, chal))
+	}
+	return errors.Join(errs...)
+}
+
+// redactDSN hides a password in a database URL.
+func redactDSN(dsn string) string {
+	if at := strings.LastIndex(dsn, "@"); at > 0 {
+		if scheme := strings.Index(dsn, "://"); scheme > 0 && scheme < at {
+			return dsn[:scheme+3] + "…" + dsn[at:]
+		}
+	}
+	return dsn
+}

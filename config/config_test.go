@@ -75,7 +75,9 @@ func TestParseExample(t *testing.T) {
 		t.Errorf("Accounts = %#v,\nwant %#v", cfg.Accounts, wantAccounts)
 	}
 
-	dns := func(v string) certfleet.Identifier { return certfleet.Identifier{Type: certfleet.IdentifierDNS, Value: v} }
+	dns := func(v string) certfleet.Identifier {
+		return certfleet.Identifier{Type: certfleet.IdentifierDNS, Value: v}
+	}
 	wantSpecs := []certfleet.CertificateSpec{{
 		Name:        "www",
 		Identifiers: []certfleet.Identifier{dns("example.org"), dns("www.example.org"), {Type: certfleet.IdentifierIP, Value: "192.0.2.10"}},
@@ -298,69 +300,69 @@ func TestSpecsAreCopies(t *testing.T) {
 	}
 }
 
-// TestParseProblems checks each documented problem: where it is reported
-// (file:line: field:) and the phrase that says what is wrong.
-func TestParseProblems(t *testing.T) {
-	cert := func(extra string) string {
-		return ca + "[[certificate]]\nidentifiers = [\"example.org\"]\n" + extra
-	}
-	for _, tc := range []struct {
-		name string
-		src  string
-		want []string // one "prefix|phrase" per problem, in order
-	}{
-		{"syntax", "state = \"x\"\n[ca\n", []string{`certfleet.toml:3:4: |expected '.' or ']' to end table name`}},
-		{"duplicate key", "state = \"a\"\nstate = \"b\"\n", []string{`certfleet.toml:2:13: |Key 'state' has already been defined`}},
-		{"unknown top key", "dns01 = 1\n", []string{`certfleet.toml:1: dns01: |unknown key dns01; the keys here are state, log`}},
-		{"unknown key with hint", cert("domains = [\"x.example\"]\n"), []string{
-			`certfleet.toml:5: certificate[0].domains: |unknown key domains (did you mean identifiers?)`}},
-		{"unknown key in [ca]", "[ca]\ndirectory = \"letsencrypt\"\nurl = \"x\"\n", []string{
-			`certfleet.toml:3: ca.url: |did you mean directory?`}},
-		{"unknown quoted key", "[log]\n\"le vel\" = 1\n", []string{`certfleet.toml:2: log."le vel": |unknown key "le vel"`}},
-		{"unknown table", "[dns]\nprovider = \"x\"\n", []string{`certfleet.toml:1: dns: |unknown key dns`}},
-		{"wrong type", "state = 5\n", []string{`certfleet.toml:1: state: |must be a string, not an integer`}},
-		{"table expected", "log = \"debug\"\n", []string{`certfleet.toml:1: log: |must be a table`}},
-		{"single certificate table", ca + "[certificate]\nidentifiers = [\"a.example\"]\n", []string{
-			`certfleet.toml:3: certificate: |write each certificate under its own [[certificate]] header`}},
-		{"empty state", "state = \"\"\n", []string{`certfleet.toml:1: state: |must not be empty`}},
-		{"state scheme", "state = \"mysql://x\"\n", []string{`certfleet.toml:1: state: |unsupported store URL`}},
-		{"tilde", "state = \"~/x.db\"\n", []string{`certfleet.toml:1: state: |~ is not expanded`}},
-		{"log level", "[log]\nlevel = \"loud\"\n", []string{`certfleet.toml:2: log.level: |unknown level "loud"`}},
-		{"log format", "[log]\nformat = \"xml\"\n", []string{`certfleet.toml:2: log.format: |unknown format "xml"`}},
-		{"listen", "[http01]\nlisten = \"80\"\n", []string{`certfleet.toml:2: http01.listen: |"80" is not a listen address`}},
-		{"concurrency", "[renewal]\nconcurrency = 0\n", []string{`certfleet.toml:2: renewal.concurrency: |out of range`}},
-		{"concurrency type", "[renewal]\nconcurrency = \"8\"\n", []string{`certfleet.toml:2: renewal.concurrency: |must be an integer`}},
-		{"renewal duration", "[renewal]\nrenew_before = \"30 days\"\n", []string{
-			`certfleet.toml:2: renewal.renew_before: |invalid duration "30 days"`}},
-		{"missing ca", "[[certificate]]\nidentifiers = [\"example.org\"]\n", []string{
-			`certfleet.toml: ca.directory: |required: certificates use the default account`}},
-		{"ca without directory", "[ca]\nemail = \"a@example.org\"\n", []string{
-			`certfleet.toml:1: ca.directory: |required`}},
-		{"directory not https", "[ca]\ndirectory = \"http://ca.example/dir\"\n", []string{
-			`certfleet.toml:2: ca.directory: |"http://ca.example/dir" is neither an https:// URL nor a known CA`}},
-		{"directory relative", "[ca]\ndirectory = \"/directory\"\n", []string{`certfleet.toml:2: ca.directory: |neither an https:// URL`}},
-		{"directory alias typo", "[ca]\ndirectory = \"letsencrypt-stage\"\n", []string{`certfleet.toml:2: ca.directory: |known CA`}},
-		{"email", "[ca]\ndirectory = \"letsencrypt\"\nemail = \"ops at example.org\"\n", []string{
-			`certfleet.toml:3: ca.email: |"ops at example.org" is not an email address`}},
-		{"eab id without hmac", "[ca]\ndirectory = \"zerossl\"\neab_key_id = \"kid\"\n", []string{
-			`certfleet.toml:1: ca.eab_hmac_key: |required with eab_key_id`}},
-		{"eab hmac without id", "[ca]\ndirectory = \"zerossl\"\neab_hmac_key = \"c2VjcmV0\"\n", []string{
-			`certfleet.toml:1: ca.eab_key_id: |required with eab_hmac_key`}},
-		{"eab hmac not base64url", "[ca]\ndirectory = \"zerossl\"\neab_key_id = \"kid\"\neab_hmac_key = \"s3cr3t+/!!\"\n", []string{
-			`certfleet.toml:4: ca.eab_hmac_key: |not a base64url string`}},
-		{"account without directory", "[accounts.x]\nemail = \"a@example.org\"\n", []string{
-			`certfleet.toml:1: accounts.x.directory: |required, since [ca] has no directory to inherit`}},
-		{"account named default", ca + "[accounts.default]\n", []string{`certfleet.toml:3: accounts.default: |reserved for [ca]`}},
-		{"account name", ca + "[accounts.\"a b\"]\n", []string{`certfleet.toml:3: accounts."a b": |account name "a b"`}},
-		{"unknown account", cert("account = \"customer9\"\n"), []string{
-			`certfleet.toml:5: certificate[0].account: |unknown account "customer9" (configured: default)`}},
-		{"missing identifiers", ca + "[[certificate]]\nname = \"x\"\n", []string{
-			`certfleet.toml:3: certificate[0].identifiers: |required`}},
-		{"empty identifiers", ca + "[[certificate]]\nidentifiers = []\n", []string{
-			`certfleet.toml:4: certificate[0].identifiers: |empty`}},
-		{"identifier not a string", ca + "[[certificate]]\nidentifiers = [\"a.example\", 3]\n", []string{
-			`certfleet.toml:4: certificate[0].identifiers[1]: |must be a string`}},
-		{"invalid identifiers", ca + `[[certificate]]
+func cert(extra string) string {
+	return ca + "[[certificate]]\nidentifiers = [\"example.org\"]\n" + extra
+}
+
+// problemCases are snippets with the problems they must be reported with:
+// one "prefix|phrase" per problem, in order.
+var problemCases = []struct {
+	name string
+	src  string
+	want []string
+}{
+	{"syntax", "state = \"x\"\n[ca\n", []string{`certfleet.toml:3:4: |expected '.' or ']' to end table name`}},
+	{"duplicate key", "state = \"a\"\nstate = \"b\"\n", []string{`certfleet.toml:2:13: |Key 'state' has already been defined`}},
+	{"unknown top key", "dns01 = 1\n", []string{`certfleet.toml:1: dns01: |unknown key dns01; the keys here are state, log`}},
+	{"unknown key with hint", cert("domains = [\"x.example\"]\n"), []string{
+		`certfleet.toml:5: certificate[0].domains: |unknown key domains (did you mean identifiers?)`}},
+	{"unknown key in [ca]", "[ca]\ndirectory = \"letsencrypt\"\nurl = \"x\"\n", []string{
+		`certfleet.toml:3: ca.url: |did you mean directory?`}},
+	{"unknown quoted key", "[log]\n\"le vel\" = 1\n", []string{`certfleet.toml:2: log."le vel": |unknown key "le vel"`}},
+	{"unknown table", "[dns]\nprovider = \"x\"\n", []string{`certfleet.toml:1: dns: |unknown key dns`}},
+	{"wrong type", "state = 5\n", []string{`certfleet.toml:1: state: |must be a string, not an integer`}},
+	{"table expected", "log = \"debug\"\n", []string{`certfleet.toml:1: log: |must be a table`}},
+	{"single certificate table", ca + "[certificate]\nidentifiers = [\"a.example\"]\n", []string{
+		`certfleet.toml:3: certificate: |write each certificate under its own [[certificate]] header`}},
+	{"empty state", "state = \"\"\n", []string{`certfleet.toml:1: state: |must not be empty`}},
+	{"state scheme", "state = \"mysql://x\"\n", []string{`certfleet.toml:1: state: |unsupported store URL`}},
+	{"tilde", "state = \"~/x.db\"\n", []string{`certfleet.toml:1: state: |~ is not expanded`}},
+	{"log level", "[log]\nlevel = \"loud\"\n", []string{`certfleet.toml:2: log.level: |unknown level "loud"`}},
+	{"log format", "[log]\nformat = \"xml\"\n", []string{`certfleet.toml:2: log.format: |unknown format "xml"`}},
+	{"listen", "[http01]\nlisten = \"80\"\n", []string{`certfleet.toml:2: http01.listen: |"80" is not a listen address`}},
+	{"concurrency", "[renewal]\nconcurrency = 0\n", []string{`certfleet.toml:2: renewal.concurrency: |out of range`}},
+	{"concurrency type", "[renewal]\nconcurrency = \"8\"\n", []string{`certfleet.toml:2: renewal.concurrency: |must be an integer`}},
+	{"renewal duration", "[renewal]\nrenew_before = \"30 days\"\n", []string{
+		`certfleet.toml:2: renewal.renew_before: |invalid duration "30 days"`}},
+	{"missing ca", "[[certificate]]\nidentifiers = [\"example.org\"]\n", []string{
+		`certfleet.toml: ca.directory: |required: certificates use the default account`}},
+	{"ca without directory", "[ca]\nemail = \"a@example.org\"\n", []string{
+		`certfleet.toml:1: ca.directory: |required`}},
+	{"directory not https", "[ca]\ndirectory = \"http://ca.example/dir\"\n", []string{
+		`certfleet.toml:2: ca.directory: |"http://ca.example/dir" is neither an https:// URL nor a known CA`}},
+	{"directory relative", "[ca]\ndirectory = \"/directory\"\n", []string{`certfleet.toml:2: ca.directory: |neither an https:// URL`}},
+	{"directory alias typo", "[ca]\ndirectory = \"letsencrypt-stage\"\n", []string{`certfleet.toml:2: ca.directory: |known CA`}},
+	{"email", "[ca]\ndirectory = \"letsencrypt\"\nemail = \"ops at example.org\"\n", []string{
+		`certfleet.toml:3: ca.email: |"ops at example.org" is not an email address`}},
+	{"eab id without hmac", "[ca]\ndirectory = \"zerossl\"\neab_key_id = \"kid\"\n", []string{
+		`certfleet.toml:1: ca.eab_hmac_key: |required with eab_key_id`}},
+	{"eab hmac without id", "[ca]\ndirectory = \"zerossl\"\neab_hmac_key = \"c2VjcmV0\"\n", []string{
+		`certfleet.toml:1: ca.eab_key_id: |required with eab_hmac_key`}},
+	{"eab hmac not base64url", "[ca]\ndirectory = \"zerossl\"\neab_key_id = \"kid\"\neab_hmac_key = \"s3cr3t+/!!\"\n", []string{
+		`certfleet.toml:4: ca.eab_hmac_key: |not a base64url string`}},
+	{"account without directory", "[accounts.x]\nemail = \"a@example.org\"\n", []string{
+		`certfleet.toml:1: accounts.x.directory: |required, since [ca] has no directory to inherit`}},
+	{"account named default", ca + "[accounts.default]\n", []string{`certfleet.toml:3: accounts.default: |reserved for [ca]`}},
+	{"account name", ca + "[accounts.\"a b\"]\n", []string{`certfleet.toml:3: accounts."a b": |account name "a b"`}},
+	{"unknown account", cert("account = \"customer9\"\n"), []string{
+		`certfleet.toml:5: certificate[0].account: |unknown account "customer9" (configured: default)`}},
+	{"missing identifiers", ca + "[[certificate]]\nname = \"x\"\n", []string{
+		`certfleet.toml:3: certificate[0].identifiers: |required`}},
+	{"empty identifiers", ca + "[[certificate]]\nidentifiers = []\n", []string{
+		`certfleet.toml:4: certificate[0].identifiers: |empty`}},
+	{"identifier not a string", ca + "[[certificate]]\nidentifiers = [\"a.example\", 3]\n", []string{
+		`certfleet.toml:4: certificate[0].identifiers[1]: |must be a string`}},
+	{"invalid identifiers", ca + `[[certificate]]
 name = "x"
 identifiers = [
   "example.org",
@@ -368,70 +370,70 @@ identifiers = [
   "localhost",
 ]
 `, []string{
-			`certfleet.toml:7: certificate[0].identifiers[1]: |identifier "exa_mple.org": label "exa_mple" has the character '_'`,
-			`certfleet.toml:8: certificate[0].identifiers[2]: |at least two labels`,
-		}},
-		{"duplicate identifier", ca + "[[certificate]]\nidentifiers = [\"a.example\", \"b.example\", \"a.example\"]\n", []string{
-			`certfleet.toml:4: certificate[0].identifiers[2]: |"a.example" is listed twice`}},
-		{"duplicate after normalisation", ca + "[[certificate]]\nidentifiers = [\"a.example\", \"A.Example.\"]\n", []string{
-			`certfleet.toml:4: certificate[0].identifiers[1]: |"A.Example." is the same name as "a.example"`}},
-		{"too many identifiers", ca + "[[certificate]]\nidentifiers = [" + manyIdentifiers(101) + "]\n", []string{
-			`certfleet.toml:4: certificate[0].identifiers: |101 identifiers; a certificate may hold at most 100`}},
-		{"wildcard with http-01", ca + "[[certificate]]\nidentifiers = [\"*.example.org\"]\n", []string{
-			`certfleet.toml:4: certificate[0].identifiers[0]: |wildcard "*.example.org" can only be validated with dns-01, not http-01`}},
-		{"ip with dns-01", ca + "[[certificate]]\nidentifiers = [\"a.example\", \"2001:DB8::1\"]\nchallenge = \"dns-01\"\n", []string{
-			`certfleet.toml:4: certificate[0].identifiers[1]: |IP address "2001:db8::1" cannot be validated with dns-01`}},
-		{"unknown key type", cert("key_types = [\"ecdsa-p256\", \"ed25519\"]\n"), []string{
-			`certfleet.toml:5: certificate[0].key_types[1]: |unknown key type "ed25519"`}},
-		{"same family", cert("key_types = [\"rsa2048\", \"rsa4096\"]\n"), []string{
-			`certfleet.toml:5: certificate[0].key_types: |dual certificates need one RSA and one ECDSA key type, not rsa2048 and rsa4096`}},
-		{"three key types", cert("key_types = [\"rsa2048\", \"ecdsa-p256\", \"ecdsa-p384\"]\n"), []string{
-			`certfleet.toml:5: certificate[0].key_types: |give one key type, or two`}},
-		{"no key types", cert("key_types = []\n"), []string{`certfleet.toml:5: certificate[0].key_types: |give one key type`}},
-		{"unknown challenge", cert("challenge = \"http01\"\n"), []string{
-			`certfleet.toml:5: certificate[0].challenge: |unknown challenge "http01"`}},
-		{"webroot without webroot", cert("challenge = \"webroot\"\n"), []string{
-			`certfleet.toml:5: certificate[0].challenge: |challenge "webroot" needs webroot`}},
-		{"webroot with another challenge", cert("webroot = \"/var/www\"\n"), []string{
-			`certfleet.toml:5: certificate[0].webroot: |only used with challenge = "webroot"`}},
-		{"bad name", cert("name = \"../etc\"\n"), []string{`certfleet.toml:5: certificate[0].name: |certificate name "../etc"`}},
-		{"default name too long", ca + "[[certificate]]\nidentifiers = [\"" + strings.Repeat("a", 63) + "." +
-			strings.Repeat("b", 63) + "." + strings.Repeat("c", 10) + "\"]\n", []string{
-			`certfleet.toml:3: certificate[0].name: |the name defaults to the first identifier`}},
-		{"duplicate names", ca + `[[certificate]]
+		`certfleet.toml:7: certificate[0].identifiers[1]: |identifier "exa_mple.org": label "exa_mple" has the character '_'`,
+		`certfleet.toml:8: certificate[0].identifiers[2]: |at least two labels`,
+	}},
+	{"duplicate identifier", ca + "[[certificate]]\nidentifiers = [\"a.example\", \"b.example\", \"a.example\"]\n", []string{
+		`certfleet.toml:4: certificate[0].identifiers[2]: |"a.example" is listed twice`}},
+	{"duplicate after normalisation", ca + "[[certificate]]\nidentifiers = [\"a.example\", \"A.Example.\"]\n", []string{
+		`certfleet.toml:4: certificate[0].identifiers[1]: |"A.Example." is the same name as "a.example"`}},
+	{"too many identifiers", ca + "[[certificate]]\nidentifiers = [" + manyIdentifiers(101) + "]\n", []string{
+		`certfleet.toml:4: certificate[0].identifiers: |101 identifiers; a certificate may hold at most 100`}},
+	{"wildcard with http-01", ca + "[[certificate]]\nidentifiers = [\"*.example.org\"]\n", []string{
+		`certfleet.toml:4: certificate[0].identifiers[0]: |wildcard "*.example.org" can only be validated with dns-01, not http-01`}},
+	{"ip with dns-01", ca + "[[certificate]]\nidentifiers = [\"a.example\", \"2001:DB8::1\"]\nchallenge = \"dns-01\"\n", []string{
+		`certfleet.toml:4: certificate[0].identifiers[1]: |IP address "2001:db8::1" cannot be validated with dns-01`}},
+	{"unknown key type", cert("key_types = [\"ecdsa-p256\", \"ed25519\"]\n"), []string{
+		`certfleet.toml:5: certificate[0].key_types[1]: |unknown key type "ed25519"`}},
+	{"same family", cert("key_types = [\"rsa2048\", \"rsa4096\"]\n"), []string{
+		`certfleet.toml:5: certificate[0].key_types: |dual certificates need one RSA and one ECDSA key type, not rsa2048 and rsa4096`}},
+	{"three key types", cert("key_types = [\"rsa2048\", \"ecdsa-p256\", \"ecdsa-p384\"]\n"), []string{
+		`certfleet.toml:5: certificate[0].key_types: |give one key type, or two`}},
+	{"no key types", cert("key_types = []\n"), []string{`certfleet.toml:5: certificate[0].key_types: |give one key type`}},
+	{"unknown challenge", cert("challenge = \"http01\"\n"), []string{
+		`certfleet.toml:5: certificate[0].challenge: |unknown challenge "http01"`}},
+	{"webroot without webroot", cert("challenge = \"webroot\"\n"), []string{
+		`certfleet.toml:5: certificate[0].challenge: |challenge "webroot" needs webroot`}},
+	{"webroot with another challenge", cert("webroot = \"/var/www\"\n"), []string{
+		`certfleet.toml:5: certificate[0].webroot: |only used with challenge = "webroot"`}},
+	{"bad name", cert("name = \"../etc\"\n"), []string{`certfleet.toml:5: certificate[0].name: |certificate name "../etc"`}},
+	{"default name too long", ca + "[[certificate]]\nidentifiers = [\"" + strings.Repeat("a", 63) + "." +
+		strings.Repeat("b", 63) + "." + strings.Repeat("c", 10) + "\"]\n", []string{
+		`certfleet.toml:3: certificate[0].name: |the name defaults to the first identifier`}},
+	{"duplicate names", ca + `[[certificate]]
 identifiers = ["example.org"]
 
 [[certificate]]
 identifiers = ["example.org", "www.example.org"]
 `, []string{`certfleet.toml:6: certificate[1].name: |"example.org" is already used by certificate[0] at line 3 (the name defaults`}},
-		{"duplicate explicit names", ca + "[[certificate]]\nname = \"Www\"\nidentifiers = [\"a.example\"]\n" +
-			"[[certificate]]\nname = \"www\"\nidentifiers = [\"b.example\"]\n", []string{
-			`certfleet.toml:7: certificate[1].name: |"www" is already used by certificate[0] at line 3`}},
-		{"duplicate output dirs", ca + "[[certificate]]\nidentifiers = [\"a.example\"]\noutput_dir = \"/x\"\n" +
-			"[[certificate]]\nidentifiers = [\"b.example\"]\noutput_dir = \"/x/\"\n", []string{
-			`certfleet.toml:8: certificate[1].output_dir: |/x is already the output directory of certificate[0]`}},
-		{"bad duration", cert("renew_before = \"-30d\"\n"), []string{`certfleet.toml:5: certificate[0].renew_before: |invalid duration "-30d"`}},
-		{"duration without unit", cert("renew_before = \"30\"\n"), []string{`certfleet.toml:5: certificate[0].renew_before: |invalid duration`}},
-		{"reuse_key type", cert("reuse_key = \"yes\"\n"), []string{`certfleet.toml:5: certificate[0].reuse_key: |must be true or false`}},
-		{"profile", cert("profile = \"short lived\"\n"), []string{`certfleet.toml:5: certificate[0].profile: |not a profile name`}},
-		{"key_mode not octal", cert("key_mode = \"0648\"\n"), []string{`certfleet.toml:5: certificate[0].key_mode: |"0648" is not an octal file mode`}},
-		{"key_mode decimal", cert("key_mode = 640\n"), []string{`certfleet.toml:5: certificate[0].key_mode: |01200 is not a permission mode`}},
-		{"key_mode world readable", cert("key_mode = \"0644\"\n"), []string{
-			`certfleet.toml:5: certificate[0].key_mode: |0644 lets every user on the host read`}},
-		{"owner", cert("owner = \"root:root\"\n"), []string{`certfleet.toml:5: certificate[0].owner: |"root:root" is not a user or group name`}},
-		{"commands flat", cert("commands = [\"systemctl\", \"reload\", \"nginx\"]\n"), []string{
-			`certfleet.toml:5: certificate[0].commands[0]: |must be an argv list, not a string`,
-			`certfleet.toml:5: certificate[0].commands[1]: |must be an argv list`,
-			`certfleet.toml:5: certificate[0].commands[2]: |must be an argv list`}},
-		{"commands string", cert("commands = \"systemctl reload nginx\"\n"), []string{
-			`certfleet.toml:5: certificate[0].commands: |must be a list of argv lists`}},
-		{"empty command", cert("commands = [\n  [\"true\"],\n  [],\n]\n"), []string{
-			`certfleet.toml:7: certificate[0].commands[1]: |empty command`}},
-		{"empty program", cert("commands = [[\"\", \"x\"]]\n"), []string{`certfleet.toml:5: certificate[0].commands[0][0]: |the program name is empty`}},
-		{"bad defaults", ca + "[defaults]\nkey_types = [\"dsa\"]\nchallenge = \"dns01\"\n[[certificate]]\nidentifiers = [\"*.a.example\"]\n", []string{
-			`certfleet.toml:4: defaults.key_types[0]: |unknown key type "dsa"`,
-			`certfleet.toml:5: defaults.challenge: |unknown challenge "dns01"`}},
-		{"several certificates", ca + `[[certificate]]
+	{"duplicate explicit names", ca + "[[certificate]]\nname = \"Www\"\nidentifiers = [\"a.example\"]\n" +
+		"[[certificate]]\nname = \"www\"\nidentifiers = [\"b.example\"]\n", []string{
+		`certfleet.toml:7: certificate[1].name: |"www" is already used by certificate[0] at line 3`}},
+	{"duplicate output dirs", ca + "[[certificate]]\nidentifiers = [\"a.example\"]\noutput_dir = \"/x\"\n" +
+		"[[certificate]]\nidentifiers = [\"b.example\"]\noutput_dir = \"/x/\"\n", []string{
+		`certfleet.toml:8: certificate[1].output_dir: |/x is already the output directory of certificate[0]`}},
+	{"bad duration", cert("renew_before = \"-30d\"\n"), []string{`certfleet.toml:5: certificate[0].renew_before: |invalid duration "-30d"`}},
+	{"duration without unit", cert("renew_before = \"30\"\n"), []string{`certfleet.toml:5: certificate[0].renew_before: |invalid duration`}},
+	{"reuse_key type", cert("reuse_key = \"yes\"\n"), []string{`certfleet.toml:5: certificate[0].reuse_key: |must be true or false`}},
+	{"profile", cert("profile = \"short lived\"\n"), []string{`certfleet.toml:5: certificate[0].profile: |not a profile name`}},
+	{"key_mode not octal", cert("key_mode = \"0648\"\n"), []string{`certfleet.toml:5: certificate[0].key_mode: |"0648" is not an octal file mode`}},
+	{"key_mode decimal", cert("key_mode = 640\n"), []string{`certfleet.toml:5: certificate[0].key_mode: |01200 is not a permission mode`}},
+	{"key_mode world readable", cert("key_mode = \"0644\"\n"), []string{
+		`certfleet.toml:5: certificate[0].key_mode: |0644 lets every user on the host read`}},
+	{"owner", cert("owner = \"root:root\"\n"), []string{`certfleet.toml:5: certificate[0].owner: |"root:root" is not a user or group name`}},
+	{"commands flat", cert("commands = [\"systemctl\", \"reload\", \"nginx\"]\n"), []string{
+		`certfleet.toml:5: certificate[0].commands[0]: |must be an argv list, not a string`,
+		`certfleet.toml:5: certificate[0].commands[1]: |must be an argv list`,
+		`certfleet.toml:5: certificate[0].commands[2]: |must be an argv list`}},
+	{"commands string", cert("commands = \"systemctl reload nginx\"\n"), []string{
+		`certfleet.toml:5: certificate[0].commands: |must be a list of argv lists`}},
+	{"empty command", cert("commands = [\n  [\"true\"],\n  [],\n]\n"), []string{
+		`certfleet.toml:7: certificate[0].commands[1]: |empty command`}},
+	{"empty program", cert("commands = [[\"\", \"x\"]]\n"), []string{`certfleet.toml:5: certificate[0].commands[0][0]: |the program name is empty`}},
+	{"bad defaults", ca + "[defaults]\nkey_types = [\"dsa\"]\nchallenge = \"dns01\"\n[[certificate]]\nidentifiers = [\"*.a.example\"]\n", []string{
+		`certfleet.toml:4: defaults.key_types[0]: |unknown key type "dsa"`,
+		`certfleet.toml:5: defaults.challenge: |unknown challenge "dns01"`}},
+	{"several certificates", ca + `[[certificate]]
 identifiers = ["a.example"]
 
 [[certificate]]
@@ -444,13 +446,18 @@ identifiers = ["c.example"]
 challenge = "tls-alpn-01"
 renew_before = "soon"
 `, []string{
-			`certfleet.toml:7: certificate[1].identifiers[0]: |"exa mple.org"`,
-			`certfleet.toml:8: certificate[1].key_types[0]: |unknown key type "rsa1024"`,
-			`certfleet.toml:14: certificate[2].renew_before: |invalid duration "soon"`,
-		}},
-		{"inline array of tables", "certificate = [\n  {identifiers = [\"a.example\"]},\n  {identifiers = [\"b.example\"], challenge = \"x\"},\n]\n" + ca, []string{
-			`certfleet.toml:3: certificate[1].challenge: |unknown challenge "x"`}},
-	} {
+		`certfleet.toml:7: certificate[1].identifiers[0]: |"exa mple.org"`,
+		`certfleet.toml:8: certificate[1].key_types[0]: |unknown key type "rsa1024"`,
+		`certfleet.toml:14: certificate[2].renew_before: |invalid duration "soon"`,
+	}},
+	{"inline array of tables", "certificate = [\n  {identifiers = [\"a.example\"]},\n  {identifiers = [\"b.example\"], challenge = \"x\"},\n]\n" + ca, []string{
+		`certfleet.toml:3: certificate[1].challenge: |unknown challenge "x"`}},
+}
+
+// TestParseProblems checks each documented problem: where it is reported
+// (file:line: field:) and the phrase that says what is wrong.
+func TestParseProblems(t *testing.T) {
+	for _, tc := range problemCases {
 		t.Run(tc.name, func(t *testing.T) {
 			problems := mustProblems(t, tc.src)
 			var got []string

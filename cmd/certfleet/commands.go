@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -248,4 +247,3 @@ func oneLine(s string, n int) string {
 	}
 	return s
 }
-

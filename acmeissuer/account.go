@@ -1,0 +1,134 @@
+package acmeissuer
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"strings"
+
+	"github.com/certfleet/certfleet"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+// account returns the ACME account, loading it from the store or creating
+// it at the CA (RFC 8555 §7.3) on first use. Concurrent callers wait for
+// the first; an instance that loses the race to store a new account uses
+// the winner's (the store returns it) and abandons its own at the CA.
+func (i *Issuer) account(ctx context.Context) (acme.Account, error) {
+	i.acctMu.Lock()
+	defer i.acctMu.Unlock()
+	if i.acct != nil {
+		return *i.acct, nil
+	}
+	if i.cfg.Accounts != nil {
+		stored, err := i.cfg.Accounts.Account(ctx, i.cfg.DirectoryURL, i.name)
+		switch {
+		case err == nil:
+			a, err := fromStored(stored)
+			if err != nil {
+				return acme.Account{}, err
+			}
+			i.acct = &a
+			return a, nil
+		case certfleet.ErrorCode(err) != certfleet.ENOTFOUND:
+			return acme.Account{}, fmt.Errorf("load account %q: %w", i.name, err)
+		}
+	}
+
+	a, err := i.newAccount(ctx)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	if i.cfg.Accounts != nil {
+		keyPEM, err := certfleet.MarshalPrivateKey(a.PrivateKey)
+		if err != nil {
+			return acme.Account{}, err
+		}
+		stored, err := i.cfg.Accounts.CreateAccount(ctx, certfleet.Account{
+			CA: i.cfg.DirectoryURL, Name: i.name, Contact: a.Contact,
+			KeyPEM: keyPEM, URL: a.Location, CreatedAt: i.now(),
+		})
+		if err != nil {
+			return acme.Account{}, fmt.Errorf("store account %s: %w", a.Location, err)
+		}
+		if stored.URL != a.Location {
+			i.logger.Info("another instance created the account first; using its account",
+				"account", stored.URL, "abandoned", a.Location)
+			if a, err = fromStored(stored); err != nil {
+				return acme.Account{}, err
+			}
+		}
+	}
+	i.acct = &a
+	return a, nil
+}
+
+// newAccount creates an account at the CA with a new P-256 key.
+func (i *Issuer) newAccount(ctx context.Context) (acme.Account, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("generate account key: %w", err)
+	}
+	a := acme.Account{
+		Contact:              contactURLs(i.cfg.Contact),
+		TermsOfServiceAgreed: true,
+		PrivateKey:           key,
+	}
+	if i.cfg.EAB != nil {
+		// SetExternalAccountBinding needs the directory (the newAccount
+		// URL is signed into the binding).
+		if _, err := i.directory(ctx); err != nil {
+			return acme.Account{}, err
+		}
+		if err := a.SetExternalAccountBinding(ctx, i.client, acme.EAB{KeyID: i.cfg.EAB.KeyID, MACKey: i.cfg.EAB.HMAC}); err != nil {
+			// The error may quote the decoder's complaint, never the key.
+			return acme.Account{}, certfleet.ErrNoRetry{Err: certfleet.Errorf(certfleet.EINVALID,
+				"external account binding %q: %v", i.cfg.EAB.KeyID, err)}
+		}
+	}
+	_, err = i.call(ctx, func(ctx context.Context) error {
+		var err error
+		a, err = i.client.NewAccount(ctx, a)
+		return err
+	})
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("create account %q at %s: %w", i.name, i.cfg.DirectoryURL, err)
+	}
+	if a.Location == "" {
+		return acme.Account{}, fmt.Errorf("create account %q at %s: the CA sent no account URL", i.name, i.cfg.DirectoryURL)
+	}
+	i.logger.Info("account created", "account", a.Location, "name", i.name)
+	return a, nil
+}
+
+// fromStored turns a stored account into an acmez one.
+func fromStored(s certfleet.Account) (acme.Account, error) {
+	key, err := certfleet.ParsePrivateKey(s.KeyPEM)
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("account %s: key: %w", s.URL, err)
+	}
+	return acme.Account{
+		Status:     acme.StatusValid,
+		Contact:    s.Contact,
+		Location:   s.URL,
+		PrivateKey: key,
+	}, nil
+}
+
+// contactURLs adds "mailto:" to bare e-mail addresses (RFC 8555 §7.3).
+func contactURLs(contact []string) []string {
+	var out []string
+	for _, c := range contact {
+		c = strings.TrimSpace(c)
+		switch {
+		case c == "":
+		case strings.Contains(c, ":"):
+			out = append(out, c)
+		default:
+			out = append(out, "mailto:"+c)
+		}
+	}
+	return out
+}

@@ -72,13 +72,13 @@ func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfle
 		return a, fmt.Errorf("create account %q of %s: %w", a.Name, a.CA, err)
 	}
 	var out certfleet.Account
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (ca, name, contact, key_pem, url, created_at)
+	err = s.write(ctx, func(tx *txn) error {
+		if _, err := tx.exec(`INSERT INTO accounts (ca, name, contact, key_pem, url, created_at)
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (ca, name) DO NOTHING`,
 			a.CA, a.Name, string(cj), key, a.URL, tsReq(a.CreatedAt)); err != nil {
 			return translate(err)
 		}
-		out, err = scanAccount(tx.QueryRowContext(ctx, `SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, a.CA, a.Name))
+		out, err = scanAccount(tx.queryRow(`SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, a.CA, a.Name))
 		return translate(err)
 	})
 	if err != nil {

@@ -13,9 +13,13 @@ import (
 const issuanceColumns = `id, spec, key_type, spec_revision, identifiers, serial, fingerprint, not_before, not_after,
 	chain_pem, key_pem, ari_cert_id, ca, account_url, order_url, cert_url, issued_at, replaces`
 
+const qInsertIssuance = `INSERT INTO issuances (spec, key_type, spec_revision, identifiers, serial, fingerprint,
+	not_before, not_after, chain_pem, key_pem, ari_cert_id, ca, account_url, order_url, cert_url, issued_at, replaces)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`
+
 // insertIssuance adds iss to the archive in the caller's transaction and
 // returns its ID.
-func insertIssuance(ctx context.Context, tx *sql.Tx, iss certfleet.Issuance) (int64, error) {
+func insertIssuance(ctx context.Context, tx *txn, iss certfleet.Issuance) (int64, error) {
 	ids, err := json.Marshal(iss.Identifiers)
 	if err != nil {
 		return 0, fmt.Errorf("encode identifiers: %w", err)
@@ -33,9 +37,7 @@ func insertIssuance(ctx context.Context, tx *sql.Tx, iss certfleet.Issuance) (in
 		chain = []byte{}
 	}
 	var id int64
-	err = tx.QueryRowContext(ctx, `INSERT INTO issuances (spec, key_type, spec_revision, identifiers, serial, fingerprint,
-		not_before, not_after, chain_pem, key_pem, ari_cert_id, ca, account_url, order_url, cert_url, issued_at, replaces)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+	err = tx.queryRow(qInsertIssuance,
 		iss.Spec, string(iss.KeyType), iss.SpecRevision, string(ids), iss.Serial, iss.Fingerprint,
 		ts(iss.NotBefore), ts(iss.NotAfter), chain, key, iss.ARICertID, iss.CA, iss.AccountURL, iss.OrderURL,
 		iss.CertURL, ts(iss.IssuedAt), replaces).Scan(&id)

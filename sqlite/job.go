@@ -19,6 +19,38 @@ const attemptsKept = 50
 const jobColumns = `spec, key_type, current_id, current_revision, next_at, failures, last_error, last_error_at,
 	ari_start, ari_end, ari_retry_at, pending_order_url, pending_key, lease_owner, lease_until, disabled`
 
+// Statements of the write path, prepared at Open (hotWrites).
+const (
+	qClaimDue = `UPDATE jobs SET lease_owner = ?1, lease_until = ?2
+		WHERE id IN (
+			SELECT id FROM jobs
+			WHERE disabled = 0 AND next_at <= ?3 AND (lease_until IS NULL OR lease_until <= ?3)
+			ORDER BY next_at LIMIT ?4)
+		RETURNING ` + jobColumns
+	qLeasedJob   = `SELECT id, lease_owner FROM jobs WHERE spec = ? AND key_type = ?`
+	qCompleteJob = `UPDATE jobs SET current_id = ?1, current_revision = ?2,
+		pending_order_url = '', pending_key = NULL, failures = 0, last_error = '', last_error_at = NULL,
+		next_at = CASE WHEN target_revision = ?2 THEN ?3 ELSE ?4 END,
+		ari_start = ?5, ari_end = ?6, ari_retry_at = ?7, lease_owner = '', lease_until = NULL
+		WHERE id = ?8`
+	qFailJob = `UPDATE jobs SET failures = failures + 1, last_error = ?, last_error_at = ?,
+		next_at = ?, lease_owner = '', lease_until = NULL WHERE id = ?`
+	qExtendLease     = `UPDATE jobs SET lease_until = ? WHERE id = ?`
+	qSetPendingOrder = `UPDATE jobs SET pending_order_url = ?, pending_key = ? WHERE id = ?`
+	qReschedule      = `UPDATE jobs SET
+		next_at = CASE WHEN current_id IS NOT NULL AND target_revision != current_revision THEN ? ELSE ? END,
+		ari_start = ?, ari_end = ?, ari_retry_at = ?, lease_owner = '', lease_until = NULL WHERE id = ?`
+	qReleaseLease  = `UPDATE jobs SET lease_owner = '', lease_until = NULL WHERE id = ?`
+	qInsertAttempt = `INSERT INTO attempts
+		(job_id, instance, started_at, finished_at, outcome, order_url, error, problem_type)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	qPruneAttempts = `DELETE FROM attempts WHERE job_id = ?1 AND id <
+		(SELECT id FROM attempts WHERE job_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)`
+
+	qJob     = `SELECT ` + jobColumns + ` FROM jobs WHERE spec = ? AND key_type = ?`
+	qNextDue = `SELECT next_at FROM jobs WHERE disabled = 0 ORDER BY next_at LIMIT 1`
+)
+
 type scanner interface{ Scan(dest ...any) error }
 
 func scanJob(sc scanner) (certfleet.Job, error) {
@@ -66,14 +98,9 @@ func (s *Store) ClaimDue(ctx context.Context, r certfleet.ClaimRequest) ([]certf
 		now = s.now()
 	}
 	var jobs []certfleet.Job
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		jobs = jobs[:0]
-		rows, err := tx.QueryContext(ctx, `UPDATE jobs SET lease_owner = ?1, lease_until = ?2
-			WHERE id IN (
-				SELECT id FROM jobs
-				WHERE disabled = 0 AND next_at <= ?3 AND (lease_until IS NULL OR lease_until <= ?3)
-				ORDER BY next_at LIMIT ?4)
-			RETURNING `+jobColumns,
+		rows, err := tx.query(qClaimDue,
 			r.Owner, tsReq(now.Add(r.Lease)), tsReq(now), r.Limit)
 		if err != nil {
 			return translate(err)
@@ -103,7 +130,7 @@ func (s *Store) ClaimDue(ctx context.Context, r certfleet.ClaimRequest) ([]certf
 
 // leasedJob returns the row id of the job when owner holds its lease, and
 // an ENOTFOUND or ELEASELOST error otherwise.
-func leasedJob(ctx context.Context, tx *sql.Tx, key certfleet.JobKey, owner string) (int64, error) {
+func leasedJob(ctx context.Context, tx *txn, key certfleet.JobKey, owner string) (int64, error) {
 	if owner == "" {
 		return 0, certfleet.Errorf(certfleet.EINVALID, "job %s: lease owner required", key)
 	}
@@ -111,7 +138,7 @@ func leasedJob(ctx context.Context, tx *sql.Tx, key certfleet.JobKey, owner stri
 		id    int64
 		lease string
 	)
-	err := tx.QueryRowContext(ctx, `SELECT id, lease_owner FROM jobs WHERE spec = ? AND key_type = ?`,
+	err := tx.queryRow(qLeasedJob,
 		key.Spec, string(key.KeyType)).Scan(&id, &lease)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
@@ -127,12 +154,12 @@ func leasedJob(ctx context.Context, tx *sql.Tx, key certfleet.JobKey, owner stri
 // fenced runs update, with the job's row id as its last argument, after
 // checking that owner still holds the job's lease; all in one transaction.
 func (s *Store) fenced(ctx context.Context, key certfleet.JobKey, owner, update string, args ...any) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *txn) error {
 		id, err := leasedJob(ctx, tx, key, owner)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, update, append(args, id)...); err != nil {
+		if _, err := tx.exec(update, append(args, id)...); err != nil {
 			return translate(err)
 		}
 		return nil
@@ -141,7 +168,7 @@ func (s *Store) fenced(ctx context.Context, key certfleet.JobKey, owner, update 
 
 // ExtendLease implements certfleet.JobStore.
 func (s *Store) ExtendLease(ctx context.Context, key certfleet.JobKey, owner string, until time.Time) error {
-	if err := s.fenced(ctx, key, owner, `UPDATE jobs SET lease_until = ? WHERE id = ?`, tsReq(until)); err != nil {
+	if err := s.fenced(ctx, key, owner, qExtendLease, tsReq(until)); err != nil {
 		return fmt.Errorf("extend lease of %s: %w", key, err)
 	}
 	return nil
@@ -156,7 +183,7 @@ func (s *Store) SetPendingOrder(ctx context.Context, key certfleet.JobKey, owner
 	if err != nil {
 		return fmt.Errorf("set pending order of %s: %w", key, err)
 	}
-	if err := s.fenced(ctx, key, owner, `UPDATE jobs SET pending_order_url = ?, pending_key = ? WHERE id = ?`, orderURL, sealed); err != nil {
+	if err := s.fenced(ctx, key, owner, qSetPendingOrder, orderURL, sealed); err != nil {
 		return fmt.Errorf("set pending order of %s: %w", key, err)
 	}
 	return nil
@@ -190,7 +217,7 @@ func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certflee
 	if a.FinishedAt.IsZero() {
 		a.FinishedAt = now
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		id, err := leasedJob(ctx, tx, key, owner)
 		if err != nil {
 			return err
@@ -198,11 +225,7 @@ func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certflee
 		if iss.ID, err = insertIssuance(ctx, tx, iss); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET current_id = ?1, current_revision = ?2,
-			pending_order_url = '', pending_key = NULL, failures = 0, last_error = '', last_error_at = NULL,
-			next_at = CASE WHEN target_revision = ?2 THEN ?3 ELSE ?4 END,
-			ari_start = ?5, ari_end = ?6, ari_retry_at = ?7, lease_owner = '', lease_until = NULL
-			WHERE id = ?8`,
+		if _, err := tx.exec(qCompleteJob,
 			iss.ID, iss.SpecRevision, tsReq(next.NextAt), tsReq(now),
 			ts(next.ARIStart), ts(next.ARIEnd), ts(next.ARIRetryAt), id); err != nil {
 			return fmt.Errorf("update job: %w", translate(err))
@@ -231,13 +254,12 @@ func (s *Store) FailJob(ctx context.Context, key certfleet.JobKey, owner string,
 	if a.FinishedAt.IsZero() {
 		a.FinishedAt = s.now()
 	}
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		id, err := leasedJob(ctx, tx, key, owner)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET failures = failures + 1, last_error = ?, last_error_at = ?,
-			next_at = ?, lease_owner = '', lease_until = NULL WHERE id = ?`,
+		if _, err := tx.exec(qFailJob,
 			a.Error, tsReq(a.FinishedAt), tsReq(nextAt), id); err != nil {
 			return fmt.Errorf("update job: %w", translate(err))
 		}
@@ -256,9 +278,7 @@ func (s *Store) Reschedule(ctx context.Context, key certfleet.JobKey, owner stri
 	if u.NextAt.IsZero() {
 		return certfleet.Errorf(certfleet.EINVALID, "reschedule %s: next time required", key)
 	}
-	err := s.fenced(ctx, key, owner, `UPDATE jobs SET
-		next_at = CASE WHEN current_id IS NOT NULL AND target_revision != current_revision THEN ? ELSE ? END,
-		ari_start = ?, ari_end = ?, ari_retry_at = ?, lease_owner = '', lease_until = NULL WHERE id = ?`,
+	err := s.fenced(ctx, key, owner, qReschedule,
 		tsReq(s.now()), tsReq(u.NextAt), ts(u.ARIStart), ts(u.ARIEnd), ts(u.ARIRetryAt))
 	if err != nil {
 		return fmt.Errorf("reschedule %s: %w", key, err)
@@ -268,7 +288,7 @@ func (s *Store) Reschedule(ctx context.Context, key certfleet.JobKey, owner stri
 
 // ReleaseLease implements certfleet.JobStore.
 func (s *Store) ReleaseLease(ctx context.Context, key certfleet.JobKey, owner string) error {
-	if err := s.fenced(ctx, key, owner, `UPDATE jobs SET lease_owner = '', lease_until = NULL WHERE id = ?`); err != nil {
+	if err := s.fenced(ctx, key, owner, qReleaseLease); err != nil {
 		return fmt.Errorf("release lease of %s: %w", key, err)
 	}
 	return nil
@@ -277,12 +297,12 @@ func (s *Store) ReleaseLease(ctx context.Context, key certfleet.JobKey, owner st
 // NextDue implements certfleet.JobStore, from the first entry of the
 // jobs_due index. Leased jobs count: their NextAt may be in the past.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
-	db, err := s.reader()
+	_, err := s.reader()
 	if err != nil {
 		return time.Time{}, false, err
 	}
 	var at int64
-	err = db.QueryRowContext(ctx, `SELECT next_at FROM jobs WHERE disabled = 0 ORDER BY next_at LIMIT 1`).Scan(&at)
+	err = s.rstmt(qNextDue).QueryRowContext(ctx).Scan(&at)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, false, nil
 	} else if err != nil {
@@ -293,11 +313,11 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 
 // Job implements certfleet.JobStore.
 func (s *Store) Job(ctx context.Context, key certfleet.JobKey) (certfleet.Job, error) {
-	db, err := s.reader()
+	_, err := s.reader()
 	if err != nil {
 		return certfleet.Job{}, err
 	}
-	j, err := scanJob(db.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE spec = ? AND key_type = ?`,
+	j, err := scanJob(s.rstmt(qJob).QueryRowContext(ctx,
 		key.Spec, string(key.KeyType)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return j, certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
@@ -336,8 +356,8 @@ func (s *Store) Jobs(ctx context.Context, f certfleet.JobFilter) ([]certfleet.Jo
 // RetryNow implements certfleet.JobStore. It leaves a lease in place: the
 // holder's outcome still applies, and the job is claimable once it ends.
 func (s *Store) RetryNow(ctx context.Context, key certfleet.JobKey) error {
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE jobs SET next_at = ? WHERE spec = ? AND key_type = ?`,
+	err := s.write(ctx, func(tx *txn) error {
+		res, err := tx.exec(`UPDATE jobs SET next_at = ? WHERE spec = ? AND key_type = ?`,
 			tsReq(s.now()), key.Spec, string(key.KeyType))
 		if err != nil {
 			return translate(err)
@@ -357,15 +377,12 @@ func (s *Store) RetryNow(ctx context.Context, key certfleet.JobKey) error {
 
 // addAttempt records an attempt of job id and prunes the job's attempts to
 // the newest attemptsKept, in the caller's transaction.
-func addAttempt(ctx context.Context, tx *sql.Tx, id int64, a certfleet.Attempt) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO attempts
-		(job_id, instance, started_at, finished_at, outcome, order_url, error, problem_type)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+func addAttempt(ctx context.Context, tx *txn, id int64, a certfleet.Attempt) error {
+	if _, err := tx.exec(qInsertAttempt,
 		id, a.Instance, ts(a.StartedAt), ts(a.FinishedAt), a.Outcome, a.OrderURL, a.Error, a.ProblemType); err != nil {
 		return fmt.Errorf("record attempt: %w", translate(err))
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM attempts WHERE job_id = ?1 AND id <
-		(SELECT id FROM attempts WHERE job_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)`,
+	if _, err := tx.exec(qPruneAttempts,
 		id, attemptsKept-1); err != nil {
 		return fmt.Errorf("prune attempts: %w", translate(err))
 	}

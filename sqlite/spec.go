@@ -12,6 +12,11 @@ import (
 	"github.com/certfleet/certfleet"
 )
 
+const (
+	qInsertSpec = `INSERT INTO specs (name, source, disabled, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`
+	qInsertJob  = `INSERT INTO jobs (spec, key_type, target_revision, next_at, disabled) VALUES (?, ?, ?, ?, ?)`
+)
+
 // specJSON is the stored form of a spec: everything but Source and Disabled,
 // which are columns (the sync compares and filters on them).
 func specJSON(sp certfleet.CertificateSpec) (string, error) {
@@ -78,33 +83,22 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 	}
 
 	now := tsReq(s.now())
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		res = certfleet.SyncResult{}
 		existing, err := loadSpecs(ctx, tx)
 		if err != nil {
 			return err
 		}
-		insSpec, err := tx.PrepareContext(ctx, `INSERT INTO specs (name, source, disabled, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return translate(err)
-		}
-		defer insSpec.Close()
-		insJob, err := tx.PrepareContext(ctx, `INSERT INTO jobs (spec, key_type, target_revision, next_at, disabled) VALUES (?, ?, ?, ?, ?)`)
-		if err != nil {
-			return translate(err)
-		}
-		defer insJob.Close()
-
 		for _, it := range items {
 			sp := it.spec
 			old, ok := existing[sp.Name]
 			switch {
 			case !ok:
-				if _, err := insSpec.ExecContext(ctx, sp.Name, source, boolInt(sp.Disabled), it.js, now, now); err != nil {
+				if _, err := tx.exec(qInsertSpec, sp.Name, source, boolInt(sp.Disabled), it.js, now, now); err != nil {
 					return fmt.Errorf("add spec %q: %w", sp.Name, translate(err))
 				}
 				for _, kt := range sp.KeyTypes {
-					if _, err := insJob.ExecContext(ctx, sp.Name, string(kt), sp.Revision(kt), now, boolInt(sp.Disabled)); err != nil {
+					if _, err := tx.exec(qInsertJob, sp.Name, string(kt), sp.Revision(kt), now, boolInt(sp.Disabled)); err != nil {
 						return fmt.Errorf("add job %s/%s: %w", sp.Name, kt, translate(err))
 					}
 				}
@@ -116,11 +110,11 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 				res.Unchanged++
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE specs SET source = ?, disabled = ?, spec = ?, updated_at = ? WHERE name = ?`,
+			if _, err := tx.exec(`UPDATE specs SET source = ?, disabled = ?, spec = ?, updated_at = ? WHERE name = ?`,
 				source, boolInt(sp.Disabled), it.js, now, sp.Name); err != nil {
 				return fmt.Errorf("update spec %q: %w", sp.Name, translate(err))
 			}
-			if err := syncJobs(ctx, tx, insJob, sp, now); err != nil {
+			if err := syncJobs(ctx, tx, sp, now); err != nil {
 				return err
 			}
 			res.Changed = append(res.Changed, sp.Name)
@@ -131,10 +125,10 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 			if old.source != source || old.disabled || listed[name] {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE specs SET disabled = 1, updated_at = ? WHERE name = ?`, now, name); err != nil {
+			if _, err := tx.exec(`UPDATE specs SET disabled = 1, updated_at = ? WHERE name = ?`, now, name); err != nil {
 				return fmt.Errorf("disable spec %q: %w", name, translate(err))
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE jobs SET disabled = 1 WHERE spec = ?`, name); err != nil {
+			if _, err := tx.exec(`UPDATE jobs SET disabled = 1 WHERE spec = ?`, name); err != nil {
 				return fmt.Errorf("disable jobs of %q: %w", name, translate(err))
 			}
 			res.Disabled = append(res.Disabled, name)
@@ -149,8 +143,8 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 }
 
 // syncJobs brings the jobs of a changed spec in line with it.
-func syncJobs(ctx context.Context, tx *sql.Tx, insJob *sql.Stmt, sp certfleet.CertificateSpec, now int64) error {
-	rows, err := tx.QueryContext(ctx, `SELECT id, key_type, target_revision, current_revision, disabled FROM jobs WHERE spec = ?`, sp.Name)
+func syncJobs(ctx context.Context, tx *txn, sp certfleet.CertificateSpec, now int64) error {
+	rows, err := tx.query(`SELECT id, key_type, target_revision, current_revision, disabled FROM jobs WHERE spec = ?`, sp.Name)
 	if err != nil {
 		return translate(err)
 	}
@@ -173,7 +167,7 @@ func syncJobs(ctx context.Context, tx *sql.Tx, insJob *sql.Stmt, sp certfleet.Ce
 		rev := sp.Revision(kt)
 		j, ok := jobs[kt]
 		if !ok {
-			if _, err := insJob.ExecContext(ctx, sp.Name, string(kt), rev, now, boolInt(sp.Disabled)); err != nil {
+			if _, err := tx.exec(qInsertJob, sp.Name, string(kt), rev, now, boolInt(sp.Disabled)); err != nil {
 				return fmt.Errorf("add job %s/%s: %w", sp.Name, kt, translate(err))
 			}
 			continue
@@ -181,7 +175,7 @@ func syncJobs(ctx context.Context, tx *sql.Tx, insJob *sql.Stmt, sp certfleet.Ce
 		// A current certificate of another revision (or none at all) is
 		// due at once; otherwise the schedule stands.
 		dueNow := j.currentRevision != rev
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET target_revision = ?, disabled = ?,
+		if _, err := tx.exec(`UPDATE jobs SET target_revision = ?, disabled = ?,
 			next_at = CASE WHEN ? THEN ? ELSE next_at END WHERE id = ?`,
 			rev, boolInt(sp.Disabled), dueNow, now, j.id); err != nil {
 			return fmt.Errorf("update job %s/%s: %w", sp.Name, kt, translate(err))
@@ -191,15 +185,15 @@ func syncJobs(ctx context.Context, tx *sql.Tx, insJob *sql.Stmt, sp certfleet.Ce
 		if slices.Contains(sp.KeyTypes, kt) || j.disabled {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE jobs SET disabled = 1 WHERE id = ?`, j.id); err != nil {
+		if _, err := tx.exec(`UPDATE jobs SET disabled = 1 WHERE id = ?`, j.id); err != nil {
 			return fmt.Errorf("disable job %s/%s: %w", sp.Name, kt, translate(err))
 		}
 	}
 	return nil
 }
 
-func loadSpecs(ctx context.Context, tx *sql.Tx) (map[string]storedSpec, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT name, source, disabled, spec FROM specs`)
+func loadSpecs(ctx context.Context, tx *txn) (map[string]storedSpec, error) {
+	rows, err := tx.query(`SELECT name, source, disabled, spec FROM specs`)
 	if err != nil {
 		return nil, translate(err)
 	}

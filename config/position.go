@@ -210,12 +210,7 @@ func (s *scanner) keyParts() []string {
 		}
 		switch c := s.src[s.i]; {
 		case c == '"':
-			raw := s.basicString()
-			k, err := strconv.Unquote(raw)
-			if err != nil {
-				k = strings.Trim(raw, `"`)
-			}
-			parts = append(parts, k)
+			parts = append(parts, unescapeBasic(s.basicString()))
 		case c == '\'':
 			parts = append(parts, strings.Trim(s.literalString(), "'"))
 		case isBareKeyChar(c):
@@ -335,6 +330,56 @@ func (s *scanner) basicString() string {
 		s.i++
 	}
 	return s.src[start:min(s.i, len(s.src))]
+}
+
+// unescapeBasic returns the value of a quoted basic string, with TOML's
+// escapes (TOML 1.1 adds \e and \xHH to Go's set). Malformed escapes are
+// kept as written: the parser has rejected them already.
+func unescapeBasic(q string) string {
+	q = strings.TrimPrefix(q, `"`)
+	q = strings.TrimSuffix(q, `"`)
+	if !strings.Contains(q, `\`) {
+		return q
+	}
+	var b strings.Builder
+	for i := 0; i < len(q); i++ {
+		if q[i] != '\\' || i+1 >= len(q) {
+			b.WriteByte(q[i])
+			continue
+		}
+		i++
+		switch c := q[i]; c {
+		case 'b':
+			b.WriteByte('\b')
+		case 't':
+			b.WriteByte('\t')
+		case 'n':
+			b.WriteByte('\n')
+		case 'f':
+			b.WriteByte('\f')
+		case 'r':
+			b.WriteByte('\r')
+		case 'e':
+			b.WriteByte(0x1b)
+		case '"', '\\':
+			b.WriteByte(c)
+		case 'x', 'u', 'U':
+			n := map[byte]int{'x': 2, 'u': 4, 'U': 8}[c]
+			if i+1+n <= len(q) {
+				if r, err := strconv.ParseUint(q[i+1:i+1+n], 16, 32); err == nil {
+					b.WriteRune(rune(r))
+					i += n
+					continue
+				}
+			}
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		default:
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // literalString reads a one-line '...' string and returns it with its quotes.

@@ -2,13 +2,13 @@ package config
 
 import (
 	"bytes"
-	"fmt"
-	"time"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/BurntSushi/toml"
 

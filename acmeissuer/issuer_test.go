@@ -629,4 +629,3 @@ func (p *faultProxy) newTestIssuer(t *testing.T, env *testEnv, edits ...func(*ac
 		}
 	})
 }
-

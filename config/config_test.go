@@ -338,6 +338,10 @@ var problemCases = []struct {
 		`certfleet.toml: ca.directory: |required: certificates use the default account`}},
 	{"ca without directory", "[ca]\nemail = \"a@example.org\"\n", []string{
 		`certfleet.toml:1: ca.directory: |required`}},
+	{"ca without directory, with certificates", "[ca]\nemail = \"a@example.org\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n", []string{
+		`certfleet.toml:1: ca.directory: |required`}},
+	{"empty ca with certificates", "[ca]\n[[certificate]]\nidentifiers = [\"a.example\"]\n", []string{
+		`certfleet.toml:1: ca.directory: |required: certificates use the default account`}},
 	{"directory not https", "[ca]\ndirectory = \"http://ca.example/dir\"\n", []string{
 		`certfleet.toml:2: ca.directory: |"http://ca.example/dir" is neither an https:// URL nor a known CA`}},
 	{"directory relative", "[ca]\ndirectory = \"/directory\"\n", []string{`certfleet.toml:2: ca.directory: |neither an https:// URL`}},

@@ -321,6 +321,7 @@ func (d *decoder) accounts(top *table, cfg *Config) {
 	if t := d.subtable(top, "ca"); t != nil {
 		def = d.account(t, certfleet.DefaultAccount)
 		if _, set := t.m["directory"]; !set && len(t.m) > 0 {
+			d.caMissing = true
 			d.problemf(t.p.key("directory"), "required: the CA's directory URL, or letsencrypt, letsencrypt-staging or zerossl")
 		}
 		if def.Directory != "" {

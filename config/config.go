@@ -68,7 +68,8 @@ type Config struct {
 	// File is the path of the configuration file, as given.
 	File string
 	// State locates the store: an absolute path to the SQLite database, or
-	// a postgres:// (postgresql://) URL kept as written.
+	// a postgres:// (or postgresql://) URL, kept as written but for the
+	// scheme, which is lower-cased.
 	State string
 	// Log configures the daemon's logger.
 	Log Log

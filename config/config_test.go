@@ -269,7 +269,7 @@ output_dir = "./live/x"
 		t.Errorf("State = %q, want %q", cfg.State, want)
 	}
 
-	cfg = mustParse(t, `state = "postgres://certfleet@db/certfleet?sslmode=verify-full"`)
+	cfg = mustParse(t, `state = "PostgreS://certfleet@db/certfleet?sslmode=verify-full"`)
 	if want := "postgres://certfleet@db/certfleet?sslmode=verify-full"; cfg.State != want {
 		t.Errorf("State = %q, want %q", cfg.State, want)
 	}

@@ -241,10 +241,12 @@ func (d *decoder) state(p path, s string) string {
 	case s == "":
 		d.problemf(p, "must not be empty: give the SQLite database file (or a postgres:// URL)")
 	case strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://"):
+		// Not quoted in the problem: the URL may hold a password.
 		if _, err := url.Parse(s); err != nil {
 			d.problemf(p, "not a valid PostgreSQL URL")
 		}
-		return s
+		scheme, rest, _ := strings.Cut(s, "://")
+		return strings.ToLower(scheme) + "://" + rest
 	case strings.Contains(s, "://"):
 		d.problemf(p, "unsupported store URL; give a SQLite file path or a postgres:// URL")
 	default:

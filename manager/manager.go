@@ -23,6 +23,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,6 +131,54 @@ func DefaultInstance() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// ParseInstance splits a lease owner made by DefaultInstance into its host
+// name and process ID; ok is false for other owner names.
+func ParseInstance(owner string) (host string, pid int, ok bool) {
+	i := strings.LastIndex(owner, "-")
+	if i <= 0 {
+		return "", 0, false
+	}
+	rest := owner[:i]
+	j := strings.LastIndex(rest, "-")
+	if j <= 0 {
+		return "", 0, false
+	}
+	pid, err := strconv.Atoi(rest[j+1:])
+	if err != nil || pid <= 0 {
+		return "", 0, false
+	}
+	return rest[:j], pid, true
+}
+
+// ReleaseLeases gives up the leases held by owners for which dead reports
+// true (e.g. processes on this host that no longer exist, after a kill -9),
+// so their work resumes at once instead of after the lease expires. It
+// returns how many leases it released.
+func (m *Manager) ReleaseLeases(ctx context.Context, dead func(owner string) bool) (int, error) {
+	m.init()
+	jobs, err := m.Store.Jobs(ctx, certfleet.JobFilter{})
+	if err != nil {
+		return 0, fmt.Errorf("list jobs: %w", err)
+	}
+	n := 0
+	now := m.Now()
+	for _, j := range jobs {
+		if j.LeaseOwner == "" || j.LeaseOwner == m.Instance || !j.LeaseUntil.After(now) || !dead(j.LeaseOwner) {
+			continue
+		}
+		err := m.Store.ReleaseLease(ctx, j.JobKey, j.LeaseOwner)
+		if certfleet.ErrorCode(err) == certfleet.ELEASELOST {
+			continue // taken over meanwhile
+		} else if err != nil {
+			return n, fmt.Errorf("release lease of %s held by %s: %w", j.JobKey, j.LeaseOwner, err)
+		}
+		m.Logger.Info("released the lease of a process that is gone", certfleet.LogCertificate, j.Spec,
+			certfleet.LogKeyType, string(j.KeyType), "owner", j.LeaseOwner)
+		n++
+	}
+	return n, nil
 }
 
 // Wake makes a running daemon look at the store at once (new specs, an

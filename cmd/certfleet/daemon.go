@@ -139,11 +139,31 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	}
 
 	if opts.StartResponders {
+		// Work a killed certfleet on this host held is resumed now, not
+		// when its lease runs out.
+		if _, err := d.Manager.ReleaseLeases(ctx, deadLocalProcess); err != nil {
+			return nil, err
+		}
 		if err := d.startResponders(ctx, store, tokens, opts); err != nil {
 			return nil, err
 		}
 	}
 	return d, nil
+}
+
+// deadLocalProcess reports whether a lease owner is a certfleet process of
+// this host that no longer runs. Owners on other hosts, or with names not
+// made by manager.DefaultInstance, are never reported dead: their leases
+// expire on their own.
+func deadLocalProcess(owner string) bool {
+	host, pid, ok := manager.ParseInstance(owner)
+	if !ok {
+		return false
+	}
+	if me, err := os.Hostname(); err != nil || me != host {
+		return false
+	}
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
 // startResponders listens for the challenges the config uses.

@@ -1,0 +1,375 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/sqlite"
+)
+
+// TestMain doubles as the certfleet binary: with CERTFLEET_TEST_MAIN set, the
+// test executable runs Run with its arguments, so tests can start (and kill)
+// certfleet as a real separate process.
+func TestMain(m *testing.M) {
+	if os.Getenv("CERTFLEET_TEST_MAIN") == "1" {
+		ctx, stop := signalContext()
+		code := Run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
+	os.Exit(m.Run())
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.Background())
+}
+
+// runCLI runs certfleet in-process and returns its exit code and output.
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	code = Run(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestDemoOnce(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := runCLI(t, "demo", "--once", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("demo exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"4 issued, 0 failed", "live/web/{cert,chain,fullchain,privkey}.pem", "live/shop/rsa/", "openssl verify"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	roots := x509.NewCertPool()
+	rootsPEM, err := os.ReadFile(filepath.Join(dir, "test-ca-roots.pem"))
+	if err != nil || !roots.AppendCertsFromPEM(rootsPEM) {
+		t.Fatalf("test-ca-roots.pem: %v", err)
+	}
+	for _, tc := range []struct {
+		dir   string
+		name  string
+		ktype certfleet.KeyType
+	}{
+		{"live/web", "demo.certfleet.test", certfleet.ECDSAP256},
+		{"live/mail", "mail.certfleet.test", certfleet.RSA2048},
+		{"live/shop/ecdsa", "api.shop.certfleet.test", certfleet.ECDSAP256},
+		{"live/shop/rsa", "www.shop.certfleet.test", certfleet.RSA2048},
+	} {
+		p := filepath.Join(dir, tc.dir)
+		full, err := os.ReadFile(filepath.Join(p, "fullchain.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain, err := certfleet.ParseChain(full)
+		if err != nil || len(chain) < 2 {
+			t.Fatalf("%s: fullchain has %d certificates (%v)", tc.dir, len(chain), err)
+		}
+		inter := x509.NewCertPool()
+		for _, c := range chain[1:] {
+			inter.AddCert(c)
+		}
+		if _, err := chain[0].Verify(x509.VerifyOptions{DNSName: tc.name, Roots: roots, Intermediates: inter}); err != nil {
+			t.Errorf("%s: does not verify for %s: %v", tc.dir, tc.name, err)
+		}
+		if kt, _ := certfleet.KeyTypeOf(chain[0].PublicKey); kt != tc.ktype {
+			t.Errorf("%s: key type %s, want %s", tc.dir, kt, tc.ktype)
+		}
+		fi, err := os.Stat(filepath.Join(p, "privkey.pem"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s/privkey.pem: mode %v (%v), want 0600", tc.dir, fi.Mode().Perm(), err)
+		}
+	}
+	// status reads the same store and shows every certificate as valid.
+	code, out, errOut = runCLI(t, "status", "-config", filepath.Join(dir, "certfleet.toml"))
+	if code != 0 || strings.Count(out, " valid ") != 4 {
+		t.Fatalf("status exit %d:\n%s%s", code, out, errOut)
+	}
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	for _, c := range commands() {
+		code, out, _ := runCLI(t, c.name, "--help")
+		if code != 0 || !strings.Contains(out, "Usage: certfleet "+c.name) {
+			t.Errorf("%s --help: exit %d, output %q", c.name, code, out)
+		}
+	}
+	if code, _, errOut := runCLI(t, "nope"); code != 2 || !strings.Contains(errOut, `unknown command "nope"`) {
+		t.Errorf("unknown command: exit %d, %q", code, errOut)
+	}
+}
+
+func TestBadConfigs(t *testing.T) {
+	const ca = "[ca]\ndirectory = \"https://ca.example/dir\"\n"
+	tests := []struct {
+		name string
+		toml string
+		want []string // each must appear in stderr
+	}{
+		{
+			name: "wildcard with http-01",
+			toml: ca + "[[certificate]]\nname = \"w\"\nidentifiers = [\"*.example.org\"]\nchallenge = \"http-01\"\n",
+			want: []string{"certfleet.toml:5:", "identifiers", "dns-01"},
+		},
+		{
+			name: "unknown key type",
+			toml: ca + "[[certificate]]\nidentifiers = [\"a.example.org\"]\nkey_types = [\"ed25519\"]\n",
+			want: []string{"certfleet.toml:5:", "key_types", `unknown key type "ed25519"`},
+		},
+		{
+			name: "unknown field",
+			toml: ca + "[[certificate]]\nidentifiers = [\"a.example.org\"]\nkeytype = \"rsa2048\"\n",
+			want: []string{"certfleet.toml:5:", "keytype"},
+		},
+		{
+			name: "invalid name",
+			toml: ca + "[[certificate]]\nidentifiers = [\"exa mple.org\"]\n",
+			want: []string{"certfleet.toml:4:", "exa mple.org"},
+		},
+		{
+			name: "duplicate identifier",
+			toml: ca + "[[certificate]]\nidentifiers = [\"a.example.org\", \"A.example.org.\"]\n",
+			want: []string{"certfleet.toml:4:", "same name"},
+		},
+		{
+			name: "too many identifiers",
+			toml: ca + "[[certificate]]\nidentifiers = [" + manyNames(101) + "]\n",
+			want: []string{"certfleet.toml:4:", "at most 100"},
+		},
+		{
+			name: "syntax error",
+			toml: ca + "[[certificate]\n",
+			want: []string{"certfleet.toml:3"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "certfleet.toml")
+			if err := os.WriteFile(path, []byte(tc.toml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, _, errOut := runCLI(t, "issue", "-config", path)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2 (configuration error); stderr:\n%s", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, errOut)
+				}
+			}
+			if _, err := os.Stat(filepath.Join(filepath.Dir(path), "certfleet.db")); err == nil {
+				t.Error("a store was created for an invalid configuration")
+			}
+		})
+	}
+}
+
+func manyNames(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "\"n%d.example.org\"", i)
+	}
+	return b.String()
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// writeConfig writes a config for an in-process Pebble, with the responders
+// on the given ports, and returns its path.
+func writeConfig(t *testing.T, dir string, ca *pebbleca.CA, httpPort int, certs string) string {
+	t.Helper()
+	roots := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(roots, ca.TLSRootPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`state = "state.db"
+[log]
+level = "debug"
+[ca]
+directory = %q
+trusted_roots = %q
+[http01]
+listen = "127.0.0.1:%d"
+[tlsalpn01]
+listen = ""
+[defaults]
+output_dir = "live"
+%s`, ca.DirectoryURL(), roots, httpPort, certs)
+	path := filepath.Join(dir, "certfleet.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestIssueReportsFailureWithExitCode(t *testing.T) {
+	port := freePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	dir := t.TempDir()
+	webroot := t.TempDir() // served by nobody: validation fails for real
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`
+[[certificate]]
+name = "good"
+identifiers = ["good.certfleet.test"]
+[[certificate]]
+name = "bad"
+identifiers = ["bad.certfleet.test"]
+challenge = "webroot"
+webroot = %q
+`, webroot))
+	code, out, errOut := runCLI(t, "issue", "-config", path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "issued   good") || !strings.Contains(out, "FAILED   bad") || !strings.Contains(out, "bad.certfleet.test") {
+		t.Fatalf("output does not say which certificate failed and why:\n%s", out)
+	}
+	// status shows the failure.
+	_, out, _ = runCLI(t, "status", "-config", path)
+	if !strings.Contains(out, "failing (1)") {
+		t.Fatalf("status does not show the failure:\n%s", out)
+	}
+}
+
+// TestKill9ResumesWithoutSecondOrder kills a real certfleet process with
+// SIGKILL after its orders are placed and before they complete, restarts it,
+// and checks that every certificate is issued exactly once, from the orders
+// placed before the kill.
+func TestKill9ResumesWithoutSecondOrder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	// Slow validation (0-3 s) so the kill lands while orders are pending.
+	// Pebble reads this when the CA starts.
+	t.Setenv("PEBBLE_VA_NOSLEEP", "0")
+	t.Setenv("PEBBLE_VA_SLEEPTIME", "3")
+	port := freePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	dir := t.TempDir()
+	const n = 6
+	var certs strings.Builder
+	for i := range n {
+		fmt.Fprintf(&certs, "[[certificate]]\nname = \"c%d\"\nidentifiers = [\"c%d.certfleet.test\"]\n", i, i)
+	}
+	path := writeConfig(t, dir, ca, port, certs.String())
+
+	child := exec.Command(os.Args[0], "issue", "-config", path)
+	child.Env = append(os.Environ(), "CERTFLEET_TEST_MAIN=1")
+	var childOut bytes.Buffer
+	child.Stdout, child.Stderr = &childOut, &childOut
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until every job has its order recorded, then kill -9.
+	statePath := filepath.Join(dir, "state.db")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if pending, issued := countPending(t, statePath); pending+issued == n && pending > 0 {
+			break
+		} else if pending+issued == n && issued == n {
+			t.Fatalf("all certificates were issued before the kill; slow validation did not take effect")
+		}
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			t.Fatalf("orders never all placed; child output:\n%s", childOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	ordersBefore := ca.NewOrders()
+	if ordersBefore != n {
+		t.Fatalf("CA saw %d orders before the kill, want %d", ordersBefore, n)
+	}
+
+	// Restart: one more pass resumes the orders.
+	code, out, errOut := runCLI(t, "issue", "-config", path)
+	if code != 0 {
+		t.Fatalf("restart exit %d\n%s\n%s\nfirst run:\n%s", code, out, errOut, childOut.String())
+	}
+	if got := ca.NewOrders(); got != n {
+		t.Fatalf("CA saw %d new orders in all; the restart must resume, not re-order (want %d)", got, n)
+	}
+	if got := ca.Finalizations(); got != n {
+		t.Fatalf("CA finalized %d orders, want %d (one certificate per name)", got, n)
+	}
+	st, err := sqlite.Open(t.Context(), statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for i := range n {
+		all, err := st.Issuances(t.Context(), certfleet.IssuanceFilter{Spec: fmt.Sprintf("c%d", i)})
+		if err != nil || len(all) != 1 {
+			t.Errorf("c%d: %d issuances (%v), want exactly 1", i, len(all), err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "live", fmt.Sprintf("c%d", i), "fullchain.pem")); err != nil {
+			t.Errorf("c%d: files not written after the restart: %v", i, err)
+		}
+	}
+}
+
+// countPending reads the store (as another process would) and counts jobs
+// with an order in flight and jobs with a certificate.
+func countPending(t *testing.T, path string) (pending, issued int) {
+	t.Helper()
+	if _, err := os.Stat(path); err != nil {
+		return 0, 0
+	}
+	st, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		return 0, 0 // the child may be creating the schema
+	}
+	defer st.Close()
+	jobs, err := st.Jobs(t.Context(), certfleet.JobFilter{})
+	if err != nil {
+		return 0, 0
+	}
+	for _, j := range jobs {
+		if j.CurrentID != 0 {
+			issued++
+		} else if j.PendingOrderURL != "" {
+			pending++
+		}
+	}
+	return pending, issued
+}

@@ -1,0 +1,432 @@
+// Command issuebench measures certfleet against references on this machine,
+// for BENCHMARKS.md. Each measurement runs in its own child process, so its
+// wall time, CPU time (user+system, from the kernel's rusage) and peak
+// resident memory are its own.
+//
+//	go run ./internal/cmd/issuebench -n 1000 -c 16        # certfleet vs bare acmez, 1,000 certificates
+//	go run ./internal/cmd/issuebench -store 100000        # due-work lookup and daemon memory with 100,000 certificates
+//
+// Issuance runs against an in-process Pebble with real http-01 validation
+// over loopback. Both clients share the process with their Pebble, so the CPU
+// figures include Pebble's work in both.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mholt/acmez/v3"
+	"github.com/mholt/acmez/v3/acme"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/manager"
+	"github.com/certfleet/certfleet/solver/http01"
+	"github.com/certfleet/certfleet/sqlite"
+)
+
+// result is what one child process reports.
+type result struct {
+	Mode     string        `json:"mode"`
+	N        int           `json:"n"`
+	Issued   int           `json:"issued"`
+	Wall     time.Duration `json:"wall"`
+	Extra    string        `json:"extra,omitempty"`
+	CPU      time.Duration `json:"cpu"`       // filled in by the parent
+	MaxRSSKB int64         `json:"maxrss_kb"` // filled in by the parent
+}
+
+func main() {
+	mode := flag.String("mode", "", "internal: the measurement a child runs")
+	n := flag.Int("n", 1000, "certificates to issue")
+	c := flag.Int("c", 16, "orders in flight (Pebble wedges above 16)")
+	poll := flag.Duration("poll", 50*time.Millisecond, "ACME poll interval, the same for both clients")
+	store := flag.Int("store", 0, "if set: measure the due-work lookup and daemon memory with this many certificates in the store")
+	dir := flag.String("dir", "", "scratch directory (default: a temporary one)")
+	flag.Parse()
+	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
+
+	if *mode != "" {
+		res, err := runChild(*mode, *n, *c, *poll, *dir)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "issuebench %s: %v\n", *mode, err)
+			os.Exit(1)
+		}
+		json.NewEncoder(os.Stdout).Encode(res)
+		return
+	}
+	scratch := *dir
+	if scratch == "" {
+		var err error
+		if scratch, err = os.MkdirTemp("", "issuebench"); err != nil {
+			fatal(err)
+		}
+		defer os.RemoveAll(scratch)
+	}
+	if *store > 0 {
+		fmt.Printf("store benchmark: %d certificates\n", *store)
+		pop := child("populate", *store, *c, *poll, scratch)
+		fmt.Printf("  populate:          %v wall (%s)\n", pop.Wall.Round(time.Millisecond), pop.Extra)
+		d := child("daemon", *store, *c, *poll, scratch)
+		fmt.Printf("  find due work:     %s\n", d.Extra)
+		fmt.Printf("  daemon peak RSS:   %.1f MB (store open, scheduler running %v, responder up)\n", float64(d.MaxRSSKB)/1024, d.Wall.Round(time.Second))
+		return
+	}
+	fmt.Printf("issuing %d single-name ECDSA P-256 certificates, %d in flight, real http-01, in-process Pebble, poll %v\n", *n, *c, *poll)
+	a := child("acmez", *n, *c, *poll, scratch)
+	b := child("certfleet", *n, *c, *poll, scratch)
+	for _, r := range []result{a, b} {
+		fmt.Printf("  %-10s issued %4d/%d  wall %7.2fs  cpu %7.2fs  peak RSS %6.1f MB  %s\n",
+			r.Mode, r.Issued, r.N, r.Wall.Seconds(), r.CPU.Seconds(), float64(r.MaxRSSKB)/1024, r.Extra)
+	}
+	fmt.Printf("  ratio certfleet/acmez: wall %.2fx, cpu %.2fx\n", b.Wall.Seconds()/a.Wall.Seconds(), b.CPU.Seconds()/a.CPU.Seconds())
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "issuebench:", err)
+	os.Exit(1)
+}
+
+// child runs one measurement in a fresh process and adds its rusage.
+func child(mode string, n, c int, poll time.Duration, dir string) result {
+	cmd := exec.Command(os.Args[0], "-mode", mode, "-n", fmt.Sprint(n), "-c", fmt.Sprint(c), "-poll", poll.String(), "-dir", dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		fatal(fmt.Errorf("%s: %v", mode, err))
+	}
+	var r result
+	if err := json.Unmarshal(out, &r); err != nil {
+		fatal(fmt.Errorf("%s: bad output %q: %v", mode, out, err))
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	r.CPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	r.MaxRSSKB = ru.Maxrss
+	return r
+}
+
+func runChild(mode string, n, c int, poll time.Duration, dir string) (result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	switch mode {
+	case "acmez":
+		return runAcmez(ctx, n, c, poll)
+	case "certfleet":
+		return runCertfleet(ctx, n, c, poll, dir)
+	case "populate":
+		return populate(ctx, n, dir)
+	case "daemon":
+		return daemon(ctx, n, dir)
+	}
+	return result{}, fmt.Errorf("unknown mode %q", mode)
+}
+
+// startCA starts Pebble validating http-01 against a fresh loopback listener.
+func startCA(ctx context.Context) (*pebbleca.CA, net.Listener, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := pebbleca.Start(ctx, pebbleca.Config{HTTPPort: ln.Addr().(*net.TCPAddr).Port})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ca, ln, nil
+}
+
+// runCertfleet issues n certificates the way the daemon does: specs synced
+// into a SQLite store, the manager's pass, acmeissuer, the store-backed
+// http-01 solver and responder.
+func runCertfleet(ctx context.Context, n, c int, poll time.Duration, dir string) (result, error) {
+	ca, ln, err := startCA(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	defer ca.Close()
+	path := filepath.Join(dir, "certfleet-bench.db")
+	os.Remove(path)
+	store, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return result{}, err
+	}
+	defer store.Close()
+	tokens := &http01.Tokens{}
+	go (&http01.Responder{Store: store, Tokens: tokens}).Serve(ctx, ln)
+	iss, err := acmeissuer.New(acmeissuer.Config{
+		DirectoryURL: ca.DirectoryURL(), TrustedRootsPEM: ca.TLSRootPEM(), Accounts: store,
+		Solvers:      map[certfleet.ChallengeType]certfleet.Solver{certfleet.ChallengeHTTP01: &http01.Solver{Store: store, Tokens: tokens}},
+		PollInterval: poll,
+	})
+	if err != nil {
+		return result{}, err
+	}
+	specs := make([]certfleet.CertificateSpec, n)
+	for i := range specs {
+		id, _ := certfleet.ParseIdentifier(fmt.Sprintf("host%d.bench.test", i))
+		specs[i] = certfleet.CertificateSpec{Name: fmt.Sprintf("host%d", i), Identifiers: []certfleet.Identifier{id},
+			KeyTypes: []certfleet.KeyType{certfleet.ECDSAP256}, Challenge: certfleet.ChallengeHTTP01, Source: certfleet.SourceConfig}
+	}
+	start := time.Now()
+	if _, err := store.SyncSpecs(ctx, certfleet.SourceConfig, specs); err != nil {
+		return result{}, err
+	}
+	m := &manager.Manager{
+		Store: store, Issuers: map[string]certfleet.Issuer{certfleet.DefaultAccount: iss}, Concurrency: c,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	rep, err := m.RunOnce(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	wall := time.Since(start)
+	return result{Mode: "certfleet", N: n, Issued: rep.Issued, Wall: wall, Extra: fmt.Sprintf("(CA orders %d)", ca.NewOrders())}, nil
+}
+
+// memSolver is the bare client's http-01 solver: a map served over HTTP.
+type memSolver struct{ m sync.Map }
+
+func (s *memSolver) Present(_ context.Context, ch acme.Challenge) error {
+	s.m.Store(ch.Token, ch.KeyAuthorization)
+	return nil
+}
+func (s *memSolver) CleanUp(_ context.Context, ch acme.Challenge) error {
+	s.m.Delete(ch.Token)
+	return nil
+}
+func (s *memSolver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tok := filepath.Base(r.URL.Path)
+	if v, ok := s.m.Load(tok); ok {
+		io.WriteString(w, v.(string))
+		return
+	}
+	http.NotFound(w, r)
+}
+
+// runAcmez is the reference: acmez's own porcelain, c goroutines issuing n
+// certificates in all, with the same poll interval and a map-backed solver.
+func runAcmez(ctx context.Context, n, c int, poll time.Duration) (result, error) {
+	ca, ln, err := startCA(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	defer ca.Close()
+	solver := &memSolver{}
+	srv := &http.Server{Handler: solver}
+	go srv.Serve(ln)
+	defer srv.Close()
+	client := &acmez.Client{
+		Client: &acme.Client{
+			Directory: ca.DirectoryURL(), HTTPClient: ca.HTTPClient(), PollInterval: poll,
+		},
+		ChallengeSolvers: map[string]acmez.Solver{acme.ChallengeTypeHTTP01: solver},
+	}
+	start := time.Now()
+	accountKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return result{}, err
+	}
+	account, err := client.NewAccount(ctx, acme.Account{PrivateKey: accountKey, TermsOfServiceAgreed: true})
+	if err != nil {
+		return result{}, err
+	}
+	var next, issued atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				if err == nil {
+					_, err = client.ObtainCertificateForSANs(ctx, account, key, []string{fmt.Sprintf("host%d.bench.test", i)})
+				}
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				issued.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	extra := fmt.Sprintf("(CA orders %d)", ca.NewOrders())
+	if e := firstErr.Load(); e != nil {
+		extra += fmt.Sprintf(" first error: %v", e)
+	}
+	return result{Mode: "acmez", N: n, Issued: int(issued.Load()), Wall: wall, Extra: extra}, nil
+}
+
+// populate fills a store with n issued certificates (a synthetic chain of
+// realistic size; their content does not matter to the scheduler).
+func populate(ctx context.Context, n int, dir string) (result, error) {
+	path := filepath.Join(dir, "store100k.db")
+	os.Remove(path)
+	store, err := sqlite.Open(ctx, path)
+	if err != nil {
+		return result{}, err
+	}
+	defer store.Close()
+	start := time.Now()
+	specs := make([]certfleet.CertificateSpec, n)
+	for i := range specs {
+		id, _ := certfleet.ParseIdentifier(fmt.Sprintf("host%d.bench.test", i))
+		specs[i] = certfleet.CertificateSpec{Name: fmt.Sprintf("host%d", i), Identifiers: []certfleet.Identifier{id},
+			KeyTypes: []certfleet.KeyType{certfleet.ECDSAP256}, Challenge: certfleet.ChallengeHTTP01, Source: certfleet.SourceAPI}
+	}
+	if _, err := store.SyncSpecs(ctx, certfleet.SourceAPI, specs); err != nil {
+		return result{}, err
+	}
+	chain, keyPEM, leaf, err := syntheticChain()
+	if err != nil {
+		return result{}, err
+	}
+	const batch = 256
+	now := time.Now()
+	for done := 0; done < n; {
+		jobs, err := store.ClaimDue(ctx, certfleet.ClaimRequest{Owner: "populate", Now: now, Lease: time.Hour, Limit: batch})
+		if err != nil {
+			return result{}, err
+		}
+		if len(jobs) == 0 {
+			break
+		}
+		for k, j := range jobs {
+			iss := certfleet.Issuance{
+				Spec: j.Spec, KeyType: j.KeyType, SpecRevision: specs[0].Revision(j.KeyType), Identifiers: specs[0].Identifiers,
+				Serial: leaf.SerialNumber.Text(16), Fingerprint: certfleet.Fingerprint(leaf), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
+				ChainPEM: chain, KeyPEM: keyPEM, IssuedAt: now,
+			}
+			// Spread renewals over the next 60 days; 1% are due now.
+			next := now.Add(time.Duration((done+k)%6000) * 15 * time.Minute)
+			if (done+k)%100 == 0 {
+				next = now.Add(-time.Minute)
+			}
+			if _, err := store.CompleteIssuance(ctx, "populate", iss, certfleet.ScheduleUpdate{NextAt: next},
+				certfleet.Attempt{JobKey: j.JobKey, Outcome: certfleet.OutcomeIssued, StartedAt: now, FinishedAt: now}); err != nil {
+				return result{}, err
+			}
+		}
+		done += len(jobs)
+	}
+	fi, _ := os.Stat(path)
+	size := int64(0)
+	if fi != nil {
+		size = fi.Size()
+	}
+	return result{Mode: "populate", N: n, Wall: time.Since(start), Extra: fmt.Sprintf("database %.0f MB", float64(size)/(1<<20))}, nil
+}
+
+// daemon opens the populated store as serve does, times the due-work queries
+// the scheduler runs, and keeps the scheduler and a responder running for a
+// while so the peak RSS is the daemon's.
+func daemon(ctx context.Context, n int, dir string) (result, error) {
+	store, err := sqlite.Open(ctx, filepath.Join(dir, "store100k.db"))
+	if err != nil {
+		return result{}, err
+	}
+	defer store.Close()
+	start := time.Now()
+	// The lookups the scheduler makes each time it wakes: the next due
+	// time, and a claim of due work (released again, so every sample sees
+	// the same 1% of due jobs).
+	var nextDue, claim []time.Duration
+	for range 50 {
+		t0 := time.Now()
+		if _, _, err := store.NextDue(ctx); err != nil {
+			return result{}, err
+		}
+		t1 := time.Now()
+		jobs, err := store.ClaimDue(ctx, certfleet.ClaimRequest{Owner: "bench", Now: time.Now(), Lease: time.Minute, Limit: 16})
+		if err != nil {
+			return result{}, err
+		}
+		t2 := time.Now()
+		nextDue, claim = append(nextDue, t1.Sub(t0)), append(claim, t2.Sub(t1))
+		for _, j := range jobs {
+			store.ReleaseLease(ctx, j.JobKey, "bench")
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return result{}, err
+	}
+	runCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	go (&http01.Responder{Store: store}).Serve(runCtx, ln)
+	// A scheduler with no reachable CA: due jobs fail fast and back off,
+	// as in a daemon whose CA is down, which is the busiest idle state.
+	m := &manager.Manager{
+		Store: store, Issuers: map[string]certfleet.Issuer{}, Concurrency: 8, PollInterval: time.Second,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	m.Run(runCtx)
+	jobs, _ := store.Jobs(ctx, certfleet.JobFilter{})
+	return result{Mode: "daemon", N: n, Wall: time.Since(start),
+		Extra: fmt.Sprintf("NextDue median %v p99 %v; ClaimDue(16) median %v p99 %v (%d jobs in store)",
+			pct(nextDue, 50), pct(nextDue, 99), pct(claim, 50), pct(claim, 99), len(jobs))}, nil
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[(len(s)-1)*p/100].Round(time.Microsecond)
+}
+
+// syntheticChain makes a leaf and issuer of realistic size.
+func syntheticChain() (chainPEM, keyPEM []byte, leaf *x509.Certificate, err error) {
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench intermediate"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := certfleet.GenerateKey(certfleet.ECDSAP256)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(42), DNSNames: []string{"host.bench.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	leaf, _ = x509.ParseCertificate(der)
+	keyPEM, err = certfleet.MarshalPrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	chainPEM = append(pemCert(der), pemCert(caDER)...)
+	return chainPEM, keyPEM, leaf, nil
+}
+
+func pemCert(der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}

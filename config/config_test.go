@@ -332,6 +332,8 @@ var problemCases = []struct {
 	{"listen", "[http01]\nlisten = \"80\"\n", []string{`certfleet.toml:2: http01.listen: |"80" is not a listen address`}},
 	{"concurrency", "[renewal]\nconcurrency = 0\n", []string{`certfleet.toml:2: renewal.concurrency: |out of range`}},
 	{"concurrency type", "[renewal]\nconcurrency = \"8\"\n", []string{`certfleet.toml:2: renewal.concurrency: |must be an integer`}},
+	{"renew_before in defaults", "[defaults]\nrenew_before = \"30d\"\n", []string{
+		`certfleet.toml:2: defaults.renew_before: |set in [renewal]`}},
 	{"renewal duration", "[renewal]\nrenew_before = \"30 days\"\n", []string{
 		`certfleet.toml:2: renewal.renew_before: |invalid duration "30 days"`}},
 	{"missing ca", "[[certificate]]\nidentifiers = [\"example.org\"]\n", []string{

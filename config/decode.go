@@ -98,6 +98,10 @@ func (d *decoder) unknown(t *table, known []string) {
 		if t.used[k] {
 			continue
 		}
+		if k == "renew_before" && t.p.String() == "defaults" {
+			d.problemf(t.p.key(k), "unknown key renew_before: the default margin is set in [renewal]")
+			continue
+		}
 		if hint, ok := keyHints[k]; ok && slices.Contains(known, hint) {
 			d.problemf(t.p.key(k), "unknown key %s (did you mean %s?)", quoteKey(k), hint)
 			continue
@@ -798,6 +802,7 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 		d.problemf(t.p, "%v", err)
 		return Certificate{}, false
 	}
+	spec.KeyTypes = slices.Clone(spec.KeyTypes) // not shared with [defaults]
 	cert.Spec = spec
 	cert.Output.Commands = cloneCommands(cert.Output.Commands)
 	return cert, true

@@ -76,6 +76,7 @@ type scanner struct {
 // scanPositions returns the line of every key, table header, array-of-tables
 // element and array element in src.
 func scanPositions(src string) positions {
+	src = strings.TrimPrefix(src, "\uFEFF")
 	s := &scanner{src: src, line: 1, pos: make(positions), arrays: make(map[string]int)}
 	s.document()
 	return s.pos

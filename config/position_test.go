@@ -1,6 +1,8 @@
 package config
 
 import (
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -46,6 +48,9 @@ y = 2
 name = "third"
 `
 	pos := scanPositions(src)
+	if crlf := scanPositions("\uFEFF" + strings.ReplaceAll(src, "\n", "\r\n")); !reflect.DeepEqual(crlf, pos) {
+		t.Errorf("positions with a BOM and CRLF line ends differ:\n%s\nwant\n%s", crlf.debugString(), pos.debugString())
+	}
 	for p, want := range map[string]int{
 		"top":                           2,
 		"multi":                         3,

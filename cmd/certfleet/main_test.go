@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -372,4 +373,65 @@ func countPending(t *testing.T, path string) (pending, issued int) {
 		}
 	}
 	return pending, issued
+}
+
+// TestWebrootAndCommands issues through webroot, with an existing web server
+// (a plain file server) serving the web root on the port the CA validates,
+// and checks the post-issue command runs once with its environment, and not
+// again when nothing changed.
+func TestWebrootAndCommands(t *testing.T) {
+	port := freePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	webroot := t.TempDir()
+	srv := &http.Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Handler: http.FileServer(http.Dir(webroot))}
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	dir := t.TempDir()
+	log := filepath.Join(dir, "hook.log")
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`
+[[certificate]]
+name = "site"
+identifiers = ["site.certfleet.test", "www.site.certfleet.test"]
+key_types = ["rsa2048"]
+challenge = "webroot"
+webroot = %q
+commands = [["sh", "-c", "echo \"$CERTFLEET_CERTIFICATE $CERTFLEET_KEY_TYPE $CERTFLEET_NAMES $CERTFLEET_FULLCHAIN_PATH\" >> %s"]]
+`, webroot, log))
+	// The built-in responder must not be the one answering.
+	cfgText, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(cfgText), fmt.Sprintf("listen = \"127.0.0.1:%d\"", port), `listen = ""`, 1)), 0o600)
+
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue exit %d\n%s\n%s", code, out, errOut)
+	}
+	hook, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatalf("post-issue command did not run: %v", err)
+	}
+	want := fmt.Sprintf("site rsa2048 site.certfleet.test www.site.certfleet.test %s\n", filepath.Join(dir, "live", "site", "fullchain.pem"))
+	if string(hook) != want {
+		t.Fatalf("command saw %q, want %q", hook, want)
+	}
+	// Token files are removed after validation.
+	if left, _ := filepath.Glob(filepath.Join(webroot, ".well-known", "acme-challenge", "*")); len(left) != 0 {
+		t.Errorf("token files left in the web root: %v", left)
+	}
+	// A second pass: nothing due, nothing rewritten, no command.
+	before, _ := os.Stat(filepath.Join(dir, "live", "site", "cert.pem"))
+	if code, out, _ := runCLI(t, "issue", "-config", path); code != 0 || !strings.Contains(out, "nothing due") {
+		t.Fatalf("second pass exit %d: %s", code, out)
+	}
+	after, _ := os.Stat(filepath.Join(dir, "live", "site", "cert.pem"))
+	if hook2, _ := os.ReadFile(log); string(hook2) != want || !before.ModTime().Equal(after.ModTime()) {
+		t.Fatalf("second pass rewrote files or ran the command again: %q", hook2)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -47,8 +48,10 @@ func startDNS() (*DNS, error) {
 			continue
 		}
 		d.addr = ln.Addr().String()
-		d.tcp = &dns.Server{Listener: ln, Handler: d}
-		d.udp = &dns.Server{PacketConn: pc, Handler: d}
+		// Generous timeouts: on a loaded test machine the VA's query can
+		// take more than the default 2 s to arrive.
+		d.tcp = &dns.Server{Listener: ln, Handler: d, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+		d.udp = &dns.Server{PacketConn: pc, Handler: d, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
 		started := make(chan struct{}, 2)
 		d.tcp.NotifyStartedFunc = func() { started <- struct{}{} }
 		d.udp.NotifyStartedFunc = func() { started <- struct{}{} }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -52,7 +53,16 @@ func ParseIdentifier(s string) (Identifier, error) {
 	if raw == "" {
 		return Identifier{}, fmt.Errorf("empty identifier")
 	}
-	if addr, err := netip.ParseAddr(strings.Trim(raw, "[]")); err == nil {
+	if !utf8.ValidString(raw) {
+		return Identifier{}, fmt.Errorf("identifier %q: not valid UTF-8", s)
+	}
+	ipText := raw
+	if inner, ok := strings.CutPrefix(raw, "["); ok {
+		if inner, ok = strings.CutSuffix(inner, "]"); ok {
+			ipText = inner // "[::1]", as IPv6 literals are written in URLs
+		}
+	}
+	if addr, err := netip.ParseAddr(ipText); err == nil {
 		if addr.Zone() != "" {
 			return Identifier{}, fmt.Errorf("identifier %q: IP address with a zone cannot be certified", s)
 		}

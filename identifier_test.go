@@ -37,6 +37,8 @@ func TestParseIdentifier(t *testing.T) {
 		{name: "long label", in: strings.Repeat("a", 64) + ".example.org", wantErr: "limit is 63"},
 		{name: "long name", in: strings.Repeat("abcdefghi.", 26) + "org", wantErr: "limit is 253"},
 		{name: "numeric tld", in: "example.123", wantErr: "all digits"},
+		{name: "invalid utf-8", in: "\x8c.example", wantErr: "not valid UTF-8"},
+		{name: "unbalanced bracket", in: "[192.0.2.1", wantErr: "character '['"},
 		{name: "ip zone", in: "fe80::1%eth0", wantErr: "zone"},
 	}
 	for _, tc := range tests {

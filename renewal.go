@@ -34,12 +34,14 @@ func DefaultRenewalTime(notBefore, notAfter time.Time, renewBefore time.Duration
 // window ends in the past, the time is now: renew immediately.
 // renewBefore, when set, can only make the time earlier (ours: an operator's
 // explicit margin is respected even under ARI).
-func ARIRenewalTime(w RenewalInfo, notAfter time.Time, renewBefore time.Duration, now time.Time, r float64) time.Time {
+func ARIRenewalTime(w RenewalInfo, notBefore, notAfter time.Time, renewBefore time.Duration, now time.Time, r float64) time.Time {
 	t := w.Start
 	if span := w.End.Sub(w.Start); span > 0 {
 		t = w.Start.Add(time.Duration(float64(span) * r))
 	}
-	if renewBefore > 0 {
+	// A margin as long as the lifetime would renew at once, again and
+	// again: it is ignored, as in DefaultRenewalTime.
+	if renewBefore > 0 && renewBefore < notAfter.Sub(notBefore) {
 		if limit := notAfter.Add(-renewBefore); limit.Before(t) {
 			t = limit
 		}

@@ -41,22 +41,26 @@ func TestDefaultRenewalTime(t *testing.T) {
 func TestARIRenewalTime(t *testing.T) {
 	w := certfleet.RenewalInfo{Start: t0.Add(60 * 24 * time.Hour), End: t0.Add(62 * 24 * time.Hour)}
 	notAfter := t0.Add(90 * 24 * time.Hour)
-	if got := certfleet.ARIRenewalTime(w, notAfter, 0, t0, 0); !got.Equal(w.Start) {
+	if got := certfleet.ARIRenewalTime(w, t0, notAfter, 0, t0, 0); !got.Equal(w.Start) {
 		t.Errorf("r=0: got %v, want window start %v", got, w.Start)
 	}
-	if got, want := certfleet.ARIRenewalTime(w, notAfter, 0, t0, 0.5), t0.Add(61*24*time.Hour); !got.Equal(want) {
+	if got, want := certfleet.ARIRenewalTime(w, t0, notAfter, 0, t0, 0.5), t0.Add(61*24*time.Hour); !got.Equal(want) {
 		t.Errorf("r=0.5: got %v, want %v", got, want)
 	}
-	if got := certfleet.ARIRenewalTime(w, notAfter, 0, t0, 0.999999); !got.Before(w.End) || got.Before(w.Start) {
+	if got := certfleet.ARIRenewalTime(w, t0, notAfter, 0, t0, 0.999999); !got.Before(w.End) || got.Before(w.Start) {
 		t.Errorf("r≈1: got %v, outside [%v, %v)", got, w.Start, w.End)
 	}
 	// An explicit margin earlier than the window wins.
-	if got, want := certfleet.ARIRenewalTime(w, notAfter, 40*24*time.Hour, t0, 0.5), t0.Add(50*24*time.Hour); !got.Equal(want) {
+	if got, want := certfleet.ARIRenewalTime(w, t0, notAfter, 40*24*time.Hour, t0, 0.5), t0.Add(50*24*time.Hour); !got.Equal(want) {
 		t.Errorf("renew_before 40d: got %v, want %v", got, want)
+	}
+	// A margin as long as the lifetime is ignored (it would renew forever).
+	if got, want := certfleet.ARIRenewalTime(w, t0, notAfter, 90*24*time.Hour, t0, 0.5), t0.Add(61*24*time.Hour); !got.Equal(want) {
+		t.Errorf("renew_before = lifetime: got %v, want the ARI time %v", got, want)
 	}
 	// A window in the past (e.g. the CA revoked the certificate): now.
 	past := certfleet.RenewalInfo{Start: t0.Add(-2 * time.Hour), End: t0.Add(-time.Hour)}
-	if got := certfleet.ARIRenewalTime(past, notAfter, 0, t0, 0.5); !got.Equal(t0) {
+	if got := certfleet.ARIRenewalTime(past, t0, notAfter, 0, t0, 0.5); !got.Equal(t0) {
 		t.Errorf("past window: got %v, want now %v", got, t0)
 	}
 }

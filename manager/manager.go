@@ -577,7 +577,7 @@ func (m *Manager) renewalTime(ctx context.Context, job certfleet.Job, d decision
 	}
 	if !upd.ARIStart.IsZero() && !upd.ARIEnd.IsZero() {
 		w := certfleet.RenewalInfo{Start: upd.ARIStart, End: upd.ARIEnd}
-		return certfleet.ARIRenewalTime(w, d.leaf.NotAfter, d.spec.RenewBefore, now, stableRand(d.current.Fingerprint, w)), upd
+		return certfleet.ARIRenewalTime(w, d.leaf.NotBefore, d.leaf.NotAfter, d.spec.RenewBefore, now, stableRand(d.current.Fingerprint, w)), upd
 	}
 	return certfleet.DefaultRenewalTime(d.leaf.NotBefore, d.leaf.NotAfter, d.spec.RenewBefore), upd
 }

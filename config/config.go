@@ -16,6 +16,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -225,6 +226,13 @@ func syntaxProblem(filename string, data []byte, err error) Problem {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		p.Line, p.Column, p.Message = pe.Position.Line, pe.Position.Col, pe.Message
+		// The parser counts a line as soon as it reads its newline, so an
+		// error at the end of a line ("[[certificate]" followed by '\n')
+		// is reported on the next one. The byte offset is exact.
+		if st := pe.Position.Start; st >= 0 && st <= len(data) {
+			p.Line = bytes.Count(data[:st], []byte("\n")) + 1
+			p.Column = st - (bytes.LastIndexByte(data[:st], '\n') + 1) + 1
+		}
 		if secretOnLine(data, pe.Position.Line) || strings.HasSuffix(pe.LastKey, "eab_hmac_key") {
 			p.Message = "syntax error at eab_hmac_key (the value is a secret and not shown); write it as a quoted string"
 		}

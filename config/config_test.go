@@ -311,8 +311,8 @@ var problemCases = []struct {
 	src  string
 	want []string
 }{
-	{"syntax", "state = \"x\"\n[ca\n", []string{`certfleet.toml:3:4: |expected '.' or ']' to end table name`}},
-	{"duplicate key", "state = \"a\"\nstate = \"b\"\n", []string{`certfleet.toml:2:13: |Key 'state' has already been defined`}},
+	{"syntax", "state = \"x\"\n[ca\n", []string{`certfleet.toml:2:4: |expected '.' or ']' to end table name`}},
+	{"duplicate key", "state = \"a\"\nstate = \"b\"\n", []string{`certfleet.toml:2:1: |Key 'state' has already been defined`}},
 	{"unknown top key", "dns01 = 1\n", []string{`certfleet.toml:1: dns01: |unknown key dns01; the keys here are state, log`}},
 	{"unknown key with hint", cert("domains = [\"x.example\"]\n"), []string{
 		`certfleet.toml:5: certificate[0].domains: |unknown key domains (did you mean identifiers?)`}},

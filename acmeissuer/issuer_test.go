@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -702,5 +703,33 @@ func TestWaiter(t *testing.T) {
 			t.Errorf("events = %q: %s after the CA started validating", s.events, e)
 			break
 		}
+	}
+}
+
+func TestFinalizeNotReady(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, pebbleca.Config{})
+	p := newFaultProxy(t, env.ca)
+	var refused atomic.Int32
+	// A CA that makes the order ready a moment after its last
+	// authorization: the first finalize is refused with orderNotReady
+	// (RFC 8555 §7.4), and the issuer must poll the order and try again.
+	p.setFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.HasPrefix(r.URL.Path, "/finalize-order/") || !refused.CompareAndSwap(0, 1) {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusForbidden)
+		json.NewEncoder(w).Encode(map[string]any{"type": acme.ProblemTypeOrderNotReady, "detail": "not yet", "status": 403})
+		return true
+	})
+	iss := p.newTestIssuer(t, env)
+	req := newTestRequest(t, certfleet.ECDSAP256, "notready.example")
+	mustVerify(t, mustIssue(t, iss, req).ChainPEM, env.ca.Roots(), req)
+	if refused.Load() != 1 {
+		t.Errorf("finalize refusals = %d, want 1", refused.Load())
+	}
+	if got := env.ca.Finalizations(); got != 1 {
+		t.Errorf("finalizations = %d, want 1", got)
 	}
 }

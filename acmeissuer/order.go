@@ -197,17 +197,29 @@ func (i *Issuer) newOrder(ctx context.Context, acct acme.Account, dir acme.Direc
 func (i *Issuer) complete(ctx context.Context, acct acme.Account, order acme.Order, req certfleet.IssueRequest, solver certfleet.Solver, lg *slog.Logger) (certfleet.IssueResult, error) {
 	url := order.Location
 	var err error
+	optimistic := false // the order is taken to be ready, unseen
 	for range maxOrderSteps {
 		switch order.Status {
 		case acme.StatusPending:
 			if err := i.authorize(ctx, acct, order, req.Spec.Challenge, solver, lg); err != nil {
 				return certfleet.IssueResult{}, fmt.Errorf("order %s: %w", url, err)
 			}
-			// The authorizations are final; the order follows at once
-			// at most CAs, so look before waiting.
-			order, err = i.pollOrder(ctx, acct, order, acme.StatusPending, 0)
+			// RFC 8555 §7.4: "Once the client believes it has fulfilled
+			// the server's requirements, it should send a POST request to
+			// the order resource's finalize URL." Every authorization is
+			// valid, so finalize without fetching the order first; a CA
+			// that disagrees answers orderNotReady and we poll.
+			order.Status = acme.StatusReady
+			optimistic = true
+			continue
 		case acme.StatusReady:
-			order, err = i.finalize(ctx, acct, order, req)
+			var notReady bool
+			order, notReady, err = i.finalize(ctx, acct, order, req)
+			if notReady && optimistic {
+				optimistic = false
+				order.Status = acme.StatusPending
+				order, err = i.pollOrder(ctx, acct, order, acme.StatusPending, 0)
+			}
 		case acme.StatusProcessing:
 			order, err = i.pollOrder(ctx, acct, order, acme.StatusProcessing, i.cfg.PollInterval)
 		case acme.StatusValid:
@@ -234,21 +246,28 @@ func orderProblem(order acme.Order, dir string) error {
 }
 
 // finalize sends the CSR (RFC 8555 §7.4) and waits while the order is
-// processing.
-func (i *Issuer) finalize(ctx context.Context, acct acme.Account, order acme.Order, req certfleet.IssueRequest) (acme.Order, error) {
+// processing. notReady reports that the CA refused because the order is
+// not ready: "the server MUST return a 403 (Forbidden) error with a
+// problem document of type orderNotReady" (acmez swallows the problem, so
+// the 403 of the finalize request is what tells).
+func (i *Issuer) finalize(ctx context.Context, acct acme.Account, order acme.Order, req certfleet.IssueRequest) (_ acme.Order, notReady bool, _ error) {
 	csr, err := csrFor(req.Key, req.Spec.Identifiers)
 	if err != nil {
-		return order, err
+		return order, false, err
 	}
-	_, err = i.call(ctx, func(ctx context.Context) error {
+	sent := order
+	rec, err := i.call(ctx, func(ctx context.Context) error {
 		var err error
 		order, err = i.client.FinalizeOrder(ctx, acct, order, csr)
 		return err
 	})
 	if err != nil {
-		return order, fmt.Errorf("finalize: %w", err)
+		if status, _ := rec.get(); status == http.StatusForbidden && order.Status == sent.Status {
+			return sent, true, fmt.Errorf("finalize: %w", err)
+		}
+		return order, false, fmt.Errorf("finalize: %w", err)
 	}
-	return order, nil
+	return order, false, nil
 }
 
 // download fetches the chain of a valid order and checks that it is for

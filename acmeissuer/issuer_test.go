@@ -271,8 +271,10 @@ func TestValidationFailure(t *testing.T) {
 			t.Errorf("error %q does not contain %q", msg, want)
 		}
 	}
-	if !errors.As(err, new(certfleet.ErrNoRetry)) {
-		t.Errorf("err is not ErrNoRetry: %v", err)
+	// A failed validation is fixed by a person (or the network) and is
+	// retried on the normal backoff: it must not be marked permanent.
+	if errors.As(err, new(certfleet.ErrNoRetry)) {
+		t.Errorf("a failed validation is marked ErrNoRetry: %v", err)
 	}
 	if got := certfleet.ProblemType(err); got != acme.ProblemTypeUnauthorized {
 		t.Errorf("ProblemType = %q, want unauthorized", got)

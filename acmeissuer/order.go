@@ -560,7 +560,17 @@ func (i *Issuer) authzFailure(a acme.Authorization, acmeType string) error {
 			e.problem = *c.Error
 		}
 	}
-	return classify(e, nil, i.cfg.DirectoryURL)
+	err := classify(e, nil, i.cfg.DirectoryURL)
+	// Ours: a failed validation (unauthorized, connection, dns, tls, caa)
+	// is the most common failure and is healed by a person fixing DNS, a
+	// port forward, a firewall or a CAA record, sometimes by the network
+	// itself. It is retried on the normal exponential backoff, not once a
+	// day; only a CA that will never issue for the name is permanent.
+	var ce *caError
+	if errors.As(err, &ce) && ce.problem != acme.ProblemTypeRejectedIdentifier && ce.problem != acme.ProblemTypeUnsupportedIdentifier {
+		ce.noRetry = false
+	}
+	return err
 }
 
 // parallel runs f(0..n-1) concurrently and returns the first error; the

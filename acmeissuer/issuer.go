@@ -199,7 +199,7 @@ func New(cfg Config) (*Issuer, error) {
 			PollTimeout:  cfg.PollTimeout,
 			// acmez logs HTTP exchanges at debug (headers only, no
 			// payloads) and retries at warn.
-			Logger: logger.With("component", "acmez"),
+			Logger: slog.New(demoted{logger.With("component", "acmez").Handler()}),
 		},
 	}, nil
 }

@@ -201,7 +201,7 @@ func TestConcurrentWrites(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			owner := fmt.Sprintf("w%d", w)
-			for {
+			for range 200 { // bounded: a store that re-hands leased jobs fails, not hangs
 				jobs, err := s.ClaimDue(t.Context(), certfleet.ClaimRequest{Owner: owner, Now: time.Now(), Lease: time.Minute, Limit: 2})
 				if err != nil {
 					fail(err)

@@ -383,6 +383,21 @@ func testSyncOtherSource(t *testing.T, newStore func(t *testing.T) certfleet.Sto
 	// A name another source still declares cannot be taken over.
 	_, err = s.SyncSpecs(t.Context(), certfleet.SourceConfig, []certfleet.CertificateSpec{NewSpec("api-one")})
 	wantCode(t, "config declaring api-one", err, certfleet.ECONFLICT)
+	if got, _ := s.Spec(t.Context(), "api-one"); got.Source != certfleet.SourceAPI || got.Disabled {
+		t.Errorf("after the conflict: Spec(api-one) = %+v, want it untouched", got)
+	}
+	// Once the api withdraws it, the config may declare it.
+	mustSync(t, s, certfleet.SourceAPI)
+	res = mustSync(t, s, certfleet.SourceConfig, NewSpec("api-one"))
+	if !reflect.DeepEqual(res.Changed, []string{"api-one"}) {
+		t.Errorf("take-over: SyncSpecs = %+v, want api-one changed", res)
+	}
+	if got, _ := s.Spec(t.Context(), "api-one"); got.Source != certfleet.SourceConfig || got.Disabled {
+		t.Errorf("after take-over: Spec(api-one) = %+v, want source config, enabled", got)
+	}
+	if j := mustJob(t, s, keyOf("api-one", certfleet.ECDSAP256)); j.Disabled {
+		t.Errorf("after take-over: job disabled")
+	}
 }
 
 func testSyncRevision(t *testing.T, newStore func(t *testing.T) certfleet.Store) {

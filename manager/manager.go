@@ -47,6 +47,10 @@ const (
 	// sent no Retry-After. RFC 9773 §4.3.2 suggests clients poll about
 	// twice a day; Let's Encrypt sends Retry-After of 6 hours.
 	DefaultARIInterval = 6 * time.Hour
+	// minIdle is the shortest sleep of the daemon loop after a look at the
+	// store found less work than it could take: it bounds the loop's rate
+	// while due jobs are leased (in flight here or on another instance).
+	minIdle = time.Second
 )
 
 // Deployer receives every certificate after it is archived (e.g. writes the
@@ -356,7 +360,11 @@ func (m *Manager) Run(ctx context.Context) error {
 				if len(jobs) == free {
 					sleep = 0 // there may be more due work right now
 				} else if at, ok, err := m.Store.NextDue(ctx); err == nil && ok {
-					sleep = min(max(at.Sub(m.Now()), 0), m.PollInterval)
+					// NextDue counts leased jobs too (ours in flight,
+					// or another instance's), so a time in the past
+					// does not mean claimable work: idle a moment
+					// rather than spin. Finished jobs wake us anyway.
+					sleep = min(max(at.Sub(m.Now()), minIdle), m.PollInterval)
 				}
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"maps"
 	"log/slog"
 	"net"
 	"net/http"
@@ -508,6 +509,13 @@ type blockingSolver struct {
 	once      sync.Once
 }
 
+func (b *blockingSolver) CleanUp(ctx context.Context, chal certfleet.Challenge) error {
+	if b.Solver == nil {
+		return nil
+	}
+	return b.Solver.CleanUp(ctx, chal)
+}
+
 func (b *blockingSolver) Present(ctx context.Context, chal certfleet.Challenge) error {
 	b.once.Do(func() { close(b.presented) })
 	<-ctx.Done()
@@ -576,5 +584,75 @@ func TestUnknownAccountIsPermanent(t *testing.T) {
 	}
 	if e.ca.NewOrders() != 0 {
 		t.Fatal("an order was placed for an unconfigured account")
+	}
+}
+
+// countingStore counts the scheduler's claims (it wraps the real store).
+type countingStore struct {
+	*sqlite.Store
+	claims atomic.Int64
+}
+
+func (c *countingStore) ClaimDue(ctx context.Context, r certfleet.ClaimRequest) ([]certfleet.Job, error) {
+	c.claims.Add(1)
+	return c.Store.ClaimDue(ctx, r)
+}
+
+func TestDaemonRun(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.clock = nil
+	e.store.Now = time.Now
+	cs := &countingStore{Store: e.store}
+	// d4's dns-01 challenge never completes: its job stays leased and due
+	// while the daemon idles, which must not make the loop spin either.
+	solvers := maps.Clone(e.solvers)
+	solvers[certfleet.ChallengeDNS01] = &blockingSolver{presented: make(chan struct{})}
+	m := e.manager(e.issuer(e.ca.DirectoryURL(), solvers))
+	m.Store, m.Now, m.PollInterval = cs, time.Now, 5*time.Second
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+
+	// Specs added while the daemon runs are issued after a Wake.
+	e.sync(
+		spec(t, "d1", certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, "d1.certfleet.test"),
+		spec(t, "d2", certfleet.ChallengeTLSALPN01, []certfleet.KeyType{certfleet.ECDSAP256, certfleet.RSA2048}, "d2.certfleet.test"),
+		// Keeps failing: a due-but-backing-off job must not make the loop spin.
+		spec(t, "d3", certfleet.ChallengeWebroot, []certfleet.KeyType{certfleet.ECDSAP256}, "d3.certfleet.test"),
+		spec(t, "d4", certfleet.ChallengeDNS01, []certfleet.KeyType{certfleet.ECDSAP256}, "d4.certfleet.test"),
+	)
+	m.Wake()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		j1, j2, j3 := e.job("d1", certfleet.ECDSAP256), e.job("d2", certfleet.RSA2048), e.job("d3", certfleet.ECDSAP256)
+		if j1.CurrentID != 0 && j2.CurrentID != 0 && e.job("d2", certfleet.ECDSAP256).CurrentID != 0 && j3.Failures > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon did not issue the new specs in time: %+v %+v %+v", j1, j2, j3)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if j := e.job("d4", certfleet.ECDSAP256); j.LeaseOwner == "" {
+		t.Fatal("d4 is not in flight")
+	}
+	// Idle: nothing claimable (d3 backs off, d4 is leased by us). The loop
+	// must sleep, not spin.
+	before := cs.claims.Load()
+	time.Sleep(2 * time.Second)
+	if n := cs.claims.Load() - before; n > 3 {
+		t.Errorf("idle daemon claimed %d times in 2 s; it is spinning", n)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v on shutdown", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not stop after cancel")
+	}
+	if j := e.job("d4", certfleet.ECDSAP256); j.LeaseOwner != "" || j.PendingOrderURL == "" {
+		t.Errorf("after shutdown: lease %q, pending order %q; want the lease released and the order kept", j.LeaseOwner, j.PendingOrderURL)
 	}
 }

@@ -93,6 +93,8 @@ type ClaimRequest struct {
 type JobFilter struct {
 	Spec            string
 	IncludeDisabled bool
+	// Leased selects only jobs with a lease owner (expired or not).
+	Leased bool
 }
 
 // ScheduleUpdate sets when a job is next due and its ARI state, without an

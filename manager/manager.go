@@ -162,7 +162,7 @@ func ParseInstance(owner string) (host string, pid int, ok bool) {
 // returns how many leases it released.
 func (m *Manager) ReleaseLeases(ctx context.Context, dead func(owner string) bool) (int, error) {
 	m.init()
-	jobs, err := m.Store.Jobs(ctx, certfleet.JobFilter{})
+	jobs, err := m.Store.Jobs(ctx, certfleet.JobFilter{Leased: true})
 	if err != nil {
 		return 0, fmt.Errorf("list jobs: %w", err)
 	}

@@ -334,7 +334,8 @@ func (s *Store) Jobs(ctx context.Context, f certfleet.JobFilter) ([]certfleet.Jo
 		return nil, err
 	}
 	rows, err := db.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
-		WHERE (?1 = '' OR spec = ?1) AND (?2 OR disabled = 0) ORDER BY spec, key_type`, f.Spec, f.IncludeDisabled)
+		WHERE (?1 = '' OR spec = ?1) AND (?2 OR disabled = 0) AND (NOT ?3 OR lease_owner != '')
+		ORDER BY spec, key_type`, f.Spec, f.IncludeDisabled, f.Leased)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", translate(err))
 	}

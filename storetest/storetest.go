@@ -996,11 +996,16 @@ func testJobs(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 	s := newStore(t)
 	mustSync(t, s, certfleet.SourceConfig, NewSpec("b", certfleet.RSA2048, certfleet.ECDSAP256), NewSpec("a", certfleet.ECDSAP384))
 	mustSync(t, s, certfleet.SourceConfig, NewSpec("b", certfleet.RSA2048, certfleet.ECDSAP256))
+	claimed, err := s.ClaimDue(t.Context(), certfleet.ClaimRequest{Owner: "o", Now: time.Now(), Lease: time.Minute, Limit: 1})
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v, %d jobs", err, len(claimed))
+	}
 	tests := []struct {
 		name string
 		f    certfleet.JobFilter
 		want []string
 	}{
+		{"leased", certfleet.JobFilter{Leased: true}, []string{claimed[0].JobKey.String()}},
 		{"enabled", certfleet.JobFilter{}, []string{"b/ecdsa-p256", "b/rsa2048"}},
 		{"all", certfleet.JobFilter{IncludeDisabled: true}, []string{"a/ecdsa-p384", "b/ecdsa-p256", "b/rsa2048"}},
 		{"spec", certfleet.JobFilter{Spec: "b"}, []string{"b/ecdsa-p256", "b/rsa2048"}},

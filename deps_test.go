@@ -47,6 +47,21 @@ var badDeps = map[string]map[string]string{
 	"github.com/certfleet/certfleet/deploy": {
 		"github.com/certfleet/certfleet/sqlite":  "adapters do not import each other",
 		"github.com/certfleet/certfleet/manager": "adapters do not import each other",
+		"net/http":                               "deploy writes files and runs commands; it fetches nothing",
+	},
+	"github.com/certfleet/certfleet/solver/http01": {
+		"github.com/certfleet/certfleet/sqlite":  "solvers reach the store through certfleet.ChallengeStore",
+		"github.com/certfleet/certfleet/manager": "adapters do not import each other",
+		"github.com/mholt/acmez/v3/acme":         "solvers get certfleet.Challenge, not acmez types",
+	},
+	"github.com/certfleet/certfleet/solver/tlsalpn01": {
+		"github.com/certfleet/certfleet/sqlite":  "solvers reach the store through certfleet.ChallengeStore",
+		"github.com/certfleet/certfleet/manager": "adapters do not import each other",
+		"github.com/mholt/acmez/v3/acme":         "solvers get certfleet.Challenge, not acmez types",
+	},
+	"github.com/certfleet/certfleet/solver/webroot": {
+		"github.com/certfleet/certfleet/sqlite": "solvers reach the store through certfleet.ChallengeStore",
+		"net/http":                              "webroot only writes files; the web server is someone else's",
 	},
 }
 
@@ -57,9 +72,6 @@ func TestDeps(t *testing.T) {
 	for pkg, bad := range badDeps {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", pkg).Output()
 		if err != nil {
-			if strings.Contains(string(exitStderr(err)), "cannot find package") || strings.Contains(string(exitStderr(err)), "no Go files") {
-				continue // package not written yet
-			}
 			t.Fatalf("go list %s: %v\n%s", pkg, err, exitStderr(err))
 		}
 		for _, dep := range strings.Fields(string(out)) {

@@ -95,6 +95,13 @@ type Config struct {
 	// Logger receives Pebble's own log lines at debug level. Nil discards
 	// them.
 	Logger *slog.Logger
+	// ResolverAddr, when set ("127.0.0.1:port"), is the DNS server the
+	// validator asks instead of the CA's own (DNS): a test's authoritative
+	// server for dns-01. Pebble queries it over TCP and does not chase
+	// CNAMEs itself, so the server must answer the whole chain as a
+	// recursive resolver would. It must also answer A queries for
+	// http-01 and tls-alpn-01 names.
+	ResolverAddr string
 }
 
 // CA is a running in-process Pebble. Its methods are safe for concurrent
@@ -164,7 +171,11 @@ func Start(ctx context.Context, cfg Config) (*CA, error) {
 
 	c.db = db.NewMemoryStore()
 	c.pebble = ca.New(logger, c.db, "", "ecdsa", 0, 1, profiles)
-	v := va.New(logger, httpPort, tlsPort, false, d.Addr(), c.db)
+	resolver := d.Addr()
+	if cfg.ResolverAddr != "" {
+		resolver = cfg.ResolverAddr
+	}
+	v := va.New(logger, httpPort, tlsPort, false, resolver, c.db)
 	for keyID, key := range cfg.EABKeys {
 		if err := c.db.AddExternalAccountKeyByID(keyID, key); err != nil {
 			return nil, fmt.Errorf("pebble: add EAB key %q: %w", keyID, err)

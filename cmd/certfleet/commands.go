@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -44,7 +47,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 Run the daemon: load the certificates of the config file into the store,
 answer challenges with the built-in responders, obtain and renew certificates
 as they come due, and write them to their output directories. Stops cleanly on
-SIGINT or SIGTERM; orders in flight are resumed at the next start.`, stdout, stderr)
+SIGINT or SIGTERM; orders in flight are resumed at the next start. SIGHUP
+reloads the config file: certificates, outputs and commands change at once;
+changes to accounts, the store or the responders need a restart.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -59,6 +64,26 @@ SIGINT or SIGTERM; orders in flight are resumed at the next start.`, stdout, std
 		return err
 	}
 	defer d.Close()
+	// SIGHUP reloads the config file (systemctl reload certfleet).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				next, err := config.Load(*cfgPath)
+				if err == nil {
+					err = d.Reload(ctx, next)
+				}
+				if err != nil {
+					log.Error("reload failed; the running configuration stays in force", certfleet.LogError, err)
+				}
+			}
+		}
+	}()
 	return d.Serve(ctx)
 }
 

@@ -29,6 +29,8 @@ import (
 // issuers, the solvers and responders, the scheduler and the file writer.
 // serve, issue and demo all run one; end-to-end tests run it too.
 type Daemon struct {
+	// Config is the configuration the daemon was opened with; after a
+	// reload (SIGHUP), CurrentConfig is the one in force.
 	Config  *config.Config
 	Store   certfleet.Store
 	Manager *manager.Manager
@@ -38,6 +40,7 @@ type Daemon struct {
 	// ("" when not started), so tests can listen on port 0.
 	HTTP01Addr, TLSALPN01Addr string
 
+	live      *liveConfig
 	listeners []net.Listener
 	serveWG   sync.WaitGroup
 	serveCtx  context.Context
@@ -67,7 +70,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	d = &Daemon{Config: cfg, Logger: log, errs: make(chan error, 4)}
+	d = &Daemon{Config: cfg, Logger: log, errs: make(chan error, 4), live: newLiveConfig(cfg)}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -95,7 +98,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	solvers := map[certfleet.ChallengeType]certfleet.Solver{
 		certfleet.ChallengeHTTP01:    &http01.Solver{Store: store, Tokens: tokens},
 		certfleet.ChallengeTLSALPN01: &tlsalpn01.Solver{Store: store},
-		certfleet.ChallengeWebroot:   newWebrootRouter(cfg),
+		certfleet.ChallengeWebroot:   liveWebroot{d.live},
 	}
 
 	issuers := make(map[string]certfleet.Issuer, len(cfg.Accounts))
@@ -131,7 +134,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	d.Manager = &manager.Manager{
 		Store:       store,
 		Issuers:     issuers,
-		Deployer:    &fileDeployer{cfg: cfg, writer: &deploy.Writer{Logger: log}},
+		Deployer:    &fileDeployer{live: d.live, writer: &deploy.Writer{Logger: log}},
 		Concurrency: cfg.Renewal.Concurrency,
 		Logger:      log,
 		Now:         opts.Now,
@@ -230,7 +233,7 @@ func listenError(what, key, addr string, port int, err error) error {
 func (d *Daemon) SyncOutputs(ctx context.Context) error {
 	var first error
 	fd := d.Manager.Deployer.(*fileDeployer)
-	for _, c := range d.Config.Certificates {
+	for _, c := range d.CurrentConfig().Certificates {
 		if c.Output.Dir == "" {
 			continue
 		}
@@ -280,12 +283,12 @@ func (d *Daemon) Close() error {
 
 // fileDeployer writes a certificate to the output its config entry names.
 type fileDeployer struct {
-	cfg    *config.Config
+	live   *liveConfig
 	writer *deploy.Writer
 }
 
 func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
-	c, ok := f.cfg.Certificate(spec.Name)
+	c, ok := f.live.config().Certificate(spec.Name)
 	if !ok || c.Output.Dir == "" {
 		return nil // declared elsewhere (API), or kept in the store only
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/sqlite"
 )
@@ -433,5 +434,63 @@ commands = [["sh", "-c", "echo \"$CERTFLEET_CERTIFICATE $CERTFLEET_KEY_TYPE $CER
 	after, _ := os.Stat(filepath.Join(dir, "live", "site", "cert.pem"))
 	if hook2, _ := os.ReadFile(log); string(hook2) != want || !before.ModTime().Equal(after.ModTime()) {
 		t.Fatalf("second pass rewrote files or ran the command again: %q", hook2)
+	}
+}
+
+func TestReload(t *testing.T) {
+	port := freePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	dir := t.TempDir()
+	one := "[[certificate]]\nname = \"one\"\nidentifiers = [\"one.certfleet.test\"]\n"
+	path := writeConfig(t, dir, ca, port, one)
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if rep, err := d.IssueOnce(t.Context()); err != nil || rep.Issued != 1 {
+		t.Fatalf("first pass: %+v, %v", rep, err)
+	}
+
+	// A second certificate, and a new output directory for the first:
+	// applied live (the files of "one" are written there at once).
+	moved := filepath.Join(dir, "moved")
+	two := one + fmt.Sprintf("output_dir = %q\n", moved) +
+		"[[certificate]]\nname = \"two\"\nidentifiers = [\"two.certfleet.test\"]\n"
+	writeConfig(t, dir, ca, port, two)
+	next, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(t.Context(), next); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if rep, err := d.IssueOnce(t.Context()); err != nil || rep.Issued != 1 || rep.Results[0].Key.Spec != "two" {
+		t.Fatalf("after reload: %+v, %v; want only two issued", rep.Results, err)
+	}
+	if _, err := os.Stat(filepath.Join(moved, "fullchain.pem")); err != nil {
+		t.Errorf("the new output_dir of \"one\" was not written after the reload: %v", err)
+	}
+
+	// A change that needs a restart is refused and changes nothing.
+	text, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(text), "[ca]\n", "[ca]\nemail = \"new@certfleet.test\"\n", 1)+"[[certificate]]\nname = \"three\"\nidentifiers = [\"three.certfleet.test\"]\n"), 0o600)
+	bad, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "[ca] or [accounts]") {
+		t.Fatalf("reload with an account change: %v; want it refused, naming [ca]", err)
+	}
+	if _, ok := d.CurrentConfig().Certificate("three"); ok {
+		t.Fatal("a refused reload changed the configuration in force")
 	}
 }

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync/atomic"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+)
+
+// liveConfig is the configuration in force, swapped whole on reload, with
+// what is derived from it.
+type liveConfig struct {
+	cfg     atomic.Pointer[config.Config]
+	webroot atomic.Pointer[webrootRouter]
+}
+
+func newLiveConfig(cfg *config.Config) *liveConfig {
+	l := &liveConfig{}
+	l.set(cfg)
+	return l
+}
+
+func (l *liveConfig) set(cfg *config.Config) {
+	l.webroot.Store(newWebrootRouter(cfg))
+	l.cfg.Store(cfg)
+}
+
+func (l *liveConfig) config() *config.Config { return l.cfg.Load() }
+
+// liveWebroot is the webroot solver of the configuration in force.
+type liveWebroot struct{ live *liveConfig }
+
+func (w liveWebroot) Present(ctx context.Context, chal certfleet.Challenge) error {
+	return w.live.webroot.Load().Present(ctx, chal)
+}
+
+func (w liveWebroot) CleanUp(ctx context.Context, chal certfleet.Challenge) error {
+	return w.live.webroot.Load().CleanUp(ctx, chal)
+}
+
+// CurrentConfig returns the configuration in force.
+func (d *Daemon) CurrentConfig() *config.Config { return d.live.config() }
+
+// Reload applies a new configuration without a restart: certificates added,
+// changed or removed, their outputs, commands and web roots. Changes that
+// need new connections or listeners (the store, accounts, responder
+// addresses, a challenge whose responder is not running, concurrency) are
+// refused with an error that lists them; the old configuration then stays in
+// force, so a typo never stops a running daemon.
+func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
+	cur := d.CurrentConfig()
+	var need []string
+	if next.State != cur.State {
+		need = append(need, "state")
+	}
+	if !reflect.DeepEqual(next.Accounts, cur.Accounts) {
+		need = append(need, "[ca] or [accounts]")
+	}
+	if next.HTTP01Listen != cur.HTTP01Listen || next.Uses(certfleet.ChallengeHTTP01) && d.HTTP01Addr == "" {
+		need = append(need, "[http01]")
+	}
+	if next.TLSALPN01Listen != cur.TLSALPN01Listen || next.Uses(certfleet.ChallengeTLSALPN01) && d.TLSALPN01Addr == "" {
+		need = append(need, "[tlsalpn01]")
+	}
+	if next.Renewal.Concurrency != cur.Renewal.Concurrency {
+		need = append(need, "[renewal] concurrency")
+	}
+	if len(need) > 0 {
+		return fmt.Errorf("not reloaded: changes to %v need a restart (systemctl restart certfleet); the running configuration stays in force", need)
+	}
+	res, err := d.Store.SyncSpecs(ctx, certfleet.SourceConfig, next.Specs())
+	if err != nil {
+		return fmt.Errorf("not reloaded: load certificates from %s into the store: %w", next.File, err)
+	}
+	d.live.set(next)
+	d.Logger.Info("configuration reloaded", "file", next.File, "summary", res.String())
+	d.Manager.Wake()
+	if err := d.SyncOutputs(ctx); err != nil {
+		return errors.Join(fmt.Errorf("reloaded, but some certificate files could not be written"), err)
+	}
+	return nil
+}

@@ -43,6 +43,11 @@ type CertificateSpec struct {
 	// ReuseKey keeps the private key across renewals. The default (false)
 	// makes a new key at every renewal.
 	ReuseKey bool `json:"reuse_key,omitempty"`
+	// CSR, when set, puts the spec in CSR mode: a PEM certificate request
+	// from a host that keeps its own private key. Orders finalize with it,
+	// no key is made or stored, and KeyTypes holds the CSR key's type.
+	// Submitting another CSR re-issues (it is part of the Revision).
+	CSR []byte `json:"csr,omitempty"`
 	// Source says who declared the spec (SourceConfig or SourceAPI).
 	Source string `json:"source"`
 	// Disabled specs are kept (with their archive) but no longer renewed.
@@ -95,6 +100,9 @@ func (s CertificateSpec) Validate() error {
 	if len(s.KeyTypes) == 2 && s.KeyTypes[0].Family() == s.KeyTypes[1].Family() {
 		return fmt.Errorf("certificate %q: dual certificates need one RSA and one ECDSA key type, not %s and %s", s.Name, s.KeyTypes[0], s.KeyTypes[1])
 	}
+	if len(s.CSR) > 0 && len(s.KeyTypes) != 1 {
+		return fmt.Errorf("certificate %q: a CSR-mode certificate has exactly one key type, the CSR's", s.Name)
+	}
 	if s.RenewBefore < 0 {
 		return fmt.Errorf("certificate %q: renew_before must not be negative", s.Name)
 	}
@@ -120,6 +128,9 @@ func (s CertificateSpec) Revision(kt KeyType) string {
 		fmt.Fprintf(h, "%s:%s\n", id.Type, id.Value)
 	}
 	fmt.Fprintf(h, "key=%s\nprofile=%s\naccount=%s\n", kt, s.Profile, s.AccountName())
+	if len(s.CSR) > 0 { // only then, so other specs' revisions stay as they were
+		fmt.Fprintf(h, "csr=%x\n", sha256.Sum256(s.CSR))
+	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 

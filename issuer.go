@@ -14,6 +14,10 @@ type IssueRequest struct {
 	// KeyType and Key: the certificate's key; the CSR is made from it.
 	KeyType KeyType
 	Key     crypto.Signer
+	// CSR, when Key is nil, is the host's own certificate request (CSR
+	// mode, see CertificateSpec.CSR): the order is finalized with it and
+	// the certificate must be for its public key.
+	CSR *x509.CertificateRequest
 	// Replaces is the certificate this one renews; its ARI identifier goes
 	// in the order's "replaces" field (RFC 9773 §5) when the CA offers ARI.
 	Replaces *x509.Certificate

@@ -1,0 +1,22 @@
+package certfleet
+
+import "context"
+
+// Notifier is an optional interface of a Store shared by several instances
+// (postgres): it tells the scheduler and long-polls that something changed,
+// so they need not wait for their next poll. Callers detect it with a type
+// assertion.
+//
+// Changes returns a channel that receives soon after jobs or certificates
+// change in the store, possibly through another instance: specs synced, a
+// certificate issued, a job failed, rescheduled, retried or released. A
+// receive carries no detail: look at the store. Receives are coalesced: one
+// may stand for many changes, and a change made while the previous receive
+// is still unread adds none. Delivery is best effort (a notification is lost
+// while the store reconnects, and a reconnection itself sends one), so
+// callers keep polling as a fallback. Each call gets its own channel; it is
+// closed when ctx ends or the store closes. Changes must be safe for
+// concurrent use and return at once.
+type Notifier interface {
+	Changes(ctx context.Context) <-chan struct{}
+}

@@ -1,0 +1,91 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/jackc/pgx/v5"
+)
+
+const qAccount = `SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = $1 AND name = $2`
+
+// Account implements certfleet.AccountStore.
+func (s *Store) Account(ctx context.Context, ca, name string) (certfleet.Account, error) {
+	if s.pool == nil {
+		return certfleet.Account{}, errNotOpen
+	}
+	a, err := scanAccount(s.pool.QueryRow(ctx, qAccount, ca, name))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return a, certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s not found", name, ca)
+	} else if err != nil {
+		return a, fmt.Errorf("load account %q of %s: %w", name, ca, translate(err))
+	}
+	return a, nil
+}
+
+func scanAccount(sc scanner) (certfleet.Account, error) {
+	var (
+		a       certfleet.Account
+		contact string
+		key     []byte
+		created time.Time
+	)
+	if err := sc.Scan(&a.CA, &a.Name, &contact, &key, &a.URL, &created); err != nil {
+		return a, err
+	}
+	if err := json.Unmarshal([]byte(contact), &a.Contact); err != nil {
+		return a, fmt.Errorf("decode contact: %w", err)
+	}
+	a.CreatedAt = created.UTC()
+	var err error
+	if a.KeyPEM, err = openKey(key); err != nil {
+		return a, fmt.Errorf("open account key: %w", err)
+	}
+	return a, nil
+}
+
+// CreateAccount implements certfleet.AccountStore. INSERT … ON CONFLICT DO
+// NOTHING waits for a concurrent creator (on any instance) to commit, and
+// the read that follows sees the winner, so of two racing creators exactly
+// one wins and both get its account. A zero CreatedAt is set to now.
+func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfleet.Account, error) {
+	if a.CA == "" || a.Name == "" {
+		return a, certfleet.Errorf(certfleet.EINVALID, "create account: CA and name required")
+	}
+	if len(a.KeyPEM) == 0 {
+		return a, certfleet.Errorf(certfleet.EINVALID, "create account %q of %s: key required", a.Name, a.CA)
+	}
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = s.now()
+	}
+	contact := a.Contact
+	if contact == nil {
+		contact = []string{}
+	}
+	cj, err := json.Marshal(contact)
+	if err != nil {
+		return a, fmt.Errorf("create account %q of %s: encode contact: %w", a.Name, a.CA, err)
+	}
+	key, err := sealKey(a.KeyPEM)
+	if err != nil {
+		return a, fmt.Errorf("create account %q of %s: %w", a.Name, a.CA, err)
+	}
+	var out certfleet.Account
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO accounts (ca, name, contact, key_pem, url, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ca, name) DO NOTHING`,
+			a.CA, a.Name, string(cj), key, a.URL, a.CreatedAt); err != nil {
+			return translate(err)
+		}
+		out, err = scanAccount(tx.QueryRow(ctx, qAccount, a.CA, a.Name))
+		return translate(err)
+	})
+	if err != nil {
+		return certfleet.Account{}, fmt.Errorf("create account %q of %s: %w", a.Name, a.CA, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,119 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/certfleet/certfleet"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+const issuanceColumns = `id, spec, key_type, spec_revision, identifiers, serial, fingerprint, not_before, not_after,
+	chain_pem, key_pem, ari_cert_id, ca, account_url, order_url, cert_url, issued_at, replaces`
+
+// insertIssuance adds iss to the archive in the caller's transaction and
+// returns its ID.
+func insertIssuance(ctx context.Context, tx pgx.Tx, iss certfleet.Issuance) (int64, error) {
+	ids, err := json.Marshal(iss.Identifiers)
+	if err != nil {
+		return 0, fmt.Errorf("encode identifiers: %w", err)
+	}
+	key, err := sealKey(iss.KeyPEM)
+	if err != nil {
+		return 0, err
+	}
+	var replaces any
+	if iss.Replaces != 0 {
+		replaces = iss.Replaces
+	}
+	chain := iss.ChainPEM
+	if chain == nil {
+		chain = []byte{}
+	}
+	var id int64
+	err = tx.QueryRow(ctx, `INSERT INTO issuances (spec, key_type, spec_revision, identifiers, serial, fingerprint,
+		not_before, not_after, chain_pem, key_pem, ari_cert_id, ca, account_url, order_url, cert_url, issued_at, replaces)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id`,
+		iss.Spec, string(iss.KeyType), iss.SpecRevision, string(ids), iss.Serial, iss.Fingerprint,
+		ts(iss.NotBefore), ts(iss.NotAfter), chain, key, iss.ARICertID, iss.CA, iss.AccountURL, iss.OrderURL,
+		iss.CertURL, ts(iss.IssuedAt), replaces).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("archive issuance: %w", translate(err))
+	}
+	return id, nil
+}
+
+func scanIssuance(sc scanner) (certfleet.Issuance, error) {
+	var (
+		iss                         certfleet.Issuance
+		kt, ids                     string
+		notBefore, notAfter, issued pgtype.Timestamptz
+		replaces                    *int64
+		key                         []byte
+	)
+	err := sc.Scan(&iss.ID, &iss.Spec, &kt, &iss.SpecRevision, &ids, &iss.Serial, &iss.Fingerprint, &notBefore, &notAfter,
+		&iss.ChainPEM, &key, &iss.ARICertID, &iss.CA, &iss.AccountURL, &iss.OrderURL, &iss.CertURL, &issued, &replaces)
+	if err != nil {
+		return iss, err
+	}
+	iss.KeyType = certfleet.KeyType(kt)
+	if err := json.Unmarshal([]byte(ids), &iss.Identifiers); err != nil {
+		return iss, fmt.Errorf("decode identifiers of issuance %d: %w", iss.ID, err)
+	}
+	iss.NotBefore, iss.NotAfter, iss.IssuedAt = fromTS(notBefore), fromTS(notAfter), fromTS(issued)
+	if replaces != nil {
+		iss.Replaces = *replaces
+	}
+	if iss.KeyPEM, err = openKey(key); err != nil {
+		return iss, fmt.Errorf("open key of issuance %d: %w", iss.ID, err)
+	}
+	return iss, nil
+}
+
+// Issuance implements certfleet.ArchiveStore.
+func (s *Store) Issuance(ctx context.Context, id int64) (certfleet.Issuance, error) {
+	if s.pool == nil {
+		return certfleet.Issuance{}, errNotOpen
+	}
+	iss, err := scanIssuance(s.pool.QueryRow(ctx, `SELECT `+issuanceColumns+` FROM issuances WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return iss, certfleet.Errorf(certfleet.ENOTFOUND, "issuance %d not found", id)
+	} else if err != nil {
+		return iss, fmt.Errorf("load issuance %d: %w", id, translate(err))
+	}
+	return iss, nil
+}
+
+// Issuances implements certfleet.ArchiveStore. Newest first means by ID,
+// highest first.
+func (s *Store) Issuances(ctx context.Context, f certfleet.IssuanceFilter) ([]certfleet.Issuance, error) {
+	if s.pool == nil {
+		return nil, errNotOpen
+	}
+	var limit any // NULL: no limit
+	if f.Limit > 0 {
+		limit = f.Limit
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+issuanceColumns+` FROM issuances
+		WHERE ($1 = '' OR spec = $1) AND ($2 = '' OR key_type = $2) ORDER BY id DESC LIMIT $3`,
+		f.Spec, string(f.KeyType), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list issuances: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []certfleet.Issuance
+	for rows.Next() {
+		iss, err := scanIssuance(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list issuances: %w", translate(err))
+		}
+		out = append(out, iss)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list issuances: %w", translate(err))
+	}
+	return out, nil
+}

@@ -1,0 +1,152 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/certfleet/certfleet"
+	"github.com/jackc/pgx/v5"
+)
+
+// migrationFS holds the schema migrations. A file is named NNNN_what.sql;
+// NNNN is its version. Released migrations are never edited: a change to the
+// schema is a new file with the next version.
+//
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// lockMigrate is the first key of the transaction-scoped advisory lock taken
+// around migrations (the second is the schema's hash, so databases with one
+// certfleet schema each do not wait for each other). Ours: "cf" in ASCII,
+// then 1.
+const lockMigrate = 0x6366_0001
+
+// lockSync is the advisory lock key that serialises SyncSpecs, so instances
+// syncing the same config at once do not both insert the same spec.
+const lockSync = 0x6366_0002
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, n := range names {
+		base := path.Base(n)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name must start with a positive version and '_'", base)
+		}
+		b, err := migrationFS.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].version)
+		}
+	}
+	return ms, nil
+}
+
+// LatestVersion is the schema version this code migrates to.
+func LatestVersion() int {
+	ms, err := migrations()
+	if err != nil || len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
+}
+
+// SchemaVersion returns the schema version of the open database.
+func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
+	if s.pool == nil {
+		return 0, errNotOpen
+	}
+	var v *int
+	if err := s.pool.QueryRow(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", translate(err))
+	}
+	if v == nil {
+		return 0, nil
+	}
+	return *v, nil
+}
+
+// migrate applies the pending migrations in one transaction that holds an
+// advisory lock: a second instance starting at the same moment waits for
+// the first, then finds nothing to do. DDL is transactional in PostgreSQL,
+// so a crash leaves the schema at its old version. It refuses a database
+// whose schema is newer than the newest embedded migration, and returns the
+// number of migrations applied.
+func (s *Store) migrate(ctx context.Context) (int, error) {
+	ms, err := migrations()
+	if err != nil {
+		return 0, err
+	}
+	latest := ms[len(ms)-1].version
+	applied := 0
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		applied = 0
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, lockMigrate); err != nil {
+			return fmt.Errorf("take migration lock: %w", translate(err))
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    integer     PRIMARY KEY,
+			name       text        NOT NULL,
+			applied_at timestamptz NOT NULL
+		)`); err != nil {
+			return fmt.Errorf("create schema_migrations: %w", translate(err))
+		}
+		var current *int
+		if err := tx.QueryRow(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&current); err != nil {
+			return fmt.Errorf("read schema version: %w", translate(err))
+		}
+		cur := 0
+		if current != nil {
+			cur = *current
+		}
+		if cur > latest {
+			return certfleet.Errorf(certfleet.EINVALID,
+				"database schema version %d is newer than this certfleet supports (%d): use a newer certfleet", cur, latest)
+		}
+		for _, m := range ms {
+			if m.version <= cur {
+				continue
+			}
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("apply %s: %w", m.name, translate(err))
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
+				m.version, m.name, s.now()); err != nil {
+				return fmt.Errorf("record %s: %w", m.name, translate(err))
+			}
+			applied++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	if applied > 0 {
+		s.logger().Info("schema migrations applied", "count", applied, "version", latest, "schema", s.schema)
+	}
+	return applied, nil
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/solvertest"
 	"github.com/certfleet/certfleet/solver/http01"
 )
 
@@ -80,7 +81,7 @@ func TestPresentServeCleanUp(t *testing.T) {
 		{name: "local fast path", shareLocal: true, wantLookups: false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store := newMemStore()
+			store := solvertest.NewMemStore()
 			solver := &http01.Solver{Store: store}
 			resp := &http01.Responder{Store: store}
 			if tc.shareLocal {
@@ -130,7 +131,7 @@ func TestPresentServeCleanUp(t *testing.T) {
 }
 
 func TestTokenFromAnotherInstance(t *testing.T) {
-	store := newMemStore()
+	store := solvertest.NewMemStore()
 	// This instance presented nothing itself, but shares the store.
 	resp := &http01.Responder{Store: store, Tokens: new(http01.Tokens)}
 	base := newTestResponder(t, resp)
@@ -148,7 +149,7 @@ func TestTokenFromAnotherInstance(t *testing.T) {
 }
 
 func TestExpiredTokenNotServed(t *testing.T) {
-	store := newMemStore()
+	store := solvertest.NewMemStore()
 	tokens := new(http01.Tokens)
 	now := time.Now()
 	clock := func() time.Time { return now }
@@ -167,7 +168,7 @@ func TestExpiredTokenNotServed(t *testing.T) {
 }
 
 func TestBadRequestsNeverReachStore(t *testing.T) {
-	store := newMemStore()
+	store := solvertest.NewMemStore()
 	base := newTestResponder(t, &http01.Responder{Store: store})
 	for _, tc := range []struct {
 		name string
@@ -198,7 +199,7 @@ func TestBadRequestsNeverReachStore(t *testing.T) {
 }
 
 func TestFallback(t *testing.T) {
-	store := newMemStore()
+	store := solvertest.NewMemStore()
 	fallback := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "https://"+r.Host+r.URL.RequestURI(), http.StatusMovedPermanently)
 	})
@@ -215,7 +216,7 @@ func TestFallback(t *testing.T) {
 }
 
 func TestMethodNotAllowed(t *testing.T) {
-	base := newTestResponder(t, &http01.Responder{Store: newMemStore()})
+	base := newTestResponder(t, &http01.Responder{Store: solvertest.NewMemStore()})
 	resp, err := http.Post(base+http01.PathPrefix+testToken, "text/plain", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
@@ -227,7 +228,7 @@ func TestMethodNotAllowed(t *testing.T) {
 }
 
 func TestPresentRejects(t *testing.T) {
-	store := newMemStore()
+	store := solvertest.NewMemStore()
 	solver := &http01.Solver{Store: store}
 	for _, tc := range []struct {
 		name string
@@ -282,7 +283,7 @@ func TestServeStopsOnCancel(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() { done <- (&http01.Responder{Store: newMemStore()}).Serve(ctx, ln) }()
+	go func() { done <- (&http01.Responder{Store: solvertest.NewMemStore()}).Serve(ctx, ln) }()
 	cancel()
 	select {
 	case err := <-done:

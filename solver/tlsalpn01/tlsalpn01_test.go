@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/solvertest"
 	"github.com/certfleet/certfleet/solver/tlsalpn01"
 )
 
@@ -127,7 +128,7 @@ func TestValidationHandshake(t *testing.T) {
 			wantIP: "2001:db8::1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			store := newMemStore()
+			store := solvertest.NewMemStore()
 			addr := newTestResponder(t, &tlsalpn01.Responder{Store: store})
 			solver := &tlsalpn01.Solver{Store: store}
 			chal := testChallenge(mustIdentifier(t, tc.identifier), testKeyAuth)
@@ -176,7 +177,7 @@ func TestValidationHandshake(t *testing.T) {
 
 func TestNewKeyAuthorizationNewCertificate(t *testing.T) {
 	// A cached certificate must never answer for a replaced challenge.
-	store := newMemStore()
+	store := solvertest.NewMemStore()
 	addr := newTestResponder(t, &tlsalpn01.Responder{Store: store})
 	solver := &tlsalpn01.Solver{Store: store}
 	id := mustIdentifier(t, "example.org")
@@ -193,7 +194,7 @@ func TestNewKeyAuthorizationNewCertificate(t *testing.T) {
 }
 
 func TestTokenFromAnotherInstance(t *testing.T) {
-	store := newMemStore()
+	store := solvertest.NewMemStore()
 	addr := newTestResponder(t, &tlsalpn01.Responder{Store: store})
 	err := store.PutChallenge(t.Context(), certfleet.ChallengeToken{
 		Type: certfleet.ChallengeTLSALPN01, Key: "example.org", KeyAuthorization: testKeyAuth,
@@ -210,7 +211,7 @@ func TestTokenFromAnotherInstance(t *testing.T) {
 }
 
 func TestHandshakeFailures(t *testing.T) {
-	store := newMemStore()
+	store := solvertest.NewMemStore()
 	addr := newTestResponder(t, &tlsalpn01.Responder{Store: store})
 	if err := (&tlsalpn01.Solver{Store: store}).Present(t.Context(), testChallenge(mustIdentifier(t, "example.org"), testKeyAuth)); err != nil {
 		t.Fatal(err)
@@ -241,7 +242,7 @@ func TestHandshakeFailures(t *testing.T) {
 }
 
 func TestFallbackSharesPort(t *testing.T) {
-	store := newMemStore()
+	store := solvertest.NewMemStore()
 	appCert := mustSelfSigned(t, "app.example.org")
 	r := &tlsalpn01.Responder{
 		Store:    store,
@@ -326,7 +327,7 @@ func TestServerName(t *testing.T) {
 }
 
 func TestPresentRejects(t *testing.T) {
-	store := newMemStore()
+	store := solvertest.NewMemStore()
 	s := &tlsalpn01.Solver{Store: store}
 	wrongType := testChallenge(mustIdentifier(t, "example.org"), testKeyAuth)
 	wrongType.Type = certfleet.ChallengeHTTP01

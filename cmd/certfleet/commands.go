@@ -42,6 +42,16 @@ func loadConfig(path string) (*config.Config, error) {
 	return cfg, nil
 }
 
+// openWorking loads the config file and opens a daemon that issues: store,
+// issuers and responders, logging to stderr.
+func openWorking(ctx context.Context, path string, stderr io.Writer) (*Daemon, error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	return OpenDaemon(ctx, cfg, DaemonOptions{Logger: newLogger(stderr, cfg.Log), StartResponders: true})
+}
+
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "-config FILE", `
 Run the daemon: load the certificates of the config file into the store,
@@ -54,16 +64,12 @@ changes to accounts, the store or the responders need a restart.`, stdout, stder
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	log := newLogger(stderr, cfg.Log)
-	d, err := OpenDaemon(ctx, cfg, DaemonOptions{Logger: log, StartResponders: true})
+	d, err := openWorking(ctx, *cfgPath, stderr)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	log := d.Logger
 	// SIGHUP reloads the config file (systemctl reload certfleet).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -118,16 +124,12 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	log := newLogger(stderr, cfg.Log)
-	d, err := OpenDaemon(ctx, cfg, DaemonOptions{Logger: log, StartResponders: true})
+	d, err := openWorking(ctx, *cfgPath, stderr)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
+	cfg := d.Config
 	rep, err := d.IssueOnce(ctx)
 	printReport(stdout, rep)
 	if err != nil {

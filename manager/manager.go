@@ -306,7 +306,9 @@ func (r *Report) add(res Result) {
 // Run is the daemon loop: it works on due jobs as they come due, at most
 // Concurrency at once, until ctx ends. Then it waits for running jobs to stop
 // (they release their leases; orders in flight are resumed on restart) and
-// returns nil. Store errors are logged and retried, never fatal.
+// returns nil. Store errors are logged and retried, never fatal. It looks at
+// the store when a job finishes, on Wake, when a store that is a
+// certfleet.Notifier reports a change, and at least every PollInterval.
 func (m *Manager) Run(ctx context.Context) error {
 	m.init()
 	var (
@@ -317,6 +319,13 @@ func (m *Manager) Run(ctx context.Context) error {
 	defer wg.Wait()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	// A store shared by instances may say when another one changed the
+	// work (certfleet.Notifier); polling stays the fallback. A nil channel
+	// never receives.
+	var changes <-chan struct{}
+	if n, ok := m.Store.(certfleet.Notifier); ok {
+		changes = n.Changes(ctx)
+	}
 	storeFailures := 0
 	for {
 		select {
@@ -325,6 +334,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-done:
 			running--
 		case <-m.wake:
+		case _, ok := <-changes:
+			if !ok {
+				changes = nil // the store closed it: poll only
+			}
 		case <-timer.C:
 		}
 		// Drain finished jobs so the count of free slots is current.

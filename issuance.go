@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"iter"
 	"log/slog"
 	"time"
 )
@@ -60,21 +61,10 @@ func (i Issuance) Leaf() (*x509.Certificate, error) {
 // SplitChain returns the leaf and the rest of the chain as separate PEM
 // documents (certbot's cert.pem and chain.pem).
 func (i Issuance) SplitChain() (leaf, chain []byte, err error) {
-	rest := i.ChainPEM
-	first := true
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
+	for k, block := range certificateBlocks(i.ChainPEM) {
 		enc := pem.EncodeToMemory(block)
-		if first {
+		if k == 0 {
 			leaf = enc
-			first = false
 		} else {
 			chain = append(chain, enc...)
 		}
@@ -88,19 +78,10 @@ func (i Issuance) SplitChain() (leaf, chain []byte, err error) {
 // ParseChain decodes every CERTIFICATE block of a PEM chain, leaf first.
 func ParseChain(chainPEM []byte) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
-	rest := chainPEM
-	for {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
+	for k, block := range certificateBlocks(chainPEM) {
 		c, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("parse certificate %d of chain: %w", len(certs)+1, err)
+			return nil, fmt.Errorf("parse certificate %d of chain: %w", k+1, err)
 		}
 		certs = append(certs, c)
 	}
@@ -108,6 +89,28 @@ func ParseChain(chainPEM []byte) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("no certificate found in PEM chain")
 	}
 	return certs, nil
+}
+
+// certificateBlocks yields the CERTIFICATE blocks of PEM data, numbered from
+// 0, skipping other block types.
+func certificateBlocks(data []byte) iter.Seq2[int, *pem.Block] {
+	return func(yield func(int, *pem.Block) bool) {
+		k := 0
+		for rest := data; ; {
+			var block *pem.Block
+			block, rest = pem.Decode(rest)
+			if block == nil {
+				return
+			}
+			if block.Type != "CERTIFICATE" {
+				continue
+			}
+			if !yield(k, block) {
+				return
+			}
+			k++
+		}
+	}
 }
 
 // Fingerprint returns the hex SHA-256 of a certificate's DER encoding.

@@ -1,0 +1,4 @@
+package postgres
+
+// TranslateForTest exposes translate to the external tests.
+var TranslateForTest = translate

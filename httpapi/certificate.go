@@ -1,0 +1,269 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// NameStatus is the answer of GET /v1/names/{hostname}/status (and of PUT,
+// retry).
+type NameStatus struct {
+	Name string `json:"name"`
+	// Certificate is the spec serving the name; Identifiers all its names.
+	Certificate string   `json:"certificate"`
+	Source      string   `json:"source"`
+	Identifiers []string `json:"identifiers"`
+	// Mode is "key" (certfleet holds the key) or "csr" (the host does).
+	Mode string `json:"mode"`
+	// Issued is true when every key type has a certificate.
+	Issued bool        `json:"issued"`
+	Keys   []KeyStatus `json:"keys"`
+	// StatusURL is this document; RetryURL makes the work due now (POST).
+	StatusURL string `json:"status_url"`
+	RetryURL  string `json:"retry_url"`
+}
+
+// KeyStatus is the state of one key type's certificate.
+type KeyStatus struct {
+	KeyType  certfleet.KeyType `json:"key_type"`
+	Serial   string            `json:"serial,omitempty"`
+	NotAfter time.Time         `json:"not_after,omitzero"`
+	// NextCheck is when the scheduler next looks at it (renewal, retry).
+	NextCheck time.Time `json:"next_check,omitzero"`
+	// Pending is true while an order is in flight.
+	Pending     bool          `json:"pending"`
+	Failures    int           `json:"failures"`
+	LastError   string        `json:"last_error,omitempty"`
+	LastErrorAt time.Time     `json:"last_error_at,omitzero"`
+	Attempts    []AttemptInfo `json:"recent_attempts,omitempty"`
+}
+
+// AttemptInfo is one recent attempt, with the CA's problem type.
+type AttemptInfo struct {
+	StartedAt   time.Time `json:"started_at"`
+	Outcome     string    `json:"outcome"`
+	Error       string    `json:"error,omitempty"`
+	ProblemType string    `json:"problem_type,omitempty"`
+	OrderURL    string    `json:"order_url,omitempty"`
+}
+
+func statusURL(name string) string { return "/v1/names/" + url.PathEscape(name) + "/status" }
+
+// nameStatus reads the status of spec specName as seen for name.
+func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameStatus, error) {
+	sp, err := s.Store.Spec(ctx, specName)
+	if err != nil {
+		return NameStatus{}, err
+	}
+	st := NameStatus{
+		Name: name, Certificate: sp.Name, Source: sp.Source, Identifiers: certfleet.IdentifierValues(sp.Identifiers),
+		Mode: "key", Issued: true, StatusURL: statusURL(name),
+		RetryURL: "/v1/names/" + url.PathEscape(name) + "/retry",
+	}
+	if len(sp.CSR) > 0 {
+		st.Mode = "csr"
+	}
+	for _, k := range sp.JobKeys() {
+		job, err := s.Store.Job(ctx, k)
+		if err != nil {
+			return st, err
+		}
+		ks := KeyStatus{KeyType: k.KeyType, NextCheck: job.NextAt, Pending: job.PendingOrderURL != "",
+			Failures: job.Failures, LastError: job.LastError, LastErrorAt: job.LastErrorAt}
+		if job.CurrentID != 0 && job.CurrentRevision == sp.Revision(k.KeyType) {
+			iss, err := s.issuance(ctx, job.CurrentID)
+			if err != nil {
+				return st, err
+			}
+			ks.Serial, ks.NotAfter = iss.Serial, iss.NotAfter
+		} else {
+			st.Issued = false
+		}
+		atts, err := s.Store.Attempts(ctx, k, 5)
+		if err != nil {
+			return st, err
+		}
+		for _, a := range atts {
+			ks.Attempts = append(ks.Attempts, AttemptInfo{StartedAt: a.StartedAt, Outcome: a.Outcome, Error: a.Error, ProblemType: a.ProblemType, OrderURL: a.OrderURL})
+		}
+		st.Keys = append(st.Keys, ks)
+	}
+	return st, nil
+}
+
+var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{.Name}} — certfleet</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em}td,th{padding:.2em .8em;text-align:left}.err{color:#a00}</style></head>
+<body><h1>{{.Name}}</h1>
+<p>Certificate <b>{{.Certificate}}</b> ({{.Source}}, {{.Mode}} mode): {{range $i, $n := .Identifiers}}{{if $i}}, {{end}}{{$n}}{{end}}</p>
+<table><tr><th>key</th><th>serial</th><th>not after</th><th>next check</th><th>failures</th><th>last error</th></tr>
+{{range .Keys}}<tr><td>{{.KeyType}}</td><td>{{.Serial}}</td><td>{{if not .NotAfter.IsZero}}{{.NotAfter.UTC.Format "2006-01-02 15:04:05Z"}}{{else}}not issued{{end}}</td>
+<td>{{.NextCheck.UTC.Format "2006-01-02 15:04:05Z"}}</td><td>{{.Failures}}</td><td class="err">{{.LastError}}</td></tr>
+{{end}}</table>
+<form method="post" action="{{.RetryURL}}"><p>Retry now: <code>curl -X POST -H "Authorization: Bearer $TOKEN" …{{.RetryURL}}</code></p></form>
+</body></html>
+`))
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request, p principal) {
+	id, prob := s.parseHostname(r, p)
+	if prob != nil {
+		s.fail(w, r, false, prob)
+		return
+	}
+	html := wantsHTML(r)
+	s.longPoll(w, r, func(ctx context.Context) reply {
+		sp, err := s.specFor(ctx, id.Value)
+		if err != nil {
+			return s.errReply(r, "status", err)
+		}
+		if sp == nil {
+			return s.notFound(r, "%q is not managed; request it with PUT /v1/names/%s", id.Value, id.Value)
+		}
+		st, err := s.nameStatus(ctx, id.Value, sp.Name)
+		if err != nil {
+			return s.errReply(r, "status", err)
+		}
+		rep := jsonReply(http.StatusOK, st)
+		if html {
+			var b strings.Builder
+			if err := statusPage.Execute(&b, st); err != nil {
+				return s.errReply(r, "status page", err)
+			}
+			rep.ctype, rep.body = "text/html; charset=utf-8", []byte(b.String())
+			rep.etag = strings.TrimSuffix(rep.etag, `"`) + `-html"`
+		}
+		return rep
+	})
+}
+
+// wantsHTML reports whether the client prefers text/html to JSON (a
+// browser).
+func wantsHTML(r *http.Request) bool {
+	acc := r.Header.Get("Accept")
+	return strings.Contains(acc, "text/html") && !strings.Contains(acc, "application/json")
+}
+
+func (s *Server) errReply(r *http.Request, what string, err error) reply {
+	if certfleet.ErrorCode(err) == certfleet.EINTERNAL {
+		s.Logger.Error(what, "path", safePath(r), certfleet.LogError, err)
+	}
+	p := problemFor(err)
+	if !strings.HasPrefix(r.URL.Path, "/u/") {
+		p.Instance = r.URL.Path
+	}
+	return problemReply(p)
+}
+
+func (s *Server) notFound(r *http.Request, format string, args ...any) reply {
+	return s.errReply(r, "", errorf(certfleet.ENOTFOUND, format, args...))
+}
+
+// CertificateInfo is one certificate (spec) in GET /v1/certificates.
+type CertificateInfo struct {
+	Name        string              `json:"name"`
+	Source      string              `json:"source"`
+	Identifiers []string            `json:"identifiers"`
+	KeyTypes    []certfleet.KeyType `json:"key_types"`
+	Mode        string              `json:"mode"`
+	Keys        []KeyStatus         `json:"keys"`
+}
+
+// CertificateList is a page of certificates; Next, when set, is the URL
+// of the next page.
+type CertificateList struct {
+	Certificates []CertificateInfo `json:"certificates"`
+	Next         string            `json:"next,omitempty"`
+}
+
+// inScope reports whether every name of sp is within the token's scope.
+func inScope(t certfleet.Token, sp certfleet.CertificateSpec) bool {
+	for _, id := range sp.Identifiers {
+		if !t.Covers(id.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) certificateInfo(ctx context.Context, sp certfleet.CertificateSpec) (CertificateInfo, error) {
+	info := CertificateInfo{Name: sp.Name, Source: sp.Source, Identifiers: certfleet.IdentifierValues(sp.Identifiers), KeyTypes: sp.KeyTypes, Mode: "key"}
+	if len(sp.CSR) > 0 {
+		info.Mode = "csr"
+	}
+	st, err := s.nameStatus(ctx, sp.Identifiers[0].Value, sp.Name)
+	if err != nil {
+		return info, err
+	}
+	for _, k := range st.Keys {
+		k.Attempts = nil
+		info.Keys = append(info.Keys, k)
+	}
+	return info, nil
+}
+
+func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, p principal) {
+	q := r.URL.Query()
+	limit := DefaultPageSize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			s.fail(w, r, false, problemf(certfleet.EINVALID, "limit=%q: give a number from 1 to %d", v, MaxPageSize))
+			return
+		}
+		limit = min(n, MaxPageSize)
+	}
+	after := q.Get("after")
+	s.longPoll(w, r, func(ctx context.Context) reply {
+		// TODO(issue 7): page in the store (SpecFilter with After/Limit)
+		// instead of reading every spec, for fleets of 100k.
+		specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{})
+		if err != nil {
+			return s.errReply(r, "list certificates", err)
+		}
+		list := CertificateList{Certificates: []CertificateInfo{}}
+		for _, sp := range specs {
+			if sp.Name <= after || !inScope(p.token, sp) {
+				continue
+			}
+			if len(list.Certificates) == limit {
+				list.Next = "/v1/certificates?limit=" + strconv.Itoa(limit) + "&after=" + url.QueryEscape(list.Certificates[limit-1].Name)
+				break
+			}
+			info, err := s.certificateInfo(ctx, sp)
+			if err != nil {
+				return s.errReply(r, "list certificates", err)
+			}
+			list.Certificates = append(list.Certificates, info)
+		}
+		return jsonReply(http.StatusOK, list)
+	})
+}
+
+func (s *Server) getCertificateSpec(w http.ResponseWriter, r *http.Request, p principal) {
+	name := r.PathValue("id")
+	s.longPoll(w, r, func(ctx context.Context) reply {
+		sp, err := s.Store.Spec(ctx, name)
+		// Out of scope answers as "not found": a certificate's names are
+		// only known after the lookup, and a 403 would confirm it exists.
+		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND || (err == nil && (sp.Disabled || !inScope(p.token, sp))) {
+			return s.notFound(r, "certificate %q not found (or not within this token's names)", name)
+		} else if err != nil {
+			return s.errReply(r, "certificate", err)
+		}
+		info, err := s.certificateInfo(ctx, sp)
+		if err != nil {
+			return s.errReply(r, "certificate", err)
+		}
+		return jsonReply(http.StatusOK, info)
+	})
+}
+
+var _ = json.Marshal

@@ -1,0 +1,271 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/certfleet/certfleet"
+)
+
+// part is which PEM document of a certificate is asked for.
+type part int
+
+const (
+	partCert part = iota
+	partChain
+	partFullchain
+	partKey
+)
+
+var partNames = [...]string{"cert", "chain", "fullchain", "privkey"}
+
+// current returns the current issuance of sp's key type of family ("" picks
+// the only one, or ECDSA of a dual certificate) if it holds name.
+func (s *Server) current(ctx context.Context, sp *certfleet.CertificateSpec, family, name string) (*certfleet.Issuance, error) {
+	var kt certfleet.KeyType
+	for _, k := range sp.KeyTypes {
+		if family == "" && (len(sp.KeyTypes) == 1 || k.Family() == "ecdsa") || k.Family() == family {
+			kt = k
+			break
+		}
+	}
+	if kt == "" {
+		return nil, errorf(certfleet.ENOTFOUND, "%q has no %s certificate (key types: %v)", name, family, sp.KeyTypes)
+	}
+	job, err := s.Store.Job(ctx, certfleet.JobKey{Spec: sp.Name, KeyType: kt})
+	if err != nil {
+		return nil, err
+	}
+	if job.CurrentID == 0 {
+		return nil, errorf(certfleet.ENOTFOUND, "no %s certificate for %q yet; long-poll with ?wait=30s or see its status", kt, name)
+	}
+	iss, err := s.issuance(ctx, job.CurrentID)
+	if err != nil {
+		return nil, err
+	}
+	if !holds(iss.Identifiers, name) {
+		// A name just added to a pack: the pack's current certificate
+		// does not hold it until the re-issue.
+		return nil, errorf(certfleet.ENOTFOUND, "no %s certificate for %q yet; long-poll with ?wait=30s or see its status", kt, name)
+	}
+	return iss, nil
+}
+
+// holds reports whether ids certify name, directly or by a wildcard.
+func holds(ids []certfleet.Identifier, name string) bool {
+	for _, id := range ids {
+		if id.Value == name {
+			return true
+		}
+		if id.IsWildcard() {
+			if _, parent, ok := strings.Cut(name, "."); ok && "*."+parent == id.Value {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func keyFamily(r *http.Request) (string, *Problem) {
+	switch v := r.URL.Query().Get("key"); v {
+	case "", "rsa", "ecdsa":
+		return v, nil
+	default:
+		return "", problemf(certfleet.EINVALID, "key=%q: use rsa or ecdsa", v)
+	}
+}
+
+func pemReply(iss *certfleet.Issuance, pt part, tokenID string) reply {
+	leaf, chain, err := iss.SplitChain()
+	if err != nil {
+		return problemReply(problemf(certfleet.EINTERNAL, "internal error"))
+	}
+	rep := reply{status: http.StatusOK, ctype: "application/x-pem-file",
+		etag: `"` + iss.Fingerprint[:24] + "-" + partNames[pt] + `"`}
+	switch pt {
+	case partCert:
+		rep.body = leaf
+	case partChain:
+		rep.body = chain
+	case partFullchain:
+		rep.body = iss.ChainPEM
+	case partKey:
+		if len(iss.KeyPEM) == 0 {
+			return problemReply(problemf(certfleet.ENOTFOUND, "certfleet does not hold this certificate's private key (CSR mode, or destroyed)"))
+		}
+		rep.body = iss.KeyPEM
+		rep.keyRead = &certfleet.KeyRead{TokenID: tokenID, Spec: iss.Spec, KeyType: iss.KeyType, IssuanceID: iss.ID, Serial: iss.Serial}
+	}
+	return rep
+}
+
+// pemHandler serves one PEM part of a name's current certificate.
+func pemHandler(pt part) func(s *Server, w http.ResponseWriter, r *http.Request, p principal) {
+	return func(s *Server, w http.ResponseWriter, r *http.Request, p principal) {
+		id, prob := s.parseHostname(r, p)
+		if prob == nil {
+			var fam string
+			if fam, prob = keyFamily(r); prob == nil {
+				s.longPoll(w, r, func(ctx context.Context) reply {
+					sp, err := s.specFor(ctx, id.Value)
+					if err != nil {
+						return s.errReply(r, "certificate", err)
+					}
+					if sp == nil {
+						return s.notFound(r, "%q is not managed; request it with PUT /v1/names/%s", id.Value, id.Value)
+					}
+					iss, err := s.current(ctx, sp, fam, id.Value)
+					if err != nil {
+						return s.errReply(r, "certificate", err)
+					}
+					return pemReply(iss, pt, p.token.ID)
+				})
+				return
+			}
+		}
+		s.fail(w, r, p.urlCred, prob)
+	}
+}
+
+// budReply is the JSON Bud's SNI backend expects (bud's README, "sni"):
+// "cert" and "key" as PEM strings, or arrays of them to serve several
+// certificates (here: RSA and ECDSA) for one name.
+type budReply struct {
+	Cert any `json:"cert"`
+	Key  any `json:"key"`
+}
+
+// bud answers Bud's SNI lookup. Bud drops the client's connection on a
+// non-JSON answer, so every error (problem documents included) is JSON.
+func (s *Server) bud(w http.ResponseWriter, r *http.Request, p principal) {
+	id, prob := s.parseHostname(r, p)
+	if prob != nil {
+		s.fail(w, r, p.urlCred, prob)
+		return
+	}
+	ctx := r.Context()
+	sp, err := s.specCovering(ctx, id.Value)
+	if err != nil {
+		s.internal(w, r, "bud", err)
+		return
+	}
+	if sp == nil {
+		s.send(w, r, s.notFound(r, "%q is not managed", id.Value), p.urlCred)
+		return
+	}
+	var certs, keys []string
+	var reads []certfleet.KeyRead
+	for _, kt := range sp.KeyTypes {
+		iss, err := s.current(ctx, sp, kt.Family(), id.Value)
+		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND {
+			continue
+		} else if err != nil {
+			s.internal(w, r, "bud", err)
+			return
+		}
+		if len(iss.KeyPEM) == 0 {
+			continue // CSR mode: Bud cannot serve it
+		}
+		certs, keys = append(certs, string(iss.ChainPEM)), append(keys, string(iss.KeyPEM))
+		reads = append(reads, certfleet.KeyRead{TokenID: p.token.ID, Spec: iss.Spec, KeyType: iss.KeyType, IssuanceID: iss.ID, Serial: iss.Serial})
+	}
+	if len(certs) == 0 {
+		s.send(w, r, s.notFound(r, "no certificate with a key certfleet holds for %q yet", id.Value), p.urlCred)
+		return
+	}
+	var body budReply
+	if len(certs) == 1 {
+		body = budReply{Cert: certs[0], Key: keys[0]}
+	} else {
+		body = budReply{Cert: certs, Key: keys}
+	}
+	rep := jsonReply(http.StatusOK, body)
+	for i := range reads[1:] {
+		kr := reads[i+1]
+		kr.At, kr.Remote = s.Now(), r.RemoteAddr
+		if err := s.Store.RecordKeyRead(ctx, kr); err != nil {
+			s.internal(w, r, "record key read", err)
+			return
+		}
+	}
+	rep.keyRead = &reads[0]
+	s.send(w, r, rep, p.urlCred)
+}
+
+// budOCSP answers Bud's OCSP stapling lookup: a JSON 404 ({}), always,
+// since CAs are retiring OCSP (Let's Encrypt ended it in 2025); Bud then
+// staples nothing.
+func (s *Server) budOCSP(w http.ResponseWriter, r *http.Request, p principal) {
+	writeReply(w, r, reply{status: http.StatusNotFound, ctype: "application/json", body: []byte("{}\n")})
+}
+
+// getCertificate implements the contract of Caddy's get_certificate http
+// module (caddytls.HTTPCertGetter): GET with ?server_name= (and
+// signature_schemes, cipher_suites, local_ip); 200 with the PEM chain and
+// the key in one body, 204 when certfleet does not manage the name (Caddy
+// falls back to its own certificates). Any other status is an error to
+// Caddy.
+func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, p principal) {
+	q := r.URL.Query()
+	id, err := certfleet.ParseIdentifier(q.Get("server_name"))
+	if err != nil {
+		s.fail(w, r, p.urlCred, problemf(certfleet.EINVALID, "server_name: %v", err))
+		return
+	}
+	if !p.token.Covers(id.Value) {
+		s.fail(w, r, p.urlCred, problemf(codeForbidden, "this token does not cover %q", id.Value))
+		return
+	}
+	ctx := r.Context()
+	sp, err := s.specCovering(ctx, id.Value)
+	if err != nil {
+		s.internal(w, r, "get_certificate", err)
+		return
+	}
+	if sp == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	fam := ""
+	if len(sp.KeyTypes) == 2 {
+		fam = "rsa"
+		if ecdsaOK(q.Get("signature_schemes")) || q.Get("signature_schemes") == "" {
+			fam = "ecdsa"
+		}
+	}
+	iss, err := s.current(ctx, sp, fam, id.Value)
+	if certfleet.ErrorCode(err) == certfleet.ENOTFOUND {
+		w.WriteHeader(http.StatusNoContent) // not issued yet: Caddy falls back
+		return
+	} else if err != nil {
+		s.internal(w, r, "get_certificate", err)
+		return
+	}
+	if len(iss.KeyPEM) == 0 {
+		w.WriteHeader(http.StatusNoContent) // CSR mode: the key is elsewhere
+		return
+	}
+	body := slices.Concat(iss.ChainPEM, iss.KeyPEM)
+	rep := reply{status: http.StatusOK, ctype: "application/x-pem-file", body: body,
+		etag:    `"` + iss.Fingerprint[:24] + "-bundle" + `"`,
+		keyRead: &certfleet.KeyRead{TokenID: p.token.ID, Spec: iss.Spec, KeyType: iss.KeyType, IssuanceID: iss.ID, Serial: iss.Serial}}
+	s.send(w, r, rep, p.urlCred)
+}
+
+// ecdsaOK reports whether a client's signature schemes (Caddy sends them
+// as comma-separated hex numbers, RFC 8446 §4.2.3) include an ECDSA one.
+func ecdsaOK(schemes string) bool {
+	for _, f := range strings.Split(schemes, ",") {
+		n, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(f), "0x"), 16, 16)
+		if err == nil && (n == 0x0403 || n == 0x0503 || n == 0x0603) {
+			return true
+		}
+	}
+	return false
+}
+
+var _ = json.Marshal

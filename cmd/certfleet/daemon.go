@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,7 +21,6 @@ import (
 	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/solver/tlsalpn01"
 	"github.com/certfleet/certfleet/solver/webroot"
-	"github.com/certfleet/certfleet/sqlite"
 )
 
 // Daemon is certfleet wired together from a configuration: the store, the
@@ -76,15 +74,9 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 			d.Close()
 		}
 	}()
-	if strings.HasPrefix(cfg.State, "postgres://") || strings.HasPrefix(cfg.State, "postgresql://") {
-		return nil, fmt.Errorf("state %q: the PostgreSQL store is not available in this version; use a SQLite file path", redactDSN(cfg.State))
-	}
-	if err := os.MkdirAll(filepath.Dir(cfg.State), 0o700); err != nil {
-		return nil, fmt.Errorf("create state directory for %s: %w", cfg.State, err)
-	}
-	store, err := sqlite.Open(ctx, cfg.State)
+	store, err := openStore(ctx, cfg.State, log)
 	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", cfg.State, err)
+		return nil, err
 	}
 	d.Store = store
 

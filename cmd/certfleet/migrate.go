@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/certfleet/certfleet/postgres"
+)
+
+func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("migrate", "-config FILE", `
+Create or upgrade the store's schema and print its version. serve and issue
+migrate at start too; run migrate on its own to upgrade a shared PostgreSQL
+database before rolling out a new certfleet to every instance. Safe while
+other instances run or migrate (an advisory lock serialises migrations), and
+a no-op when the schema is current.`, stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.Log)
+	store, err := openStore(ctx, cfg.State, log)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if pg, ok := store.(*postgres.Store); ok {
+		v, err := pg.SchemaVersion(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "schema version %d (postgres %s)\n", v, redactDSN(cfg.State))
+		return nil
+	}
+	fmt.Fprintf(stdout, "schema up to date (sqlite %s)\n", cfg.State)
+	return nil
+}

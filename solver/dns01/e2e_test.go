@@ -24,6 +24,9 @@ import (
 func TestMain(m *testing.M) {
 	// Pebble reads its knobs in its constructors; t.Setenv would rule out
 	// t.Parallel.
+	if os.Getenv(hookEnv) != "" {
+		os.Exit(runHook())
+	}
 	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	os.Exit(m.Run())
 }

@@ -143,6 +143,17 @@ func (s *Server) Add(records ...string) {
 	}
 }
 
+// SetTXT replaces the TXT values at name (on this server only).
+func (s *Server) SetTXT(name string, values ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := canon(name)
+	s.rrs[n] = slices.DeleteFunc(s.rrs[n], func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeTXT })
+	for _, v := range values {
+		s.addLocked(&dns.TXT{Hdr: hdr(n, dns.TypeTXT), Txt: []string{v}})
+	}
+}
+
 // TXT returns the TXT values at name.
 func (s *Server) TXT(name string) []string {
 	s.mu.Lock()

@@ -77,9 +77,11 @@ func (t Token) LogValue() slog.Value {
 // Revoked reports whether the token has been revoked.
 func (t Token) Revoked() bool { return !t.RevokedAt.IsZero() }
 
-// Has reports whether the token grants p (admin grants everything).
+// Has reports whether the token grants p. Admin grants everything, and
+// read-keys grants read-certs (a key is of no use without its certificate).
 func (t Token) Has(p Permission) bool {
-	return slices.Contains(t.Permissions, p) || slices.Contains(t.Permissions, PermAdmin)
+	return slices.Contains(t.Permissions, p) || slices.Contains(t.Permissions, PermAdmin) ||
+		(p == PermReadCerts && slices.Contains(t.Permissions, PermReadKeys))
 }
 
 // Covers reports whether name (a normalised identifier value) is within the

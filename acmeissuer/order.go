@@ -50,7 +50,7 @@ func (i *Issuer) Issue(ctx context.Context, req certfleet.IssueRequest) (certfle
 
 func (i *Issuer) issue(ctx context.Context, req certfleet.IssueRequest) (certfleet.IssueResult, error) {
 	spec := req.Spec
-	if req.Key == nil {
+	if req.Key == nil && req.CSR == nil {
 		return certfleet.IssueResult{}, certfleet.ErrNoRetry{Err: certfleet.Errorf(certfleet.EINVALID, "certificate %q: no key", spec.Name)}
 	}
 	if len(spec.Identifiers) == 0 {
@@ -251,9 +251,14 @@ func orderProblem(order acme.Order, dir string) error {
 // problem document of type orderNotReady" (acmez swallows the problem, so
 // the 403 of the finalize request is what tells).
 func (i *Issuer) finalize(ctx context.Context, acct acme.Account, order acme.Order, req certfleet.IssueRequest) (_ acme.Order, notReady bool, _ error) {
-	csr, err := csrFor(req.Key, req.Spec.Identifiers)
-	if err != nil {
-		return order, false, err
+	var csr []byte
+	if req.Key == nil && req.CSR != nil {
+		csr = req.CSR.Raw // CSR mode: the host's own request
+	} else {
+		var err error
+		if csr, err = csrFor(req.Key, req.Spec.Identifiers); err != nil {
+			return order, false, err
+		}
 	}
 	sent := order
 	rec, err := i.call(ctx, func(ctx context.Context) error {
@@ -293,7 +298,13 @@ func (i *Issuer) download(ctx context.Context, acct acme.Account, order acme.Ord
 	if err != nil {
 		return certfleet.IssueResult{}, fmt.Errorf("order %s: certificate %s: %w", order.Location, order.Certificate, err)
 	}
-	if pub, ok := req.Key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(certs[0].PublicKey) {
+	var want crypto.PublicKey
+	if req.Key != nil {
+		want = req.Key.Public()
+	} else {
+		want = req.CSR.PublicKey
+	}
+	if pub, ok := want.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(certs[0].PublicKey) {
 		return certfleet.IssueResult{}, fmt.Errorf("order %s: certificate %s: %w", order.Location, order.Certificate, errKeyMismatch)
 	}
 	lg.Info("certificate issued", certfleet.LogOrderURL, order.Location,

@@ -18,6 +18,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -616,16 +617,28 @@ func stableRand(fingerprint string, w certfleet.RenewalInfo) float64 {
 
 // issue orders the certificate, archives it and schedules the next check.
 func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (certfleet.Issuance, error) {
-	key, err := m.certificateKey(job, *d)
-	if err != nil {
-		return certfleet.Issuance{}, err
-	}
-	keyPEM, err := certfleet.MarshalPrivateKey(key)
-	if err != nil {
-		return certfleet.Issuance{}, err
+	var (
+		key    crypto.Signer
+		keyPEM []byte
+		csr    *x509.CertificateRequest
+	)
+	if len(d.spec.CSR) > 0 {
+		// CSR mode: the host keeps the key; no key is made or stored.
+		var err error
+		if csr, err = parseSpecCSR(d.spec); err != nil {
+			return certfleet.Issuance{}, certfleet.ErrNoRetry{Err: err}
+		}
+	} else {
+		var err error
+		if key, err = m.certificateKey(job, *d); err != nil {
+			return certfleet.Issuance{}, err
+		}
+		if keyPEM, err = certfleet.MarshalPrivateKey(key); err != nil {
+			return certfleet.Issuance{}, err
+		}
 	}
 	req := certfleet.IssueRequest{
-		Spec: d.spec, KeyType: job.KeyType, Key: key,
+		Spec: d.spec, KeyType: job.KeyType, Key: key, CSR: csr,
 		ResumeOrderURL: job.PendingOrderURL,
 		OnOrder: func(ctx context.Context, orderURL string) error {
 			d.orderURL = orderURL
@@ -673,6 +686,20 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 		return certfleet.Issuance{}, fmt.Errorf("archive certificate %s: %w", iss.Serial, err)
 	}
 	return stored, nil
+}
+
+// parseSpecCSR decodes the PEM CSR of a CSR-mode spec (checked by the API
+// when it was submitted).
+func parseSpecCSR(sp certfleet.CertificateSpec) (*x509.CertificateRequest, error) {
+	block, _ := pem.Decode(sp.CSR)
+	if block == nil {
+		return nil, certfleet.Errorf(certfleet.EINVALID, "certificate %q: its CSR is not PEM", sp.Name)
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, certfleet.Errorf(certfleet.EINVALID, "certificate %q: its CSR is invalid: %v", sp.Name, err)
+	}
+	return csr, nil
 }
 
 // firstCheck schedules the first look at a new certificate: its default

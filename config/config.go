@@ -83,6 +83,12 @@ type Config struct {
 	TLSALPN01Listen string
 	// Renewal holds the scheduler's settings.
 	Renewal Renewal
+	// DNS01 configures dns-01: the DNS providers and propagation checks.
+	DNS01 DNS01
+	// CAAIdentities maps account names to the caa_identities they set:
+	// the issuer domain names of their CA's CAA records (RFC 8659 §4.2).
+	// See CAA for the defaults.
+	CAAIdentities map[string][]string
 	// Accounts maps account names to ACME accounts. [ca] is
 	// certfleet.DefaultAccount ("default"), present when [ca] names a
 	// directory; [accounts.NAME] tables add the others.
@@ -166,6 +172,9 @@ type Certificate struct {
 	// /.well-known/acme-challenge/ from, for challenge "webroot"; "" for
 	// other challenges.
 	Webroot string
+	// DNSProvider names the [dns01.providers] entry that writes the
+	// records of a dns-01 certificate; "" for other challenges.
+	DNSProvider string
 	// Output says where and how the certificate is written.
 	Output Output
 }
@@ -235,6 +244,8 @@ func syntaxProblem(filename string, data []byte, err error) Problem {
 		}
 		if secretOnLine(data, pe.Position.Line) || strings.HasSuffix(pe.LastKey, "eab_hmac_key") {
 			p.Message = "syntax error at eab_hmac_key (the value is a secret and not shown); write it as a quoted string"
+		} else if key := dnsSecretOnLine(data, pe.Position.Line, pe.LastKey); key != "" {
+			p.Message = "syntax error at " + key + " (the value is a secret and not shown); write it as a quoted string"
 		}
 	}
 	return p

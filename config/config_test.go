@@ -158,6 +158,7 @@ identifiers = ["Example.ORG."]
 		HTTP01Listen:    ":80",
 		TLSALPN01Listen: ":443",
 		Renewal:         Renewal{Concurrency: DefaultConcurrency},
+		DNS01:           DNS01{PropagationTimeout: DefaultPropagationTimeout, Providers: map[string]DNSProvider{}},
 		Accounts: map[string]Account{"default": {Name: "default",
 			Directory: "https://acme-v02.api.letsencrypt.org/directory"}},
 		Certificates: []Certificate{{
@@ -313,7 +314,7 @@ var problemCases = []struct {
 }{
 	{"syntax", "state = \"x\"\n[ca\n", []string{`certfleet.toml:2:4: |expected '.' or ']' to end table name`}},
 	{"duplicate key", "state = \"a\"\nstate = \"b\"\n", []string{`certfleet.toml:2:1: |Key 'state' has already been defined`}},
-	{"unknown top key", "dns01 = 1\n", []string{`certfleet.toml:1: dns01: |unknown key dns01; the keys here are state, log`}},
+	{"unknown top key", "dns02 = 1\n", []string{`certfleet.toml:1: dns02: |unknown key dns02; the keys here are state, log`}},
 	{"unknown key with hint", cert("domains = [\"x.example\"]\n"), []string{
 		`certfleet.toml:5: certificate[0].domains: |unknown key domains (did you mean identifiers?)`}},
 	{"unknown key in [ca]", "[ca]\ndirectory = \"letsencrypt\"\nurl = \"x\"\n", []string{

@@ -26,13 +26,13 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key problems).
 var (
-	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "defaults", "certificate"}
+	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate"}
 	logKeys      = []string{"level", "format"}
-	accountKeys  = []string{"directory", "trusted_roots", "email", "eab_key_id", "eab_hmac_key"}
+	accountKeys  = []string{"directory", "trusted_roots", "email", "eab_key_id", "eab_hmac_key", "caa_identities"}
 	listenKeys   = []string{"listen"}
 	renewalKeys  = []string{"concurrency", "renew_before"}
-	defaultsKeys = []string{"key_types", "challenge", "webroot", "output_dir", "owner", "group", "key_mode", "commands"}
-	certKeys     = []string{"name", "identifiers", "key_types", "challenge", "webroot", "profile", "account",
+	defaultsKeys = []string{"key_types", "challenge", "webroot", "dns_provider", "output_dir", "owner", "group", "key_mode", "commands"}
+	certKeys     = []string{"name", "identifiers", "key_types", "challenge", "webroot", "dns_provider", "profile", "account",
 		"renew_before", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands"}
 )
 
@@ -58,6 +58,10 @@ type decoder struct {
 	problems []Problem
 
 	caMissing bool // the missing [ca] directory was reported
+	// dnsProviderBroken names [dns01.providers] tables that had problems,
+	// so certificates using them do not repeat the complaint.
+	dnsProviderBroken map[string]bool
+	caa               map[string][]string // caa_identities by account
 }
 
 // table is a TOML table being decoded; used records the keys looked at.
@@ -233,6 +237,8 @@ func (d *decoder) config(doc map[string]any) *Config {
 	if t := d.subtable(top, "renewal"); t != nil {
 		d.renewal(t, &cfg.Renewal)
 	}
+	cfg.CAAIdentities = d.caa
+	d.dns01(top, cfg)
 	defs := d.defaults(d.subtable(top, "defaults"))
 	d.certificates(top, cfg, defs)
 	d.unknown(top, topKeys)
@@ -400,6 +406,12 @@ func (d *decoder) account(t *table, name string) Account {
 		}
 	}
 	a.EABKeyID, a.EABHMACKey = kid, hmac
+	if ids := d.caaIdentitiesOf(t); len(ids) > 0 {
+		if d.caa == nil {
+			d.caa = map[string][]string{}
+		}
+		d.caa[name] = ids
+	}
 	d.unknown(t, accountKeys)
 	return a
 }
@@ -425,6 +437,7 @@ type certDefaults struct {
 	keyTypes     []certfleet.KeyType
 	challenge    certfleet.ChallengeType
 	webroot      string
+	dnsProvider  string
 	outputDir    string
 	owner, group string
 	keyMode      fs.FileMode
@@ -453,6 +466,7 @@ func (d *decoder) defaults(t *table) certDefaults {
 	if s, p, ok := d.str(t, "webroot"); ok && s != "" {
 		defs.webroot, _ = d.abs(p, s)
 	}
+	defs.dnsProvider, _, _ = d.str(t, "dns_provider")
 	if s, p, ok := d.str(t, "output_dir"); ok {
 		defs.outputDir = ""
 		if s != "" {
@@ -623,6 +637,7 @@ func (d *decoder) certificates(top *table, cfg *Config, defs certDefaults) {
 	}
 	names := make(map[string]seen)
 	dirs := make(map[string]seen)
+	routes := make(map[string]dnsRoute)
 	for i, e := range arr {
 		m, ok := e.(map[string]any)
 		if !ok {
@@ -642,6 +657,9 @@ func (d *decoder) certificates(top *table, cfg *Config, defs certDefaults) {
 				how = " (the name defaults to the first identifier; set name to tell them apart)"
 			}
 			d.problemf(np, "certificate name %q is already used by certificate[%d] at line %d%s", name, prev.index, prev.line, how)
+			continue
+		}
+		if !d.dnsRouteOK(routes, t, cert, i) {
 			continue
 		}
 		names[strings.ToLower(name)] = seen{i, d.lineOf(t.p)}
@@ -723,6 +741,8 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 		}
 		d.problemf(p, "challenge \"webroot\" needs webroot: the directory your web server serves /.well-known/acme-challenge/ from")
 	}
+
+	cert.DNSProvider = d.dnsProviderOf(t, cfg, defs, spec, crossOK && d.mark() == start)
 
 	if s, p, ok := d.str(t, "profile"); ok && s != "" {
 		if !profileRE.MatchString(s) {

@@ -147,6 +147,9 @@ func FuzzIdentifiers(f *testing.F) {
 				"webroot":     "/var/www",
 			}},
 		}
+		if ct == certfleet.ChallengeDNS01 {
+			doc["dns01"] = map[string]any{"providers": map[string]any{"hook": map[string]any{"type": "exec", "program": "/usr/local/bin/dns-hook"}}}
+		}
 		if ct != certfleet.ChallengeWebroot {
 			delete(doc["certificate"].([]map[string]any)[0], "webroot")
 		}

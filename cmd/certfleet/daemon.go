@@ -92,6 +92,13 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		certfleet.ChallengeTLSALPN01: &tlsalpn01.Solver{Store: store},
 		certfleet.ChallengeWebroot:   liveWebroot{d.live},
 	}
+	dnsSolver, err := newDNS01Solver(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if dnsSolver != nil {
+		solvers[certfleet.ChallengeDNS01] = dnsSolver
+	}
 
 	issuers := make(map[string]certfleet.Issuer, len(cfg.Accounts))
 	for name, acct := range cfg.Accounts {
@@ -120,7 +127,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		if err != nil {
 			return nil, fmt.Errorf("account %q: %w", name, err)
 		}
-		issuers[name] = iss
+		issuers[name] = withDNSPreflight(iss, dnsSolver)
 	}
 
 	d.Manager = &manager.Manager{

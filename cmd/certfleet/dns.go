@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/solver/dns01"
+	"github.com/certfleet/certfleet/solver/dns01/acmedns"
+	"github.com/certfleet/certfleet/solver/dns01/exec"
+	"github.com/certfleet/certfleet/solver/dns01/rfc2136"
+	"github.com/certfleet/certfleet/solver/dns01/webhook"
+)
+
+// stateDir is where files beside the store go (the dns-01 journal,
+// acme-dns credentials): the SQLite database's directory, or
+// /var/lib/certfleet with a PostgreSQL store.
+func stateDir(cfg *config.Config) string {
+	if strings.Contains(cfg.State, "://") {
+		return "/var/lib/certfleet"
+	}
+	return filepath.Dir(cfg.State)
+}
+
+// newDNSResolver builds the resolver [dns01] describes.
+func newDNSResolver(cfg *config.Config) *dns01.Resolver {
+	r := &dns01.Resolver{Nameservers: cfg.DNS01.Nameservers}
+	if cfg.DNS01.AuthoritativePort != 0 {
+		r.AuthPort = strconv.Itoa(cfg.DNS01.AuthoritativePort)
+	}
+	return r
+}
+
+// newDNS01Solver builds the dns-01 solver from [dns01], or returns nil when
+// no certificate uses dns-01.
+func newDNS01Solver(cfg *config.Config, log *slog.Logger) (*dns01.Solver, error) {
+	if !cfg.Uses(certfleet.ChallengeDNS01) {
+		return nil, nil
+	}
+	r := newDNSResolver(cfg)
+	providers := make(map[string]dns01.Provider, len(cfg.DNS01.Providers))
+	for name, p := range cfg.DNS01.Providers {
+		prov, err := newDNSProvider(cfg, p, r)
+		if err != nil {
+			return nil, fmt.Errorf("[dns01.providers.%s]: %w", name, err)
+		}
+		providers[name] = prov
+	}
+	return &dns01.Solver{
+		Providers:          providers,
+		Routes:             cfg.DNSRoutes(),
+		Resolver:           r,
+		PropagationTimeout: cfg.DNS01.PropagationTimeout,
+		Journal:            filepath.Join(stateDir(cfg), "dns01-journal.json"),
+		Logger:             log.With(certfleet.LogChallenge, string(certfleet.ChallengeDNS01)),
+	}, nil
+}
+
+func newDNSProvider(cfg *config.Config, p config.DNSProvider, r *dns01.Resolver) (dns01.Provider, error) {
+	switch p.Type {
+	case config.DNSProviderRFC2136:
+		return &rfc2136.Provider{Server: p.Server, Zone: p.Zone, KeyName: p.KeyName, Algorithm: p.Algorithm,
+			Secret: p.Secret, AllowInsecure: p.AllowInsecure, Resolver: r}, nil
+	case config.DNSProviderExec:
+		return &exec.Provider{Program: p.Program, Timeout: p.Timeout}, nil
+	case config.DNSProviderWebhook:
+		var ca []byte
+		if p.CAFile != "" {
+			var err error
+			if ca, err = os.ReadFile(p.CAFile); err != nil {
+				return nil, fmt.Errorf("read ca_file: %w", err)
+			}
+		}
+		w := &webhook.Provider{URL: p.URL, BearerToken: p.BearerToken, Username: p.Username, Password: p.Password, CAPEM: ca, Timeout: p.Timeout}
+		return w, w.Validate()
+	case config.DNSProviderACMEDNS:
+		creds := p.CredentialsFile
+		if creds == "" {
+			creds = filepath.Join(stateDir(cfg), "acme-dns-"+p.Name+".json")
+		}
+		return &acmedns.Provider{Server: p.URL, CredentialsFile: creds, AllowFrom: p.AllowFrom}, nil
+	}
+	return nil, fmt.Errorf("unknown provider type %q", p.Type)
+}
+
+// withDNSPreflight makes an Issuer check, before it places a dns-01 order,
+// that the order's records can be written (zone found, CNAME delegation
+// resolved, the provider's credentials accepted): a wrong TSIG secret then
+// costs no order at the CA. Resumed orders are not checked: they are placed
+// already. The wrapper keeps the Issuer's optional RenewalInfoer.
+func withDNSPreflight(iss certfleet.Issuer, s *dns01.Solver) certfleet.Issuer {
+	if s == nil {
+		return iss
+	}
+	p := preflightIssuer{Issuer: iss, solver: s}
+	if ri, ok := iss.(certfleet.RenewalInfoer); ok {
+		return preflightARIIssuer{p, ri}
+	}
+	return p
+}
+
+type preflightIssuer struct {
+	certfleet.Issuer
+	solver *dns01.Solver
+}
+
+func (p preflightIssuer) Issue(ctx context.Context, req certfleet.IssueRequest) (certfleet.IssueResult, error) {
+	if req.Spec.Challenge == certfleet.ChallengeDNS01 && req.ResumeOrderURL == "" {
+		if err := p.solver.Preflight(ctx, req.Spec.Identifiers); err != nil {
+			return certfleet.IssueResult{}, fmt.Errorf("dns-01 preflight failed, no order placed (run certfleet check): %w", err)
+		}
+	}
+	return p.Issuer.Issue(ctx, req)
+}
+
+type preflightARIIssuer struct {
+	preflightIssuer
+	certfleet.RenewalInfoer
+}

@@ -388,6 +388,9 @@ identifiers = [
 		`certfleet.toml:4: certificate[0].identifiers: |101 identifiers; a certificate may hold at most 100`}},
 	{"wildcard with http-01", ca + "[[certificate]]\nidentifiers = [\"*.example.org\"]\n", []string{
 		`certfleet.toml:4: certificate[0].identifiers[0]: |wildcard "*.example.org" can only be validated with dns-01, not http-01`}},
+	{"wildcard beside an invalid name", ca + "[[certificate]]\nidentifiers = [\"*.example.org\", \"a..b\"]\n", []string{
+		`certfleet.toml:4: certificate[0].identifiers[1]: |DNS name has an empty label`,
+		`certfleet.toml:4: certificate[0].identifiers[0]: |wildcard "*.example.org" can only be validated with dns-01`}},
 	{"ip with dns-01", ca + "[[certificate]]\nidentifiers = [\"a.example\", \"2001:DB8::1\"]\nchallenge = \"dns-01\"\n", []string{
 		`certfleet.toml:4: certificate[0].identifiers[1]: |IP address "2001:db8::1" cannot be validated with dns-01`}},
 	{"unknown key type", cert("key_types = [\"ecdsa-p256\", \"ed25519\"]\n"), []string{

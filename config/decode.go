@@ -705,7 +705,7 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 	} else if _, present := t.m["challenge"]; present {
 		crossOK = false
 	}
-	if idsOK && crossOK {
+	if crossOK { // the identifiers that parsed, even when others did not
 		for j, id := range ids {
 			if err := spec.Challenge.CanProve(id); err != nil {
 				d.problemf(idPaths[j], "%v", err)

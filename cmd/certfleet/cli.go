@@ -27,6 +27,7 @@ func commands() []command {
 		{"serve", "run the daemon: issue, renew, answer challenges, write files", cmdServe},
 		{"issue", "one pass: obtain or renew whatever is due, then exit (for cron)", cmdIssue},
 		{"status", "show a table of certificates and their renewal state", cmdStatus},
+		{"check", "preflight: can every dns-01 and http-01 name be validated? (no CA contact)", cmdCheck},
 		{"migrate", "create or upgrade the store's schema and print its version", cmdMigrate},
 		{"demo", "quickstart: issue certificates from an embedded test CA, offline", cmdDemo},
 		{"version", "print the version", cmdVersion},

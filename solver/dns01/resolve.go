@@ -130,6 +130,13 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*dns.M
 	return nil, fmt.Errorf("look up %s %s: %w", name, dns.TypeToString[qtype], errors.Join(errs...))
 }
 
+// Query asks the recursive resolvers for name's records of type qtype.
+// SERVFAIL and REFUSED count as failures; other answers, NXDOMAIN
+// included, are returned.
+func (r *Resolver) Query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	return r.query(ctx, name, qtype)
+}
+
 // FollowCNAME follows the CNAME chain that starts at name and returns the
 // name at its end (name itself when it is no CNAME) and the chain walked.
 // A loop or a chain longer than 10 names is an error.

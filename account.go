@@ -37,3 +37,15 @@ type AccountStore interface {
 	// unchanged and the caller must use it instead.
 	CreateAccount(ctx context.Context, a Account) (Account, error)
 }
+
+// AccountReplacer is an optional interface of an AccountStore: it replaces a
+// stored account the CA no longer knows (RFC 8555 §6.7 accountDoesNotExist:
+// the CA was reset, or forgot it) with a new one.
+//
+// ReplaceAccount is a compare-and-swap: it stores next in place of the
+// account of (next.CA, next.Name) only if that account's URL is still
+// staleURL, and returns the account stored afterwards — next, or the one
+// another instance put there first, which the caller must use instead.
+type AccountReplacer interface {
+	ReplaceAccount(ctx context.Context, staleURL string, next Account) (Account, error)
+}

@@ -132,3 +132,43 @@ func contactURLs(contact []string) []string {
 	}
 	return out
 }
+
+// replaceAccount creates a new account at the CA in place of the current
+// one, which the CA said does not exist, and stores it in place of the old
+// one if the store can (certfleet.AccountReplacer). Of instances racing to
+// do so, the first one's account is kept and the others use it.
+func (i *Issuer) replaceAccount(ctx context.Context) error {
+	i.acctMu.Lock()
+	defer i.acctMu.Unlock()
+	stale := ""
+	if i.acct != nil {
+		stale = i.acct.Location
+	}
+	a, err := i.newAccount(ctx)
+	if err != nil {
+		return err
+	}
+	if rep, ok := i.cfg.Accounts.(certfleet.AccountReplacer); ok {
+		keyPEM, err := certfleet.MarshalPrivateKey(a.PrivateKey)
+		if err != nil {
+			return err
+		}
+		stored, err := rep.ReplaceAccount(ctx, stale, certfleet.Account{
+			CA: i.cfg.DirectoryURL, Name: i.name, Contact: a.Contact,
+			KeyPEM: keyPEM, URL: a.Location, CreatedAt: i.now(),
+		})
+		if err != nil {
+			return fmt.Errorf("store new account %s: %w", a.Location, err)
+		}
+		if stored.URL != a.Location {
+			if a, err = fromStored(stored); err != nil {
+				return err
+			}
+		}
+	} else if i.cfg.Accounts != nil {
+		i.logger.Warn("the store cannot replace accounts; the new account is used until certfleet restarts", "account", a.Location)
+	}
+	i.logger.Warn("the CA no longer knows the stored account; using a new one", "stale_account", stale, "account", a.Location, "name", i.name)
+	i.acct = &a
+	return nil
+}

@@ -45,6 +45,14 @@ const maxOrderSteps = 8
 // (wrapped), and ends the issuance before any challenge.
 func (i *Issuer) Issue(ctx context.Context, req certfleet.IssueRequest) (certfleet.IssueResult, error) {
 	res, err := i.issue(ctx, req)
+	if certfleet.ProblemType(err) == acme.ProblemTypeAccountDoesNotExist {
+		// The CA forgot our account (a reset CA, a staging wipe): without
+		// a new one every order would fail until a person noticed.
+		if rerr := i.replaceAccount(ctx); rerr != nil {
+			return res, finish(fmt.Errorf("%w (and creating a new account failed: %v)", err, rerr))
+		}
+		res, err = i.issue(ctx, req)
+	}
 	return res, finish(err)
 }
 

@@ -86,3 +86,45 @@ func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfle
 	}
 	return out, nil
 }
+
+var _ certfleet.AccountReplacer = (*Store)(nil)
+
+// ReplaceAccount implements certfleet.AccountReplacer: the conditional
+// update and the read back are one transaction.
+func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfleet.Account) (certfleet.Account, error) {
+	if next.CA == "" || next.Name == "" || len(next.KeyPEM) == 0 || next.URL == "" {
+		return next, certfleet.Errorf(certfleet.EINVALID, "replace account: CA, name, key and URL required")
+	}
+	if next.CreatedAt.IsZero() {
+		next.CreatedAt = s.now()
+	}
+	contact := next.Contact
+	if contact == nil {
+		contact = []string{}
+	}
+	cj, err := json.Marshal(contact)
+	if err != nil {
+		return next, fmt.Errorf("replace account %q of %s: encode contact: %w", next.Name, next.CA, err)
+	}
+	key, err := sealKey(next.KeyPEM)
+	if err != nil {
+		return next, fmt.Errorf("replace account %q of %s: %w", next.Name, next.CA, err)
+	}
+	var out certfleet.Account
+	err = s.write(ctx, func(tx *txn) error {
+		if _, err := tx.exec(`UPDATE accounts SET contact = ?, key_pem = ?, url = ?, created_at = ?
+			WHERE ca = ? AND name = ? AND url = ?`,
+			string(cj), key, next.URL, tsReq(next.CreatedAt), next.CA, next.Name, staleURL); err != nil {
+			return translate(err)
+		}
+		out, err = scanAccount(tx.queryRow(`SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, next.CA, next.Name))
+		if errors.Is(err, sql.ErrNoRows) {
+			return certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s not found", next.Name, next.CA)
+		}
+		return translate(err)
+	})
+	if err != nil {
+		return certfleet.Account{}, fmt.Errorf("replace account %q of %s: %w", next.Name, next.CA, err)
+	}
+	return out, nil
+}

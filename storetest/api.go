@@ -1,0 +1,165 @@
+package storetest
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// APIStore is what the HTTP API needs of a store beyond certfleet.Store.
+type APIStore interface {
+	certfleet.Store
+	certfleet.TokenStore
+	certfleet.SpecWriter
+}
+
+// RunAPI runs the contract of the API's store interfaces (TokenStore,
+// SpecWriter). It is separate from Run so that a backend can adopt it when
+// it implements them.
+func RunAPI(t *testing.T, newStore func(t *testing.T) APIStore) {
+	t.Run("Tokens", func(t *testing.T) { testTokens(t, newStore(t)) })
+	t.Run("PutSpec", func(t *testing.T) { testPutSpec(t, newStore(t)) })
+	t.Run("WithdrawSpec", func(t *testing.T) { testWithdrawSpec(t, newStore(t)) })
+}
+
+func testTokens(t *testing.T, s APIStore) {
+	ctx := t.Context()
+	id, secret, hash := certfleet.NewTokenSecret()
+	tok := certfleet.Token{ID: id, Description: "panel", Names: []string{"*.example.org"},
+		Permissions: []certfleet.Permission{certfleet.PermReadCerts}, Hash: hash, CreatedAt: time.Now()}
+	if err := s.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(ctx, tok); certfleet.ErrorCode(err) != certfleet.ECONFLICT {
+		t.Fatalf("duplicate token: %v, want ECONFLICT", err)
+	}
+	got, err := s.TokenByHash(ctx, certfleet.HashTokenSecret(secret))
+	if err != nil || got.ID != id || !bytes.Equal(got.Hash, hash) || got.Names[0] != "*.example.org" || got.Revoked() {
+		t.Fatalf("TokenByHash = %+v, %v", got, err)
+	}
+	if _, err := s.TokenByHash(ctx, certfleet.HashTokenSecret(secret+"x")); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+		t.Fatalf("unknown hash: %v, want ENOTFOUND", err)
+	}
+	at := time.Now().Add(-time.Minute)
+	if err := s.RevokeToken(ctx, id, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeToken(ctx, id, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.TokenByHash(ctx, hash)
+	if !got.Revoked() || got.RevokedAt.Sub(at).Abs() > time.Millisecond {
+		t.Fatalf("revoked at %v, want %v (the first revocation)", got.RevokedAt, at)
+	}
+	if err := s.RevokeToken(ctx, "tok_none", at); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+		t.Fatalf("revoke unknown: %v", err)
+	}
+	if all, err := s.Tokens(ctx); err != nil || len(all) != 1 {
+		t.Fatalf("Tokens = %d, %v", len(all), err)
+	}
+	for i := range 3 {
+		if err := s.RecordKeyRead(ctx, certfleet.KeyRead{TokenID: id, Spec: "web", KeyType: certfleet.ECDSAP256, IssuanceID: int64(i + 1), Serial: "ab", Remote: "127.0.0.1:1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reads, err := s.KeyReads(ctx, 2)
+	if err != nil || len(reads) != 2 || reads[0].IssuanceID != 3 || reads[0].At.IsZero() {
+		t.Fatalf("KeyReads = %+v, %v; want the newest 2 first", reads, err)
+	}
+}
+
+func testPutSpec(t *testing.T, s APIStore) {
+	ctx := t.Context()
+	sp := NewSpec("api1")
+	sp.Source = certfleet.SourceAPI
+	if changed, err := s.PutSpec(ctx, sp); err != nil || !changed {
+		t.Fatalf("PutSpec new = %v, %v", changed, err)
+	}
+	if changed, err := s.PutSpec(ctx, sp); err != nil || changed {
+		t.Fatalf("PutSpec same = %v, %v; want unchanged", changed, err)
+	}
+	// Other specs of the source are not touched (unlike SyncSpecs).
+	sp2 := NewSpec("api2")
+	sp2.Source = certfleet.SourceAPI
+	if _, err := s.PutSpec(ctx, sp2); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Spec(ctx, "api1"); err != nil || got.Disabled {
+		t.Fatalf("api1 after putting api2: %+v, %v", got, err)
+	}
+	if _, err := s.Job(ctx, certfleet.JobKey{Spec: "api2", KeyType: certfleet.ECDSAP256}); err != nil {
+		t.Fatalf("job of a new spec: %v", err)
+	}
+	// A config spec's name is not the API's to take.
+	cfg := NewSpec("cfg")
+	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, []certfleet.CertificateSpec{cfg}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Source = certfleet.SourceAPI
+	if _, err := s.PutSpec(ctx, cfg); certfleet.ErrorCode(err) != certfleet.ECONFLICT {
+		t.Fatalf("PutSpec over a config spec: %v, want ECONFLICT", err)
+	}
+	// Syncing the config does not withdraw API specs.
+	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Spec(ctx, "api1"); got.Disabled {
+		t.Fatal("a config sync withdrew an API spec")
+	}
+	bad := sp
+	bad.KeyTypes = nil
+	if _, err := s.PutSpec(ctx, bad); certfleet.ErrorCode(err) != certfleet.EINVALID {
+		t.Fatalf("invalid spec: %v", err)
+	}
+}
+
+func testWithdrawSpec(t *testing.T, s APIStore) {
+	ctx := t.Context()
+	sp := NewSpec("gone")
+	sp.Source = certfleet.SourceAPI
+	if _, err := s.PutSpec(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	key := certfleet.JobKey{Spec: "gone", KeyType: certfleet.ECDSAP256}
+	jobs, err := s.ClaimDue(ctx, certfleet.ClaimRequest{Owner: "o", Now: time.Now().Add(time.Second), Lease: time.Minute, Limit: 10})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("claim: %d, %v", len(jobs), err)
+	}
+	iss := NewIssuance(sp, certfleet.ECDSAP256)
+	stored, err := s.CompleteIssuance(ctx, "o", iss, certfleet.ScheduleUpdate{NextAt: time.Now().Add(time.Hour)},
+		certfleet.Attempt{JobKey: key, Instance: "o", StartedAt: time.Now(), FinishedAt: time.Now(), Outcome: certfleet.OutcomeIssued})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WithdrawSpec(ctx, "gone", false); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := s.Job(ctx, key); !j.Disabled || j.CurrentID != stored.ID {
+		t.Fatalf("after withdrawal: %+v; want disabled, current kept", j)
+	}
+	// Wanted again: same revision, current certificate kept, not due.
+	if _, err := s.PutSpec(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := s.Job(ctx, key); j.Disabled || j.CurrentID != stored.ID || !j.NextAt.After(time.Now()) {
+		t.Fatalf("re-put: %+v; want enabled, same current, not due", j)
+	}
+	if err := s.WithdrawSpec(ctx, "gone", true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Issuance(ctx, stored.ID)
+	if err != nil || len(got.KeyPEM) != 0 || len(got.ChainPEM) == 0 {
+		t.Fatalf("after destroying keys: key %d bytes, chain %d bytes, %v", len(got.KeyPEM), len(got.ChainPEM), err)
+	}
+	if _, err := s.PutSpec(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	if j, _ := s.Job(ctx, key); j.CurrentID != 0 || j.NextAt.After(time.Now()) {
+		t.Fatalf("re-put after destroying keys: %+v; want no current certificate, due now", j)
+	}
+	if err := s.WithdrawSpec(ctx, "none", false); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+		t.Fatalf("withdraw unknown: %v", err)
+	}
+}

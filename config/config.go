@@ -95,6 +95,8 @@ type Config struct {
 	Accounts map[string]Account
 	// Certificates are the [[certificate]] entries, in file order.
 	Certificates []Certificate
+	// API configures the HTTP API ([api], see api.go).
+	API API
 }
 
 // Log configures logging.

@@ -26,7 +26,7 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key problems).
 var (
-	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate"}
+	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api"}
 	logKeys      = []string{"level", "format"}
 	accountKeys  = []string{"directory", "trusted_roots", "email", "eab_key_id", "eab_hmac_key", "caa_identities"}
 	listenKeys   = []string{"listen"}
@@ -241,6 +241,7 @@ func (d *decoder) config(doc map[string]any) *Config {
 	d.dns01(top, cfg)
 	defs := d.defaults(d.subtable(top, "defaults"))
 	d.certificates(top, cfg, defs)
+	d.api(top, cfg)
 	d.unknown(top, topKeys)
 	return cfg
 }

@@ -1,0 +1,35 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseAPI(t *testing.T) {
+	const base = "[ca]\ndirectory = \"https://ca.test/dir\"\n[[certificate]]\nname = \"api\"\nidentifiers = [\"api.example.org\"]\n"
+	cfg := mustParse(t, base)
+	if cfg.API.Listen != "" || cfg.API.PackSize != 0 {
+		t.Fatalf("defaults: %+v", cfg.API)
+	}
+	cfg = mustParse(t, base+"[api]\nlisten = \"127.0.0.1:8555\"\nurl_listen = \"[::1]:8556\"\npack_size = 10\n")
+	if cfg.API.Listen != "127.0.0.1:8555" || cfg.API.URLListen != "[::1]:8556" || cfg.API.PackSize != 10 {
+		t.Fatalf("parsed: %+v", cfg.API)
+	}
+	cfg = mustParse(t, base+"[api]\nlisten = \":8555\"\ntls_certificate = \"api\"\n")
+	if cfg.API.TLSCertificate != "api" {
+		t.Fatalf("parsed: %+v", cfg.API)
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"[api]\nlisten = \"0.0.0.0:8555\"\n", "not a loopback address"},
+		{"[api]\nlisten = \"8555\"\n", "not a listen address"},
+		{"[api]\nlisten = \":8555\"\ntls_certificate = \"nope\"\n", `no [[certificate]] is named "nope"`},
+		{"[api]\npack_size = 0\n", "out of range"},
+		{"[api]\npack_size = \"2\"\n", "must be an integer"},
+		{"[api]\nlisen = \"127.0.0.1:1\"\n", "lisen"},
+	} {
+		_, err := Parse("certfleet.toml", []byte(base+tc.src))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one containing %q", tc.src, err, tc.want)
+		}
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"net"
 )
 
-
 var apiKeys = []string{"listen", "url_listen", "tls_certificate", "pack_size"}
 
 // API configures the HTTP API ([api]). Absent or with listen = "" the API

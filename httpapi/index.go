@@ -23,7 +23,7 @@ type nameIndex struct {
 	snap      atomic.Pointer[indexSnap]
 	rebuildMu sync.Mutex // one rebuild at a time
 
-	issMu sync.Mutex                    // guards issCache
+	issMu    sync.Mutex                    // guards issCache
 	issCache map[int64]*certfleet.Issuance // archive rows are immutable but for key destruction (invalidate)
 }
 

@@ -30,6 +30,7 @@ func commands() []command {
 		{"check", "preflight: can every dns-01 and http-01 name be validated? (no CA contact)", cmdCheck},
 		{"migrate", "create or upgrade the store's schema and print its version", cmdMigrate},
 		{"demo", "quickstart: issue certificates from an embedded test CA, offline", cmdDemo},
+		{"token", "create, list or revoke HTTP API tokens", cmdToken},
 		{"version", "print the version", cmdVersion},
 	}
 }

@@ -69,6 +69,9 @@ changes to accounts, the store or the responders need a restart.`, stdout, stder
 		return err
 	}
 	defer d.Close()
+	if _, _, err := d.StartAPI(ctx, APIOptions{}); err != nil {
+		return err
+	}
 	log := d.Logger
 	// SIGHUP reloads the config file (systemctl reload certfleet).
 	hup := make(chan os.Signal, 1)

@@ -33,6 +33,7 @@ watch). The test CA and its certificates are for trying certfleet only.`, stdout
 	once := fs.Bool("once", false, "issue the demo certificates, print a summary and exit")
 	validity := fs.Duration("validity", 10*time.Minute, "lifetime of the demo CA's certificates (renewed at half of it)")
 	verbose := fs.Bool("v", false, "log debug details")
+	listen := fs.String("listen", "127.0.0.1:8555", "`address` of the HTTP API while the demo serves (\"\" for none)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -138,6 +139,11 @@ watch). The test CA and its certificates are for trying certfleet only.`, stdout
 	}
 	if *once {
 		return nil
+	}
+	if *listen != "" {
+		if err := startDemoAPI(ctx, d, abs, *listen, stdout); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "\nServing and renewing (certificates live %s and renew at half-life). Press Ctrl-C to stop.\n", *validity)
 	return d.Serve(ctx)

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/httpapi"
+)
+
+// APIOptions override the [api] listeners (tests, the demo).
+type APIOptions struct {
+	Listener, URLListener net.Listener
+}
+
+// apiStore returns the daemon's store as the API needs it.
+func apiStore(s certfleet.Store) (httpapi.Store, error) {
+	as, ok := s.(httpapi.Store)
+	if !ok {
+		return nil, fmt.Errorf("the HTTP API needs API tokens in the store, which the %T store does not keep yet; use a SQLite state file", s)
+	}
+	return as, nil
+}
+
+// StartAPI serves the HTTP API on [api] listen (and the URL-credential API
+// on [api] url_listen) until the daemon closes. It returns the bound
+// addresses ("" for a listener not started). Long-polls see new
+// certificates within the API's poll interval (one second).
+func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr string, err error) {
+	cfg := d.Config.API
+	if o.Listener == nil && o.URLListener == nil && cfg.Listen == "" && cfg.URLListen == "" {
+		return "", "", nil
+	}
+	store, err := apiStore(d.Store)
+	if err != nil {
+		return "", "", err
+	}
+	if d.serveCtx == nil {
+		d.serveCtx, d.stopServe = context.WithCancel(context.WithoutCancel(ctx))
+	}
+	revokers := make(map[string]certfleet.Revoker)
+	for name, iss := range d.Manager.Issuers {
+		if rv, ok := iss.(certfleet.Revoker); ok {
+			revokers[name] = rv
+		}
+	}
+	srv := &httpapi.Server{
+		Store: store, Wake: d.Manager.Wake, Revokers: revokers, PackSize: cfg.PackSize,
+		Logger: d.Logger.With("component", "api"),
+	}
+	var tlsConf *tls.Config
+	if cfg.TLSCertificate != "" {
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: (&apiCert{store: store, spec: cfg.TLSCertificate}).get}
+	}
+	start := func(what string, ln net.Listener, listen string, h func() any) (string, error) {
+		if ln == nil {
+			if listen == "" {
+				return "", nil
+			}
+			if ln, err = net.Listen("tcp", listen); err != nil {
+				return "", fmt.Errorf("%s: listen on %q ([api]): %w", what, listen, err)
+			}
+		}
+		if tlsConf != nil {
+			ln = tls.NewListener(ln, tlsConf)
+		}
+		d.listeners = append(d.listeners, ln)
+		handler := srv.Handler()
+		if what == "URL-credential API" {
+			handler = srv.URLHandler()
+		}
+		d.serve(what, func() error { return httpapi.Serve(d.serveCtx, ln, handler) })
+		d.Logger.Info(what+" listening", "addr", ln.Addr().String(), "tls", tlsConf != nil)
+		return ln.Addr().String(), nil
+	}
+	if addr, err = start("API", o.Listener, cfg.Listen, nil); err != nil {
+		return "", "", err
+	}
+	if urlAddr, err = start("URL-credential API", o.URLListener, cfg.URLListen, nil); err != nil {
+		return "", "", err
+	}
+	return addr, urlAddr, nil
+}
+
+// apiCert serves the API's TLS with the current certificate of a spec
+// certfleet manages (ECDSA when it is dual), re-read when it renews.
+type apiCert struct {
+	store certfleet.Store
+	spec  string
+
+	mu     sync.Mutex // guards id, cert
+	id     int64
+	cert   *tls.Certificate
+	loaded time.Time
+}
+
+func (a *apiCert) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cert != nil && time.Since(a.loaded) < 30*time.Second {
+		return a.cert, nil
+	}
+	ctx, cancel := context.WithTimeout(hello.Context(), 5*time.Second)
+	defer cancel()
+	sp, err := a.store.Spec(ctx, a.spec)
+	if err != nil {
+		return nil, fmt.Errorf("API TLS certificate %q: %w", a.spec, err)
+	}
+	kt := sp.KeyTypes[0]
+	for _, k := range sp.KeyTypes {
+		if k.Family() == "ecdsa" {
+			kt = k
+		}
+	}
+	job, err := a.store.Job(ctx, certfleet.JobKey{Spec: a.spec, KeyType: kt})
+	if err != nil || job.CurrentID == 0 {
+		return nil, fmt.Errorf("API TLS certificate %q is not issued yet", a.spec)
+	}
+	if job.CurrentID != a.id {
+		iss, err := a.store.Issuance(ctx, job.CurrentID)
+		if err != nil {
+			return nil, err
+		}
+		c, err := tls.X509KeyPair(iss.ChainPEM, iss.KeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("API TLS certificate %q: %w", a.spec, err)
+		}
+		a.id, a.cert = job.CurrentID, &c
+	}
+	a.loaded = time.Now()
+	return a.cert, nil
+}
+
+var _ = config.API{}
+
+// startDemoAPI serves the API for the demo on listen, writes an admin
+// token to dir/admin-token and prints how to use it.
+func startDemoAPI(ctx context.Context, d *Daemon, dir, listen string, w io.Writer) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("demo API: listen on %q (--listen): %w", listen, err)
+	}
+	addr, _, err := d.StartAPI(ctx, APIOptions{Listener: ln})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	store, err := apiStore(d.Store)
+	if err != nil {
+		return err
+	}
+	_, secret, err := createToken(ctx, store, "certfleet demo admin", []string{"*"}, []certfleet.Permission{certfleet.PermAdmin}, false)
+	if err != nil {
+		return fmt.Errorf("demo API: create admin token: %w", err)
+	}
+	tokenFile := filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("demo API: write %s: %w", tokenFile, err)
+	}
+	fmt.Fprintf(w, `
+API: http://%[1]s (admin token in %[2]s)
+  TOKEN=$(cat %[2]s)
+  curl -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/names/demo.certfleet.test/fullchain
+  curl -X PUT -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/names/new.certfleet.test
+  curl -H "Authorization: Bearer $TOKEN" "http://%[1]s/v1/names/new.certfleet.test/fullchain?wait=30s"
+  curl -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/certificates
+`, addr, tokenFile)
+	return nil
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet token create|list|revoke -config FILE ... (see certfleet token create --help)")}
+	if len(args) == 0 {
+		return usage
+	}
+	switch args[0] {
+	case "create":
+		return tokenCreate(ctx, args[1:], stdout, stderr)
+	case "list":
+		return tokenList(ctx, args[1:], stdout, stderr)
+	case "revoke":
+		return tokenRevoke(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "-help", "help":
+		fmt.Fprintln(stdout, "Usage: certfleet token create|list|revoke -config FILE [flags]\n\nManage the HTTP API's bearer tokens. Run a subcommand with --help for its flags.")
+		return nil
+	}
+	return usage
+}
+
+// openTokenStore opens the configured store for token commands.
+func openTokenStore(ctx context.Context, cfgPath string) (certfleet.TokenStore, func(), error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log))
+	if err != nil {
+		return nil, nil, err
+	}
+	ts, err := apiStore(s)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return ts, func() { s.Close() }, nil
+}
+
+// createToken makes and stores a token and returns its secret.
+func createToken(ctx context.Context, ts certfleet.TokenStore, description string, names []string, perms []certfleet.Permission, url bool) (certfleet.Token, string, error) {
+	id, secret, hash := certfleet.NewTokenSecret()
+	t := certfleet.Token{ID: id, Description: description, Names: names, Permissions: perms, URLCredential: url, Hash: hash, CreatedAt: time.Now()}
+	if err := ts.CreateToken(ctx, t); err != nil {
+		return t, "", err
+	}
+	return t, secret, nil
+}
+
+func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("token create", "-config FILE -names PATTERNS -permissions PERMS [-url] [-description TEXT]", `
+Create an API token and print it. It is shown this once: certfleet keeps only
+its SHA-256. Names are comma-separated patterns: "example.org" (that name),
+"*.example.org" (every name below it), "*" (all). Permissions, comma-separated:
+read-certs, read-keys, request-names, admin.
+
+With -url the token is a URL credential, for Bud and Caddy, which cannot send
+headers: it works only on [api] url_listen, only in the path
+(/u/TOKEN/v1/...), and only for reads. Keep such URLs out of shared logs.`, stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	names := fs.String("names", "", "comma-separated name `patterns` the token covers")
+	perms := fs.String("permissions", "read-certs", "comma-separated `permissions`")
+	url := fs.Bool("url", false, "make a URL credential (Bud, Caddy)")
+	desc := fs.String("description", "", "whose token it is")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	var pats []string
+	for _, p := range strings.Split(*names, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		if err := certfleet.ValidateNamePattern(p); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("-names: %w", err)}
+		}
+		pats = append(pats, p)
+	}
+	if len(pats) == 0 {
+		return &exitError{code: 2, err: fmt.Errorf("-names: give at least one pattern, e.g. -names '*.example.org' (or '*' for all)")}
+	}
+	var ps []certfleet.Permission
+	for _, p := range strings.Split(*perms, ",") {
+		perm, err := certfleet.ParsePermission(p)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("-permissions: %w", err)}
+		}
+		if !slices.Contains(ps, perm) {
+			ps = append(ps, perm)
+		}
+	}
+	if *url && slices.ContainsFunc(ps, func(p certfleet.Permission) bool { return p == certfleet.PermAdmin || p == certfleet.PermRequestNames }) {
+		return &exitError{code: 2, err: fmt.Errorf("-url tokens are for reads only: give read-certs and/or read-keys")}
+	}
+	ts, closeStore, err := openTokenStore(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	t, secret, err := createToken(ctx, ts, *desc, pats, ps, *url)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "token %s created; it is shown only now:\n", t.ID)
+	fmt.Fprintln(stdout, secret)
+	return nil
+}
+
+func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("token list", "-config FILE", "List the API tokens (never their secrets).", stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	ts, closeStore, err := openTokenStore(ctx, *cfgPath)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	toks, err := ts.Tokens(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAMES\tPERMISSIONS\tURL\tCREATED\tREVOKED\tDESCRIPTION")
+	for _, t := range toks {
+		perms := make([]string, len(t.Permissions))
+		for i, p := range t.Permissions {
+			perms[i] = string(p)
+		}
+		revoked := "-"
+		if t.Revoked() {
+			revoked = t.RevokedAt.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", t.ID, strings.Join(t.Names, ","), strings.Join(perms, ","),
+			t.URLCredential, t.CreatedAt.UTC().Format(time.RFC3339), revoked, t.Description)
+	}
+	return tw.Flush()
+}
+
+func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("token revoke", "-config FILE ID", "Revoke an API token at once.", stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	if len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-") {
+		// The ID comes last: certfleet token revoke -config F tok_…
+		id := args[len(args)-1]
+		if err := parseFlags(fs, args[:len(args)-1], stdout); err != nil {
+			return err
+		}
+		ts, closeStore, err := openTokenStore(ctx, *cfgPath)
+		if err != nil {
+			return err
+		}
+		defer closeStore()
+		if err := ts.RevokeToken(ctx, id, time.Now()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "token %s revoked\n", id)
+		return nil
+	}
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	return &exitError{code: 2, err: fmt.Errorf("give the token's ID (see certfleet token list)")}
+}

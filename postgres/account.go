@@ -89,3 +89,46 @@ func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfle
 	}
 	return out, nil
 }
+
+var _ certfleet.AccountReplacer = (*Store)(nil)
+
+// ReplaceAccount implements certfleet.AccountReplacer: the conditional
+// update and the read back are one transaction; a racing replacer waits on
+// the row lock and then finds the URL already changed.
+func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfleet.Account) (certfleet.Account, error) {
+	if next.CA == "" || next.Name == "" || len(next.KeyPEM) == 0 || next.URL == "" {
+		return next, certfleet.Errorf(certfleet.EINVALID, "replace account: CA, name, key and URL required")
+	}
+	if next.CreatedAt.IsZero() {
+		next.CreatedAt = s.now()
+	}
+	contact := next.Contact
+	if contact == nil {
+		contact = []string{}
+	}
+	cj, err := json.Marshal(contact)
+	if err != nil {
+		return next, fmt.Errorf("replace account %q of %s: encode contact: %w", next.Name, next.CA, err)
+	}
+	key, err := sealKey(next.KeyPEM)
+	if err != nil {
+		return next, fmt.Errorf("replace account %q of %s: %w", next.Name, next.CA, err)
+	}
+	var out certfleet.Account
+	err = s.write(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET contact = $1, key_pem = $2, url = $3, created_at = $4
+			WHERE ca = $5 AND name = $6 AND url = $7`,
+			string(cj), key, next.URL, next.CreatedAt, next.CA, next.Name, staleURL); err != nil {
+			return translate(err)
+		}
+		out, err = scanAccount(tx.QueryRow(ctx, qAccount, next.CA, next.Name))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s not found", next.Name, next.CA)
+		}
+		return translate(err)
+	})
+	if err != nil {
+		return certfleet.Account{}, fmt.Errorf("replace account %q of %s: %w", next.Name, next.CA, err)
+	}
+	return out, nil
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -493,4 +494,97 @@ func TestReload(t *testing.T) {
 	if _, ok := d.CurrentConfig().Certificate("three"); ok {
 		t.Fatal("a refused reload changed the configuration in force")
 	}
+}
+
+// TestCrashSafety200 runs `certfleet issue` for 200 certificates as a real
+// process, kills it with SIGKILL at random points, restarts it, and repeats
+// until a run completes. Every certificate must end issued exactly once (one
+// archived issuance, one finalized order at the CA), with no order, lease or
+// file left half-done.
+func TestCrashSafety200(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	port := freePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	dir := t.TempDir()
+	const n = 200
+	var certs strings.Builder
+	for i := range n {
+		fmt.Fprintf(&certs, "[[certificate]]\nname = \"c%d\"\nidentifiers = [\"c%d.certfleet.test\"]\n", i, i)
+	}
+	path := writeConfig(t, dir, ca, port, certs.String())
+	// Quieter logs for 200 certificates; 12 in flight keeps Pebble healthy.
+	text, _ := os.ReadFile(path)
+	text = []byte(strings.Replace(string(text), "level = \"debug\"", "level = \"warn\"", 1))
+	text = []byte(strings.Replace(string(text), "[tlsalpn01]", "[renewal]\nconcurrency = 12\n[tlsalpn01]", 1))
+	os.WriteFile(path, text, 0o600)
+
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 42))
+	kills := 0
+	for round := 0; ; round++ {
+		if round > 20 {
+			t.Fatalf("no run completed in 20 rounds")
+		}
+		child := exec.Command(os.Args[0], "issue", "-config", path)
+		child.Env = append(os.Environ(), "CERTFLEET_TEST_MAIN=1")
+		var out bytes.Buffer
+		child.Stdout, child.Stderr = &out, &out
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- child.Wait() }()
+		// The first rounds are killed at a random moment; later ones may finish.
+		var kill <-chan time.Time
+		if round < 6 {
+			kill = time.After(time.Duration(100+rng.IntN(1500)) * time.Millisecond)
+		}
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("round %d: certfleet issue failed: %v\n%s", round, err, out.String())
+			}
+			t.Logf("round %d completed after %d kills", round, kills)
+		case <-kill:
+			child.Process.Signal(syscall.SIGKILL)
+			<-exited
+			kills++
+			continue
+		}
+		break
+	}
+	if kills == 0 {
+		t.Fatal("no run was killed; the test proved nothing")
+	}
+	if got := ca.Finalizations(); got != n {
+		t.Errorf("CA finalized %d orders for %d certificates (after %d kills); want exactly one each", got, n, kills)
+	}
+	st, err := sqlite.Open(t.Context(), filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	jobs, err := st.Jobs(t.Context(), certfleet.JobFilter{})
+	if err != nil || len(jobs) != n {
+		t.Fatalf("%d jobs (%v), want %d", len(jobs), err, n)
+	}
+	for _, j := range jobs {
+		all, err := st.Issuances(t.Context(), certfleet.IssuanceFilter{Spec: j.Spec})
+		if err != nil || len(all) != 1 || all[0].ID != j.CurrentID {
+			t.Errorf("%s: %d issuances (%v), current %d; want exactly one, current", j.Spec, len(all), err, j.CurrentID)
+		}
+		if j.PendingOrderURL != "" || j.LeaseOwner != "" || j.Failures != 0 {
+			t.Errorf("%s: left pending order %q, lease %q, failures %d", j.Spec, j.PendingOrderURL, j.LeaseOwner, j.Failures)
+		}
+		chain, err := os.ReadFile(filepath.Join(dir, "live", j.Spec, "fullchain.pem"))
+		if err != nil || len(all) == 1 && !bytes.Equal(chain, all[0].ChainPEM) {
+			t.Errorf("%s: fullchain.pem missing or not the archived certificate (%v)", j.Spec, err)
+		}
+	}
+	t.Logf("%d kills; CA orders placed %d, finalized %d", kills, ca.NewOrders(), ca.Finalizations())
 }

@@ -78,11 +78,12 @@ var magic = [3]byte{0xCF, 'S', 'K'}
 // idLen bytes (the IDs New makes are 16 bytes: 49 bytes in all).
 func Overhead(idLen int) int { return len(magic) + 2 + idLen + nonceSize + tagSize }
 
-// IsSealed reports whether b starts like a sealed value of a format this
-// package knows (magic and a known version). It does not authenticate b:
-// Open does. A PEM or any other text is never "sealed".
+// IsSealed reports whether b starts like a sealed value: the magic and a
+// version byte, of any version, so that a value written by a newer certfleet
+// is not mistaken for plaintext (Open then says which version it is). It does
+// not authenticate b: Open does. A PEM or any other text is never "sealed".
 func IsSealed(b []byte) bool {
-	return len(b) > len(magic) && bytes.Equal(b[:len(magic)], magic[:]) && b[len(magic)] == formatV1
+	return len(b) > len(magic) && bytes.Equal(b[:len(magic)], magic[:])
 }
 
 // AAD encodes the parts that identify a sealed value's row (for example

@@ -151,3 +151,79 @@ func specName(name string) string {
 	}
 	return n
 }
+
+// cacheTTL bounds how long a token or a job's current certificate is
+// served from memory: a revoked token stops working, and a certificate
+// issued by another instance shows, within it. Issuance by this process
+// (Changes) and the API's own writes take effect at once.
+const cacheTTL = time.Second
+
+type tokEntry struct {
+	t  certfleet.Token
+	at time.Time
+}
+
+type jobEntry struct {
+	currentID int64
+	at        time.Time
+	gen       uint64
+	changed   <-chan struct{}
+}
+
+type hotCache struct {
+	mu   sync.Mutex // guards toks, jobs
+	toks map[string]tokEntry
+	jobs map[certfleet.JobKey]jobEntry
+}
+
+// tokenByHash is Store.TokenByHash with a short cache of found tokens.
+func (s *Server) tokenByHash(ctx context.Context, hash []byte) (certfleet.Token, error) {
+	c := &s.hot
+	now := s.Now()
+	c.mu.Lock()
+	e, ok := c.toks[string(hash)]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < cacheTTL {
+		return e.t, nil
+	}
+	t, err := s.Store.TokenByHash(ctx, hash)
+	if err != nil {
+		return t, err
+	}
+	c.mu.Lock()
+	if c.toks == nil || len(c.toks) >= 10000 {
+		c.toks = make(map[string]tokEntry)
+	}
+	c.toks[string(hash)] = tokEntry{t: t, at: now}
+	c.mu.Unlock()
+	return t, nil
+}
+
+// currentID returns the job's current issuance ID, cached until a change
+// is announced, the API writes, or cacheTTL passes.
+func (s *Server) currentID(ctx context.Context, key certfleet.JobKey) (int64, error) {
+	c := &s.hot
+	now := s.Now()
+	c.mu.Lock()
+	e, ok := c.jobs[key]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < cacheTTL && e.gen == s.index.gen.Load() {
+		select {
+		case <-e.changed:
+		default:
+			return e.currentID, nil
+		}
+	}
+	changed, gen := s.Changes.Wait(), s.index.gen.Load()
+	job, err := s.Store.Job(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	if c.jobs == nil || len(c.jobs) >= 100000 {
+		c.jobs = make(map[certfleet.JobKey]jobEntry)
+	}
+	c.jobs[key] = jobEntry{currentID: job.CurrentID, at: now, gen: gen, changed: changed}
+	c.mu.Unlock()
+	return job.CurrentID, nil
+}

@@ -36,14 +36,14 @@ func (s *Server) current(ctx context.Context, sp *certfleet.CertificateSpec, fam
 	if kt == "" {
 		return nil, errorf(certfleet.ENOTFOUND, "%q has no %s certificate (key types: %v)", name, family, sp.KeyTypes)
 	}
-	job, err := s.Store.Job(ctx, certfleet.JobKey{Spec: sp.Name, KeyType: kt})
+	cur, err := s.currentID(ctx, certfleet.JobKey{Spec: sp.Name, KeyType: kt})
 	if err != nil {
 		return nil, err
 	}
-	if job.CurrentID == 0 {
+	if cur == 0 {
 		return nil, errorf(certfleet.ENOTFOUND, "no %s certificate for %q yet; long-poll with ?wait=30s or see its status", kt, name)
 	}
-	iss, err := s.issuance(ctx, job.CurrentID)
+	iss, err := s.issuance(ctx, cur)
 	if err != nil {
 		return nil, err
 	}
@@ -80,17 +80,18 @@ func keyFamily(r *http.Request) (string, *Problem) {
 }
 
 func pemReply(iss *certfleet.Issuance, pt part, tokenID string) reply {
-	leaf, chain, err := iss.SplitChain()
-	if err != nil {
-		return problemReply(problemf(certfleet.EINTERNAL, "internal error"))
-	}
 	rep := reply{status: http.StatusOK, ctype: "application/x-pem-file",
 		etag: `"` + iss.Fingerprint[:24] + "-" + partNames[pt] + `"`}
 	switch pt {
-	case partCert:
+	case partCert, partChain:
+		leaf, chain, err := iss.SplitChain()
+		if err != nil {
+			return problemReply(problemf(certfleet.EINTERNAL, "internal error"))
+		}
 		rep.body = leaf
-	case partChain:
-		rep.body = chain
+		if pt == partChain {
+			rep.body = chain
+		}
 	case partFullchain:
 		rep.body = iss.ChainPEM
 	case partKey:

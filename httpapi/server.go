@@ -92,6 +92,7 @@ type Server struct {
 	mux     *http.ServeMux
 	urlMux  *http.ServeMux
 	index   nameIndex
+	hot     hotCache
 	writeMu sync.Mutex // serialises PUT/DELETE (packing reads then writes specs)
 }
 
@@ -325,7 +326,7 @@ func (s *Server) authenticate(r *http.Request, urlCred bool) (principal, *Proble
 		return principal{}, problemf(codeUnauthenticated, "the token is not valid")
 	}
 	hash := certfleet.HashTokenSecret(secret)
-	t, err := s.Store.TokenByHash(r.Context(), hash)
+	t, err := s.tokenByHash(r.Context(), hash)
 	if certfleet.ErrorCode(err) == certfleet.ENOTFOUND || (err == nil && (t.Revoked() || !certfleet.TokenHashEqual(t.Hash, hash))) {
 		return principal{}, problemf(codeUnauthenticated, "the token is not valid (unknown or revoked)")
 	} else if err != nil {

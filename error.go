@@ -25,10 +25,9 @@ type Error struct {
 	Message string
 }
 
-// Error implements the error interface.
-func (e *Error) Error() string {
-	return fmt.Sprintf("certfleet error: code=%s message=%s", e.Code, e.Message)
-}
+// Error implements the error interface. It is the message alone: errors are
+// read by operators, and the code is for programs (ErrorCode).
+func (e *Error) Error() string { return e.Message }
 
 // Errorf returns an *Error with the given code and a formatted message.
 func Errorf(code, format string, args ...any) *Error {

@@ -52,6 +52,25 @@ func openWorking(ctx context.Context, path string, stderr io.Writer) (*Daemon, e
 	return OpenDaemon(ctx, cfg, DaemonOptions{Logger: newLogger(stderr, cfg.Log), StartResponders: true})
 }
 
+// openServing is openWorking for the daemon: while the store is unreachable
+// (a database restarting, a network partition) it keeps trying, with backoff,
+// instead of exiting; any other error (a bad config) ends it at once.
+func openServing(ctx context.Context, path string, stderr io.Writer) (*Daemon, error) {
+	for failures := 1; ; failures++ {
+		d, err := openWorking(ctx, path, stderr)
+		if err == nil || certfleet.ErrorCode(err) != certfleet.EUNAVAILABLE {
+			return d, err
+		}
+		wait := min(time.Second<<min(failures, 5), 30*time.Second) // 2 s doubling to 30 s
+		fmt.Fprintf(stderr, "certfleet serve: %v\ncertfleet serve: retrying in %s (Ctrl-C to stop)\n", err, wait.Round(time.Second))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", "-config FILE", `
 Run the daemon: load the certificates of the config file into the store,
@@ -64,7 +83,7 @@ changes to accounts, the store or the responders need a restart.`, stdout, stder
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	d, err := openWorking(ctx, *cfgPath, stderr)
+	d, err := openServing(ctx, *cfgPath, stderr)
 	if err != nil {
 		return err
 	}

@@ -68,10 +68,11 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	d = &Daemon{Config: cfg, Logger: log, errs: make(chan error, 4), live: newLiveConfig(cfg)}
+	opened := &Daemon{Config: cfg, Logger: log, errs: make(chan error, 4), live: newLiveConfig(cfg)}
+	d = opened
 	defer func() {
 		if err != nil {
-			d.Close()
+			opened.Close() // d is nil by now: the returns below say "return nil, err"
 		}
 	}()
 	store, err := openStore(ctx, cfg.State, log)

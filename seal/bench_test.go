@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"testing"
 
 	"github.com/certfleet/certfleet/seal"
@@ -14,6 +15,7 @@ import (
 )
 
 func pkcs8PEM(b *testing.B, key any) []byte {
+	b.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		b.Fatal(err)
@@ -36,16 +38,15 @@ func BenchmarkSeal(b *testing.B) {
 	}
 	aad := seal.AAD("issuances.key_pem", "www.example.org", "ecdsa-p256", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
 	for _, key := range keys {
-		b.Run("Seal/"+key.name, func(b *testing.B) {
-			b.ReportMetric(float64(len(key.pem)), "plaintext-bytes")
+		name := fmt.Sprintf("%s-%dB", key.name, len(key.pem))
+		b.Run("Seal/"+name, func(b *testing.B) {
 			b.SetBytes(int64(len(key.pem)))
 			for b.Loop() {
 				mustSeal(b, s, key.pem, aad)
 			}
 		})
 		sealed := mustSeal(b, s, key.pem, aad)
-		b.Run("Open/"+key.name, func(b *testing.B) {
-			b.ReportMetric(float64(len(key.pem)), "plaintext-bytes")
+		b.Run("Open/"+name, func(b *testing.B) {
 			b.SetBytes(int64(len(key.pem)))
 			for b.Loop() {
 				if _, err := s.Open(sealed, aad); err != nil {

@@ -151,27 +151,30 @@ func TestTamper(t *testing.T) {
 	}
 	// The header and the nonce in particular, with the error each gives.
 	hdr := 3 + 2 + len("dek-0123456789abcdef")
+	flip := func(at int) func([]byte) { return func(b []byte) { b[at] ^= 0x01 } }
 	for _, tc := range []struct {
-		name string
-		at   int
-		want error
+		name  string
+		alter func(b []byte)
+		want  error
 	}{
-		{"magic", 0, seal.ErrNotSealed},
-		{"version", 3, seal.ErrMalformed},
-		{"id length", 4, seal.ErrMalformed},
-		{"id", 10, seal.ErrUnknownDataKey},
-		{"nonce", hdr, seal.ErrAuthFailed},
-		{"ciphertext", hdr + 12, seal.ErrAuthFailed},
-		{"tag", len(sealed) - 1, seal.ErrAuthFailed},
+		{"magic", flip(0), seal.ErrNotSealed},
+		{"version", flip(3), seal.ErrMalformed},
+		{"id length zero", func(b []byte) { b[4] = 0 }, seal.ErrMalformed},
+		{"id length too long", func(b []byte) { b[4] = 65 }, seal.ErrMalformed},
+		{"id character", func(b []byte) { b[10] = '/' }, seal.ErrMalformed},
+		{"id", func(b []byte) { // another well-formed ID: a different hex digit
+			if b[10] == '0' {
+				b[10] = '1'
+			} else {
+				b[10] = '0'
+			}
+		}, seal.ErrUnknownDataKey},
+		{"nonce", flip(hdr), seal.ErrAuthFailed},
+		{"ciphertext", flip(hdr + 12), seal.ErrAuthFailed},
+		{"tag", flip(len(sealed) - 1), seal.ErrAuthFailed},
 	} {
 		b := bytes.Clone(sealed)
-		b[tc.at] ^= 0x01
-		if tc.name == "id" { // another well-formed ID: a different hex digit
-			b[tc.at] = '0'
-			if sealed[tc.at] == '0' {
-				b[tc.at] = '1'
-			}
-		}
+		tc.alter(b)
 		if _, err := s.Open(b, aad); !errors.Is(err, tc.want) {
 			t.Errorf("%s altered: %v, want %v", tc.name, err, tc.want)
 		}

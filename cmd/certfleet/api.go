@@ -32,8 +32,9 @@ func apiStore(s certfleet.Store) (httpapi.Store, error) {
 
 // StartAPI serves the HTTP API on [api] listen (and the URL-credential API
 // on [api] url_listen) until the daemon closes. It returns the bound
-// addresses ("" for a listener not started). Long-polls see new
-// certificates within the API's poll interval (one second).
+// addresses ("" for a listener not started). Long-polls see a certificate
+// issued by this daemon at once, and one issued by another instance when the
+// store notifies (PostgreSQL), else within the API's poll interval (1 s).
 func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr string, err error) {
 	cfg := d.Config.API
 	if o.Listener == nil && o.URLListener == nil && cfg.Listen == "" && cfg.URLListen == "" {
@@ -52,8 +53,17 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 			revokers[name] = rv
 		}
 	}
+	if n, ok := d.Store.(certfleet.Notifier); ok {
+		// Certificates issued by other instances wake long-polls too.
+		ch := n.Changes(d.serveCtx)
+		go func() {
+			for range ch {
+				d.changes.Notify()
+			}
+		}()
+	}
 	srv := &httpapi.Server{
-		Store: store, Wake: d.Manager.Wake, Revokers: revokers, PackSize: cfg.PackSize,
+		Store: store, Wake: d.Manager.Wake, Revokers: revokers, PackSize: cfg.PackSize, Changes: d.changes,
 		Logger: d.Logger.With("component", "api"),
 	}
 	var tlsConf *tls.Config

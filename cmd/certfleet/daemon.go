@@ -39,6 +39,7 @@ type Daemon struct {
 	HTTP01Addr, TLSALPN01Addr string
 
 	live      *liveConfig
+	changes   *certfleet.Changes // issuances here and (with a Notifier store) elsewhere; wakes API long-polls
 	listeners []net.Listener
 	serveWG   sync.WaitGroup
 	serveCtx  context.Context
@@ -68,7 +69,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	opened := &Daemon{Config: cfg, Logger: log, errs: make(chan error, 4), live: newLiveConfig(cfg)}
+	opened := &Daemon{Config: cfg, Logger: log, errs: make(chan error, 4), live: newLiveConfig(cfg), changes: &certfleet.Changes{}}
 	d = opened
 	defer func() {
 		if err != nil {
@@ -134,7 +135,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	d.Manager = &manager.Manager{
 		Store:       store,
 		Issuers:     issuers,
-		Deployer:    &fileDeployer{live: d.live, writer: &deploy.Writer{Logger: log}},
+		Deployer:    &fileDeployer{live: d.live, writer: &deploy.Writer{Logger: log}, changes: d.changes},
 		Concurrency: cfg.Renewal.Concurrency,
 		Logger:      log,
 		Now:         opts.Now,
@@ -283,11 +284,13 @@ func (d *Daemon) Close() error {
 
 // fileDeployer writes a certificate to the output its config entry names.
 type fileDeployer struct {
-	live   *liveConfig
-	writer *deploy.Writer
+	live    *liveConfig
+	writer  *deploy.Writer
+	changes *certfleet.Changes
 }
 
 func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
+	f.changes.Notify() // a new certificate: wake long-polls, whoever declared it
 	c, ok := f.live.config().Certificate(spec.Name)
 	if !ok || c.Output.Dir == "" {
 		return nil // declared elsewhere (API), or kept in the store only

@@ -171,7 +171,19 @@ func parseIMAPLine(line string) (imapLine, error) {
 	if status == "" {
 		return imapLine{}, fmt.Errorf("not an IMAP response: %q", truncate(line))
 	}
-	return imapLine{Tag: tag, Status: strings.ToUpper(status), Text: text}, nil
+	return imapLine{Tag: tag, Status: asciiUpper(status), Text: text}, nil
+}
+
+// asciiUpper upper-cases ASCII letters only: protocol keywords are ASCII, and
+// Unicode case mapping would turn "ı" into "I".
+func asciiUpper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return string(b)
 }
 
 // parsePOP3Line parses a status line. RFC 1939 §3: "Responses in the POP3
@@ -180,7 +192,7 @@ func parseIMAPLine(line string) (imapLine, error) {
 // and negative ("-ERR")."
 func parsePOP3Line(line string) (ok bool, text string, err error) {
 	ind, text, _ := strings.Cut(line, " ")
-	switch strings.ToUpper(ind) {
+	switch asciiUpper(ind) {
 	case "+OK":
 		return true, text, nil
 	case "-ERR":

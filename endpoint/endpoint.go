@@ -101,6 +101,12 @@ type Target struct {
 	// ALPN lists the application protocols to offer (e.g. "h2"), none by
 	// default. Some servers choose the certificate by ALPN.
 	ALPN []string
+	// KeyFamily, when "rsa" or "ecdsa" (certfleet.KeyType.Family), asks for
+	// the certificate of that key family from a server holding both (a dual
+	// certificate): the check then offers only TLS 1.2 cipher suites that
+	// authenticate with that key, since TLS 1.3 gives a client no portable
+	// way to choose. "" offers everything and reads what the server prefers.
+	KeyFamily string
 	// Timeout bounds the whole check (connect, plaintext exchange and
 	// handshake). Zero means Checker.Timeout.
 	Timeout time.Duration
@@ -139,6 +145,11 @@ func (t Target) Normalize() (Target, error) {
 			t.ServerName = strings.ToLower(strings.TrimSuffix(host, "."))
 		}
 	}
+	switch t.KeyFamily {
+	case "", "rsa", "ecdsa":
+	default:
+		return t, fmt.Errorf("endpoint %q: unknown key family %q (use rsa or ecdsa)", t.Address, t.KeyFamily)
+	}
 	if t.Timeout < 0 {
 		return t, fmt.Errorf("endpoint %q: negative timeout", t.Address)
 	}
@@ -155,6 +166,9 @@ func (t Target) String() string {
 	s := string(p) + " " + t.Address
 	if t.ServerName != "" {
 		s += " (SNI " + t.ServerName + ")"
+	}
+	if t.KeyFamily != "" {
+		s += " [" + t.KeyFamily + "]"
 	}
 	return s
 }
@@ -303,14 +317,19 @@ func (c *Checker) Check(ctx context.Context, target Target) (Result, error) {
 		return res, err
 	}
 
-	tc := tls.Client(conn, &tls.Config{
+	conf := &tls.Config{
 		ServerName: t.ServerName,
 		NextProtos: t.ALPN,
 		// We compare what is served with what we issued; trust is reported
 		// separately (ChainVerified), so an untrusted or expired chain is
 		// still read, not refused.
 		InsecureSkipVerify: true,
-	})
+	}
+	if suites := familySuites[t.KeyFamily]; suites != nil {
+		conf.MaxVersion = tls.VersionTLS12
+		conf.CipherSuites = suites
+	}
+	tc := tls.Client(conn, conf)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return res, newError(t, StepHandshake, "", timeoutErr(ctx, timeout, err))
 	}
@@ -337,6 +356,27 @@ func (c *Checker) Check(ctx context.Context, target Target) (Result, error) {
 		c.Logger.Debug("endpoint checked", "result", res)
 	}
 	return res, nil
+}
+
+// familySuites are the TLS 1.2 ECDHE suites authenticated by each key
+// family (RFC 8422 §6 for ECDSA, RFC 5289 and RFC 7905 for both): offering
+// only one family's suites makes a server with a dual certificate present
+// that family's certificate.
+var familySuites = map[string][]uint16{
+	"rsa": {
+		tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
+		tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA,
+	},
+	"ecdsa": {
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
+	},
 }
 
 // verifyChain verifies the served chain for name at now.

@@ -396,6 +396,7 @@ func TestTargetNormalize(t *testing.T) {
 		{endpoint.Target{Address: "x:99999"}, endpoint.Target{}, "bad port"},
 		{endpoint.Target{Address: "x", Protocol: "ldap"}, endpoint.Target{}, `unknown endpoint protocol "ldap"`},
 		{endpoint.Target{Address: "x", Timeout: -1}, endpoint.Target{}, "negative timeout"},
+		{endpoint.Target{Address: "x", KeyFamily: "ed25519"}, endpoint.Target{}, `unknown key family "ed25519"`},
 	} {
 		t.Run(tc.in.Address+"/"+string(tc.in.Protocol), func(t *testing.T) {
 			got, err := tc.in.Normalize()
@@ -412,5 +413,44 @@ func TestTargetNormalize(t *testing.T) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestCheckDualCertificate: a server holding an ECDSA and an RSA certificate
+// (a dual certificate) shows each when asked for its key family, and one
+// without an RSA certificate fails the RSA check at the handshake.
+func TestCheckDualCertificate(t *testing.T) {
+	ca := newTestCA(t, "test")
+	names := []string{"dual.example.test"}
+	now := time.Now()
+	ec := ca.issue(t, names, now.Add(-time.Minute), now.Add(time.Hour), false)
+	rsa := ca.issue(t, names, now.Add(-time.Minute), now.Add(time.Hour), true)
+	dual := newServer(t, func(s *server, c net.Conn) {
+		s.serveTLS(c, &tls.Config{Certificates: []tls.Certificate{ec.tls, rsa.tls}})
+	})
+	ecOnly := newTLSServer(t, ec.tls)
+	want := endpoint.Expectation{Current: []certfleet.Issuance{ec.iss, rsa.iss}}
+	c := &endpoint.Checker{Roots: ca.roots}
+	for _, tc := range []struct {
+		family string
+		want   leaf
+	}{{"", ec}, {"ecdsa", ec}, {"rsa", rsa}} {
+		t.Run("family "+tc.family, func(t *testing.T) {
+			res, err := c.Check(t.Context(), endpoint.Target{Address: dual.Addr(), ServerName: names[0], KeyFamily: tc.family})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Fingerprint != tc.want.iss.Fingerprint || !res.ChainVerified {
+				t.Errorf("served %s (%s) verified %v, want the %s certificate %s", res.Serial, res.Leaf.PublicKeyAlgorithm, res.ChainVerified, tc.want.iss.KeyType, tc.want.iss.Serial)
+			}
+			if v := endpoint.Compare(res, want, now); v.Status != endpoint.StatusOK || v.ServedIssuance != tc.want.iss.ID {
+				t.Errorf("verdict %s issuance %d, want ok %d: %s", v.Status, v.ServedIssuance, tc.want.iss.ID, v.Message)
+			}
+		})
+	}
+	_, err := c.Check(t.Context(), endpoint.Target{Address: ecOnly.Addr(), ServerName: names[0], KeyFamily: "rsa"})
+	var e *endpoint.Error
+	if !errors.As(err, &e) || e.Step != endpoint.StepHandshake || !strings.Contains(err.Error(), "RSA key") {
+		t.Errorf("RSA check of an ECDSA-only server: %v, want a handshake error naming RSA", err)
 	}
 }

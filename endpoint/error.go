@@ -78,6 +78,9 @@ func (e *Error) Hint() string {
 		}
 		return "enable TLS on the server and point it at the certificate and key"
 	case StepHandshake:
+		if e.Target.KeyFamily != "" {
+			return fmt.Sprintf("check that the server holds a certificate with an %s key for this name and offers TLS 1.2 (asking for one key family needs TLS 1.2)", strings.ToUpper(e.Target.KeyFamily))
+		}
 		return "check that the server has a certificate and key configured, that the SNI name is one it serves, and that it offers TLS 1.2 or newer; for a plaintext protocol set the protocol (smtp, imap, pop3, postgres)"
 	}
 	return ""

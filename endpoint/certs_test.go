@@ -29,7 +29,7 @@ type testCA struct {
 	nextID   atomic.Int64
 }
 
-func mustKey(t *testing.T, rsaKey bool) crypto.Signer {
+func mustKey(t testing.TB, rsaKey bool) crypto.Signer {
 	t.Helper()
 	var k crypto.Signer
 	var err error
@@ -44,7 +44,7 @@ func mustKey(t *testing.T, rsaKey bool) crypto.Signer {
 	return k
 }
 
-func mustSign(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
+func mustSign(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) *x509.Certificate {
 	t.Helper()
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
 	if err != nil {
@@ -57,7 +57,7 @@ func mustSign(t *testing.T, tmpl, parent *x509.Certificate, pub crypto.PublicKey
 	return c
 }
 
-func randSerial(t *testing.T) *big.Int {
+func randSerial(t testing.TB) *big.Int {
 	t.Helper()
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 96))
 	if err != nil {
@@ -66,7 +66,7 @@ func randSerial(t *testing.T) *big.Int {
 	return n
 }
 
-func newTestCA(t *testing.T, name string) *testCA {
+func newTestCA(t testing.TB, name string) *testCA {
 	t.Helper()
 	now := time.Now()
 	rootKey := mustKey(t, false)
@@ -104,7 +104,7 @@ func (l leaf) leafOnly() tls.Certificate {
 }
 
 // issue makes a leaf for names valid from notBefore to notAfter.
-func (ca *testCA) issue(t *testing.T, names []string, notBefore, notAfter time.Time, rsaKey bool) leaf {
+func (ca *testCA) issue(t testing.TB, names []string, notBefore, notAfter time.Time, rsaKey bool) leaf {
 	t.Helper()
 	key := mustKey(t, rsaKey)
 	tmpl := &x509.Certificate{

@@ -23,7 +23,7 @@ type fixture struct {
 	old, new leaf
 }
 
-func newFixture(t *testing.T) fixture {
+func newFixture(t testing.TB) fixture {
 	t.Helper()
 	ca := newTestCA(t, "test")
 	now := time.Now()
@@ -452,5 +452,27 @@ func TestCheckDualCertificate(t *testing.T) {
 	var e *endpoint.Error
 	if !errors.As(err, &e) || e.Step != endpoint.StepHandshake || !strings.Contains(err.Error(), "RSA key") {
 		t.Errorf("RSA check of an ECDSA-only server: %v, want a handshake error naming RSA", err)
+	}
+}
+
+// BenchmarkCheck measures one check on loopback, per protocol.
+func BenchmarkCheck(b *testing.B) {
+	for _, proto := range []endpoint.Protocol{endpoint.ProtocolTLS, endpoint.ProtocolSMTP} {
+		b.Run(string(proto), func(b *testing.B) {
+			f := newFixture(b)
+			var srv *server
+			if proto == endpoint.ProtocolSMTP {
+				srv = newScriptServer(b, f.new.tls, true, smtpSteps...)
+			} else {
+				srv = newTLSServer(b, f.new.tls)
+			}
+			c := f.checker()
+			target := endpoint.Target{Address: srv.Addr(), ServerName: "example.test", Protocol: proto}
+			for b.Loop() {
+				if _, err := c.Check(b.Context(), target); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -46,7 +46,7 @@ func (s *server) SNI() []string {
 // newServer starts a loopback server; it stops (closing the listener and
 // waiting for its handlers) when the test ends. Handlers must return once
 // the client closes the connection.
-func newServer(t *testing.T, handle func(s *server, c net.Conn)) *server {
+func newServer(t testing.TB, handle func(s *server, c net.Conn)) *server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -121,7 +121,7 @@ func (s *server) serveTLS(c net.Conn, conf *tls.Config) {
 }
 
 // newTLSServer serves cert with implicit TLS.
-func newTLSServer(t *testing.T, cert tls.Certificate, alpn ...string) *server {
+func newTLSServer(t testing.TB, cert tls.Certificate, alpn ...string) *server {
 	t.Helper()
 	return newServer(t, func(s *server, c net.Conn) {
 		s.serveTLS(c, s.tlsConfig(cert, alpn...))
@@ -137,7 +137,7 @@ type step struct {
 
 // newScriptServer runs steps in plaintext, then a TLS handshake with cert
 // when startTLS is set.
-func newScriptServer(t *testing.T, cert tls.Certificate, startTLS bool, steps ...step) *server {
+func newScriptServer(t testing.TB, cert tls.Certificate, startTLS bool, steps ...step) *server {
 	t.Helper()
 	return newServer(t, func(s *server, c net.Conn) {
 		// Unbuffered line reads: nothing of the ClientHello may be consumed.

@@ -1,12 +1,12 @@
 package postgres
 
-// sealKey and openKey are the only way private keys (issuance keys, pending
-// order keys, account keys) enter and leave the database, so that encryption
-// at rest can be added here without touching the queries. Today they store
-// the PEM as it is: restrict access to the database (its role, its backups)
-// as you would the keys themselves.
+// sealKey, openKey and erasedKey are the only way private keys (issuance
+// keys, pending order keys, account keys) enter, leave and are erased from
+// the database, so that encryption at rest can be added here without
+// touching the queries. Today they store the PEM as it is: restrict access
+// to the database (its role, its backups) as you would the keys themselves.
 //
-// Neither function may put key material into an error message.
+// None of them may put key material into an error message.
 
 // sealKey returns the form of a PEM private key that is stored; nil or empty
 // input is stored as NULL.
@@ -24,3 +24,10 @@ func openKey(stored []byte) ([]byte, error) {
 	}
 	return stored, nil
 }
+
+// erasedKey is what a destroyed private key is overwritten with
+// (WithdrawSpec with destroyKeys): NULL, as for no key at all, so openKey
+// gives nil and nothing of the key remains in the row. Encryption at rest
+// must keep it so: erasing a key overwrites its sealed bytes rather than
+// relying on a data key that other, live keys share.
+func erasedKey() []byte { return nil }

@@ -27,8 +27,9 @@ var migrationFS embed.FS
 // then 1.
 const lockMigrate = 0x6366_0001
 
-// lockSync is the advisory lock key that serialises SyncSpecs, so instances
-// syncing the same config at once do not both insert the same spec.
+// lockSync is the advisory lock key that serialises the writes of specs
+// (SyncSpecs, PutSpec, WithdrawSpec: see lockSpecs), so instances syncing
+// the same config or putting the same name at once do not both insert it.
 const lockSync = 0x6366_0002
 
 type migration struct {

@@ -88,8 +88,8 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 	now := s.now()
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		res = certfleet.SyncResult{}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, lockSync); err != nil {
-			return fmt.Errorf("take sync lock: %w", translate(err))
+		if err := lockSpecs(ctx, tx); err != nil {
+			return err
 		}
 		existing, err := loadSpecs(ctx, tx)
 		if err != nil {

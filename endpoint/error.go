@@ -23,7 +23,7 @@ type Error struct {
 	Target Target
 	Step   Step
 	// Reply is what the server answered when it refused (quoted in the
-	// message), "" when it answered nothing usable. At most maxQuote bytes.
+	// message), "" when it answered nothing usable. Cut at 300 bytes.
 	Reply string
 	Err   error
 }

@@ -81,7 +81,7 @@ func TestMigrateCommand(t *testing.T) {
 		if code := Run(t.Context(), []string{"migrate", "-config", cfg}, &out, &errOut); code != 0 {
 			t.Fatalf("migrate exit %d: %s", code, errOut.String())
 		}
-		if want := "schema version 1 "; !strings.HasPrefix(out.String(), want) {
+		if want := fmt.Sprintf("schema version %d ", postgres.LatestVersion()); !strings.HasPrefix(out.String(), want) {
 			t.Errorf("migrate printed %q, want it to start with %q", out.String(), want)
 		}
 	}

@@ -96,7 +96,7 @@ func newInstance(t testing.TB, dsn, directory string, caRoot []byte, name string
 		Store:        store,
 		Issuers:      map[string]certfleet.Issuer{certfleet.DefaultAccount: iss},
 		Instance:     name,
-		Concurrency:  5, // three instances: 15 orders in flight, under Pebble's 16
+		Concurrency:  4, // three instances: 12 orders in flight, under Pebble's 16 (it wedges above)
 		PollInterval: 5 * time.Second,
 		Logger:       testLogger(t).With("instance", name),
 	}
@@ -125,20 +125,29 @@ func (c *cluster) waitIssued(deadline time.Time) {
 		if err != nil {
 			c.t.Fatal(err)
 		}
-		left := 0
+		left, leased, pending := 0, 0, 0
 		var example certfleet.Job
 		for _, j := range jobs {
 			if j.CurrentID == 0 {
 				left++
 				example = j
 			}
+			if j.LeaseOwner != "" {
+				leased++
+			}
+			if j.PendingOrderURL != "" {
+				pending++
+			}
 		}
 		if left == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("%d of %d certificates not issued in time; e.g. %s: failures %d, last error %q, lease %q",
-				left, len(jobs), example.JobKey, example.Failures, example.LastError, example.LeaseOwner)
+			c.t.Fatalf("%d of %d certificates not issued in time; e.g. %s: failures %d, last error %q, lease %q; "+
+				"%d jobs leased, %d with an order in flight; Pebble: %d POSTs, %d new orders, %d finalized "+
+				"(a stuck Pebble shows leased jobs and POSTs that stopped growing)",
+				left, len(jobs), example.JobKey, example.Failures, example.LastError, example.LeaseOwner,
+				leased, pending, c.ca.Posts(), c.ca.NewOrders(), c.ca.Finalizations())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

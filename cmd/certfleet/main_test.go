@@ -19,6 +19,7 @@ import (
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/sqlite"
 )
 
@@ -292,6 +293,26 @@ func TestKill9ResumesWithoutSecondOrder(t *testing.T) {
 		fmt.Fprintf(&certs, "[[certificate]]\nname = \"c%d\"\nidentifiers = [\"c%d.certfleet.test\"]\n", i, i)
 	}
 	path := writeConfig(t, dir, ca, port, certs.String())
+	// The http-01 responder that the CA reaches is not the child's: it is
+	// another "instance" reading tokens from the same store, as behind a
+	// load balancer, so it keeps answering while the child is dead. (With
+	// the child's own responder, a validation landing in the gap between
+	// kill and restart fails, and a new order is the right response.)
+	text, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(text), fmt.Sprintf("listen = \"127.0.0.1:%d\"", port), `listen = ""`, 1)), 0o600)
+	statePath := filepath.Join(dir, "state.db")
+	shared, err := sqlite.Open(t.Context(), statePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(t.Context())
+	defer rcancel()
+	go (&http01.Responder{Store: shared}).Serve(rctx, ln)
 
 	child := exec.Command(os.Args[0], "issue", "-config", path)
 	child.Env = append(os.Environ(), "CERTFLEET_TEST_MAIN=1")
@@ -301,7 +322,6 @@ func TestKill9ResumesWithoutSecondOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait until every job has its order recorded, then kill -9.
-	statePath := filepath.Join(dir, "state.db")
 	deadline := time.Now().Add(time.Minute)
 	for {
 		if pending, issued := countPending(t, statePath); pending+issued == n && pending > 0 {

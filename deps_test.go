@@ -70,6 +70,17 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/manager": "adapters do not import each other",
 		"net/http":                               "the store serves nothing",
 	},
+	"github.com/certfleet/certfleet/seal": {
+		"database/sql":                            "pure crypto; stores implement seal.DEKStore",
+		"net/http":                                "pure crypto; a KMS wrapper would live in its own package",
+		"github.com/certfleet/certfleet/sqlite":   "pure crypto; stores implement seal.DEKStore",
+		"github.com/certfleet/certfleet/postgres": "pure crypto; stores implement seal.DEKStore",
+	},
+	"github.com/certfleet/certfleet/endpoint": {
+		"net/http":                               "endpoint checks connect and read certificates; they serve and fetch nothing",
+		"github.com/certfleet/certfleet/sqlite":  "adapters do not import each other",
+		"github.com/certfleet/certfleet/manager": "adapters do not import each other",
+	},
 	"github.com/certfleet/certfleet/solver/webroot": {
 		"github.com/certfleet/certfleet/sqlite": "solvers reach the store through certfleet.ChallengeStore",
 		"net/http":                              "webroot only writes files; the web server is someone else's",

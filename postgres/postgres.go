@@ -15,6 +15,10 @@
 // DefaultStatementTimeout, connecting after DefaultConnectTimeout, and
 // connections carry application_name=certfleet.
 //
+// Besides certfleet.Store it keeps what the HTTP API needs: tokens and the
+// append-only log of private key reads (certfleet.TokenStore), and specs
+// declared one at a time (certfleet.SpecWriter).
+//
 // Every change is one transaction. Changes to jobs and certificates send a
 // NOTIFY in the same transaction; Store.Changes (certfleet.Notifier) turns
 // them into wake-ups on every instance.

@@ -179,3 +179,7 @@ func TestConcurrentPutSpec(t *testing.T) {
 		t.Fatalf("%d jobs, %v; want %d", len(jobs), err, n)
 	}
 }
+
+func TestStoreFleetContract(t *testing.T) {
+	storetest.RunFleet(t, func(t *testing.T) storetest.FleetStore { return newTestStore(t) })
+}

@@ -9,3 +9,7 @@ import (
 func TestStoreAPIContract(t *testing.T) {
 	storetest.RunAPI(t, func(t *testing.T) storetest.APIStore { return newTestStore(t) })
 }
+
+func TestStoreFleetContract(t *testing.T) {
+	storetest.RunFleet(t, func(t *testing.T) storetest.FleetStore { return newTestStore(t) })
+}

@@ -1,0 +1,72 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/certfleet/certfleet"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+var _ certfleet.FleetStore = (*Store)(nil)
+
+const agentReportColumns = `agent, spec, key_type, serial, fingerprint, not_after, installed_at, commands, error, reported_at, token_id`
+
+// PutAgentReport implements certfleet.FleetStore.
+func (s *Store) PutAgentReport(ctx context.Context, r certfleet.AgentReport) error {
+	if r.Agent == "" || r.Certificate == "" || r.KeyType == "" {
+		return certfleet.Errorf(certfleet.EINVALID, "agent report: agent, certificate and key type required")
+	}
+	cmds, err := json.Marshal(r.Commands)
+	if err != nil {
+		return fmt.Errorf("encode agent report commands: %w", err)
+	}
+	at := r.ReportedAt
+	if at.IsZero() {
+		at = s.now()
+	}
+	return s.write(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO agent_reports (`+agentReportColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			ON CONFLICT (spec, key_type, agent) DO UPDATE SET serial = excluded.serial, fingerprint = excluded.fingerprint,
+				not_after = excluded.not_after, installed_at = excluded.installed_at, commands = excluded.commands,
+				error = excluded.error, reported_at = excluded.reported_at, token_id = excluded.token_id`,
+			r.Agent, r.Certificate, string(r.KeyType), r.Serial, r.Fingerprint, ts(r.NotAfter), ts(r.InstalledAt),
+			string(cmds), r.Error, at, r.TokenID)
+		if err != nil {
+			return fmt.Errorf("store report of agent %s for %s: %w", r.Agent, r.Certificate, translate(err))
+		}
+		return nil
+	})
+}
+
+// AgentReports implements certfleet.FleetStore.
+func (s *Store) AgentReports(ctx context.Context, f certfleet.AgentReportFilter) ([]certfleet.AgentReport, error) {
+	if s.pool == nil {
+		return nil, errNotOpen
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+agentReportColumns+` FROM agent_reports
+		WHERE ($1 = '' OR agent = $1) AND ($2 = '' OR spec = $2) ORDER BY spec, key_type, agent`, f.Agent, f.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("list agent reports: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []certfleet.AgentReport
+	for rows.Next() {
+		var (
+			r                       certfleet.AgentReport
+			kt, cmds                string
+			notAfter, installed, at pgtype.Timestamptz
+		)
+		if err := rows.Scan(&r.Agent, &r.Certificate, &kt, &r.Serial, &r.Fingerprint, &notAfter, &installed, &cmds, &r.Error, &at, &r.TokenID); err != nil {
+			return nil, fmt.Errorf("list agent reports: %w", translate(err))
+		}
+		if err := json.Unmarshal([]byte(cmds), &r.Commands); err != nil {
+			return nil, fmt.Errorf("decode commands of agent %s's report for %s: %w", r.Agent, r.Certificate, err)
+		}
+		r.KeyType, r.NotAfter, r.InstalledAt, r.ReportedAt = certfleet.KeyType(kt), fromTS(notAfter), fromTS(installed), fromTS(at)
+		out = append(out, r)
+	}
+	return out, translate(rows.Err())
+}

@@ -30,6 +30,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/endpoint"
 )
 
 // Defaults for keys the file leaves out.
@@ -179,6 +180,11 @@ type Certificate struct {
 	DNSProvider string
 	// Output says where and how the certificate is written.
 	Output Output
+	// Endpoints are where the certificate is served, checked after each
+	// renewal and on a schedule: is the newest certificate the one served?
+	// Each has its protocol, port and SNI name filled in (the SNI name
+	// defaults to the certificate's first DNS identifier).
+	Endpoints []endpoint.Target
 }
 
 // Output says where a certificate and its key are written and what runs

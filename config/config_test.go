@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -393,6 +394,10 @@ identifiers = [
 		`certfleet.toml:4: certificate[0].identifiers[0]: |wildcard "*.example.org" can only be validated with dns-01`}},
 	{"ip with dns-01", ca + "[[certificate]]\nidentifiers = [\"a.example\", \"2001:DB8::1\"]\nchallenge = \"dns-01\"\n", []string{
 		`certfleet.toml:4: certificate[0].identifiers[1]: |IP address "2001:db8::1" cannot be validated with dns-01`}},
+	{"endpoint protocol", cert("endpoints = [\"lb.example:443\", \"ftp://files.example\"]\n"), []string{
+		`certfleet.toml:5: certificate[0].endpoints[1]: |"ftp://files.example": unknown endpoint protocol "ftp"`}},
+	{"endpoint path", cert("endpoints = [\"tls://lb.example/health\"]\n"), []string{
+		`certfleet.toml:5: certificate[0].endpoints[0]: |write [protocol://]host[:port]`}},
 	{"unknown key type", cert("key_types = [\"ecdsa-p256\", \"ed25519\"]\n"), []string{
 		`certfleet.toml:5: certificate[0].key_types[1]: |unknown key type "ed25519"`}},
 	{"same family", cert("key_types = [\"rsa2048\", \"rsa4096\"]\n"), []string{
@@ -615,5 +620,29 @@ func TestParseDuration(t *testing.T) {
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+func TestParseEndpoints(t *testing.T) {
+	src := ca + "[[certificate]]\nidentifiers = [\"*.example.org\", \"www.example.org\"]\nchallenge = \"dns-01\"\n" +
+		"[dns01.providers.bind]\ntype = \"rfc2136\"\nserver = \"127.0.0.1:53\"\nkey_name = \"k\"\nsecret = \"c2VjcmV0\"\n"
+	src = strings.Replace(src, "challenge = \"dns-01\"\n", "challenge = \"dns-01\"\nendpoints = [\"lb1.example.org\", \"smtp://mx.example.org\", \"IMAP://10.0.0.5:993\", \"postgres://db.example.org\", \"imaps://mail.example.org\"]\n", 1)
+	cfg, err := Parse("certfleet.toml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range cfg.Certificates[0].Endpoints {
+		got = append(got, e.String())
+	}
+	want := []string{
+		"tls lb1.example.org:443 (SNI www.example.org)",
+		"smtp mx.example.org:25 (SNI www.example.org)",
+		"imap 10.0.0.5:993 (SNI www.example.org)",
+		"postgres db.example.org:5432 (SNI www.example.org)",
+		"tls mail.example.org:993 (SNI www.example.org)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("endpoints:\n got %q\nwant %q", got, want)
 	}
 }

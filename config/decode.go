@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/endpoint"
 )
 
 // The decoder walks the document as generic TOML values rather than
@@ -33,7 +34,7 @@ var (
 	renewalKeys  = []string{"concurrency", "renew_before"}
 	defaultsKeys = []string{"key_types", "challenge", "webroot", "dns_provider", "output_dir", "owner", "group", "key_mode", "commands"}
 	certKeys     = []string{"name", "identifiers", "key_types", "challenge", "webroot", "dns_provider", "profile", "account",
-		"renew_before", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands"}
+		"renew_before", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands", "endpoints"}
 )
 
 // keyHints suggest the right key for likely mistakes.
@@ -803,6 +804,7 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 	if cmds, ok := d.commands(t); ok {
 		cert.Output.Commands = cmds
 	}
+	cert.Endpoints = d.endpoints(t, ids)
 
 	if d.mark() != start || !defs.clean {
 		return Certificate{}, false
@@ -911,4 +913,55 @@ func secretOnLine(data []byte, line int) bool {
 		}
 	}
 	return false
+}
+
+// endpoints parses where a certificate is served: "[protocol://]host[:port]"
+// with protocol tls (default), smtp, imap, pop3 or postgres (STARTTLS and
+// SSLRequest upgrades), or https, smtps, imaps, pop3s (TLS at once), the
+// port defaulting to the protocol's. The SNI name is the certificate's first DNS
+// identifier, which is what a client of the service would ask for.
+func (d *decoder) endpoints(t *table, ids []certfleet.Identifier) []endpoint.Target {
+	list, paths, _, ok := d.strList(t, "endpoints")
+	if !ok {
+		return nil
+	}
+	sni := ""
+	for _, id := range ids {
+		if id.Type == certfleet.IdentifierDNS && !id.IsWildcard() {
+			sni = id.Value
+			break
+		}
+	}
+	var out []endpoint.Target
+	for i, s := range list {
+		proto, addr := "", s
+		if p, rest, found := strings.Cut(s, "://"); found {
+			proto, addr = p, rest
+		}
+		// Implicit-TLS schemes people write are TLS from the first byte,
+		// each with its well-known port.
+		implicit := map[string]string{"https": "443", "smtps": "465", "imaps": "993", "pop3s": "995"}
+		if port, ok := implicit[strings.ToLower(proto)]; ok {
+			proto = "tls"
+			if _, _, err := net.SplitHostPort(addr); err != nil && addr != "" && !strings.ContainsAny(addr, "/?# ") {
+				addr = net.JoinHostPort(strings.Trim(addr, "[]"), port)
+			}
+		}
+		pr, err := endpoint.ParseProtocol(proto)
+		if err != nil {
+			d.problemf(paths[i], "%q: %v", s, err)
+			continue
+		}
+		if addr == "" || strings.ContainsAny(addr, "/?# ") {
+			d.problemf(paths[i], "%q: write [protocol://]host[:port], as in \"smtp://mx.example.org:25\" or \"lb1.example.org\"", s)
+			continue
+		}
+		tgt, err := endpoint.Target{Address: addr, Protocol: pr, ServerName: sni}.Normalize()
+		if err != nil {
+			d.problemf(paths[i], "%q: %v", s, err)
+			continue
+		}
+		out = append(out, tgt)
+	}
+	return out
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/endpoint"
 	"github.com/certfleet/certfleet/manager"
 )
 
@@ -125,6 +126,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- d.Manager.Run(runCtx) }()
+	go d.endpoints.run(runCtx)
 	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
 	select {
 	case err := <-d.Errors():
@@ -212,6 +214,7 @@ expiry, next renewal check and the last error. It reads the store only: it
 contacts no CA and starts no responder, so it is safe to run beside serve.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	all := fs.Bool("all", false, "include withdrawn certificates")
+	endpoints := fs.Bool("endpoints", false, "also connect to every configured endpoint and check it serves the current certificate (exit 1 if one does not)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -224,7 +227,17 @@ contacts no CA and starts no responder, so it is safe to run beside serve.`, std
 		return err
 	}
 	defer d.Close()
-	return printStatus(ctx, stdout, d.Store, *all, time.Now())
+	if err := printStatus(ctx, stdout, d.Store, *all, time.Now()); err != nil {
+		return err
+	}
+	if *endpoints {
+		fmt.Fprintln(stdout)
+		results := checkEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())
+		if bad := printEndpoints(stdout, results); bad > 0 {
+			return &exitError{code: 1, err: fmt.Errorf("%d endpoint(s) do not serve the current certificate", bad)}
+		}
+	}
+	return nil
 }
 
 // printStatus prints the status table of every job.

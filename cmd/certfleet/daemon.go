@@ -40,6 +40,7 @@ type Daemon struct {
 
 	live      *liveConfig
 	changes   *certfleet.Changes // issuances here and (with a Notifier store) elsewhere; wakes API long-polls
+	endpoints *endpointWatcher
 	listeners []net.Listener
 	serveWG   sync.WaitGroup
 	serveCtx  context.Context
@@ -132,10 +133,11 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		issuers[name] = withDNSPreflight(iss, dnsSolver)
 	}
 
+	d.endpoints = newEndpointWatcher(d)
 	d.Manager = &manager.Manager{
 		Store:       store,
 		Issuers:     issuers,
-		Deployer:    &fileDeployer{live: d.live, writer: &deploy.Writer{Logger: log}, changes: d.changes},
+		Deployer:    &fileDeployer{live: d.live, writer: &deploy.Writer{Logger: log}, changes: d.changes, written: d.endpoints.written},
 		Concurrency: cfg.Renewal.Concurrency,
 		Logger:      log,
 		Now:         opts.Now,
@@ -287,6 +289,7 @@ type fileDeployer struct {
 	live    *liveConfig
 	writer  *deploy.Writer
 	changes *certfleet.Changes
+	written func(name string) // files changed: check the endpoints
 }
 
 func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
@@ -295,12 +298,15 @@ func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpe
 	if !ok || c.Output.Dir == "" {
 		return nil // declared elsewhere (API), or kept in the store only
 	}
-	_, err := f.writer.Write(ctx, deploy.Target{
+	res, err := f.writer.Write(ctx, deploy.Target{
 		Dir: c.Output.Dir, Owner: c.Output.Owner, Group: c.Output.Group,
 		KeyMode: c.Output.KeyMode, Commands: c.Output.Commands,
 	}, spec, iss)
 	if err != nil {
 		return fmt.Errorf("write %s to %s: %w", spec.Name, c.Output.Dir, err)
+	}
+	if res.Changed && f.written != nil && len(c.Endpoints) > 0 {
+		f.written(spec.Name)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
@@ -607,4 +608,89 @@ func TestCrashSafety200(t *testing.T) {
 		}
 	}
 	t.Logf("%d kills; CA orders placed %d, finalized %d", kills, ca.NewOrders(), ca.Finalizations())
+}
+
+// TestEndpointVerification: one TLS server serves the current certificate,
+// another the one it replaced; `status -endpoints` says which is which and
+// exits 1.
+func TestEndpointVerification(t *testing.T) {
+	port := freePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	dir := t.TempDir()
+	fresh, stale := mustListen(t), mustListen(t)
+	eps := fmt.Sprintf("endpoints = [%q, %q]\n", fresh.Addr().String(), "tls://"+stale.Addr().String())
+	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n"+eps)
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
+	}
+	live := filepath.Join(dir, "live", "web")
+	old, err := tls.LoadX509KeyPair(filepath.Join(live, "fullchain.pem"), filepath.Join(live, "privkey.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second name re-issues the certificate.
+	path = writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\", \"www.certfleet.test\"]\n"+eps)
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 || !strings.Contains(out, "issued") {
+		t.Fatalf("re-issue: %d\n%s\n%s", code, out, errOut)
+	}
+	cur, err := tls.LoadX509KeyPair(filepath.Join(live, "fullchain.pem"), filepath.Join(live, "privkey.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveTLS(t, fresh, cur)
+	serveTLS(t, stale, old)
+
+	code, out, errOut := runCLI(t, "status", "-config", path, "-endpoints")
+	if code != 1 {
+		t.Fatalf("status -endpoints exit %d, want 1 (one endpoint is stale)\n%s\n%s", code, out, errOut)
+	}
+	lines := strings.Split(out, "\n")
+	var freshLine, staleLine string
+	for _, l := range lines {
+		if strings.Contains(l, fresh.Addr().String()) {
+			freshLine = l
+		}
+		if strings.Contains(l, stale.Addr().String()) {
+			staleLine = l
+		}
+	}
+	if !strings.Contains(freshLine, " ok ") {
+		t.Errorf("endpoint with the current certificate: %q, want ok", freshLine)
+	}
+	if !strings.Contains(staleLine, "STALE") {
+		t.Errorf("endpoint with the replaced certificate: %q, want STALE", staleLine)
+	}
+}
+
+func mustListen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// serveTLS completes TLS handshakes on ln with cert until the test ends.
+func serveTLS(t *testing.T, ln net.Listener, cert tls.Certificate) {
+	t.Helper()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+				tc.SetDeadline(time.Now().Add(5 * time.Second))
+				tc.Handshake()
+			}()
+		}
+	}()
 }

@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/endpoint"
+)
+
+// Endpoint checks: is the newest certificate the one each endpoint serves?
+const (
+	// endpointInterval is how often every endpoint is checked.
+	endpointInterval = time.Hour
+	// endpointSettle is the wait after a certificate is written before its
+	// endpoints are checked: the reload command has run, but a service may
+	// take a moment to pick the new files up.
+	endpointSettle = 10 * time.Second
+	// endpointConcurrency bounds checks in flight.
+	endpointConcurrency = 8
+)
+
+// endpointWarnBefore is how close to expiry a served current certificate
+// may get before its endpoint is flagged: a fifth of its lifetime (18 days
+// of 90, a day of 6). By then certfleet has renewed it, so a certificate that
+// close to expiry still being served means renewal or deployment failed.
+func endpointWarnBefore(iss certfleet.Issuance) time.Duration {
+	return iss.NotAfter.Sub(iss.NotBefore) / 5
+}
+
+// endpointResult is one endpoint's check of one key family.
+type endpointResult struct {
+	Certificate string
+	Target      endpoint.Target
+	Verdict     endpoint.Verdict
+	Err         error // the check itself failed (refused, timed out, STARTTLS refused...)
+}
+
+// OK reports whether the endpoint serves the current certificate, in time.
+func (r endpointResult) OK() bool { return r.Err == nil && r.Verdict.OK() }
+
+// Summary is one line for people.
+func (r endpointResult) Summary() string {
+	if r.Err != nil {
+		return r.Err.Error()
+	}
+	return r.Verdict.Message
+}
+
+// checkEndpoints checks the endpoints of the given certificates (all
+// configured ones when names is empty), each once per key family of a dual
+// certificate, and compares what is served with the archive.
+func checkEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Config, checker *endpoint.Checker, now time.Time, names ...string) []endpointResult {
+	type work struct {
+		cert   config.Certificate
+		target endpoint.Target
+		want   endpoint.Expectation
+	}
+	var todo []work
+	for _, c := range cfg.Certificates {
+		if len(c.Endpoints) == 0 || len(names) > 0 && !contains(names, c.Spec.Name) {
+			continue
+		}
+		want := endpoint.Expectation{}
+		for _, kt := range c.Spec.KeyTypes {
+			job, err := store.Job(ctx, certfleet.JobKey{Spec: c.Spec.Name, KeyType: kt})
+			if err != nil || job.CurrentID == 0 {
+				continue
+			}
+			if iss, err := store.Issuance(ctx, job.CurrentID); err == nil {
+				want.Current = append(want.Current, iss)
+				want.WarnBefore = max(want.WarnBefore, endpointWarnBefore(iss))
+			}
+		}
+		want.Archive, _ = store.Issuances(ctx, certfleet.IssuanceFilter{Spec: c.Spec.Name, Limit: 50})
+		for _, t := range c.Endpoints {
+			if len(c.Spec.KeyTypes) > 1 {
+				// A dual certificate: each family must be served.
+				for _, kt := range c.Spec.KeyTypes {
+					tf := t
+					tf.KeyFamily = kt.Family()
+					todo = append(todo, work{c, tf, want})
+				}
+				continue
+			}
+			todo = append(todo, work{c, t, want})
+		}
+	}
+	results := make([]endpointResult, len(todo))
+	sem := make(chan struct{}, endpointConcurrency)
+	var wg sync.WaitGroup
+	for i, w := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			res := endpointResult{Certificate: w.cert.Spec.Name, Target: w.target}
+			r, err := checker.Check(ctx, w.target)
+			if err != nil {
+				res.Err = err
+			} else {
+				res.Verdict = endpoint.Compare(r, w.want, now)
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// endpointWatcher checks endpoints after each new certificate and on a
+// schedule, and logs what it finds: an endpoint serving an old, foreign or
+// expiring certificate is an error in the log (and in `status -endpoints`).
+type endpointWatcher struct {
+	d       *Daemon
+	checker *endpoint.Checker
+	due     chan string // certificate names written, to check after endpointSettle
+}
+
+func newEndpointWatcher(d *Daemon) *endpointWatcher {
+	return &endpointWatcher{d: d, checker: &endpoint.Checker{Logger: d.Logger}, due: make(chan string, 64)}
+}
+
+// written notes that a certificate's files changed. It never blocks.
+func (w *endpointWatcher) written(name string) {
+	select {
+	case w.due <- name:
+	default: // a backlog: the hourly pass catches up
+	}
+}
+
+// run checks until ctx ends.
+func (w *endpointWatcher) run(ctx context.Context) {
+	tick := time.NewTicker(endpointInterval)
+	defer tick.Stop()
+	w.pass(ctx) // at start: what is served now?
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			w.pass(ctx)
+		case name := <-w.due:
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(endpointSettle):
+			}
+			w.pass(ctx, name)
+		}
+	}
+}
+
+func (w *endpointWatcher) pass(ctx context.Context, names ...string) {
+	cfg := w.d.CurrentConfig()
+	for _, r := range checkEndpoints(ctx, w.d.Store, cfg, w.checker, time.Now(), names...) {
+		if ctx.Err() != nil {
+			return
+		}
+		log := w.d.Logger.With(certfleet.LogCertificate, r.Certificate, "endpoint", r.Target.String())
+		switch {
+		case r.OK():
+			log.Info("endpoint serves the current certificate", certfleet.LogSerial, r.Verdict.ServedSerial)
+		case r.Err != nil:
+			log.Error("endpoint check failed", certfleet.LogError, r.Err)
+		default:
+			log.Error("endpoint does not serve the current certificate", "status", string(r.Verdict.Status), "detail", r.Verdict.Message)
+		}
+	}
+}
+
+// printEndpoints prints the endpoint checks as a table and returns how many
+// are not OK.
+func printEndpoints(w io.Writer, results []endpointResult) int {
+	if len(results) == 0 {
+		fmt.Fprintln(w, "(no endpoints configured: add endpoints = [...] to a [[certificate]])")
+		return 0
+	}
+	bad := 0
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tENDPOINT\tSTATUS\tDETAIL")
+	for _, r := range results {
+		status := string(r.Verdict.Status)
+		if r.Err != nil {
+			status = "error"
+		}
+		if !r.OK() {
+			bad++
+			status = upper(status)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Certificate, r.Target, status, oneLine(r.Summary(), 140))
+	}
+	tw.Flush()
+	return bad
+}
+
+func upper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}

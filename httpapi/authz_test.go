@@ -76,6 +76,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"GET", "/v1/certificates", nil, 0, 200},
 		{"GET", "/v1/certificates/m.matrix.test", nil, 0, 200},
 		{"GET", "/v1/openapi.json", nil, public, 200},
+		// Agents report with read-certs (every agent has it); the name in
+		// the body is scope-checked like a path's.
+		{"POST", "/v1/agents/lb1/report", []byte(`{"name": "m.matrix.test", "serial": "01"}`), scoped, 204},
 		{"DELETE", "/v1/names/d.matrix.test", nil, scoped | write, 204},
 	}
 	for _, ep := range eps {
@@ -98,6 +101,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 			if ep.body != nil {
 				h.Set("Content-Type", "application/pkcs10")
+				if ep.body[0] == '{' {
+					h.Set("Content-Type", "application/json")
+				}
 			}
 			resp, body := httpDo(t, ep.method, e.api.URL+ep.path, h, ep.body)
 			if resp.StatusCode != want {

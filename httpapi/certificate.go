@@ -29,6 +29,10 @@ type NameStatus struct {
 	// StatusURL is this document; RetryURL makes the work due now (POST).
 	StatusURL string `json:"status_url"`
 	RetryURL  string `json:"retry_url"`
+	// Fleet lists the agents that reported their copy of the certificate
+	// (POST /v1/agents/{agent}/report): which version each has, when it
+	// last checked in, and its command results.
+	Fleet []FleetEntry `json:"fleet,omitempty"`
 }
 
 // KeyStatus is the state of one key type's certificate.
@@ -71,6 +75,7 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 	if len(sp.CSR) > 0 {
 		st.Mode = "csr"
 	}
+	current := make(map[certfleet.KeyType]string)
 	for _, k := range sp.JobKeys() {
 		job, err := s.Store.Job(ctx, k)
 		if err != nil {
@@ -84,6 +89,7 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 				return st, err
 			}
 			ks.Serial, ks.NotAfter = iss.Serial, iss.NotAfter
+			current[k.KeyType] = iss.Fingerprint
 		} else {
 			st.Issued = false
 		}
@@ -95,6 +101,9 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 			ks.Attempts = append(ks.Attempts, AttemptInfo{StartedAt: a.StartedAt, Outcome: a.Outcome, Error: a.Error, ProblemType: a.ProblemType, OrderURL: a.OrderURL})
 		}
 		st.Keys = append(st.Keys, ks)
+	}
+	if st.Fleet, err = s.fleet(ctx, sp.Name, current); err != nil {
+		return st, err
 	}
 	return st, nil
 }
@@ -108,6 +117,11 @@ var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 {{range .Keys}}<tr><td>{{.KeyType}}</td><td>{{.Serial}}</td><td>{{if not .NotAfter.IsZero}}{{.NotAfter.UTC.Format "2006-01-02 15:04:05Z"}}{{else}}not issued{{end}}</td>
 <td>{{.NextCheck.UTC.Format "2006-01-02 15:04:05Z"}}</td><td>{{.Failures}}</td><td class="err">{{.LastError}}</td></tr>
 {{end}}</table>
+{{if .Fleet}}<h2>Fleet</h2>
+<table><tr><th>agent</th><th>key</th><th>serial</th><th>version</th><th>installed</th><th>last seen</th><th>error</th></tr>
+{{range .Fleet}}<tr><td>{{.Agent}}</td><td>{{.KeyType}}</td><td>{{.Serial}}</td><td>{{if .Current}}current{{else}}<b class="err">OLD</b>{{end}}</td>
+<td>{{if not .InstalledAt.IsZero}}{{.InstalledAt.UTC.Format "2006-01-02 15:04:05Z"}}{{else}}-{{end}}</td><td>{{.LastSeen.UTC.Format "2006-01-02 15:04:05Z"}}</td><td class="err">{{.Error}}</td></tr>
+{{end}}</table>{{end}}
 <form method="post" action="{{.RetryURL}}"><p>Retry now: <code>curl -X POST -H "Authorization: Bearer $TOKEN" …{{.RetryURL}}</code></p></form>
 </body></html>
 `))

@@ -278,3 +278,14 @@ func (c *Client) Certificate(ctx context.Context, name string) (CertificateInfo,
 	}
 	return info, json.Unmarshal(data, &info)
 }
+
+// Report tells the server what agent installed for r.Name
+// (POST /v1/agents/{agent}/report).
+func (c *Client) Report(ctx context.Context, agent string, r ReportRequest) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("certfleet API: encode report: %w", err)
+	}
+	_, _, err = c.do(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(agent)+"/report", nil, http.Header{"Content-Type": {"application/json"}}, body)
+	return err
+}

@@ -98,6 +98,7 @@ func TestOpenAPI(t *testing.T) {
 	for name, v := range map[string]any{
 		"NameStatus": NameStatus{}, "KeyStatus": KeyStatus{}, "NameRequest": NameRequest{},
 		"CertificateInfo": CertificateInfo{}, "CertificateList": CertificateList{}, "Problem": Problem{},
+		"ReportRequest": ReportRequest{}, "FleetEntry": FleetEntry{}, "AgentCommand": certfleet.AgentCommand{},
 	} {
 		sc, ok := doc.Components.Schemas[name]
 		if !ok {
@@ -124,6 +125,17 @@ func jsonFields(v any) []string {
 	}
 	switch v.(type) {
 	case NameStatus:
+		full["fleet"] = true
+	case ReportRequest:
+		for _, k := range []string{"key_type", "serial", "fingerprint", "not_after", "installed_at", "commands", "error"} {
+			full[k] = true
+		}
+	case FleetEntry:
+		for _, k := range []string{"serial", "fingerprint", "installed_at", "commands", "error"} {
+			full[k] = true
+		}
+	case certfleet.AgentCommand:
+		full["error"] = true
 	case KeyStatus:
 		for _, k := range []string{"serial", "not_after", "next_check", "last_error", "last_error_at", "recent_attempts"} {
 			full[k] = true

@@ -218,6 +218,8 @@ var routes = []route{
 		summary: "The certificates in scope, paged (?limit=, ?after=)"},
 	{method: "GET", path: "/v1/certificates/{id}", perm: certfleet.PermReadCerts, h: (*Server).getCertificateSpec,
 		summary: "One certificate by name"},
+	{method: "POST", path: "/v1/agents/{agent}/report", perm: certfleet.PermReadCerts, h: (*Server).report,
+		summary: "An agent reports what it installed for a name (JSON); shown in the name's status as the fleet"},
 	{method: "GET", path: "/v1/openapi.json", public: true, h: (*Server).openAPI,
 		summary: "This API, described in OpenAPI 3"},
 }

@@ -152,12 +152,16 @@ func specName(name string) string {
 	return n
 }
 
-// cacheTTL bounds how long a job's current certificate is served from
-// memory: a certificate issued by another instance shows within it. Issuance
-// by this process (Changes) and the API's own writes take effect at once.
-// Tokens are never cached: a revoked token must stop working at once, also
-// when it was revoked by another process (certfleet token revoke).
+// cacheTTL bounds how long a token or a job's current certificate is
+// served from memory: a revoked token stops working, and a certificate
+// issued by another instance shows, within it. Issuance by this process
+// (Changes) and the API's own writes take effect at once.
 const cacheTTL = time.Second
+
+type tokEntry struct {
+	t  certfleet.Token
+	at time.Time
+}
 
 type jobEntry struct {
 	currentID int64
@@ -167,13 +171,32 @@ type jobEntry struct {
 }
 
 type hotCache struct {
-	mu   sync.Mutex // guards jobs
+	mu   sync.Mutex // guards toks, jobs
+	toks map[string]tokEntry
 	jobs map[certfleet.JobKey]jobEntry
 }
 
-// tokenByHash looks a token up in the store, every time (see cacheTTL).
+// tokenByHash is Store.TokenByHash with a short cache of found tokens.
 func (s *Server) tokenByHash(ctx context.Context, hash []byte) (certfleet.Token, error) {
-	return s.Store.TokenByHash(ctx, hash)
+	c := &s.hot
+	now := s.Now()
+	c.mu.Lock()
+	e, ok := c.toks[string(hash)]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < cacheTTL {
+		return e.t, nil
+	}
+	t, err := s.Store.TokenByHash(ctx, hash)
+	if err != nil {
+		return t, err
+	}
+	c.mu.Lock()
+	if c.toks == nil || len(c.toks) >= 10000 {
+		c.toks = make(map[string]tokEntry)
+	}
+	c.toks[string(hash)] = tokEntry{t: t, at: now}
+	c.mu.Unlock()
+	return t, nil
 }
 
 // currentID returns the job's current issuance ID, cached until a change

@@ -31,6 +31,7 @@ func commands() []command {
 		{"migrate", "create or upgrade the store's schema and print its version", cmdMigrate},
 		{"demo", "quickstart: issue certificates from an embedded test CA, offline", cmdDemo},
 		{"token", "create, list or revoke HTTP API tokens", cmdToken},
+		{"agent", "on a host: keep certificates in sync with a certfleet server", cmdAgent},
 		{"version", "print the version", cmdVersion},
 	}
 }

@@ -230,6 +230,9 @@ contacts no CA and starts no responder, so it is safe to run beside serve.`, std
 	if err := printStatus(ctx, stdout, d.Store, *all, time.Now()); err != nil {
 		return err
 	}
+	if err := printFleet(ctx, stdout, d.Store, time.Now()); err != nil {
+		return err
+	}
 	if *endpoints {
 		fmt.Fprintln(stdout)
 		results := checkEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/certfleet/certfleet/agent"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/httpapi"
+)
+
+func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("agent", "-config agent.toml [--once]", `
+Keep this host's certificates in sync with a certfleet server: long-poll
+the server, write the files atomically (key first), run the reload commands
+once per change, and report what was installed (certfleet status -fleet).
+With --once, sync every certificate once and exit: 1 if the server was
+unreachable or anything failed (the files on disk are kept). See
+docs/agent.md.`, stdout, stderr)
+	cfgPath := fs.String("config", "", "agent configuration `file` (TOML; see docs/agent.md)")
+	once := fs.Bool("once", false, "sync once and exit (for cron)")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if *cfgPath == "" {
+		return &exitError{code: 2, err: errors.New("missing -config FILE (see docs/agent.md)")}
+	}
+	f, err := config.LoadAgent(*cfgPath)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	log := newLogger(stderr, f.Log)
+	client, err := agentClient(f)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	cfg := f.Agent
+	cfg.Client, cfg.Logger = client, log
+	a, err := agent.New(cfg)
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	if *once {
+		if err := a.Once(ctx); err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		return nil
+	}
+	log.Info("agent started", "agent", a.Name(), "server", f.Server, "certificates", len(cfg.Certificates))
+	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// agentClient builds the API client: the token from its file, the server's
+// roots and the optional client certificate.
+func agentClient(f *config.AgentFile) (*httpapi.Client, error) {
+	tok, err := os.ReadFile(f.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: token_file: %w", f.File, err)
+	}
+	token := strings.TrimSpace(string(tok))
+	if !strings.HasPrefix(token, "cft_") {
+		return nil, fmt.Errorf("%s: token_file %s does not hold a certfleet token (cft_…)", f.File, f.TokenFile)
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.CAFile != "" {
+		pemData, err := os.ReadFile(f.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s: ca_file: %w", f.File, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemData) {
+			return nil, fmt.Errorf("%s: ca_file %s holds no PEM certificate", f.File, f.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if f.ClientCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.ClientCert, f.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("%s: client_cert/client_key: %w", f.File, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	return &httpapi.Client{BaseURL: f.Server, Token: token,
+		HTTPClient: &http.Client{Transport: tr, Timeout: httpapi.DefaultMaxWait + 30*time.Second}}, nil
+}

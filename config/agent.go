@@ -1,0 +1,214 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/agent"
+)
+
+// AgentFile is a parsed agent configuration file (certfleet agent -config).
+// Secrets stay in files: TokenFile is read by the command, never here.
+type AgentFile struct {
+	File string
+	// Server is the certfleet API's base URL.
+	Server string
+	// TokenFile holds the bearer token (one line); readable by the agent's
+	// user only.
+	TokenFile string
+	// CAFile: PEM roots for the server's TLS; "" uses the system roots.
+	CAFile string
+	// ClientCert and ClientKey: a TLS client certificate (mTLS) for the
+	// server or a proxy in front of it; both or neither.
+	ClientCert, ClientKey string
+	// Log is as in the server's file.
+	Log Log
+	// Agent is the agent's configuration, without its Client (the
+	// command builds it from the fields above).
+	Agent agent.Config
+}
+
+var (
+	agentTopKeys  = []string{"server", "token_file", "ca_file", "client_cert", "client_key", "name", "state_dir", "wait", "resync", "log", "certificate"}
+	agentCertKeys = []string{"name", "key", "csr", "key_type", "identifiers", "cert", "chain", "fullchain", "privkey", "combined",
+		"owner", "group", "key_mode", "cert_mode", "commands", "command_timeout", "renew_fraction"}
+)
+
+// LoadAgent reads and parses an agent configuration file. Every problem is
+// reported in an *Error, with file, line and field.
+func LoadAgent(path string) (*AgentFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read agent config: %w", err)
+	}
+	return ParseAgent(path, data)
+}
+
+// ParseAgent parses an agent configuration file's contents; relative paths
+// are relative to filename's directory.
+func ParseAgent(filename string, data []byte) (*AgentFile, error) {
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		return nil, &Error{Problems: []Problem{syntaxProblem(filename, data, err)}}
+	}
+	base, err := filepath.Abs(filepath.Dir(filename))
+	if err != nil {
+		return nil, fmt.Errorf("resolve config directory: %w", err)
+	}
+	d := &decoder{file: filename, src: string(data), base: base}
+	f := d.agentFile(doc)
+	if len(d.problems) > 0 {
+		sortProblems(d.problems)
+		return nil, &Error{Problems: d.problems}
+	}
+	f.File = filename
+	return f, nil
+}
+
+func (d *decoder) path(t *table, key string) string {
+	s, p, ok := d.str(t, key)
+	if !ok || s == "" {
+		return ""
+	}
+	abs, _ := d.abs(p, s)
+	return abs
+}
+
+func (d *decoder) agentFile(doc map[string]any) *AgentFile {
+	top := newTable(doc, nil)
+	defer d.unknown(top, agentTopKeys)
+	f := &AgentFile{Log: Log{Format: "text"}}
+	if s, p, ok := d.str(top, "server"); !ok {
+		d.problemf(p, "required: the certfleet API's URL, as in \"https://certfleet.example.net:8555\"")
+	} else if !strings.HasPrefix(s, "https://") && !strings.HasPrefix(s, "http://") {
+		d.problemf(p, "%q: give an http:// or https:// URL", s)
+	} else {
+		f.Server = strings.TrimSuffix(s, "/")
+	}
+	if f.TokenFile = d.path(top, "token_file"); f.TokenFile == "" {
+		d.problemf(top.p.key("token_file"), "required: the file holding the API token (never the token itself)")
+	}
+	f.CAFile = d.path(top, "ca_file")
+	f.ClientCert, f.ClientKey = d.path(top, "client_cert"), d.path(top, "client_key")
+	if (f.ClientCert == "") != (f.ClientKey == "") {
+		d.problemf(top.p.key("client_cert"), "give client_cert and client_key together")
+	}
+	if s, p, ok := d.str(top, "name"); ok {
+		if err := certfleet.ValidateAgentName(s); err != nil {
+			d.problemf(p, "%v", err)
+		}
+		f.Agent.Name = s
+	}
+	f.Agent.StateDir = "/var/lib/certfleet-agent"
+	if s := d.path(top, "state_dir"); s != "" {
+		f.Agent.StateDir = s
+	}
+	if s, p, ok := d.str(top, "wait"); ok {
+		f.Agent.Wait = d.duration(p, s)
+	}
+	if s, p, ok := d.str(top, "resync"); ok {
+		f.Agent.Resync = d.duration(p, s)
+	}
+	if t := d.subtable(top, "log"); t != nil {
+		d.log(t, &f.Log)
+	}
+	v, p, ok := d.get(top, "certificate")
+	if !ok {
+		d.problemf(p, "no [[certificate]]: list the certificates this host needs")
+		return f
+	}
+	arr, ok := asArray(v)
+	if !ok {
+		d.problemf(p, "must be an array of tables: write each certificate under its own [[certificate]] header")
+		return f
+	}
+	for i, e := range arr {
+		m, ok := e.(map[string]any)
+		if !ok {
+			d.problemf(p.index(i), "must be a table, not %s", typeName(e))
+			continue
+		}
+		if c, ok := d.agentCertificate(newTable(m, p.index(i))); ok {
+			f.Agent.Certificates = append(f.Agent.Certificates, c)
+		}
+	}
+	return f
+}
+
+func (d *decoder) agentCertificate(t *table) (agent.Certificate, bool) {
+	start := d.mark()
+	defer d.unknown(t, agentCertKeys)
+	var c agent.Certificate
+	if s, p, ok := d.str(t, "name"); !ok {
+		d.problemf(p, "required: a name of the certificate, as the server knows it")
+	} else if id, err := certfleet.ParseIdentifier(s); err != nil {
+		d.problemf(p, "%v", err)
+	} else {
+		c.Name = id.Value
+	}
+	if s, p, ok := d.str(t, "key"); ok {
+		if s != "rsa" && s != "ecdsa" {
+			d.problemf(p, "%q: use rsa or ecdsa (which of a dual certificate)", s)
+		}
+		c.Key = s
+	}
+	if v, p, ok := d.get(t, "csr"); ok {
+		b, isBool := v.(bool)
+		if !isBool {
+			d.problemf(p, "must be true or false, not %s", typeName(v))
+		}
+		c.CSR = b
+	}
+	if s, p, ok := d.str(t, "key_type"); ok {
+		kt, err := certfleet.ParseKeyType(s)
+		if err != nil {
+			d.problemf(p, "%v", err)
+		}
+		c.KeyType = kt
+	}
+	if ids, paths, _, ok := d.strList(t, "identifiers"); ok {
+		for i, s := range ids {
+			id, err := certfleet.ParseIdentifier(s)
+			if err != nil {
+				d.problemf(paths[i], "%v", err)
+				continue
+			}
+			c.Identifiers = append(c.Identifiers, id.Value)
+		}
+	}
+	c.Files = agent.Files{Cert: d.path(t, "cert"), Chain: d.path(t, "chain"), Fullchain: d.path(t, "fullchain"),
+		Key: d.path(t, "privkey"), Combined: d.path(t, "combined")}
+	if c.Files == (agent.Files{}) {
+		d.problemf(t.p, "no files: set cert, chain, fullchain, privkey or combined")
+	}
+	if c.CSR && c.Files.Key == "" && c.Files.Combined == "" {
+		d.problemf(t.p.key("csr"), "CSR mode makes the key on this host: set privkey or combined to say where it goes")
+	}
+	c.Owner, _ = d.principal(t, "owner")
+	c.Group, _ = d.principal(t, "group")
+	c.KeyMode, _ = d.keyMode(t)
+	if s, p, ok := d.str(t, "cert_mode"); ok {
+		var m uint32
+		if _, err := fmt.Sscanf(s, "%o", &m); err != nil || m > 0o777 {
+			d.problemf(p, "%q is not an octal file mode; write it as \"0644\"", s)
+		}
+		c.CertMode = os.FileMode(m)
+	}
+	c.Commands, _ = d.commands(t)
+	if s, p, ok := d.str(t, "command_timeout"); ok {
+		c.CommandTimeout = d.duration(p, s)
+	}
+	if v, p, ok := d.get(t, "renew_fraction"); ok {
+		f, isFloat := v.(float64)
+		if !isFloat || f <= 0 || f >= 1 {
+			d.problemf(p, "must be a number between 0 and 1, as in 0.5")
+		}
+		c.RenewFraction = f
+	}
+	return c, d.mark() == start
+}
+

@@ -2,13 +2,14 @@ package config
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/agent"
 )
 
 // AgentFile is a parsed agent configuration file (certfleet agent -config).
@@ -27,9 +28,31 @@ type AgentFile struct {
 	ClientCert, ClientKey string
 	// Log is as in the server's file.
 	Log Log
-	// Agent is the agent's configuration, without its Client (the
-	// command builds it from the fields above).
-	Agent agent.Config
+	// Agent is the agent's configuration, as agent.Config has it (the
+	// command builds the client from the fields above). config does not
+	// import agent, which speaks HTTP.
+	Agent AgentConfig
+}
+
+// AgentConfig mirrors agent.Config's plain fields; see there.
+type AgentConfig struct {
+	Name, StateDir string
+	Wait, Resync   time.Duration
+	Certificates   []AgentCertificate
+}
+
+// AgentCertificate mirrors agent.Certificate; see there.
+type AgentCertificate struct {
+	Name, Key                                 string
+	CSR                                       bool
+	KeyType                                   certfleet.KeyType
+	Identifiers                               []string
+	Cert, Chain, Fullchain, PrivKey, Combined string
+	Owner, Group                              string
+	KeyMode, CertMode                         fs.FileMode
+	Commands                                  [][]string
+	CommandTimeout                            time.Duration
+	RenewFraction                             float64
 }
 
 var (
@@ -139,10 +162,10 @@ func (d *decoder) agentFile(doc map[string]any) *AgentFile {
 	return f
 }
 
-func (d *decoder) agentCertificate(t *table) (agent.Certificate, bool) {
+func (d *decoder) agentCertificate(t *table) (AgentCertificate, bool) {
 	start := d.mark()
 	defer d.unknown(t, agentCertKeys)
-	var c agent.Certificate
+	var c AgentCertificate
 	if s, p, ok := d.str(t, "name"); !ok {
 		d.problemf(p, "required: a name of the certificate, as the server knows it")
 	} else if id, err := certfleet.ParseIdentifier(s); err != nil {
@@ -180,12 +203,12 @@ func (d *decoder) agentCertificate(t *table) (agent.Certificate, bool) {
 			c.Identifiers = append(c.Identifiers, id.Value)
 		}
 	}
-	c.Files = agent.Files{Cert: d.path(t, "cert"), Chain: d.path(t, "chain"), Fullchain: d.path(t, "fullchain"),
-		Key: d.path(t, "privkey"), Combined: d.path(t, "combined")}
-	if c.Files == (agent.Files{}) {
+	c.Cert, c.Chain, c.Fullchain = d.path(t, "cert"), d.path(t, "chain"), d.path(t, "fullchain")
+	c.PrivKey, c.Combined = d.path(t, "privkey"), d.path(t, "combined")
+	if c.Cert == "" && c.Chain == "" && c.Fullchain == "" && c.PrivKey == "" && c.Combined == "" {
 		d.problemf(t.p, "no files: set cert, chain, fullchain, privkey or combined")
 	}
-	if c.CSR && c.Files.Key == "" && c.Files.Combined == "" {
+	if c.CSR && c.PrivKey == "" && c.Combined == "" {
 		d.problemf(t.p.key("csr"), "CSR mode makes the key on this host: set privkey or combined to say where it goes")
 	}
 	c.Owner, _ = d.principal(t, "owner")
@@ -196,7 +219,7 @@ func (d *decoder) agentCertificate(t *table) (agent.Certificate, bool) {
 		if _, err := fmt.Sscanf(s, "%o", &m); err != nil || m > 0o777 {
 			d.problemf(p, "%q is not an octal file mode; write it as \"0644\"", s)
 		}
-		c.CertMode = os.FileMode(m)
+		c.CertMode = fs.FileMode(m)
 	}
 	c.Commands, _ = d.commands(t)
 	if s, p, ok := d.str(t, "command_timeout"); ok {
@@ -211,4 +234,3 @@ func (d *decoder) agentCertificate(t *table) (agent.Certificate, bool) {
 	}
 	return c, d.mark() == start
 }
-

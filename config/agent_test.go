@@ -34,8 +34,8 @@ combined = "/etc/haproxy/certs/app.pem"
 		t.Fatalf("top level = %+v", f)
 	}
 	c := f.Agent.Certificates
-	if len(c) != 2 || c[0].Key != "rsa" || c[0].Files.Key != "/etc/nginx/tls/www.key" || c[0].KeyMode != 0o640 ||
-		c[0].Group != "nginx" || len(c[0].Commands) != 1 || !c[1].CSR || c[1].Files.Combined != "/etc/haproxy/certs/app.pem" {
+	if len(c) != 2 || c[0].Key != "rsa" || c[0].PrivKey != "/etc/nginx/tls/www.key" || c[0].KeyMode != 0o640 ||
+		c[0].Group != "nginx" || len(c[0].Commands) != 1 || !c[1].CSR || c[1].Combined != "/etc/haproxy/certs/app.pem" {
 		t.Fatalf("certificates = %+v", c)
 	}
 }

@@ -42,8 +42,14 @@ docs/agent.md.`, stdout, stderr)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	cfg := f.Agent
-	cfg.Client, cfg.Logger = client, log
+	cfg := agent.Config{Name: f.Agent.Name, StateDir: f.Agent.StateDir, Wait: f.Agent.Wait, Resync: f.Agent.Resync,
+		Client: client, Logger: log}
+	for _, c := range f.Agent.Certificates {
+		cfg.Certificates = append(cfg.Certificates, agent.Certificate{Name: c.Name, Key: c.Key, CSR: c.CSR, KeyType: c.KeyType,
+			Identifiers: c.Identifiers, Owner: c.Owner, Group: c.Group, KeyMode: c.KeyMode, CertMode: c.CertMode,
+			Commands: c.Commands, CommandTimeout: c.CommandTimeout, RenewFraction: c.RenewFraction,
+			Files: agent.Files{Cert: c.Cert, Chain: c.Chain, Fullchain: c.Fullchain, Key: c.PrivKey, Combined: c.Combined}})
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return &exitError{code: 2, err: err}

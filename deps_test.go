@@ -70,6 +70,12 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/manager": "adapters do not import each other",
 		"net/http":                               "the store serves nothing",
 	},
+	"github.com/certfleet/certfleet/agent": {
+		"github.com/certfleet/certfleet/sqlite":     "the agent talks to the server over httpapi.Client only",
+		"github.com/certfleet/certfleet/postgres":   "the agent talks to the server over httpapi.Client only",
+		"github.com/certfleet/certfleet/manager":    "the agent talks to the server over httpapi.Client only",
+		"github.com/certfleet/certfleet/acmeissuer": "the agent never speaks ACME; the server does",
+	},
 	"github.com/certfleet/certfleet/seal": {
 		"database/sql":                            "pure crypto; stores implement seal.DEKStore",
 		"net/http":                                "pure crypto; a KMS wrapper would live in its own package",

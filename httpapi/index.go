@@ -28,9 +28,10 @@ type nameIndex struct {
 }
 
 type indexSnap struct {
-	at     time.Time
-	gen    uint64
-	byName map[string]*certfleet.CertificateSpec
+	at      time.Time
+	gen     uint64
+	changed <-chan struct{} // Changes.Wait() when built: closed by the next change, here or (Notifier) elsewhere
+	byName  map[string]*certfleet.CertificateSpec
 }
 
 func (x *nameIndex) invalidate() {
@@ -68,7 +69,15 @@ func (s *Server) specCovering(ctx context.Context, name string) (*certfleet.Cert
 func (s *Server) indexSnap(ctx context.Context) (*indexSnap, error) {
 	x := &s.index
 	fresh := func(sn *indexSnap) bool {
-		return sn != nil && sn.gen == x.gen.Load() && s.Now().Sub(sn.at) < x.ttl
+		if sn == nil || sn.gen != x.gen.Load() || s.Now().Sub(sn.at) >= x.ttl {
+			return false
+		}
+		select {
+		case <-sn.changed:
+			return false
+		default:
+			return true
+		}
 	}
 	if sn := x.snap.Load(); fresh(sn) {
 		return sn, nil
@@ -78,12 +87,12 @@ func (s *Server) indexSnap(ctx context.Context) (*indexSnap, error) {
 	if sn := x.snap.Load(); fresh(sn) {
 		return sn, nil
 	}
-	gen := x.gen.Load()
+	gen, changed := x.gen.Load(), s.Changes.Wait()
 	specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{})
 	if err != nil {
 		return nil, fmt.Errorf("index names: %w", err)
 	}
-	sn := &indexSnap{at: s.Now(), gen: gen, byName: make(map[string]*certfleet.CertificateSpec, len(specs))}
+	sn := &indexSnap{at: s.Now(), gen: gen, changed: changed, byName: make(map[string]*certfleet.CertificateSpec, len(specs))}
 	for i := range specs {
 		sp := &specs[i]
 		for _, id := range sp.Identifiers {

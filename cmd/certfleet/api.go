@@ -25,7 +25,7 @@ type APIOptions struct {
 func apiStore(s certfleet.Store) (httpapi.Store, error) {
 	as, ok := s.(httpapi.Store)
 	if !ok {
-		return nil, fmt.Errorf("the HTTP API needs API tokens in the store, which the %T store does not keep yet; use a SQLite state file", s)
+		return nil, fmt.Errorf("the HTTP API needs API tokens in the store, which the %T store does not keep", s)
 	}
 	return as, nil
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/httpapi"
 )
 
@@ -148,8 +147,6 @@ func (a *apiCert) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	a.loaded = time.Now()
 	return a.cert, nil
 }
-
-var _ = config.API{}
 
 // startDemoAPI serves the API for the demo on listen, writes an admin
 // token to dir/admin-token and prints how to use it.

@@ -15,7 +15,6 @@ import (
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/httpapi"
-	"github.com/certfleet/certfleet/internal/pebbleca"
 )
 
 // TestTokenCommands creates, lists and revokes a token with the CLI and
@@ -93,12 +92,7 @@ func TestTokenCommands(t *testing.T) {
 // API speaks TLS with the current certificate of that [[certificate]],
 // issued by certfleet itself.
 func TestAPIServesTLSWithManagedCertificate(t *testing.T) {
-	port := freePort(t)
-	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
+	ca, port := newTestCA(t)
 	dir := t.TempDir()
 	path := writeConfig(t, dir, ca, port, "[api]\nlisten = \"127.0.0.1:0\"\ntls_certificate = \"api\"\n"+
 		"[[certificate]]\nname = \"api\"\nidentifiers = [\"api.certfleet.test\"]\n")

@@ -197,6 +197,19 @@ func manyNames(n int) string {
 	return b.String()
 }
 
+// newTestCA starts an in-process Pebble whose validator dials http-01 on the
+// returned loopback port (free a moment ago), closed when the test ends.
+func newTestCA(t *testing.T) (*pebbleca.CA, int) {
+	t.Helper()
+	port := freePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
+	if err != nil {
+		t.Fatalf("start pebble: %v", err)
+	}
+	t.Cleanup(func() { ca.Close() })
+	return ca, port
+}
+
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -237,12 +250,7 @@ output_dir = "live"
 }
 
 func TestIssueReportsFailureWithExitCode(t *testing.T) {
-	port := freePort(t)
-	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
+	ca, port := newTestCA(t)
 	dir := t.TempDir()
 	webroot := t.TempDir() // served by nobody: validation fails for real
 	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`
@@ -281,12 +289,7 @@ func TestKill9ResumesWithoutSecondOrder(t *testing.T) {
 	// Pebble reads this when the CA starts.
 	t.Setenv("PEBBLE_VA_NOSLEEP", "0")
 	t.Setenv("PEBBLE_VA_SLEEPTIME", "3")
-	port := freePort(t)
-	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
+	ca, port := newTestCA(t)
 	dir := t.TempDir()
 	const n = 6
 	var certs strings.Builder
@@ -403,12 +406,7 @@ func countPending(t *testing.T, path string) (pending, issued int) {
 // and checks the post-issue command runs once with its environment, and not
 // again when nothing changed.
 func TestWebrootAndCommands(t *testing.T) {
-	port := freePort(t)
-	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
+	ca, port := newTestCA(t)
 	webroot := t.TempDir()
 	srv := &http.Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Handler: http.FileServer(http.Dir(webroot))}
 	ln, err := net.Listen("tcp", srv.Addr)
@@ -460,12 +458,7 @@ commands = [["sh", "-c", "echo \"$CERTFLEET_CERTIFICATE $CERTFLEET_KEY_TYPE $CER
 }
 
 func TestReload(t *testing.T) {
-	port := freePort(t)
-	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
+	ca, port := newTestCA(t)
 	dir := t.TempDir()
 	one := "[[certificate]]\nname = \"one\"\nidentifiers = [\"one.certfleet.test\"]\n"
 	path := writeConfig(t, dir, ca, port, one)
@@ -526,12 +519,7 @@ func TestCrashSafety200(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	port := freePort(t)
-	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
+	ca, port := newTestCA(t)
 	dir := t.TempDir()
 	const n = 200
 	var certs strings.Builder
@@ -614,12 +602,7 @@ func TestCrashSafety200(t *testing.T) {
 // another the one it replaced; `status -endpoints` says which is which and
 // exits 1.
 func TestEndpointVerification(t *testing.T) {
-	port := freePort(t)
-	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
+	ca, port := newTestCA(t)
 	dir := t.TempDir()
 	fresh, stale := mustListen(t), mustListen(t)
 	eps := fmt.Sprintf("endpoints = [%q, %q]\n", fresh.Addr().String(), "tls://"+stale.Addr().String())

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/internal/pgtest"
 	"github.com/certfleet/certfleet/postgres"
 	"github.com/certfleet/certfleet/sqlite"
@@ -95,12 +94,7 @@ func TestServeWaitsForTheDatabase(t *testing.T) {
 	real := dsnHostPort(t, dsn)
 	proxyAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(freePort(t)))
 
-	port := freePort(t)
-	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ca.Close()
+	ca, port := newTestCA(t)
 	dir := t.TempDir()
 	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"db\"\nidentifiers = [\"db.certfleet.test\"]\n")
 	text, _ := os.ReadFile(path)

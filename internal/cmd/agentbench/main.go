@@ -135,7 +135,7 @@ func run(o options) error {
 	}
 	fmt.Printf("agentbench: %d certificates, %d agents, manager concurrency %d, file poll %v; load average %s\n",
 		o.n, o.agents, o.concurrency, o.poll, loadavg())
-	fmt.Printf("  reproduce: go run ./internal/cmd/agentbench %s\n", strings.Join(os.Args[1:], " "))
+	fmt.Printf("  reproduce: %s\n", strings.TrimSpace("go run ./internal/cmd/agentbench "+strings.Join(os.Args[1:], " ")))
 
 	// The CA, validating http-01 against our responder on loopback.
 	httpLn, err := net.Listen("tcp", "127.0.0.1:0")

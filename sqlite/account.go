@@ -16,7 +16,7 @@ func (s *Store) Account(ctx context.Context, ca, name string) (certfleet.Account
 	if err != nil {
 		return certfleet.Account{}, err
 	}
-	a, err := scanAccount(db.QueryRowContext(ctx, `SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, ca, name))
+	a, err := s.scanAccount(db.QueryRowContext(ctx, `SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, ca, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s not found", name, ca)
 	} else if err != nil {
@@ -25,7 +25,7 @@ func (s *Store) Account(ctx context.Context, ca, name string) (certfleet.Account
 	return a, nil
 }
 
-func scanAccount(sc scanner) (certfleet.Account, error) {
+func (s *Store) scanAccount(sc scanner) (certfleet.Account, error) {
 	var (
 		a       certfleet.Account
 		contact string
@@ -40,7 +40,7 @@ func scanAccount(sc scanner) (certfleet.Account, error) {
 	}
 	a.CreatedAt = fromTS(sql.NullInt64{Int64: created, Valid: true})
 	var err error
-	if a.KeyPEM, err = openKey(key); err != nil {
+	if a.KeyPEM, err = s.openKey(key, accountAAD(a.CA, a.Name)); err != nil {
 		return a, fmt.Errorf("open account key: %w", err)
 	}
 	return a, nil
@@ -67,7 +67,7 @@ func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfle
 	if err != nil {
 		return a, fmt.Errorf("create account %q of %s: encode contact: %w", a.Name, a.CA, err)
 	}
-	key, err := sealKey(a.KeyPEM)
+	key, err := s.sealKey(a.KeyPEM, accountAAD(a.CA, a.Name))
 	if err != nil {
 		return a, fmt.Errorf("create account %q of %s: %w", a.Name, a.CA, err)
 	}
@@ -78,7 +78,7 @@ func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfle
 			a.CA, a.Name, string(cj), key, a.URL, tsReq(a.CreatedAt)); err != nil {
 			return translate(err)
 		}
-		out, err = scanAccount(tx.queryRow(`SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, a.CA, a.Name))
+		out, err = s.scanAccount(tx.queryRow(`SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, a.CA, a.Name))
 		return translate(err)
 	})
 	if err != nil {
@@ -106,7 +106,7 @@ func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfl
 	if err != nil {
 		return next, fmt.Errorf("replace account %q of %s: encode contact: %w", next.Name, next.CA, err)
 	}
-	key, err := sealKey(next.KeyPEM)
+	key, err := s.sealKey(next.KeyPEM, accountAAD(next.CA, next.Name))
 	if err != nil {
 		return next, fmt.Errorf("replace account %q of %s: %w", next.Name, next.CA, err)
 	}
@@ -117,7 +117,7 @@ func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfl
 			string(cj), key, next.URL, tsReq(next.CreatedAt), next.CA, next.Name, staleURL); err != nil {
 			return translate(err)
 		}
-		out, err = scanAccount(tx.queryRow(`SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, next.CA, next.Name))
+		out, err = s.scanAccount(tx.queryRow(`SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, next.CA, next.Name))
 		if errors.Is(err, sql.ErrNoRows) {
 			return certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s not found", next.Name, next.CA)
 		}

@@ -24,7 +24,7 @@ func insertIssuance(ctx context.Context, tx *txn, iss certfleet.Issuance) (int64
 	if err != nil {
 		return 0, fmt.Errorf("encode identifiers: %w", err)
 	}
-	key, err := sealKey(iss.KeyPEM)
+	key, err := tx.s.sealKey(iss.KeyPEM, issuanceAAD(iss.Spec, string(iss.KeyType), iss.Fingerprint))
 	if err != nil {
 		return 0, err
 	}
@@ -47,7 +47,7 @@ func insertIssuance(ctx context.Context, tx *txn, iss certfleet.Issuance) (int64
 	return id, nil
 }
 
-func scanIssuance(sc scanner) (certfleet.Issuance, error) {
+func (s *Store) scanIssuance(sc scanner) (certfleet.Issuance, error) {
 	var (
 		iss                         certfleet.Issuance
 		kt, ids                     string
@@ -66,7 +66,7 @@ func scanIssuance(sc scanner) (certfleet.Issuance, error) {
 	}
 	iss.NotBefore, iss.NotAfter, iss.IssuedAt = fromTS(notBefore), fromTS(notAfter), fromTS(issued)
 	iss.Replaces = replaces.Int64
-	if iss.KeyPEM, err = openKey(key); err != nil {
+	if iss.KeyPEM, err = s.openKey(key, issuanceAAD(iss.Spec, string(iss.KeyType), iss.Fingerprint)); err != nil {
 		return iss, fmt.Errorf("open key of issuance %d: %w", iss.ID, err)
 	}
 	return iss, nil
@@ -78,7 +78,7 @@ func (s *Store) Issuance(ctx context.Context, id int64) (certfleet.Issuance, err
 	if err != nil {
 		return certfleet.Issuance{}, err
 	}
-	iss, err := scanIssuance(db.QueryRowContext(ctx, `SELECT `+issuanceColumns+` FROM issuances WHERE id = ?`, id))
+	iss, err := s.scanIssuance(db.QueryRowContext(ctx, `SELECT `+issuanceColumns+` FROM issuances WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return iss, certfleet.Errorf(certfleet.ENOTFOUND, "issuance %d not found", id)
 	} else if err != nil {
@@ -107,7 +107,7 @@ func (s *Store) Issuances(ctx context.Context, f certfleet.IssuanceFilter) ([]ce
 	defer rows.Close()
 	var out []certfleet.Issuance
 	for rows.Next() {
-		iss, err := scanIssuance(rows)
+		iss, err := s.scanIssuance(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list issuances: %w", translate(err))
 		}

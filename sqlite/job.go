@@ -53,7 +53,7 @@ const (
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanJob(sc scanner) (certfleet.Job, error) {
+func (s *Store) scanJob(sc scanner) (certfleet.Job, error) {
 	var (
 		j                                       certfleet.Job
 		kt                                      string
@@ -74,7 +74,7 @@ func scanJob(sc scanner) (certfleet.Job, error) {
 	j.LastErrorAt = fromTS(lastErrorAt)
 	j.ARIStart, j.ARIEnd, j.ARIRetryAt = fromTS(ariStart), fromTS(ariEnd), fromTS(ariRetry)
 	j.LeaseUntil = fromTS(leaseUntil)
-	if j.PendingKeyPEM, err = openKey(pendingKey); err != nil {
+	if j.PendingKeyPEM, err = s.openKey(pendingKey, pendingKeyAAD(j.Spec, string(j.KeyType), j.PendingOrderURL)); err != nil {
 		return j, fmt.Errorf("open pending key of %s: %w", j.JobKey, err)
 	}
 	return j, nil
@@ -107,7 +107,7 @@ func (s *Store) ClaimDue(ctx context.Context, r certfleet.ClaimRequest) ([]certf
 		}
 		defer rows.Close()
 		for rows.Next() {
-			j, err := scanJob(rows)
+			j, err := s.scanJob(rows)
 			if err != nil {
 				return translate(err)
 			}
@@ -179,7 +179,7 @@ func (s *Store) SetPendingOrder(ctx context.Context, key certfleet.JobKey, owner
 	if orderURL == "" {
 		keyPEM = nil
 	}
-	sealed, err := sealKey(keyPEM)
+	sealed, err := s.sealKey(keyPEM, pendingKeyAAD(key.Spec, string(key.KeyType), orderURL))
 	if err != nil {
 		return fmt.Errorf("set pending order of %s: %w", key, err)
 	}
@@ -317,7 +317,7 @@ func (s *Store) Job(ctx context.Context, key certfleet.JobKey) (certfleet.Job, e
 	if err != nil {
 		return certfleet.Job{}, err
 	}
-	j, err := scanJob(s.rstmt(qJob).QueryRowContext(ctx,
+	j, err := s.scanJob(s.rstmt(qJob).QueryRowContext(ctx,
 		key.Spec, string(key.KeyType)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return j, certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
@@ -342,7 +342,7 @@ func (s *Store) Jobs(ctx context.Context, f certfleet.JobFilter) ([]certfleet.Jo
 	defer rows.Close()
 	var out []certfleet.Job
 	for rows.Next() {
-		j, err := scanJob(rows)
+		j, err := s.scanJob(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list jobs: %w", translate(err))
 		}

@@ -1,26 +1,167 @@
 package sqlite
 
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/certfleet/certfleet/seal"
+)
+
 // sealKey and openKey are the only way private keys (issuance keys, pending
-// order keys, account keys) enter and leave the database, so that encryption
-// at rest can be added here without touching the queries. Today they store
-// the PEM as it is: protect the database file (mode 0600, its directory
-// 0700) as you would the keys themselves.
+// order keys, account keys) enter and leave the database. With a master key
+// (Store.KEK) every key is sealed (AES-256-GCM under the store's data key,
+// package seal), bound to its row by aad so that a value copied into another
+// row fails to open. Without one, keys are stored as they are, which Open
+// allows only while the store holds no data key.
 //
 // Neither function may put key material into an error message.
 
 // sealKey returns the form of a PEM private key that is stored; nil or empty
 // input is stored as NULL.
-func sealKey(pemKey []byte) ([]byte, error) {
+func (s *Store) sealKey(pemKey, aad []byte) ([]byte, error) {
 	if len(pemKey) == 0 {
 		return nil, nil
 	}
-	return pemKey, nil
+	if s.sealer == nil {
+		return pemKey, nil
+	}
+	b, err := s.sealer.Seal(pemKey, aad)
+	if err != nil {
+		return nil, fmt.Errorf("seal private key: %w", err)
+	}
+	return b, nil
 }
 
-// openKey reverses sealKey; NULL (nil) gives nil.
-func openKey(stored []byte) ([]byte, error) {
+// openKey reverses sealKey; NULL (nil) gives nil. A plaintext value (written
+// before the store had a master key) is returned as it is, and is sealed on
+// its next write. A sealed value without a master key is a
+// *seal.MissingKeyError, never returned as it is.
+func (s *Store) openKey(stored, aad []byte) ([]byte, error) {
 	if len(stored) == 0 {
 		return nil, nil
 	}
-	return stored, nil
+	if !seal.IsSealed(stored) {
+		return stored, nil
+	}
+	if s.sealer == nil {
+		return nil, &seal.MissingKeyError{Hint: s.MasterKeyHint}
+	}
+	b, err := s.sealer.Open(stored, aad)
+	if err != nil {
+		return nil, fmt.Errorf("open sealed private key: %w", err)
+	}
+	return b, nil
+}
+
+func accountAAD(ca, name string) []byte { return seal.AAD("accounts.key_pem", ca, name) }
+
+func pendingKeyAAD(spec, keyType, orderURL string) []byte {
+	return seal.AAD("jobs.pending_key", spec, keyType, orderURL)
+}
+
+func issuanceAAD(spec, keyType, fingerprint string) []byte {
+	return seal.AAD("issuances.key_pem", spec, keyType, fingerprint)
+}
+
+// openSealer makes the store's Sealer (creating the data key in an empty
+// store) when a master key is set, and otherwise checks that the store holds
+// no data key: a store that may hold sealed values is never used without
+// its master key.
+func (s *Store) openSealer(ctx context.Context) error {
+	if s.KEK == nil {
+		if err := seal.CheckNoDataKeys(ctx, s, s.MasterKeyHint); err != nil {
+			return err
+		}
+		return nil
+	}
+	sl, err := seal.New(ctx, seal.Config{Store: s, KEK: s.KEK, Previous: s.PreviousKEKs})
+	if err != nil {
+		return err
+	}
+	s.sealer = sl
+	return nil
+}
+
+// Sealer returns the store's Sealer (to rotate its master key), or nil when
+// the store was opened without a master key.
+func (s *Store) Sealer() *seal.Sealer { return s.sealer }
+
+var _ seal.DEKStore = (*Store)(nil)
+
+// DataKeys implements seal.DEKStore.
+func (s *Store) DataKeys(ctx context.Context) ([]seal.WrappedDEK, error) {
+	db, err := s.reader()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, `SELECT id, kek_id, wrapped, created_at FROM data_keys ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("load data keys: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []seal.WrappedDEK
+	for rows.Next() {
+		var (
+			d       seal.WrappedDEK
+			created int64
+		)
+		if err := rows.Scan(&d.ID, &d.KEKID, &d.Wrapped, &created); err != nil {
+			return nil, fmt.Errorf("load data keys: %w", translate(err))
+		}
+		d.Created = fromTS(sql.NullInt64{Int64: created, Valid: true})
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load data keys: %w", translate(err))
+	}
+	return out, nil
+}
+
+// CreateDataKey implements seal.DEKStore: the check and the insert are one
+// write transaction (BEGIN IMMEDIATE), so of two processes exactly one
+// stores its data key.
+func (s *Store) CreateDataKey(ctx context.Context, d seal.WrappedDEK) error {
+	err := s.write(ctx, func(tx *txn) error {
+		var n int
+		if err := tx.queryRow(`SELECT count(*) FROM data_keys`).Scan(&n); err != nil {
+			return translate(err)
+		}
+		if n > 0 {
+			return seal.ErrDataKeyExists
+		}
+		_, err := tx.exec(`INSERT INTO data_keys (id, kek_id, wrapped, created_at) VALUES (?, ?, ?, ?)`,
+			d.ID, d.KEKID, d.Wrapped, tsReq(d.Created))
+		return translate(err)
+	})
+	if err != nil {
+		return fmt.Errorf("create data key %s: %w", d.ID, err)
+	}
+	return nil
+}
+
+// RewrapDataKey implements seal.DEKStore (compare-and-swap on kek_id).
+func (s *Store) RewrapDataKey(ctx context.Context, oldKEKID string, d seal.WrappedDEK) (bool, error) {
+	var swapped bool
+	err := s.write(ctx, func(tx *txn) error {
+		var cur string
+		err := tx.queryRow(`SELECT kek_id FROM data_keys WHERE id = ?`, d.ID).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return seal.ErrUnknownDataKey
+		} else if err != nil {
+			return translate(err)
+		}
+		if cur != oldKEKID {
+			return nil
+		}
+		_, err = tx.exec(`UPDATE data_keys SET kek_id = ?, wrapped = ?, created_at = ? WHERE id = ? AND kek_id = ?`,
+			d.KEKID, d.Wrapped, tsReq(d.Created), d.ID, oldKEKID)
+		swapped = err == nil
+		return translate(err)
+	})
+	if err != nil {
+		return false, fmt.Errorf("rewrap data key %s: %w", d.ID, err)
+	}
+	return swapped, nil
 }

@@ -15,9 +15,8 @@
 //
 // It deliberately does not share a database between instances: several
 // instances on one database need PostgreSQL (package postgres), where leases
-// are fenced across machines. It also does not encrypt private keys yet;
-// every key read and write goes through sealKey/openKey so that encryption
-// at rest can be added in one place.
+// are fenced across machines. With a master key (Store.KEK) private keys are
+// encrypted at rest: every key read and write goes through sealKey/openKey.
 package sqlite
 
 import (
@@ -32,6 +31,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/seal"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -70,6 +70,21 @@ type Store struct {
 
 	// Logger receives schema migration events. Nil discards.
 	Logger *slog.Logger
+
+	// KEK is the master key that wraps the store's data key; every private
+	// key is then sealed under the data key (package seal). Nil stores keys
+	// unencrypted, which Open allows only while the store holds no data key
+	// (docs/keys-at-rest.md).
+	KEK seal.KeyWrapper
+	// PreviousKEKs are older master keys, accepted to unwrap the data key
+	// during a rotation.
+	PreviousKEKs []seal.KeyWrapper
+	// MasterKeyHint says where the master key is expected ("file:
+	// /etc/certfleet/master.key, env: CERTFLEET_MASTER_KEY"), for the error
+	// of a store with sealed keys opened without one.
+	MasterKeyHint string
+
+	sealer *seal.Sealer // nil without KEK
 
 	w *sql.DB // writer: one connection, BEGIN IMMEDIATE transactions
 	r *sql.DB // readers: read-only pool
@@ -154,6 +169,10 @@ func (s *Store) Open(ctx context.Context) error {
 	}
 	s.w, s.r = w, r
 	if err := s.prepare(ctx); err != nil {
+		s.Close()
+		return fmt.Errorf("open %s: %w", s.Path, err)
+	}
+	if err := s.openSealer(ctx); err != nil {
 		s.Close()
 		return fmt.Errorf("open %s: %w", s.Path, err)
 	}

@@ -18,7 +18,7 @@ func (s *Store) Account(ctx context.Context, ca, name string) (certfleet.Account
 	if s.pool == nil {
 		return certfleet.Account{}, errNotOpen
 	}
-	a, err := scanAccount(s.pool.QueryRow(ctx, qAccount, ca, name))
+	a, err := s.scanAccount(s.pool.QueryRow(ctx, qAccount, ca, name))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return a, certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s not found", name, ca)
 	} else if err != nil {
@@ -27,7 +27,7 @@ func (s *Store) Account(ctx context.Context, ca, name string) (certfleet.Account
 	return a, nil
 }
 
-func scanAccount(sc scanner) (certfleet.Account, error) {
+func (s *Store) scanAccount(sc scanner) (certfleet.Account, error) {
 	var (
 		a       certfleet.Account
 		contact string
@@ -42,7 +42,7 @@ func scanAccount(sc scanner) (certfleet.Account, error) {
 	}
 	a.CreatedAt = created.UTC()
 	var err error
-	if a.KeyPEM, err = openKey(key); err != nil {
+	if a.KeyPEM, err = s.openKey(key, accountAAD(a.CA, a.Name)); err != nil {
 		return a, fmt.Errorf("open account key: %w", err)
 	}
 	return a, nil
@@ -70,7 +70,7 @@ func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfle
 	if err != nil {
 		return a, fmt.Errorf("create account %q of %s: encode contact: %w", a.Name, a.CA, err)
 	}
-	key, err := sealKey(a.KeyPEM)
+	key, err := s.sealKey(a.KeyPEM, accountAAD(a.CA, a.Name))
 	if err != nil {
 		return a, fmt.Errorf("create account %q of %s: %w", a.Name, a.CA, err)
 	}
@@ -81,7 +81,7 @@ func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfle
 			a.CA, a.Name, string(cj), key, a.URL, a.CreatedAt); err != nil {
 			return translate(err)
 		}
-		out, err = scanAccount(tx.QueryRow(ctx, qAccount, a.CA, a.Name))
+		out, err = s.scanAccount(tx.QueryRow(ctx, qAccount, a.CA, a.Name))
 		return translate(err)
 	})
 	if err != nil {
@@ -110,7 +110,7 @@ func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfl
 	if err != nil {
 		return next, fmt.Errorf("replace account %q of %s: encode contact: %w", next.Name, next.CA, err)
 	}
-	key, err := sealKey(next.KeyPEM)
+	key, err := s.sealKey(next.KeyPEM, accountAAD(next.CA, next.Name))
 	if err != nil {
 		return next, fmt.Errorf("replace account %q of %s: %w", next.Name, next.CA, err)
 	}
@@ -121,7 +121,7 @@ func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfl
 			string(cj), key, next.URL, next.CreatedAt, next.CA, next.Name, staleURL); err != nil {
 			return translate(err)
 		}
-		out, err = scanAccount(tx.QueryRow(ctx, qAccount, next.CA, next.Name))
+		out, err = s.scanAccount(tx.QueryRow(ctx, qAccount, next.CA, next.Name))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s not found", next.Name, next.CA)
 		}

@@ -16,12 +16,12 @@ const issuanceColumns = `id, spec, key_type, spec_revision, identifiers, serial,
 
 // insertIssuance adds iss to the archive in the caller's transaction and
 // returns its ID.
-func insertIssuance(ctx context.Context, tx pgx.Tx, iss certfleet.Issuance) (int64, error) {
+func (s *Store) insertIssuance(ctx context.Context, tx pgx.Tx, iss certfleet.Issuance) (int64, error) {
 	ids, err := json.Marshal(iss.Identifiers)
 	if err != nil {
 		return 0, fmt.Errorf("encode identifiers: %w", err)
 	}
-	key, err := sealKey(iss.KeyPEM)
+	key, err := s.sealKey(iss.KeyPEM, issuanceAAD(iss.Spec, string(iss.KeyType), iss.Fingerprint))
 	if err != nil {
 		return 0, err
 	}
@@ -46,7 +46,7 @@ func insertIssuance(ctx context.Context, tx pgx.Tx, iss certfleet.Issuance) (int
 	return id, nil
 }
 
-func scanIssuance(sc scanner) (certfleet.Issuance, error) {
+func (s *Store) scanIssuance(sc scanner) (certfleet.Issuance, error) {
 	var (
 		iss                         certfleet.Issuance
 		kt, ids                     string
@@ -67,7 +67,7 @@ func scanIssuance(sc scanner) (certfleet.Issuance, error) {
 	if replaces != nil {
 		iss.Replaces = *replaces
 	}
-	if iss.KeyPEM, err = openKey(key); err != nil {
+	if iss.KeyPEM, err = s.openKey(key, issuanceAAD(iss.Spec, string(iss.KeyType), iss.Fingerprint)); err != nil {
 		return iss, fmt.Errorf("open key of issuance %d: %w", iss.ID, err)
 	}
 	return iss, nil
@@ -78,7 +78,7 @@ func (s *Store) Issuance(ctx context.Context, id int64) (certfleet.Issuance, err
 	if s.pool == nil {
 		return certfleet.Issuance{}, errNotOpen
 	}
-	iss, err := scanIssuance(s.pool.QueryRow(ctx, `SELECT `+issuanceColumns+` FROM issuances WHERE id = $1`, id))
+	iss, err := s.scanIssuance(s.pool.QueryRow(ctx, `SELECT `+issuanceColumns+` FROM issuances WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return iss, certfleet.Errorf(certfleet.ENOTFOUND, "issuance %d not found", id)
 	} else if err != nil {
@@ -106,7 +106,7 @@ func (s *Store) Issuances(ctx context.Context, f certfleet.IssuanceFilter) ([]ce
 	defer rows.Close()
 	var out []certfleet.Issuance
 	for rows.Next() {
-		iss, err := scanIssuance(rows)
+		iss, err := s.scanIssuance(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list issuances: %w", translate(err))
 		}

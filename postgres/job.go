@@ -55,7 +55,7 @@ const (
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanJob(sc scanner) (certfleet.Job, error) {
+func (s *Store) scanJob(sc scanner) (certfleet.Job, error) {
 	var (
 		j                                       certfleet.Job
 		kt                                      string
@@ -78,17 +78,17 @@ func scanJob(sc scanner) (certfleet.Job, error) {
 	j.LastErrorAt = fromTS(lastErrorAt)
 	j.ARIStart, j.ARIEnd, j.ARIRetryAt = fromTS(ariStart), fromTS(ariEnd), fromTS(ariRetry)
 	j.LeaseUntil = fromTS(leaseUntil)
-	if j.PendingKeyPEM, err = openKey(pendingKey); err != nil {
+	if j.PendingKeyPEM, err = s.openKey(pendingKey, pendingKeyAAD(j.Spec, string(j.KeyType), j.PendingOrderURL)); err != nil {
 		return j, fmt.Errorf("open pending key of %s: %w", j.JobKey, err)
 	}
 	return j, nil
 }
 
-func collectJobs(rows pgx.Rows) ([]certfleet.Job, error) {
+func (s *Store) collectJobs(rows pgx.Rows) ([]certfleet.Job, error) {
 	defer rows.Close()
 	var jobs []certfleet.Job
 	for rows.Next() {
-		j, err := scanJob(rows)
+		j, err := s.scanJob(rows)
 		if err != nil {
 			return nil, translate(err)
 		}
@@ -122,7 +122,7 @@ func (s *Store) ClaimDue(ctx context.Context, r certfleet.ClaimRequest) ([]certf
 	if err != nil {
 		return nil, fmt.Errorf("claim due jobs: %w", translate(err))
 	}
-	jobs, err := collectJobs(rows)
+	jobs, err := s.collectJobs(rows)
 	if err != nil {
 		return nil, fmt.Errorf("claim due jobs: %w", err)
 	}
@@ -190,7 +190,7 @@ func (s *Store) SetPendingOrder(ctx context.Context, key certfleet.JobKey, owner
 	if orderURL == "" {
 		keyPEM = nil
 	}
-	sealed, err := sealKey(keyPEM)
+	sealed, err := s.sealKey(keyPEM, pendingKeyAAD(key.Spec, string(key.KeyType), orderURL))
 	if err != nil {
 		return fmt.Errorf("set pending order of %s: %w", key, err)
 	}
@@ -235,7 +235,7 @@ func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certflee
 		if err != nil {
 			return err
 		}
-		if iss.ID, err = insertIssuance(ctx, tx, iss); err != nil {
+		if iss.ID, err = s.insertIssuance(ctx, tx, iss); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, qCompleteJob,
@@ -336,7 +336,7 @@ func (s *Store) Job(ctx context.Context, key certfleet.JobKey) (certfleet.Job, e
 	if s.pool == nil {
 		return certfleet.Job{}, errNotOpen
 	}
-	j, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE spec = $1 AND key_type = $2`,
+	j, err := s.scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE spec = $1 AND key_type = $2`,
 		key.Spec, string(key.KeyType)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return j, certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
@@ -357,7 +357,7 @@ func (s *Store) Jobs(ctx context.Context, f certfleet.JobFilter) ([]certfleet.Jo
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", translate(err))
 	}
-	jobs, err := collectJobs(rows)
+	jobs, err := s.collectJobs(rows)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}

@@ -1,33 +1,162 @@
 package postgres
 
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/certfleet/certfleet/seal"
+	"github.com/jackc/pgx/v5"
+)
+
 // sealKey, openKey and erasedKey are the only way private keys (issuance
 // keys, pending order keys, account keys) enter, leave and are erased from
-// the database, so that encryption at rest can be added here without
-// touching the queries. Today they store the PEM as it is: restrict access
-// to the database (its role, its backups) as you would the keys themselves.
+// the database. With a master key (Store.KEK) every key is sealed
+// (AES-256-GCM under the store's data key, package seal), bound to its row
+// by aad so that a value copied into another row fails to open. Without one,
+// keys are stored as they are, which Open allows only while the database
+// holds no data key.
 //
 // None of them may put key material into an error message.
 
 // sealKey returns the form of a PEM private key that is stored; nil or empty
 // input is stored as NULL.
-func sealKey(pemKey []byte) ([]byte, error) {
+func (s *Store) sealKey(pemKey, aad []byte) ([]byte, error) {
 	if len(pemKey) == 0 {
 		return nil, nil
 	}
-	return pemKey, nil
+	if s.sealer == nil {
+		return pemKey, nil
+	}
+	b, err := s.sealer.Seal(pemKey, aad)
+	if err != nil {
+		return nil, fmt.Errorf("seal private key: %w", err)
+	}
+	return b, nil
 }
 
-// openKey reverses sealKey; NULL (nil) gives nil.
-func openKey(stored []byte) ([]byte, error) {
+// openKey reverses sealKey; NULL (nil) gives nil. A plaintext value (written
+// before the database had a master key) is returned as it is, and is sealed
+// on its next write. A sealed value without a master key is a
+// *seal.MissingKeyError, never returned as it is.
+func (s *Store) openKey(stored, aad []byte) ([]byte, error) {
 	if len(stored) == 0 {
 		return nil, nil
 	}
-	return stored, nil
+	if !seal.IsSealed(stored) {
+		return stored, nil
+	}
+	if s.sealer == nil {
+		return nil, &seal.MissingKeyError{Hint: s.MasterKeyHint}
+	}
+	b, err := s.sealer.Open(stored, aad)
+	if err != nil {
+		return nil, fmt.Errorf("open sealed private key: %w", err)
+	}
+	return b, nil
 }
 
 // erasedKey is what a destroyed private key is overwritten with
 // (WithdrawSpec with destroyKeys): NULL, as for no key at all, so openKey
-// gives nil and nothing of the key remains in the row. Encryption at rest
-// must keep it so: erasing a key overwrites its sealed bytes rather than
-// relying on a data key that other, live keys share.
+// gives nil and nothing of the key remains in the row. Erasing a key
+// overwrites its sealed bytes rather than relying on a data key that other,
+// live keys share.
 func erasedKey() []byte { return nil }
+
+func accountAAD(ca, name string) []byte { return seal.AAD("accounts.key_pem", ca, name) }
+
+func pendingKeyAAD(spec, keyType, orderURL string) []byte {
+	return seal.AAD("jobs.pending_key", spec, keyType, orderURL)
+}
+
+func issuanceAAD(spec, keyType, fingerprint string) []byte {
+	return seal.AAD("issuances.key_pem", spec, keyType, fingerprint)
+}
+
+// openSealer makes the store's Sealer (creating the data key in an empty
+// database; of instances starting at once, one creates it) when a master key
+// is set, and otherwise checks that the database holds no data key: a
+// database that may hold sealed values is never used without its master key.
+func (s *Store) openSealer(ctx context.Context) error {
+	if s.KEK == nil {
+		return seal.CheckNoDataKeys(ctx, s, s.MasterKeyHint)
+	}
+	sl, err := seal.New(ctx, seal.Config{Store: s, KEK: s.KEK, Previous: s.PreviousKEKs})
+	if err != nil {
+		return err
+	}
+	s.sealer = sl
+	return nil
+}
+
+// Sealer returns the store's Sealer (to rotate its master key), or nil when
+// the store was opened without a master key.
+func (s *Store) Sealer() *seal.Sealer { return s.sealer }
+
+var _ seal.DEKStore = (*Store)(nil)
+
+// DataKeys implements seal.DEKStore.
+func (s *Store) DataKeys(ctx context.Context) ([]seal.WrappedDEK, error) {
+	if s.pool == nil {
+		return nil, errNotOpen
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, kek_id, wrapped, created_at FROM data_keys ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("load data keys: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []seal.WrappedDEK
+	for rows.Next() {
+		var d seal.WrappedDEK
+		if err := rows.Scan(&d.ID, &d.KEKID, &d.Wrapped, &d.Created); err != nil {
+			return nil, fmt.Errorf("load data keys: %w", translate(err))
+		}
+		d.Created = d.Created.UTC()
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load data keys: %w", translate(err))
+	}
+	return out, nil
+}
+
+// CreateDataKey implements seal.DEKStore. The unique index data_keys_one
+// admits a single row, so of instances inserting at once exactly one
+// succeeds, whatever their transactions see.
+func (s *Store) CreateDataKey(ctx context.Context, d seal.WrappedDEK) error {
+	if s.pool == nil {
+		return errNotOpen
+	}
+	tag, err := s.pool.Exec(ctx, `INSERT INTO data_keys (id, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT DO NOTHING`, d.ID, d.KEKID, d.Wrapped, d.Created)
+	if err != nil {
+		return fmt.Errorf("create data key %s: %w", d.ID, translate(err))
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("create data key %s: %w", d.ID, seal.ErrDataKeyExists)
+	}
+	return nil
+}
+
+// RewrapDataKey implements seal.DEKStore (compare-and-swap on kek_id).
+func (s *Store) RewrapDataKey(ctx context.Context, oldKEKID string, d seal.WrappedDEK) (bool, error) {
+	if s.pool == nil {
+		return false, errNotOpen
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE data_keys SET kek_id = $1, wrapped = $2, created_at = $3 WHERE id = $4 AND kek_id = $5`,
+		d.KEKID, d.Wrapped, d.Created, d.ID, oldKEKID)
+	if err != nil {
+		return false, fmt.Errorf("rewrap data key %s: %w", d.ID, translate(err))
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	var one int
+	err = s.pool.QueryRow(ctx, `SELECT 1 FROM data_keys WHERE id = $1`, d.ID).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, fmt.Errorf("rewrap data key %s: %w", d.ID, seal.ErrUnknownDataKey)
+	} else if err != nil {
+		return false, fmt.Errorf("rewrap data key %s: %w", d.ID, translate(err))
+	}
+	return false, nil
+}

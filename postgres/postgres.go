@@ -28,9 +28,8 @@
 // so that instances starting at once do not race. A schema written by a newer
 // certfleet is refused rather than guessed at.
 //
-// It does not encrypt private keys yet; every key read and write goes
-// through sealKey/openKey so that encryption at rest can be added in one
-// place. For a single instance without a database server, use package sqlite.
+// With a master key (Store.KEK) private keys are encrypted at rest: every
+// key read and write goes through sealKey/openKey. For a single instance without a database server, use package sqlite.
 package postgres
 
 import (
@@ -44,6 +43,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/seal"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -83,6 +83,20 @@ type Store struct {
 	// Logger receives migration and notification-connection events. Nil
 	// discards.
 	Logger *slog.Logger
+
+	// KEK is the master key that wraps the database's data key; every
+	// private key is then sealed under the data key (package seal). Nil
+	// stores keys unencrypted, which Open allows only while the database
+	// holds no data key (docs/keys-at-rest.md).
+	KEK seal.KeyWrapper
+	// PreviousKEKs are older master keys, accepted to unwrap the data key
+	// during a rotation.
+	PreviousKEKs []seal.KeyWrapper
+	// MasterKeyHint says where the master key is expected, for the error
+	// of a database with sealed keys opened without one.
+	MasterKeyHint string
+
+	sealer *seal.Sealer // nil without KEK
 
 	pool    *pgxpool.Pool
 	schema  string // current_schema() of the pool's connections
@@ -175,6 +189,11 @@ func (s *Store) Open(ctx context.Context) error {
 		s.pool = nil
 		pool.Close()
 		return fmt.Errorf("migrate postgres %s: %w", server, err)
+	}
+	if err := s.openSealer(ctx); err != nil {
+		s.pool = nil
+		pool.Close()
+		return fmt.Errorf("postgres %s: %w", server, err)
 	}
 	return nil
 }

@@ -73,6 +73,9 @@ type Config struct {
 	// a postgres:// (or postgresql://) URL, kept as written but for the
 	// scheme, which is lower-cased.
 	State string
+	// MasterKey locates the master key that encrypts private keys in the
+	// store (see keys.go).
+	MasterKey MasterKey
 	// Log configures the daemon's logger.
 	Log Log
 	// HTTP01Listen is the address of the built-in http-01 responder, ""

@@ -27,7 +27,7 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key problems).
 var (
-	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api"}
+	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "master_key_file", "previous_master_key_files"}
 	logKeys      = []string{"level", "format"}
 	accountKeys  = []string{"directory", "trusted_roots", "email", "eab_key_id", "eab_hmac_key", "caa_identities"}
 	listenKeys   = []string{"listen"}
@@ -229,6 +229,7 @@ func (d *decoder) config(doc map[string]any) *Config {
 	if s, p, ok := d.str(top, "state"); ok {
 		cfg.State = d.state(p, s)
 	}
+	d.masterKey(top, cfg)
 	if t := d.subtable(top, "log"); t != nil {
 		d.log(t, &cfg.Log)
 	}

@@ -77,7 +77,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 			opened.Close() // d is nil by now: the returns below say "return nil, err"
 		}
 	}()
-	store, err := openStore(ctx, cfg.State, log)
+	store, err := openStore(ctx, cfg.State, log, cfg.MasterKey)
 	if err != nil {
 		return nil, err
 	}

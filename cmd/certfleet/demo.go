@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/deploy"
 	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/seal"
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -103,6 +105,20 @@ watch). The test CA and its certificates are for trying certfleet only.`, stdout
 			return fmt.Errorf("write %s: %w", name, err)
 		}
 	}
+	// The quickstart encrypts keys at rest: a master key made on the first
+	// run, kept across runs (like a real one, it must outlive the store).
+	masterKey := filepath.Join(abs, "master.key")
+	if _, err := os.Stat(masterKey); errors.Is(err, os.ErrNotExist) {
+		key, err := seal.GenerateMasterKey()
+		if err != nil {
+			return err
+		}
+		err = seal.WriteMasterKeyFile(masterKey, key)
+		clear(key)
+		if err != nil {
+			return err
+		}
+	}
 	cfgPath := filepath.Join(abs, "certfleet.toml")
 	if err := writeDemoConfig(cfgPath, demoParams{
 		Directory: ca.DirectoryURL(), Roots: filepath.Join(abs, "test-ca-api-root.pem"),
@@ -156,6 +172,8 @@ type demoParams struct {
 var demoConfig = template.Must(template.New("demo").Parse(`# Written by "certfleet demo" for its embedded test CA; rewritten at every run.
 # A real configuration looks the same with a real CA: see examples/certfleet.toml.
 state = "certfleet.db"
+# Private keys in the state are encrypted with this key (docs/keys-at-rest.md).
+master_key_file = "master.key"
 
 [log]
 level = "{{.Level}}"

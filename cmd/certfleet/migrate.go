@@ -24,7 +24,7 @@ a no-op when the schema is current.`, stdout, stderr)
 		return err
 	}
 	log := newLogger(stderr, cfg.Log)
-	store, err := openStore(ctx, cfg.State, log)
+	store, err := openStore(ctx, cfg.State, log, cfg.MasterKey)
 	if err != nil {
 		return err
 	}

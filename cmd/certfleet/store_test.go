@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/internal/pgtest"
 	"github.com/certfleet/certfleet/postgres"
 	"github.com/certfleet/certfleet/sqlite"
@@ -21,7 +22,7 @@ import (
 
 func TestOpenStoreChoosesBackend(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", "certfleet.db")
-	s, err := openStore(t.Context(), path, nil)
+	s, err := openStore(t.Context(), path, nil, config.MasterKey{})
 	if err != nil {
 		t.Fatalf("openStore(%s): %v", path, err)
 	}
@@ -32,7 +33,7 @@ func TestOpenStoreChoosesBackend(t *testing.T) {
 
 	dsn := pgtest.DSN(t)
 	for _, d := range []string{dsn, strings.Replace(dsn, "postgres://", "postgresql://", 1)} {
-		s, err := openStore(t.Context(), d, nil)
+		s, err := openStore(t.Context(), d, nil, config.MasterKey{})
 		if err != nil {
 			t.Fatalf("openStore(postgres): %v", err)
 		}
@@ -54,7 +55,7 @@ func TestOpenStoreUnreachable(t *testing.T) {
 	ln.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
-	_, err = openStore(ctx, "postgres://certfleet:pa55w0rd@"+addr.String()+"/fleet?sslmode=disable", nil)
+	_, err = openStore(ctx, "postgres://certfleet:pa55w0rd@"+addr.String()+"/fleet?sslmode=disable", nil, config.MasterKey{})
 	if err == nil {
 		t.Fatal("openStore of a closed port succeeded")
 	}

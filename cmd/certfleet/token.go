@@ -37,7 +37,7 @@ func openTokenStore(ctx context.Context, cfgPath string) (certfleet.TokenStore, 
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log))
+	s, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
 	if err != nil {
 		return nil, nil, err
 	}

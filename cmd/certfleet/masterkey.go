@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/seal"
+)
+
+// masterKeyEnv holds the master key's text form; it overrides the config's
+// master_key_file.
+const masterKeyEnv = "CERTFLEET_MASTER_KEY"
+
+// noMasterKeyWarning is logged at start when the store keeps private keys
+// unencrypted.
+const noMasterKeyWarning = "private keys are stored unencrypted: set master_key_file (or CERTFLEET_MASTER_KEY) — see docs/keys-at-rest.md"
+
+// storeKeys are the master keys a store is opened with.
+type storeKeys struct {
+	kek      seal.KeyWrapper   // nil: none configured
+	previous []seal.KeyWrapper // older keys, during a rotation
+	hint     string            // where the master key is expected, for errors
+}
+
+// masterKeyHint says where certfleet looks for the master key.
+func masterKeyHint(mk config.MasterKey) string {
+	if mk.File != "" {
+		return "file: " + mk.File + ", or env: " + masterKeyEnv
+	}
+	return "set master_key_file in the config, or the environment variable " + masterKeyEnv + "; see docs/keys-at-rest.md"
+}
+
+// loadMasterKeys reads the configured master key (the environment variable
+// CERTFLEET_MASTER_KEY overrides master_key_file) and the previous ones.
+// Errors name the file or variable, never a key.
+func loadMasterKeys(mk config.MasterKey) (storeKeys, error) {
+	keys := storeKeys{hint: masterKeyHint(mk)}
+	if text := getenv(masterKeyEnv); text != "" {
+		k, err := seal.LocalKeyFromText(text, "environment variable "+masterKeyEnv)
+		if err != nil {
+			return keys, err
+		}
+		keys.kek = k
+	} else if mk.File != "" {
+		k, err := seal.LoadMasterKeyFile(mk.File)
+		if err != nil {
+			return keys, fmt.Errorf("%w (config key master_key_file)", err)
+		}
+		keys.kek = k
+	}
+	for _, f := range mk.PreviousFiles {
+		k, err := seal.LoadMasterKeyFile(f)
+		if err != nil {
+			return keys, fmt.Errorf("%w (config key previous_master_key_files)", err)
+		}
+		keys.previous = append(keys.previous, k)
+	}
+	return keys, nil
+}
+
+// sealerOf returns the Sealer of an open store, nil without a master key.
+func sealerOf(s any) *seal.Sealer {
+	if x, ok := s.(interface{ Sealer() *seal.Sealer }); ok {
+		return x.Sealer()
+	}
+	return nil
+}
+
+func cmdMasterKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	const synopsis = "usage: certfleet master-key generate FILE"
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help") {
+		fmt.Fprintln(stdout, "Usage: certfleet master-key generate FILE\n\n"+
+			"Write a new random master key (32 bytes, base64) to FILE, created with mode\n"+
+			"0600; an existing file is never overwritten. Point master_key_file at it\n"+
+			"(see docs/keys-at-rest.md) and back it up apart from the database.")
+		return nil
+	}
+	if len(args) != 2 || args[0] != "generate" {
+		return &exitError{code: 2, err: errors.New(synopsis)}
+	}
+	key, err := seal.GenerateMasterKey()
+	if err != nil {
+		return err
+	}
+	defer clear(key)
+	if err := seal.WriteMasterKeyFile(args[1], key); err != nil {
+		return err
+	}
+	k, err := seal.NewLocalKey(key)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote master key %s to %s (mode 0600): back it up apart from the database\n", k.ID(), args[1])
+	return nil
+}
+
+func cmdRotateMasterKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("rotate-master-key", "-config FILE -new NEWKEYFILE", `
+Re-wrap the store's data key under a new master key (make one with
+"certfleet master-key generate FILE"). The current master key is the one
+the config names (master_key_file, or CERTFLEET_MASTER_KEY), and
+previous_master_key_files are accepted too. No private key is re-encrypted:
+it takes milliseconds, and running instances carry on (they hold the
+unwrapped data key). Afterwards, set master_key_file to the new key before
+restarting any instance. Safe to run twice or from two places at once.`, stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	newFile := fs.String("new", "", "the new master key `file`")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	if *newFile == "" {
+		return &exitError{code: 2, err: errors.New("missing -new NEWKEYFILE (make one with: certfleet master-key generate FILE)")}
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	cur, err := loadMasterKeys(cfg.MasterKey)
+	if err != nil {
+		return err
+	}
+	next, err := seal.LoadMasterKeyFile(*newFile)
+	if err != nil {
+		return err
+	}
+	keys := storeKeys{kek: next, hint: cur.hint}
+	if cur.kek != nil {
+		keys.previous = append(keys.previous, cur.kek)
+	}
+	keys.previous = append(keys.previous, cur.previous...)
+	log := newLogger(stderr, cfg.Log)
+	store, err := openStoreWith(ctx, cfg.State, log, keys)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	res, err := sealerOf(store).Rotate(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range res.Rewrapped {
+		fmt.Fprintf(stdout, "re-wrapped data key %s from %s to %s\n", r.DEKID, r.FromKEKID, res.KEKID)
+	}
+	if len(res.Rewrapped) == 0 {
+		fmt.Fprintf(stdout, "nothing to do: the store's %d data key(s) are wrapped by %s already\n", res.DataKeys, res.KEKID)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nNow, in %s, set\n  master_key_file = %q\n", cfg.File, *newFile)
+	b.WriteString("and remove previous_master_key_files (or unset " + masterKeyEnv + ", or set it to the new key),\n")
+	b.WriteString("then restart the instances when convenient: running ones keep working meanwhile.\n")
+	b.WriteString("Keep the old key only as long as you keep database backups taken before now.\n")
+	fmt.Fprint(stdout, b.String())
+	return nil
+}

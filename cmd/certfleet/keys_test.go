@@ -28,7 +28,7 @@ identifiers = ["mail.certfleet.test"]
 
 // writeKeysConfig writes writeConfig's config with state and, unless
 // masterKey is "", master_key_file.
-func writeKeysConfig(t *testing.T, dir string, ca interface{ DirectoryURL() string }, path, state, masterKey string) {
+func writeKeysConfig(t *testing.T, dir string, ca interface{ DirectoryURL() string }, path, state, masterKey string, previous ...string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -41,6 +41,9 @@ func writeKeysConfig(t *testing.T, dir string, ca interface{ DirectoryURL() stri
 	head := fmt.Sprintf("state = %q\n", state)
 	if masterKey != "" {
 		head += fmt.Sprintf("master_key_file = %q\n", masterKey)
+	}
+	if len(previous) > 0 {
+		head += fmt.Sprintf("previous_master_key_files = [%q]\n", previous[0])
 	}
 	if err := os.WriteFile(path, []byte(head+s), 0o600); err != nil {
 		t.Fatal(err)
@@ -315,5 +318,37 @@ func TestDemoEncryptsKeys(t *testing.T) {
 	st.Close()
 	if found := leaks(sqliteDump(t, db), pems); len(found) > 0 {
 		t.Fatalf("the demo's database holds private keys: %v", found)
+	}
+}
+
+// TestRotateWithPreviousKeys follows the documented procedure: both keys in
+// the config (new as master_key_file, old as previous), rotate without -new,
+// then the new key alone.
+func TestRotateWithPreviousKeys(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state.db")
+	oldKey, newKey := filepath.Join(dir, "old.key"), filepath.Join(dir, "new.key")
+	generateKey(t, oldKey)
+	generateKey(t, newKey)
+	path := writeConfig(t, dir, ca, port, keysTestCerts)
+	writeKeysConfig(t, dir, ca, path, state, oldKey)
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue: exit %d\n%s%s", code, out, errOut)
+	}
+	writeKeysConfig(t, dir, ca, path, state, newKey, oldKey)
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue with both keys: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "rotate-master-key", "-config", path)
+	if code != 0 || !strings.Contains(out, "re-wrapped data key dek-") || !strings.Contains(out, fmt.Sprintf("master_key_file = %q", newKey)) {
+		t.Fatalf("rotate-master-key: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, _ := runCLI(t, "rotate-master-key", "-config", path); code != 0 || !strings.Contains(out, "nothing to do") {
+		t.Fatalf("second rotate-master-key: exit %d\n%s", code, out)
+	}
+	writeKeysConfig(t, dir, ca, path, state, newKey)
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue with the new key only: exit %d\n%s%s", code, out, errOut)
 	}
 }

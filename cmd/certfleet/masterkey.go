@@ -99,21 +99,21 @@ func cmdMasterKey(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 func cmdRotateMasterKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("rotate-master-key", "-config FILE -new NEWKEYFILE", `
+	fs := newFlagSet("rotate-master-key", "-config FILE [-new NEWKEYFILE]", `
 Re-wrap the store's data key under a new master key (make one with
 "certfleet master-key generate FILE"). The current master key is the one
 the config names (master_key_file, or CERTFLEET_MASTER_KEY), and
-previous_master_key_files are accepted too. No private key is re-encrypted:
+previous_master_key_files are accepted too. Without -new, the data key is
+re-wrapped under the config's master_key_file, unwrapping it with
+previous_master_key_files (the rotation procedure of docs/keys-at-rest.md).
+No private key is re-encrypted:
 it takes milliseconds, and running instances carry on (they hold the
 unwrapped data key). Afterwards, set master_key_file to the new key before
 restarting any instance. Safe to run twice or from two places at once.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	newFile := fs.String("new", "", "the new master key `file`")
+	newFile := fs.String("new", "", "the new master key `file` (default: the config's master_key_file)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
-	}
-	if *newFile == "" {
-		return &exitError{code: 2, err: errors.New("missing -new NEWKEYFILE (make one with: certfleet master-key generate FILE)")}
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
@@ -123,15 +123,21 @@ restarting any instance. Safe to run twice or from two places at once.`, stdout,
 	if err != nil {
 		return err
 	}
-	next, err := seal.LoadMasterKeyFile(*newFile)
-	if err != nil {
-		return err
+	keys := cur // no -new: rotate to the configured key, from previous_master_key_files
+	if *newFile != "" {
+		next, err := seal.LoadMasterKeyFile(*newFile)
+		if err != nil {
+			return err
+		}
+		keys = storeKeys{kek: next, hint: cur.hint}
+		if cur.kek != nil {
+			keys.previous = append(keys.previous, cur.kek)
+		}
+		keys.previous = append(keys.previous, cur.previous...)
 	}
-	keys := storeKeys{kek: next, hint: cur.hint}
-	if cur.kek != nil {
-		keys.previous = append(keys.previous, cur.kek)
+	if keys.kek == nil {
+		return &exitError{code: 2, err: errors.New("no master key to rotate to: give -new NEWKEYFILE (make one with: certfleet master-key generate FILE), or set master_key_file to the new key and previous_master_key_files to the old one")}
 	}
-	keys.previous = append(keys.previous, cur.previous...)
 	log := newLogger(stderr, cfg.Log)
 	store, err := openStoreWith(ctx, cfg.State, log, keys)
 	if err != nil {
@@ -149,7 +155,11 @@ restarting any instance. Safe to run twice or from two places at once.`, stdout,
 		fmt.Fprintf(stdout, "nothing to do: the store's %d data key(s) are wrapped by %s already\n", res.DataKeys, res.KEKID)
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nNow, in %s, set\n  master_key_file = %q\n", cfg.File, *newFile)
+	target := *newFile
+	if target == "" {
+		target = cfg.MasterKey.File
+	}
+	fmt.Fprintf(&b, "\nNow, in %s, set\n  master_key_file = %q\n", cfg.File, target)
 	b.WriteString("and remove previous_master_key_files (or unset " + masterKeyEnv + ", or set it to the new key),\n")
 	b.WriteString("then restart the instances when convenient: running ones keep working meanwhile.\n")
 	b.WriteString("Keep the old key only as long as you keep database backups taken before now.\n")

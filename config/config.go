@@ -101,6 +101,8 @@ type Config struct {
 	Certificates []Certificate
 	// API configures the HTTP API ([api], see api.go).
 	API API
+	// Staging configures test mode ([staging], see deploy.go).
+	Staging Staging
 }
 
 // Log configures logging.
@@ -205,6 +207,9 @@ type Output struct {
 	// Commands run, in order and without a shell, after new files were
 	// written; each is an argv list.
 	Commands [][]string
+	// Copies are extra files the certificate is written to (copy), after
+	// the files of Dir; see Certificate.CopyPaths.
+	Copies []Copy
 }
 
 // Load reads and parses the configuration file at path.

@@ -117,7 +117,8 @@ func TestParseExample(t *testing.T) {
 		{"", Output{Dir: "/etc/certfleet/live/example.net_wildcard", Owner: "root", Group: "ssl-cert", KeyMode: 0o640,
 			Commands: [][]string{nginx}}},
 		{"", Output{Dir: "/etc/certfleet/live/xn--bcher-kva.example", Owner: "root", Group: "ssl-cert", KeyMode: 0o640,
-			Commands: [][]string{nginx}}},
+			Commands: [][]string{nginx},
+			Copies:   []Copy{{Path: "/etc/haproxy/certs/buecher.pem", Content: CopyCombined, Owner: "haproxy", Mode: 0o640}}}},
 	}
 	if len(cfg.Certificates) != len(wantCerts) {
 		t.Fatalf("%d certificates, want %d", len(cfg.Certificates), len(wantCerts))
@@ -172,6 +173,12 @@ identifiers = ["Example.ORG."]
 			},
 			Output: Output{Dir: "/etc/certfleet/live/example.org", KeyMode: 0o600},
 		}},
+		Staging: Staging{
+			Directory:  "https://acme-staging-v02.api.letsencrypt.org/directory",
+			State:      "/var/lib/certfleet/certfleet-staging.db",
+			OutputRoot: "/etc/certfleet/live/staging",
+			base:       DefaultOutputDir,
+		},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", cfg, want)

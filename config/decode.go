@@ -27,14 +27,14 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key problems).
 var (
-	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "master_key_file", "previous_master_key_files"}
+	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "master_key_file", "previous_master_key_files"}
 	logKeys      = []string{"level", "format"}
 	accountKeys  = []string{"directory", "trusted_roots", "email", "eab_key_id", "eab_hmac_key", "caa_identities"}
 	listenKeys   = []string{"listen"}
 	renewalKeys  = []string{"concurrency", "renew_before"}
-	defaultsKeys = []string{"key_types", "challenge", "webroot", "dns_provider", "output_dir", "owner", "group", "key_mode", "commands"}
+	defaultsKeys = []string{"key_types", "challenge", "webroot", "dns_provider", "output_dir", "owner", "group", "key_mode", "commands", "copy"}
 	certKeys     = []string{"name", "identifiers", "key_types", "challenge", "webroot", "dns_provider", "profile", "account",
-		"renew_before", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands", "endpoints"}
+		"renew_before", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands", "endpoints", "copy"}
 )
 
 // keyHints suggest the right key for likely mistakes.
@@ -243,6 +243,7 @@ func (d *decoder) config(doc map[string]any) *Config {
 	d.dns01(top, cfg)
 	defs := d.defaults(d.subtable(top, "defaults"))
 	d.certificates(top, cfg, defs)
+	d.staging(top, cfg, defs.outputDir)
 	d.api(top, cfg)
 	d.unknown(top, topKeys)
 	return cfg
@@ -445,6 +446,7 @@ type certDefaults struct {
 	owner, group string
 	keyMode      fs.FileMode
 	commands     [][]string
+	copies       []Copy
 	clean        bool
 }
 
@@ -483,6 +485,9 @@ func (d *decoder) defaults(t *table) certDefaults {
 	}
 	if cmds, ok := d.commands(t); ok {
 		defs.commands = cmds
+	}
+	if cps, ok := d.copies(t); ok {
+		defs.copies = cps
 	}
 	d.unknown(t, defaultsKeys)
 	defs.clean = d.mark() == start
@@ -673,6 +678,12 @@ func (d *decoder) certificates(top *table, cfg *Config, defs certDefaults) {
 			}
 			dirs[dir] = seen{i, d.lineOf(t.p)}
 		}
+		for _, cp := range cert.CopyPaths() {
+			if prev, dup := dirs[cp.Path]; dup {
+				d.problemf(t.p.key("copy"), "copy path %s is already written by certificate[%d] at line %d (use {name} in the path of a [defaults] copy)", cp.Path, prev.index, prev.line)
+			}
+			dirs[cp.Path] = seen{i, d.lineOf(t.p)}
+		}
 		cfg.Certificates = append(cfg.Certificates, cert)
 	}
 }
@@ -694,7 +705,7 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 		Challenge:   defs.challenge,
 		RenewBefore: cfg.Renewal.RenewBefore,
 	}
-	cert := Certificate{Output: Output{Owner: defs.owner, Group: defs.group, KeyMode: defs.keyMode, Commands: defs.commands}}
+	cert := Certificate{Output: Output{Owner: defs.owner, Group: defs.group, KeyMode: defs.keyMode, Commands: defs.commands, Copies: defs.copies}}
 	crossOK := defs.clean
 
 	// Identifiers first: the name defaults to the first one.
@@ -805,6 +816,9 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 	if cmds, ok := d.commands(t); ok {
 		cert.Output.Commands = cmds
 	}
+	if cps, ok := d.copies(t); ok {
+		cert.Output.Copies = cps
+	}
 	cert.Endpoints = d.endpoints(t, ids)
 
 	if d.mark() != start || !defs.clean {
@@ -829,6 +843,11 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 	spec.KeyTypes = slices.Clone(spec.KeyTypes) // not shared with [defaults]
 	cert.Spec = spec
 	cert.Output.Commands = cloneCommands(cert.Output.Commands)
+	cert.Output.Copies = slices.Clone(cert.Output.Copies)
+	if len(cert.Output.Copies) > 0 && len(spec.KeyTypes) > 1 {
+		d.problemf(t.p.key("copy"), "copy needs a certificate with one key type (this one has %d): the copies of each would overwrite the other; split it into one certificate per key type", len(spec.KeyTypes))
+		return Certificate{}, false
+	}
 	return cert, true
 }
 

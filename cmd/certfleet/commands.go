@@ -56,9 +56,9 @@ func openWorking(ctx context.Context, path string, stderr io.Writer) (*Daemon, e
 // openServing is openWorking for the daemon: while the store is unreachable
 // (a database restarting, a network partition) it keeps trying, with backoff,
 // instead of exiting; any other error (a bad config) ends it at once.
-func openServing(ctx context.Context, path string, stderr io.Writer) (*Daemon, error) {
+func openServing(ctx context.Context, path string, stderr io.Writer, open func(context.Context, string, io.Writer) (*Daemon, error)) (*Daemon, error) {
 	for failures := 1; ; failures++ {
-		d, err := openWorking(ctx, path, stderr)
+		d, err := open(ctx, path, stderr)
 		if err == nil || certfleet.ErrorCode(err) != certfleet.EUNAVAILABLE {
 			return d, err
 		}
@@ -81,10 +81,15 @@ SIGINT or SIGTERM; orders in flight are resumed at the next start. SIGHUP
 reloads the config file: certificates, outputs and commands change at once;
 changes to accounts, the store or the responders need a restart.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
+	staging := fs.Bool("staging", false, stagingFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	d, err := openServing(ctx, *cfgPath, stderr)
+	open := openWorking
+	if *staging {
+		open = openStagingFor(stdout)
+	}
+	d, err := openServing(ctx, *cfgPath, stderr, open)
 	if err != nil {
 		return err
 	}
@@ -104,6 +109,9 @@ changes to accounts, the store or the responders need a restart.`, stdout, stder
 				return
 			case <-hup:
 				next, err := config.Load(*cfgPath)
+				if err == nil && *staging {
+					next, err = next.StagingConfig() // test mode stays test mode
+				}
 				if err == nil {
 					err = d.Reload(ctx, next)
 				}
@@ -145,10 +153,15 @@ One pass for cron: obtain or renew every certificate that is due, write the
 files, print what was done, and exit. The exit status is 1 if anything failed,
 so cron mails you. Certificates that are not due are left alone.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
+	staging := fs.Bool("staging", false, stagingFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	d, err := openWorking(ctx, *cfgPath, stderr)
+	open := openWorking
+	if *staging {
+		open = openStagingFor(stdout)
+	}
+	d, err := open(ctx, *cfgPath, stderr)
 	if err != nil {
 		return err
 	}

@@ -61,6 +61,9 @@ type DaemonOptions struct {
 	Now func() time.Time
 	// Instance overrides the lease owner name (tests).
 	Instance string
+	// PrintCommands, when set (test mode without run_commands), receives
+	// the commands that would run after an update, instead of running them.
+	PrintCommands io.Writer
 }
 
 // OpenDaemon opens the store, syncs the config's certificates into it, and
@@ -137,7 +140,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	d.Manager = &manager.Manager{
 		Store:       store,
 		Issuers:     issuers,
-		Deployer:    &fileDeployer{live: d.live, writer: &deploy.Writer{Logger: log}, changes: d.changes, written: d.endpoints.written},
+		Deployer:    &fileDeployer{live: d.live, writer: &deploy.Writer{Logger: log}, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands},
 		Concurrency: cfg.Renewal.Concurrency,
 		Logger:      log,
 		Now:         opts.Now,
@@ -290,20 +293,46 @@ type fileDeployer struct {
 	writer  *deploy.Writer
 	changes *certfleet.Changes
 	written func(name string) // files changed: check the endpoints
+	// printCommands, when set, gets the commands instead of running them
+	// (test mode).
+	printCommands io.Writer
 }
 
 func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
 	f.changes.Notify() // a new certificate: wake long-polls, whoever declared it
 	c, ok := f.live.config().Certificate(spec.Name)
-	if !ok || c.Output.Dir == "" {
-		return nil // declared elsewhere (API), or kept in the store only
+	if !ok {
+		return nil // declared elsewhere (API)
 	}
-	res, err := f.writer.Write(ctx, deploy.Target{
+	if c.Output.Dir == "" { // kept in the store, and copied if asked
+		if changed, err := writeCopies(c, iss); err != nil || !changed {
+			return err
+		}
+		return f.runCopyCommands(ctx, c, iss)
+	}
+	target := deploy.Target{
 		Dir: c.Output.Dir, Owner: c.Output.Owner, Group: c.Output.Group,
 		KeyMode: c.Output.KeyMode, Commands: c.Output.Commands,
-	}, spec, iss)
+	}
+	if f.printCommands != nil {
+		target.Commands = nil
+	}
+	// Copies first: the commands the writer runs after its files see them.
+	copied, err := writeCopies(c, iss)
+	if err != nil {
+		return err
+	}
+	res, err := f.writer.Write(ctx, target, spec, iss)
 	if err != nil {
 		return fmt.Errorf("write %s to %s: %w", spec.Name, c.Output.Dir, err)
+	}
+	if copied && !res.Changed && f.printCommands == nil {
+		if err := f.runCommands(ctx, spec.Name, c.Output.Commands, deploy.CommandEnv(res.Dir, spec, iss)); err != nil {
+			return err
+		}
+	}
+	if f.printCommands != nil && (res.Changed || copied) {
+		printSkippedCommands(f.printCommands, spec.Name, c.Output.Commands)
 	}
 	if res.Changed && f.written != nil && len(c.Endpoints) > 0 {
 		f.written(spec.Name)

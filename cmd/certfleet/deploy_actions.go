@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/deploy"
+)
+
+// writeCopies writes a certificate's copy targets (copy = [...]) with
+// deploy.WriteFileAtomic: the files holding the private key first, so that
+// a server reading a key and a certificate from two copies never sees a new
+// certificate beside an old key. A file already up to date is left alone.
+// It reports whether any file was written.
+func writeCopies(c config.Certificate, iss certfleet.Issuance) (changed bool, err error) {
+	copies := c.CopyPaths()
+	if len(copies) == 0 {
+		return false, nil
+	}
+	leafPEM, chainPEM, err := iss.SplitChain()
+	if err != nil {
+		return false, fmt.Errorf("copy %s: %w", c.Spec.Name, err)
+	}
+	needKey := slices.ContainsFunc(copies, config.Copy.HasKey)
+	if needKey {
+		if err := keyMatches(iss); err != nil {
+			return false, fmt.Errorf("copy %s: %w", c.Spec.Name, err)
+		}
+	}
+	slices.SortStableFunc(copies, func(a, b config.Copy) int {
+		switch {
+		case a.HasKey() && !b.HasKey():
+			return -1
+		case b.HasKey() && !a.HasKey():
+			return 1
+		}
+		return 0
+	})
+	full := slices.Concat(leafPEM, chainPEM)
+	var dirs []string
+	for _, cp := range copies {
+		var data []byte
+		switch cp.Content {
+		case config.CopyCombined:
+			data = slices.Concat(iss.KeyPEM, full)
+		case config.CopyFullchain:
+			data = full
+		case config.CopyCert:
+			data = leafPEM
+		case config.CopyChain:
+			data = chainPEM
+		case config.CopyKey:
+			data = iss.KeyPEM
+		default:
+			return changed, fmt.Errorf("copy %s to %s: unknown content %q", c.Spec.Name, cp.Path, cp.Content)
+		}
+		written, err := deploy.WriteFileAtomic(cp.Path, data, cp.Mode, cp.Owner, cp.Group)
+		if err != nil {
+			return changed, fmt.Errorf("copy %s: %w", c.Spec.Name, err)
+		}
+		if written {
+			changed = true
+			if d := filepath.Dir(cp.Path); !slices.Contains(dirs, d) {
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	for _, d := range dirs { // the renames are durable before commands run
+		if err := deploy.SyncDir(d); err != nil {
+			return changed, fmt.Errorf("copy %s: sync %s: %w", c.Spec.Name, d, err)
+		}
+	}
+	return changed, nil
+}
+
+// keyMatches checks the issuance has a private key and that it belongs to
+// the certificate: a server refuses to load a mismatched pair.
+func keyMatches(iss certfleet.Issuance) error {
+	if len(iss.KeyPEM) == 0 {
+		return errors.New("a copy with content \"key\" or \"combined\" needs the private key, and this issuance has none (CSR mode): use fullchain, cert or chain")
+	}
+	leaf, err := iss.Leaf()
+	if err != nil {
+		return err
+	}
+	key, err := certfleet.ParsePrivateKey(iss.KeyPEM)
+	if err != nil {
+		return err
+	}
+	pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(key.Public()) {
+		return fmt.Errorf("issuance %d: private key does not match the certificate", iss.ID)
+	}
+	return nil
+}
+
+// copyCommandEnv is the environment of commands run after copies of a
+// certificate kept only in the store (output_dir = "") were written.
+func copyCommandEnv(c config.Certificate, iss certfleet.Issuance) []string {
+	paths := make([]string, 0, len(c.Output.Copies))
+	for _, cp := range c.CopyPaths() {
+		paths = append(paths, cp.Path)
+	}
+	return append(os.Environ(),
+		"CERTFLEET_CERTIFICATE="+c.Spec.Name,
+		"CERTFLEET_KEY_TYPE="+string(iss.KeyType),
+		"CERTFLEET_NAMES="+strings.Join(certfleet.IdentifierValues(iss.Identifiers), " "),
+		"CERTFLEET_COPY_PATHS="+strings.Join(paths, " "),
+		"CERTFLEET_SERIAL="+iss.Serial,
+	)
+}
+
+// runCopyCommands runs the commands of a store-only certificate whose
+// copies changed (printed instead in test mode).
+func (f *fileDeployer) runCopyCommands(ctx context.Context, c config.Certificate, iss certfleet.Issuance) error {
+	if f.printCommands != nil {
+		printSkippedCommands(f.printCommands, c.Spec.Name, c.Output.Commands)
+		return nil
+	}
+	return f.runCommands(ctx, c.Spec.Name, c.Output.Commands, copyCommandEnv(c, iss))
+}
+
+// runCommands runs argv lists in order, without a shell; the first failure
+// ends the run and is returned with the command's output.
+func (f *fileDeployer) runCommands(ctx context.Context, name string, cmds [][]string, env []string) error {
+	for _, argv := range cmds {
+		if r := f.writer.RunCommand(ctx, argv, env, "", 0); r.Err != nil {
+			return fmt.Errorf("certificate %s: %w", name, r.Err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCopyTargets is issue #4 §4.1: copy targets are written with their
+// content and mode, the combined file is key then fullchain, a [defaults]
+// copy expands {name}, a store-only certificate's copies run its commands,
+// and a pass with nothing new rewrites nothing and runs nothing.
+func TestCopyTargets(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	haproxy := filepath.Join(dir, "haproxy")
+	log := filepath.Join(dir, "hook.log")
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`copy = [{ path = %q, content = "fullchain" }]
+
+[[certificate]]
+name = "www"
+identifiers = ["www.certfleet.test"]
+copy = [{ path = %q, content = "combined", mode = "0640" },
+        { path = %q, content = "fullchain" },
+        { path = %q, content = "chain", mode = "0600" }]
+commands = [["sh", "-c", "echo \"www $(cat %s | wc -c)\" >> %s"]]
+
+[[certificate]]
+name = "mail"
+identifiers = ["mail.certfleet.test"]
+output_dir = ""
+commands = [["sh", "-c", "echo \"mail $CERTFLEET_COPY_PATHS\" >> %s"]]
+`, filepath.Join(dir, "all", "{name}.crt"),
+		filepath.Join(haproxy, "www.pem"), filepath.Join(dir, "nginx", "www.crt"), filepath.Join(dir, "nginx", "www-chain.crt"),
+		filepath.Join(haproxy, "www.pem"), log, log))
+
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue exit %d\n%s\n%s", code, out, errOut)
+	}
+	read := func(p string) []byte {
+		t.Helper()
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	mode := func(p string) os.FileMode {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Mode().Perm()
+	}
+	live := filepath.Join(dir, "live", "www")
+	key, full, chain := read(filepath.Join(live, "privkey.pem")), read(filepath.Join(live, "fullchain.pem")), read(filepath.Join(live, "chain.pem"))
+	combined := filepath.Join(haproxy, "www.pem")
+	if got := read(combined); !bytes.Equal(got, append(append([]byte(nil), key...), full...)) {
+		t.Errorf("combined file is not key + fullchain:\n%s", got)
+	}
+	for _, tc := range []struct {
+		path string
+		want []byte
+		mode os.FileMode
+	}{
+		{combined, nil, 0o640},
+		{filepath.Join(dir, "nginx", "www.crt"), full, 0o644},
+		{filepath.Join(dir, "nginx", "www-chain.crt"), chain, 0o600},
+		// The [defaults] copy applies to mail only: www has its own list.
+		{filepath.Join(dir, "all", "mail.crt"), nil, 0o644},
+	} {
+		if tc.want != nil && !bytes.Equal(read(tc.path), tc.want) {
+			t.Errorf("%s: wrong content", tc.path)
+		}
+		if m := mode(tc.path); m != tc.mode {
+			t.Errorf("%s: mode %#o, want %#o", tc.path, m, tc.mode)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "all", "www.crt")); !os.IsNotExist(err) {
+		t.Errorf("www got the [defaults] copy although it has its own: %v", err)
+	}
+	if !strings.HasPrefix(string(read(filepath.Join(dir, "all", "mail.crt"))), "-----BEGIN CERTIFICATE-----") {
+		t.Error("mail's fullchain copy is not a certificate")
+	}
+	// The command ran after the copy was written: it saw the combined file.
+	wantLog := fmt.Sprintf("www %d\nmail %s\n", len(key)+len(full), filepath.Join(dir, "all", "mail.crt"))
+	if got := string(read(log)); !sameLines(got, wantLog) {
+		t.Errorf("commands logged %q, want (in any order) %q", got, wantLog)
+	}
+
+	before, _ := os.Stat(combined)
+	if code, out, _ := runCLI(t, "issue", "-config", path); code != 0 || !strings.Contains(out, "nothing due") {
+		t.Fatalf("second pass exit %d: %s", code, out)
+	}
+	after, _ := os.Stat(combined)
+	if !before.ModTime().Equal(after.ModTime()) || !sameLines(string(read(log)), wantLog) {
+		t.Errorf("a pass with nothing new rewrote a copy or ran a command: %q", read(log))
+	}
+
+	// A copy deleted by hand is restored at the next start, and the
+	// commands run because of it.
+	os.Remove(combined)
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("third pass exit %d: %s\n%s", code, out, errOut)
+	}
+	if got := read(combined); !bytes.Equal(got, append(append([]byte(nil), key...), full...)) {
+		t.Error("the deleted combined copy was not restored")
+	}
+	if got := string(read(log)); !strings.HasSuffix(got, fmt.Sprintf("www %d\n", len(key)+len(full))) || strings.Count(got, "www") != 2 {
+		t.Errorf("restoring a copy did not run the command once: %q", got)
+	}
+}
+
+// sameLines reports whether a and b hold the same lines in any order.
+func sameLines(a, b string) bool {
+	la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+	if len(la) != len(lb) {
+		return false
+	}
+	count := make(map[string]int)
+	for _, l := range la {
+		count[l]++
+	}
+	for _, l := range lb {
+		count[l]--
+	}
+	for _, n := range count {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}

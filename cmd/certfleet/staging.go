@@ -1,0 +1,58 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+const stagingFlagHelp = "test mode: rehearse against the [staging] CA, with its own store, accounts, keys and output root (never production's; see docs/deploy.md)"
+
+// openStagingFor returns an opener of test-mode daemons: the config's
+// StagingConfig (checked by config.CheckStaging before anything is opened),
+// with commands printed to stdout unless [staging] run_commands is set.
+func openStagingFor(stdout io.Writer) func(ctx context.Context, path string, stderr io.Writer) (*Daemon, error) {
+	return func(ctx context.Context, path string, stderr io.Writer) (*Daemon, error) {
+		prod, err := loadConfig(path)
+		if err != nil {
+			return nil, err
+		}
+		cfg, err := prod.StagingConfig()
+		if err != nil {
+			return nil, &exitError{code: 2, err: err}
+		}
+		opts := DaemonOptions{Logger: newLogger(stderr, cfg.Log), StartResponders: true}
+		if !cfg.Staging.RunCommands {
+			opts.PrintCommands = &lockedWriter{w: stdout}
+		}
+		fmt.Fprintf(stdout, "test mode: CA %s, state %s, outputs under %s\n", cfg.Staging.Directory, cfg.State, cfg.Staging.OutputRoot)
+		return OpenDaemon(ctx, cfg, opts)
+	}
+}
+
+// printSkippedCommands prints the commands test mode did not run, quoted
+// so that each argument is visible.
+func printSkippedCommands(w io.Writer, name string, cmds [][]string) {
+	for _, argv := range cmds {
+		q := make([]string, len(argv))
+		for i, a := range argv {
+			q[i] = strconv.Quote(a)
+		}
+		fmt.Fprintf(w, "test mode: not running for %s: [%s] (set [staging] run_commands = true to run)\n", name, strings.Join(q, ", "))
+	}
+}
+
+// lockedWriter serialises writes from concurrent deploys.
+type lockedWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,111 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestStagingDefaults(t *testing.T) {
+	cfg := mustParse(t, ca+`
+[accounts.other]
+directory = "https://ca.example/dir"
+eab_key_id = "kid"
+eab_hmac_key = "c2VjcmV0"
+[[certificate]]
+identifiers = ["www.example.com"]
+[[certificate]]
+identifiers = ["mail.example.com"]
+output_dir = "/etc/postfix/tls"
+account = "other"
+`)
+	st, err := cfg.StagingConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.State != "/var/lib/certfleet/certfleet-staging.db" {
+		t.Errorf("staging state = %q", st.State)
+	}
+	for name, a := range st.Accounts {
+		if a.Directory != directoryAliases["letsencrypt-staging"] || a.EABKeyID != "" || a.EABHMACKey != "" {
+			t.Errorf("staging account %s = %+v", name, a)
+		}
+	}
+	if got := st.Certificates[0].Output.Dir; got != "/etc/certfleet/live/staging/www.example.com" {
+		t.Errorf("re-rooted default output = %q", got)
+	}
+	if got := st.Certificates[1].Output.Dir; got != "/etc/certfleet/live/staging/etc/postfix/tls" {
+		t.Errorf("re-rooted custom output = %q", got)
+	}
+	// The production config is unchanged.
+	if cfg.State != DefaultState || cfg.Certificates[0].Output.Dir != "/etc/certfleet/live/www.example.com" || cfg.Accounts["other"].EABKeyID != "kid" {
+		t.Errorf("StagingConfig changed the production config: %+v", cfg)
+	}
+}
+
+func TestStagingRefusals(t *testing.T) {
+	for _, tc := range []struct{ src, want string }{
+		{"[ca]\ndirectory = \"https://ca.example/dir\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n", "[staging] directory"},
+		{"state = \"postgres://db/certfleet\"\n" + ca + "[[certificate]]\nidentifiers = [\"a.example\"]\n", "[staging] state"},
+		{ca + "[staging]\noutput_root = \"/etc/certfleet/a.example/x\"\n[[certificate]]\nidentifiers = [\"a.example\"]\noutput_dir = \"/etc/certfleet/a.example/x\"\n", "overlaps"},
+		{ca + "[staging]\noutput_root = \"/etc/certfleet/live/a.example\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n", "overlaps"},
+		{ca + "[staging]\nstate = \"/var/lib/certfleet/certfleet.db\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n", "is the production store"},
+		// A certificate named "staging" would own the default staging root.
+		{ca + "[[certificate]]\nname = \"staging\"\nidentifiers = [\"a.example\"]\n", "overlaps"},
+	} {
+		cfg := mustParse(t, tc.src)
+		if _, err := cfg.StagingConfig(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("StagingConfig of\n%s\nerr = %v, want %q", tc.src, err, tc.want)
+		}
+	}
+	if p := mustProblems(t, ca+"[staging]\nrun_commands = \"yes\"\noutput_root = \"\"\nstage = 1\n"); len(p) != 3 {
+		t.Errorf("problems = %v, want 3", p)
+	}
+}
+
+func TestCopyDecode(t *testing.T) {
+	cfg := mustParse(t, ca+`
+[defaults]
+copy = [{ path = "/etc/haproxy/certs/{name}.pem", content = "combined" }]
+[[certificate]]
+identifiers = ["www.example.com"]
+[[certificate]]
+identifiers = ["mail.example.com"]
+copy = [{ path = "certs/mail.crt", content = "fullchain", owner = "postfix", group = "mail", mode = "0640" }]
+`)
+	www, mail := cfg.Certificates[0].CopyPaths(), cfg.Certificates[1].CopyPaths()
+	if len(www) != 1 || www[0] != (Copy{Path: "/etc/haproxy/certs/www.example.com.pem", Content: CopyCombined, Mode: 0o600}) {
+		t.Errorf("www copies = %+v", www)
+	}
+	if len(mail) != 1 || mail[0] != (Copy{Path: "/etc/certfleet/certs/mail.crt", Content: CopyFullchain, Owner: "postfix", Group: "mail", Mode: 0o640}) {
+		t.Errorf("mail copies = %+v", mail)
+	}
+	st, err := cfg.StagingConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Certificates[0].CopyPaths()[0].Path; got != "/etc/certfleet/live/staging/etc/haproxy/certs/www.example.com.pem" {
+		t.Errorf("staging copy path = %q", got)
+	}
+	if got := cfg.Certificates[0].CopyPaths()[0].Path; got != "/etc/haproxy/certs/www.example.com.pem" {
+		t.Errorf("StagingConfig changed the production copy path to %q", got)
+	}
+
+	for _, tc := range []struct{ src, want string }{
+		{`copy = [{ path = "/a.pem", content = "pem" }]`, "not a content"},
+		{`copy = [{ content = "cert" }]`, "required"},
+		{`copy = [{ path = "/a.pem", content = "key", mode = "0644" }]`, "private key"},
+		{`copy = [{ path = "/a.pem", content = "cert", mode = "999" }]`, "not an octal"},
+		{`copy = [{ path = "/a.pem", content = "cert", perms = "0644" }]`, "unknown key"},
+		{`copy = "/a.pem"`, "list of tables"},
+		{"key_types = [\"ecdsa-p256\", \"rsa2048\"]\ncopy = [{ path = \"/a.pem\", content = \"cert\" }]", "one key type"},
+	} {
+		p := mustProblems(t, ca+"[[certificate]]\nidentifiers = [\"a.example\"]\n"+tc.src+"\n")
+		if len(p) != 1 || !strings.Contains(p[0].Message, tc.want) {
+			t.Errorf("%s: problems %v, want one with %q", tc.src, p, tc.want)
+		}
+	}
+	p := mustProblems(t, ca+"[defaults]\ncopy = [{ path = \"/a.pem\", content = \"cert\" }]\n[[certificate]]\nidentifiers = [\"a.example\"]\n[[certificate]]\nidentifiers = [\"b.example\"]\n")
+	if len(p) != 1 || !strings.Contains(p[0].Message, "already written by certificate[0]") {
+		t.Errorf("shared copy path: problems %v", p)
+	}
+}

@@ -3,8 +3,10 @@ package postgres_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/internal/pgtest"
@@ -187,3 +189,105 @@ func TestPlaintextUpgrade(t *testing.T) {
 		t.Fatal("key rewritten in plaintext after the database got a master key")
 	}
 }
+
+// TestRotateUnderLoad: one instance writes and reads keys without pause
+// while another rotates the master key; the writer never fails, and
+// afterwards every key opens with the new master key alone.
+func TestRotateUnderLoad(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	oldK, newK := newKEK(t), newKEK(t)
+	busy, err := openSealed(t, dsn, oldK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	stop := make(chan struct{})
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		werr   error
+		writes int
+	)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := "acct-" + string(rune('a'+w)) + "-" + itoa(i)
+				_, err := busy.CreateAccount(ctx, certfleet.Account{CA: "ca", Name: name, KeyPEM: testKeyPEM, URL: name})
+				if err == nil {
+					var a certfleet.Account
+					a, err = busy.Account(ctx, "ca", name)
+					if err == nil && !bytes.Equal(a.KeyPEM, testKeyPEM) {
+						err = errors.New("key read back differs")
+					}
+				}
+				mu.Lock()
+				if err != nil && werr == nil {
+					werr = err
+				}
+				writes++
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	rot, err := openSealed(t, dsn, newK, oldK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := rot.Sealer().Rotate(ctx); err != nil || len(res.Rewrapped) != 1 {
+		t.Fatalf("rotate: %+v, %v", res, err)
+	}
+	// Keep the load on a while after the rotation.
+	mu.Lock()
+	target := writes + 100
+	mu.Unlock()
+	for {
+		mu.Lock()
+		n, failed := writes, werr != nil
+		mu.Unlock()
+		if n > target || failed {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if werr != nil {
+		t.Fatalf("the running instance failed during the rotation: %v", werr)
+	}
+	after, err := openSealed(t, dsn, newK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	rows, err := rawConn(t, dsn).Query(ctx, `SELECT name FROM accounts`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, n)
+	}
+	if len(names) < 100 {
+		t.Fatalf("%d accounts written", len(names))
+	}
+	for _, n := range names {
+		if a, err := after.Account(ctx, "ca", n); err != nil || !bytes.Equal(a.KeyPEM, testKeyPEM) {
+			t.Fatalf("account %s with the new key alone: %v", n, err)
+		}
+	}
+}
+
+func itoa(i int) string { return fmt.Sprint(i) }

@@ -72,6 +72,11 @@ type Manager struct {
 	Issuers map[string]certfleet.Issuer
 	// Deployer, if set, gets every new certificate.
 	Deployer Deployer
+	// Prepare, if set, runs before an order is placed or resumed (never
+	// for a job that is not due), e.g. to open a firewall port; done, if
+	// non-nil, runs when the order has ended, issued or failed. An error
+	// fails the attempt (with backoff) without contacting the CA.
+	Prepare func(ctx context.Context, spec certfleet.CertificateSpec) (done func(), err error)
 	// Instance names this manager as lease owner. Default: host-pid-random.
 	Instance string
 	// Concurrency bounds jobs worked on at once. Default DefaultConcurrency.
@@ -427,7 +432,7 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 	var iss certfleet.Issuance
 	if err == nil {
 		log.Info("ordering certificate", "reason", d.reason, certfleet.LogIdentifiers, certfleet.IdentifierValues(d.spec.Identifiers))
-		iss, err = m.issue(workCtx, job, &d)
+		iss, err = m.prepareAndIssue(workCtx, job, &d)
 	}
 	if cause := context.Cause(workCtx); err != nil && cause != nil && cause != context.Canceled && ctx.Err() == nil {
 		err = fmt.Errorf("%w (%v)", err, cause) // the lease was lost
@@ -473,6 +478,20 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		}
 	}
 	return res
+}
+
+// prepareAndIssue runs Prepare, the order, and Prepare's done.
+func (m *Manager) prepareAndIssue(ctx context.Context, job certfleet.Job, d *decision) (certfleet.Issuance, error) {
+	if m.Prepare != nil {
+		done, err := m.Prepare(ctx, d.spec)
+		if err != nil {
+			return certfleet.Issuance{}, fmt.Errorf("prepare %s before ordering: %w", d.spec.Name, err)
+		}
+		if done != nil {
+			defer done()
+		}
+	}
+	return m.issue(ctx, job, d)
 }
 
 // keepLease extends the job's lease every Lease/3 until stopped; when the

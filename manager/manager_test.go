@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -654,5 +655,49 @@ func TestDaemonRun(t *testing.T) {
 	}
 	if j := e.job("d4", certfleet.ECDSAP256); j.LeaseOwner != "" || j.PendingOrderURL == "" {
 		t.Errorf("after shutdown: lease %q, pending order %q; want the lease released and the order kept", j.LeaseOwner, j.PendingOrderURL)
+	}
+}
+
+// TestPrepareHook is issue #4 §4.3: Prepare runs before the order and its
+// done after it, only for due jobs; a failing Prepare fails the attempt,
+// with backoff, and no order reaches the CA.
+func TestPrepareHook(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.sync(spec(t, "prep", certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, "prep.certfleet.test"))
+	m := e.manager(e.issuer(e.ca.DirectoryURL(), nil))
+	var events []string
+	fail := errors.New("firewall refused")
+	var prepErr error
+	m.Prepare = func(ctx context.Context, s certfleet.CertificateSpec) (func(), error) {
+		events = append(events, fmt.Sprintf("prepare %s orders=%d", s.Name, e.ca.NewOrders()))
+		if prepErr != nil {
+			return nil, prepErr
+		}
+		return func() { events = append(events, fmt.Sprintf("done orders=%d", e.ca.NewOrders())) }, nil
+	}
+	prepErr = fail
+	rep := mustRunOnce(t, m)
+	if rep.Failed != 1 || !errors.Is(rep.Results[0].Err, fail) || !strings.Contains(rep.Results[0].Err.Error(), "prepare prep") {
+		t.Fatalf("failing prepare: %+v", rep.Results)
+	}
+	if n := e.ca.NewOrders(); n != 0 {
+		t.Fatalf("a failing prepare still placed %d orders", n)
+	}
+	if j := e.job("prep", certfleet.ECDSAP256); j.Failures != 1 || !j.NextAt.After(e.clock.Now()) {
+		t.Fatalf("failing prepare: job %+v, want a failure with backoff", j)
+	}
+
+	prepErr = nil
+	e.clock.Advance(certfleet.BackoffMin + time.Second)
+	if rep := mustRunOnce(t, m); rep.Issued != 1 {
+		t.Fatalf("second pass: %+v", rep.Results)
+	}
+	want := []string{"prepare prep orders=0", "prepare prep orders=0", "done orders=1"}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events %q, want %q", events, want)
+	}
+	// Not due: no prepare.
+	if rep := mustRunOnce(t, m); rep.Issued != 0 || len(events) != 3 {
+		t.Fatalf("a pass with nothing due ran prepare: %q", events)
 	}
 }

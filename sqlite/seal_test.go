@@ -176,3 +176,29 @@ func TestRotateMasterKey(t *testing.T) {
 		t.Fatalf("open with the old key after rotation: got %v, want ErrWrongMasterKey", err)
 	}
 }
+
+// TestSealedValueWithoutSealer: a sealed value met by a store without a
+// master key (its data key row gone) is an error, never returned as it is.
+func TestSealedValueWithoutSealer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "certfleet.db")
+	s, err := openSealed(t, path, newKEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateAccount(t.Context(), certfleet.Account{CA: "ca", Name: "a", KeyPEM: testKeyPEM, URL: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := rawDB(t, path).Exec(`DELETE FROM data_keys`); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := openSealed(t, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s2.Account(t.Context(), "ca", "a")
+	var mk *seal.MissingKeyError
+	if !errors.As(err, &mk) || len(a.KeyPEM) != 0 {
+		t.Fatalf("sealed key without a master key: got %v (key of %d bytes), want *seal.MissingKeyError", err, len(a.KeyPEM))
+	}
+}

@@ -185,6 +185,11 @@ type Certificate struct {
 	DNSProvider string
 	// Output says where and how the certificate is written.
 	Output Output
+	// Prepare commands run, in order and without a shell, before each
+	// order is placed or resumed (open a firewall port, start a
+	// forwarder); Cleanup commands run after the order ended, issued or
+	// failed. Argv lists; [defaults] gives them to certificates without.
+	Prepare, Cleanup [][]string
 	// Endpoints are where the certificate is served, checked after each
 	// renewal and on a schedule: is the newest certificate the one served?
 	// Each has its protocol, port and SNI name filled in (the SNI name

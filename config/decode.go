@@ -32,9 +32,9 @@ var (
 	accountKeys  = []string{"directory", "trusted_roots", "email", "eab_key_id", "eab_hmac_key", "caa_identities"}
 	listenKeys   = []string{"listen"}
 	renewalKeys  = []string{"concurrency", "renew_before"}
-	defaultsKeys = []string{"key_types", "challenge", "webroot", "dns_provider", "output_dir", "owner", "group", "key_mode", "commands", "copy"}
+	defaultsKeys = []string{"key_types", "challenge", "webroot", "dns_provider", "output_dir", "owner", "group", "key_mode", "commands", "copy", "prepare", "cleanup"}
 	certKeys     = []string{"name", "identifiers", "key_types", "challenge", "webroot", "dns_provider", "profile", "account",
-		"renew_before", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands", "endpoints", "copy"}
+		"renew_before", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands", "endpoints", "copy", "prepare", "cleanup"}
 )
 
 // keyHints suggest the right key for likely mistakes.
@@ -447,6 +447,8 @@ type certDefaults struct {
 	keyMode      fs.FileMode
 	commands     [][]string
 	copies       []Copy
+	prepare      [][]string
+	cleanup      [][]string
 	clean        bool
 }
 
@@ -488,6 +490,12 @@ func (d *decoder) defaults(t *table) certDefaults {
 	}
 	if cps, ok := d.copies(t); ok {
 		defs.copies = cps
+	}
+	if cmds, ok := d.commandsAt(t, "prepare"); ok {
+		defs.prepare = cmds
+	}
+	if cmds, ok := d.commandsAt(t, "cleanup"); ok {
+		defs.cleanup = cmds
 	}
 	d.unknown(t, defaultsKeys)
 	defs.clean = d.mark() == start
@@ -584,8 +592,11 @@ func (d *decoder) keyMode(t *table) (fs.FileMode, bool) {
 	return 0, false
 }
 
-func (d *decoder) commands(t *table) ([][]string, bool) {
-	v, p, ok := d.get(t, "commands")
+func (d *decoder) commands(t *table) ([][]string, bool) { return d.commandsAt(t, "commands") }
+
+// commandsAt decodes a list of argv lists at key (commands, prepare, cleanup).
+func (d *decoder) commandsAt(t *table, key string) ([][]string, bool) {
+	v, p, ok := d.get(t, key)
 	if !ok {
 		return nil, false
 	}
@@ -705,7 +716,8 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 		Challenge:   defs.challenge,
 		RenewBefore: cfg.Renewal.RenewBefore,
 	}
-	cert := Certificate{Output: Output{Owner: defs.owner, Group: defs.group, KeyMode: defs.keyMode, Commands: defs.commands, Copies: defs.copies}}
+	cert := Certificate{Output: Output{Owner: defs.owner, Group: defs.group, KeyMode: defs.keyMode, Commands: defs.commands, Copies: defs.copies},
+		Prepare: defs.prepare, Cleanup: defs.cleanup}
 	crossOK := defs.clean
 
 	// Identifiers first: the name defaults to the first one.
@@ -819,6 +831,12 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 	if cps, ok := d.copies(t); ok {
 		cert.Output.Copies = cps
 	}
+	if cmds, ok := d.commandsAt(t, "prepare"); ok {
+		cert.Prepare = cmds
+	}
+	if cmds, ok := d.commandsAt(t, "cleanup"); ok {
+		cert.Cleanup = cmds
+	}
 	cert.Endpoints = d.endpoints(t, ids)
 
 	if d.mark() != start || !defs.clean {
@@ -844,6 +862,7 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 	cert.Spec = spec
 	cert.Output.Commands = cloneCommands(cert.Output.Commands)
 	cert.Output.Copies = slices.Clone(cert.Output.Copies)
+	cert.Prepare, cert.Cleanup = cloneCommands(cert.Prepare), cloneCommands(cert.Cleanup)
 	if len(cert.Output.Copies) > 0 && len(spec.KeyTypes) > 1 {
 		d.problemf(t.p.key("copy"), "copy needs a certificate with one key type (this one has %d): the copies of each would overwrite the other; split it into one certificate per key type", len(spec.KeyTypes))
 		return Certificate{}, false

@@ -109,3 +109,30 @@ copy = [{ path = "certs/mail.crt", content = "fullchain", owner = "postfix", gro
 		t.Errorf("shared copy path: problems %v", p)
 	}
 }
+
+func TestPrepareDecode(t *testing.T) {
+	cfg := mustParse(t, ca+`
+[defaults]
+prepare = [["ufw", "allow", "80/tcp"]]
+cleanup = [["ufw", "delete", "allow", "80/tcp"]]
+[[certificate]]
+identifiers = ["a.example"]
+[[certificate]]
+identifiers = ["b.example"]
+prepare = []
+`)
+	a, b := cfg.Certificates[0], cfg.Certificates[1]
+	if len(a.Prepare) != 1 || a.Prepare[0][0] != "ufw" || len(a.Cleanup) != 1 || a.Cleanup[0][1] != "delete" {
+		t.Errorf("a: prepare %q cleanup %q", a.Prepare, a.Cleanup)
+	}
+	if len(b.Prepare) != 0 || len(b.Cleanup) != 1 {
+		t.Errorf("b: prepare %q cleanup %q; want its own empty prepare and the default cleanup", b.Prepare, b.Cleanup)
+	}
+	a.Cleanup[0][0] = "changed"
+	if b.Cleanup[0][0] != "ufw" {
+		t.Error("certificates share their [defaults] argv")
+	}
+	if p := mustProblems(t, ca+"[[certificate]]\nidentifiers = [\"a.example\"]\nprepare = \"ufw allow 80\"\ncleanup = [[]]\n"); len(p) != 2 {
+		t.Errorf("problems %v, want 2", p)
+	}
+}

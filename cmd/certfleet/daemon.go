@@ -137,10 +137,12 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	}
 
 	d.endpoints = newEndpointWatcher(d)
+	writer := &deploy.Writer{Logger: log}
 	d.Manager = &manager.Manager{
 		Store:       store,
 		Issuers:     issuers,
-		Deployer:    &fileDeployer{live: d.live, writer: &deploy.Writer{Logger: log}, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands},
+		Deployer:    &fileDeployer{live: d.live, writer: writer, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands},
+		Prepare:     prepareHook(d.live, writer, opts.PrintCommands, log),
 		Concurrency: cfg.Renewal.Concurrency,
 		Logger:      log,
 		Now:         opts.Now,

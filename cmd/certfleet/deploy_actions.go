@@ -5,10 +5,13 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
@@ -137,4 +140,46 @@ func (f *fileDeployer) runCommands(ctx context.Context, name string, cmds [][]st
 		}
 	}
 	return nil
+}
+
+// cleanupTimeout bounds the cleanup commands of one order; they run on a
+// context of their own, since the order's may be cancelled (shutdown).
+const cleanupTimeout = 2 * time.Minute
+
+// prepareHook is manager.Manager.Prepare: it runs the certificate's prepare
+// commands before an order and returns the running of its cleanup commands.
+// A failing prepare command runs the cleanup at once (to undo what the
+// commands before it did) and fails the attempt with the command's output.
+// In test mode without run_commands both are printed, not run.
+func prepareHook(live *liveConfig, writer *deploy.Writer, printCommands io.Writer, log *slog.Logger) func(context.Context, certfleet.CertificateSpec) (func(), error) {
+	return func(ctx context.Context, spec certfleet.CertificateSpec) (func(), error) {
+		c, ok := live.config().Certificate(spec.Name)
+		if !ok || (len(c.Prepare) == 0 && len(c.Cleanup) == 0) {
+			return nil, nil
+		}
+		if printCommands != nil {
+			printSkippedCommands(printCommands, spec.Name+" (prepare)", c.Prepare)
+			return func() { printSkippedCommands(printCommands, spec.Name+" (cleanup)", c.Cleanup) }, nil
+		}
+		env := append(os.Environ(),
+			"CERTFLEET_CERTIFICATE="+spec.Name,
+			"CERTFLEET_NAMES="+strings.Join(certfleet.IdentifierValues(spec.Identifiers), " "),
+		)
+		cleanup := func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+			defer cancel()
+			for _, argv := range c.Cleanup {
+				if r := writer.RunCommand(cctx, argv, env, "", 0); r.Err != nil {
+					log.Error("cleanup command failed", certfleet.LogCertificate, spec.Name, certfleet.LogError, r.Err)
+				}
+			}
+		}
+		for _, argv := range c.Prepare {
+			if r := writer.RunCommand(ctx, argv, env, "", 0); r.Err != nil {
+				cleanup()
+				return nil, r.Err
+			}
+		}
+		return cleanup, nil
+	}
 }

@@ -135,3 +135,68 @@ func sameLines(a, b string) bool {
 	}
 	return true
 }
+
+// TestPrepareAndCleanup is issue #4 §4.3 end to end: prepare runs before
+// the order and cleanup after it (both logged to one file, before the
+// deploy command), with the certificate's name and identifiers in their
+// environment; a failing prepare fails the certificate with the command's
+// output, runs cleanup, and places no order.
+func TestPrepareAndCleanup(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "events.log")
+	// (That the order itself comes between prepare and cleanup is shown
+	// with the CA's order count in manager's TestPrepareHook.)
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`prepare = [["sh", "-c", "echo \"prepare $CERTFLEET_CERTIFICATE $CERTFLEET_NAMES\" >> %[1]s"]]
+cleanup = [["sh", "-c", "echo \"cleanup $CERTFLEET_CERTIFICATE\" >> %[1]s"]]
+
+[[certificate]]
+name = "ok"
+identifiers = ["ok.certfleet.test", "www.ok.certfleet.test"]
+commands = [["sh", "-c", "echo \"deploy $CERTFLEET_CERTIFICATE\" >> %[1]s"]]
+
+[[certificate]]
+name = "bad"
+identifiers = ["bad.certfleet.test"]
+prepare = [["sh", "-c", "echo \"prepare bad\" >> %[1]s; echo port 80 is closed >&2; exit 3"]]
+`, log))
+
+	code, out, errOut := runCLI(t, "issue", "-config", path)
+	if code != 1 {
+		t.Fatalf("issue exit %d, want 1 (bad fails)\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "FAILED   bad") || !strings.Contains(out, "prepare bad before ordering") || !strings.Contains(out, "port 80 is closed") {
+		t.Errorf("the failure does not show the prepare command's output:\n%s", out)
+	}
+	if n := ca.NewOrders(); n != 1 {
+		t.Errorf("the CA saw %d orders, want 1 (ok's; none for bad)", n)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var okEvents, badEvents []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.Contains(l, " bad") {
+			badEvents = append(badEvents, l)
+		} else {
+			okEvents = append(okEvents, l)
+		}
+	}
+	if want := []string{"prepare ok ok.certfleet.test www.ok.certfleet.test", "cleanup ok", "deploy ok"}; strings.Join(okEvents, "|") != strings.Join(want, "|") {
+		t.Errorf("ok's events %q, want %q", okEvents, want)
+	}
+	if want := []string{"prepare bad", "cleanup bad"}; strings.Join(badEvents, "|") != strings.Join(want, "|") {
+		t.Errorf("bad's events %q, want %q", badEvents, want)
+	}
+
+	// A pass with nothing due runs no prepare.
+	os.Remove(log)
+	if code, out, _ := runCLI(t, "issue", "-config", path); code != 0 || !strings.Contains(out, "nothing due") {
+		t.Fatalf("second pass exit %d:\n%s", code, out)
+	}
+	if _, err := os.Stat(log); !os.IsNotExist(err) {
+		b, _ := os.ReadFile(log)
+		t.Errorf("a pass with nothing due ran commands: %q", b)
+	}
+}

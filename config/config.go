@@ -103,6 +103,9 @@ type Config struct {
 	API API
 	// Staging configures test mode ([staging], see deploy.go).
 	Staging Staging
+	// Deploy holds the actions for every certificate ([deploy], see
+	// deploy.go).
+	Deploy Deploy
 }
 
 // Log configures logging.

@@ -27,7 +27,7 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key problems).
 var (
-	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "master_key_file", "previous_master_key_files"}
+	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "master_key_file", "previous_master_key_files"}
 	logKeys      = []string{"level", "format"}
 	accountKeys  = []string{"directory", "trusted_roots", "email", "eab_key_id", "eab_hmac_key", "caa_identities"}
 	listenKeys   = []string{"listen"}
@@ -244,6 +244,7 @@ func (d *decoder) config(doc map[string]any) *Config {
 	defs := d.defaults(d.subtable(top, "defaults"))
 	d.certificates(top, cfg, defs)
 	d.staging(top, cfg, defs.outputDir)
+	d.deploy(top, cfg)
 	d.api(top, cfg)
 	d.unknown(top, topKeys)
 	return cfg

@@ -320,3 +320,25 @@ func (c Certificate) outputPaths() []string {
 	}
 	return out
 }
+
+// Deploy holds the actions for every certificate ([deploy]).
+type Deploy struct {
+	// Commands run, in order and without a shell, once per batch of
+	// certificates whose files changed (after all of them were written),
+	// with CERTFLEET_CHANGED listing their names. Argv lists.
+	Commands [][]string
+}
+
+var deployKeys = []string{"commands"}
+
+// deploy decodes [deploy].
+func (d *decoder) deploy(top *table, cfg *Config) {
+	t := d.subtable(top, "deploy")
+	if t == nil {
+		return
+	}
+	if cmds, ok := d.commands(t); ok {
+		cfg.Deploy.Commands = cloneCommands(cmds)
+	}
+	d.unknown(t, deployKeys)
+}

@@ -136,3 +136,13 @@ prepare = []
 		t.Errorf("problems %v, want 2", p)
 	}
 }
+
+func TestDeployTable(t *testing.T) {
+	cfg := mustParse(t, ca+"[deploy]\ncommands = [[\"systemctl\", \"reload\", \"haproxy\"]]\n")
+	if len(cfg.Deploy.Commands) != 1 || cfg.Deploy.Commands[0][2] != "haproxy" {
+		t.Errorf("[deploy] commands = %q", cfg.Deploy.Commands)
+	}
+	if p := mustProblems(t, ca+"[deploy]\ncommands = \"reload\"\ncommand = []\n"); len(p) != 2 {
+		t.Errorf("problems %v, want 2", p)
+	}
+}

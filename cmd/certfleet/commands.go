@@ -130,6 +130,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	if err := d.SyncOutputs(ctx); err != nil {
 		d.Logger.Warn("some certificate files could not be written; will retry after the next issuance", certfleet.LogError, err)
 	}
+	_ = d.global.flush(ctx) // logged
+	d.global.debounce(globalQuiet)
+	defer d.global.flush(ctx)
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -185,6 +188,9 @@ func (d *Daemon) IssueOnce(ctx context.Context) (manager.Report, error) {
 	if err == nil && syncErr != nil {
 		rep.DeployFailed++
 		d.Logger.Error("write certificate files", certfleet.LogError, syncErr)
+	}
+	if gerr := d.global.flush(ctx); gerr != nil && err == nil {
+		rep.DeployFailed++ // logged by flush
 	}
 	return rep, err
 }

@@ -39,6 +39,7 @@ type Daemon struct {
 	HTTP01Addr, TLSALPN01Addr string
 
 	live      *liveConfig
+	global    *globalActions // [deploy] commands
 	changes   *certfleet.Changes // issuances here and (with a Notifier store) elsewhere; wakes API long-polls
 	endpoints *endpointWatcher
 	listeners []net.Listener
@@ -138,10 +139,11 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 
 	d.endpoints = newEndpointWatcher(d)
 	writer := &deploy.Writer{Logger: log}
+	d.global = &globalActions{live: d.live, writer: writer, printCommands: opts.PrintCommands, log: log}
 	d.Manager = &manager.Manager{
 		Store:       store,
 		Issuers:     issuers,
-		Deployer:    &fileDeployer{live: d.live, writer: writer, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands},
+		Deployer:    &fileDeployer{live: d.live, writer: writer, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands, global: d.global},
 		Prepare:     prepareHook(d.live, writer, opts.PrintCommands, log),
 		Concurrency: cfg.Renewal.Concurrency,
 		Logger:      log,
@@ -298,6 +300,7 @@ type fileDeployer struct {
 	// printCommands, when set, gets the commands instead of running them
 	// (test mode).
 	printCommands io.Writer
+	global        *globalActions // [deploy] commands, once per batch of changes
 }
 
 func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
@@ -327,6 +330,9 @@ func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpe
 	res, err := f.writer.Write(ctx, target, spec, iss)
 	if err != nil {
 		return fmt.Errorf("write %s to %s: %w", spec.Name, c.Output.Dir, err)
+	}
+	if res.Changed || copied {
+		f.global.note(spec.Name, deploy.CommandEnv(res.Dir, spec, iss))
 	}
 	if copied && !res.Changed && f.printCommands == nil {
 		if err := f.runCommands(ctx, spec.Name, c.Output.Commands, deploy.CommandEnv(res.Dir, spec, iss)); err != nil {

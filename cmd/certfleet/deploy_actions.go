@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -124,6 +125,7 @@ func copyCommandEnv(c config.Certificate, iss certfleet.Issuance) []string {
 // runCopyCommands runs the commands of a store-only certificate whose
 // copies changed (printed instead in test mode).
 func (f *fileDeployer) runCopyCommands(ctx context.Context, c config.Certificate, iss certfleet.Issuance) error {
+	f.global.note(c.Spec.Name, copyCommandEnv(c, iss))
 	if f.printCommands != nil {
 		printSkippedCommands(f.printCommands, c.Spec.Name, c.Output.Commands)
 		return nil
@@ -182,4 +184,86 @@ func prepareHook(live *liveConfig, writer *deploy.Writer, printCommands io.Write
 		}
 		return cleanup, nil
 	}
+}
+
+// globalQuiet is how long serve waits after a certificate's files changed
+// before it runs the [deploy] commands: a renewal wave within it is one
+// batch (one reload of the load balancer, not one per certificate).
+const globalQuiet = 2 * time.Second
+
+// globalActions batches the certificates whose files changed and runs the
+// [deploy] commands once per batch: at the end of an issue pass (flush),
+// or in serve when no file changed for globalQuiet.
+type globalActions struct {
+	live          *liveConfig
+	writer        *deploy.Writer
+	printCommands io.Writer
+	log           *slog.Logger
+
+	mu      sync.Mutex    // guards the fields below
+	changed []string      // names, in order of change, without repeats
+	lastEnv []string      // the environment of the last changed certificate
+	quiet   time.Duration // 0: batches end at flush only (issue)
+	timer   *time.Timer
+}
+
+// note records a certificate whose files changed, with the environment its
+// own commands got.
+func (g *globalActions) note(name string, env []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !slices.Contains(g.changed, name) {
+		g.changed = append(g.changed, name)
+	}
+	g.lastEnv = env
+	if g.quiet > 0 {
+		if g.timer != nil {
+			g.timer.Stop()
+		}
+		g.timer = time.AfterFunc(g.quiet, func() { g.flush(context.Background()) })
+	}
+}
+
+// debounce makes batches end after quiet without a change (serve).
+func (g *globalActions) debounce(quiet time.Duration) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.quiet = quiet
+}
+
+// flush runs the [deploy] commands for the batch so far, if any changed,
+// and reports the first failure (also logged).
+func (g *globalActions) flush(ctx context.Context) error {
+	g.mu.Lock()
+	changed, env := g.changed, g.lastEnv
+	g.changed, g.lastEnv = nil, nil
+	if g.timer != nil {
+		g.timer.Stop()
+		g.timer = nil
+	}
+	g.mu.Unlock()
+	cmds := g.live.config().Deploy.Commands
+	if len(changed) == 0 || len(cmds) == 0 {
+		return nil
+	}
+	list := strings.Join(changed, " ")
+	if g.printCommands != nil {
+		printSkippedCommands(g.printCommands, "[deploy] ("+list+")", cmds)
+		return nil
+	}
+	if env == nil {
+		env = os.Environ()
+	}
+	env = append(slices.Clip(env), "CERTFLEET_CHANGED="+list)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	for _, argv := range cmds {
+		if r := g.writer.RunCommand(cctx, argv, env, "", 0); r.Err != nil {
+			err := fmt.Errorf("[deploy] commands after %s: %w", list, r.Err)
+			g.log.Error("deploy command failed", certfleet.LogError, err)
+			return err
+		}
+	}
+	g.log.Info("[deploy] commands ran", "changed", list)
+	return nil
 }

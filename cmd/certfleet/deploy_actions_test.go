@@ -3,10 +3,17 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/deploy"
 )
 
 // TestCopyTargets is issue #4 §4.1: copy targets are written with their
@@ -198,5 +205,106 @@ prepare = [["sh", "-c", "echo \"prepare bad\" >> %[1]s; echo port 80 is closed >
 	if _, err := os.Stat(log); !os.IsNotExist(err) {
 		b, _ := os.ReadFile(log)
 		t.Errorf("a pass with nothing due ran commands: %q", b)
+	}
+}
+
+// TestGlobalDeployCommands is issue #4 §4.2: the [deploy] commands run once
+// per pass in which files changed, after all of them were written, with
+// CERTFLEET_CHANGED naming the changed certificates; not at all in a pass
+// that changed nothing.
+func TestGlobalDeployCommands(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	log := filepath.Join(dir, "global.log")
+	// The command counts the fullchain files on disk when it runs: all
+	// three must be there already.
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`
+[[certificate]]
+name = "a"
+identifiers = ["a.certfleet.test"]
+[[certificate]]
+name = "b"
+identifiers = ["b.certfleet.test"]
+[[certificate]]
+name = "c"
+identifiers = ["c.certfleet.test"]
+output_dir = ""
+copy = [{ path = "copies/c.pem", content = "fullchain" }]
+
+[deploy]
+commands = [["sh", "-c", "echo \"$CERTFLEET_CHANGED|$CERTFLEET_CERTIFICATE|$(ls %[2]s/live/*/fullchain.pem %[2]s/copies/*.pem | wc -l)\" >> %[1]s"]]
+`, log, dir))
+	run := func(want string) {
+		t.Helper()
+		code, out, errOut := runCLI(t, "issue", "-config", path)
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("issue exit %d, want output with %q\n%s\n%s", code, want, out, errOut)
+		}
+	}
+	lines := func() []string {
+		t.Helper()
+		b, err := os.ReadFile(log)
+		if os.IsNotExist(err) {
+			return nil
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
+
+	run("3 issued")
+	got := lines()
+	if len(got) != 1 {
+		t.Fatalf("[deploy] commands ran %d times in one pass, want once: %q", len(got), got)
+	}
+	f := strings.Split(got[0], "|")
+	names := strings.Fields(f[0])
+	slices.Sort(names)
+	if len(f) != 3 || !slices.Equal(names, []string{"a", "b", "c"}) || !slices.Contains(names, f[1]) || strings.TrimSpace(f[2]) != "3" {
+		t.Fatalf("[deploy] command saw %q; want CERTFLEET_CHANGED a b c, one of them as CERTFLEET_CERTIFICATE, and all 3 files written", got[0])
+	}
+
+	run("nothing due")
+	if got := lines(); len(got) != 1 {
+		t.Fatalf("a pass that changed nothing ran the [deploy] commands: %q", got)
+	}
+
+	// Files restored by hand count as a change, for that certificate only.
+	os.Remove(filepath.Join(dir, "live", "b", "fullchain.pem"))
+	run("nothing due")
+	if got := lines(); len(got) != 2 || got[1] != "b|b|3" {
+		t.Fatalf("after restoring b's files: %q, want a second line \"b|b|3\"", got)
+	}
+}
+
+// TestGlobalActionsDebounce checks serve's batching: changes closer than the
+// quiet period are one batch; a later change is the next one.
+func TestGlobalActionsDebounce(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "global.log")
+	cfg := &config.Config{Deploy: config.Deploy{Commands: [][]string{{"sh", "-c", "echo \"$CERTFLEET_CHANGED|$CERTFLEET_CERTIFICATE\" >> " + log}}}}
+	g := &globalActions{live: newLiveConfig(cfg), writer: &deploy.Writer{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	g.debounce(200 * time.Millisecond)
+	g.note("a", []string{"CERTFLEET_CERTIFICATE=a"})
+	g.note("b", []string{"CERTFLEET_CERTIFICATE=b"})
+	g.note("a", []string{"CERTFLEET_CERTIFICATE=a"})
+	read := func() string {
+		b, _ := os.ReadFile(log)
+		return string(b)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for read() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := read(); got != "a b|a\n" {
+		t.Fatalf("first batch logged %q, want \"a b|a\\n\"", got)
+	}
+	g.note("c", []string{"CERTFLEET_CERTIFICATE=c"})
+	if err := g.flush(t.Context()); err != nil { // serve's shutdown flush
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the stopped timer must not run it again
+	if got := read(); got != "a b|a\nc|c\n" {
+		t.Fatalf("log %q, want the second batch once", got)
 	}
 }

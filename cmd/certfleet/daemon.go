@@ -39,7 +39,7 @@ type Daemon struct {
 	HTTP01Addr, TLSALPN01Addr string
 
 	live      *liveConfig
-	global    *globalActions // [deploy] commands
+	global    *globalActions     // [deploy] commands
 	changes   *certfleet.Changes // issuances here and (with a Notifier store) elsewhere; wakes API long-polls
 	endpoints *endpointWatcher
 	listeners []net.Listener

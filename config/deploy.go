@@ -154,8 +154,8 @@ func (c *Config) StagingConfig() (*Config, error) {
 // CheckStaging verifies that a test-mode configuration cannot touch
 // production: its store differs from production's, and none of its output
 // paths equals, contains or lies inside a production output path. The
-// check is on cleaned absolute paths (no symlinks are followed: keep the
-// staging root out of symlinked production trees).
+// check is lexical, on cleaned absolute paths (the package does no I/O);
+// cmd/certfleet repeats it with symlinks resolved.
 func CheckStaging(prod, staging *Config) error {
 	var errs []error
 	if staging.State == prod.State {

@@ -110,7 +110,7 @@ changes to accounts, the store or the responders need a restart.`, stdout, stder
 			case <-hup:
 				next, err := config.Load(*cfgPath)
 				if err == nil && *staging {
-					next, err = next.StagingConfig() // test mode stays test mode
+					next, err = stagingOf(next) // test mode stays test mode
 				}
 				if err == nil {
 					err = d.Reload(ctx, next)

@@ -123,12 +123,17 @@ func TestStagingCannotTouchProduction(t *testing.T) {
 	}
 	before := snapshot()
 
+	if err := os.Symlink(filepath.Join(dir, "live"), filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
 	// Misconfigured: outputs re-rooted onto production's, or production's store.
 	for _, tc := range []struct{ table, want string }{
 		{stagingTable + "output_root = \"live\"\n", "overlaps the production output"},
 		{stagingTable + "output_root = \"" + prodDir + "/sub\"\n", "overlaps the production output"},
 		{stagingTable + "state = \"state.db\"\n", "is the production store"},
 		{stagingTable + "output_root = \"/\"\n", "overlaps the production output " + filepath.Join(dir, "haproxy", "www.pem")},
+		// A symlink from the staging root into production's tree.
+		{stagingTable + "output_root = \"link\"\n", "overlaps the production output"},
 	} {
 		bad := writeConfig(t, dir, ca, port, certs+tc.table)
 		code, out, errOut := runCLI(t, "issue", "--staging", "-config", bad)

@@ -45,14 +45,19 @@ func TestStagingRunWritesOnlyUnderStagingRoot(t *testing.T) {
 	dir := t.TempDir()
 	stagingCA, stagingTable := newStagingCA(t, dir, port)
 	hook := filepath.Join(dir, "hook.log")
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(stagingCert, hook)+stagingTable)
+	prepare := fmt.Sprintf("prepare = [[\"sh\", \"-c\", \"echo prepared >> %s\"]]\n", hook)
+	global := fmt.Sprintf("[deploy]\ncommands = [[\"sh\", \"-c\", \"echo global >> %s\"]]\n", hook)
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf(stagingCert, hook)+prepare+global+stagingTable)
 
 	code, out, errOut := runCLI(t, "issue", "--staging", "-config", path)
 	if code != 0 {
 		t.Fatalf("issue --staging exit %d\n%s\n%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "1 issued") || !strings.Contains(out, `test mode: not running for www: ["sh", "-c",`) {
-		t.Errorf("output lacks the issuance or the printed command:\n%s", out)
+	for _, want := range []string{"1 issued", `test mode: not running for www: ["sh", "-c",`,
+		`test mode: not running for www (prepare): ["sh"`, `test mode: not running for [deploy] (www): ["sh"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 	if n := ca.NewOrders(); n != 0 {
 		t.Errorf("the production CA got %d orders in test mode", n)
@@ -200,5 +205,28 @@ func TestServeStaging(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "state.db")); !os.IsNotExist(err) {
 		t.Errorf("serve --staging touched the production store: %v", err)
+	}
+}
+
+// TestStagingRunCommands: with run_commands = true, test mode runs the
+// commands, and they see the staging paths.
+func TestStagingRunCommands(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	_, stagingTable := newStagingCA(t, dir, port)
+	hook := filepath.Join(dir, "hook.log")
+	cert := fmt.Sprintf(`
+[[certificate]]
+name = "www"
+identifiers = ["www.certfleet.test"]
+commands = [["sh", "-c", "echo \"$CERTFLEET_FULLCHAIN_PATH\" >> %s"]]
+`, hook)
+	path := writeConfig(t, dir, ca, port, cert+stagingTable+"run_commands = true\n")
+	if code, out, errOut := runCLI(t, "issue", "--staging", "-config", path); code != 0 || strings.Contains(out, "not running") {
+		t.Fatalf("issue --staging exit %d\n%s\n%s", code, out, errOut)
+	}
+	b, err := os.ReadFile(hook)
+	if want := filepath.Join(dir, "live", "staging", "www", "fullchain.pem") + "\n"; err != nil || string(b) != want {
+		t.Fatalf("command logged %q (%v), want %q", b, err, want)
 	}
 }

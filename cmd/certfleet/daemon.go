@@ -244,7 +244,7 @@ func (d *Daemon) SyncOutputs(ctx context.Context) error {
 	var first error
 	fd := d.Manager.Deployer.(*fileDeployer)
 	for _, c := range d.CurrentConfig().Certificates {
-		if c.Output.Dir == "" {
+		if c.Output.Dir == "" && len(c.Output.Copies) == 0 {
 			continue
 		}
 		for _, kt := range c.Spec.KeyTypes {

@@ -120,6 +120,17 @@ commands = [["sh", "-c", "echo \"mail $CERTFLEET_COPY_PATHS\" >> %s"]]
 	if got := string(read(log)); !strings.HasSuffix(got, fmt.Sprintf("www %d\n", len(key)+len(full))) || strings.Count(got, "www") != 2 {
 		t.Errorf("restoring a copy did not run the command once: %q", got)
 	}
+	// So is a store-only certificate's copy, with its commands.
+	os.Remove(filepath.Join(dir, "all", "mail.crt"))
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("fourth pass exit %d: %s\n%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "all", "mail.crt")); err != nil {
+		t.Errorf("the deleted copy of the store-only certificate was not restored: %v", err)
+	}
+	if got := string(read(log)); strings.Count(got, "mail.crt\n") != 2 {
+		t.Errorf("restoring mail's copy did not run its command once: %q", got)
+	}
 }
 
 // sameLines reports whether a and b hold the same lines in any order.

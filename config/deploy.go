@@ -107,7 +107,7 @@ func (s Staging) reroot(p string) string {
 // StagingConfig returns the configuration of a test-mode run: every
 // account at the staging CA (without EAB credentials, which belong to the
 // production CA), the staging store, and every output directory re-rooted
-// under the staging output root. Commands are kept; the caller prints them
+// under the staging output root, and no endpoints. Commands are kept; the caller prints them
 // instead of running them unless Staging.RunCommands is set. It fails when
 // a staging setting is missing or when CheckStaging refuses the result.
 func (c *Config) StagingConfig() (*Config, error) {
@@ -138,6 +138,9 @@ func (c *Config) StagingConfig() (*Config, error) {
 		if cert.Output.Dir != "" {
 			cert.Output.Dir = st.reroot(cert.Output.Dir)
 		}
+		// Production's servers serve production's certificates: checking
+		// them against staging ones would only report mismatches.
+		cert.Endpoints = nil
 		cert.Output.Copies = slices.Clone(cert.Output.Copies)
 		for j := range cert.Output.Copies {
 			cert.Output.Copies[j].Path = st.reroot(cert.Output.Copies[j].Path)

@@ -13,6 +13,7 @@ eab_key_id = "kid"
 eab_hmac_key = "c2VjcmV0"
 [[certificate]]
 identifiers = ["www.example.com"]
+endpoints = ["lb.example.com"]
 [[certificate]]
 identifiers = ["mail.example.com"]
 output_dir = "/etc/postfix/tls"
@@ -32,6 +33,9 @@ account = "other"
 	}
 	if got := st.Certificates[0].Output.Dir; got != "/etc/certfleet/live/staging/www.example.com" {
 		t.Errorf("re-rooted default output = %q", got)
+	}
+	if len(st.Certificates[0].Endpoints) != 0 || len(cfg.Certificates[0].Endpoints) != 1 {
+		t.Errorf("endpoints: staging %v, production %v; want none and one", st.Certificates[0].Endpoints, cfg.Certificates[0].Endpoints)
 	}
 	if got := st.Certificates[1].Output.Dir; got != "/etc/certfleet/live/staging/etc/postfix/tls" {
 		t.Errorf("re-rooted custom output = %q", got)

@@ -529,6 +529,14 @@ func (i *Issuer) authorize(ctx context.Context, acct acme.Account, order acme.Or
 				return err
 			})
 			if err != nil {
+				// A resumed order can fail under us: a challenge answered
+				// before the interruption fails validation (its responder
+				// is gone) and the CA invalidates the order's other
+				// challenges too. Then this answer is refused, and a new
+				// order is the way on.
+				if a, gerr := i.client.GetAuthorization(ctx, acct, w.authz.Location); gerr == nil && a.Status == acme.StatusInvalid {
+					return fmt.Errorf("%w (invalidated before this attempt could answer: %w)", i.authzFailure(a, acmeType), errStaleAuthz)
+				}
 				return fmt.Errorf("authorization for %q (%s): answer challenge: %w", w.authz.IdentifierValue(), acmeType, err)
 			}
 		}

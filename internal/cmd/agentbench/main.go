@@ -408,4 +408,3 @@ func loadavg() string {
 	}
 	return strings.Join(f[:3], " ")
 }
-

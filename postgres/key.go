@@ -19,42 +19,11 @@ import (
 //
 // None of them may put key material into an error message.
 
-// sealKey returns the form of a PEM private key that is stored; nil or empty
-// input is stored as NULL.
-func (s *Store) sealKey(pemKey, aad []byte) ([]byte, error) {
-	if len(pemKey) == 0 {
-		return nil, nil
-	}
-	if s.sealer == nil {
-		return pemKey, nil
-	}
-	b, err := s.sealer.Seal(pemKey, aad)
-	if err != nil {
-		return nil, fmt.Errorf("seal private key: %w", err)
-	}
-	return b, nil
-}
+// sealKey returns the stored form of a PEM private key (see seal.Keyring).
+func (s *Store) sealKey(pemKey, aad []byte) ([]byte, error) { return s.keys.Seal(pemKey, aad) }
 
-// openKey reverses sealKey; NULL (nil) gives nil. A plaintext value (written
-// before the database had a master key) is returned as it is, and is sealed
-// on its next write. A sealed value without a master key is a
-// *seal.MissingKeyError, never returned as it is.
-func (s *Store) openKey(stored, aad []byte) ([]byte, error) {
-	if len(stored) == 0 {
-		return nil, nil
-	}
-	if !seal.IsSealed(stored) {
-		return stored, nil
-	}
-	if s.sealer == nil {
-		return nil, &seal.MissingKeyError{Hint: s.MasterKeyHint}
-	}
-	b, err := s.sealer.Open(stored, aad)
-	if err != nil {
-		return nil, fmt.Errorf("open sealed private key: %w", err)
-	}
-	return b, nil
-}
+// openKey reverses sealKey (see seal.Keyring).
+func (s *Store) openKey(stored, aad []byte) ([]byte, error) { return s.keys.Open(stored, aad) }
 
 // erasedKey is what a destroyed private key is overwritten with
 // (WithdrawSpec with destroyKeys): NULL, as for no key at all, so openKey
@@ -63,14 +32,14 @@ func (s *Store) openKey(stored, aad []byte) ([]byte, error) {
 // live keys share.
 func erasedKey() []byte { return nil }
 
-func accountAAD(ca, name string) []byte { return seal.AAD("accounts.key_pem", ca, name) }
+func accountAAD(ca, name string) []byte { return seal.AccountKeyAAD(ca, name) }
 
 func pendingKeyAAD(spec, keyType, orderURL string) []byte {
-	return seal.AAD("jobs.pending_key", spec, keyType, orderURL)
+	return seal.PendingKeyAAD(spec, keyType, orderURL)
 }
 
 func issuanceAAD(spec, keyType, fingerprint string) []byte {
-	return seal.AAD("issuances.key_pem", spec, keyType, fingerprint)
+	return seal.IssuanceKeyAAD(spec, keyType, fingerprint)
 }
 
 // openSealer makes the store's Sealer (creating the data key in an empty
@@ -78,14 +47,11 @@ func issuanceAAD(spec, keyType, fingerprint string) []byte {
 // is set, and otherwise checks that the database holds no data key: a
 // database that may hold sealed values is never used without its master key.
 func (s *Store) openSealer(ctx context.Context) error {
-	if s.KEK == nil {
-		return seal.CheckNoDataKeys(ctx, s, s.MasterKeyHint)
-	}
-	sl, err := seal.New(ctx, seal.Config{Store: s, KEK: s.KEK, Previous: s.PreviousKEKs})
+	keys, err := seal.OpenKeyring(ctx, s, s.KEK, s.PreviousKEKs, s.MasterKeyHint)
 	if err != nil {
 		return err
 	}
-	s.sealer = sl
+	s.keys, s.sealer = keys, keys.Sealer
 	return nil
 }
 

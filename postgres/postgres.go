@@ -97,6 +97,7 @@ type Store struct {
 	MasterKeyHint string
 
 	sealer *seal.Sealer // nil without KEK
+	keys   seal.Keyring // sealKey/openKey policy, set by openSealer
 
 	pool    *pgxpool.Pool
 	schema  string // current_schema() of the pool's connections

@@ -85,6 +85,7 @@ type Store struct {
 	MasterKeyHint string
 
 	sealer *seal.Sealer // nil without KEK
+	keys   seal.Keyring // sealKey/openKey policy, set by openSealer
 
 	w *sql.DB // writer: one connection, BEGIN IMMEDIATE transactions
 	r *sql.DB // readers: read-only pool

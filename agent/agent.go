@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -71,6 +72,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (CSR-mode key age); default time.Now.
 	Now func() time.Time
+	// PrintCommands, when set, receives one line per command instead of
+	// running it (test mode, certfleet agent --staging): the commands count
+	// as succeeded and are not reported to the server.
+	PrintCommands io.Writer
 }
 
 // Certificate is one certificate the host needs, and where it goes.

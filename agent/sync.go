@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -303,6 +304,17 @@ func (w *watcher) runCommands(ctx context.Context, st *state, changed bool) erro
 			return w.saveState(*st)
 		}
 		return nil
+	}
+	if pw := w.a.cfg.PrintCommands; pw != nil {
+		for _, argv := range w.c.Commands {
+			q := make([]string, len(argv))
+			for i, a := range argv {
+				q[i] = strconv.Quote(a)
+			}
+			fmt.Fprintf(pw, "test mode: not running for %s: [%s] (set [staging] run_commands = true to run)\n", w.c.Name, strings.Join(q, ", "))
+		}
+		st.CommandsOK = fp
+		return w.saveState(*st)
 	}
 	env := w.env(leaf)
 	dir := filepath.Dir(w.c.Files.all()[0])

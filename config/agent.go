@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -32,6 +33,117 @@ type AgentFile struct {
 	// command builds the client from the fields above). config does not
 	// import agent, which speaks HTTP.
 	Agent AgentConfig
+	// Staging is the agent's test mode ([staging]; certfleet agent
+	// --staging); see StagingAgent.
+	Staging AgentStaging
+}
+
+// AgentStaging is an agent's [staging] table: a rehearsal against a
+// certfleet server in test mode (serve --staging with [staging] api_listen).
+type AgentStaging struct {
+	// Server is the test-mode server's API URL; required for --staging,
+	// and never the production Server.
+	Server string
+	// TokenFile holds a token of the staging store (certfleet token
+	// create --staging); default the production token_file, which a
+	// staging server refuses unless the same token was made there.
+	TokenFile string
+	// CAFile: PEM roots for the staging server's TLS; default CAFile.
+	CAFile string
+	// OutputRoot is the directory every output path is re-rooted under
+	// (/etc/ssl/www.pem → OUTPUT_ROOT/etc/ssl/www.pem); required for
+	// --staging.
+	OutputRoot string
+	// RunCommands runs the reload commands in test mode; when false (the
+	// default) they are printed instead.
+	RunCommands bool
+}
+
+// StagingSuffix is appended to the agent's state_dir in test mode, so that
+// the rehearsal's CSR-mode keys and state never mix with production's.
+const StagingSuffix = "-staging"
+
+// StagingAgent returns the agent file of a test-mode run: Server,
+// TokenFile and CAFile from [staging], state_dir with StagingSuffix, and
+// every output path re-rooted under [staging] output_root (as the server
+// re-roots a path outside its [defaults] output directory). It fails when
+// [staging] lacks server or output_root, or when CheckAgentStaging refuses
+// the result.
+func (f *AgentFile) StagingAgent() (*AgentFile, error) {
+	st := f.Staging
+	var missing []string
+	if st.Server == "" {
+		missing = append(missing, "[staging] server (the URL of the certfleet API in test mode: serve --staging with [staging] api_listen)")
+	}
+	if st.OutputRoot == "" {
+		missing = append(missing, "[staging] output_root (where test-mode files are written)")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%s: agent test mode needs %s", f.File, strings.Join(missing, " and "))
+	}
+	s := *f
+	s.Server = st.Server
+	if st.TokenFile != "" {
+		s.TokenFile = st.TokenFile
+	}
+	if st.CAFile != "" {
+		s.CAFile = st.CAFile
+	}
+	s.Agent.StateDir = filepath.Clean(f.Agent.StateDir) + StagingSuffix
+	s.Agent.Certificates = make([]AgentCertificate, len(f.Agent.Certificates))
+	for i, c := range f.Agent.Certificates {
+		for _, p := range []*string{&c.Cert, &c.Chain, &c.Fullchain, &c.PrivKey, &c.Combined} {
+			if *p != "" {
+				*p = filepath.Join(st.OutputRoot, *p)
+			}
+		}
+		c.Commands = cloneCommands(c.Commands)
+		s.Agent.Certificates[i] = c
+	}
+	if err := CheckAgentStaging(f, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// AgentOutputPaths lists the files the agent writes.
+func (f *AgentFile) AgentOutputPaths() []string {
+	var out []string
+	for _, c := range f.Agent.Certificates {
+		for _, p := range []string{c.Cert, c.Chain, c.Fullchain, c.PrivKey, c.Combined} {
+			if p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// CheckAgentStaging verifies that an agent's test-mode file cannot touch
+// production: its server differs from production's, its state_dir does
+// not overlap production's, and none of its output paths equals, contains
+// or lies inside a production output path. The check is lexical;
+// cmd/certfleet repeats it with symlinks resolved.
+func CheckAgentStaging(prod, staging *AgentFile) error {
+	var errs []error
+	if strings.TrimSuffix(staging.Server, "/") == strings.TrimSuffix(prod.Server, "/") {
+		errs = append(errs, fmt.Errorf("the staging server %s is the production server; set [staging] server to the test-mode API (serve --staging, [staging] api_listen)", staging.Server))
+	}
+	if overlaps(staging.Agent.StateDir, prod.Agent.StateDir) {
+		errs = append(errs, fmt.Errorf("the staging state_dir %s overlaps the production state_dir %s", staging.Agent.StateDir, prod.Agent.StateDir))
+	}
+	prodPaths := prod.AgentOutputPaths()
+	for _, sp := range staging.AgentOutputPaths() {
+		for _, p := range prodPaths {
+			if overlaps(sp, p) {
+				errs = append(errs, fmt.Errorf("the staging output %s overlaps the production output %s; set [staging] output_root to a directory outside every production output", sp, p))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("agent test mode refused, to protect production files: %w", errors.Join(errs...))
+	}
+	return nil
 }
 
 // AgentConfig mirrors agent.Config's plain fields; see there.
@@ -56,8 +168,9 @@ type AgentCertificate struct {
 }
 
 var (
-	agentTopKeys  = []string{"server", "token_file", "ca_file", "client_cert", "client_key", "name", "state_dir", "wait", "resync", "log", "certificate"}
-	agentCertKeys = []string{"name", "key", "csr", "key_type", "identifiers", "cert", "chain", "fullchain", "privkey", "combined",
+	agentTopKeys     = []string{"server", "token_file", "ca_file", "client_cert", "client_key", "name", "state_dir", "wait", "resync", "log", "certificate", "staging"}
+	agentStagingKeys = []string{"server", "token_file", "ca_file", "output_root", "run_commands"}
+	agentCertKeys    = []string{"name", "key", "csr", "key_type", "identifiers", "cert", "chain", "fullchain", "privkey", "combined",
 		"owner", "group", "key_mode", "cert_mode", "commands", "command_timeout", "renew_fraction"}
 )
 
@@ -138,6 +251,9 @@ func (d *decoder) agentFile(doc map[string]any) *AgentFile {
 	}
 	if t := d.subtable(top, "log"); t != nil {
 		d.log(t, &f.Log)
+	}
+	if t := d.subtable(top, "staging"); t != nil {
+		d.agentStaging(t, &f.Staging)
 	}
 	v, p, ok := d.get(top, "certificate")
 	if !ok {
@@ -233,4 +349,31 @@ func (d *decoder) agentCertificate(t *table) (AgentCertificate, bool) {
 		c.RenewFraction = f
 	}
 	return c, d.mark() == start
+}
+
+// agentStaging decodes an agent's [staging].
+func (d *decoder) agentStaging(t *table, st *AgentStaging) {
+	defer d.unknown(t, agentStagingKeys)
+	if s, p, ok := d.str(t, "server"); ok {
+		if !strings.HasPrefix(s, "https://") && !strings.HasPrefix(s, "http://") {
+			d.problemf(p, "%q: give the http:// or https:// URL of the test-mode API", s)
+		}
+		st.Server = strings.TrimSuffix(s, "/")
+	}
+	st.TokenFile = d.path(t, "token_file")
+	st.CAFile = d.path(t, "ca_file")
+	if s, p, ok := d.str(t, "output_root"); ok {
+		if s == "" {
+			d.problemf(p, "must not be empty: give the directory test-mode files are written under")
+		} else {
+			st.OutputRoot, _ = d.abs(p, s)
+		}
+	}
+	if v, p, ok := d.get(t, "run_commands"); ok {
+		b, isBool := v.(bool)
+		if !isBool {
+			d.problemf(p, "must be true or false, not %s", typeName(v))
+		}
+		st.RunCommands = b
+	}
 }

@@ -243,9 +243,9 @@ func (d *decoder) config(doc map[string]any) *Config {
 	d.dns01(top, cfg)
 	defs := d.defaults(d.subtable(top, "defaults"))
 	d.certificates(top, cfg, defs)
-	d.staging(top, cfg, defs.outputDir)
 	d.deploy(top, cfg)
 	d.api(top, cfg)
+	d.staging(top, cfg, defs.outputDir) // after [api]: api_listen needs tls_certificate
 	d.unknown(top, topKeys)
 	return cfg
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
+	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -12,7 +13,7 @@ import (
 )
 
 // stagingKeys are the keys of [staging].
-var stagingKeys = []string{"directory", "trusted_roots", "state", "output_root", "run_commands"}
+var stagingKeys = []string{"directory", "trusted_roots", "state", "output_root", "run_commands", "api_listen"}
 
 // Staging configures test mode ([staging]): a rehearsal of the whole
 // pipeline against a staging CA, with its own store (hence its own accounts
@@ -36,6 +37,12 @@ type Staging struct {
 	// RunCommands runs commands in test mode; when false (the default)
 	// they are printed instead.
 	RunCommands bool
+	// APIListen is the address test mode serves the HTTP API on (bearer
+	// tokens of the staging store only), so that agents can rehearse with
+	// certfleet agent --staging. "" (the default) serves no API in test
+	// mode. It must differ from [api] listen and url_listen; plain HTTP
+	// only on loopback unless [api] tls_certificate is set.
+	APIListen string
 
 	// base is the production [defaults] output directory: outputs inside
 	// it keep their path relative to it when re-rooted.
@@ -88,6 +95,14 @@ func (d *decoder) staging(top *table, cfg *Config, outputBase string) {
 			d.problemf(p, "must be true or false, not %s", typeName(v))
 		}
 		st.RunCommands = b
+	}
+	if s, p, ok := d.str(t, "api_listen"); ok && s != "" {
+		if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
+			d.problemf(p, "%q is not a listen address; use host:port, as in \"127.0.0.1:8556\", or \"\" to serve no API in test mode", s)
+		} else if cfg.API.TLSCertificate == "" && !loopback(s) {
+			d.problemf(p, "%q is not a loopback address: without [api] tls_certificate the API serves plain HTTP, only on loopback", s)
+		}
+		st.APIListen = s
 	}
 }
 
@@ -147,7 +162,12 @@ func (c *Config) StagingConfig() (*Config, error) {
 		}
 		s.Certificates[i] = cert
 	}
-	s.API = API{} // a rehearsal serves no API: production's listeners stay production's
+	// Production's listeners stay production's: a rehearsal serves the API
+	// only on [staging] api_listen, from the staging store.
+	s.API = API{}
+	if st.APIListen != "" {
+		s.API = API{Listen: st.APIListen, TLSCertificate: c.API.TLSCertificate, PackSize: c.API.PackSize}
+	}
 	if err := CheckStaging(c, &s); err != nil {
 		return nil, err
 	}
@@ -163,6 +183,12 @@ func CheckStaging(prod, staging *Config) error {
 	var errs []error
 	if staging.State == prod.State {
 		errs = append(errs, fmt.Errorf("the staging state %s is the production store; set [staging] state to another file or database", staging.State))
+	}
+	if a := staging.API.Listen; a != "" && (a == prod.API.Listen || a == prod.API.URLListen) {
+		errs = append(errs, fmt.Errorf("the staging API address %s is a production API listener; set [staging] api_listen to another address", a))
+	}
+	if a := staging.API.URLListen; a != "" {
+		errs = append(errs, fmt.Errorf("test mode serves no URL-credential API (%s); leave it to production", a))
 	}
 	var prodPaths []string
 	for _, c := range prod.Certificates {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +28,7 @@ unreachable or anything failed (the files on disk are kept). See
 docs/agent.md.`, stdout, stderr)
 	cfgPath := fs.String("config", "", "agent configuration `file` (TOML; see docs/agent.md)")
 	once := fs.Bool("once", false, "sync once and exit (for cron)")
+	staging := fs.Bool("staging", false, "test mode: sync from the [staging] server into [staging] output_root, never production's files (see docs/agent.md)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -37,13 +39,23 @@ docs/agent.md.`, stdout, stderr)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
+	var printCommands io.Writer
+	if *staging {
+		if f, err = stagingAgentOf(f); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+		if !f.Staging.RunCommands {
+			printCommands = &lockedWriter{w: stdout}
+		}
+		fmt.Fprintf(stdout, "test mode: server %s, state %s, outputs under %s\n", f.Server, f.Agent.StateDir, f.Staging.OutputRoot)
+	}
 	log := newLogger(stderr, f.Log)
 	client, err := agentClient(f)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	cfg := agent.Config{Name: f.Agent.Name, StateDir: f.Agent.StateDir, Wait: f.Agent.Wait, Resync: f.Agent.Resync,
-		Client: client, Logger: log}
+		Client: client, Logger: log, PrintCommands: printCommands}
 	for _, c := range f.Agent.Certificates {
 		cfg.Certificates = append(cfg.Certificates, agent.Certificate{Name: c.Name, Key: c.Key, CSR: c.CSR, KeyType: c.KeyType,
 			Identifiers: c.Identifiers, Owner: c.Owner, Group: c.Group, KeyMode: c.KeyMode, CertMode: c.CertMode,
@@ -101,4 +113,32 @@ func agentClient(f *config.AgentFile) (*httpapi.Client, error) {
 	tr.TLSClientConfig = tc
 	return &httpapi.Client{BaseURL: f.Server, Token: token,
 		HTTPClient: &http.Client{Transport: tr, Timeout: httpapi.DefaultMaxWait + 30*time.Second}}, nil
+}
+
+// stagingAgentOf returns the test-mode agent file of prod, checked both as
+// written and with symlinks resolved (a staging root that is, or lies
+// under, a symlink into a production directory is refused too).
+func stagingAgentOf(prod *config.AgentFile) (*config.AgentFile, error) {
+	s, err := prod.StagingAgent()
+	if err != nil {
+		return nil, err
+	}
+	resolve := func(f *config.AgentFile) *config.AgentFile {
+		r := *f
+		r.Agent.StateDir = realPath(f.Agent.StateDir)
+		r.Agent.Certificates = slices.Clone(f.Agent.Certificates)
+		for i := range r.Agent.Certificates {
+			c := &r.Agent.Certificates[i]
+			for _, p := range []*string{&c.Cert, &c.Chain, &c.Fullchain, &c.PrivKey, &c.Combined} {
+				if *p != "" {
+					*p = realPath(*p)
+				}
+			}
+		}
+		return &r
+	}
+	if err := config.CheckAgentStaging(resolve(prod), resolve(s)); err != nil {
+		return nil, err
+	}
+	return s, nil
 }

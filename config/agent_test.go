@@ -74,3 +74,57 @@ fullchain = "/x.pem"
 		t.Error("a problem quotes the token")
 	}
 }
+
+func TestStagingAgent(t *testing.T) {
+	const base = `
+server = "https://certfleet.example.net:8555"
+token_file = "token"
+state_dir = "/var/lib/certfleet-agent/"
+[[certificate]]
+name = "www.example.org"
+fullchain = "/etc/nginx/tls/www.pem"
+privkey = "/etc/nginx/tls/www.key"
+csr = true
+commands = [["sudo", "systemctl", "reload", "nginx"]]
+`
+	f, err := ParseAgent("/etc/certfleet/agent.toml", []byte(base+`[staging]
+server = "http://127.0.0.1:8556/"
+token_file = "staging-token"
+output_root = "/var/tmp/rehearsal"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.StagingAgent()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.Agent.Certificates[0]
+	if s.Server != "http://127.0.0.1:8556" || s.TokenFile != "/etc/certfleet/staging-token" || s.CAFile != "" ||
+		s.Agent.StateDir != "/var/lib/certfleet-agent-staging" ||
+		c.Fullchain != "/var/tmp/rehearsal/etc/nginx/tls/www.pem" || c.PrivKey != "/var/tmp/rehearsal/etc/nginx/tls/www.key" {
+		t.Fatalf("staging agent = %+v, certificate %+v", s, c)
+	}
+	if f.Agent.Certificates[0].Fullchain != "/etc/nginx/tls/www.pem" || f.Server != "https://certfleet.example.net:8555" {
+		t.Fatalf("StagingAgent changed the production file: %+v", f)
+	}
+	for _, tc := range []struct{ staging, want string }{
+		{"", "needs [staging] server"},
+		{"[staging]\noutput_root = \"/var/tmp/r\"\n", "needs [staging] server"},
+		{"[staging]\nserver = \"http://127.0.0.1:1\"\n", "[staging] output_root"},
+		{"[staging]\nserver = \"https://certfleet.example.net:8555/\"\noutput_root = \"/var/tmp/r\"\n", "is the production server"},
+		{"[staging]\nserver = \"http://127.0.0.1:1\"\noutput_root = \"/\"\n", "overlaps the production output /etc/nginx/tls/www.pem"},
+	} {
+		f, err := ParseAgent("/etc/certfleet/agent.toml", []byte(base+tc.staging))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.StagingAgent(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.staging, err, tc.want)
+		}
+	}
+	if _, err := ParseAgent("/etc/certfleet/agent.toml", []byte(base+"[staging]\nserverr = \"x\"\nrun_commands = \"yes\"\n")); err == nil ||
+		!strings.Contains(err.Error(), "serverr") || !strings.Contains(err.Error(), "true or false") {
+		t.Errorf("bad [staging] keys: %v", err)
+	}
+}

@@ -53,6 +53,8 @@ func TestStagingRefusals(t *testing.T) {
 		{ca + "[staging]\noutput_root = \"/etc/certfleet/a.example/x\"\n[[certificate]]\nidentifiers = [\"a.example\"]\noutput_dir = \"/etc/certfleet/a.example/x\"\n", "overlaps"},
 		{ca + "[staging]\noutput_root = \"/etc/certfleet/live/a.example\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n", "overlaps"},
 		{ca + "[staging]\nstate = \"/var/lib/certfleet/certfleet.db\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n", "is the production store"},
+		{ca + "[api]\nlisten = \"127.0.0.1:8555\"\n[staging]\napi_listen = \"127.0.0.1:8555\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n", "is a production API listener"},
+		{ca + "[api]\nurl_listen = \"127.0.0.1:8555\"\n[staging]\napi_listen = \"127.0.0.1:8555\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n", "is a production API listener"},
 		// A certificate named "staging" would own the default staging root.
 		{ca + "[[certificate]]\nname = \"staging\"\nidentifiers = [\"a.example\"]\n", "overlaps"},
 	} {
@@ -148,5 +150,26 @@ func TestDeployTable(t *testing.T) {
 	}
 	if p := mustProblems(t, ca+"[deploy]\ncommands = \"reload\"\ncommand = []\n"); len(p) != 2 {
 		t.Errorf("problems %v, want 2", p)
+	}
+}
+
+func TestStagingAPIListen(t *testing.T) {
+	cfg := mustParse(t, ca+"[api]\nlisten = \"127.0.0.1:8555\"\nurl_listen = \"127.0.0.1:8557\"\npack_size = 3\n[staging]\napi_listen = \"127.0.0.1:8556\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n")
+	st, err := cfg.StagingConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.API != (API{Listen: "127.0.0.1:8556", PackSize: 3}) || cfg.API.Listen != "127.0.0.1:8555" {
+		t.Errorf("staging API = %+v, production %+v", st.API, cfg.API)
+	}
+	cfg = mustParse(t, ca+"[api]\nlisten = \"127.0.0.1:8555\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n")
+	if st, err := cfg.StagingConfig(); err != nil || st.API != (API{}) {
+		t.Errorf("without api_listen, test mode serves %+v (%v); want no API", st.API, err)
+	}
+	if p := mustProblems(t, ca+"[staging]\napi_listen = \"192.0.2.1:8556\"\n"); len(p) != 1 || !strings.Contains(p[0].Message, "loopback") {
+		t.Errorf("non-loopback api_listen without TLS: %v", p)
+	}
+	if p := mustProblems(t, ca+"[staging]\napi_listen = \"nope\"\n"); len(p) != 1 {
+		t.Errorf("bad api_listen: %v", p)
 	}
 }

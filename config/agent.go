@@ -120,8 +120,8 @@ func (f *AgentFile) AgentOutputPaths() []string {
 }
 
 // CheckAgentStaging verifies that an agent's test-mode file cannot touch
-// production: its server differs from production's, its state_dir does
-// not overlap production's, and none of its output paths equals, contains
+// production: its server differs from production's, its state_dir
+// overlaps neither production's state_dir nor its outputs, and none of its output paths equals, contains
 // or lies inside a production output path. The check is lexical;
 // cmd/certfleet repeats it with symlinks resolved.
 func CheckAgentStaging(prod, staging *AgentFile) error {
@@ -133,6 +133,11 @@ func CheckAgentStaging(prod, staging *AgentFile) error {
 		errs = append(errs, fmt.Errorf("the staging state_dir %s overlaps the production state_dir %s", staging.Agent.StateDir, prod.Agent.StateDir))
 	}
 	prodPaths := prod.AgentOutputPaths()
+	for _, p := range prodPaths {
+		if overlaps(staging.Agent.StateDir, p) {
+			errs = append(errs, fmt.Errorf("the staging state_dir %s overlaps the production output %s; move state_dir", staging.Agent.StateDir, p))
+		}
+	}
 	for _, sp := range staging.AgentOutputPaths() {
 		for _, p := range prodPaths {
 			if overlaps(sp, p) {

@@ -114,6 +114,7 @@ output_root = "/var/tmp/rehearsal"
 		{"[staging]\nserver = \"http://127.0.0.1:1\"\n", "[staging] output_root"},
 		{"[staging]\nserver = \"https://certfleet.example.net:8555/\"\noutput_root = \"/var/tmp/r\"\n", "is the production server"},
 		{"[staging]\nserver = \"http://127.0.0.1:1\"\noutput_root = \"/\"\n", "overlaps the production output /etc/nginx/tls/www.pem"},
+		{"[staging]\nserver = \"http://127.0.0.1:1\"\noutput_root = \"/var/tmp/r\"\n[[certificate]]\nname = \"x.example.org\"\ncert = \"/var/lib/certfleet-agent-staging/x.pem\"\n", "state_dir /var/lib/certfleet-agent-staging overlaps the production output"},
 	} {
 		f, err := ParseAgent("/etc/certfleet/agent.toml", []byte(base+tc.staging))
 		if err != nil {

@@ -174,3 +174,27 @@ func listSuffix(lists ...[]string) string {
 	}
 	return " (" + strings.Join(all, ", ") + ")"
 }
+
+// CheckSync validates the specs of a SpecStore.SyncSpecs call, the same for
+// every store: the source is required, each spec must pass Validate, and no
+// name may be declared twice. It returns copies with Source set; the error
+// has the code EINVALID and names the first problem.
+func CheckSync(source string, specs []CertificateSpec) ([]CertificateSpec, error) {
+	if source == "" {
+		return nil, Errorf(EINVALID, "sync specs: source required")
+	}
+	out := make([]CertificateSpec, 0, len(specs))
+	listed := make(map[string]bool, len(specs))
+	for _, sp := range specs {
+		if err := sp.Validate(); err != nil {
+			return nil, Errorf(EINVALID, "%v", err)
+		}
+		if listed[sp.Name] {
+			return nil, Errorf(EINVALID, "certificate %q is declared twice", sp.Name)
+		}
+		listed[sp.Name] = true
+		sp.Source = source
+		out = append(out, sp)
+	}
+	return out, nil
+}

@@ -112,3 +112,26 @@ func TestSpecValidate(t *testing.T) {
 		t.Error("revision ignores identifiers")
 	}
 }
+
+func TestCheckSync(t *testing.T) {
+	id, _ := certfleet.ParseIdentifier("a.example.org")
+	ok := certfleet.CertificateSpec{Name: "a", Identifiers: []certfleet.Identifier{id}, KeyTypes: []certfleet.KeyType{certfleet.ECDSAP256}, Challenge: certfleet.ChallengeHTTP01}
+	got, err := certfleet.CheckSync(certfleet.SourceConfig, []certfleet.CertificateSpec{ok})
+	if err != nil || len(got) != 1 || got[0].Source != certfleet.SourceConfig {
+		t.Fatalf("CheckSync = %+v, %v; want the spec with its source set", got, err)
+	}
+	for name, tc := range map[string]struct {
+		source string
+		specs  []certfleet.CertificateSpec
+		want   string
+	}{
+		"no source": {"", []certfleet.CertificateSpec{ok}, "source required"},
+		"twice":     {certfleet.SourceAPI, []certfleet.CertificateSpec{ok, ok}, `"a" is declared twice`},
+		"invalid":   {certfleet.SourceAPI, []certfleet.CertificateSpec{{Name: "../x"}}, "certificate name"},
+	} {
+		_, err := certfleet.CheckSync(tc.source, tc.specs)
+		if certfleet.ErrorCode(err) != certfleet.EINVALID || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want EINVALID containing %q", name, err, tc.want)
+		}
+	}
+}

@@ -60,24 +60,18 @@ type storedJob struct {
 // writes go to the server in one batch.
 func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.CertificateSpec) (certfleet.SyncResult, error) {
 	var res certfleet.SyncResult
-	if source == "" {
-		return res, certfleet.Errorf(certfleet.EINVALID, "sync specs: source required")
+	checked, err := certfleet.CheckSync(source, specs)
+	if err != nil {
+		return res, err
 	}
 	type item struct {
 		spec certfleet.CertificateSpec
 		js   string
 	}
-	items := make([]item, 0, len(specs))
-	listed := make(map[string]bool, len(specs))
-	for _, sp := range specs {
-		if err := sp.Validate(); err != nil {
-			return res, certfleet.Errorf(certfleet.EINVALID, "%v", err)
-		}
-		if listed[sp.Name] {
-			return res, certfleet.Errorf(certfleet.EINVALID, "certificate %q is declared twice", sp.Name)
-		}
+	items := make([]item, 0, len(checked))
+	listed := make(map[string]bool, len(checked))
+	for _, sp := range checked {
 		listed[sp.Name] = true
-		sp.Source = source
 		js, err := specJSON(sp)
 		if err != nil {
 			return res, err
@@ -86,7 +80,7 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 	}
 
 	now := s.now()
-	err := s.write(ctx, func(tx pgx.Tx) error {
+	err = s.write(ctx, func(tx pgx.Tx) error {
 		res = certfleet.SyncResult{}
 		if err := lockSpecs(ctx, tx); err != nil {
 			return err

@@ -57,24 +57,18 @@ type storedJob struct {
 // due at once; unchanged specs are not touched at all.
 func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.CertificateSpec) (certfleet.SyncResult, error) {
 	var res certfleet.SyncResult
-	if source == "" {
-		return res, certfleet.Errorf(certfleet.EINVALID, "sync specs: source required")
+	checked, err := certfleet.CheckSync(source, specs)
+	if err != nil {
+		return res, err
 	}
 	type item struct {
 		spec certfleet.CertificateSpec
 		js   string
 	}
-	items := make([]item, 0, len(specs))
-	listed := make(map[string]bool, len(specs))
-	for _, sp := range specs {
-		if err := sp.Validate(); err != nil {
-			return res, certfleet.Errorf(certfleet.EINVALID, "%v", err)
-		}
-		if listed[sp.Name] {
-			return res, certfleet.Errorf(certfleet.EINVALID, "certificate %q is declared twice", sp.Name)
-		}
+	items := make([]item, 0, len(checked))
+	listed := make(map[string]bool, len(checked))
+	for _, sp := range checked {
 		listed[sp.Name] = true
-		sp.Source = source
 		js, err := specJSON(sp)
 		if err != nil {
 			return res, err
@@ -83,7 +77,7 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 	}
 
 	now := tsReq(s.now())
-	err := s.write(ctx, func(tx *txn) error {
+	err = s.write(ctx, func(tx *txn) error {
 		res = certfleet.SyncResult{}
 		existing, err := loadSpecs(ctx, tx)
 		if err != nil {

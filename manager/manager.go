@@ -93,8 +93,12 @@ type Manager struct {
 	// jitter. Defaults: time.Now and certfleet.RandFloat.
 	Now  func() time.Time
 	Rand func() float64
-	// Logger receives events; nil discards them.
+	// Logger receives log records; nil discards them.
 	Logger *slog.Logger
+	// Events, if set, receives an event for every issuance, renewal,
+	// failed attempt and deploy result (the audit trail, metrics, alerts).
+	// Its errors are logged; they never fail the work.
+	Events certfleet.EventSink
 
 	once sync.Once
 	wake chan struct{} // buffered(1); a send means "look at the store now"
@@ -464,6 +468,8 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		}
 		log.Error("certificate order failed; will retry", certfleet.LogError, err,
 			"failures", job.Failures+1, certfleet.LogNextAt, next)
+		m.emit(cctx, certfleet.Event{Kind: certfleet.EventOrderFailed, Certificate: job.Spec, KeyType: job.KeyType,
+			Reason: certfleet.FailureReason(err), Detail: err.Error()})
 		res.Outcome, res.Err, res.NextAt = certfleet.OutcomeFailed, err, next
 		return res
 	}
@@ -471,13 +477,41 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 	res.Outcome, res.Issuance, res.NextAt = certfleet.OutcomeIssued, &iss, d.next.NextAt
 	log.Info("certificate issued", certfleet.LogSerial, iss.Serial, certfleet.LogNotAfter, iss.NotAfter,
 		certfleet.LogNextAt, d.next.NextAt, "took", res.Duration.Round(time.Millisecond))
+	kind, detail := certfleet.EventIssued, d.reason
+	if d.current != nil {
+		kind = certfleet.EventRenewed
+		detail = fmt.Sprintf("%s; replaces serial %s", d.reason, d.current.Serial)
+	}
+	m.emit(cctx, certfleet.Event{Kind: kind, Certificate: job.Spec, KeyType: job.KeyType,
+		Serial: iss.Serial, IssuanceID: iss.ID, Detail: detail})
 	if m.Deployer != nil {
-		if derr := m.Deployer.Deploy(cctx, d.spec, iss); derr != nil {
+		derr := m.Deployer.Deploy(cctx, d.spec, iss)
+		e := certfleet.Event{Kind: certfleet.EventDeployed, Certificate: job.Spec, KeyType: job.KeyType,
+			Serial: iss.Serial, IssuanceID: iss.ID}
+		if derr != nil {
 			log.Error("deploy certificate", certfleet.LogError, derr)
 			res.Err = derr
+			e.Kind, e.Reason, e.Detail = certfleet.EventDeployFailed, certfleet.FailureReason(derr), derr.Error()
 		}
+		m.emit(cctx, e)
 	}
 	return res
+}
+
+// emit stamps e with the time and this instance and hands it to Events.
+func (m *Manager) emit(ctx context.Context, e certfleet.Event) {
+	if m.Events == nil {
+		return
+	}
+	if e.At.IsZero() {
+		e.At = m.Now()
+	}
+	if e.Actor == "" {
+		e.Actor = "instance:" + m.Instance
+	}
+	if err := m.Events.RecordEvent(ctx, e); err != nil {
+		m.Logger.Error("record event", "event", e, certfleet.LogError, err)
+	}
 }
 
 // prepareAndIssue runs Prepare, the order, and Prepare's done.

@@ -1,0 +1,132 @@
+package certfleet
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Event kinds. An Event is one thing that happened that an operator may ask
+// about later (the audit trail), count (metrics) or be told about (alerts).
+// Kinds are stable strings: they are stored and filtered on.
+const (
+	EventIssued        = "issued"         // a lineage's first certificate
+	EventRenewed       = "renewed"        // a certificate replaced by a new one
+	EventOrderFailed   = "order_failed"   // an attempt failed; Reason classifies it
+	EventDeferred      = "deferred"       // work put off on purpose (a rate-limit budget); Detail says why and until when
+	EventRevoked       = "revoked"        // a certificate revoked at the CA
+	EventKeyRead       = "key_read"       // a private key sent to an API client
+	EventTokenCreated  = "token_created"  // an API token made
+	EventTokenRevoked  = "token_revoked"  // an API token revoked
+	EventConfigChanged = "config_changed" // the config's certificates synced with a change
+	EventSpecChanged   = "spec_changed"   // a certificate added, changed or removed over the API
+	EventRetry         = "retry"          // an operator asked for a retry now
+	EventDeployed      = "deployed"       // files written and commands run
+	EventDeployFailed  = "deploy_failed"  // a deploy (central or on an agent) failed
+	EventAgentReport   = "agent_report"   // an agent reported what it installed
+	EventCompromise    = "key_compromise" // a key declared compromised
+	EventAccount       = "account"        // an ACME account registered, rolled over or deactivated
+)
+
+// Event is one entry of the audit trail. Who did what, to which certificate,
+// from where, and what came of it. It never holds a private key or secret.
+type Event struct {
+	ID   int64     `json:"id,omitempty"` // set by the store
+	At   time.Time `json:"at"`
+	Kind string    `json:"kind"`
+	// Actor is who acted: "instance:NAME" (a certfleet scheduler),
+	// "token:ID" (an API client), "cli:USER" (a command run by an
+	// operator), "agent:NAME", or "config:FILE".
+	Actor string `json:"actor"`
+	// Remote is where the actor acted from (an API client's address).
+	Remote string `json:"remote,omitempty"`
+	// Certificate and KeyType name the lineage the event is about, if any.
+	Certificate string  `json:"certificate,omitempty"`
+	KeyType     KeyType `json:"key_type,omitempty"`
+	// Serial (hex) and IssuanceID name the certificate, if any.
+	Serial     string `json:"serial,omitempty"`
+	IssuanceID int64  `json:"issuance_id,omitempty"`
+	// Reason is a short machine-readable class: FailureReason's value for
+	// failures, a revocation reason, a budget name.
+	Reason string `json:"reason,omitempty"`
+	// Detail is the human-readable rest: an error message, a summary.
+	Detail string `json:"detail,omitempty"`
+}
+
+// LogValue keeps events short in logs.
+func (e Event) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("kind", e.Kind),
+		slog.String("actor", e.Actor),
+		slog.String(LogCertificate, e.Certificate),
+		slog.String("reason", e.Reason),
+	)
+}
+
+// EventSink receives events: the audit trail stores them, metrics count
+// them, alerts react to them. RecordEvent must be safe for concurrent use
+// and should return quickly.
+type EventSink interface {
+	RecordEvent(ctx context.Context, e Event) error
+}
+
+// EventSinks sends each event to every sink in turn, returning the first
+// error (after trying them all).
+type EventSinks []EventSink
+
+// RecordEvent implements EventSink.
+func (s EventSinks) RecordEvent(ctx context.Context, e Event) error {
+	var first error
+	for _, sink := range s {
+		if sink == nil {
+			continue
+		}
+		if err := sink.RecordEvent(ctx, e); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// EventFilter selects events. Zero fields match everything; Limit 0 means the
+// store's default (100). Results are newest first.
+type EventFilter struct {
+	Certificate string    // exact spec name
+	Kind        string    // exact kind
+	Actor       string    // exact actor, or a prefix ending in ':' ("token:")
+	Since       time.Time // At >= Since
+	Until       time.Time // At < Until
+	BeforeID    int64     // ID < BeforeID (paging)
+	Limit       int
+}
+
+// AuditStore keeps the audit trail: append-only, never updated or deleted.
+type AuditStore interface {
+	EventSink
+	// Events lists the events f selects, newest first.
+	Events(ctx context.Context, f EventFilter) ([]Event, error)
+}
+
+// FailureReason classifies a failure for metrics and alerts in a few stable
+// words: the ACME problem type's last part ("rateLimited", "unauthorized",
+// "dns", "connection", ...) when the CA sent one, else the error code
+// ("unavailable", "invalid", ...), "canceled" or "timeout" for contexts.
+func FailureReason(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	if pt := ProblemType(err); pt != "" {
+		if i := strings.LastIndexByte(pt, ':'); i >= 0 {
+			return pt[i+1:]
+		}
+		return pt
+	}
+	return ErrorCode(err)
+}

@@ -91,21 +91,29 @@ func (s EventSinks) RecordEvent(ctx context.Context, e Event) error {
 }
 
 // EventFilter selects events. Zero fields match everything; Limit 0 means the
-// store's default (100). Results are newest first.
+// store's default (100). Results are newest first: by At, then by ID.
 type EventFilter struct {
 	Certificate string    // exact spec name
 	Kind        string    // exact kind
 	Actor       string    // exact actor, or a prefix ending in ':' ("token:")
 	Since       time.Time // At >= Since
 	Until       time.Time // At < Until
-	BeforeID    int64     // ID < BeforeID (paging)
-	Limit       int
+	// BeforeID pages: only the events listed after the event with this ID
+	// (older, or as old with a smaller ID); pass the last ID of a page to
+	// get the next one. With IDs given in At order this is ID < BeforeID.
+	BeforeID int64
+	Limit    int
 }
 
-// AuditStore keeps the audit trail: append-only, never updated or deleted.
+// AuditStore keeps the audit trail: append-only, never updated or deleted
+// (the databases refuse it too). RecordEvent checks and completes the event
+// with PrepareEvent (EINVALID for a bad one) and is durable when it returns.
+// Safe for concurrent use; both methods honour ctx.
 type AuditStore interface {
 	EventSink
-	// Events lists the events f selects, newest first.
+	// Events lists the events f selects, newest first, at most f.Limit
+	// (see CheckEventFilter; EINVALID for a bad filter). Each filter is
+	// served by an index, so a page is fast with millions of events.
 	Events(ctx context.Context, f EventFilter) ([]Event, error)
 }
 

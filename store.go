@@ -27,5 +27,6 @@ type Store interface {
 	ArchiveStore
 	AccountStore
 	ChallengeStore
+	AuditStore
 	Close() error
 }

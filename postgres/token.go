@@ -120,14 +120,21 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error 
 	})
 }
 
-// RecordKeyRead implements certfleet.TokenStore. The row is committed
-// before it returns; the table refuses updates and deletes (see
-// migrations/0002_api.sql).
+// RecordKeyRead implements certfleet.TokenStore. The row and its key_read
+// audit event (certfleet.KeyReadEvent) are committed before it returns;
+// both tables refuse updates and deletes (see migrations/0002_api.sql and
+// 0005_audit.sql).
 func (s *Store) RecordKeyRead(ctx context.Context, r certfleet.KeyRead) error {
 	at := r.At
 	if at.IsZero() {
 		at = s.now()
 	}
+	r.At = at
+	e, err := certfleet.PrepareEvent(certfleet.KeyReadEvent(r), at)
+	if err != nil {
+		return fmt.Errorf("record key read: %w", err)
+	}
+	// The key_reads row and its key_read audit event are one transaction.
 	return s.write(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO key_reads (token_id, spec, key_type, issuance_id, serial, remote, at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
@@ -135,7 +142,7 @@ func (s *Store) RecordKeyRead(ctx context.Context, r certfleet.KeyRead) error {
 		if err != nil {
 			return fmt.Errorf("record key read: %w", translate(err))
 		}
-		return nil
+		return insertEvent(ctx, tx, e)
 	})
 }
 

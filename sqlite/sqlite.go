@@ -311,6 +311,7 @@ var hotWrites = []string{
 	qExtendLease, qSetPendingOrder, qReschedule, qReleaseLease,
 	qDeleteExpiredChallenges, qPutChallenge, qDeleteChallenge,
 	qInsertSpec, qInsertJob,
+	qInsertEvent,
 }
 
 // hotReads are prepared on the read pool: the challenge lookup is on the

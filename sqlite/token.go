@@ -114,11 +114,18 @@ func (s *Store) RevokeToken(ctx context.Context, id string, at time.Time) error 
 	})
 }
 
-// RecordKeyRead implements certfleet.TokenStore.
+// RecordKeyRead implements certfleet.TokenStore. The key_reads row and its
+// key_read audit event (certfleet.KeyReadEvent) are one transaction: there
+// is never one without the other.
 func (s *Store) RecordKeyRead(ctx context.Context, r certfleet.KeyRead) error {
 	at := r.At
 	if at.IsZero() {
 		at = s.now()
+	}
+	r.At = at
+	e, err := certfleet.PrepareEvent(certfleet.KeyReadEvent(r), at)
+	if err != nil {
+		return fmt.Errorf("record key read: %w", err)
 	}
 	return s.write(ctx, func(tx *txn) error {
 		_, err := tx.exec(`INSERT INTO key_reads (token_id, spec, key_type, issuance_id, serial, remote, at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -126,7 +133,7 @@ func (s *Store) RecordKeyRead(ctx context.Context, r certfleet.KeyRead) error {
 		if err != nil {
 			return fmt.Errorf("record key read: %w", translate(err))
 		}
-		return nil
+		return insertEvent(tx, e)
 	})
 }
 

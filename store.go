@@ -28,5 +28,6 @@ type Store interface {
 	AccountStore
 	ChallengeStore
 	AuditStore
+	SecretStore
 	Close() error
 }

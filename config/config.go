@@ -73,6 +73,10 @@ type Config struct {
 	// a postgres:// (or postgresql://) URL, kept as written but for the
 	// scheme, which is lower-cased.
 	State string
+	// StateDir is where files beside the store are kept (the dns-01
+	// journal, acme-dns credentials): state_dir, by default the SQLite
+	// database's directory, or /var/lib/certfleet with PostgreSQL.
+	StateDir string
 	// MasterKey locates the master key that encrypts private keys in the
 	// store (see keys.go).
 	MasterKey MasterKey
@@ -307,4 +311,13 @@ func (c *Config) Uses(ct certfleet.ChallengeType) bool {
 		}
 	}
 	return false
+}
+
+// DefaultStateDir is state_dir's default for a store: the SQLite database's
+// directory, or /var/lib/certfleet for a PostgreSQL URL.
+func DefaultStateDir(state string) string {
+	if strings.Contains(state, "://") {
+		return "/var/lib/certfleet"
+	}
+	return filepath.Dir(state)
 }

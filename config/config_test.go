@@ -156,6 +156,7 @@ identifiers = ["Example.ORG."]
 	want := &Config{
 		File:            "/etc/certfleet/certfleet.toml",
 		State:           DefaultState,
+		StateDir:        "/var/lib/certfleet",
 		Log:             Log{Level: slog.LevelInfo, Format: "text"},
 		HTTP01Listen:    ":80",
 		TLSALPN01Listen: ":443",
@@ -651,5 +652,72 @@ func TestParseEndpoints(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("endpoints:\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestStoredSecretRefs(t *testing.T) {
+	cfg := mustParse(t, `
+state = "/var/lib/certfleet/c.db"
+[ca]
+directory = "https://ca.example/dir"
+eab_key_id = "kid"
+eab_hmac_key = "store:eab-main"
+[dns01.providers.bind]
+type = "rfc2136"
+server = "127.0.0.1:53"
+key_name = "certfleet"
+secret = "store:tsig"
+[dns01.providers.api]
+type = "webhook"
+url = "https://dns.example/acme"
+bearer_token = "store:dns-api"
+`)
+	if !cfg.HasSecretRefs() {
+		t.Fatal("HasSecretRefs = false")
+	}
+	if cfg.StateDir != "/var/lib/certfleet" {
+		t.Errorf("StateDir = %q, want the database's directory", cfg.StateDir)
+	}
+	var asked []string
+	values := map[string]string{"eab-main": "c2VjcmV0", "tsig": "c2VjcmV0LXRzaWc=", "dns-api": "tok"}
+	resolved := cfg.Clone()
+	err := resolved.ResolveSecrets(func(where, name string) (string, error) {
+		asked = append(asked, where+"="+name)
+		return values[name], nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[accounts.default] eab_hmac_key=eab-main,[dns01.providers.api] bearer_token=dns-api,[dns01.providers.bind] secret=tsig"
+	if got := strings.Join(asked, ","); got != want {
+		t.Errorf("lookups = %s\nwant %s", got, want)
+	}
+	if resolved.Accounts["default"].EABHMACKey != "c2VjcmV0" || resolved.DNS01.Providers["bind"].Secret != "c2VjcmV0LXRzaWc=" || resolved.DNS01.Providers["api"].BearerToken != "tok" {
+		t.Errorf("not resolved: %+v %+v", resolved.Accounts["default"], resolved.DNS01.Providers)
+	}
+	if cfg.DNS01.Providers["bind"].Secret != "store:tsig" || cfg.Accounts["default"].EABHMACKey != "store:eab-main" {
+		t.Error("ResolveSecrets on the clone changed the original")
+	}
+
+	// A stored value that is not what the setting needs: named, not shown.
+	bad := cfg.Clone()
+	err = bad.ResolveSecrets(func(where, name string) (string, error) {
+		if name == "tsig" {
+			return "not base64 at all!", nil
+		}
+		return values[name], nil
+	})
+	if err == nil || !strings.Contains(err.Error(), `[dns01.providers.bind] secret: stored secret "tsig" is not base64`) || strings.Contains(err.Error(), "not base64 at all!") {
+		t.Errorf("bad stored TSIG secret: %v", err)
+	}
+
+	problems := mustProblems(t, `
+[ca]
+directory = "https://ca.example/dir"
+eab_key_id = "kid"
+eab_hmac_key = "store:Bad Name"
+`)
+	if len(problems) != 1 || problems[0].Line != 5 || !strings.Contains(problems[0].Message, "secret name") {
+		t.Errorf("bad secret name: %v", problems)
 	}
 }

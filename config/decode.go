@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"encoding/base64"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -27,7 +26,7 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key problems).
 var (
-	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "master_key_file", "previous_master_key_files"}
+	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "master_key_file", "previous_master_key_files", "state_dir"}
 	logKeys      = []string{"level", "format"}
 	accountKeys  = []string{"directory", "trusted_roots", "email", "eab_key_id", "eab_hmac_key", "caa_identities"}
 	listenKeys   = []string{"listen"}
@@ -229,6 +228,12 @@ func (d *decoder) config(doc map[string]any) *Config {
 	if s, p, ok := d.str(top, "state"); ok {
 		cfg.State = d.state(p, s)
 	}
+	if s, p, ok := d.str(top, "state_dir"); ok && s != "" {
+		cfg.StateDir, _ = d.abs(p, s)
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir(cfg.State)
+	}
 	d.masterKey(top, cfg)
 	if t := d.subtable(top, "log"); t != nil {
 		d.log(t, &cfg.Log)
@@ -405,8 +410,10 @@ func (d *decoder) account(t *table, name string) Account {
 		d.problemf(kidPath, "required with eab_hmac_key: External Account Binding needs both the key ID and the HMAC key")
 	}
 	if hmacSet {
-		// Never quote hmac in a problem: it is a secret.
-		if key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(hmac, "=")); err != nil || len(key) == 0 {
+		if ref, ok := certfleet.SecretRef(hmac); ok {
+			d.secretRef(hmacPath, ref)
+		} else if !validEABKey(hmac) {
+			// Never quote hmac in a problem: it is a secret.
 			d.problemf(hmacPath, "not a base64url string (letters, digits, '-' and '_', as the CA issued it); the value is a secret and not shown")
 		}
 	}

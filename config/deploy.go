@@ -142,6 +142,12 @@ func (c *Config) StagingConfig() (*Config, error) {
 	}
 	s := *c
 	s.State = st.State
+	// Test mode keeps its own dns-01 journal and acme-dns credentials.
+	if strings.Contains(st.State, "://") {
+		s.StateDir = filepath.Join(c.StateDir, "staging")
+	} else {
+		s.StateDir = DefaultStateDir(st.State)
+	}
 	s.Accounts = make(map[string]Account, len(c.Accounts))
 	for name, a := range maps.All(c.Accounts) {
 		a.Directory, a.TrustedRoots = st.Directory, st.TrustedRoots

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -249,8 +248,10 @@ func (d *decoder) dnsProvider(t *table, name string, cfg *Config) (DNSProvider, 
 		case p.KeyName != "" && (!secretSet || secret == ""):
 			d.problemf(secretPath, "required with key_name: the TSIG key's base64 secret")
 		case secretSet:
-			// Never quote the secret.
-			if b, err := base64.StdEncoding.DecodeString(secret); err != nil || len(b) == 0 {
+			if ref, ok := certfleet.SecretRef(secret); ok {
+				d.secretRef(secretPath, ref)
+			} else if !validTSIGSecret(secret) {
+				// Never quote the secret.
 				d.problemf(secretPath, "not base64 (the value is a secret and not shown); copy it from the tsig-keygen output")
 			}
 		}
@@ -289,9 +290,16 @@ func (d *decoder) dnsProvider(t *table, name string, cfg *Config) (DNSProvider, 
 			}
 			break
 		}
-		p.BearerToken, _, _ = str("bearer_token")
+		bearer, bearerPath, _ := str("bearer_token")
+		if ref, ok := certfleet.SecretRef(bearer); ok {
+			d.secretRef(bearerPath, ref)
+		}
+		p.BearerToken = bearer
 		p.Username, _, _ = str("username")
 		pass, passPath, _ := str("password")
+		if ref, ok := certfleet.SecretRef(pass); ok {
+			d.secretRef(passPath, ref)
+		}
 		p.Password = pass
 		if p.BearerToken != "" && p.Username != "" {
 			d.problemf(t.p.key("bearer_token"), "set either bearer_token or username and password, not both")

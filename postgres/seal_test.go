@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -291,3 +292,52 @@ func TestRotateUnderLoad(t *testing.T) {
 }
 
 func itoa(i int) string { return fmt.Sprint(i) }
+
+func TestSecrets(t *testing.T) {
+	storetest.RunSecrets(t, func(t *testing.T) certfleet.SecretStore {
+		s, err := openSealed(t, pgtest.DSN(t), newKEK(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// TestSecretsSealedAtRest: a stored secret is sealed in the database, bound
+// to its name, and a database without a master key refuses to keep one.
+func TestSecretsSealedAtRest(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s, err := openSealed(t, dsn, newKEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	value := []byte("dG9wLXNlY3JldC10c2lnLWtleS12YWx1ZQ==")
+	for _, n := range []string{"a", "b"} {
+		if err := s.PutSecret(ctx, n, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := rawConn(t, dsn)
+	var raw []byte
+	if err := db.QueryRow(ctx, `SELECT value FROM secrets WHERE name = 'a'`).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if !seal.IsSealed(raw) || bytes.Contains(raw, value) {
+		t.Fatal("secret stored unsealed")
+	}
+	if _, err := db.Exec(ctx, `UPDATE secrets SET value = $1 WHERE name = 'b'`, raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Secret(ctx, "b"); !errors.Is(err, seal.ErrAuthFailed) {
+		t.Fatalf("secret moved to another row: got %v, want ErrAuthFailed", err)
+	}
+	plain, err := openSealed(t, pgtest.DSN(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = plain.PutSecret(ctx, "x", value)
+	if certfleet.ErrorCode(err) != certfleet.EINVALID || !strings.Contains(err.Error(), "master_key_file") {
+		t.Fatalf("PutSecret without a master key: %v, want EINVALID naming master_key_file", err)
+	}
+}

@@ -87,3 +87,7 @@ func PendingKeyAAD(spec, keyType, orderURL string) []byte {
 func IssuanceKeyAAD(spec, keyType, fingerprint string) []byte {
 	return AAD("issuances.key_pem", spec, keyType, fingerprint)
 }
+
+// SecretAAD binds a stored secret (a TSIG or EAB key, a DNS API password) to
+// its name.
+func SecretAAD(name string) []byte { return AAD("secrets.value", name) }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/certfleet/certfleet"
@@ -200,5 +201,58 @@ func TestSealedValueWithoutSealer(t *testing.T) {
 	var mk *seal.MissingKeyError
 	if !errors.As(err, &mk) || len(a.KeyPEM) != 0 {
 		t.Fatalf("sealed key without a master key: got %v (key of %d bytes), want *seal.MissingKeyError", err, len(a.KeyPEM))
+	}
+}
+
+func TestSecrets(t *testing.T) {
+	storetest.RunSecrets(t, func(t *testing.T) certfleet.SecretStore {
+		s, err := openSealed(t, filepath.Join(t.TempDir(), "certfleet.db"), newKEK(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// TestSecretsSealedAtRest: a stored secret is sealed in the file, bound to
+// its name, and a store without a master key refuses to keep one.
+func TestSecretsSealedAtRest(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "certfleet.db")
+	s, err := openSealed(t, path, newKEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	value := []byte("dG9wLXNlY3JldC10c2lnLWtleS12YWx1ZQ==")
+	for _, n := range []string{"a", "b"} {
+		if err := s.PutSecret(ctx, n, value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := rawDB(t, path)
+	var raw []byte
+	if err := db.QueryRow(`SELECT value FROM secrets WHERE name = 'a'`).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if !seal.IsSealed(raw) || bytes.Contains(raw, value) {
+		t.Fatal("secret stored unsealed")
+	}
+	if _, err := db.Exec(`UPDATE secrets SET value = ? WHERE name = 'b'`, raw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Secret(ctx, "b"); !errors.Is(err, seal.ErrAuthFailed) {
+		t.Fatalf("secret moved to another row: got %v, want ErrAuthFailed", err)
+	}
+	if _, err := db.Exec(`UPDATE secrets SET value = ? WHERE name = 'b'`, value); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Secret(ctx, "b"); certfleet.ErrorCode(err) != certfleet.EINTERNAL {
+		t.Fatalf("plaintext in the secrets table: got %v, want a refusal", err)
+	}
+
+	plain := mustOpen(t, filepath.Join(t.TempDir(), "plain.db"))
+	err = plain.PutSecret(ctx, "x", value)
+	if certfleet.ErrorCode(err) != certfleet.EINVALID || !strings.Contains(err.Error(), "master_key_file") {
+		t.Fatalf("PutSecret without a master key: %v, want EINVALID naming master_key_file", err)
 	}
 }

@@ -42,7 +42,20 @@ exit status is 1 if any check failed.`, stdout, stderr)
 	}
 	log := newLogger(stderr, cfg.Log)
 	c := &checker{cfg: cfg, out: stdout}
-	if c.dns, err = newDNS01Solver(cfg, log); err != nil {
+	dnsCfg := cfg
+	if cfg.HasSecretRefs() {
+		// "store:NAME" secrets (a TSIG key) live in the store.
+		st, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
+		if err != nil {
+			return err
+		}
+		dnsCfg, err = resolveSecrets(ctx, cfg, st)
+		st.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if c.dns, err = newDNS01Solver(dnsCfg, log); err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	if !*skipHTTP && cfg.Uses(certfleet.ChallengeHTTP01) && !strings.Contains(cfg.State, "://") {

@@ -87,6 +87,14 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	}
 	d.Store = store
 
+	// Secrets the config names as "store:NAME" are read from the store
+	// (sealed there); rcfg holds their values and is used only to build
+	// the issuers and solvers, never kept or printed.
+	rcfg, err := resolveSecrets(ctx, cfg, store)
+	if err != nil {
+		return nil, err
+	}
+
 	res, err := store.SyncSpecs(ctx, certfleet.SourceConfig, cfg.Specs())
 	if err != nil {
 		return nil, fmt.Errorf("load certificates from %s into the store: %w", cfg.File, err)
@@ -99,7 +107,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		certfleet.ChallengeTLSALPN01: &tlsalpn01.Solver{Store: store},
 		certfleet.ChallengeWebroot:   liveWebroot{d.live},
 	}
-	dnsSolver, err := newDNS01Solver(cfg, log)
+	dnsSolver, err := newDNS01Solver(rcfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -107,8 +115,8 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		solvers[certfleet.ChallengeDNS01] = dnsSolver
 	}
 
-	issuers := make(map[string]certfleet.Issuer, len(cfg.Accounts))
-	for name, acct := range cfg.Accounts {
+	issuers := make(map[string]certfleet.Issuer, len(rcfg.Accounts))
+	for name, acct := range rcfg.Accounts {
 		var roots []byte
 		if acct.TrustedRoots != "" {
 			roots, err = os.ReadFile(acct.TrustedRoots)

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
@@ -19,13 +18,13 @@ import (
 )
 
 // stateDir is where files beside the store go (the dns-01 journal,
-// acme-dns credentials): the SQLite database's directory, or
-// /var/lib/certfleet with a PostgreSQL store.
+// acme-dns credentials): state_dir, by default the SQLite database's
+// directory, or /var/lib/certfleet with a PostgreSQL store.
 func stateDir(cfg *config.Config) string {
-	if strings.Contains(cfg.State, "://") {
-		return "/var/lib/certfleet"
+	if cfg.StateDir != "" {
+		return cfg.StateDir
 	}
-	return filepath.Dir(cfg.State)
+	return config.DefaultStateDir(cfg.State)
 }
 
 // newDNSResolver builds the resolver [dns01] describes.
@@ -42,6 +41,9 @@ func newDNSResolver(cfg *config.Config) *dns01.Resolver {
 func newDNS01Solver(cfg *config.Config, log *slog.Logger) (*dns01.Solver, error) {
 	if !cfg.Uses(certfleet.ChallengeDNS01) {
 		return nil, nil
+	}
+	if err := os.MkdirAll(stateDir(cfg), 0o700); err != nil {
+		return nil, fmt.Errorf("state_dir %s, where the dns-01 journal is kept: %w; create it or set state_dir to a directory certfleet may write", stateDir(cfg), err)
 	}
 	r := newDNSResolver(cfg)
 	providers := make(map[string]dns01.Provider, len(cfg.DNS01.Providers))

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+)
+
+// stdin is where `secret set` reads a value given neither by -from-file.
+var stdin io.Reader = os.Stdin
+
+func cmdSecret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet secret set|list|delete -config FILE ... (see certfleet secret set --help)")}
+	if len(args) == 0 {
+		return usage
+	}
+	switch args[0] {
+	case "set":
+		return secretSet(ctx, args[1:], stdout, stderr)
+	case "list":
+		return secretList(ctx, args[1:], stdout, stderr)
+	case "delete":
+		return secretDelete(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "-help", "help":
+		fmt.Fprintln(stdout, `Usage: certfleet secret set|list|delete -config FILE [flags] [NAME]
+
+Keep secrets (TSIG secrets, EAB MAC keys, DNS API passwords and tokens) in the
+store, sealed under the master key, instead of in the config file. The config
+then names them: secret = "store:NAME". See docs/keys-at-rest.md.`)
+		return nil
+	}
+	return usage
+}
+
+// splitName takes the NAME argument off the end of args (flags go first).
+func splitName(args []string) (flags []string, name string) {
+	if len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-") {
+		return args[:len(args)-1], args[len(args)-1]
+	}
+	return args, ""
+}
+
+// secretStagingHelp is the --staging flag of the secret commands.
+const secretStagingHelp = "the secrets of test mode's store ([staging] state), which test mode reads instead of production's"
+
+// openSecretStore opens the configured store for the secret commands: with
+// staging, test mode's store ([staging] state).
+func openSecretStore(ctx context.Context, cfgPath string, staging bool) (certfleet.SecretStore, func(), error) {
+	cfg, err := loadConfig(cfgPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	if staging {
+		if cfg, err = stagingOf(cfg); err != nil {
+			return nil, nil, &exitError{code: 2, err: err}
+		}
+	}
+	s, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() { s.Close() }, nil
+}
+
+func secretSet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("secret set", "-config FILE [-from-file PATH] NAME", `
+Store a secret under NAME, sealed under the master key, replacing any earlier
+value. The value is read from -from-file, or else from standard input (never
+from the command line, where other users and shell history would see it); one
+trailing newline is removed. The store must have a master key.
+
+Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
+  secret = "store:tsig-example"`, stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	staging := fs.Bool("staging", false, secretStagingHelp)
+	from := fs.String("from-file", "", "read the value from this `file` instead of standard input")
+	flags, name := splitName(args)
+	if err := parseFlags(fs, flags, stdout); err != nil {
+		return err
+	}
+	if name == "" {
+		return &exitError{code: 2, err: fmt.Errorf("give the secret's NAME last: certfleet secret set -config FILE NAME")}
+	}
+	if err := certfleet.ValidateSecretName(name); err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	var (
+		value []byte
+		err   error
+	)
+	if *from != "" {
+		value, err = os.ReadFile(*from)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("-from-file: %w", err)}
+		}
+	} else {
+		value, err = io.ReadAll(io.LimitReader(stdin, certfleet.MaxSecretLen+2))
+		if err != nil {
+			return fmt.Errorf("read the secret from standard input: %w", err)
+		}
+	}
+	value = bytes.TrimSuffix(bytes.TrimSuffix(value, []byte("\n")), []byte("\r"))
+	st, closeStore, err := openSecretStore(ctx, *cfgPath, *staging)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	if err := st.PutSecret(ctx, name, value); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "secret %s stored (%d bytes, sealed); use it as \"%s%s\"\n", name, len(value), certfleet.SecretRefPrefix, name)
+	return nil
+}
+
+func secretList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("secret list", "-config FILE", "List the stored secrets' names and dates (never their values).", stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	staging := fs.Bool("staging", false, secretStagingHelp)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	st, closeStore, err := openSecretStore(ctx, *cfgPath, *staging)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	infos, err := st.Secrets(ctx)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tCREATED\tUPDATED")
+	for _, i := range infos {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", i.Name, i.CreatedAt.UTC().Format(time.RFC3339), i.UpdatedAt.UTC().Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func secretDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("secret delete", "-config FILE NAME", "Delete a stored secret. A config that still names it fails to start, naming it.", stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	staging := fs.Bool("staging", false, secretStagingHelp)
+	flags, name := splitName(args)
+	if err := parseFlags(fs, flags, stdout); err != nil {
+		return err
+	}
+	if name == "" {
+		return &exitError{code: 2, err: fmt.Errorf("give the secret's NAME last: certfleet secret delete -config FILE NAME")}
+	}
+	st, closeStore, err := openSecretStore(ctx, *cfgPath, *staging)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	if err := st.DeleteSecret(ctx, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "secret %s deleted\n", name)
+	return nil
+}
+
+// resolveSecrets returns a copy of cfg in which every "store:NAME" secret
+// (TSIG secrets, webhook passwords and bearer tokens, EAB MAC keys) is
+// replaced by its value from st. A missing secret is an error naming the
+// config entry and the command that stores it.
+func resolveSecrets(ctx context.Context, cfg *config.Config, st certfleet.SecretStore) (*config.Config, error) {
+	if !cfg.HasSecretRefs() {
+		return cfg, nil
+	}
+	out := cfg.Clone()
+	err := out.ResolveSecrets(func(where, ref string) (string, error) {
+		v, err := st.Secret(ctx, ref)
+		if err != nil {
+			return "", fmt.Errorf("%s = \"%s%s\": %w", where, certfleet.SecretRefPrefix, ref, err)
+		}
+		return string(v), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

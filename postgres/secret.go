@@ -14,33 +14,22 @@ import (
 
 var _ certfleet.SecretStore = (*Store)(nil)
 
-// sealSecret seals a secret's value; secrets are never stored in the clear,
-// so a store without a master key refuses them.
+// sealSecret and openSecret are the only way secrets enter and leave the
+// secrets table (seal.Keyring.SealSecret: always sealed, bound to the name).
 func (s *Store) sealSecret(name string, value []byte) ([]byte, error) {
-	if s.keys.Sealer == nil {
+	b, err := s.keys.SealSecret(name, value)
+	if errors.Is(err, seal.ErrNoSealer) {
 		return nil, certfleet.ErrSecretsNeedMasterKey(name)
 	}
-	b, err := s.keys.Sealer.Seal(value, seal.SecretAAD(name))
-	if err != nil {
-		return nil, fmt.Errorf("seal secret %q: %w", name, err)
-	}
-	return b, nil
+	return b, err
 }
 
-// openSecret reverses sealSecret. An unsealed value is refused rather than
-// trusted: nothing certfleet writes puts one there.
 func (s *Store) openSecret(name string, stored []byte) ([]byte, error) {
-	if !seal.IsSealed(stored) {
+	b, err := s.keys.OpenSecret(name, stored)
+	if errors.Is(err, seal.ErrNotSealed) {
 		return nil, certfleet.Errorf(certfleet.EINTERNAL, "secret %q is stored unsealed, which certfleet never does; set it again with `certfleet secret set %s`", name, name)
 	}
-	if s.keys.Sealer == nil {
-		return nil, &seal.MissingKeyError{Hint: s.keys.Hint}
-	}
-	b, err := s.keys.Sealer.Open(stored, seal.SecretAAD(name))
-	if err != nil {
-		return nil, fmt.Errorf("open secret %q: %w", name, err)
-	}
-	return b, nil
+	return b, err
 }
 
 // PutSecret implements certfleet.SecretStore.

@@ -18,6 +18,10 @@ var (
 	// ErrNotSealed: Open was given something that is not a sealed value
 	// (for example a legacy plaintext PEM).
 	ErrNotSealed = errors.New("not a sealed value")
+	// ErrNoSealer: SealSecret was called on a Keyring without a master
+	// key; secrets, unlike private keys written before a master key was
+	// set, are never kept in the clear.
+	ErrNoSealer = errors.New("the store has no master key")
 	// ErrMalformed: a value starts like a sealed value but its header is
 	// broken, too short, or of an unknown format version.
 	ErrMalformed = errors.New("malformed sealed value")

@@ -91,3 +91,32 @@ func IssuanceKeyAAD(spec, keyType, fingerprint string) []byte {
 // SecretAAD binds a stored secret (a TSIG or EAB key, a DNS API password) to
 // its name.
 func SecretAAD(name string) []byte { return AAD("secrets.value", name) }
+
+// SealSecret seals a stored secret's value, bound to its name. Unlike Seal
+// it never stores plaintext: without a Sealer it returns ErrNoSealer.
+func (k Keyring) SealSecret(name string, value []byte) ([]byte, error) {
+	if k.Sealer == nil {
+		return nil, ErrNoSealer
+	}
+	b, err := k.Sealer.Seal(value, SecretAAD(name))
+	if err != nil {
+		return nil, fmt.Errorf("seal secret %q: %w", name, err)
+	}
+	return b, nil
+}
+
+// OpenSecret reverses SealSecret. A value that is not sealed is refused
+// (ErrNotSealed), not trusted: nothing certfleet writes puts one there.
+func (k Keyring) OpenSecret(name string, stored []byte) ([]byte, error) {
+	if !IsSealed(stored) {
+		return nil, fmt.Errorf("secret %q: %w", name, ErrNotSealed)
+	}
+	if k.Sealer == nil {
+		return nil, &MissingKeyError{Hint: k.Hint}
+	}
+	b, err := k.Sealer.Open(stored, SecretAAD(name))
+	if err != nil {
+		return nil, fmt.Errorf("open secret %q: %w", name, err)
+	}
+	return b, nil
+}

@@ -128,8 +128,23 @@ func (s *Store) migrate(ctx context.Context) (int, error) {
 			return certfleet.Errorf(certfleet.EINVALID,
 				"database schema version %d is newer than this certfleet supports (%d): use a newer certfleet", cur, latest)
 		}
+		// Every embedded migration not yet recorded is applied, in
+		// order, even one below the newest recorded: migrations made on
+		// parallel branches may land out of order.
+		done := map[int]bool{}
+		rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations`)
+		if err != nil {
+			return fmt.Errorf("read schema versions: %w", translate(err))
+		}
+		versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+		if err != nil {
+			return fmt.Errorf("read schema versions: %w", translate(err))
+		}
+		for _, v := range versions {
+			done[v] = true
+		}
 		for _, m := range ms {
-			if m.version <= cur {
+			if done[m.version] {
 				continue
 			}
 			if _, err := tx.Exec(ctx, m.sql); err != nil {

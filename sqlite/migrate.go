@@ -81,8 +81,27 @@ func (s *Store) migrate(ctx context.Context, db *sql.DB) error {
 		return certfleet.Errorf(certfleet.EINVALID,
 			"database schema version %d is newer than this certfleet supports (%d): use a newer certfleet", current, latest)
 	}
+	// Every embedded migration not yet recorded is applied, in order, even
+	// one below the newest recorded: migrations made on parallel branches
+	// may land out of order. apply checks again under the write lock.
+	done := map[int]bool{}
+	rows, err := db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return fmt.Errorf("read schema versions: %w", translate(err))
+	}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			rows.Close()
+			return fmt.Errorf("read schema versions: %w", translate(err))
+		}
+		done[v] = true
+	}
+	if err := rows.Close(); err != nil {
+		return translate(err)
+	}
 	for _, m := range ms {
-		if m.version <= current {
+		if done[m.version] {
 			continue
 		}
 		if err := s.apply(ctx, db, m); err != nil {

@@ -29,5 +29,6 @@ type Store interface {
 	ChallengeStore
 	AuditStore
 	SecretStore
+	IncidentStore // alert incidents (alert.go)
 	Close() error
 }

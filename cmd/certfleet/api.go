@@ -82,9 +82,9 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 			ln = tls.NewListener(ln, tlsConf)
 		}
 		d.listeners = append(d.listeners, ln)
-		handler := srv.Handler()
-		if what == "URL-credential API" {
-			handler = srv.URLHandler()
+		handler := srv.URLHandler()
+		if what != "URL-credential API" {
+			handler = d.withDashboard(srv.Handler(), store) // the dashboard shares the bearer-token listener
 		}
 		d.serve(what, func() error { return httpapi.Serve(d.serveCtx, ln, handler) })
 		d.Logger.Info(what+" listening", "addr", ln.Addr().String(), "tls", tlsConf != nil)
@@ -179,6 +179,7 @@ API: http://%[1]s (admin token in %[2]s)
   curl -X PUT -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/names/new.certfleet.test
   curl -H "Authorization: Bearer $TOKEN" "http://%[1]s/v1/names/new.certfleet.test/fullchain?wait=30s"
   curl -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/certificates
+Dashboard: http://%[1]s/dashboard/ (log in with the token in %[2]s)
 `, addr, tokenFile)
 	return nil
 }

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/httpapi"
+	"github.com/certfleet/certfleet/internal/chromium"
+)
+
+// TestDashboardInBrowser drives Debian's Chromium, headless, against the
+// real daemon's dashboard: certificates issued by an in-process Pebble, one
+// of which fails validation for real (a webroot nobody serves), and agent
+// reports for the fleet column. It logs in through the login form with
+// real keyboard and mouse input, checks that the list shows the
+// certificates, the failure and the CA's problem type, presses the retry
+// button, and saves screenshots (see artifactDir). Under CI a missing
+// Chromium fails the test (.ci/install-chromium.sh installs it).
+func TestDashboardInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a browser")
+	}
+	browserPath, err := chromium.Find()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set and the dashboard must be tested in a real browser: %v", err)
+		}
+		t.Skipf("SKIPPING the dashboard browser test: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	webroot := t.TempDir() // served by nobody: validation fails for real
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`[api]
+listen = "127.0.0.1:0"
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test", "www.web.certfleet.test"]
+[[certificate]]
+name = "mail"
+identifiers = ["mail.certfleet.test"]
+key_types = ["ecdsa-p256", "rsa2048"]
+[[certificate]]
+name = "broken"
+identifiers = ["broken.certfleet.test"]
+challenge = "webroot"
+webroot = %q
+`, webroot))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDaemon(ctx, cfg, DaemonOptions{StartResponders: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	rep, err := d.IssueOnce(ctx)
+	if err != nil || rep.Issued != 3 || rep.Failed != 1 {
+		t.Fatalf("issue: %d issued, %d failed (want 3 and 1): %v %+v", rep.Issued, rep.Failed, err, rep.Results)
+	}
+	brokenKey := certfleet.JobKey{Spec: "broken", KeyType: certfleet.ECDSAP256}
+	broken, err := d.Store.Job(ctx, brokenKey)
+	if err != nil || broken.LastError == "" {
+		t.Fatalf("the broken certificate's job has no error: %+v %v", broken, err)
+	}
+	atts, err := d.Store.Attempts(ctx, brokenKey, 1)
+	if err != nil || len(atts) != 1 || atts[0].ProblemType == "" {
+		t.Fatalf("the failed attempt has no ACME problem type: %+v %v", atts, err)
+	}
+	if !broken.NextAt.After(time.Now()) {
+		t.Fatalf("the failed job is due at once (%v); the retry below would prove nothing", broken.NextAt)
+	}
+
+	store, err := apiStore(d.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := createToken(ctx, store, "ops on-call", []string{"*"}, []certfleet.Permission{certfleet.PermAdmin}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _, err := d.StartAPI(ctx, APIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two agents report web: lb1 runs the current certificate, lb2 an
+	// old one.
+	webJob, err := d.Store.Job(ctx, certfleet.JobKey{Spec: "web", KeyType: certfleet.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	webIss, err := d.Store.Issuance(ctx, webJob.CurrentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &httpapi.Client{BaseURL: "http://" + addr, Token: secret}
+	for _, r := range []struct{ agent, serial, fp string }{
+		{"lb1", webIss.Serial, webIss.Fingerprint},
+		{"lb2", "0badc0de", strings.Repeat("ab", 32)},
+	} {
+		if err := client.Report(ctx, r.agent, httpapi.ReportRequest{Name: "web.certfleet.test", Serial: r.serial, Fingerprint: r.fp,
+			NotAfter: webIss.NotAfter, InstalledAt: time.Now().Add(-time.Hour)}); err != nil {
+			t.Fatalf("agent report %s: %v", r.agent, err)
+		}
+	}
+
+	b, err := chromium.Start(ctx, browserPath, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	page, err := b.Page(ctx)
+	if err != nil {
+		t.Fatalf("%v\nchromium: %s", err, b.Log())
+	}
+	defer page.Close()
+	text := func() string {
+		t.Helper()
+		s, err := page.Text(ctx)
+		if err != nil {
+			t.Fatalf("read the page: %v", err)
+		}
+		return s
+	}
+
+	// The bare address leads to the dashboard, which asks for a token.
+	if err := page.Navigate(ctx, "http://"+addr+"/"); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(); !strings.Contains(got, "Log in") || !strings.Contains(got, "API token") {
+		t.Fatalf("without a session the dashboard should show the login form; it shows:\n%s", got)
+	}
+	// A wrong token is refused with a message.
+	if err := page.Type(ctx, "#token", "cft_not-a-real-token"); err != nil {
+		t.Fatal(err)
+	}
+	if err := page.Click(ctx, "#login", true); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(); !strings.Contains(got, "This token is not valid") {
+		t.Fatalf("a wrong token should be refused with a message; the page shows:\n%s", got)
+	}
+	if err := page.Type(ctx, "#token", secret); err != nil {
+		t.Fatal(err)
+	}
+	if err := page.Click(ctx, "#login", true); err != nil {
+		t.Fatal(err)
+	}
+	list := text()
+	for _, want := range []string{
+		"Certificates", "ops on-call", "web", "www.web.certfleet.test", "mail", "rsa2048", "broken", "broken.certfleet.test",
+		"failing", "1 current", "1 old: lb2", "Retry",
+		problemWord(atts[0].ProblemType), firstRunes(broken.LastError, 80),
+	} {
+		if !strings.Contains(list, want) {
+			t.Errorf("the certificate list does not show %q; it shows:\n%s", want, list)
+		}
+	}
+	saveScreenshot(t, ctx, page, "dashboard.png")
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// The retry button makes the failed job due now.
+	if err := page.Click(ctx, `tr[data-cert="broken"] button.retry`, true); err != nil {
+		t.Fatal(err)
+	}
+	detail := text()
+	for _, want := range []string{"Retry requested", "broken", "Recent attempts", "failed", atts[0].ProblemType} {
+		if !strings.Contains(detail, want) {
+			t.Errorf("after the retry the certificate page does not show %q; it shows:\n%s", want, detail)
+		}
+	}
+	after, err := d.Store.Job(ctx, brokenKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.NextAt.After(time.Now()) {
+		t.Errorf("after the retry the job is due at %v, not now", after.NextAt)
+	}
+	saveScreenshot(t, ctx, page, "dashboard-certificate.png")
+
+	// The web certificate's page shows the fleet: lb2 runs an old one.
+	if err := page.Navigate(ctx, "http://"+addr+"/dashboard/cert/web"); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(); !strings.Contains(got, "lb1") || !strings.Contains(got, "an old one: lb2") || !strings.Contains(got, webIss.Serial) {
+		t.Errorf("the web certificate's page does not show its fleet and serial; it shows:\n%s", got)
+	}
+
+	// Logging out ends the session: the list asks for a token again.
+	if err := page.Click(ctx, "#logout", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := page.Navigate(ctx, "http://"+addr+"/dashboard/"); err != nil {
+		t.Fatal(err)
+	}
+	if got := text(); !strings.Contains(got, "API token") || strings.Contains(got, "broken.certfleet.test") {
+		t.Errorf("after logging out the dashboard should ask for a token; it shows:\n%s", got)
+	}
+}
+
+func problemWord(pt string) string {
+	if i := strings.LastIndexByte(pt, ':'); i >= 0 {
+		return pt[i+1:]
+	}
+	return pt
+}
+
+func firstRunes(s string, n int) string {
+	r := []rune(s)
+	return string(r[:min(len(r), n)])
+}
+
+// artifactDir is where the browser test saves its screenshots:
+// $CERTFLEET_ARTIFACTS, else .ci/artifacts in the repository (ignored by
+// git).
+func artifactDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("CERTFLEET_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", ".ci", "artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("artifact directory: %v", err)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+func saveScreenshot(t *testing.T, ctx context.Context, page *chromium.Page, name string) {
+	t.Helper()
+	png, err := page.Screenshot(ctx)
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if len(png) < 8 || string(png[1:4]) != "PNG" {
+		t.Fatalf("screenshot %s is not a PNG (%d bytes)", name, len(png))
+	}
+	path := filepath.Join(artifactDir(t), name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatalf("save screenshot: %v", err)
+	}
+	t.Logf("screenshot saved: %s (%d bytes)", path, len(png))
+}

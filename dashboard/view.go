@@ -1,0 +1,224 @@
+package dashboard
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// Statuses of a certificate, from best to worst. A certificate with several
+// key types shows the worst of theirs.
+const (
+	StatusOK       = "ok"       // issued, valid, nothing failing or in flight
+	StatusRenewing = "renewing" // valid, and a new certificate is being ordered (an order in flight, a lease held, or the spec changed)
+	StatusPending  = "pending"  // never issued yet, and nothing has failed
+	StatusFailing  = "failing"  // the last attempt failed (it will be retried with backoff)
+	StatusExpired  = "expired"  // the current certificate's not-after has passed
+)
+
+// Statuses lists the statuses from best to worst.
+var Statuses = []string{StatusOK, StatusRenewing, StatusPending, StatusFailing, StatusExpired}
+
+func statusRank(s string) int { return slices.Index(Statuses, s) }
+
+// JobStatus is the status of one job at now. cur is its current
+// certificate (nil: none yet), currentRev whether it was made for the
+// spec's current revision.
+func JobStatus(now time.Time, job certfleet.Job, cur *IssuedCert, currentRev bool) string {
+	switch {
+	case cur != nil && !now.Before(cur.NotAfter):
+		return StatusExpired
+	case job.Failures > 0:
+		return StatusFailing
+	case cur == nil:
+		return StatusPending
+	case !currentRev || job.PendingOrderURL != "" || (job.LeaseOwner != "" && now.Before(job.LeaseUntil)):
+		return StatusRenewing
+	}
+	return StatusOK
+}
+
+// IssuedCert is what the dashboard shows of an issuance: never its key.
+type IssuedCert struct {
+	Serial, Fingerprint string
+	NotBefore, NotAfter time.Time
+	IssuedAt            time.Time
+}
+
+// issued returns the issuance's public facts, cached by ID (issuances
+// never change), so a list of thousands reads each one once.
+func (s *Server) issued(ctx context.Context, id int64) (*IssuedCert, error) {
+	s.issMu.Lock()
+	c, ok := s.iss[id]
+	s.issMu.Unlock()
+	if ok {
+		return &c, nil
+	}
+	iss, err := s.Store.Issuance(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c = IssuedCert{Serial: iss.Serial, Fingerprint: iss.Fingerprint, NotBefore: iss.NotBefore, NotAfter: iss.NotAfter, IssuedAt: iss.IssuedAt}
+	s.issMu.Lock()
+	if s.iss == nil || len(s.iss) >= 200000 {
+		s.iss = make(map[int64]IssuedCert)
+	}
+	s.iss[id] = c
+	s.issMu.Unlock()
+	return &c, nil
+}
+
+// keyView is one key type's certificate and job.
+type keyView struct {
+	KeyType     certfleet.KeyType
+	Status      string
+	Cert        *IssuedCert // nil: never issued
+	NextAt      time.Time
+	Failures    int
+	LastError   string
+	LastErrorAt time.Time
+	OrderURL    string // in flight
+	// Attempts are the newest attempts (the certificate page), and
+	// Problem the ACME problem type of the newest failed one.
+	Attempts []certfleet.Attempt
+	Problem  string
+}
+
+// fleetView is one agent's copy of a certificate.
+type fleetView struct {
+	certfleet.AgentReport
+	Current bool
+}
+
+// certView is one certificate (spec) as the pages show it.
+type certView struct {
+	Spec   certfleet.CertificateSpec
+	Names  []string
+	Status string
+	Keys   []keyView
+	Fleet  []fleetView
+	// FleetCurrent counts agents with the current certificate; OldAgents
+	// names those with an old one (or none).
+	FleetCurrent int
+	OldAgents    []string
+}
+
+// ShownNames and MoreNames keep long name lists short in the list.
+func (c certView) ShownNames() []string { return c.Names[:min(len(c.Names), 3)] }
+func (c certView) MoreNames() int       { return max(len(c.Names)-3, 0) }
+
+// Mode is "key", or "csr" when the host keeps the key.
+func (c certView) Mode() string {
+	if len(c.Spec.CSR) > 0 {
+		return "csr"
+	}
+	return "key"
+}
+
+// certStatus fills the key views and status of sp from its jobs.
+func (s *Server) certStatus(ctx context.Context, now time.Time, sp certfleet.CertificateSpec, jobs map[certfleet.JobKey]certfleet.Job) (certView, error) {
+	v := certView{Spec: sp, Names: certfleet.IdentifierValues(sp.Identifiers), Status: StatusOK}
+	for _, k := range sp.JobKeys() {
+		job, ok := jobs[k]
+		kv := keyView{KeyType: k.KeyType}
+		if !ok { // synced a moment ago; the job is being made
+			kv.Status = StatusPending
+		} else {
+			kv.NextAt, kv.Failures, kv.LastError, kv.LastErrorAt, kv.OrderURL = job.NextAt, job.Failures, job.LastError, job.LastErrorAt, job.PendingOrderURL
+			if job.CurrentID != 0 {
+				c, err := s.issued(ctx, job.CurrentID)
+				if err != nil {
+					return v, err
+				}
+				kv.Cert = c
+			}
+			kv.Status = JobStatus(now, job, kv.Cert, job.CurrentRevision == sp.Revision(k.KeyType))
+		}
+		if statusRank(kv.Status) > statusRank(v.Status) {
+			v.Status = kv.Status
+		}
+		v.Keys = append(v.Keys, kv)
+	}
+	return v, nil
+}
+
+// addAttempts reads up to limit attempts of each key type and notes the
+// newest failure's problem type.
+func (s *Server) addAttempts(ctx context.Context, v *certView, limit int) error {
+	for i := range v.Keys {
+		kv := &v.Keys[i]
+		atts, err := s.Store.Attempts(ctx, certfleet.JobKey{Spec: v.Spec.Name, KeyType: kv.KeyType}, limit)
+		if err != nil {
+			return err
+		}
+		kv.Attempts = atts
+		for _, a := range atts {
+			if a.Outcome == certfleet.OutcomeFailed {
+				kv.Problem = a.ProblemType
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// addFleet sets the agents' copies of v's certificate from reports.
+func addFleet(v *certView, reports []certfleet.AgentReport) {
+	current := make(map[certfleet.KeyType]string)
+	for _, k := range v.Keys {
+		if k.Cert != nil {
+			current[k.KeyType] = k.Cert.Fingerprint
+		}
+	}
+	old := make(map[string]bool)
+	cur := make(map[string]bool)
+	for _, r := range reports {
+		f := fleetView{AgentReport: r, Current: r.Fingerprint != "" && r.Fingerprint == current[r.KeyType]}
+		v.Fleet = append(v.Fleet, f)
+		if f.Current {
+			cur[r.Agent] = true
+		} else {
+			old[r.Agent] = true
+		}
+	}
+	// An agent is current only when every key type it reported is.
+	for a := range old {
+		delete(cur, a)
+		v.OldAgents = append(v.OldAgents, a)
+	}
+	sort.Strings(v.OldAgents)
+	v.FleetCurrent = len(cur)
+}
+
+// matches reports whether the filter text q appears in the spec's name or
+// one of its identifiers (case-insensitively).
+func matches(sp certfleet.CertificateSpec, q string) bool {
+	if q == "" {
+		return true
+	}
+	q = strings.ToLower(q)
+	if strings.Contains(strings.ToLower(sp.Name), q) {
+		return true
+	}
+	for _, id := range sp.Identifiers {
+		if strings.Contains(id.Value, q) {
+			return true
+		}
+	}
+	return false
+}
+
+// inScope reports whether every name of sp is within the token's names:
+// the API's rule, so the dashboard shows exactly what the token may read.
+func inScope(t certfleet.Token, sp certfleet.CertificateSpec) bool {
+	for _, id := range sp.Identifiers {
+		if !t.Covers(id.Value) {
+			return false
+		}
+	}
+	return true
+}

@@ -11,7 +11,11 @@ import (
 // API on the main API listener (same tokens), and sends a browser that
 // opens the bare address there.
 func (d *Daemon) withDashboard(api http.Handler, store httpapi.Store) http.Handler {
-	dash := &dashboard.Server{Store: store, Events: d.Manager.Events, Wake: d.Manager.Wake,
+	events := d.Manager.Events // the daemon's sinks (audit, metrics, alerts) when wired
+	if events == nil {
+		events = d.Store // every store keeps the audit trail
+	}
+	dash := &dashboard.Server{Store: store, Events: events, Wake: d.Manager.Wake,
 		Logger: d.Logger.With("component", "dashboard")}
 	mux := http.NewServeMux()
 	mux.Handle(dashboard.DefaultPrefix+"/", dash.Handler())

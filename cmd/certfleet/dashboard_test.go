@@ -85,7 +85,7 @@ webroot = %q
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, secret, err := createToken(ctx, store, "ops on-call", []string{"*"}, []certfleet.Permission{certfleet.PermAdmin}, false)
+	tok, secret, err := createToken(ctx, store, "ops on-call", []string{"*"}, []certfleet.Permission{certfleet.PermAdmin}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,6 +187,11 @@ webroot = %q
 	}
 	if after.NextAt.After(time.Now()) {
 		t.Errorf("after the retry the job is due at %v, not now", after.NextAt)
+	}
+	// The retry is in the audit trail, with who asked.
+	evs, err := d.Store.Events(ctx, certfleet.EventFilter{Kind: certfleet.EventRetry})
+	if err != nil || len(evs) != 1 || evs[0].Actor != "token:"+tok.ID || evs[0].Certificate != "broken" {
+		t.Errorf("retry events in the audit trail: %+v (%v), want one for broken by token:%s", evs, err, tok.ID)
 	}
 	saveScreenshot(t, ctx, page, "dashboard-certificate.png")
 

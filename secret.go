@@ -30,9 +30,10 @@ func ValidateSecretName(name string) error {
 	return nil
 }
 
-// MaxSecretLen bounds a stored secret (TSIG keys, EAB MAC keys, passwords
-// and bearer tokens are far shorter).
-const MaxSecretLen = 16 << 10
+// MaxSecretLen bounds a stored secret. TSIG keys, EAB MAC keys, passwords
+// and bearer tokens are short; the largest are acme-dns providers'
+// registrations, about 250 bytes per identifier.
+const MaxSecretLen = 1 << 20
 
 // SecretInfo describes a stored secret without its value.
 type SecretInfo struct {

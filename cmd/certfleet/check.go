@@ -18,7 +18,6 @@ import (
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/solver/dns01"
 	"github.com/certfleet/certfleet/solver/http01"
-	"github.com/certfleet/certfleet/sqlite"
 )
 
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -42,29 +41,26 @@ exit status is 1 if any check failed.`, stdout, stderr)
 	}
 	log := newLogger(stderr, cfg.Log)
 	c := &checker{cfg: cfg, out: stdout}
+	// The store holds "store:NAME" secrets (a TSIG key), acme-dns
+	// registrations and, for the http-01 self-test, the challenge tokens
+	// that a running certfleet serve answers with.
+	httpTest := !*skipHTTP && cfg.Uses(certfleet.ChallengeHTTP01)
 	dnsCfg := cfg
-	if cfg.HasSecretRefs() {
-		// "store:NAME" secrets (a TSIG key) live in the store.
-		st, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
-		if err != nil {
+	var st certfleet.Store
+	if httpTest || cfg.HasSecretRefs() || usesACMEDNS(cfg) {
+		if st, err = openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey); err != nil {
 			return err
 		}
-		dnsCfg, err = resolveSecrets(ctx, cfg, st)
-		st.Close()
-		if err != nil {
+		defer st.Close()
+		if dnsCfg, err = resolveSecrets(ctx, cfg, st); err != nil {
 			return err
 		}
 	}
-	if c.dns, err = newDNS01Solver(dnsCfg, log); err != nil {
+	if c.dns, err = newDNS01Solver(ctx, dnsCfg, st, log); err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	if !*skipHTTP && cfg.Uses(certfleet.ChallengeHTTP01) && !strings.Contains(cfg.State, "://") {
-		store, err := sqlite.Open(ctx, cfg.State)
-		if err != nil {
-			return fmt.Errorf("open store %s for the http-01 self-test: %w", cfg.State, err)
-		}
-		defer store.Close()
-		c.http01 = &http01.Solver{Store: store}
+	if httpTest {
+		c.http01 = &http01.Solver{Store: st}
 	}
 	if failed := c.run(ctx); failed > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d check(s) failed", failed)}
@@ -310,4 +306,14 @@ func (c *checker) checkHTTP(ctx context.Context, id certfleet.Identifier) (strin
 		return "", errors.New("fetch " + url + ": " + resp.Status + ": the answer is not the test token's key authorization; is port 80 of this name forwarded to certfleet's responder?")
 	}
 	return "responder reachable through " + url, nil
+}
+
+// usesACMEDNS reports whether a certificate may use an acme-dns provider.
+func usesACMEDNS(cfg *config.Config) bool {
+	for _, p := range cfg.DNS01.Providers {
+		if p.Type == config.DNSProviderACMEDNS {
+			return cfg.Uses(certfleet.ChallengeDNS01)
+		}
+	}
+	return false
 }

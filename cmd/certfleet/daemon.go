@@ -107,7 +107,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		certfleet.ChallengeTLSALPN01: &tlsalpn01.Solver{Store: store},
 		certfleet.ChallengeWebroot:   liveWebroot{d.live},
 	}
-	dnsSolver, err := newDNS01Solver(rcfg, log)
+	dnsSolver, err := newDNS01Solver(ctx, rcfg, store, log)
 	if err != nil {
 		return nil, err
 	}

@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/seal"
 	"github.com/certfleet/certfleet/solver/dns01"
 	"github.com/certfleet/certfleet/solver/dns01/acmedns"
 	"github.com/certfleet/certfleet/solver/dns01/exec"
@@ -37,8 +39,9 @@ func newDNSResolver(cfg *config.Config) *dns01.Resolver {
 }
 
 // newDNS01Solver builds the dns-01 solver from [dns01], or returns nil when
-// no certificate uses dns-01.
-func newDNS01Solver(cfg *config.Config, log *slog.Logger) (*dns01.Solver, error) {
+// no certificate uses dns-01. st, if not nil, is the store, where acme-dns
+// registrations are kept when it has a master key (see acmeDNSCredentials).
+func newDNS01Solver(ctx context.Context, cfg *config.Config, st certfleet.Store, log *slog.Logger) (*dns01.Solver, error) {
 	if !cfg.Uses(certfleet.ChallengeDNS01) {
 		return nil, nil
 	}
@@ -48,7 +51,7 @@ func newDNS01Solver(cfg *config.Config, log *slog.Logger) (*dns01.Solver, error)
 	r := newDNSResolver(cfg)
 	providers := make(map[string]dns01.Provider, len(cfg.DNS01.Providers))
 	for name, p := range cfg.DNS01.Providers {
-		prov, err := newDNSProvider(cfg, p, r)
+		prov, err := newDNSProvider(ctx, cfg, p, r, st, log)
 		if err != nil {
 			return nil, fmt.Errorf("[dns01.providers.%s]: %w", name, err)
 		}
@@ -64,7 +67,7 @@ func newDNS01Solver(cfg *config.Config, log *slog.Logger) (*dns01.Solver, error)
 	}, nil
 }
 
-func newDNSProvider(cfg *config.Config, p config.DNSProvider, r *dns01.Resolver) (dns01.Provider, error) {
+func newDNSProvider(ctx context.Context, cfg *config.Config, p config.DNSProvider, r *dns01.Resolver, st certfleet.Store, log *slog.Logger) (dns01.Provider, error) {
 	switch p.Type {
 	case config.DNSProviderRFC2136:
 		return &rfc2136.Provider{Server: p.Server, Zone: p.Zone, KeyName: p.KeyName, Algorithm: p.Algorithm,
@@ -82,11 +85,11 @@ func newDNSProvider(cfg *config.Config, p config.DNSProvider, r *dns01.Resolver)
 		w := &webhook.Provider{URL: p.URL, BearerToken: p.BearerToken, Username: p.Username, Password: p.Password, CAPEM: ca, Timeout: p.Timeout}
 		return w, w.Validate()
 	case config.DNSProviderACMEDNS:
-		creds := p.CredentialsFile
-		if creds == "" {
-			creds = filepath.Join(stateDir(cfg), "acme-dns-"+p.Name+".json")
+		creds, err := acmeDNSCredentials(ctx, cfg, p, st, log)
+		if err != nil {
+			return nil, err
 		}
-		return &acmedns.Provider{Server: p.URL, CredentialsFile: creds, AllowFrom: p.AllowFrom}, nil
+		return &acmedns.Provider{Server: p.URL, Credentials: creds, AllowFrom: p.AllowFrom}, nil
 	}
 	return nil, fmt.Errorf("unknown provider type %q", p.Type)
 }
@@ -124,4 +127,62 @@ func (p preflightIssuer) Issue(ctx context.Context, req certfleet.IssueRequest) 
 type preflightARIIssuer struct {
 	preflightIssuer
 	certfleet.RenewalInfoer
+}
+
+// acmeDNSCredentials picks where an acme-dns provider keeps the
+// registrations it makes: its credentials_file when one is set; else, when
+// the store has a master key, the store itself (secret acme-dns.NAME,
+// sealed), which every instance sharing a PostgreSQL database sees — files
+// would make each instance register its own subdomain, and only one of them
+// can be the CNAME target; else a 0600 file in state_dir. A file left in
+// state_dir from before is moved into the store the first time.
+func acmeDNSCredentials(ctx context.Context, cfg *config.Config, p config.DNSProvider, st certfleet.Store, log *slog.Logger) (acmedns.CredentialStore, error) {
+	if p.CredentialsFile != "" {
+		return acmedns.FileCredentials(p.CredentialsFile), nil
+	}
+	file := acmedns.FileCredentials(filepath.Join(stateDir(cfg), "acme-dns-"+p.Name+".json"))
+	sealed, ok := st.(interface{ Sealer() *seal.Sealer })
+	name := "acme-dns." + strings.ToLower(p.Name)
+	if st == nil || !ok || sealed.Sealer() == nil || certfleet.ValidateSecretName(name) != nil {
+		return file, nil
+	}
+	creds := storeCredentials{st: st, name: name}
+	old, err := file.Load(ctx)
+	if err != nil || len(old) == 0 {
+		return creds, nil // nothing to move (an unreadable file is left alone)
+	}
+	have, err := creds.Load(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("acme-dns provider %s: %w", p.Name, err)
+	}
+	if len(have) == 0 {
+		if err := creds.Save(ctx, old); err != nil {
+			return nil, fmt.Errorf("acme-dns provider %s: move %s into the store: %w", p.Name, file, err)
+		}
+	}
+	if err := os.Remove(string(file)); err != nil {
+		return nil, fmt.Errorf("acme-dns provider %s: its credentials are in the store now; remove %s: %w", p.Name, file, err)
+	}
+	log.Info("acme-dns credentials moved into the store, sealed", "provider", p.Name, "from", string(file), "secret", name)
+	return creds, nil
+}
+
+// storeCredentials keeps acme-dns registrations as a stored secret.
+type storeCredentials struct {
+	st   certfleet.SecretStore
+	name string
+}
+
+func (c storeCredentials) String() string { return "the store (secret " + c.name + ")" }
+
+func (c storeCredentials) Load(ctx context.Context) ([]byte, error) {
+	v, err := c.st.Secret(ctx, c.name)
+	if certfleet.ErrorCode(err) == certfleet.ENOTFOUND {
+		return nil, nil
+	}
+	return v, err
+}
+
+func (c storeCredentials) Save(ctx context.Context, data []byte) error {
+	return c.st.PutSecret(ctx, c.name, data)
 }

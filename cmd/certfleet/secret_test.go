@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/internal/pgtest"
 )
 
@@ -115,5 +117,58 @@ func TestSecretSetNeedsMasterKey(t *testing.T) {
 	}
 	if code, _, errOut := runCLI(t, "secret", "set", "-config", path, "-from-file", f, "Bad/Name"); code != 2 || !strings.Contains(errOut, "secret name") {
 		t.Fatalf("bad name: exit %d\n%s", code, errOut)
+	}
+}
+
+// TestACMEDNSCredentialsInStore: with a master key, acme-dns registrations
+// live in the store (shared by every instance), a file left in state_dir
+// from before is moved in and removed, and an explicit credentials_file or a
+// store without a master key keeps the file.
+func TestACMEDNSCredentialsInStore(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "master.key")
+	generateKey(t, key)
+	state := filepath.Join(dir, "state.db")
+	st := openForTest(t, state, key)
+	defer st.Close()
+	cfg := &config.Config{State: state, StateDir: dir}
+	p := config.DNSProvider{Name: "Main", Type: config.DNSProviderACMEDNS}
+	old := filepath.Join(dir, "acme-dns-Main.json")
+	doc := []byte(`{"example.org": {"username": "u", "password": "p-secret", "fulldomain": "x.auth.example", "subdomain": "x"}}`)
+	if err := os.WriteFile(old, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := newLogger(io.Discard, config.Log{})
+	creds, err := acmeDNSCredentials(t.Context(), cfg, p, st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := creds.String(); got != "the store (secret acme-dns.main)" {
+		t.Fatalf("credentials in %s, want the store", got)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("the old credentials file is still there: %v", err)
+	}
+	if v, err := st.Secret(t.Context(), "acme-dns.main"); err != nil || !bytes.Equal(v, doc) {
+		t.Fatalf("stored credentials = %q, %v", v, err)
+	}
+	// A second instance (a new provider on the same store) sees them.
+	again, err := acmeDNSCredentials(t.Context(), cfg, p, st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := again.Load(t.Context()); err != nil || !bytes.Equal(v, doc) {
+		t.Fatalf("second instance loads %q, %v", v, err)
+	}
+
+	p.CredentialsFile = filepath.Join(dir, "explicit.json")
+	if c, _ := acmeDNSCredentials(t.Context(), cfg, p, st, log); c.String() != p.CredentialsFile {
+		t.Errorf("explicit credentials_file: using %s", c)
+	}
+	p.CredentialsFile = ""
+	plain := openForTest(t, filepath.Join(t.TempDir(), "plain.db"), "")
+	defer plain.Close()
+	if c, _ := acmeDNSCredentials(t.Context(), cfg, p, plain, log); c.String() != old {
+		t.Errorf("store without master key: using %s, want the file %s", c, old)
 	}
 }

@@ -4,10 +4,11 @@
 //
 // For each identifier (a wildcard shares its base name's) the provider
 // registers once at the server (POST /register), keeps the credentials it
-// gets in a JSON file (CredentialsFile, mode 0600; keyed by identifier,
-// with the field names of acme-dns's register response, so files other
-// clients wrote for the same server can be reused), and sets the TXT value
-// with POST /update. You point the identifier at it once with a CNAME:
+// gets (a JSON object keyed by identifier, with the field names of
+// acme-dns's register response, so files other clients wrote for the same
+// server can be reused) in a CredentialStore — a 0600 file, or certfleet's
+// store, sealed and shared by every instance — and sets the TXT value with
+// POST /update. You point the identifier at it once with a CNAME:
 //
 //	_acme-challenge.example.org. CNAME <fulldomain from the file>.
 //
@@ -53,8 +54,10 @@ type Account struct {
 type Provider struct {
 	// Server is the API's base URL, as "https://auth.example.org". Required.
 	Server string
-	// CredentialsFile keeps the accounts, identifier → Account. Required;
-	// certfleet puts it in the state directory.
+	// Credentials keeps the accounts, identifier → Account. If nil,
+	// CredentialsFile is used (FileCredentials).
+	Credentials CredentialStore
+	// CredentialsFile is the JSON file used when Credentials is nil.
 	CredentialsFile string
 	// AllowFrom, if set, restricts updates of new registrations to these
 	// networks (CIDR), as acme-dns's register call allows.
@@ -62,7 +65,23 @@ type Provider struct {
 	// Client makes the requests. Default: a client with a 30 s timeout.
 	Client *http.Client
 
-	mu sync.Mutex // guards the file and registration
+	mu sync.Mutex // guards the credentials and registration
+}
+
+// CredentialStore keeps the provider's registrations as one JSON document.
+// Load returns nil, nil when nothing is stored yet. String says where the
+// credentials are, for messages (never what they are).
+type CredentialStore interface {
+	Load(ctx context.Context) ([]byte, error)
+	Save(ctx context.Context, data []byte) error
+	String() string
+}
+
+func (p *Provider) credentials() CredentialStore {
+	if p.Credentials != nil {
+		return p.Credentials
+	}
+	return FileCredentials(p.CredentialsFile)
 }
 
 var (
@@ -85,7 +104,7 @@ func (p *Provider) delegated(ctx context.Context, rec dns01.Record) (Account, er
 	}
 	if full := dns.CanonicalName(acct.FullDomain); full != dns.CanonicalName(rec.FQDN) {
 		return Account{}, fmt.Errorf("acme-dns: %s does not point at the acme-dns subdomain: create the record %s CNAME %s (the credentials are in %s)",
-			dns01.RecordName(rec.Domain), dns01.RecordName(rec.Domain), full, p.CredentialsFile)
+			dns01.RecordName(rec.Domain), dns01.RecordName(rec.Domain), full, p.credentials())
 	}
 	return acct, nil
 }
@@ -120,7 +139,7 @@ func (p *Provider) Account(ctx context.Context, domain string) (Account, error) 
 	domain = strings.TrimPrefix(strings.ToLower(strings.TrimSuffix(domain, ".")), "*.")
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	accts, err := p.load()
+	accts, err := p.load(ctx)
 	if err != nil {
 		return Account{}, err
 	}
@@ -144,8 +163,16 @@ func (p *Provider) Account(ctx context.Context, domain string) (Account, error) 
 	if err := json.Unmarshal(resp, &a); err != nil || a.Username == "" || a.Password == "" || a.FullDomain == "" || a.SubDomain == "" {
 		return Account{}, fmt.Errorf("acme-dns register for %s: the server's answer is not a registration (username, password, fulldomain, subdomain)", domain)
 	}
+	// Another instance sharing the credentials may have registered the
+	// identifier meanwhile: keep its registration (ours is left unused).
+	if accts, err = p.load(ctx); err != nil {
+		return Account{}, err
+	}
+	if other, ok := accts[domain]; ok {
+		return other, nil
+	}
 	accts[domain] = a
-	if err := p.save(accts); err != nil {
+	if err := p.save(ctx, accts); err != nil {
 		return Account{}, err
 	}
 	return a, nil
@@ -168,20 +195,18 @@ func (p *Provider) do(req *http.Request) ([]byte, error) {
 	return body, nil
 }
 
-func (p *Provider) load() (map[string]Account, error) {
-	if p.CredentialsFile == "" {
-		return nil, errors.New("acme-dns: no credentials file configured")
-	}
-	data, err := os.ReadFile(p.CredentialsFile)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]Account{}, nil
-	}
+func (p *Provider) load(ctx context.Context) (map[string]Account, error) {
+	cs := p.credentials()
+	data, err := cs.Load(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("acme-dns: read credentials: %w", err)
+		return nil, fmt.Errorf("acme-dns: read credentials from %s: %w", cs, err)
 	}
 	m := map[string]Account{}
+	if len(data) == 0 {
+		return m, nil
+	}
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("acme-dns: credentials file %s is not a JSON object of accounts: %v", p.CredentialsFile, jsonErrNoValue(err))
+		return nil, fmt.Errorf("acme-dns: credentials in %s are not a JSON object of accounts: %v", cs, jsonErrNoValue(err))
 	}
 	return m, nil
 }
@@ -196,31 +221,59 @@ func jsonErrNoValue(err error) string {
 	return "wrong structure"
 }
 
-func (p *Provider) save(m map[string]Account) error {
+func (p *Provider) save(ctx context.Context, m map[string]Account) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(p.CredentialsFile), 0o700); err != nil {
-		return fmt.Errorf("acme-dns: save credentials: %w", err)
+	cs := p.credentials()
+	if err := cs.Save(ctx, data); err != nil {
+		return fmt.Errorf("acme-dns: save credentials to %s: %w", cs, err)
 	}
-	f, err := os.CreateTemp(filepath.Dir(p.CredentialsFile), ".acmedns-*")
+	return nil
+}
+
+// FileCredentials keeps the credentials in a JSON file of mode 0600,
+// replaced atomically.
+type FileCredentials string
+
+func (f FileCredentials) String() string { return string(f) }
+
+// Load implements CredentialStore.
+func (f FileCredentials) Load(context.Context) ([]byte, error) {
+	if f == "" {
+		return nil, errors.New("no credentials file configured")
+	}
+	data, err := os.ReadFile(string(f))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+// Save implements CredentialStore.
+func (f FileCredentials) Save(_ context.Context, data []byte) error {
+	if f == "" {
+		return errors.New("no credentials file configured")
+	}
+	dir := filepath.Dir(string(f))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".acmedns-*")
 	if err != nil {
-		return fmt.Errorf("acme-dns: save credentials: %w", err)
+		return err
 	}
-	defer os.Remove(f.Name())
-	_, err = f.Write(data)
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
 	if err == nil {
-		err = f.Sync()
+		err = tmp.Sync()
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), p.CredentialsFile)
+		err = os.Rename(tmp.Name(), string(f))
 	}
-	if err != nil {
-		return fmt.Errorf("acme-dns: save credentials to %s: %w", p.CredentialsFile, err)
-	}
-	return nil
+	return err
 }

@@ -21,7 +21,19 @@ type Account struct {
 	// Location header of the newAccount response); it is the "kid".
 	URL       string
 	CreatedAt time.Time
+	// Status is AccountValid or AccountDeactivated ("" reads as valid).
+	Status string
+	// DeactivatedAt is when the account was deactivated (zero: never).
+	DeactivatedAt time.Time
+	// KeyChangedAt is when the key was last rolled over (zero: never).
+	KeyChangedAt time.Time
+	// PendingKeyPEM is the new key of a key rollover whose outcome at the
+	// CA is not yet recorded (see AccountAdmin). Never logged.
+	PendingKeyPEM []byte
 }
+
+// Deactivated reports whether the account was deactivated.
+func (a Account) Deactivated() bool { return a.Status == AccountDeactivated }
 
 // LogValue keeps the key out of logs.
 func (a Account) LogValue() slog.Value {

@@ -30,5 +30,7 @@ type Store interface {
 	AuditStore
 	SecretStore
 	IncidentStore // alert incidents (alert.go)
+	AccountAdmin // issue 6 §7: account list, key rollover, deactivation
+	KeyBlocklist // issue 6 §8: keys declared compromised are never reused
 	Close() error
 }

@@ -1,12 +1,14 @@
 package acmeissuer
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/mholt/acmez/v3/acme"
@@ -16,53 +18,91 @@ import (
 // it at the CA (RFC 8555 §7.3) on first use. Concurrent callers wait for
 // the first; an instance that loses the race to store a new account uses
 // the winner's (the store returns it) and abandons its own at the CA.
+//
+// With a store, the account is read again at every call (one row), so that
+// a key rollover or a deactivation made by another process (certfleet
+// account ...) or instance takes effect at the next order: a deactivated
+// account is refused with a permanent error telling the operator what to
+// do, never silently registered anew, and a rollover left pending by a
+// crash is resolved by asking the CA which key it knows.
 func (i *Issuer) account(ctx context.Context) (acme.Account, error) {
 	i.acctMu.Lock()
 	defer i.acctMu.Unlock()
-	if i.acct != nil {
-		return *i.acct, nil
-	}
-	if i.cfg.Accounts != nil {
-		stored, err := i.cfg.Accounts.Account(ctx, i.cfg.DirectoryURL, i.name)
-		switch {
-		case err == nil:
-			a, err := fromStored(stored)
-			if err != nil {
-				return acme.Account{}, err
-			}
-			i.acct = &a
-			return a, nil
-		case certfleet.ErrorCode(err) != certfleet.ENOTFOUND:
-			return acme.Account{}, fmt.Errorf("load account %q: %w", i.name, err)
+	if i.cfg.Accounts == nil {
+		if i.acct != nil {
+			return *i.acct, nil
 		}
+		a, err := i.newAccount(ctx)
+		if err != nil {
+			return acme.Account{}, err
+		}
+		i.acct = &a
+		return a, nil
+	}
+	stored, err := i.cfg.Accounts.Account(ctx, i.cfg.DirectoryURL, i.name)
+	switch {
+	case err == nil:
+		return i.useStored(ctx, stored)
+	case certfleet.ErrorCode(err) != certfleet.ENOTFOUND:
+		return acme.Account{}, fmt.Errorf("load account %q: %w", i.name, err)
 	}
 
 	a, err := i.newAccount(ctx)
 	if err != nil {
 		return acme.Account{}, err
 	}
-	if i.cfg.Accounts != nil {
-		keyPEM, err := certfleet.MarshalPrivateKey(a.PrivateKey)
-		if err != nil {
+	keyPEM, err := certfleet.MarshalPrivateKey(a.PrivateKey)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	stored, err = i.cfg.Accounts.CreateAccount(ctx, certfleet.Account{
+		CA: i.cfg.DirectoryURL, Name: i.name, Contact: a.Contact,
+		KeyPEM: keyPEM, URL: a.Location, CreatedAt: i.now(),
+	})
+	if err != nil {
+		return acme.Account{}, fmt.Errorf("store account %s: %w", a.Location, err)
+	}
+	if stored.URL != a.Location {
+		i.logger.Info("another instance created the account first; using its account",
+			"account", stored.URL, "abandoned", a.Location)
+		return i.useStored(ctx, stored)
+	}
+	i.acct, i.acctKeyPEM = &a, keyPEM
+	return a, nil
+}
+
+// useStored turns the stored account into the one to use, reusing the
+// parsed key while it is unchanged. Called with acctMu held.
+func (i *Issuer) useStored(ctx context.Context, stored certfleet.Account) (acme.Account, error) {
+	if stored.Deactivated() {
+		i.acct, i.acctKeyPEM = nil, nil
+		return acme.Account{}, certfleet.ErrNoRetry{Err: deactivatedError(stored)}
+	}
+	if stored.PendingKeyPEM != nil {
+		var err error
+		if stored, err = i.resolveRollover(ctx, stored); err != nil {
 			return acme.Account{}, err
 		}
-		stored, err := i.cfg.Accounts.CreateAccount(ctx, certfleet.Account{
-			CA: i.cfg.DirectoryURL, Name: i.name, Contact: a.Contact,
-			KeyPEM: keyPEM, URL: a.Location, CreatedAt: i.now(),
-		})
-		if err != nil {
-			return acme.Account{}, fmt.Errorf("store account %s: %w", a.Location, err)
-		}
-		if stored.URL != a.Location {
-			i.logger.Info("another instance created the account first; using its account",
-				"account", stored.URL, "abandoned", a.Location)
-			if a, err = fromStored(stored); err != nil {
-				return acme.Account{}, err
-			}
-		}
 	}
-	i.acct = &a
+	if i.acct != nil && i.acct.Location == stored.URL && bytes.Equal(i.acctKeyPEM, stored.KeyPEM) {
+		return *i.acct, nil
+	}
+	a, err := fromStored(stored)
+	if err != nil {
+		return acme.Account{}, err
+	}
+	i.acct, i.acctKeyPEM = &a, stored.KeyPEM
 	return a, nil
+}
+
+// deactivatedError explains why a deactivated account cannot be used and
+// what the operator can do.
+func deactivatedError(a certfleet.Account) error {
+	return certfleet.Errorf(certfleet.EINVALID,
+		"ACME account %q (%s at %s) was deactivated on %s and certfleet will not use it or register a new one by itself: "+
+			"point the certificates that use it at another account (account = \"NAME\" in their [[certificate]]), "+
+			"or register a new account under this name with `certfleet account register %s`",
+		a.Name, a.URL, a.CA, a.DeactivatedAt.UTC().Format(time.RFC3339), a.Name)
 }
 
 // newAccount creates an account at the CA with a new P-256 key.
@@ -144,6 +184,13 @@ func (i *Issuer) replaceAccount(ctx context.Context) error {
 	if i.acct != nil {
 		stale = i.acct.Location
 	}
+	if i.cfg.Accounts != nil {
+		// Never replace an account the operator deactivated.
+		if cur, err := i.cfg.Accounts.Account(ctx, i.cfg.DirectoryURL, i.name); err == nil && cur.Deactivated() {
+			i.acct, i.acctKeyPEM = nil, nil
+			return deactivatedError(cur)
+		}
+	}
 	a, err := i.newAccount(ctx)
 	if err != nil {
 		return err
@@ -169,6 +216,6 @@ func (i *Issuer) replaceAccount(ctx context.Context) error {
 		i.logger.Warn("the store cannot replace accounts; the new account is used until certfleet restarts", "account", a.Location)
 	}
 	i.logger.Warn("the CA no longer knows the stored account; using a new one", "stale_account", stale, "account", a.Location, "name", i.name)
-	i.acct = &a
+	i.acct, i.acctKeyPEM = &a, nil
 	return nil
 }

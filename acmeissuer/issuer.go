@@ -118,16 +118,19 @@ type Config struct {
 // Issuer obtains certificates from one CA with one account. It is safe
 // for concurrent use; all its state besides the account is per call.
 type Issuer struct {
-	cfg     Config
-	client  *acme.Client
-	logger  *slog.Logger
-	now     func() time.Time
-	name    string
-	alpnMu  keyedMutex // serializes tls-alpn-01 per identifier
-	acctMu  sync.Mutex // guards acct; held while the account is created
-	acct    *acme.Account
-	dirOnce sync.Mutex // guards dir
-	dir     *acme.Directory
+	cfg    Config
+	client *acme.Client
+	logger *slog.Logger
+	now    func() time.Time
+	name   string
+	alpnMu keyedMutex // serializes tls-alpn-01 per identifier
+	acctMu sync.Mutex // guards acct, acctKeyPEM; held while the account is created or changed
+	acct   *acme.Account
+	// acctKeyPEM is the stored key acct was parsed from (nil: not from
+	// the store), to notice a key rolled over elsewhere.
+	acctKeyPEM []byte
+	dirOnce    sync.Mutex // guards dir
+	dir        *acme.Directory
 }
 
 var (

@@ -593,6 +593,17 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 		}
 		d.current, d.leaf = &cur, leaf
 	}
+	if d.leaf != nil {
+		blocked, err := m.keyBlocked(ctx, d.leaf.PublicKey)
+		if err != nil {
+			return d, err
+		}
+		if blocked {
+			// certfleet compromise: replace it now, with a new key.
+			d.reason = "key compromised"
+			return d, nil
+		}
+	}
 	now := m.Now()
 	switch {
 	case d.current == nil:
@@ -681,10 +692,22 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 		if csr, err = parseSpecCSR(d.spec); err != nil {
 			return certfleet.Issuance{}, certfleet.ErrNoRetry{Err: err}
 		}
+		blocked, err := m.keyBlocked(ctx, csr.PublicKey)
+		if err != nil {
+			return certfleet.Issuance{}, err
+		}
+		if blocked {
+			return certfleet.Issuance{}, certfleet.ErrNoRetry{Err: certfleet.Errorf(certfleet.EINVALID,
+				"certificate %q: the key of its CSR was declared compromised (certfleet compromise); the host must submit a CSR made with a new key", d.spec.Name)}
+		}
 	} else {
 		var err error
-		if key, err = m.certificateKey(job, *d); err != nil {
+		var resume bool
+		if key, resume, err = m.certificateKey(ctx, job, *d); err != nil {
 			return certfleet.Issuance{}, err
+		}
+		if !resume {
+			job.PendingOrderURL = "" // its key is compromised: a new order
 		}
 		if keyPEM, err = certfleet.MarshalPrivateKey(key); err != nil {
 			return certfleet.Issuance{}, err
@@ -769,28 +792,60 @@ func (m *Manager) firstCheck(d decision, leaf *x509.Certificate, now time.Time) 
 
 // certificateKey picks the key for the order: the pending order's key when
 // resuming (its CSR must match), the current key when the spec reuses keys,
-// else a fresh one.
-func (m *Manager) certificateKey(job certfleet.Job, d decision) (crypto.Signer, error) {
+// else a fresh one. A key declared compromised (certfleet.KeyBlocklist) is
+// never picked; resume is false when the pending order's key was one, so
+// that a new order is placed instead.
+func (m *Manager) certificateKey(ctx context.Context, job certfleet.Job, d decision) (key crypto.Signer, resume bool, err error) {
+	resume = job.PendingOrderURL != ""
 	if job.PendingOrderURL != "" && len(job.PendingKeyPEM) > 0 {
 		k, err := certfleet.ParsePrivateKey(job.PendingKeyPEM)
 		if err == nil {
-			return k, nil
+			blocked, err := m.keyBlocked(ctx, k.Public())
+			if err != nil {
+				return nil, false, err
+			}
+			if !blocked {
+				return k, true, nil
+			}
+			m.Logger.Warn("pending order's key was declared compromised; starting a new order with a new key", certfleet.LogCertificate, job.Spec)
+		} else {
+			m.Logger.Warn("pending order's key is unreadable; starting a new order", certfleet.LogCertificate, job.Spec, certfleet.LogError, err)
 		}
-		m.Logger.Warn("pending order's key is unreadable; starting a new order", certfleet.LogCertificate, job.Spec, certfleet.LogError, err)
+		resume = false
 	}
 	if d.spec.ReuseKey && d.current != nil && len(d.current.KeyPEM) > 0 {
 		k, err := certfleet.ParsePrivateKey(d.current.KeyPEM)
 		if err == nil {
 			if kt, err := certfleet.KeyTypeOf(k.Public()); err == nil && kt == job.KeyType {
-				return k, nil
+				blocked, err := m.keyBlocked(ctx, k.Public())
+				if err != nil {
+					return nil, false, err
+				}
+				if !blocked {
+					return k, resume, nil
+				}
+				m.Logger.Warn("reuse_key: the current key was declared compromised; making a new one", certfleet.LogCertificate, job.Spec)
 			}
 		}
 	}
 	k, err := certfleet.GenerateKey(job.KeyType)
 	if err != nil {
-		return nil, fmt.Errorf("generate %s key: %w", job.KeyType, err)
+		return nil, false, fmt.Errorf("generate %s key: %w", job.KeyType, err)
 	}
-	return k, nil
+	return k, resume, nil
+}
+
+// keyBlocked reports whether the key of pub was declared compromised.
+func (m *Manager) keyBlocked(ctx context.Context, pub crypto.PublicKey) (bool, error) {
+	id, err := certfleet.KeyID(pub)
+	if err != nil {
+		return false, err
+	}
+	blocked, err := m.Store.KeyBlocked(ctx, id)
+	if err != nil {
+		return false, fmt.Errorf("check the compromised-key list: %w", err)
+	}
+	return blocked, nil
 }
 
 // retryTime returns when to try a failed job again: exponential backoff with

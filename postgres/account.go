@@ -9,9 +9,13 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const qAccount = `SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = $1 AND name = $2`
+const (
+	accountCols = `ca, name, contact, key_pem, url, created_at, status, deactivated_at, key_changed_at, pending_key`
+	qAccount    = `SELECT ` + accountCols + ` FROM accounts WHERE ca = $1 AND name = $2`
+)
 
 // Account implements certfleet.AccountStore.
 func (s *Store) Account(ctx context.Context, ca, name string) (certfleet.Account, error) {
@@ -33,10 +37,14 @@ func (s *Store) scanAccount(sc scanner) (certfleet.Account, error) {
 		contact string
 		key     []byte
 		created time.Time
+		deact   pgtype.Timestamptz
+		changed pgtype.Timestamptz
+		pending []byte
 	)
-	if err := sc.Scan(&a.CA, &a.Name, &contact, &key, &a.URL, &created); err != nil {
+	if err := sc.Scan(&a.CA, &a.Name, &contact, &key, &a.URL, &created, &a.Status, &deact, &changed, &pending); err != nil {
 		return a, err
 	}
+	a.DeactivatedAt, a.KeyChangedAt = fromTS(deact), fromTS(changed)
 	if err := json.Unmarshal([]byte(contact), &a.Contact); err != nil {
 		return a, fmt.Errorf("decode contact: %w", err)
 	}
@@ -44,6 +52,11 @@ func (s *Store) scanAccount(sc scanner) (certfleet.Account, error) {
 	var err error
 	if a.KeyPEM, err = s.openKey(key, accountAAD(a.CA, a.Name)); err != nil {
 		return a, fmt.Errorf("open account key: %w", err)
+	}
+	if pending != nil {
+		if a.PendingKeyPEM, err = s.openKey(pending, pendingAccountAAD(a.CA, a.Name)); err != nil {
+			return a, fmt.Errorf("open pending account key: %w", err)
+		}
 	}
 	return a, nil
 }
@@ -94,7 +107,8 @@ var _ certfleet.AccountReplacer = (*Store)(nil)
 
 // ReplaceAccount implements certfleet.AccountReplacer: the conditional
 // update and the read back are one transaction; a racing replacer waits on
-// the row lock and then finds the URL already changed.
+// the row lock and then finds the URL already changed. The new account is
+// valid, whatever the old one's status was.
 func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfleet.Account) (certfleet.Account, error) {
 	if next.CA == "" || next.Name == "" || len(next.KeyPEM) == 0 || next.URL == "" {
 		return next, certfleet.Errorf(certfleet.EINVALID, "replace account: CA, name, key and URL required")
@@ -116,7 +130,8 @@ func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfl
 	}
 	var out certfleet.Account
 	err = s.write(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE accounts SET contact = $1, key_pem = $2, url = $3, created_at = $4
+		if _, err := tx.Exec(ctx, `UPDATE accounts SET contact = $1, key_pem = $2, url = $3, created_at = $4,
+			status = 'valid', deactivated_at = NULL, key_changed_at = NULL, pending_key = NULL
 			WHERE ca = $5 AND name = $6 AND url = $7`,
 			string(cj), key, next.URL, next.CreatedAt, next.CA, next.Name, staleURL); err != nil {
 			return translate(err)

@@ -10,13 +10,18 @@ import (
 	"github.com/certfleet/certfleet"
 )
 
+const (
+	accountCols = `ca, name, contact, key_pem, url, created_at, status, deactivated_at, key_changed_at, pending_key`
+	qAccount    = `SELECT ` + accountCols + ` FROM accounts WHERE ca = ? AND name = ?`
+)
+
 // Account implements certfleet.AccountStore.
 func (s *Store) Account(ctx context.Context, ca, name string) (certfleet.Account, error) {
 	db, err := s.reader()
 	if err != nil {
 		return certfleet.Account{}, err
 	}
-	a, err := s.scanAccount(db.QueryRowContext(ctx, `SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, ca, name))
+	a, err := s.scanAccount(db.QueryRowContext(ctx, qAccount, ca, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s not found", name, ca)
 	} else if err != nil {
@@ -31,10 +36,14 @@ func (s *Store) scanAccount(sc scanner) (certfleet.Account, error) {
 		contact string
 		key     []byte
 		created int64
+		deact   sql.NullInt64
+		changed sql.NullInt64
+		pending []byte
 	)
-	if err := sc.Scan(&a.CA, &a.Name, &contact, &key, &a.URL, &created); err != nil {
+	if err := sc.Scan(&a.CA, &a.Name, &contact, &key, &a.URL, &created, &a.Status, &deact, &changed, &pending); err != nil {
 		return a, err
 	}
+	a.DeactivatedAt, a.KeyChangedAt = fromTS(deact), fromTS(changed)
 	if err := json.Unmarshal([]byte(contact), &a.Contact); err != nil {
 		return a, fmt.Errorf("decode contact: %w", err)
 	}
@@ -42,6 +51,11 @@ func (s *Store) scanAccount(sc scanner) (certfleet.Account, error) {
 	var err error
 	if a.KeyPEM, err = s.openKey(key, accountAAD(a.CA, a.Name)); err != nil {
 		return a, fmt.Errorf("open account key: %w", err)
+	}
+	if pending != nil {
+		if a.PendingKeyPEM, err = s.openKey(pending, pendingAccountAAD(a.CA, a.Name)); err != nil {
+			return a, fmt.Errorf("open pending account key: %w", err)
+		}
 	}
 	return a, nil
 }
@@ -78,7 +92,7 @@ func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfle
 			a.CA, a.Name, string(cj), key, a.URL, tsReq(a.CreatedAt)); err != nil {
 			return translate(err)
 		}
-		out, err = s.scanAccount(tx.queryRow(`SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, a.CA, a.Name))
+		out, err = s.scanAccount(tx.queryRow(qAccount, a.CA, a.Name))
 		return translate(err)
 	})
 	if err != nil {
@@ -90,7 +104,8 @@ func (s *Store) CreateAccount(ctx context.Context, a certfleet.Account) (certfle
 var _ certfleet.AccountReplacer = (*Store)(nil)
 
 // ReplaceAccount implements certfleet.AccountReplacer: the conditional
-// update and the read back are one transaction.
+// update and the read back are one transaction. The new account is valid,
+// whatever the old one's status was.
 func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfleet.Account) (certfleet.Account, error) {
 	if next.CA == "" || next.Name == "" || len(next.KeyPEM) == 0 || next.URL == "" {
 		return next, certfleet.Errorf(certfleet.EINVALID, "replace account: CA, name, key and URL required")
@@ -112,12 +127,13 @@ func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfl
 	}
 	var out certfleet.Account
 	err = s.write(ctx, func(tx *txn) error {
-		if _, err := tx.exec(`UPDATE accounts SET contact = ?, key_pem = ?, url = ?, created_at = ?
+		if _, err := tx.exec(`UPDATE accounts SET contact = ?, key_pem = ?, url = ?, created_at = ?,
+			status = 'valid', deactivated_at = NULL, key_changed_at = NULL, pending_key = NULL
 			WHERE ca = ? AND name = ? AND url = ?`,
 			string(cj), key, next.URL, tsReq(next.CreatedAt), next.CA, next.Name, staleURL); err != nil {
 			return translate(err)
 		}
-		out, err = s.scanAccount(tx.queryRow(`SELECT ca, name, contact, key_pem, url, created_at FROM accounts WHERE ca = ? AND name = ?`, next.CA, next.Name))
+		out, err = s.scanAccount(tx.queryRow(qAccount, next.CA, next.Name))
 		if errors.Is(err, sql.ErrNoRows) {
 			return certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s not found", next.Name, next.CA)
 		}

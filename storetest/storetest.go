@@ -1127,6 +1127,7 @@ func newAccount(url string) certfleet.Account {
 		KeyPEM:    []byte("-----BEGIN PRIVATE KEY-----\n" + url + "\n-----END PRIVATE KEY-----\n"),
 		URL:       url,
 		CreatedAt: time.Now(),
+		Status:    certfleet.AccountValid, // every new account is valid (RFC 8555 §7.1.2)
 	}
 }
 

@@ -1,0 +1,137 @@
+package storetest
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// RunAccounts runs the contract of certfleet.AccountAdmin: listing, the
+// two-step key rollover (begin stores a pending key; finish accepts or drops
+// it; a second begin while one is pending is refused), deactivation (sticky,
+// idempotent, refusing rollovers), and ReplaceAccount registering a new,
+// valid account in place of a deactivated one.
+func RunAccounts(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
+	t.Run("ListAndRollover", func(t *testing.T) { testAccountRollover(t, newStore(t)) })
+	t.Run("Deactivate", func(t *testing.T) { testAccountDeactivate(t, newStore(t)) })
+}
+
+func mustCreateAccount(t *testing.T, s certfleet.Store, ca, name, url string) certfleet.Account {
+	t.Helper()
+	a, err := s.CreateAccount(t.Context(), certfleet.Account{CA: ca, Name: name, Contact: []string{"mailto:ops@example.org"},
+		KeyPEM: []byte("-----BEGIN PRIVATE KEY-----\nold " + name + "\n-----END PRIVATE KEY-----\n"), URL: url,
+		CreatedAt: time.Now().UTC().Truncate(time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func testAccountRollover(t *testing.T, s certfleet.Store) {
+	ctx := t.Context()
+	const ca = "https://ca.example/dir"
+	old := mustCreateAccount(t, s, ca, "shop", "https://ca.example/acct/2")
+	mustCreateAccount(t, s, ca, "default", "https://ca.example/acct/1")
+	mustCreateAccount(t, s, "https://other.example/dir", "default", "https://other.example/acct/9")
+
+	list, err := s.Accounts(ctx)
+	if err != nil || len(list) != 3 {
+		t.Fatalf("Accounts = %d, %v; want 3", len(list), err)
+	}
+	if list[0].Name != "default" || list[0].CA != ca || list[1].CA != "https://other.example/dir" || list[2].Name != "shop" {
+		t.Fatalf("Accounts not ordered by name, then CA: %s/%s, %s/%s, %s/%s", list[0].Name, list[0].CA, list[1].Name, list[1].CA, list[2].Name, list[2].CA)
+	}
+	if list[2].Status != certfleet.AccountValid || list[2].Deactivated() || !list[2].DeactivatedAt.IsZero() || list[2].PendingKeyPEM != nil {
+		t.Fatalf("new account: status %q, deactivated at %v, pending %q", list[2].Status, list[2].DeactivatedAt, list[2].PendingKeyPEM)
+	}
+
+	// No rollover pending: finishing one is a conflict.
+	if _, err := s.FinishKeyRollover(ctx, ca, "shop", true, time.Now()); certfleet.ErrorCode(err) != certfleet.ECONFLICT {
+		t.Fatalf("finish without begin: %v, want ECONFLICT", err)
+	}
+	if err := s.BeginKeyRollover(ctx, ca, "nope", []byte("k")); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+		t.Fatalf("begin on an unknown account: %v, want ENOTFOUND", err)
+	}
+
+	// Begin: the pending key is stored beside the old key.
+	next := []byte("-----BEGIN PRIVATE KEY-----\nnew\n-----END PRIVATE KEY-----\n")
+	if err := s.BeginKeyRollover(ctx, ca, "shop", next); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Account(ctx, ca, "shop")
+	if err != nil || !bytes.Equal(got.PendingKeyPEM, next) || !bytes.Equal(got.KeyPEM, old.KeyPEM) {
+		t.Fatalf("after begin: key %q pending %q (%v); want the old key and the new one pending", got.KeyPEM, got.PendingKeyPEM, err)
+	}
+	if err := s.BeginKeyRollover(ctx, ca, "shop", []byte("other")); certfleet.ErrorCode(err) != certfleet.ECONFLICT {
+		t.Fatalf("second begin while one is pending: %v, want ECONFLICT", err)
+	}
+
+	// Refused by the CA: the pending key is dropped, the old one stays.
+	got, err = s.FinishKeyRollover(ctx, ca, "shop", false, time.Now())
+	if err != nil || got.PendingKeyPEM != nil || !bytes.Equal(got.KeyPEM, old.KeyPEM) || !got.KeyChangedAt.IsZero() {
+		t.Fatalf("finish refused: key %q pending %q changed %v (%v)", got.KeyPEM, got.PendingKeyPEM, got.KeyChangedAt, err)
+	}
+
+	// Accepted: the pending key becomes the key; URL and creation stay.
+	if err := s.BeginKeyRollover(ctx, ca, "shop", next); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	got, err = s.FinishKeyRollover(ctx, ca, "shop", true, at)
+	if err != nil || !bytes.Equal(got.KeyPEM, next) || got.PendingKeyPEM != nil || !got.KeyChangedAt.Equal(at) ||
+		got.URL != old.URL || !got.CreatedAt.Equal(old.CreatedAt) {
+		t.Fatalf("finish accepted: %+v (%v)", got, err)
+	}
+	reread, err := s.Account(ctx, ca, "shop")
+	if err != nil || !bytes.Equal(reread.KeyPEM, next) || !reread.KeyChangedAt.Equal(at) {
+		t.Fatalf("re-read after rollover: key %q changed %v (%v)", reread.KeyPEM, reread.KeyChangedAt, err)
+	}
+	// The other accounts are untouched.
+	other, err := s.Account(ctx, ca, "default")
+	if err != nil || bytes.Equal(other.KeyPEM, next) || !other.KeyChangedAt.IsZero() {
+		t.Fatalf("another account changed: %+v (%v)", other, err)
+	}
+}
+
+func testAccountDeactivate(t *testing.T, s certfleet.Store) {
+	ctx := t.Context()
+	const ca = "https://ca.example/dir"
+	mustCreateAccount(t, s, ca, "default", "https://ca.example/acct/1")
+	if err := s.BeginKeyRollover(ctx, ca, "default", []byte("pending")); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	got, err := s.DeactivateAccount(ctx, ca, "default", at)
+	if err != nil || !got.Deactivated() || got.Status != certfleet.AccountDeactivated || !got.DeactivatedAt.Equal(at) || got.PendingKeyPEM != nil {
+		t.Fatalf("deactivate: %+v (%v)", got, err)
+	}
+	// Idempotent: the first time is kept.
+	got, err = s.DeactivateAccount(ctx, ca, "default", at.Add(time.Hour))
+	if err != nil || !got.DeactivatedAt.Equal(at) {
+		t.Fatalf("deactivate again: at %v (%v), want %v", got.DeactivatedAt, err, at)
+	}
+	if _, err := s.DeactivateAccount(ctx, ca, "nope", at); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+		t.Fatalf("deactivate unknown: %v, want ENOTFOUND", err)
+	}
+	if err := s.BeginKeyRollover(ctx, ca, "default", []byte("k")); certfleet.ErrorCode(err) != certfleet.EINVALID {
+		t.Fatalf("rollover of a deactivated account: %v, want EINVALID", err)
+	}
+	// CreateAccount never revives it (a racing issuer gets it back as it is).
+	again, err := s.CreateAccount(ctx, certfleet.Account{CA: ca, Name: "default", KeyPEM: []byte("x"), URL: "https://ca.example/acct/5"})
+	if err != nil || !again.Deactivated() || again.URL != "https://ca.example/acct/1" {
+		t.Fatalf("CreateAccount over a deactivated account: %+v (%v); want the deactivated one unchanged", again, err)
+	}
+	// An explicit registration (ReplaceAccount) makes a new valid account.
+	rep, ok := s.(certfleet.AccountReplacer)
+	if !ok {
+		t.Fatal("store is no certfleet.AccountReplacer")
+	}
+	fresh, err := rep.ReplaceAccount(ctx, "https://ca.example/acct/1", certfleet.Account{CA: ca, Name: "default",
+		KeyPEM: []byte("fresh"), URL: "https://ca.example/acct/6"})
+	if err != nil || fresh.Deactivated() || fresh.Status != certfleet.AccountValid || !fresh.DeactivatedAt.IsZero() ||
+		fresh.URL != "https://ca.example/acct/6" || string(fresh.KeyPEM) != "fresh" {
+		t.Fatalf("ReplaceAccount of a deactivated account: %+v (%v)", fresh, err)
+	}
+}

@@ -3,6 +3,7 @@ package certfleet
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -142,4 +143,39 @@ func (f EventFilter) ActorPrefix() bool { return strings.HasSuffix(f.Actor, ":")
 func KeyReadEvent(r KeyRead) Event {
 	return Event{At: r.At, Kind: EventKeyRead, Actor: "token:" + r.TokenID, Remote: r.Remote,
 		Certificate: r.Spec, KeyType: r.KeyType, Serial: r.Serial, IssuanceID: r.IssuanceID}
+}
+
+// ParseEventTime reads a --since/--until or since=/until= value: an RFC 3339
+// time ("2026-03-01T12:00:00Z"), a date ("2026-03-01", midnight UTC), or an
+// age counted back from now: a Go duration ("24h", "90m") or whole days
+// ("7d"). The error says which forms are accepted.
+func ParseEventTime(s string, now time.Time) (time.Time, error) {
+	v := strings.TrimSpace(s)
+	if v == "" {
+		return time.Time{}, fmt.Errorf("empty time: give an RFC 3339 time (2026-03-01T12:00:00Z), a date (2026-03-01) or an age (24h, 7d)")
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t.UTC(), nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, nil
+	}
+	var age time.Duration
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 100*366 {
+			return time.Time{}, fmt.Errorf("time %q: an age in days is a whole number, e.g. 7d", s)
+		}
+		age = time.Duration(n) * 24 * time.Hour
+	} else {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("time %q: give an RFC 3339 time (2026-03-01T12:00:00Z), a date (2026-03-01) or an age (24h, 90m, 7d)", s)
+		}
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("time %q: an age must not be negative", s)
+		}
+		age = d
+	}
+	return now.Add(-age).UTC(), nil
 }

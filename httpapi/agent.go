@@ -119,9 +119,18 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, p principal) {
 	rep := certfleet.AgentReport{Agent: agent, Certificate: sp.Name, KeyType: kt,
 		Serial: clip(req.Serial, 128), Fingerprint: clip(req.Fingerprint, 128), NotAfter: req.NotAfter, InstalledAt: req.InstalledAt,
 		Commands: cmds, Error: clip(req.Error, certfleet.MaxAgentErrorLen), ReportedAt: s.Now(), TokenID: p.token.ID}
+	prev, err := previousReport(ctx, fs, rep)
+	if err != nil {
+		s.internal(w, r, "agent report", err)
+		return
+	}
 	if err := fs.PutAgentReport(ctx, rep); err != nil {
 		s.internal(w, r, "agent report", err)
 		return
+	}
+	if e, ok := agentEvent(prev, rep); ok {
+		e.Actor = "agent:" + agent
+		s.emit(r, p, e)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

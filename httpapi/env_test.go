@@ -88,6 +88,7 @@ func newEnv(t *testing.T, packSize int) *env {
 	mgr := &manager.Manager{
 		Store: store, Issuers: map[string]certfleet.Issuer{certfleet.DefaultAccount: iss},
 		Deployer: notifier{changes}, Concurrency: 4, PollInterval: time.Second,
+		Events: store, // the audit trail, as the daemon wires it
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); mgr.Run(runCtx) }()
@@ -95,6 +96,7 @@ func newEnv(t *testing.T, packSize int) *env {
 	srv := &httpapi.Server{
 		Store: store, Changes: changes, Wake: mgr.Wake, PackSize: packSize,
 		Revokers:     map[string]certfleet.Revoker{certfleet.DefaultAccount: iss},
+		Events:       store, // the audit trail, as the daemon wires it
 		PollInterval: 200 * time.Millisecond,
 	}
 	e := &env{t: t, ca: ca, store: store, srv: srv, changes: changes}

@@ -174,11 +174,14 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 	}
 
 	s.writeMu.Lock()
-	name, err := s.placeName(ctx, id, want, req.Group)
+	name, changed, err := s.placeName(ctx, id, want, req.Group)
 	s.writeMu.Unlock()
 	if err != nil {
 		s.internal(w, r, "request name", err)
 		return
+	}
+	if changed {
+		s.emit(r, p, specEvent(name, id, want, csrPEM != nil))
 	}
 	s.index.invalidate()
 	if s.Wake != nil {
@@ -199,17 +202,17 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 }
 
 // placeName puts the name into a spec, by the lumping policy, and returns
-// the spec's name. Called with writeMu held.
-func (s *Server) placeName(ctx context.Context, id certfleet.Identifier, want certfleet.CertificateSpec, group string) (string, error) {
+// the spec's name and whether the store changed. Called with writeMu held.
+func (s *Server) placeName(ctx context.Context, id certfleet.Identifier, want certfleet.CertificateSpec, group string) (string, bool, error) {
 	cur, err := s.freshSpecFor(ctx, id.Value)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if cur != nil && cur.Source != certfleet.SourceAPI {
-		return cur.Name, nil // the config file already declares it
+		return cur.Name, false, nil // the config file already declares it
 	}
 	if cur != nil && len(cur.Identifiers) > 1 && len(want.CSR) == 0 {
-		return cur.Name, nil // packed with others already
+		return cur.Name, false, nil // packed with others already
 	}
 	if s.PackSize <= 1 || len(want.CSR) > 0 || (cur != nil && cur.Name == specName(id.Value)) {
 		if cur != nil && len(want.CSR) == 0 && len(cur.CSR) > 0 {
@@ -217,12 +220,14 @@ func (s *Server) placeName(ctx context.Context, id certfleet.Identifier, want ce
 			want.CSR, want.KeyTypes, want.Identifiers = cur.CSR, cur.KeyTypes, cur.Identifiers
 		}
 		want.Name = specName(id.Value)
-		if _, err := s.Store.PutSpec(ctx, want); err != nil {
-			return "", err
+		changed, err := s.Store.PutSpec(ctx, want)
+		if err != nil {
+			return "", false, err
 		}
-		return want.Name, nil
+		return want.Name, changed, nil
 	}
-	return s.pack(ctx, id, want, group)
+	name, err := s.pack(ctx, id, want, group)
+	return name, err == nil, err
 }
 
 // freshSpecFor is specFor on a just-rebuilt index.
@@ -318,6 +323,8 @@ func (s *Server) deleteName(w http.ResponseWriter, r *http.Request, p principal)
 			s.internal(w, r, "withdraw name from pack", err)
 			return
 		}
+		s.emit(r, p, certfleet.Event{Kind: certfleet.EventSpecChanged, Certificate: sp.Name, Reason: "name_removed",
+			Detail: fmt.Sprintf("DELETE %s: removed from %s, which keeps %s", id.Value, sp.Name, strings.Join(certfleet.IdentifierValues(sp.Identifiers), ", "))})
 		if s.Wake != nil {
 			s.Wake()
 		}
@@ -325,7 +332,7 @@ func (s *Server) deleteName(w http.ResponseWriter, r *http.Request, p principal)
 		return
 	}
 	if revoke {
-		if err := s.revokeAll(ctx, *sp); err != nil {
+		if err := s.revokeAll(ctx, *sp, func(e certfleet.Event) { s.emit(r, p, e) }); err != nil {
 			s.internal(w, r, "revoke", err)
 			return
 		}
@@ -334,11 +341,17 @@ func (s *Server) deleteName(w http.ResponseWriter, r *http.Request, p principal)
 		s.internal(w, r, "withdraw name", err)
 		return
 	}
+	detail := "DELETE " + id.Value + ": withdrawn; its archive stays"
+	if revoke {
+		detail = "DELETE " + id.Value + "?revoke=true: withdrawn, certificates revoked, private keys destroyed"
+	}
+	s.emit(r, p, certfleet.Event{Kind: certfleet.EventSpecChanged, Certificate: sp.Name, Reason: "withdrawn", Detail: detail})
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// revokeAll revokes every unexpired certificate of the spec at the CA.
-func (s *Server) revokeAll(ctx context.Context, sp certfleet.CertificateSpec) error {
+// revokeAll revokes every unexpired certificate of the spec at the CA,
+// handing record the revoked event of each.
+func (s *Server) revokeAll(ctx context.Context, sp certfleet.CertificateSpec, record func(certfleet.Event)) error {
 	rv := s.Revokers[sp.AccountName()]
 	if rv == nil {
 		return errorf(certfleet.ECONFLICT, "account %q cannot revoke (no revoker configured)", sp.AccountName())
@@ -359,6 +372,9 @@ func (s *Server) revokeAll(ctx context.Context, sp certfleet.CertificateSpec) er
 			return fmt.Errorf("revoke %s (serial %s): %w", sp.Name, iss.Serial, err)
 		}
 		s.Logger.Info("certificate revoked", certfleet.LogCertificate, sp.Name, certfleet.LogSerial, iss.Serial)
+		record(certfleet.Event{Kind: certfleet.EventRevoked, Certificate: sp.Name, KeyType: iss.KeyType,
+			Serial: iss.Serial, IssuanceID: iss.ID, Reason: "cessationOfOperation",
+			Detail: fmt.Sprintf("revoked at the CA (account %s) on withdrawal over the API", sp.AccountName())})
 	}
 	return nil
 }
@@ -385,6 +401,7 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, p principal) {
 			return
 		}
 	}
+	s.emit(r, p, certfleet.Event{Kind: certfleet.EventRetry, Certificate: sp.Name, Detail: "POST " + id.Value + "/retry: due now"})
 	if s.Wake != nil {
 		s.Wake()
 	}

@@ -99,6 +99,7 @@ func TestOpenAPI(t *testing.T) {
 		"NameStatus": NameStatus{}, "KeyStatus": KeyStatus{}, "NameRequest": NameRequest{},
 		"CertificateInfo": CertificateInfo{}, "CertificateList": CertificateList{}, "Problem": Problem{},
 		"ReportRequest": ReportRequest{}, "FleetEntry": FleetEntry{}, "AgentCommand": certfleet.AgentCommand{},
+		"AuditPage": AuditPage{}, "Event": certfleet.Event{},
 	} {
 		sc, ok := doc.Components.Schemas[name]
 		if !ok {
@@ -148,6 +149,12 @@ func jsonFields(v any) []string {
 		full["next"] = true
 	case Problem:
 		full["detail"], full["instance"] = true, true
+	case AuditPage:
+		full["next"] = true
+	case certfleet.Event:
+		for _, k := range []string{"id", "remote", "certificate", "key_type", "serial", "issuance_id", "reason", "detail"} {
+			full[k] = true
+		}
 	}
 	return slices.Sorted(maps.Keys(full))
 }

@@ -87,6 +87,10 @@ type Server struct {
 	Now func() time.Time
 	// Logger receives request errors and key reads; nil discards.
 	Logger *slog.Logger
+	// Events, when set, receives the audit events of API requests that
+	// change something (names, CSRs, retries, revocations, agent deploys);
+	// see audit.go. Key reads are recorded by the store itself.
+	Events certfleet.EventSink
 
 	once    sync.Once
 	mux     *http.ServeMux
@@ -220,6 +224,8 @@ var routes = []route{
 		summary: "One certificate by name"},
 	{method: "POST", path: "/v1/agents/{agent}/report", perm: certfleet.PermReadCerts, h: (*Server).report,
 		summary: "An agent reports what it installed for a name (JSON); shown in the name's status as the fleet"},
+	{method: "GET", path: "/v1/audit", perm: certfleet.PermAdmin, h: (*Server).audit,
+		summary: "The audit trail, newest first, filtered and paged (?certificate=, kind=, actor=, since=, until=, before_id=, limit=); admins only"},
 	{method: "GET", path: "/v1/openapi.json", public: true, h: (*Server).openAPI,
 		summary: "This API, described in OpenAPI 3"},
 }

@@ -63,7 +63,7 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 	}
 	srv := &httpapi.Server{
 		Store: store, Wake: d.Manager.Wake, Revokers: revokers, PackSize: cfg.PackSize, Changes: d.changes,
-		Logger: d.Logger.With("component", "api"),
+		Logger: d.Logger.With("component", "api"), Events: &d.events,
 	}
 	var tlsConf *tls.Config
 	if cfg.TLSCertificate != "" {

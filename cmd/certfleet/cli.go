@@ -32,6 +32,7 @@ func commands() []command {
 		{"demo", "quickstart: issue certificates from an embedded test CA, offline", cmdDemo},
 		{"token", "create, list or revoke HTTP API tokens", cmdToken},
 		{"secret", "keep TSIG/EAB/DNS API secrets sealed in the store (set, list, delete)", cmdSecret},
+		{"audit", "show the audit trail: who did what, to which certificate, from where", cmdAudit},
 		{"agent", "on a host: keep certificates in sync with a certfleet server", cmdAgent},
 		{"master-key", "generate a master key file for keys encrypted at rest", cmdMasterKey},
 		{"rotate-master-key", "re-wrap the store's data key under a new master key, without downtime", cmdRotateMasterKey},

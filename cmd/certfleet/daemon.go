@@ -38,6 +38,11 @@ type Daemon struct {
 	// ("" when not started), so tests can listen on port 0.
 	HTTP01Addr, TLSALPN01Addr string
 
+	// events receives every audit event (the manager's, the API's, config
+	// syncs'): the store's audit trail first. Other sinks (metrics, alerts)
+	// append theirs in OpenDaemon, before anything runs.
+	events certfleet.EventSinks
+
 	live      *liveConfig
 	global    *globalActions     // [deploy] commands
 	changes   *certfleet.Changes // issuances here and (with a Notifier store) elsewhere; wakes API long-polls
@@ -86,6 +91,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		return nil, err
 	}
 	d.Store = store
+	d.events = certfleet.EventSinks{store} // the audit trail
 
 	// Secrets the config names as "store:NAME" are read from the store
 	// (sealed there); rcfg holds their values and is used only to build
@@ -100,6 +106,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		return nil, fmt.Errorf("load certificates from %s into the store: %w", cfg.File, err)
 	}
 	log.Info("certificates loaded from config", "file", cfg.File, "summary", res.String())
+	d.recordSync(ctx, cfg, res)
 
 	tokens := &http01.Tokens{}
 	solvers := map[certfleet.ChallengeType]certfleet.Solver{
@@ -157,6 +164,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		Logger:      log,
 		Now:         opts.Now,
 		Instance:    opts.Instance,
+		Events:      &d.events,
 	}
 
 	if opts.StartResponders {

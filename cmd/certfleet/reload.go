@@ -78,6 +78,7 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 	}
 	d.live.set(next)
 	d.Logger.Info("configuration reloaded", "file", next.File, "summary", res.String())
+	d.recordSync(ctx, next, res)
 	d.Manager.Wake()
 	if err := d.SyncOutputs(ctx); err != nil {
 		return errors.Join(fmt.Errorf("reloaded, but some certificate files could not be written"), err)

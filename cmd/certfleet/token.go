@@ -37,7 +37,7 @@ const tokenStagingHelp = "the tokens of test mode's API ([staging] state and api
 // openTokenStore opens the configured store for token commands: with
 // staging, test mode's store ([staging] state), whose tokens are valid only
 // on [staging] api_listen.
-func openTokenStore(ctx context.Context, cfgPath string, staging bool) (certfleet.TokenStore, func(), error) {
+func openTokenStore(ctx context.Context, cfgPath string, staging bool) (auditedTokenStore, func(), error) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, nil, err
@@ -59,14 +59,44 @@ func openTokenStore(ctx context.Context, cfgPath string, staging bool) (certflee
 	return ts, func() { s.Close() }, nil
 }
 
-// createToken makes and stores a token and returns its secret.
-func createToken(ctx context.Context, ts certfleet.TokenStore, description string, names []string, perms []certfleet.Permission, url bool) (certfleet.Token, string, error) {
+// auditedTokenStore keeps tokens and the audit trail of their changes.
+type auditedTokenStore interface {
+	certfleet.TokenStore
+	certfleet.EventSink
+}
+
+// createToken makes and stores a token, records a token_created event by
+// the operator running this command, and returns the token's secret. When
+// only the event fails, the token and secret are returned with the error.
+func createToken(ctx context.Context, ts auditedTokenStore, description string, names []string, perms []certfleet.Permission, url bool) (certfleet.Token, string, error) {
 	id, secret, hash := certfleet.NewTokenSecret()
 	t := certfleet.Token{ID: id, Description: description, Names: names, Permissions: perms, URLCredential: url, Hash: hash, CreatedAt: time.Now()}
 	if err := ts.CreateToken(ctx, t); err != nil {
 		return t, "", err
 	}
+	e := cliEvent(certfleet.EventTokenCreated, tokenDetail(t))
+	e.At = t.CreatedAt
+	if err := ts.RecordEvent(ctx, e); err != nil {
+		return t, secret, fmt.Errorf("token %s created, but it is missing from the audit trail: %w", t.ID, err)
+	}
 	return t, secret, nil
+}
+
+// tokenDetail describes a token for the audit trail: never its secret or
+// hash.
+func tokenDetail(t certfleet.Token) string {
+	perms := make([]string, len(t.Permissions))
+	for i, p := range t.Permissions {
+		perms[i] = string(p)
+	}
+	d := fmt.Sprintf("%s: names %s; permissions %s", t.ID, strings.Join(t.Names, ","), strings.Join(perms, ","))
+	if t.URLCredential {
+		d += "; URL credential"
+	}
+	if t.Description != "" {
+		d += fmt.Sprintf("; description %q", t.Description)
+	}
+	return d
 }
 
 func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -120,12 +150,12 @@ headers: it works only on [api] url_listen, only in the path
 	}
 	defer closeStore()
 	t, secret, err := createToken(ctx, ts, *desc, pats, ps, *url)
-	if err != nil {
+	if secret == "" {
 		return err
 	}
 	fmt.Fprintf(stderr, "token %s created; it is shown only now:\n", t.ID)
 	fmt.Fprintln(stdout, secret)
-	return nil
+	return err
 }
 
 func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -176,10 +206,27 @@ func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		defer closeStore()
-		if err := ts.RevokeToken(ctx, id, time.Now()); err != nil {
+		detail := id
+		if all, err := ts.Tokens(ctx); err == nil {
+			for _, t := range all {
+				if t.ID == id {
+					detail = tokenDetail(t)
+					if t.Revoked() {
+						detail += "; already revoked at " + t.RevokedAt.UTC().Format(time.RFC3339)
+					}
+				}
+			}
+		}
+		at := time.Now()
+		if err := ts.RevokeToken(ctx, id, at); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "token %s revoked\n", id)
+		e := cliEvent(certfleet.EventTokenRevoked, detail)
+		e.At = at
+		if err := ts.RecordEvent(ctx, e); err != nil {
+			return fmt.Errorf("token %s revoked, but it is missing from the audit trail: %w", id, err)
+		}
 		return nil
 	}
 	if err := parseFlags(fs, args, stdout); err != nil {

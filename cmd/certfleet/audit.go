@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+)
+
+func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("audit", "-config FILE [--certificate NAME] [--kind KIND] [--actor WHO] [--since T] [--until T] [--limit N] [--json]", `
+Show the audit trail: who did what, to which certificate, from where, newest
+first. It records issuances and renewals, failed orders with their reason,
+revocations, every private-key read over the API (token and address), token
+changes, config changes, names requested or withdrawn over the API, retries
+and deploy results (central and agents'). Nothing is ever deleted from it.
+
+Times (--since, --until) are RFC 3339 (2026-03-01T12:00:00Z), a date
+(2026-03-01, UTC) or an age counted back from now (24h, 90m, 7d). --actor is
+exact (token:tok_1a2b, cli:root, agent:lb1, config:/etc/certfleet.toml) or a
+prefix ending in ':' (token: for every API client). Kinds: `+strings.Join(certfleet.EventKinds, ", ")+`.
+
+It reads the store only (SQLite or PostgreSQL, as configured), so it is safe
+to run beside serve. See docs/audit.md.`, stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	staging := fs.Bool("staging", false, "the audit trail of test mode's store ([staging] state), not production's")
+	cert := fs.String("certificate", "", "only events about this certificate `name`")
+	kind := fs.String("kind", "", "only events of this `kind` (e.g. order_failed, key_read)")
+	actor := fs.String("actor", "", "only events by this `actor` (exact, or a prefix ending in ':' such as token:)")
+	since := fs.String("since", "", "only events at or after `T` (RFC 3339, a date, or an age such as 24h or 7d)")
+	until := fs.String("until", "", "only events before `T` (same forms as --since)")
+	limit := fs.Int("limit", certfleet.DefaultEventLimit, fmt.Sprintf("show at most `N` events (1 to %d)", certfleet.MaxEventLimit))
+	before := fs.Int64("before-id", 0, "paging: only events listed after the event with this `ID` (the last ID shown)")
+	asJSON := fs.Bool("json", false, "print the events as a JSON array instead of a table")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	usageErr := func(format string, a ...any) error { return &exitError{code: 2, err: fmt.Errorf(format, a...)} }
+	f := certfleet.EventFilter{Certificate: *cert, Kind: *kind, Actor: *actor, BeforeID: *before, Limit: *limit}
+	if *limit < 1 || *limit > certfleet.MaxEventLimit {
+		return usageErr("--limit %d: give a number from 1 to %d", *limit, certfleet.MaxEventLimit)
+	}
+	if *before < 0 {
+		return usageErr("--before-id %d: give the ID of the last event shown (a positive number)", *before)
+	}
+	if f.Kind != "" {
+		if err := certfleet.ValidateEventKind(f.Kind); err != nil {
+			return usageErr("--kind: %v", err)
+		}
+		if !slices.Contains(certfleet.EventKinds, f.Kind) {
+			fmt.Fprintf(stderr, "certfleet audit: note: certfleet records no events of kind %q that it knows of (known: %s)\n", f.Kind, strings.Join(certfleet.EventKinds, ", "))
+		}
+	}
+	if f.Actor != "" && !strings.Contains(f.Actor, ":") {
+		return usageErr("--actor %q: give TYPE:NAME (token:tok_…, cli:root, agent:lb1, instance:…, config:FILE) or a prefix such as token:", f.Actor)
+	}
+	now := time.Now()
+	for _, tv := range []struct {
+		flag, v string
+		dst     *time.Time
+	}{{"--since", *since, &f.Since}, {"--until", *until, &f.Until}} {
+		if tv.v == "" {
+			continue
+		}
+		t, err := certfleet.ParseEventTime(tv.v, now)
+		if err != nil {
+			return usageErr("%s: %v", tv.flag, err)
+		}
+		*tv.dst = t
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		return usageErr("--until (%s) must be after --since (%s)", f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339))
+	}
+
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *staging {
+		if cfg, err = stagingOf(cfg); err != nil {
+			return &exitError{code: 2, err: err}
+		}
+	}
+	store, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	evs, err := store.Events(ctx, f)
+	if err != nil {
+		if certfleet.ErrorCode(err) == certfleet.EINVALID {
+			return &exitError{code: 2, err: err}
+		}
+		return fmt.Errorf("read the audit trail of %s: %w", redactDSN(cfg.State), err)
+	}
+	if *asJSON {
+		b, err := json.MarshalIndent(evs, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else if err := printEvents(stdout, evs); err != nil {
+		return err
+	}
+	if len(evs) == f.Limit {
+		fmt.Fprintf(stderr, "certfleet audit: %d events shown; older ones: add --before-id %d\n", len(evs), evs[len(evs)-1].ID)
+	}
+	return nil
+}
+
+// printEvents prints events as a table, one line each.
+func printEvents(w io.Writer, evs []certfleet.Event) error {
+	if len(evs) == 0 {
+		_, err := fmt.Fprintln(w, "(no events match)")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTIME\tKIND\tCERTIFICATE\tKEY\tACTOR\tFROM\tDETAIL")
+	for _, e := range evs {
+		var detail []string
+		if e.Reason != "" {
+			detail = append(detail, "["+e.Reason+"]")
+		}
+		if e.Serial != "" {
+			detail = append(detail, "serial "+e.Serial)
+		}
+		if e.Detail != "" {
+			detail = append(detail, e.Detail)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, fmtTime(e.At), e.Kind, dash(e.Certificate), dash(string(e.KeyType)),
+			e.Actor, dash(e.Remote), dash(oneLine(strings.Join(detail, " "), 160)))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// cliEvent is an event done by the operator running this command, from
+// this host.
+func cliEvent(kind, detail string) certfleet.Event {
+	return certfleet.Event{Kind: kind, Actor: cliActor(), Remote: hostname(), Detail: detail}
+}
+
+// cliActor names the operator running this command: "cli:USER".
+func cliActor() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return "cli:" + u.Username
+	}
+	return "cli:uid-" + strconv.Itoa(os.Getuid())
+}
+
+// hostname is where a CLI command or a config sync ran, for Event.Remote.
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// recordSync records one config_changed event per certificate a config
+// sync added, changed or withdrew, by "config:FILE", with the sync's
+// summary; a sync that changed nothing records nothing. Failures are
+// logged: the sync itself is done.
+func (d *Daemon) recordSync(ctx context.Context, cfg *config.Config, res certfleet.SyncResult) {
+	file := cfg.File
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	now := time.Now()
+	for _, c := range []struct {
+		reason string
+		names  []string
+	}{{"added", res.Added}, {"changed", res.Changed}, {"disabled", res.Disabled}} {
+		for _, name := range c.names {
+			e := certfleet.Event{At: now, Kind: certfleet.EventConfigChanged, Actor: "config:" + file, Remote: hostname(),
+				Certificate: name, Reason: c.reason, Detail: res.String()}
+			if err := d.events.RecordEvent(ctx, e); err != nil {
+				d.Logger.Error("record audit event", "event", e, certfleet.LogError, err)
+			}
+		}
+	}
+}

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/httpapi"
+)
+
+// mustToken creates a token with the CLI and returns its ID and secret.
+func mustToken(t *testing.T, cfgPath, perms string) (id, secret string) {
+	t.Helper()
+	code, out, errOut := runCLI(t, "token", "create", "-config", cfgPath, "-names", "*.certfleet.test", "-permissions", perms, "-description", perms+" test")
+	m := regexp.MustCompile(`token (tok_[0-9a-f]+) created`).FindStringSubmatch(errOut)
+	if code != 0 || m == nil {
+		t.Fatalf("token create %s: exit %d\n%s%s", perms, code, out, errOut)
+	}
+	return m[1], strings.TrimSpace(out)
+}
+
+// auditJSON runs certfleet audit --json with args and decodes the events.
+func auditJSON(t *testing.T, cfgPath string, args ...string) []certfleet.Event {
+	t.Helper()
+	code, out, errOut := runCLI(t, append([]string{"audit", "-config", cfgPath, "--json"}, args...)...)
+	if code != 0 {
+		t.Fatalf("audit %v: exit %d\n%s%s", args, code, out, errOut)
+	}
+	var evs []certfleet.Event
+	if err := json.Unmarshal([]byte(out), &evs); err != nil {
+		t.Fatalf("audit %v --json: %v\n%s", args, err, out)
+	}
+	return evs
+}
+
+func findEvent(evs []certfleet.Event, kind string) *certfleet.Event {
+	for i := range evs {
+		if evs[i].Kind == kind {
+			return &evs[i]
+		}
+	}
+	return nil
+}
+
+// TestAuditTrailAgainstPebble drives the audit trail with real failures and
+// real issuance: an http-01 validation that fails because the responder is
+// unreachable (order_failed with a reason), a retry over the API, the
+// issuance (issued), a private key read over the API (key_read with the
+// token and the client's address), and token creation with the CLI; then
+// reads them back with `certfleet audit --json` and GET /v1/audit, which an
+// admin may read and a non-admin may not.
+func TestAuditTrailAgainstPebble(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, ca, port, "[api]\nlisten = \"127.0.0.1:0\"\n"+
+		"[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminID, adminSecret := mustToken(t, path, "admin")
+	readerID, readerSecret := mustToken(t, path, "read-keys,request-names")
+
+	// 1. The http-01 responder listens elsewhere than where Pebble
+	// connects: validation fails for real.
+	elsewhere := mustListen(t)
+	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true, HTTP01Listener: elsewhere})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := d.IssueOnce(t.Context())
+	if err != nil || rep.Failed != 1 {
+		t.Fatalf("first pass with the responder unreachable: %+v, %v; want 1 failed", rep.Results, err)
+	}
+	d.Close()
+
+	// 2. The responder where Pebble connects; an operator asks for a
+	// retry over the API (the failure backs off a minute otherwise).
+	d, err = OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	addr, _, err := d.StartAPI(t.Context(), APIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := &httpapi.Client{BaseURL: "http://" + addr, Token: readerSecret}
+	if _, err := reader.Retry(t.Context(), "web.certfleet.test"); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if rep, err := d.IssueOnce(t.Context()); err != nil || rep.Issued != 1 {
+		t.Fatalf("second pass: %+v, %v; want 1 issued", rep.Results, err)
+	}
+	key, err := reader.Fetch(t.Context(), "web.certfleet.test", "privkey", httpapi.FetchOptions{})
+	if err != nil || !strings.Contains(string(key.Data), "PRIVATE KEY") {
+		t.Fatalf("privkey: %v", err)
+	}
+
+	// 3. certfleet audit --certificate web --json.
+	evs := auditJSON(t, path, "--certificate", "web")
+	for i := 1; i < len(evs); i++ {
+		if evs[i].At.After(evs[i-1].At) {
+			t.Errorf("events not newest first: %v after %v", evs[i].At, evs[i-1].At)
+		}
+	}
+	var kinds []string
+	for _, e := range evs {
+		kinds = append(kinds, e.Kind)
+		if e.Certificate != "web" {
+			t.Errorf("--certificate web listed %+v", e)
+		}
+		if strings.Contains(e.Detail, "PRIVATE KEY") || strings.Contains(e.Detail, readerSecret) || strings.Contains(e.Detail, adminSecret) {
+			t.Errorf("an event holds a secret: %+v", e)
+		}
+	}
+	want := []string{certfleet.EventKeyRead, certfleet.EventDeployed, certfleet.EventIssued, certfleet.EventRetry, certfleet.EventOrderFailed, certfleet.EventConfigChanged}
+	if strings.Join(kinds, " ") != strings.Join(want, " ") {
+		t.Errorf("events of web: %v, want %v", kinds, want)
+	}
+	if e := findEvent(evs, certfleet.EventOrderFailed); e == nil || e.Reason == "" || !strings.Contains(e.Detail, "web.certfleet.test") ||
+		!strings.HasPrefix(e.Actor, "instance:") || e.KeyType != certfleet.ECDSAP256 {
+		t.Errorf("order_failed event %+v: want the scheduler as actor, a reason and the error naming the identifier", e)
+	} else {
+		t.Logf("order_failed: reason %q, detail %q", e.Reason, e.Detail)
+	}
+	job, err := d.Store.Job(t.Context(), certfleet.JobKey{Spec: "web", KeyType: certfleet.ECDSAP256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := d.Store.Issuance(t.Context(), job.CurrentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := findEvent(evs, certfleet.EventIssued); e == nil || e.Serial != iss.Serial || e.IssuanceID != iss.ID || !strings.HasPrefix(e.Actor, "instance:") {
+		t.Errorf("issued event %+v, want serial %s, issuance %d", e, iss.Serial, iss.ID)
+	}
+	if e := findEvent(evs, certfleet.EventKeyRead); e == nil || e.Actor != "token:"+readerID || !strings.HasPrefix(e.Remote, "127.0.0.1:") ||
+		e.Serial != iss.Serial || e.IssuanceID != iss.ID {
+		t.Errorf("key_read event %+v, want actor token:%s from 127.0.0.1, serial %s", e, readerID, iss.Serial)
+	}
+	if e := findEvent(evs, certfleet.EventRetry); e == nil || e.Actor != "token:"+readerID || !strings.HasPrefix(e.Remote, "127.0.0.1:") {
+		t.Errorf("retry event %+v, want actor token:%s from 127.0.0.1", e, readerID)
+	}
+	abs, _ := filepath.Abs(path)
+	if e := findEvent(evs, certfleet.EventConfigChanged); e == nil || e.Actor != "config:"+abs || e.Reason != "added" || !strings.Contains(e.Detail, "1 added") {
+		t.Errorf("config_changed event %+v, want actor config:%s, reason added and the sync summary", e, abs)
+	}
+
+	// Other filters: token changes by the operator, key reads by prefix.
+	tokens := auditJSON(t, path, "--kind", certfleet.EventTokenCreated)
+	if len(tokens) != 2 || !strings.HasPrefix(tokens[0].Actor, "cli:") || !strings.Contains(tokens[0].Detail, readerID) ||
+		!strings.Contains(tokens[1].Detail, adminID) || strings.Contains(tokens[0].Detail, "cft_") {
+		t.Errorf("token_created events: %+v", tokens)
+	}
+	if reads := auditJSON(t, path, "--actor", "token:", "--since", "1h", "--kind", "key_read"); len(reads) != 1 {
+		t.Errorf("--actor token: --kind key_read --since 1h: %+v, want the one key read", reads)
+	}
+	if none := auditJSON(t, path, "--certificate", "web", "--until", "2020-01-01"); len(none) != 0 {
+		t.Errorf("--until 2020-01-01: %+v, want none", none)
+	}
+	code, out, errOut := runCLI(t, "audit", "-config", path, "--limit", "2")
+	if testing.Verbose() {
+		_, all, _ := runCLI(t, "audit", "-config", path)
+		t.Logf("certfleet audit:\n%s", all)
+	}
+	if code != 0 || strings.Count(out, "\n") != 3 || !strings.Contains(out, "KIND") || !strings.Contains(out, "key_read") ||
+		!strings.Contains(errOut, "--before-id") {
+		t.Errorf("audit table with --limit 2: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// 4. GET /v1/audit: admins see the trail, a non-admin gets a 403.
+	admin := &httpapi.Client{BaseURL: "http://" + addr, Token: adminSecret}
+	page, err := admin.Audit(t.Context(), certfleet.EventFilter{Certificate: "web", Limit: 3})
+	if err != nil || len(page.Events) != 3 || page.Events[0].Kind != certfleet.EventKeyRead || page.Next == "" {
+		t.Fatalf("admin GET /v1/audit: %+v, %v", page, err)
+	}
+	rest, err := admin.Audit(t.Context(), certfleet.EventFilter{Certificate: "web", Limit: 10, BeforeID: page.Events[2].ID})
+	if err != nil || len(rest.Events) != len(evs)-3 || rest.Next != "" {
+		t.Fatalf("second page: %+v, %v; want the %d older events", rest, err, len(evs)-3)
+	}
+	_, err = reader.Audit(t.Context(), certfleet.EventFilter{})
+	var prob *httpapi.Problem
+	if !errors.As(err, &prob) || prob.Status != http.StatusForbidden || !strings.Contains(prob.Detail, "admin") {
+		t.Errorf("non-admin GET /v1/audit: %v, want a 403 problem naming the admin permission", err)
+	}
+}
+
+// TestAuditCommandBadFlags: bad filters are usage errors (exit 2) that say
+// what is wrong, before the store is opened.
+func TestAuditCommandBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "certfleet.toml")
+	if err := os.WriteFile(cfgPath, []byte("state = \"certfleet.db\"\n[ca]\ndirectory = \"https://ca.invalid/dir\"\n[http01]\nlisten = \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--since", "yesterday"}, `--since: time "yesterday"`},
+		{[]string{"--until", "-3h"}, "must not be negative"},
+		{[]string{"--since", "1h", "--until", "2h"}, "must be after --since"},
+		{[]string{"--limit", "0"}, "--limit 0"},
+		{[]string{"--limit", "100000"}, "--limit 100000"},
+		{[]string{"--kind", "Issued"}, "--kind"},
+		{[]string{"--actor", "root"}, `--actor "root": give TYPE:NAME`},
+		{[]string{"--before-id", "-4"}, "--before-id"},
+		{[]string{"--limit", "many"}, "invalid value"},
+		{[]string{"extra"}, "unexpected argument"},
+	} {
+		code, _, errOut := runCLI(t, append([]string{"audit", "-config", cfgPath}, tc.args...)...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("audit %v: exit %d, stderr %q; want 2 and %q", tc.args, code, errOut, tc.want)
+		}
+	}
+	if code, _, errOut := runCLI(t, "audit", "--since", "1h"); code != 2 || !strings.Contains(errOut, "-config") {
+		t.Errorf("audit without -config: exit %d, %q", code, errOut)
+	}
+	// A well-formed kind certfleet does not record works, with a note.
+	code, out, errOut := runCLI(t, "audit", "-config", cfgPath, "--kind", "no_such_kind")
+	if code != 0 || !strings.Contains(errOut, "note:") || !strings.Contains(out, "(no events match)") {
+		t.Errorf("unknown kind: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// TestAuditConfigChanges: the startup sync and a reload record one
+// config_changed event per certificate added, changed or withdrawn, by
+// config:FILE with the sync's summary; a reload that changes nothing
+// records nothing.
+func TestAuditConfigChanges(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "certfleet.toml")
+	// webroot: a reload may not add http-01 without a running responder.
+	head := fmt.Sprintf("state = \"certfleet.db\"\n[ca]\ndirectory = \"https://ca.invalid/dir\"\n[http01]\nlisten = \"\"\n"+
+		"[defaults]\nchallenge = \"webroot\"\nwebroot = %q\n", t.TempDir())
+	write := func(certs string) *config.Config {
+		t.Helper()
+		if err := os.WriteFile(cfgPath, []byte(head+certs), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.Load(cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a := "[[certificate]]\nname = \"a\"\nidentifiers = [\"a.example.org\"]\n"
+	b := "[[certificate]]\nname = \"b\"\nidentifiers = [\"b.example.org\"]\n"
+	d, err := OpenDaemon(t.Context(), write(a+b), DaemonOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	// a changes its names, b goes, c comes.
+	c := "[[certificate]]\nname = \"c\"\nidentifiers = [\"c.example.org\"]\n"
+	if err := d.Reload(t.Context(), write(strings.Replace(a, "a.example.org\"", "a.example.org\", \"www.a.example.org\"", 1)+c)); err != nil {
+		t.Fatal(err)
+	}
+	cur := d.CurrentConfig()
+	if err := d.Reload(t.Context(), cur); err != nil { // unchanged
+		t.Fatal(err)
+	}
+	evs, err := d.Store.Events(t.Context(), certfleet.EventFilter{Kind: certfleet.EventConfigChanged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	abs, _ := filepath.Abs(cfgPath)
+	for _, e := range evs {
+		got = append(got, fmt.Sprintf("%s %s", e.Certificate, e.Reason))
+		if e.Actor != "config:"+abs || e.Remote == "" {
+			t.Errorf("event %+v: want actor config:%s and the host", e, abs)
+		}
+	}
+	// Newest first; events of one sync share a time, so they list in
+	// reverse order of recording: disabled, changed, added.
+	want := []string{"b disabled", "a changed", "c added", "b added", "a added"}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("config_changed events: %v, want %v", got, want)
+	}
+	if len(evs) > 0 && evs[0].Detail != "1 added, 1 changed, 1 disabled, 0 unchanged (c, a, b)" {
+		t.Errorf("detail %q, want the sync summary", evs[0].Detail)
+	}
+}

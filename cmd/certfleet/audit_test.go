@@ -14,6 +14,7 @@ import (
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/httpapi"
+	"github.com/certfleet/certfleet/internal/pgtest"
 )
 
 // mustToken creates a token with the CLI and returns its ID and secret.
@@ -289,5 +290,35 @@ func TestAuditConfigChanges(t *testing.T) {
 	}
 	if len(evs) > 0 && evs[0].Detail != "1 added, 1 changed, 1 disabled, 0 unchanged (c, a, b)" {
 		t.Errorf("detail %q, want the sync summary", evs[0].Detail)
+	}
+}
+
+// TestAuditCommandOnPostgres: certfleet audit reads the trail of a
+// PostgreSQL store as it does SQLite's.
+func TestAuditCommandOnPostgres(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "certfleet.toml")
+	cfg := fmt.Sprintf("state = %q\n[ca]\ndirectory = \"https://ca.invalid/dir\"\n[http01]\nlisten = \"\"\n"+
+		"[[certificate]]\nname = \"pg\"\nidentifiers = [\"pg.example.org\"]\n", dsn)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDaemon(t.Context(), c, DaemonOptions{}) // the sync records config_changed
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	mustToken(t, cfgPath, "read-certs")
+	evs := auditJSON(t, cfgPath, "--certificate", "pg")
+	if len(evs) != 1 || evs[0].Kind != certfleet.EventConfigChanged || evs[0].Reason != "added" {
+		t.Errorf("audit --certificate pg on PostgreSQL: %+v", evs)
+	}
+	if evs := auditJSON(t, cfgPath, "--actor", "cli:"); len(evs) != 1 || evs[0].Kind != certfleet.EventTokenCreated {
+		t.Errorf("audit --actor cli: on PostgreSQL: %+v", evs)
 	}
 }

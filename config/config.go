@@ -110,6 +110,9 @@ type Config struct {
 	// Deploy holds the actions for every certificate ([deploy], see
 	// deploy.go).
 	Deploy Deploy
+	// Alerts configures expiry and failure alerts ([alerts], see
+	// alerts.go).
+	Alerts Alerts
 }
 
 // Log configures logging.

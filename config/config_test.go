@@ -65,6 +65,13 @@ func TestParseExample(t *testing.T) {
 	if got, want := cfg.Renewal, (Renewal{Concurrency: 8}); got != want {
 		t.Errorf("Renewal = %+v, want %+v", got, want)
 	}
+	wantAlerts := Alerts{Interval: time.Minute, ExpiryWarning: 14 * 24 * time.Hour, ExpiryCritical: 5 * 24 * time.Hour,
+		StaleGrace: 12 * time.Hour, WebhookURL: "https://alerts.example.org/certfleet",
+		WebhookBearerTokenFile: "/etc/certfleet/alert-token", WebhookTimeout: 10 * time.Second, WebhookRetries: 2,
+		Command: []string{"/usr/local/bin/page-oncall", "--team", "pki"}, CommandTimeout: 30 * time.Second}
+	if !reflect.DeepEqual(cfg.Alerts, wantAlerts) {
+		t.Errorf("Alerts = %+v, want %+v", cfg.Alerts, wantAlerts)
+	}
 	staging := "https://acme-staging-v02.api.letsencrypt.org/directory"
 	wantAccounts := map[string]Account{
 		"default":   {Name: "default", Directory: staging, Email: "ops@example.org"},
@@ -180,6 +187,8 @@ identifiers = ["Example.ORG."]
 			OutputRoot: "/etc/certfleet/live/staging",
 			base:       DefaultOutputDir,
 		},
+		Alerts: Alerts{Interval: DefaultAlertInterval, WebhookTimeout: DefaultAlertWebhookTimeout,
+			WebhookRetries: DefaultAlertWebhookRetries, CommandTimeout: DefaultAlertCommandTimeout},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", cfg, want)

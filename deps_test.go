@@ -94,6 +94,14 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/httpapi":    "adapters do not import each other: cmd mounts the dashboard beside the API",
 		"github.com/certfleet/certfleet/acmeissuer": "a retry only makes jobs due; the scheduler orders",
 	},
+	"github.com/certfleet/certfleet/alert": {
+		"github.com/certfleet/certfleet/sqlite":     "alerts reach the store through certfleet.Store (IncidentStore)",
+		"github.com/certfleet/certfleet/postgres":   "alerts reach the store through certfleet.Store (IncidentStore)",
+		"github.com/certfleet/certfleet/manager":    "alerts are woken through certfleet.EventSink, not the scheduler's type",
+		"github.com/certfleet/certfleet/acmeissuer": "alerts never speak ACME",
+		"github.com/certfleet/certfleet/endpoint":   "endpoint checks come through alert.EndpointSource",
+		"github.com/certfleet/certfleet/config":     "cmd maps the config onto alert's types",
+	},
 	"github.com/certfleet/certfleet/solver/webroot": {
 		"github.com/certfleet/certfleet/sqlite": "solvers reach the store through certfleet.ChallengeStore",
 		"net/http":                              "webroot only writes files; the web server is someone else's",

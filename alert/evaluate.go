@@ -1,0 +1,372 @@
+package alert
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/certfleet/certfleet"
+)
+
+// maxOpen bounds the open incidents one round looks at.
+const maxOpen = 100000
+
+// lineage caches what a round knows of one (spec, key type).
+type lineage struct {
+	job     certfleet.Job
+	current certfleet.Issuance
+	archive []certfleet.Issuance // newest first, loaded on demand
+}
+
+// round holds one evaluation's reads.
+type round struct {
+	e        *Evaluator
+	now      time.Time
+	lineages map[certfleet.JobKey]*lineage
+	bySpec   map[string][]*lineage
+}
+
+// Evaluate looks at the store (and the endpoint observations) and opens,
+// updates and resolves incidents. It sends nothing.
+func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
+	e.init()
+	var rep Report
+	r := &round{e: e, now: e.Now(), lineages: map[certfleet.JobKey]*lineage{}, bySpec: map[string][]*lineage{}}
+	open, err := e.Store.Incidents(ctx, certfleet.IncidentFilter{OpenOnly: true, Limit: maxOpen})
+	if err != nil {
+		return rep, fmt.Errorf("list open incidents: %w", err)
+	}
+	before := make(map[string]certfleet.Incident, len(open))
+	for _, i := range open {
+		before[i.Key] = i
+	}
+	if err := r.load(ctx); err != nil {
+		return rep, err
+	}
+	found := map[string]certfleet.Incident{}
+	add := func(i certfleet.Incident) { found[i.Key] = i }
+	r.expiry(add)
+	if err := r.agents(ctx, add); err != nil {
+		return rep, err
+	}
+	// Endpoint incidents are judged by their own observations: known
+	// holds the endpoints observed (not stale) and when.
+	known := map[string]time.Time{}
+	if e.Endpoints != nil {
+		if err := r.endpoints(ctx, add, known); err != nil {
+			return rep, err
+		}
+	}
+
+	for key, obs := range found {
+		inc, applied, err := e.Store.ObserveIncident(ctx, obs)
+		if err != nil {
+			return rep, fmt.Errorf("record incident %s: %w", key, err)
+		}
+		if !applied {
+			continue
+		}
+		prev, was := before[key]
+		switch {
+		case !was:
+			rep.Opened++
+			e.Logger.Warn("alert incident opened", "incident", inc, "summary", inc.Summary)
+		case prev.Severity != inc.Severity:
+			rep.Updated++
+			e.Logger.Warn("alert incident severity changed", "incident", inc, "from", string(prev.Severity), "summary", inc.Summary)
+		default:
+			rep.Updated++
+		}
+	}
+	for key, inc := range before {
+		if _, still := found[key]; still {
+			continue
+		}
+		at := r.now
+		if inc.Kind == certfleet.IncidentEndpointStale {
+			if e.Endpoints == nil {
+				continue // another instance's business
+			}
+			checked, ok := known[key]
+			if !ok {
+				continue // no new evidence either way
+			}
+			at = checked
+		}
+		ok, err := e.Store.ResolveIncident(ctx, inc.ID, at)
+		if err != nil {
+			return rep, fmt.Errorf("resolve incident %d: %w", inc.ID, err)
+		}
+		if ok {
+			rep.Resolved++
+			e.Logger.Info("alert incident resolved", "incident", inc, "opened_at", inc.OpenedAt)
+		}
+	}
+	return rep, nil
+}
+
+// load reads the enabled jobs and their current certificates.
+func (r *round) load(ctx context.Context) error {
+	jobs, err := r.e.Store.Jobs(ctx, certfleet.JobFilter{})
+	if err != nil {
+		return fmt.Errorf("list jobs: %w", err)
+	}
+	for _, j := range jobs {
+		if j.Disabled || j.CurrentID == 0 {
+			continue
+		}
+		iss, err := r.e.Store.Issuance(ctx, j.CurrentID)
+		if err != nil {
+			return fmt.Errorf("load issuance %d of %s: %w", j.CurrentID, j.JobKey, err)
+		}
+		l := &lineage{job: j, current: iss}
+		r.lineages[j.JobKey] = l
+		r.bySpec[j.Spec] = append(r.bySpec[j.Spec], l)
+	}
+	return nil
+}
+
+func lifetime(iss certfleet.Issuance) time.Duration { return iss.NotAfter.Sub(iss.NotBefore) }
+
+// severity grades a certificate expiring at notAfter, of lifetime life.
+func (r *round) severity(notAfter time.Time, life time.Duration) certfleet.Severity {
+	switch left := notAfter.Sub(r.now); {
+	case left <= 0:
+		return certfleet.SeverityExpired
+	case left <= r.e.Settings.Critical(life):
+		return certfleet.SeverityCritical
+	}
+	return certfleet.SeverityWarning
+}
+
+// expiry finds current certificates within the warning window whose
+// renewal is failing, and expired ones.
+func (r *round) expiry(add func(certfleet.Incident)) {
+	for _, l := range r.lineages {
+		iss, j := l.current, l.job
+		left := iss.NotAfter.Sub(r.now)
+		if left > 0 && (j.Failures == 0 || left > r.e.Settings.Warning(lifetime(iss))) {
+			continue
+		}
+		sev := r.severity(iss.NotAfter, lifetime(iss))
+		var summary string
+		if sev == certfleet.SeverityExpired {
+			summary = fmt.Sprintf("certificate %s (%s, serial %s) expired at %s", j.Spec, j.KeyType, iss.Serial, stamp(iss.NotAfter))
+		} else {
+			summary = fmt.Sprintf("certificate %s (%s, serial %s) expires in %s, at %s", j.Spec, j.KeyType, iss.Serial, human(left), stamp(iss.NotAfter))
+		}
+		if j.Failures > 0 {
+			summary += fmt.Sprintf(", and renewing it failed %d time(s) in a row: %s", j.Failures, oneLine(j.LastError, 300))
+		}
+		add(certfleet.Incident{
+			Key:  certfleet.IncidentKey(certfleet.IncidentExpiry, j.Spec, j.KeyType, ""),
+			Kind: certfleet.IncidentExpiry, Certificate: j.Spec, KeyType: j.KeyType,
+			Severity: sev, Summary: summary, Serial: iss.Serial, NotAfter: iss.NotAfter,
+			Failures: j.Failures, LastError: oneLine(j.LastError, 1000), UpdatedAt: r.now,
+		})
+	}
+}
+
+// archive returns the lineage's issuances, newest first.
+func (r *round) archive(ctx context.Context, l *lineage) ([]certfleet.Issuance, error) {
+	if l.archive == nil {
+		list, err := r.e.Store.Issuances(ctx, certfleet.IssuanceFilter{Spec: l.job.Spec, KeyType: l.job.KeyType, Limit: 100})
+		if err != nil {
+			return nil, fmt.Errorf("list issuances of %s: %w", l.job.JobKey, err)
+		}
+		l.archive = list
+	}
+	return l.archive, nil
+}
+
+// replacedAt returns when the certificate old stopped being current: when
+// the next issuance of its lineage was made. It is the current
+// certificate's issue time when old is not in the archive (nothing
+// installed, or not ours).
+func (r *round) replacedAt(ctx context.Context, l *lineage, match func(certfleet.Issuance) bool) (certfleet.Issuance, time.Time, error) {
+	list, err := r.archive(ctx, l)
+	if err != nil {
+		return certfleet.Issuance{}, time.Time{}, err
+	}
+	for k, iss := range list {
+		if match(iss) {
+			if k == 0 { // it is the current one after all
+				return iss, time.Time{}, nil
+			}
+			return iss, list[k-1].IssuedAt, nil
+		}
+	}
+	return certfleet.Issuance{}, l.current.IssuedAt, nil
+}
+
+// agents finds agents whose installed copy was replaced longer than the
+// grace period ago.
+func (r *round) agents(ctx context.Context, add func(certfleet.Incident)) error {
+	fs, ok := r.e.Store.(certfleet.FleetStore)
+	if !ok {
+		return nil
+	}
+	reps, err := fs.AgentReports(ctx, certfleet.AgentReportFilter{})
+	if err != nil {
+		return fmt.Errorf("list agent reports: %w", err)
+	}
+	for _, rep := range reps {
+		l, ok := r.lineages[certfleet.JobKey{Spec: rep.Certificate, KeyType: rep.KeyType}]
+		if !ok || rep.Fingerprint == l.current.Fingerprint {
+			continue
+		}
+		old, since, err := r.replacedAt(ctx, l, func(iss certfleet.Issuance) bool {
+			return rep.Fingerprint != "" && iss.Fingerprint == rep.Fingerprint
+		})
+		if err != nil {
+			return err
+		}
+		grace := r.e.Settings.Grace(lifetime(l.current))
+		if since.IsZero() || r.now.Sub(since) <= grace {
+			continue
+		}
+		serial := rep.Serial
+		if serial == "" && old.Serial != "" {
+			serial = old.Serial
+		}
+		var what string
+		if rep.Fingerprint == "" {
+			what = "has nothing installed"
+		} else {
+			what = fmt.Sprintf("still has serial %s installed", serial)
+		}
+		summary := fmt.Sprintf("agent %s %s for %s (%s), %s after serial %s replaced it (grace %s); last check-in %s",
+			rep.Agent, what, rep.Certificate, rep.KeyType, human(r.now.Sub(since)), l.current.Serial, human(grace), stamp(rep.ReportedAt))
+		if rep.Error != "" {
+			summary += "; its last error: " + oneLine(rep.Error, 300)
+		}
+		sev := certfleet.SeverityWarning
+		if !rep.NotAfter.IsZero() {
+			sev = r.severity(rep.NotAfter, lifetime(l.current))
+		}
+		add(certfleet.Incident{
+			Key:  certfleet.IncidentKey(certfleet.IncidentAgentStale, rep.Certificate, rep.KeyType, rep.Agent),
+			Kind: certfleet.IncidentAgentStale, Certificate: rep.Certificate, KeyType: rep.KeyType, Subject: rep.Agent,
+			Severity: sev, Summary: summary, Serial: serial, NotAfter: rep.NotAfter,
+			Failures: l.job.Failures, LastError: oneLine(rep.Error, 1000), UpdatedAt: r.now,
+		})
+	}
+	return nil
+}
+
+// endpoints finds endpoints that served a replaced certificate, checked
+// longer than the grace period after it was replaced. Each observation
+// counts as of its check: known gets the check time of the endpoints
+// observed serving something else (evidence that an incident cleared).
+func (r *round) endpoints(ctx context.Context, add func(certfleet.Incident), known map[string]time.Time) error {
+	for _, o := range r.e.Endpoints.EndpointObservations() {
+		lines := r.bySpec[o.Certificate]
+		if o.CheckedAt.IsZero() || len(lines) == 0 {
+			continue
+		}
+		// The lineage of the served certificate, when it is ours; the
+		// incident is per endpoint, whatever key type it serves.
+		key := certfleet.IncidentKey(certfleet.IncidentEndpointStale, o.Certificate, "", o.Endpoint)
+		switch o.Status {
+		case "stale":
+		case "", "error", "unknown":
+			continue // no evidence either way
+		default:
+			known[key] = o.CheckedAt
+			continue
+		}
+		var (
+			since time.Time
+			cur   = lines[0].current
+			ours  bool
+		)
+		if o.ServedIssuance != 0 {
+			for _, l := range lines {
+				list, err := r.archive(ctx, l)
+				if err != nil {
+					return err
+				}
+				if !containsID(list, o.ServedIssuance) {
+					continue
+				}
+				_, s, err := r.replacedAt(ctx, l, func(iss certfleet.Issuance) bool { return iss.ID == o.ServedIssuance })
+				if err != nil {
+					return err
+				}
+				since, cur, ours = s, l.current, true
+				break
+			}
+		}
+		if ours && since.IsZero() {
+			continue // what it serves has become current again
+		}
+		if !ours { // not ours: stale since certfleet's current one was issued
+			for _, l := range lines {
+				if since.IsZero() || l.current.IssuedAt.Before(since) {
+					since, cur = l.current.IssuedAt, l.current
+				}
+			}
+		}
+		grace := r.e.Settings.Grace(lifetime(cur))
+		if o.CheckedAt.Sub(since) <= grace {
+			continue
+		}
+		sev := certfleet.SeverityWarning
+		if !o.ServedNotAfter.IsZero() {
+			sev = r.severity(o.ServedNotAfter, lifetime(cur))
+		}
+		add(certfleet.Incident{
+			Key:  key,
+			Kind: certfleet.IncidentEndpointStale, Certificate: o.Certificate, Subject: o.Endpoint,
+			Severity: sev, Serial: o.ServedSerial, NotAfter: o.ServedNotAfter,
+			Summary: fmt.Sprintf("endpoint %s of %s, checked at %s, %s after the certificate it serves was replaced (grace %s): %s",
+				o.Endpoint, o.Certificate, stamp(o.CheckedAt), human(o.CheckedAt.Sub(since)), human(grace), oneLine(o.Message, 400)),
+			UpdatedAt: o.CheckedAt,
+		})
+	}
+	return nil
+}
+
+func containsID(list []certfleet.Issuance, id int64) bool {
+	for _, iss := range list {
+		if iss.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+
+// human rounds a duration for people: days, hours and minutes, or seconds.
+func human(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "-" + human(-d)
+	case d >= 48*time.Hour:
+		days := d / (24 * time.Hour)
+		if h := (d % (24 * time.Hour)).Round(time.Hour) / time.Hour; h > 0 {
+			return fmt.Sprintf("%dd%dh", days, h)
+		}
+		return fmt.Sprintf("%dd", days)
+	case d >= time.Hour:
+		return d.Round(time.Minute).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
+// oneLine squeezes s onto one line of at most n bytes.
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}

@@ -531,7 +531,7 @@ if [ -e "$0.hang" ]; then sleep 30; fi
 func TestThresholds(t *testing.T) {
 	var s alert.Settings
 	for _, tc := range []struct {
-		life                    time.Duration
+		life                     time.Duration
 		warning, critical, grace time.Duration
 	}{
 		{day(90), day(14), day(7), day(1)},

@@ -97,8 +97,14 @@ func eventQuery(ctx context.Context, conn *sql.Conn, f certfleet.EventFilter) (s
 	switch {
 	case f.Actor == "":
 	case f.ActorPrefix():
-		where = append(where, "actor_type = ?", "substr(actor, 1, ?) = ?")
-		args = append(args, certfleet.ActorType(f.Actor), utf8.RuneCountInString(f.Actor), f.Actor)
+		// "token:" is exactly actor_type = 'token'; a longer prefix
+		// ("config:/etc/") checks the rest too.
+		typ := certfleet.ActorType(f.Actor)
+		where, args = append(where, "actor_type = ?"), append(args, typ)
+		if f.Actor != typ+":" {
+			where = append(where, "substr(actor, 1, ?) = ?")
+			args = append(args, utf8.RuneCountInString(f.Actor), f.Actor)
+		}
 	default:
 		where, args = append(where, "actor = ?"), append(args, f.Actor)
 	}

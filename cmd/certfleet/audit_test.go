@@ -322,3 +322,35 @@ func TestAuditCommandOnPostgres(t *testing.T) {
 		t.Errorf("audit --actor cli: on PostgreSQL: %+v", evs)
 	}
 }
+
+// TestAuditTokenRevoke: certfleet token revoke records token_revoked by the
+// operator, naming the token (never its secret); revoking it again says so.
+func TestAuditTokenRevoke(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "certfleet.toml")
+	if err := os.WriteFile(cfgPath, []byte("state = \"certfleet.db\"\n[ca]\ndirectory = \"https://ca.invalid/dir\"\n[http01]\nlisten = \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id, secret := mustToken(t, cfgPath, "read-certs")
+	for range 2 {
+		if code, out, errOut := runCLI(t, "token", "revoke", "-config", cfgPath, id); code != 0 {
+			t.Fatalf("token revoke: exit %d\n%s%s", code, out, errOut)
+		}
+	}
+	evs := auditJSON(t, cfgPath, "--kind", certfleet.EventTokenRevoked)
+	if len(evs) != 2 {
+		t.Fatalf("token_revoked events: %+v, want 2", evs)
+	}
+	for i, e := range evs {
+		if e.Actor != cliActor() || e.Remote != hostname() || !strings.HasPrefix(e.Detail, id+": names *.certfleet.test") ||
+			strings.Contains(e.Detail, secret) || strings.Contains(e.Detail, "already revoked") != (i == 0) {
+			t.Errorf("token_revoked event %d: %+v", i, e)
+		}
+	}
+	if code, _, errOut := runCLI(t, "token", "revoke", "-config", cfgPath, "tok_000000000000"); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Errorf("revoking an unknown token: exit %d, %q", code, errOut)
+	}
+	if evs := auditJSON(t, cfgPath, "--kind", certfleet.EventTokenRevoked); len(evs) != 2 {
+		t.Errorf("a failed revoke was recorded: %+v", evs)
+	}
+}

@@ -25,7 +25,7 @@ import (
 
 // env is a dashboard on a real SQLite store, served over loopback HTTP.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	store  *sqlite.Store
 	srv    *dashboard.Server
 	http   *httptest.Server
@@ -54,7 +54,7 @@ func (l *eventLog) all() []certfleet.Event {
 	return append([]certfleet.Event(nil), l.events...)
 }
 
-func newEnv(t *testing.T, specs ...certfleet.CertificateSpec) *env {
+func newEnv(t testing.TB, specs ...certfleet.CertificateSpec) *env {
 	t.Helper()
 	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "certfleet.db"))
 	if err != nil {

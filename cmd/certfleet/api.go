@@ -84,7 +84,7 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 		d.listeners = append(d.listeners, ln)
 		handler := srv.URLHandler()
 		if what != "URL-credential API" {
-			handler = d.withDashboard(srv.Handler(), store) // the dashboard shares the bearer-token listener
+			handler = d.withDashboard(ctx, srv.Handler(), store) // the dashboard shares the bearer-token listener
 		}
 		d.serve(what, func() error { return httpapi.Serve(d.serveCtx, ln, handler) })
 		d.Logger.Info(what+" listening", "addr", ln.Addr().String(), "tls", tlsConf != nil)

@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -260,4 +263,103 @@ func saveScreenshot(t *testing.T, ctx context.Context, page *chromium.Page, name
 		t.Fatalf("save screenshot: %v", err)
 	}
 	t.Logf("screenshot saved: %s (%d bytes)", path, len(png))
+}
+
+// TestDashboardSessionSurvivesRestart: with a master key the session key is
+// a secret in the store, so a login outlives a restart (and is valid on
+// every instance of one database); without one, the dashboard signs with a
+// key of its own and the session ends with the process.
+func TestDashboardSessionSurvivesRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		masterKey bool
+		survives  bool
+	}{
+		{"master key", true, true},
+		{"no master key", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			head := ""
+			if tc.masterKey {
+				key := filepath.Join(dir, "master.key")
+				generateKey(t, key)
+				head = fmt.Sprintf("master_key_file = %q\n", key)
+			}
+			path := filepath.Join(dir, "certfleet.toml")
+			cfgText := head + "state = \"certfleet.db\"\n[ca]\ndirectory = \"https://ca.invalid/dir\"\n[http01]\nlisten = \"\"\n[tlsalpn01]\nlisten = \"\"\n" +
+				"[api]\nlisten = \"127.0.0.1:0\"\n[[certificate]]\nname = \"web\"\nidentifiers = [\"web.example.org\"]\n"
+			if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := func() (*Daemon, string) {
+				t.Helper()
+				d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				addr, _, err := d.StartAPI(t.Context(), APIOptions{})
+				if err != nil {
+					d.Close()
+					t.Fatal(err)
+				}
+				return d, "http://" + addr
+			}
+			noRedirect := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+			list := func(base string, c *http.Cookie) string {
+				t.Helper()
+				req, _ := http.NewRequestWithContext(t.Context(), "GET", base+"/dashboard/", nil)
+				req.AddCookie(c)
+				resp, err := noRedirect.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				return string(b)
+			}
+
+			d1, base := start()
+			store, err := apiStore(d1.Store)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, secret, err := createToken(t.Context(), store, "ops", []string{"*"}, []certfleet.Permission{certfleet.PermReadCerts}, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := noRedirect.PostForm(base+"/dashboard/login", url.Values{"token": {secret}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			var cookie *http.Cookie
+			for _, c := range resp.Cookies() {
+				if c.Name == "certfleet_session" {
+					cookie = c
+				}
+			}
+			if resp.StatusCode != http.StatusSeeOther || cookie == nil {
+				t.Fatalf("login: status %d, cookie %v", resp.StatusCode, cookie)
+			}
+			if got := list(base, cookie); !strings.Contains(got, "web.example.org") {
+				t.Fatalf("the session does not work on the daemon that made it:\n%s", got)
+			}
+			d1.Close()
+
+			d2, base := start()
+			defer d2.Close()
+			got := list(base, cookie)
+			if survived := strings.Contains(got, "web.example.org"); survived != tc.survives {
+				t.Errorf("after a restart the session survived: %v, want %v:\n%s", survived, tc.survives, got)
+			}
+			if !tc.survives && !strings.Contains(got, `name="token"`) {
+				t.Errorf("after a restart without a master key the dashboard should ask for the token again:\n%s", got)
+			}
+		})
+	}
 }

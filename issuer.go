@@ -30,6 +30,12 @@ type IssueRequest struct {
 	// challenge is answered, so the caller can persist it; an error aborts
 	// the issuance.
 	OnOrder func(ctx context.Context, orderURL string) error
+	// BeforeNewOrder, if set, is called just before a new order is placed
+	// (never when ResumeOrderURL is continued), with whether the order
+	// carries "replaces". An error (a *DeferError when a rate-limit budget
+	// is exhausted) ends the issuance before the CA is asked, and is passed
+	// through.
+	BeforeNewOrder func(ctx context.Context, replaces bool) error
 }
 
 // IssueResult is what the CA issued.

@@ -32,5 +32,6 @@ type Store interface {
 	IncidentStore // alert incidents (alert.go)
 	AccountAdmin // issue 6 §7: account list, key rollover, deactivation
 	KeyBlocklist // issue 6 §8: keys declared compromised are never reused
+	RateLimitStore // issue 6 §6: rate-limit budgets (ratelimit.go)
 	Close() error
 }

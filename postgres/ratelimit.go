@@ -1,0 +1,209 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+var _ certfleet.RateLimitStore = (*Store)(nil)
+
+// ReserveBudget implements certfleet.RateLimitStore. The transaction first
+// takes a transaction-scoped advisory lock on (schema, CA): every
+// reservation for the CA, from any instance, queues on it, so the counts it
+// reads cannot change before its inserts commit and two instances never
+// both take the last slot of a bucket. Read committed is enough under the
+// lock: each statement sees every reservation committed before it.
+func (s *Store) ReserveBudget(ctx context.Context, r certfleet.BudgetRequest) (certfleet.BudgetResult, error) {
+	if r.CA == "" || r.At.IsZero() {
+		return certfleet.BudgetResult{}, certfleet.Errorf(certfleet.EINVALID, "reserve rate-limit budget for %s: CA and time required", r.Job)
+	}
+	for _, l := range r.Limits {
+		if l.Bucket == "" || l.Limit < 1 || l.Window <= 0 {
+			return certfleet.BudgetResult{}, certfleet.Errorf(certfleet.EINVALID,
+				"reserve rate-limit budget for %s: limit %q needs a bucket, a limit of at least 1 and a positive window", r.Job, l.Name)
+		}
+	}
+	var res certfleet.BudgetResult
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		res = certfleet.BudgetResult{}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('certfleet.ratelimit|' || $1 || '|' || $2, 0))`,
+			s.schema, r.CA); err != nil {
+			return fmt.Errorf("lock the budget of %s: %w", r.CA, translate(err))
+		}
+		for _, l := range r.Limits {
+			since := r.At.Add(-l.Window)
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM rate_log WHERE ca = $1 AND bucket = $2 AND at > $3`,
+				r.CA, l.Bucket, since).Scan(&n); err != nil {
+				return fmt.Errorf("count %s: %w", l.Name, translate(err))
+			}
+			if n < l.Limit {
+				continue
+			}
+			// The slot frees when the entry that puts the bucket at its
+			// limit leaves the window: the (n-limit+1)-th oldest.
+			var oldest time.Time
+			if err := tx.QueryRow(ctx, `SELECT at FROM rate_log WHERE ca = $1 AND bucket = $2 AND at > $3
+				ORDER BY at LIMIT 1 OFFSET $4`, r.CA, l.Bucket, since, n-l.Limit).Scan(&oldest); err != nil {
+				return fmt.Errorf("oldest entry of %s: %w", l.Name, translate(err))
+			}
+			until := oldest.UTC().Add(l.Window)
+			if !res.Until.After(until) {
+				res.Blocked, res.Count, res.Until = l, n, until
+			}
+		}
+		if !res.Until.IsZero() {
+			return nil
+		}
+		var id int64
+		if err := tx.QueryRow(ctx, `INSERT INTO rate_reservations (ca, spec, key_type, at) VALUES ($1, $2, $3, $4) RETURNING id`,
+			r.CA, r.Job.Spec, string(r.Job.KeyType), r.At).Scan(&id); err != nil {
+			return fmt.Errorf("record reservation: %w", translate(err))
+		}
+		for _, l := range r.Limits {
+			if l.CheckOnly {
+				continue
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO rate_log (ca, bucket, at, reservation, refundable) VALUES ($1, $2, $3, $4, $5)`,
+				r.CA, l.Bucket, r.At, id, l.Refundable); err != nil {
+				return fmt.Errorf("record %s: %w", l.Name, translate(err))
+			}
+		}
+		res.OK, res.Reservation = true, id
+		return nil
+	})
+	if err != nil {
+		return certfleet.BudgetResult{}, fmt.Errorf("reserve rate-limit budget for %s at %s: %w", r.Job, r.CA, err)
+	}
+	return res, nil
+}
+
+// RefundBudget implements certfleet.RateLimitStore.
+func (s *Store) RefundBudget(ctx context.Context, reservation int64) error {
+	return s.write(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM rate_log WHERE reservation = $1 AND refundable`, reservation); err != nil {
+			return fmt.Errorf("refund rate-limit reservation %d: %w", reservation, translate(err))
+		}
+		return nil
+	})
+}
+
+// RecordBudgetEvent implements certfleet.RateLimitStore.
+func (s *Store) RecordBudgetEvent(ctx context.Context, ca, bucket string, at time.Time) error {
+	if ca == "" || bucket == "" || at.IsZero() {
+		return certfleet.Errorf(certfleet.EINVALID, "record rate-limit event: CA, bucket and time required")
+	}
+	return s.write(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO rate_log (ca, bucket, at) VALUES ($1, $2, $3)`, ca, bucket, at); err != nil {
+			return fmt.Errorf("record rate-limit event %s: %w", bucket, translate(err))
+		}
+		return nil
+	})
+}
+
+// PruneBudget implements certfleet.RateLimitStore.
+func (s *Store) PruneBudget(ctx context.Context, before time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		n = 0
+		for _, q := range []string{
+			`DELETE FROM rate_log WHERE at < $1`,
+			`DELETE FROM rate_reservations WHERE at < $1`,
+			`DELETE FROM rate_holds WHERE until < $1`,
+		} {
+			tag, err := tx.Exec(ctx, q, before)
+			if err != nil {
+				return fmt.Errorf("prune rate-limit log: %w", translate(err))
+			}
+			n += tag.RowsAffected()
+		}
+		return nil
+	})
+	return int(n), err
+}
+
+// SetRateHold implements certfleet.RateLimitStore.
+func (s *Store) SetRateHold(ctx context.Context, h certfleet.RateHold) error {
+	if h.CA == "" || h.Account == "" || h.Until.IsZero() {
+		return certfleet.Errorf(certfleet.EINVALID, "set rate-limit hold: CA, account and time required")
+	}
+	if h.SetAt.IsZero() {
+		h.SetAt = s.now()
+	}
+	return s.write(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO rate_holds (ca, account, until, reason, set_at) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (ca, account) DO UPDATE SET
+				reason = CASE WHEN excluded.until >= rate_holds.until THEN excluded.reason ELSE rate_holds.reason END,
+				set_at = CASE WHEN excluded.until >= rate_holds.until THEN excluded.set_at ELSE rate_holds.set_at END,
+				until = greatest(rate_holds.until, excluded.until)`,
+			h.CA, h.Account, h.Until, h.Reason, h.SetAt)
+		if err != nil {
+			return fmt.Errorf("set rate-limit hold of account %s at %s: %w", h.Account, h.CA, translate(err))
+		}
+		return s.notify(ctx, tx)
+	})
+}
+
+// RateHolds implements certfleet.RateLimitStore.
+func (s *Store) RateHolds(ctx context.Context, now time.Time) ([]certfleet.RateHold, error) {
+	if s.pool == nil {
+		return nil, errNotOpen
+	}
+	rows, err := s.pool.Query(ctx, `SELECT ca, account, until, reason, set_at FROM rate_holds
+		WHERE until > $1 ORDER BY ca, account`, now)
+	if err != nil {
+		return nil, fmt.Errorf("list rate-limit holds: %w", translate(err))
+	}
+	defer rows.Close()
+	var out []certfleet.RateHold
+	for rows.Next() {
+		var (
+			h            certfleet.RateHold
+			until, setAt pgtype.Timestamptz
+		)
+		if err := rows.Scan(&h.CA, &h.Account, &until, &h.Reason, &setAt); err != nil {
+			return nil, fmt.Errorf("list rate-limit holds: %w", translate(err))
+		}
+		h.Until, h.SetAt = fromTS(until), fromTS(setAt)
+		out = append(out, h)
+	}
+	return out, translate(rows.Err())
+}
+
+// DeferJob implements certfleet.RateLimitStore. An attempt with an empty
+// Outcome is recorded as certfleet.OutcomeDeferred.
+func (s *Store) DeferJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
+	if nextAt.IsZero() {
+		return certfleet.Errorf(certfleet.EINVALID, "defer job %s: next attempt time required", key)
+	}
+	a.JobKey = key
+	if a.Outcome == "" {
+		a.Outcome = certfleet.OutcomeDeferred
+	}
+	if a.FinishedAt.IsZero() {
+		a.FinishedAt = s.now()
+	}
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		id, err := leasedJob(ctx, tx, key, owner)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE jobs SET next_at = $1, lease_owner = '', lease_until = NULL WHERE id = $2`,
+			nextAt, id); err != nil {
+			return fmt.Errorf("update job: %w", translate(err))
+		}
+		if err := addAttempt(ctx, tx, id, a); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx)
+	})
+	if err != nil {
+		return fmt.Errorf("defer job %s: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+package certfleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Rate-limit budgets (issue 6): certfleet keeps its own log of the orders it
+// placed and the validations that failed, counts them against a CA's
+// published limits, and defers work that would exceed one instead of letting
+// the CA refuse it. A rateLimited answer from the CA itself is kept as a
+// hold until its Retry-After. Package ratelimit implements Budget on a
+// RateLimitStore; see docs/ratelimits.md.
+
+// BudgetLimit is one limit checked by a reservation: at most Limit entries in
+// Bucket within Window before the reservation's time.
+type BudgetLimit struct {
+	// Bucket names what is counted, e.g. "orders|default",
+	// "domain|example.com", "names|<sha256 of the set>",
+	// "failed|default|www.example.com". Buckets are per CA.
+	Bucket string
+	Limit  int
+	Window time.Duration
+	// Name says which limit this is, for the operator ("certificates per
+	// registered domain example.com").
+	Name string
+	// CheckOnly checks the bucket without adding to it (the failed
+	// validations limit: failures are recorded when they happen).
+	CheckOnly bool
+	// Refundable entries are removed by RefundBudget: the certificate
+	// limits, which count issued certificates, are given back when the
+	// order ends without one. The new-orders limit is not: the CA counted
+	// the order.
+	Refundable bool
+}
+
+// BudgetRequest asks to reserve one entry in each of Limits at once.
+type BudgetRequest struct {
+	CA     string // the CA's directory URL
+	Job    JobKey // for diagnosis
+	At     time.Time
+	Limits []BudgetLimit
+}
+
+// BudgetResult is the store's answer: either the reservation was made (OK,
+// Reservation), or Blocked is the limit that is full, with Count entries in
+// its window, and Until is when a slot frees.
+type BudgetResult struct {
+	OK          bool
+	Reservation int64
+	Blocked     BudgetLimit
+	Count       int
+	Until       time.Time
+}
+
+// RateHold is a rateLimited answer from a CA (RFC 8555 §6.6), kept so that
+// no new order of the account is placed before Until, even after a restart.
+type RateHold struct {
+	CA      string // directory URL
+	Account string // the account's name in the config
+	Until   time.Time
+	Reason  string // the CA's problem detail
+	SetAt   time.Time
+}
+
+// RateLimitStore keeps the order log of the rate-limit budgets, the CA's
+// holds, and the deferrals of jobs. Safe for concurrent use; on a shared
+// store (PostgreSQL) ReserveBudget is atomic across instances: two
+// instances never both take the last slot of a bucket.
+type RateLimitStore interface {
+	// ReserveBudget counts, for each limit of r, the bucket's entries of
+	// r.CA with At after r.At-Window; if every one has room it adds an
+	// entry to each limit that is not CheckOnly and returns OK with a new
+	// reservation ID. Otherwise it adds nothing and returns the blocked
+	// limit whose slot frees last, and when. Count and insert are one
+	// transaction under a lock.
+	ReserveBudget(ctx context.Context, r BudgetRequest) (BudgetResult, error)
+	// RefundBudget removes the Refundable entries of a reservation (the
+	// order ended without a certificate).
+	RefundBudget(ctx context.Context, reservation int64) error
+	// RecordBudgetEvent adds one entry to a bucket (a failed validation).
+	RecordBudgetEvent(ctx context.Context, ca, bucket string, at time.Time) error
+	// PruneBudget deletes log entries dated before before and holds that
+	// ended before it; it returns how many rows went.
+	PruneBudget(ctx context.Context, before time.Time) (int, error)
+	// SetRateHold stores h, keeping the later Until when the account
+	// already has a hold.
+	SetRateHold(ctx context.Context, h RateHold) error
+	// RateHolds lists the holds that end after now, ordered by CA and
+	// account.
+	RateHolds(ctx context.Context, now time.Time) ([]RateHold, error)
+	// DeferJob records a deferred attempt (Outcome OutcomeDeferred, the
+	// reason in Error), sets NextAt and releases the lease, leaving
+	// Failures, LastError and the pending order as they are: a deferral is
+	// not a failure. Fenced like FailJob.
+	DeferJob(ctx context.Context, key JobKey, owner string, attempt Attempt, nextAt time.Time) error
+}
+
+// OrderIntent describes a new order about to be placed.
+type OrderIntent struct {
+	Job         JobKey
+	Account     string // the account's name (CertificateSpec.AccountName)
+	Identifiers []Identifier
+	// Renewal is true when the order carries ARI "replaces" (RFC 9773
+	// §5): the CA exempts such renewals from its issuance limits.
+	Renewal bool
+	At      time.Time
+	// OrderURL is, when the attempt is reported to Finish, the order that
+	// was placed or resumed ("" if none).
+	OrderURL string
+}
+
+// Budget decides whether a new order fits the CA's rate limits. The manager
+// consults it just before a new order is placed (never when an order in
+// flight is resumed) and tells it how the attempt ended.
+type Budget interface {
+	// Reserve takes the order's share of every budget, or returns a
+	// *DeferError when one is exhausted or the CA asked us to wait. The
+	// reservation ID (0 for none) goes back to Finish.
+	Reserve(ctx context.Context, o OrderIntent) (reservation int64, err error)
+	// Finish reports the end of an attempt: err is nil when the
+	// certificate was issued. A failed validation is counted, a rateLimited
+	// answer becomes a hold, and the certificate budgets of an order that
+	// issued nothing are refunded.
+	Finish(ctx context.Context, o OrderIntent, reservation int64, err error)
+}
+
+// DeferError says that work was put off on purpose: a budget is exhausted
+// or the CA asked us to wait. It is not a failure: the job is rescheduled to
+// Until without backoff.
+type DeferError struct {
+	// Limit is a short machine-readable name of the limit
+	// ("certificates_per_domain", "ca_rate_limited", ...).
+	Limit string
+	// Reason says which budget and why, for the operator.
+	Reason string
+	Until  time.Time
+}
+
+func (e *DeferError) Error() string {
+	return fmt.Sprintf("deferred until %s: %s", e.Until.UTC().Format(time.RFC3339), e.Reason)
+}
+
+// AsDeferError returns the *DeferError in err's chain, if any.
+func AsDeferError(err error) (*DeferError, bool) {
+	var d *DeferError
+	if errors.As(err, &d) {
+		return d, true
+	}
+	return nil, false
+}
+
+// ValidationFailure is implemented by errors of an authorization that the
+// CA found invalid: the identifier whose validation failed.
+type ValidationFailure interface {
+	FailedIdentifier() string
+}
+
+// FailedIdentifier returns the identifier whose validation failed according
+// to err, if err says so.
+func FailedIdentifier(err error) (string, bool) {
+	var vf ValidationFailure
+	if errors.As(err, &vf) {
+		if id := vf.FailedIdentifier(); id != "" {
+			return id, true
+		}
+	}
+	return "", false
+}

@@ -149,6 +149,17 @@ func (e *authzError) Error() string {
 	return fmt.Sprintf("authorization for %q (%s) %s: %s", e.identifier, e.challenge, e.status, detail)
 }
 
+// FailedIdentifier implements certfleet.ValidationFailure: the identifier
+// of an authorization the CA found invalid (a failed validation, which CAs
+// count against a per-name limit); "" for other states (expired,
+// deactivated), which are no failed validation.
+func (e *authzError) FailedIdentifier() string {
+	if e.status != acme.StatusInvalid {
+		return ""
+	}
+	return e.identifier
+}
+
 func (e *authzError) Unwrap() error {
 	if e.problem.Type == "" {
 		return nil

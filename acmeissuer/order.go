@@ -165,6 +165,12 @@ func (i *Issuer) newOrder(ctx context.Context, acct acme.Account, dir acme.Direc
 	if req.Replaces != nil && dir.RenewalInfo != "" {
 		tmpl.Replaces = certfleet.ARICertID(req.Replaces)
 	}
+	if req.BeforeNewOrder != nil {
+		// Rate-limit budgets: the last word before the CA counts an order.
+		if err := req.BeforeNewOrder(ctx, tmpl.Replaces != ""); err != nil {
+			return acme.Order{}, err
+		}
+	}
 	place := func(o acme.Order) (acme.Order, error) {
 		_, err := i.call(ctx, func(ctx context.Context) error {
 			var err error

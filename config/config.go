@@ -113,6 +113,10 @@ type Config struct {
 	// Alerts configures expiry and failure alerts ([alerts], see
 	// alerts.go).
 	Alerts Alerts
+	// RateLimits maps CA directory URLs to the rate limits configured for
+	// them ([rate_limits."CA"], see ratelimit.go); CAs not listed keep
+	// their defaults.
+	RateLimits map[string]RateLimits
 }
 
 // Log configures logging.

@@ -43,11 +43,16 @@ type KeyStatus struct {
 	// NextCheck is when the scheduler next looks at it (renewal, retry).
 	NextCheck time.Time `json:"next_check,omitzero"`
 	// Pending is true while an order is in flight.
-	Pending     bool          `json:"pending"`
-	Failures    int           `json:"failures"`
-	LastError   string        `json:"last_error,omitempty"`
-	LastErrorAt time.Time     `json:"last_error_at,omitzero"`
-	Attempts    []AttemptInfo `json:"recent_attempts,omitempty"`
+	Pending     bool      `json:"pending"`
+	Failures    int       `json:"failures"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Deferred is why the next order waits for a rate-limit budget (or
+	// the CA's Retry-After), and DeferredUntil when it becomes possible:
+	// set while the newest attempt is a deferral still in force.
+	Deferred      string        `json:"deferred,omitempty"`
+	DeferredUntil time.Time     `json:"deferred_until,omitzero"`
+	Attempts      []AttemptInfo `json:"recent_attempts,omitempty"`
 }
 
 // AttemptInfo is one recent attempt, with the CA's problem type.
@@ -100,6 +105,9 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 		for _, a := range atts {
 			ks.Attempts = append(ks.Attempts, AttemptInfo{StartedAt: a.StartedAt, Outcome: a.Outcome, Error: a.Error, ProblemType: a.ProblemType, OrderURL: a.OrderURL})
 		}
+		if len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred && job.NextAt.After(s.Now()) {
+			ks.Deferred, ks.DeferredUntil = atts[0].Error, job.NextAt
+		}
 		st.Keys = append(st.Keys, ks)
 	}
 	if st.Fleet, err = s.fleet(ctx, sp.Name, current); err != nil {
@@ -115,7 +123,7 @@ var statusPage = template.Must(template.New("status").Parse(`<!doctype html>
 <p>Certificate <b>{{.Certificate}}</b> ({{.Source}}, {{.Mode}} mode): {{range $i, $n := .Identifiers}}{{if $i}}, {{end}}{{$n}}{{end}}</p>
 <table><tr><th>key</th><th>serial</th><th>not after</th><th>next check</th><th>failures</th><th>last error</th></tr>
 {{range .Keys}}<tr><td>{{.KeyType}}</td><td>{{.Serial}}</td><td>{{if not .NotAfter.IsZero}}{{.NotAfter.UTC.Format "2006-01-02 15:04:05Z"}}{{else}}not issued{{end}}</td>
-<td>{{.NextCheck.UTC.Format "2006-01-02 15:04:05Z"}}</td><td>{{.Failures}}</td><td class="err">{{.LastError}}</td></tr>
+<td>{{.NextCheck.UTC.Format "2006-01-02 15:04:05Z"}}</td><td>{{.Failures}}</td><td class="err">{{if .Deferred}}{{.Deferred}}{{else}}{{.LastError}}{{end}}</td></tr>
 {{end}}</table>
 {{if .Fleet}}<h2>Fleet</h2>
 <table><tr><th>agent</th><th>key</th><th>serial</th><th>version</th><th>installed</th><th>last seen</th><th>error</th></tr>

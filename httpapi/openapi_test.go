@@ -138,7 +138,7 @@ func jsonFields(v any) []string {
 	case certfleet.AgentCommand:
 		full["error"] = true
 	case KeyStatus:
-		for _, k := range []string{"serial", "not_after", "next_check", "last_error", "last_error_at", "recent_attempts"} {
+		for _, k := range []string{"serial", "not_after", "next_check", "last_error", "last_error_at", "deferred", "deferred_until", "recent_attempts"} {
 			full[k] = true
 		}
 	case NameRequest:

@@ -99,6 +99,13 @@ type Manager struct {
 	// failed attempt and deploy result (the audit trail, metrics, alerts).
 	// Its errors are logged; they never fail the work.
 	Events certfleet.EventSink
+	// Budget, if set, is consulted just before each new order is placed
+	// (not when an order in flight is resumed) and told how the attempt
+	// ended (package ratelimit). Work it refuses with a
+	// *certfleet.DeferError is deferred to the time it names: recorded as
+	// an attempt with OutcomeDeferred and emitted as EventDeferred, and
+	// neither counted as a failure nor backed off.
+	Budget certfleet.Budget
 
 	once sync.Once
 	wake chan struct{} // buffered(1); a send means "look at the store now"
@@ -210,8 +217,9 @@ type Result struct {
 	Key      certfleet.JobKey
 	Outcome  string // certfleet.OutcomeIssued, OutcomeFailed or OutcomeDeferred
 	Issuance *certfleet.Issuance
-	// Err is the failure (Outcome failed), or a deploy error after a
-	// successful issuance.
+	// Err is the failure (Outcome failed), a deploy error after a
+	// successful issuance, or the *certfleet.DeferError of work a
+	// rate-limit budget deferred (Outcome deferred).
 	Err error
 	// NextAt is when the job is due again.
 	NextAt   time.Time
@@ -445,6 +453,9 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 
 	cctx, ccancel := cleanupCtx()
 	defer ccancel()
+	if de, ok := certfleet.AsDeferError(err); ok && ctx.Err() == nil {
+		return m.deferJob(cctx, job, start, de, log)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// Shutting down: give the job back untouched; the pending
@@ -496,6 +507,27 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		m.emit(cctx, e)
 	}
 	return res
+}
+
+// deferJob puts a job off to the time a rate-limit budget (or the CA) named:
+// a deferred attempt with the reason, no failure, no backoff.
+func (m *Manager) deferJob(ctx context.Context, job certfleet.Job, start time.Time, de *certfleet.DeferError, log *slog.Logger) Result {
+	now := m.Now()
+	until := de.Until
+	if !until.After(now) {
+		until = now.Add(minIdle) // freed meanwhile: try again at once
+	}
+	attempt := certfleet.Attempt{
+		JobKey: job.JobKey, Instance: m.Instance, StartedAt: start, FinishedAt: now,
+		Outcome: certfleet.OutcomeDeferred, Error: de.Error(),
+	}
+	if err := m.Store.DeferJob(ctx, job.JobKey, m.Instance, attempt, until); err != nil {
+		log.Error("record deferral", certfleet.LogError, err)
+	}
+	log.Info("order deferred to stay within the CA's rate limits", "limit", de.Limit, certfleet.LogNextAt, until, "reason", de.Reason)
+	m.emit(ctx, certfleet.Event{Kind: certfleet.EventDeferred, Certificate: job.Spec, KeyType: job.KeyType,
+		Reason: de.Limit, Detail: de.Error()})
+	return Result{Key: job.JobKey, Outcome: certfleet.OutcomeDeferred, Err: de, NextAt: until, Duration: now.Sub(start)}
 }
 
 // emit stamps e with the time and this instance and hands it to Events.
@@ -729,7 +761,28 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 	if d.leaf != nil && job.CurrentRevision == d.spec.Revision(job.KeyType) {
 		req.Replaces = d.leaf
 	}
+	intent := certfleet.OrderIntent{Job: job.JobKey, Account: d.spec.AccountName(), Identifiers: d.spec.Identifiers}
+	var reservation int64
+	if m.Budget != nil {
+		reserved := false
+		req.BeforeNewOrder = func(ctx context.Context, replaces bool) error {
+			if reserved {
+				return nil // the account was replaced and the order is placed again
+			}
+			intent.Renewal, intent.At = replaces, m.Now()
+			id, err := m.Budget.Reserve(ctx, intent)
+			if err != nil {
+				return err
+			}
+			reservation, reserved = id, true
+			return nil
+		}
+	}
 	res, err := d.issuer.Issue(ctx, req)
+	if m.Budget != nil {
+		intent.At, intent.OrderURL = m.Now(), d.orderURL
+		m.Budget.Finish(context.WithoutCancel(ctx), intent, reservation, err)
+	}
 	if err != nil {
 		return certfleet.Issuance{}, err
 	}

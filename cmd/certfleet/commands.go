@@ -208,12 +208,27 @@ func printReport(w io.Writer, rep manager.Report) {
 		case certfleet.OutcomeFailed:
 			fmt.Fprintf(w, "FAILED   %-24s %-10s %v (next try %s)\n", r.Key.Spec, r.Key.KeyType, r.Err, fmtTime(r.NextAt))
 		case certfleet.OutcomeDeferred:
+			if de, ok := certfleet.AsDeferError(r.Err); ok { // a rate-limit budget: see docs/ratelimits.md
+				fmt.Fprintf(w, "DEFERRED %-24s %-10s until %s: %s\n", r.Key.Spec, r.Key.KeyType, fmtTime(r.NextAt), de.Reason)
+				continue
+			}
 			fmt.Fprintf(w, "ok       %-24s %-10s not due until %s\n", r.Key.Spec, r.Key.KeyType, fmtTime(r.NextAt))
 		}
 	}
 	took := rep.Finished.Sub(rep.Started).Round(time.Millisecond)
 	if len(rep.Results) == 0 {
 		fmt.Fprintln(w, "nothing due: every certificate is current")
+		return
+	}
+	budget := 0
+	for _, r := range rep.Results {
+		if _, ok := certfleet.AsDeferError(r.Err); ok && r.Outcome == certfleet.OutcomeDeferred {
+			budget++
+		}
+	}
+	if budget > 0 {
+		fmt.Fprintf(w, "%d issued, %d failed, %d deferred by rate-limit budgets, %d not due, in %s\n",
+			rep.Issued, rep.Failed, budget, rep.Deferred-budget, took)
 		return
 	}
 	fmt.Fprintf(w, "%d issued, %d failed, %d not due, in %s\n", rep.Issued, rep.Failed, rep.Deferred, took)
@@ -305,6 +320,11 @@ func printStatus(ctx context.Context, w io.Writer, store certfleet.Store, all bo
 		if j.LastError != "" {
 			lastErr = oneLine(j.LastError, 100)
 		}
+		if why, err := deferral(ctx, store, j, now); err != nil {
+			return err
+		} else if why != "" {
+			state, lastErr = "deferred ("+state+")", oneLine(why, 160) // rate-limit budget; NEXT CHECK is when
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Spec, j.KeyType, idList(spec.Identifiers), notAfter, fmtTime(j.NextAt), state, lastErr)
 	}
 	if err := tw.Flush(); err != nil {
@@ -313,7 +333,7 @@ func printStatus(ctx context.Context, w io.Writer, store certfleet.Store, all bo
 	if len(jobs) == 0 {
 		fmt.Fprintln(w, "(no certificates in the store)")
 	}
-	return nil
+	return printRateHolds(ctx, w, store, now)
 }
 
 func idList(ids []certfleet.Identifier) string {

@@ -166,6 +166,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		Instance:    opts.Instance,
 		Events:      &d.events,
 	}
+	d.Manager.Budget = newBudget(cfg, store, log) // rate-limit budgets (docs/ratelimits.md)
 
 	if opts.StartResponders {
 		// Work a killed certfleet on this host held is resumed now, not

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/sqlite"
+)
+
+// TestRateLimitBudgetCLI: a configured budget of 3 certificates per
+// registered domain per week, 6 certificates under one domain: `issue`
+// gets 3 and says why and until when the other 3 wait (exit 0: a deferral
+// is no failure), Pebble saw 3 orders, and `status` shows the deferrals
+// with their reason and time.
+func TestRateLimitBudgetCLI(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	var certs strings.Builder
+	fmt.Fprintf(&certs, "[rate_limits.%q]\ncertificates_per_domain = \"3/7d\"\n", ca.DirectoryURL())
+	for i := range 6 {
+		fmt.Fprintf(&certs, "[[certificate]]\nname = \"n%d\"\nidentifiers = [\"n%d.example.org\"]\n", i, i)
+	}
+	path := writeConfig(t, dir, ca, port, certs.String())
+	code, out, errOut := runCLI(t, "issue", "-config", path)
+	if code != 0 {
+		t.Fatalf("exit %d, want 0\n%s\n%s", code, out, errOut)
+	}
+	if strings.Count(out, "issued   n") != 3 || strings.Count(out, "DEFERRED n") != 3 ||
+		!strings.Contains(out, "certificates for registered domain example.org, 3 of 3 used in the last 7d") ||
+		!strings.Contains(out, "3 issued, 0 failed, 3 deferred by rate-limit budgets") {
+		t.Fatalf("issue output:\n%s", out)
+	}
+	if n := ca.NewOrders(); n != 3 {
+		t.Fatalf("the CA saw %d orders, want 3", n)
+	}
+	_, out, _ = runCLI(t, "status", "-config", path)
+	if strings.Count(out, "deferred (pending)") != 3 || !strings.Contains(out, "rate-limit budget of "+ca.DirectoryURL()+" exhausted") {
+		t.Fatalf("status does not show the deferrals:\n%s", out)
+	}
+	// Running again places no order: the deferred ones are not due.
+	if code, out, _ := runCLI(t, "issue", "-config", path); code != 0 || ca.NewOrders() != 3 || !strings.Contains(out, "nothing due") {
+		t.Fatalf("second run: exit %d, CA orders %d\n%s", code, ca.NewOrders(), out)
+	}
+}
+
+// TestStatusShowsCAHold: a rateLimited answer held in the store is listed
+// by status with the account, the CA, until when and what the CA said.
+func TestStatusShowsCAHold(t *testing.T) {
+	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "certfleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+	if err := store.SetRateHold(t.Context(), certfleet.RateHold{CA: "https://acme-v02.api.letsencrypt.org/directory",
+		Account: "customer1", Until: now.Add(time.Hour), SetAt: now, Reason: "too many new orders (300) from this account"}); err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := printStatus(t.Context(), &b, store, false, now); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CA rate limits in force", "customer1", "https://acme-v02.api.letsencrypt.org/directory",
+		"2026-05-01 11:00:00Z", "too many new orders (300)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Fatalf("status lacks %q:\n%s", want, b.String())
+		}
+	}
+	// Once it has passed it is no longer shown.
+	b.Reset()
+	if err := printStatus(t.Context(), &b, store, false, now.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "customer1") {
+		t.Fatalf("an expired hold is shown:\n%s", b.String())
+	}
+}

@@ -29,9 +29,9 @@ type Store interface {
 	ChallengeStore
 	AuditStore
 	SecretStore
-	IncidentStore // alert incidents (alert.go)
-	AccountAdmin // issue 6 §7: account list, key rollover, deactivation
-	KeyBlocklist // issue 6 §8: keys declared compromised are never reused
+	IncidentStore  // alert incidents (alert.go)
+	AccountAdmin   // issue 6 §7: account list, key rollover, deactivation
+	KeyBlocklist   // issue 6 §8: keys declared compromised are never reused
 	RateLimitStore // issue 6 §6: rate-limit budgets (ratelimit.go)
 	Close() error
 }

@@ -28,6 +28,7 @@ const (
 	EventAgentReport   = "agent_report"   // an agent reported what it installed
 	EventCompromise    = "key_compromise" // a key declared compromised
 	EventAccount       = "account"        // an ACME account registered, rolled over or deactivated
+	EventSecretChanged = "secret_changed" // a stored secret set or deleted (never its value)
 )
 
 // Event is one entry of the audit trail. Who did what, to which certificate,

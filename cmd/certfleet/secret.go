@@ -53,7 +53,7 @@ const secretStagingHelp = "the secrets of test mode's store ([staging] state), w
 
 // openSecretStore opens the configured store for the secret commands: with
 // staging, test mode's store ([staging] state).
-func openSecretStore(ctx context.Context, cfgPath string, staging bool) (certfleet.SecretStore, func(), error) {
+func openSecretStore(ctx context.Context, cfgPath string, staging bool) (certfleet.Store, func(), error) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, nil, err
@@ -116,6 +116,10 @@ Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
 	if err := st.PutSecret(ctx, name, value); err != nil {
 		return err
 	}
+	e := cliEvent(certfleet.EventSecretChanged, fmt.Sprintf("secret %s set (%d bytes)", name, len(value)))
+	if err := st.RecordEvent(ctx, e); err != nil {
+		return fmt.Errorf("secret %s stored, but it is missing from the audit trail: %w", name, err)
+	}
 	fmt.Fprintf(stdout, "secret %s stored (%d bytes, sealed); use it as \"%s%s\"\n", name, len(value), certfleet.SecretRefPrefix, name)
 	return nil
 }
@@ -162,6 +166,9 @@ func secretDelete(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer closeStore()
 	if err := st.DeleteSecret(ctx, name); err != nil {
 		return err
+	}
+	if err := st.RecordEvent(ctx, cliEvent(certfleet.EventSecretChanged, "secret "+name+" deleted")); err != nil {
+		return fmt.Errorf("secret %s deleted, but it is missing from the audit trail: %w", name, err)
 	}
 	fmt.Fprintf(stdout, "secret %s deleted\n", name)
 	return nil

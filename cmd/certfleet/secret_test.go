@@ -94,6 +94,10 @@ challenge = "dns-01"
 			if code, out, errOut = runCLI(t, "secret", "delete", "-config", path, "tsig"); code != 0 {
 				t.Fatalf("secret delete: exit %d\n%s%s", code, out, errOut)
 			}
+			code, out, errOut = runCLI(t, "audit", "-config", path, "-kind", "secret_changed", "-json")
+			if code != 0 || !strings.Contains(out, "secret tsig set (") || !strings.Contains(out, "secret tsig deleted") || !strings.Contains(out, `"actor": "cli:`) || strings.Contains(out, n.secret) {
+				t.Fatalf("audit of secret changes: exit %d\n%s%s", code, out, errOut)
+			}
 			if code, _, errOut = runCLI(t, "issue", "-config", path); code == 0 || !strings.Contains(errOut, `no secret "tsig" in the store`) {
 				t.Fatalf("issue after delete: exit %d\n%s", code, errOut)
 			}

@@ -31,6 +31,8 @@ func commands() []command {
 		{"migrate", "create or upgrade the store's schema and print its version", cmdMigrate},
 		{"demo", "quickstart: issue certificates from an embedded test CA, offline", cmdDemo},
 		{"token", "create, list or revoke HTTP API tokens", cmdToken},
+		{"account", "list ACME accounts, roll a key over, deactivate or register one", cmdAccount},
+		{"compromise", "a key is compromised: revoke its certificates, replace them, track the rollout", cmdCompromise},
 		{"secret", "keep TSIG/EAB/DNS API secrets sealed in the store (set, list, delete)", cmdSecret},
 		{"audit", "show the audit trail: who did what, to which certificate, from where", cmdAudit},
 		{"agent", "on a host: keep certificates in sync with a certfleet server", cmdAgent},

@@ -292,16 +292,17 @@ func printStatus(ctx context.Context, w io.Writer, store certfleet.Store, all bo
 		byName[s.Name] = s
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKEY\tIDENTIFIERS\tNOT AFTER\tNEXT CHECK\tSTATE\tLAST ERROR")
+	fmt.Fprintln(tw, "NAME\tKEY\tKEY ID\tIDENTIFIERS\tNOT AFTER\tNEXT CHECK\tSTATE\tLAST ERROR")
 	for _, j := range jobs {
 		spec := byName[j.Spec]
-		notAfter, state := "-", "pending"
+		notAfter, state, keyID := "-", "pending", "-"
 		if j.CurrentID != 0 {
 			iss, err := store.Issuance(ctx, j.CurrentID)
 			if err != nil {
 				return fmt.Errorf("load issuance %d of %s: %w", j.CurrentID, j.JobKey, err)
 			}
 			notAfter = fmtTime(iss.NotAfter)
+			keyID = shortKeyID(iss)
 			switch left := iss.NotAfter.Sub(now); {
 			case left <= 0:
 				state = "EXPIRED"
@@ -325,7 +326,7 @@ func printStatus(ctx context.Context, w io.Writer, store certfleet.Store, all bo
 		} else if why != "" {
 			state, lastErr = "deferred ("+state+")", oneLine(why, 160) // rate-limit budget; NEXT CHECK is when
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Spec, j.KeyType, idList(spec.Identifiers), notAfter, fmtTime(j.NextAt), state, lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Spec, j.KeyType, keyID, idList(spec.Identifiers), notAfter, fmtTime(j.NextAt), state, lastErr)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

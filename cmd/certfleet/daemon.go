@@ -52,6 +52,10 @@ type Daemon struct {
 	serveCtx  context.Context
 	stopServe context.CancelFunc
 	errs      chan error
+
+	// acme holds the issuers by account name, unwrapped, for account
+	// management and compromise revocations.
+	acme map[string]*acmeissuer.Issuer
 }
 
 // DaemonOptions are the knobs that do not belong in the config file.
@@ -123,6 +127,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	}
 
 	issuers := make(map[string]certfleet.Issuer, len(rcfg.Accounts))
+	d.acme = make(map[string]*acmeissuer.Issuer, len(rcfg.Accounts))
 	for name, acct := range rcfg.Accounts {
 		var roots []byte
 		if acct.TrustedRoots != "" {
@@ -150,6 +155,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 			return nil, fmt.Errorf("account %q: %w", name, err)
 		}
 		issuers[name] = withDNSPreflight(iss, dnsSolver)
+		d.acme[name] = iss
 	}
 
 	d.endpoints = newEndpointWatcher(d)

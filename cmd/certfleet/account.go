@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os/user"
 	"slices"
 	"text/tabwriter"
 	"time"
@@ -85,14 +84,6 @@ func (d *Daemon) accountIssuer(name string) (*acmeissuer.Issuer, error) {
 	return nil, &exitError{code: 2, err: fmt.Errorf("no account %q in %s (configured: %v; [ca] is %q)", name, d.Config.File, names, certfleet.DefaultAccount)}
 }
 
-// cliActor names the operator running a command, for events.
-func cliActor() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return "cli:" + u.Username
-	}
-	return "cli:unknown"
-}
-
 // eventSink is where commands record events: the daemon's sinks when
 // wired, else the store's audit trail.
 func (d *Daemon) eventSink() certfleet.EventSink {
@@ -108,6 +99,9 @@ func (d *Daemon) recordEvent(ctx context.Context, e certfleet.Event) {
 	}
 	if e.Actor == "" {
 		e.Actor = cliActor()
+	}
+	if e.Remote == "" {
+		e.Remote = hostname()
 	}
 	if err := d.eventSink().RecordEvent(ctx, e); err != nil {
 		d.Logger.Error("record event", "event", e, certfleet.LogError, err)

@@ -108,6 +108,10 @@ type Config struct {
 	// certificate; default DefaultPollTimeout.
 	PollTimeout time.Duration
 
+	// Observer, if set, is told of every request to the CA (endpoint,
+	// status, latency) and every challenge's outcome: metrics.
+	Observer Observer
+
 	// Logger receives events (order placed, authorization failed); nil
 	// discards them. Key authorizations and keys are never logged.
 	Logger *slog.Logger
@@ -131,6 +135,7 @@ type Issuer struct {
 	acctKeyPEM []byte
 	dirOnce    sync.Mutex // guards dir
 	dir        *acme.Directory
+	obs        *observer // nil without Config.Observer
 }
 
 var (
@@ -187,9 +192,15 @@ func New(cfg Config) (*Issuer, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
+	var obs *observer
+	if cfg.Observer != nil {
+		obs = &observer{base: base, obs: cfg.Observer, ca: cfg.DirectoryURL}
+		base = obs
+	}
 	hc.Transport = &transport{base: base, now: cfg.Now}
 
 	return &Issuer{
+		obs:    obs,
 		cfg:    cfg,
 		logger: logger,
 		now:    cfg.Now,
@@ -232,6 +243,9 @@ func (i *Issuer) directory(ctx context.Context) (acme.Directory, error) {
 		return acme.Directory{}, fmt.Errorf("directory %s: %w", i.cfg.DirectoryURL, err)
 	}
 	i.dir = &dir
+	if i.obs != nil {
+		i.obs.dir.Store(&dir)
+	}
 	return dir, nil
 }
 

@@ -121,7 +121,7 @@ func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
 func (i *Issuer) resume(ctx context.Context, acct acme.Account, req certfleet.IssueRequest, lg *slog.Logger) (acme.Order, bool, error) {
 	url := req.ResumeOrderURL
 	var order acme.Order
-	rec, err := i.call(ctx, func(ctx context.Context) error {
+	rec, err := i.call(withEndpoint(ctx, EndpointOrder), func(ctx context.Context) error {
 		var err error
 		order, err = i.client.GetOrder(ctx, acct, acme.Order{Location: url})
 		return err
@@ -275,7 +275,7 @@ func (i *Issuer) finalize(ctx context.Context, acct acme.Account, order acme.Ord
 		}
 	}
 	sent := order
-	rec, err := i.call(ctx, func(ctx context.Context) error {
+	rec, err := i.call(withEndpoint(ctx, EndpointOrder, order.Finalize, EndpointFinalize), func(ctx context.Context) error {
 		var err error
 		order, err = i.client.FinalizeOrder(ctx, acct, order, csr)
 		return err
@@ -296,7 +296,7 @@ func (i *Issuer) download(ctx context.Context, acct acme.Account, order acme.Ord
 		return certfleet.IssueResult{}, fmt.Errorf("order %s is valid but has no certificate URL", order.Location)
 	}
 	var chains []acme.Certificate
-	_, err := i.call(ctx, func(ctx context.Context) error {
+	_, err := i.call(withEndpoint(ctx, EndpointCert), func(ctx context.Context) error {
 		var err error
 		chains, err = i.client.GetCertificateChain(ctx, acct, order.Certificate)
 		return err
@@ -340,7 +340,7 @@ func (i *Issuer) pollOrder(ctx context.Context, acct acme.Account, order acme.Or
 		if err := p.wait(ctx); err != nil {
 			return order, fmt.Errorf("waiting while %s: %w", while, err)
 		}
-		rec, err := i.call(ctx, func(ctx context.Context) error {
+		rec, err := i.call(withEndpoint(ctx, EndpointOrder), func(ctx context.Context) error {
 			var err error
 			order, err = i.client.GetOrder(ctx, acct, order)
 			return err
@@ -409,7 +409,7 @@ func (p *poller) next(rec *recorder) {
 func (i *Issuer) authorize(ctx context.Context, acct acme.Account, order acme.Order, ct certfleet.ChallengeType, solver certfleet.Solver, lg *slog.Logger) error {
 	authzs := make([]acme.Authorization, len(order.Authorizations))
 	if err := parallel(ctx, len(authzs), func(ctx context.Context, k int) error {
-		_, err := i.call(ctx, func(ctx context.Context) error {
+		_, err := i.call(withEndpoint(ctx, EndpointAuthz), func(ctx context.Context) error {
 			var err error
 			authzs[k], err = i.client.GetAuthorization(ctx, acct, order.Authorizations[k])
 			return err
@@ -530,7 +530,7 @@ func (i *Issuer) authorize(ctx context.Context, acct acme.Account, order acme.Or
 		// answering again is an error (RFC 8555 §7.1.6), so only wait.
 		answered := w.chal.Status != "" && w.chal.Status != acme.StatusPending
 		if !answered {
-			_, err := i.call(ctx, func(ctx context.Context) error {
+			_, err := i.call(withEndpoint(ctx, EndpointChallenge), func(ctx context.Context) error {
 				_, err := i.client.InitiateChallenge(ctx, acct, w.chal)
 				return err
 			})
@@ -540,7 +540,8 @@ func (i *Issuer) authorize(ctx context.Context, acct acme.Account, order acme.Or
 				// is gone) and the CA invalidates the order's other
 				// challenges too. Then this answer is refused, and a new
 				// order is the way on.
-				if a, gerr := i.client.GetAuthorization(ctx, acct, w.authz.Location); gerr == nil && a.Status == acme.StatusInvalid {
+				if a, gerr := i.client.GetAuthorization(withEndpoint(ctx, EndpointAuthz), acct, w.authz.Location); gerr == nil && a.Status == acme.StatusInvalid {
+					i.observeChallenge(acmeType, a.Status)
 					return fmt.Errorf("%w (invalidated before this attempt could answer: %w)", i.authzFailure(a, acmeType), errStaleAuthz)
 				}
 				return fmt.Errorf("authorization for %q (%s): answer challenge: %w", w.authz.IdentifierValue(), acmeType, err)
@@ -550,6 +551,7 @@ func (i *Issuer) authorize(ctx context.Context, acct acme.Account, order acme.Or
 		if err != nil {
 			return fmt.Errorf("authorization for %q (%s): %w", w.authz.IdentifierValue(), acmeType, err)
 		}
+		i.observeChallenge(acmeType, a.Status)
 		if a.Status != acme.StatusValid {
 			if answered {
 				return fmt.Errorf("%w (answered before this attempt: %w)", i.authzFailure(a, acmeType), errStaleAuthz)
@@ -568,7 +570,7 @@ func (i *Issuer) pollAuthz(ctx context.Context, acct acme.Account, a acme.Author
 		if err := p.wait(ctx); err != nil {
 			return a, err
 		}
-		rec, err := i.call(ctx, func(ctx context.Context) error {
+		rec, err := i.call(withEndpoint(ctx, EndpointAuthz), func(ctx context.Context) error {
 			var err error
 			a, err = i.client.GetAuthorization(ctx, acct, a.Location)
 			return err

@@ -1,0 +1,99 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// scrapeTimeout bounds the store queries of one scrape.
+const scrapeTimeout = 20 * time.Second
+
+var (
+	descNotAfter = prometheus.NewDesc(Namespace+"_certificate_not_after_timestamp_seconds",
+		"Expiry (NotAfter) of each certificate lineage's current certificate, Unix seconds.", []string{"certificate", "key_type"}, nil)
+	descNotBefore = prometheus.NewDesc(Namespace+"_certificate_not_before_timestamp_seconds",
+		"Start of validity (NotBefore) of each certificate lineage's current certificate, Unix seconds.", []string{"certificate", "key_type"}, nil)
+	descJobs = prometheus.NewDesc(Namespace+"_jobs",
+		"Renewal jobs (one per certificate and key type) that are enabled.", nil, nil)
+	descJobsDue = prometheus.NewDesc(Namespace+"_jobs_due",
+		"Queue depth: enabled jobs due now that no live lease holds.", nil, nil)
+	descJobsFailing = prometheus.NewDesc(Namespace+"_jobs_failing",
+		"Enabled jobs whose last attempt failed.", nil, nil)
+	descLeases = prometheus.NewDesc(Namespace+"_leases",
+		"Job leases by state: held (work in flight) or expired (an instance died or stalled holding it).", []string{"state"}, nil)
+	descAgentLast = prometheus.NewDesc(Namespace+"_agent_last_checkin_timestamp_seconds",
+		"When each agent last reported (any certificate), Unix seconds.", []string{"agent"}, nil)
+	descReadiness = prometheus.NewDesc(Namespace+"_readiness_violation",
+		"1 for each step of a certificate's path that takes longer than a tenth of its lifetime: source agent_checkin, deploy or endpoint_reload; subject the agent or endpoint.",
+		[]string{"certificate", "source", "subject"}, nil)
+)
+
+// storeCollector reads the store at each scrape.
+type storeCollector struct{ m *Metrics }
+
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descJobs, descJobsDue, descJobsFailing, descLeases, descAgentLast, descReadiness} {
+		ch <- d
+	}
+}
+
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	now := m.now()
+
+	if st, err := m.store.JobStats(ctx, now); err != nil {
+		ch <- prometheus.NewInvalidMetric(descJobs, err)
+	} else {
+		ch <- prometheus.MustNewConstMetric(descJobs, prometheus.GaugeValue, float64(st.Jobs))
+		ch <- prometheus.MustNewConstMetric(descJobsDue, prometheus.GaugeValue, float64(st.Due))
+		ch <- prometheus.MustNewConstMetric(descJobsFailing, prometheus.GaugeValue, float64(st.Failing))
+		ch <- prometheus.MustNewConstMetric(descLeases, prometheus.GaugeValue, float64(st.LeasesHeld), "held")
+		ch <- prometheus.MustNewConstMetric(descLeases, prometheus.GaugeValue, float64(st.LeasesExpired), "expired")
+	}
+
+	certs, err := m.store.CurrentCertificates(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descNotAfter, err)
+		return
+	}
+	for _, cc := range certs {
+		kt := string(cc.KeyType)
+		ch <- prometheus.MustNewConstMetric(descNotAfter, prometheus.GaugeValue, unix(cc.NotAfter), cc.Spec, kt)
+		ch <- prometheus.MustNewConstMetric(descNotBefore, prometheus.GaugeValue, unix(cc.NotBefore), cc.Spec, kt)
+	}
+
+	var reports []certfleet.AgentReport
+	if m.fleet != nil {
+		if reports, err = m.fleet.AgentReports(ctx, certfleet.AgentReportFilter{}); err != nil {
+			ch <- prometheus.NewInvalidMetric(descAgentLast, err)
+			return
+		}
+		last := map[string]time.Time{}
+		for _, r := range reports {
+			if r.ReportedAt.After(last[r.Agent]) {
+				last[r.Agent] = r.ReportedAt
+			}
+		}
+		for agent, at := range last {
+			ch <- prometheus.MustNewConstMetric(descAgentLast, prometheus.GaugeValue, unix(at), agent)
+		}
+	}
+
+	seen := map[[3]string]bool{}
+	for _, v := range m.readiness.evaluate(now, certs, reports) {
+		k := [3]string{v.Certificate, v.Source, v.Subject}
+		if seen[k] { // both key types of a dual certificate
+			continue
+		}
+		seen[k] = true
+		ch <- prometheus.MustNewConstMetric(descReadiness, prometheus.GaugeValue, 1, k[:]...)
+	}
+}
+
+// unix is t in Unix seconds, with sub-second precision.
+func unix(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }

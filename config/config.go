@@ -117,6 +117,9 @@ type Config struct {
 	// them ([rate_limits."CA"], see ratelimit.go); CAs not listed keep
 	// their defaults.
 	RateLimits map[string]RateLimits
+	// Metrics configures the Prometheus endpoint ([metrics], see
+	// metrics.go).
+	Metrics Metrics
 }
 
 // Log configures logging.

@@ -26,7 +26,7 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key problems).
 var (
-	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits"}
+	topKeys      = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics"}
 	logKeys      = []string{"level", "format"}
 	accountKeys  = []string{"directory", "trusted_roots", "email", "eab_key_id", "eab_hmac_key", "caa_identities"}
 	listenKeys   = []string{"listen"}
@@ -253,6 +253,7 @@ func (d *decoder) config(doc map[string]any) *Config {
 	d.api(top, cfg)
 	d.staging(top, cfg, defs.outputDir) // after [api]: api_listen needs tls_certificate
 	d.rateLimits(top, cfg)
+	d.metrics(top, cfg) // after [api]: listen must differ from it
 	d.unknown(top, topKeys)
 	return cfg
 }

@@ -116,9 +116,13 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, p principal) {
 		}
 		cmds[i] = c
 	}
+	// The stores keep times in whole microseconds: truncate as they do, or a
+	// report compared with the stored previous one (agentEvent) always
+	// looks like a new install (agents send nanoseconds).
 	rep := certfleet.AgentReport{Agent: agent, Certificate: sp.Name, KeyType: kt,
-		Serial: clip(req.Serial, 128), Fingerprint: clip(req.Fingerprint, 128), NotAfter: req.NotAfter, InstalledAt: req.InstalledAt,
-		Commands: cmds, Error: clip(req.Error, certfleet.MaxAgentErrorLen), ReportedAt: s.Now(), TokenID: p.token.ID}
+		Serial: clip(req.Serial, 128), Fingerprint: clip(req.Fingerprint, 128), NotAfter: req.NotAfter,
+		InstalledAt: req.InstalledAt.Truncate(time.Microsecond), Commands: cmds,
+		Error: clip(req.Error, certfleet.MaxAgentErrorLen), ReportedAt: s.Now(), TokenID: p.token.ID}
 	prev, err := previousReport(ctx, fs, rep)
 	if err != nil {
 		s.internal(w, r, "agent report", err)
@@ -131,6 +135,9 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, p principal) {
 	if e, ok := agentEvent(prev, rep); ok {
 		e.Actor = "agent:" + agent
 		s.emit(r, p, e)
+	}
+	if s.OnAgentReport != nil {
+		s.OnAgentReport(rep) // every check-in, for metrics
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

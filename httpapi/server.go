@@ -91,6 +91,10 @@ type Server struct {
 	// change something (names, CSRs, retries, revocations, agent deploys);
 	// see audit.go. Key reads are recorded by the store itself.
 	Events certfleet.EventSink
+	// OnAgentReport, if set, is called with every agent report once it is
+	// stored: every check-in, where Events gets only changes. Metrics
+	// count check-ins with it. It must return quickly.
+	OnAgentReport func(certfleet.AgentReport)
 
 	once    sync.Once
 	mux     *http.ServeMux

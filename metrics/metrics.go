@@ -91,9 +91,9 @@ func New(o Options) *Metrics {
 	m.deferred = counter("renewals_deferred_total",
 		"Work put off on purpose (a rate-limit budget), by reason.", "reason")
 	m.deploys = counter("deploys_total",
-		"Deploys of new certificates (files written, commands run), by outcome: ok or failed.", "outcome")
+		"Deploys of new certificates by outcome (ok, failed) and where: server (this instance wrote the files and ran the commands) or agent (an agent reported an install or a failure).", "outcome", "where")
 	m.deployFails = counter("deploy_failures_total",
-		"Failed deploys by reason.", "reason")
+		"Failed deploys by reason and where (server, agent).", "reason", "where")
 	m.events = counter("events_total",
 		"Every event certfleet recorded (the audit trail's kinds).", "kind")
 	m.challenges = counter("challenges_total",
@@ -149,16 +149,27 @@ func (m *Metrics) RecordEvent(_ context.Context, e certfleet.Event) error {
 	case certfleet.EventDeferred:
 		m.deferred.WithLabelValues(reason(e.Reason)).Inc()
 	case certfleet.EventDeployed:
-		m.deploys.WithLabelValues("ok").Inc()
+		m.deploys.WithLabelValues("ok", where(e.Actor)).Inc()
 	case certfleet.EventDeployFailed:
-		m.deploys.WithLabelValues("failed").Inc()
-		m.deployFails.WithLabelValues(reason(e.Reason)).Inc()
-	case certfleet.EventAgentReport:
-		if agent, ok := agentOf(e.Actor); ok {
-			m.checkins.WithLabelValues(agent).Inc()
-		}
+		m.deploys.WithLabelValues("failed", where(e.Actor)).Inc()
+		m.deployFails.WithLabelValues(reason(e.Reason), where(e.Actor)).Inc()
 	}
 	return nil
+}
+
+// AgentCheckin counts one agent report (a check-in); cmd wires it to the
+// API's httpapi.Server.OnAgentReport. The audit trail records only reports
+// that change something, so check-ins do not come as events.
+func (m *Metrics) AgentCheckin(r certfleet.AgentReport) {
+	m.checkins.WithLabelValues(r.Agent).Inc()
+}
+
+// where tells a deploy by an agent from one by a certfleet instance.
+func where(actor string) string {
+	if _, ok := agentOf(actor); ok {
+		return "agent"
+	}
+	return "server"
 }
 
 // reason keeps the label non-empty.

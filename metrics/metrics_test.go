@@ -250,7 +250,7 @@ func TestAgentMetricsAndReadiness(t *testing.T) {
 		if err := e.store.PutAgentReport(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		e.metrics.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventAgentReport, Actor: "agent:" + r.Agent, Certificate: r.Certificate})
+		e.metrics.AgentCheckin(r)
 	}
 	put(certfleet.AgentReport{Agent: "lb1", Certificate: "web", KeyType: certfleet.ECDSAP256, Serial: iss.Serial,
 		Fingerprint: iss.Fingerprint, InstalledAt: iss.IssuedAt.Add(time.Second), ReportedAt: now})

@@ -117,16 +117,6 @@ func (m *Metrics) CheckReadiness(ctx context.Context) ([]certfleet.ReadinessViol
 	return m.readiness.evaluate(m.now(), certs, reports), nil
 }
 
-// Readiness evaluates readiness from the store alone (no endpoint
-// observations, no check-in history): what `certfleet status` shows.
-func Readiness(ctx context.Context, store certfleet.StatsStore, fleet certfleet.FleetStore, now time.Time) ([]certfleet.ReadinessViolation, error) {
-	certs, reports, err := readinessInputs(ctx, store, fleet)
-	if err != nil {
-		return nil, err
-	}
-	return certfleet.Readiness(certfleet.ReadinessInput{Now: now, Certificates: certs, Agents: checkinsOf(reports)}), nil
-}
-
 func readinessInputs(ctx context.Context, store certfleet.StatsStore, fleet certfleet.FleetStore) ([]certfleet.CurrentCertificate, []certfleet.AgentReport, error) {
 	certs, err := store.CurrentCertificates(ctx)
 	if err != nil {
@@ -139,12 +129,4 @@ func readinessInputs(ctx context.Context, store certfleet.StatsStore, fleet cert
 		}
 	}
 	return certs, reports, nil
-}
-
-func checkinsOf(reports []certfleet.AgentReport) []certfleet.AgentCheckin {
-	out := make([]certfleet.AgentCheckin, len(reports))
-	for i, r := range reports {
-		out[i] = certfleet.AgentCheckin{Report: r}
-	}
-	return out
 }

@@ -65,6 +65,9 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 		Store: store, Wake: d.Manager.Wake, Revokers: revokers, PackSize: cfg.PackSize, Changes: d.changes,
 		Logger: d.Logger.With("component", "api"), Events: &d.events,
 	}
+	if d.Metrics != nil {
+		srv.OnAgentReport = d.Metrics.AgentCheckin // every check-in, for metrics
+	}
 	var tlsConf *tls.Config
 	if cfg.TLSCertificate != "" {
 		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: (&apiCert{store: store, spec: cfg.TLSCertificate}).get}
@@ -84,7 +87,7 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 		d.listeners = append(d.listeners, ln)
 		handler := srv.URLHandler()
 		if what != "URL-credential API" {
-			handler = d.withDashboard(ctx, srv.Handler(), store) // the dashboard shares the bearer-token listener
+			handler = d.withDashboard(ctx, d.apiHandler(srv), store) // the dashboard and /metrics (behind a token) share the bearer-token listener
 		}
 		d.serve(what, func() error { return httpapi.Serve(d.serveCtx, ln, handler) })
 		d.Logger.Info(what+" listening", "addr", ln.Addr().String(), "tls", tlsConf != nil)

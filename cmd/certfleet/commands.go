@@ -97,6 +97,9 @@ changes to accounts, the store or the responders need a restart.`, stdout, stder
 	if _, _, err := d.StartAPI(ctx, APIOptions{}); err != nil {
 		return err
 	}
+	if _, err := d.StartMetrics(ctx, nil); err != nil {
+		return err
+	}
 	log := d.Logger
 	// SIGHUP reloads the config file (systemctl reload certfleet).
 	hup := make(chan os.Signal, 1)
@@ -138,6 +141,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- d.Manager.Run(runCtx) }()
 	go d.endpoints.run(runCtx)
+	go d.watchReadiness(runCtx)
 	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
 	select {
 	case err := <-d.Errors():
@@ -267,9 +271,15 @@ contacts no CA and starts no responder, so it is safe to run beside serve.`, std
 	if err := printFleet(ctx, stdout, d.Store, time.Now()); err != nil {
 		return err
 	}
+	var results []endpointResult
+	if *endpoints {
+		results = checkEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())
+	}
+	if err := printReadiness(ctx, stdout, d.Store, cfg, time.Now(), results); err != nil {
+		return err
+	}
 	if *endpoints {
 		fmt.Fprintln(stdout)
-		results := checkEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())
 		if bad := printEndpoints(stdout, results); bad > 0 {
 			return &exitError{code: 1, err: fmt.Errorf("%d endpoint(s) do not serve the current certificate", bad)}
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/deploy"
 	"github.com/certfleet/certfleet/manager"
+	"github.com/certfleet/certfleet/metrics"
 	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/solver/tlsalpn01"
 	"github.com/certfleet/certfleet/solver/webroot"
@@ -33,6 +34,9 @@ type Daemon struct {
 	Store   certfleet.Store
 	Manager *manager.Manager
 	Logger  *slog.Logger
+	// Metrics are the Prometheus metrics (nil when the store cannot
+	// answer scrapes).
+	Metrics *metrics.Metrics
 
 	// HTTP01Addr and TLSALPN01Addr are the responders' bound addresses
 	// ("" when not started), so tests can listen on port 0.
@@ -96,6 +100,10 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	}
 	d.Store = store
 	d.events = certfleet.EventSinks{store} // the audit trail
+	d.Metrics = newMetrics(store, log)     // before the issuers (Observer) and the manager (an event sink)
+	if d.Metrics != nil {
+		d.events = append(d.events, d.Metrics)
+	}
 
 	// Secrets the config names as "store:NAME" are read from the store
 	// (sealed there); rcfg holds their values and is used only to build
@@ -150,6 +158,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 			Solvers:         solvers,
 			UserAgent:       "certfleet/" + version(),
 			Logger:          log.With("account", name),
+			Observer:        d.observer(), // ACME latency and challenge metrics
 		})
 		if err != nil {
 			return nil, fmt.Errorf("account %q: %w", name, err)

@@ -172,6 +172,7 @@ func (w *endpointWatcher) pass(ctx context.Context, names ...string) {
 		if ctx.Err() != nil {
 			return
 		}
+		w.d.observeEndpoint(cfg, r, time.Now()) // reload lag, for short-lived readiness
 		log := w.d.Logger.With(certfleet.LogCertificate, r.Certificate, "endpoint", r.Target.String())
 		switch {
 		case r.OK():

@@ -69,6 +69,9 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 	if next.Renewal.Concurrency != cur.Renewal.Concurrency {
 		need = append(need, "[renewal] concurrency")
 	}
+	if next.Metrics != cur.Metrics {
+		need = append(need, "[metrics]")
+	}
 	if len(need) > 0 {
 		return fmt.Errorf("not reloaded: changes to %v need a restart (systemctl restart certfleet); the running configuration stays in force", need)
 	}

@@ -52,8 +52,8 @@ type AgentCheckin struct {
 type EndpointObservation struct {
 	Certificate string
 	KeyType     KeyType
-	// Endpoint names it ("tls://host:port", with the key family of a dual
-	// certificate).
+	// Endpoint names it as endpoint.Target renders it ("tls host:port
+	// (SNI name)", with the key family of a dual certificate).
 	Endpoint string
 	// StaleAt is the newest check at which the endpoint served something
 	// other than the lineage's current certificate of that moment, and

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 
@@ -173,5 +174,54 @@ func TestStatusWithoutReadinessProblems(t *testing.T) {
 	code, out, errOut := runCLI(t, "status", "-config", path)
 	if code != 0 || strings.Contains(out, "READINESS") || !strings.Contains(out, "lb1") {
 		t.Errorf("status exit %d:\n%s%s", code, out, errOut)
+	}
+}
+
+// TestStatusEndpointReloadLag: an endpoint that still serves the replaced
+// certificate more than a tenth of the new one's lifetime after issuance
+// (20 s certificates: 2 s) is a readiness warning in `status -endpoints`.
+func TestStatusEndpointReloadLag(t *testing.T) {
+	port := freePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port,
+		Profiles: map[string]pebbleca.Profile{"short": {Description: "20 s", ValidityPeriod: 20 * time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close() })
+	dir := t.TempDir()
+	stale := mustListen(t)
+	eps := fmt.Sprintf("endpoints = [%q]\nprofile = \"short\"\n", stale.Addr().String())
+	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n"+eps)
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
+	}
+	live := filepath.Join(dir, "live", "web")
+	old, err := tls.LoadX509KeyPair(filepath.Join(live, "fullchain.pem"), filepath.Join(live, "privkey.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveTLS(t, stale, old)
+	// A second name re-issues the certificate; the endpoint keeps the old.
+	path = writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\", \"www.certfleet.test\"]\n"+eps)
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 || !strings.Contains(out, "issued") {
+		t.Fatalf("re-issue: %d\n%s\n%s", code, out, errOut)
+	}
+	issued := time.Now()
+
+	// Within the limit: no warning yet (the endpoint is stale all the
+	// same, so status exits 1).
+	code, out, _ := runCLI(t, "status", "-config", path, "-endpoints")
+	if code != 1 || time.Since(issued) < time.Second && strings.Contains(out, "READINESS") {
+		t.Fatalf("status right after issuance: exit %d\n%s", code, out)
+	}
+	time.Sleep(time.Until(issued.Add(2500 * time.Millisecond)))
+	code, out, errOut := runCLI(t, "status", "-config", path, "-endpoints")
+	want := "endpoint tls " + stale.Addr().String()
+	if code != 1 || !strings.Contains(out, "READINESS") || !strings.Contains(out, want) || !strings.Contains(out, "still served an older certificate") {
+		t.Errorf("status -endpoints exit %d does not warn about %s:\n%s%s", code, want, out, errOut)
+	}
+	// Without -endpoints status does not connect, so it cannot know.
+	if _, out, _ := runCLI(t, "status", "-config", path); strings.Contains(out, want) {
+		t.Errorf("status without -endpoints warns about the endpoint:\n%s", out)
 	}
 }

@@ -142,6 +142,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	go func() { done <- d.Manager.Run(runCtx) }()
 	go d.endpoints.run(runCtx)
 	go d.watchReadiness(runCtx)
+	go d.Alerts.Run(runCtx) // until runCtx ends
 	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
 	select {
 	case err := <-d.Errors():
@@ -276,6 +277,9 @@ contacts no CA and starts no responder, so it is safe to run beside serve.`, std
 		results = checkEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())
 	}
 	if err := printReadiness(ctx, stdout, d.Store, cfg, time.Now(), results); err != nil {
+		return err
+	}
+	if err := printIncidents(ctx, stdout, d.Store, time.Now()); err != nil {
 		return err
 	}
 	if *endpoints {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/alert"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/deploy"
 	"github.com/certfleet/certfleet/manager"
@@ -37,6 +38,9 @@ type Daemon struct {
 	// Metrics are the Prometheus metrics (nil when the store cannot
 	// answer scrapes).
 	Metrics *metrics.Metrics
+	// Alerts evaluates the alert conditions and notifies (alerts.go); it
+	// runs under Serve.
+	Alerts *alert.Evaluator
 
 	// HTTP01Addr and TLSALPN01Addr are the responders' bound addresses
 	// ("" when not started), so tests can listen on port 0.
@@ -168,6 +172,13 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	}
 
 	d.endpoints = newEndpointWatcher(d)
+	if opts.Now != nil {
+		d.endpoints.now = opts.Now
+	}
+	if d.Alerts, err = newAlerts(cfg, store, d.endpoints, opts, log); err != nil {
+		return nil, err
+	}
+	d.events = append(d.events, d.Alerts) // events wake the evaluator
 	writer := &deploy.Writer{Logger: log}
 	d.global = &globalActions{live: d.live, writer: writer, printCommands: opts.PrintCommands, log: log}
 	d.Manager = &manager.Manager{

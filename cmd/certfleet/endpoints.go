@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/alert"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/endpoint"
 )
@@ -78,16 +79,7 @@ func checkEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Conf
 			}
 		}
 		want.Archive, _ = store.Issuances(ctx, certfleet.IssuanceFilter{Spec: c.Spec.Name, Limit: 50})
-		for _, t := range c.Endpoints {
-			if len(c.Spec.KeyTypes) > 1 {
-				// A dual certificate: each family must be served.
-				for _, kt := range c.Spec.KeyTypes {
-					tf := t
-					tf.KeyFamily = kt.Family()
-					todo = append(todo, work{c, tf, want})
-				}
-				continue
-			}
+		for _, t := range endpointTargets(c) {
 			todo = append(todo, work{c, t, want})
 		}
 	}
@@ -114,6 +106,25 @@ func checkEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Conf
 	return results
 }
 
+// endpointTargets lists what is checked of a certificate's endpoints: each
+// once, or once per key family of a dual certificate (each family must be
+// served).
+func endpointTargets(c config.Certificate) []endpoint.Target {
+	var out []endpoint.Target
+	for _, t := range c.Endpoints {
+		if len(c.Spec.KeyTypes) > 1 {
+			for _, kt := range c.Spec.KeyTypes {
+				tf := t
+				tf.KeyFamily = kt.Family()
+				out = append(out, tf)
+			}
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
 func contains(list []string, s string) bool {
 	for _, e := range list {
 		if e == s {
@@ -130,10 +141,50 @@ type endpointWatcher struct {
 	d       *Daemon
 	checker *endpoint.Checker
 	due     chan string // certificate names written, to check after endpointSettle
+
+	now  func() time.Time // the daemon's clock
+	mu   sync.Mutex
+	last map[string]alert.EndpointObservation // by endpointKey: the latest check, for alerts
+}
+
+func endpointKey(certificate, target string) string { return certificate + "\x00" + target }
+
+// EndpointObservations implements alert.EndpointSource: the latest check of
+// every configured endpoint (never-checked ones without a time).
+func (w *endpointWatcher) EndpointObservations() []alert.EndpointObservation {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []alert.EndpointObservation
+	for _, c := range w.d.CurrentConfig().Certificates {
+		for _, t := range endpointTargets(c) {
+			o, ok := w.last[endpointKey(c.Spec.Name, t.String())]
+			if !ok {
+				o = alert.EndpointObservation{Certificate: c.Spec.Name, Endpoint: t.String()}
+			}
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// record keeps a check's result for EndpointObservations.
+func (w *endpointWatcher) record(r endpointResult, at time.Time) {
+	o := alert.EndpointObservation{Certificate: r.Certificate, Endpoint: r.Target.String(), Status: string(r.Verdict.Status),
+		Message: r.Summary(), ServedSerial: r.Verdict.ServedSerial, ServedNotAfter: r.Verdict.ServedNotAfter,
+		ServedIssuance: r.Verdict.ServedIssuance, CheckedAt: at}
+	if r.Err != nil {
+		o.Status = "error"
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last == nil {
+		w.last = map[string]alert.EndpointObservation{}
+	}
+	w.last[endpointKey(o.Certificate, o.Endpoint)] = o
 }
 
 func newEndpointWatcher(d *Daemon) *endpointWatcher {
-	return &endpointWatcher{d: d, checker: &endpoint.Checker{Logger: d.Logger}, due: make(chan string, 64)}
+	return &endpointWatcher{d: d, checker: &endpoint.Checker{Logger: d.Logger}, due: make(chan string, 64), now: time.Now}
 }
 
 // written notes that a certificate's files changed. It never blocks.
@@ -168,11 +219,13 @@ func (w *endpointWatcher) run(ctx context.Context) {
 
 func (w *endpointWatcher) pass(ctx context.Context, names ...string) {
 	cfg := w.d.CurrentConfig()
-	for _, r := range checkEndpoints(ctx, w.d.Store, cfg, w.checker, time.Now(), names...) {
+	now := w.now()
+	for _, r := range checkEndpoints(ctx, w.d.Store, cfg, w.checker, now, names...) {
 		if ctx.Err() != nil {
 			return
 		}
 		w.d.observeEndpoint(cfg, r, time.Now()) // reload lag, for short-lived readiness
+		w.record(r, now)
 		log := w.d.Logger.With(certfleet.LogCertificate, r.Certificate, "endpoint", r.Target.String())
 		switch {
 		case r.OK():
@@ -182,6 +235,9 @@ func (w *endpointWatcher) pass(ctx context.Context, names ...string) {
 		default:
 			log.Error("endpoint does not serve the current certificate", "status", string(r.Verdict.Status), "detail", r.Verdict.Message)
 		}
+	}
+	if w.d.Alerts != nil {
+		w.d.Alerts.Wake() // new observations
 	}
 }
 

@@ -72,6 +72,9 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 	if next.Metrics != cur.Metrics {
 		need = append(need, "[metrics]")
 	}
+	if !reflect.DeepEqual(next.Alerts, cur.Alerts) {
+		need = append(need, "[alerts]")
+	}
 	if len(need) > 0 {
 		return fmt.Errorf("not reloaded: changes to %v need a restart (systemctl restart certfleet); the running configuration stays in force", need)
 	}

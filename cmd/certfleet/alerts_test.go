@@ -1,0 +1,560 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/alert"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/internal/pebbleca"
+)
+
+// alertReceiver is a real HTTP server receiving the alert webhook's JSON.
+type alertReceiver struct {
+	mu  sync.Mutex
+	got []alert.Notification
+	srv *httptest.Server
+}
+
+func newAlertReceiver(t *testing.T) *alertReceiver {
+	r := &alertReceiver{}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var n alert.Notification
+		if err := json.NewDecoder(req.Body).Decode(&n); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if req.Header.Get("Authorization") != "Bearer hook-secret" {
+			http.Error(w, "bad token", http.StatusUnauthorized)
+			return
+		}
+		r.mu.Lock()
+		r.got = append(r.got, n)
+		r.mu.Unlock()
+	}))
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *alertReceiver) notifications() []alert.Notification {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+// states lists the notifications as "state/severity".
+func (r *alertReceiver) states() []string {
+	var out []string
+	for _, n := range r.notifications() {
+		out = append(out, n.State+"/"+string(n.Severity))
+	}
+	return out
+}
+
+func (r *alertReceiver) want(t *testing.T, want ...string) []alert.Notification {
+	t.Helper()
+	if got := r.states(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("webhook got %v, want %v", got, want)
+	}
+	return r.notifications()
+}
+
+// alertsSection is an [alerts] table sending to r, with a bearer token file
+// in dir.
+func alertsSection(t *testing.T, dir string, r *alertReceiver, extra string) string {
+	t.Helper()
+	tok := filepath.Join(dir, "alert-token")
+	if err := os.WriteFile(tok, []byte("hook-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("[alerts]\nwebhook_url = %q\nwebhook_bearer_token_file = %q\nwebhook_retries = 0\n%s", r.srv.URL+"/hook", tok, extra)
+}
+
+// alertClock is the daemon's clock (DaemonOptions.Now): the manager and the
+// alert evaluator see time pass without the test waiting for it. The CA,
+// the certificates and the failures are real.
+type alertClock struct{ ns atomic.Int64 }
+
+func (c *alertClock) Now() time.Time        { return time.Unix(0, c.ns.Load()) }
+func (c *alertClock) Set(t time.Time)       { c.ns.Store(t.UnixNano()) }
+func newAlertClock(t time.Time) *alertClock { c := &alertClock{}; c.Set(t); return c }
+
+func openAlertDaemon(t *testing.T, path string, clk *alertClock) *Daemon {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := DaemonOptions{StartResponders: true, Instance: "alerts-test",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if clk != nil {
+		opts.Now = clk.Now
+	}
+	d, err := OpenDaemon(t.Context(), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	if clk != nil {
+		clk.Set(time.Now()) // the specs synced just now are due
+	}
+	return d
+}
+
+func alertRunOnce(t *testing.T, d *Daemon) (issued, failed int) {
+	t.Helper()
+	rep, err := d.Manager.RunOnce(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rep.Results {
+		t.Logf("run at %s: %+v", d.Manager.Now(), r)
+	}
+	return rep.Issued, rep.Failed
+}
+
+func alertRound(t *testing.T, d *Daemon) alert.Report {
+	t.Helper()
+	rep, err := d.Alerts.Round(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func alertCurrent(t *testing.T, d *Daemon, name string) certfleet.Issuance {
+	t.Helper()
+	j, err := d.Store.Job(t.Context(), certfleet.JobKey{Spec: name, KeyType: certfleet.ECDSAP256})
+	if err != nil || j.CurrentID == 0 {
+		t.Fatalf("job %s: %+v, %v", name, j, err)
+	}
+	iss, err := d.Store.Issuance(t.Context(), j.CurrentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss
+}
+
+// TestAlertsOnValidationFailure: renewals that Pebble refuses because the
+// http-01 answer is wrong (a front server in the CA's path answers with a
+// wrong key authorization) open one incident, notified once over many
+// rounds, worsened once when it turns critical, and resolved once when the
+// front is fixed and the renewal succeeds.
+func TestAlertsOnValidationFailure(t *testing.T) {
+	t.Setenv("PEBBLE_AUTHZREUSE", "0") // every renewal is validated again
+	ca, caPort := newTestCA(t)
+	var broken atomic.Bool
+	respPort := freePort(t)
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", respPort)})
+	front := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if broken.Load() {
+			io.WriteString(w, "not-the-key-authorization")
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", caPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go front.Serve(ln)
+	t.Cleanup(func() { front.Close() })
+
+	dir := t.TempDir()
+	recv := newAlertReceiver(t)
+	path := writeConfig(t, dir, ca, respPort, `
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test"]
+`+alertsSection(t, dir, recv, ""))
+	clk := newAlertClock(time.Now())
+	d := openAlertDaemon(t, path, clk)
+	if issued, _ := alertRunOnce(t, d); issued != 1 {
+		t.Fatal("first issuance failed")
+	}
+	first := alertCurrent(t, d, "web")
+	life := first.NotAfter.Sub(first.NotBefore)
+	warning, critical := alert.Settings{}.Warning(life), alert.Settings{}.Critical(life)
+	alertRound(t, d)
+	recv.want(t)
+
+	broken.Store(true)
+	clk.Set(first.NotAfter.Add(-warning + 24*time.Hour))
+	if _, failed := alertRunOnce(t, d); failed != 1 {
+		t.Fatal("renewal through the broken front did not fail")
+	}
+	job, _ := d.Store.Job(t.Context(), certfleet.JobKey{Spec: "web", KeyType: certfleet.ECDSAP256})
+	if !strings.Contains(job.LastError, "unauthorized") && !strings.Contains(job.LastError, "not-the-key-authorization") {
+		t.Fatalf("the renewal failed, but not at validation: %s", job.LastError)
+	}
+	for range 3 {
+		alertRound(t, d)
+		clk.Set(clk.Now().Add(time.Hour))
+	}
+	got := recv.want(t, "opened/warning")
+	n := got[0]
+	if n.Kind != certfleet.IncidentExpiry || n.Certificate != "web" || n.KeyType != certfleet.ECDSAP256 || n.Failures != 1 ||
+		n.LastError == "" || n.Serial != first.Serial || !n.NotAfter.Equal(first.NotAfter) {
+		t.Errorf("opened notification = %+v", n)
+	}
+	// Another failure, still a warning: nothing new.
+	clk.Set(first.NotAfter.Add(-warning/2 - 24*time.Hour))
+	if _, failed := alertRunOnce(t, d); failed != 1 {
+		t.Fatal("second renewal did not fail")
+	}
+	alertRound(t, d)
+	recv.want(t, "opened/warning")
+	// Critical.
+	clk.Set(first.NotAfter.Add(-critical + 12*time.Hour))
+	alertRunOnce(t, d)
+	alertRound(t, d)
+	alertRound(t, d)
+	got = recv.want(t, "opened/warning", "worsened/critical")
+	if got[1].IncidentID != n.IncidentID || got[1].Failures < 2 || got[1].PreviousSeverity != certfleet.SeverityWarning {
+		t.Errorf("worsened notification = %+v", got[1])
+	}
+	// Fixed: the renewal succeeds and the incident resolves, once.
+	broken.Store(false)
+	clk.Set(clk.Now().Add(2 * 24 * time.Hour))
+	if issued, _ := alertRunOnce(t, d); issued != 1 {
+		t.Fatal("renewal after the fix did not succeed")
+	}
+	for range 3 {
+		alertRound(t, d)
+	}
+	got = recv.want(t, "opened/warning", "worsened/critical", "resolved/critical")
+	if got[2].IncidentID != n.IncidentID || got[2].ResolvedAt.IsZero() {
+		t.Errorf("resolved notification = %+v", got[2])
+	}
+}
+
+// caProxy is a TCP proxy in front of the CA's API that can be taken down
+// (connection refused) and brought back on the same port.
+type caProxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool // open client connections, cut when the CA goes down
+}
+
+func newCAProxy(t *testing.T, target string) *caProxy {
+	p := &caProxy{t: t, target: target, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	p.up()
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *caProxy) up() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("CA proxy: %v", err)
+	}
+	p.ln = ln
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.conns == nil {
+				p.conns = map[net.Conn]bool{}
+			}
+			p.conns[c] = true
+			p.mu.Unlock()
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", p.target)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go io.Copy(u, c)
+				io.Copy(c, u)
+			}()
+		}
+	}()
+}
+
+// down closes the listener and every open connection: new connections are
+// refused, kept-alive ones are cut.
+func (p *caProxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestAlertsOnCADown: with the CA unreachable (connection refused by a
+// proxy in front of Pebble) and expiry_warning longer than the
+// certificate's lifetime, the first failed renewal opens an incident; it
+// worsens to critical once over many rounds; when the CA is back, the
+// renewal succeeds and the incident resolves, once.
+func TestAlertsOnCADown(t *testing.T) {
+	ca, port := newTestCA(t)
+	caURL, _ := url.Parse(ca.DirectoryURL())
+	proxy := newCAProxy(t, caURL.Host)
+	dir := t.TempDir()
+	recv := newAlertReceiver(t)
+	path := writeConfig(t, dir, ca, port, `
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test"]
+`+alertsSection(t, dir, recv, "expiry_warning = \"400d\"\nexpiry_critical = \"5d\"\n"))
+	text, _ := os.ReadFile(path)
+	os.WriteFile(path, []byte(strings.Replace(string(text), ca.DirectoryURL(), "https://"+proxy.addr+caURL.Path, 1)), 0o600)
+	clk := newAlertClock(time.Now())
+	d := openAlertDaemon(t, path, clk)
+	if issued, _ := alertRunOnce(t, d); issued != 1 {
+		t.Fatal("first issuance through the proxy failed")
+	}
+	first := alertCurrent(t, d, "web")
+	life := first.NotAfter.Sub(first.NotBefore)
+
+	proxy.down()
+	clk.Set(first.NotBefore.Add(life * 3 / 4))
+	if _, failed := alertRunOnce(t, d); failed != 1 {
+		t.Fatal("renewal with the CA down did not fail")
+	}
+	for range 3 {
+		alertRound(t, d)
+		clk.Set(clk.Now().Add(10 * time.Minute))
+	}
+	got := recv.want(t, "opened/warning")
+	if !strings.Contains(got[0].LastError, "refused") {
+		t.Errorf("opened notification's last_error %q does not say the CA refused the connection", got[0].LastError)
+	}
+	clk.Set(first.NotAfter.Add(-3 * 24 * time.Hour))
+	alertRunOnce(t, d)
+	alertRound(t, d)
+	alertRound(t, d)
+	got = recv.want(t, "opened/warning", "worsened/critical")
+	if got[1].Failures <= got[0].Failures {
+		t.Errorf("failures did not grow: %d then %d", got[0].Failures, got[1].Failures)
+	}
+	// (Past NotAfter the fake clock would make the replacement, which the
+	// CA dates by the real clock, look expired too: TestServeAlerts covers
+	// "expired" in real time.)
+
+	proxy.up()
+	clk.Set(clk.Now().Add(2 * 24 * time.Hour))
+	if issued, _ := alertRunOnce(t, d); issued != 1 {
+		t.Fatal("renewal with the CA back did not succeed")
+	}
+	alertRound(t, d)
+	alertRound(t, d)
+	recv.want(t, "opened/warning", "worsened/critical", "resolved/critical")
+
+	// status shows no open incident now; the history is in the store.
+	all, err := d.Store.Incidents(t.Context(), certfleet.IncidentFilter{})
+	if err != nil || len(all) != 1 || all[0].Open() || !all[0].ResolutionNotified {
+		t.Fatalf("incidents = %+v, %v", all, err)
+	}
+}
+
+// TestAlertsEndpointStale: a real TLS endpoint still serving the replaced
+// certificate after the grace period opens an endpoint incident (through
+// the daemon's endpoint checks); serving the new one resolves it.
+func TestAlertsEndpointStale(t *testing.T) {
+	ca, port := newTestCA(t)
+	var served atomic.Pointer[tls.Certificate]
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return served.Load(), nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.(*tls.Conn).Handshake()
+			}()
+		}
+	}()
+	dir := t.TempDir()
+	recv := newAlertReceiver(t)
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test"]
+endpoints = [%q]
+`, ln.Addr().String())+alertsSection(t, dir, recv, "stale_grace = \"1s\"\n"))
+	clk := newAlertClock(time.Now())
+	d := openAlertDaemon(t, path, clk)
+	serve := func(iss certfleet.Issuance) {
+		t.Helper()
+		c, err := tls.X509KeyPair(iss.ChainPEM, iss.KeyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		served.Store(&c)
+	}
+	alertRunOnce(t, d)
+	old := alertCurrent(t, d, "web")
+	serve(old)
+	clk.Set(old.NotBefore.Add(old.NotAfter.Sub(old.NotBefore) * 3 / 4)) // due for renewal
+	if issued, _ := alertRunOnce(t, d); issued != 1 {
+		t.Fatal("renewal failed")
+	}
+	cur := alertCurrent(t, d, "web")
+	if cur.Serial == old.Serial {
+		t.Fatal("no new certificate")
+	}
+	d.endpoints.pass(t.Context()) // at once: within the grace period
+	alertRound(t, d)
+	recv.want(t)
+	clk.Set(clk.Now().Add(2 * time.Second))
+	d.endpoints.pass(t.Context())
+	for _, o := range d.endpoints.EndpointObservations() {
+		t.Logf("observation %+v", o)
+	}
+	alertRound(t, d)
+	alertRound(t, d)
+	got := recv.want(t, "opened/warning")
+	if got[0].Kind != certfleet.IncidentEndpointStale || !strings.Contains(got[0].Endpoint, ln.Addr().String()) ||
+		got[0].Serial != old.Serial || !strings.Contains(got[0].Summary, "older certificate") {
+		t.Errorf("endpoint notification = %+v", got[0])
+	}
+	serve(cur)
+	d.endpoints.pass(t.Context())
+	alertRound(t, d)
+	recv.want(t, "opened/warning", "resolved/warning")
+}
+
+// TestServeAlerts runs the daemon's Serve loop against a short-lived
+// Pebble profile, in real time: the renewal fails at validation, the
+// evaluator (woken by the failure event and its interval) notifies opened,
+// then worsened as expiry nears and again when the certificate expires, and
+// resolved after an operator's retry succeeds once validation is fixed.
+// status lists the open incident.
+func TestServeAlerts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a 20-second certificate to age")
+	}
+	t.Setenv("PEBBLE_AUTHZREUSE", "0")
+	httpPort := freePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: httpPort,
+		Profiles: map[string]pebbleca.Profile{"short": {ValidityPeriod: 20 * time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close() })
+	var broken atomic.Bool
+	respPort := freePort(t)
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", respPort)})
+	front := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if broken.Load() {
+			http.Error(w, "gone", http.StatusNotFound)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	fl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go front.Serve(fl)
+	t.Cleanup(func() { front.Close() })
+
+	dir := t.TempDir()
+	recv := newAlertReceiver(t)
+	path := writeConfig(t, dir, ca, respPort, `
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test"]
+profile = "short"
+renew_before = "15s"
+`+alertsSection(t, dir, recv, "interval = \"1s\"\nexpiry_warning = \"1h\"\nexpiry_critical = \"6s\"\n"))
+	d := openAlertDaemon(t, path, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("timed out waiting for %s; webhook got %v", what, recv.states())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	key := certfleet.JobKey{Spec: "web", KeyType: certfleet.ECDSAP256}
+	var first certfleet.Issuance
+	waitFor("the first certificate", func() bool {
+		j, err := d.Store.Job(ctx, key)
+		if err != nil || j.CurrentID == 0 {
+			return false
+		}
+		first, _ = d.Store.Issuance(ctx, j.CurrentID)
+		return true
+	})
+	t.Logf("first certificate: not before %s, not after %s (now %s)", first.NotBefore, first.NotAfter, time.Now())
+	broken.Store(true)
+	waitFor("an opened notification", func() bool { return len(recv.states()) >= 1 })
+	waitFor("a worsened notification", func() bool { return len(recv.states()) >= 2 })
+	for _, n := range recv.notifications() {
+		t.Logf("%s at %s: %s", n.State, n.SentAt, n.Summary)
+	}
+	if got := recv.states(); got[0] != "opened/warning" || got[1] != "worsened/critical" {
+		t.Fatalf("webhook got %v, want opened/warning then worsened/critical", got)
+	}
+	var out strings.Builder
+	if err := printIncidents(ctx, &out, d.Store, time.Now()); err != nil || !strings.Contains(out.String(), "CRITICAL") ||
+		!strings.Contains(out.String(), "expiry") {
+		t.Errorf("status incidents:\n%s(%v)", out.String(), err)
+	}
+	waitFor("the certificate to expire", func() bool { return len(recv.states()) >= 3 })
+	if got := recv.states(); got[2] != "worsened/expired" {
+		t.Fatalf("webhook got %v, want worsened/expired third", got)
+	}
+	broken.Store(false)
+	if err := d.Store.RetryNow(ctx, key); err != nil { // the operator's retry
+		t.Fatal(err)
+	}
+	d.Manager.Wake()
+	waitFor("a resolved notification", func() bool { return len(recv.states()) >= 4 })
+	time.Sleep(2 * time.Second) // more rounds: nothing more is sent
+	if got := recv.states(); fmt.Sprint(got) != "[opened/warning worsened/critical worsened/expired resolved/expired]" {
+		t.Fatalf("webhook got %v", got)
+	}
+	if cur := alertCurrent(t, d, "web"); cur.Serial == first.Serial {
+		t.Fatal("resolved without a new certificate")
+	}
+}

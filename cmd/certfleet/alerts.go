@@ -99,10 +99,10 @@ func printIncidents(ctx context.Context, w io.Writer, store certfleet.Store, now
 		}
 		notified := "no"
 		switch {
-		case i.NotifiedSeverity != "":
-			notified = string(i.NotifiedSeverity)
 		case i.DeliveryAttempts > 0:
 			notified = fmt.Sprintf("FAILING (%d): %s", i.DeliveryAttempts, oneLine(i.DeliveryError, 60))
+		case i.NotifiedSeverity != "":
+			notified = string(i.NotifiedSeverity)
 		}
 		fmt.Fprintf(tw, "%d %s\t%s\t%s\t%s\t%s (%s ago)\t%s\t%s\n", i.ID, i.Kind, strings.ToUpper(string(i.Severity)), i.Certificate,
 			subject, fmtTime(i.OpenedAt), now.Sub(i.OpenedAt).Round(time.Second), notified, oneLine(i.Summary, 120))

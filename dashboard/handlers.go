@@ -24,6 +24,8 @@ type page struct {
 	Error  string
 	List   *listView
 	Cert   *certView
+	// SessionTTL says how long a login lasts ("8 hours").
+	SessionTTL string
 }
 
 // listView is one page of the certificate list.
@@ -258,6 +260,7 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, u *user, stat
 // sends half a page.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	p.Prefix, p.Now = s.Prefix, s.Now()
+	p.SessionTTL = strings.TrimPrefix(relTime(p.Now, p.Now.Add(s.SessionTTL)), "in ")
 	if p.User != nil {
 		p.CSRF = s.csrfToken(p.User.session)
 	}

@@ -153,6 +153,7 @@ webroot = %q
 	if got := text(); !strings.Contains(got, "This token is not valid") {
 		t.Fatalf("a wrong token should be refused with a message; the page shows:\n%s", got)
 	}
+	saveScreenshot(t, ctx, page, "dashboard-login.png")
 	if err := page.Type(ctx, "#token", secret); err != nil {
 		t.Fatal(err)
 	}

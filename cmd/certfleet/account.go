@@ -117,7 +117,7 @@ status, key type and dates. Keys are never shown. Reads the store only.`, stdout
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	d, err := openAdmin(ctx, *cfgPath, stderr)
+	d, err := openAdmin(ctx, *cfgPath, io.Discard) // reads only: no log lines between the rows
 	if err != nil {
 		return err
 	}

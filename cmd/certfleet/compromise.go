@@ -389,10 +389,11 @@ func (d *Daemon) issuerFor(ctx context.Context, iss certfleet.Issuance) (*acmeis
 type rolloutState struct {
 	waiting   []string // lineages without a replacement yet (with their last error)
 	replaced  []string
-	agents    []string // agent: certificate, on a compromised certificate
-	endpoints []string // endpoints serving a compromised key
-	unknown   []string // endpoints that could not be checked
-	checked   bool     // endpoints were checked (only once every replacement is issued)
+	agents    []string             // agent: certificate, on a compromised certificate
+	endpoints []string             // endpoints serving a compromised key
+	unknown   []string             // endpoints that could not be checked
+	late      []certfleet.Issuance // certificates with the key issued after the scan (revoke them)
+	checked   bool                 // endpoints were checked (only once every replacement is issued)
 }
 
 func (s rolloutState) done() bool {
@@ -428,15 +429,28 @@ func (d *Daemon) trackRollout(ctx context.Context, set compromisedSet, o Comprom
 	deadline := time.Now().Add(o.Timeout)
 	checker := &endpoint.Checker{}
 	var (
+		revokeFailed  []string
 		last          string
 		lastEndpoints time.Time
 		endpoints     []string
 		unknown       []string
 	)
 	for {
-		st, err := d.rolloutStore(ctx, set)
+		st, err := d.rolloutStore(ctx, &set)
 		if err != nil {
 			return &exitError{code: 1, err: fmt.Errorf("track the rollout: %w", err)}
+		}
+		for _, iss := range st.late {
+			label := fmt.Sprintf("%s/%s serial %s", iss.Spec, iss.KeyType, iss.Serial)
+			how, err := d.revokeCompromised(ctx, iss)
+			if err != nil {
+				fmt.Fprintf(o.Out, "FAILED   %s (issued with the key while it was being blocked): %v\n", label, err)
+				revokeFailed = append(revokeFailed, fmt.Sprintf("revoke %s: %v", label, err))
+				continue
+			}
+			fmt.Fprintf(o.Out, "revoked  %s (issued with the key while it was being blocked; keyCompromise, %s)\n", label, how)
+			d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventRevoked, Actor: o.Actor, Certificate: iss.Spec, KeyType: iss.KeyType,
+				Serial: iss.Serial, IssuanceID: iss.ID, Reason: "keyCompromise", Detail: "certfleet compromise; " + how})
 		}
 		if len(st.waiting) == 0 && time.Since(lastEndpoints) >= compromiseEndpointEvery {
 			endpoints, unknown = d.rolloutEndpoints(ctx, set, checker)
@@ -452,6 +466,9 @@ func (d *Daemon) trackRollout(ctx context.Context, set compromisedSet, o Comprom
 		}
 		if st.done() && st.checked {
 			fmt.Fprintf(o.Out, "done: every replacement is issued and no agent or endpoint serves a compromised certificate (%s)\n", time.Since(start).Round(time.Second))
+			if len(revokeFailed) > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%s", strings.Join(revokeFailed, "; "))}
+			}
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -466,7 +483,7 @@ func (d *Daemon) trackRollout(ctx context.Context, set compromisedSet, o Comprom
 }
 
 // rolloutStore reads the replacements and the agents' reports.
-func (d *Daemon) rolloutStore(ctx context.Context, set compromisedSet) (rolloutState, error) {
+func (d *Daemon) rolloutStore(ctx context.Context, set *compromisedSet) (rolloutState, error) {
 	var st rolloutState
 	specs := map[string]bool{}
 	for _, jk := range sortedJobKeys(set.jobs) {
@@ -478,7 +495,23 @@ func (d *Daemon) rolloutStore(ctx context.Context, set compromisedSet) (rolloutS
 		if err != nil {
 			return st, err
 		}
-		if _, old := set.fingerprints[d.fingerprintOf(ctx, j.CurrentID)]; old || j.CurrentID == 0 {
+		compromised := j.CurrentID == 0
+		if j.CurrentID != 0 {
+			cur, err := d.Store.Issuance(ctx, j.CurrentID)
+			if err != nil {
+				return st, err
+			}
+			id, _ := cur.KeyID()
+			compromised = slices.Contains(set.keys, id)
+			if _, known := set.fingerprints[cur.Fingerprint]; compromised && !known {
+				// Issued with the key by an order that was in flight
+				// when the key was blocked: revoke it too.
+				set.issuances = append(set.issuances, cur)
+				set.fingerprints[cur.Fingerprint] = cur
+				st.late = append(st.late, cur)
+			}
+		}
+		if compromised {
 			why := jk.String()
 			if j.LastError != "" {
 				why += ": " + oneLine(j.LastError, 120)
@@ -512,17 +545,6 @@ func (d *Daemon) rolloutStore(ctx context.Context, set compromisedSet) (rolloutS
 		}
 	}
 	return st, nil
-}
-
-func (d *Daemon) fingerprintOf(ctx context.Context, id int64) string {
-	if id == 0 {
-		return ""
-	}
-	iss, err := d.Store.Issuance(ctx, id)
-	if err != nil {
-		return ""
-	}
-	return iss.Fingerprint
 }
 
 // rolloutEndpoints connects to the configured endpoints of the affected

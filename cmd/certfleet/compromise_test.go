@@ -300,3 +300,36 @@ func fileFingerprint(t *testing.T, path string) string {
 	}
 	return certfleet.Fingerprint(chain[0])
 }
+
+// TestCompromiseIssueWithoutDaemon: with no certfleet serve running (a cron
+// setup), --issue orders the replacement in the command itself; the
+// rollout is done once it is issued (no agents, no endpoints).
+func TestCompromiseIssueWithoutDaemon(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"solo\"\nidentifiers = [\"solo.certfleet.test\"]\nreuse_key = true\n")
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
+	}
+	store := openForTest(t, filepath.Join(dir, "state.db"), "")
+	old := currentIssuance(t, store, "solo")
+	store.Close()
+
+	code, out, errOut := runCLI(t, "compromise", "-config", path, "--yes", "--issue", "--timeout", "60s", "solo")
+	if code != 0 || !strings.Contains(out, "issued   solo") || !strings.Contains(out, "done:") {
+		t.Fatalf("compromise --issue: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if st, reason := caCertStatus(t, ca, old.Serial); st != "Revoked" || reason != certfleet.ReasonKeyCompromise {
+		t.Errorf("CA: %s, reason %d", st, reason)
+	}
+	store = openForTest(t, filepath.Join(dir, "state.db"), "")
+	defer store.Close()
+	cur := currentIssuance(t, store, "solo")
+	if cur.ID == old.ID || mustKeyID(t, cur) == mustKeyID(t, old) {
+		t.Fatal("no replacement with a new key")
+	}
+	// The files on disk are the replacement's.
+	if fp := fileFingerprint(t, filepath.Join(dir, "live", "solo", "fullchain.pem")); fp != cur.Fingerprint {
+		t.Errorf("live/solo/fullchain.pem is %s, want the replacement %s", fp, cur.Fingerprint)
+	}
+}

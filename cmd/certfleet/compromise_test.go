@@ -19,6 +19,7 @@ import (
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/httpapi"
 	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/internal/pgtest"
 )
 
 // caCertStatus asks Pebble's management API what it knows of a serial:
@@ -303,15 +304,32 @@ func fileFingerprint(t *testing.T, path string) string {
 
 // TestCompromiseIssueWithoutDaemon: with no certfleet serve running (a cron
 // setup), --issue orders the replacement in the command itself; the
-// rollout is done once it is issued (no agents, no endpoints).
+// rollout is done once it is issued (no agents, no endpoints). On SQLite
+// and on PostgreSQL (the blocklist and the archive scan of each store).
 func TestCompromiseIssueWithoutDaemon(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testCompromiseIssue(t, "") })
+	t.Run("postgres", func(t *testing.T) { testCompromiseIssue(t, pgtest.DSN(t)) })
+}
+
+func testCompromiseIssue(t *testing.T, dsn string) {
 	ca, port := newTestCA(t)
 	dir := t.TempDir()
 	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"solo\"\nidentifiers = [\"solo.certfleet.test\"]\nreuse_key = true\n")
+	state := filepath.Join(dir, "state.db")
+	if dsn != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(strings.Replace(string(b), `state = "state.db"`, fmt.Sprintf("state = %q", dsn), 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		state = dsn
+	}
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
 	}
-	store := openForTest(t, filepath.Join(dir, "state.db"), "")
+	store := openForTest(t, state, "")
 	old := currentIssuance(t, store, "solo")
 	store.Close()
 
@@ -322,11 +340,14 @@ func TestCompromiseIssueWithoutDaemon(t *testing.T) {
 	if st, reason := caCertStatus(t, ca, old.Serial); st != "Revoked" || reason != certfleet.ReasonKeyCompromise {
 		t.Errorf("CA: %s, reason %d", st, reason)
 	}
-	store = openForTest(t, filepath.Join(dir, "state.db"), "")
+	store = openForTest(t, state, "")
 	defer store.Close()
 	cur := currentIssuance(t, store, "solo")
 	if cur.ID == old.ID || mustKeyID(t, cur) == mustKeyID(t, old) {
 		t.Fatal("no replacement with a new key")
+	}
+	if blocked, err := store.KeyBlocked(t.Context(), mustKeyID(t, old)); err != nil || !blocked {
+		t.Errorf("old key blocked = %v, %v", blocked, err)
 	}
 	// The files on disk are the replacement's.
 	if fp := fileFingerprint(t, filepath.Join(dir, "live", "solo", "fullchain.pem")); fp != cur.Fingerprint {

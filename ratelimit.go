@@ -73,7 +73,8 @@ type RateLimitStore interface {
 	// ReserveBudget counts, for each limit of r, the bucket's entries of
 	// r.CA with At after r.At-Window; if every one has room it adds an
 	// entry to each limit that is not CheckOnly and returns OK with a new
-	// reservation ID. Otherwise it adds nothing and returns the blocked
+	// reservation ID (0 when every limit is CheckOnly: nothing was
+	// added). Otherwise it adds nothing and returns the blocked
 	// limit whose slot frees last, and when. Count and insert are one
 	// transaction under a lock.
 	ReserveBudget(ctx context.Context, r BudgetRequest) (BudgetResult, error)
@@ -116,6 +117,10 @@ type OrderIntent struct {
 // consults it just before a new order is placed (never when an order in
 // flight is resumed) and tells it how the attempt ended.
 type Budget interface {
+	// Check tells, without taking anything, whether an order like o would
+	// be deferred now (a *DeferError) — so that work certain to be
+	// deferred skips its prepare commands. Reserve still decides.
+	Check(ctx context.Context, o OrderIntent) error
 	// Reserve takes the order's share of every budget, or returns a
 	// *DeferError when one is exhausted or the CA asked us to wait. The
 	// reservation ID (0 for none) goes back to Finish.

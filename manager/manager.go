@@ -441,6 +441,11 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		res.Duration = m.Now().Sub(start)
 		return res
 	}
+	if err == nil && m.Budget != nil && job.PendingOrderURL == "" {
+		// A new order that a budget is certain to defer skips Prepare;
+		// the reservation itself is made just before the order.
+		err = m.Budget.Check(workCtx, m.orderIntent(job, d))
+	}
 	var iss certfleet.Issuance
 	if err == nil {
 		log.Info("ordering certificate", "reason", d.reason, certfleet.LogIdentifiers, certfleet.IdentifierValues(d.spec.Identifiers))
@@ -507,6 +512,14 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		m.emit(cctx, e)
 	}
 	return res
+}
+
+// orderIntent describes the order job would place. Renewal is a guess
+// (a like-for-like renewal; whether "replaces" is sent depends on the CA
+// offering ARI), corrected by the issuer's BeforeNewOrder.
+func (m *Manager) orderIntent(job certfleet.Job, d decision) certfleet.OrderIntent {
+	return certfleet.OrderIntent{Job: job.JobKey, Account: d.spec.AccountName(), Identifiers: d.spec.Identifiers,
+		Renewal: d.leaf != nil && job.CurrentRevision == d.spec.Revision(job.KeyType), At: m.Now()}
 }
 
 // deferJob puts a job off to the time a rate-limit budget (or the CA) named:
@@ -761,7 +774,7 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 	if d.leaf != nil && job.CurrentRevision == d.spec.Revision(job.KeyType) {
 		req.Replaces = d.leaf
 	}
-	intent := certfleet.OrderIntent{Job: job.JobKey, Account: d.spec.AccountName(), Identifiers: d.spec.Identifiers}
+	intent := m.orderIntent(job, *d)
 	var reservation int64
 	if m.Budget != nil {
 		reserved := false

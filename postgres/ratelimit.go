@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -58,6 +59,10 @@ func (s *Store) ReserveBudget(ctx context.Context, r certfleet.BudgetRequest) (c
 			}
 		}
 		if !res.Until.IsZero() {
+			return nil
+		}
+		if !slices.ContainsFunc(r.Limits, func(l certfleet.BudgetLimit) bool { return !l.CheckOnly }) {
+			res.OK = true // a check: nothing to add, no reservation
 			return nil
 		}
 		var id int64

@@ -335,7 +335,7 @@ func TestBurst500(t *testing.T) {
 
 // TestNewOrdersPerAccount: with 3 new orders per 3 hours, 5 certificates
 // under 5 registered domains get 3 orders; the other 2 wait for the
-// account's order budget.
+// account's order budget, without running their prepare commands.
 func TestNewOrdersPerAccount(t *testing.T) {
 	e := newEnv(t)
 	var specs []certfleet.CertificateSpec
@@ -345,9 +345,15 @@ func TestNewOrdersPerAccount(t *testing.T) {
 	e.sync(specs...)
 	limits := ratelimit.Limits{NewOrdersPerAccount: ratelimit.Limit{Count: 3, Window: 3 * time.Hour}}
 	m := e.manager(e.issuer(""), e.ca.DirectoryURL(), limits, 1)
+	var prepared atomic.Int64
+	m.Prepare = func(context.Context, certfleet.CertificateSpec) (func(), error) { prepared.Add(1); return nil, nil }
 	rep := runOnce(t, m)
 	if rep.Issued != 3 || rep.Deferred != 2 || e.ca.NewOrders() != 3 {
 		t.Fatalf("%s, CA orders %d; want 3 issued and 3 orders, 2 deferred", summary(rep), e.ca.NewOrders())
+	}
+	// Work certain to be deferred does not run the prepare commands.
+	if n := prepared.Load(); n != 3 {
+		t.Errorf("Prepare ran %d times, want 3 (not for the deferred)", n)
 	}
 	for i := range 5 {
 		name := fmt.Sprintf("c%d", i)

@@ -149,8 +149,19 @@ func (b *Budget) logger() *slog.Logger {
 	return b.Logger
 }
 
+// Check implements certfleet.Budget: Reserve's verdict, with every limit
+// only checked.
+func (b *Budget) Check(ctx context.Context, o certfleet.OrderIntent) error {
+	_, err := b.reserve(ctx, o, true)
+	return err
+}
+
 // Reserve implements certfleet.Budget.
 func (b *Budget) Reserve(ctx context.Context, o certfleet.OrderIntent) (int64, error) {
+	return b.reserve(ctx, o, false)
+}
+
+func (b *Budget) reserve(ctx context.Context, o certfleet.OrderIntent, checkOnly bool) (int64, error) {
 	acct, ok := b.Accounts[o.Account]
 	if !ok {
 		return 0, nil
@@ -170,7 +181,13 @@ func (b *Budget) Reserve(ctx context.Context, o certfleet.OrderIntent) (int64, e
 	if len(limits) == 0 {
 		return 0, nil
 	}
-	b.prune(ctx, o.At)
+	if checkOnly {
+		for i := range limits {
+			limits[i].CheckOnly = true
+		}
+	} else {
+		b.prune(ctx, o.At)
+	}
 	res, err := b.Store.ReserveBudget(ctx, certfleet.BudgetRequest{CA: acct.CA, Job: o.Job, At: o.At, Limits: limits})
 	if err != nil {
 		return 0, err
@@ -180,8 +197,6 @@ func (b *Budget) Reserve(ctx context.Context, o certfleet.OrderIntent) (int64, e
 		d := &certfleet.DeferError{Limit: kindOfBucket[kind], Until: res.Until,
 			Reason: fmt.Sprintf("rate-limit budget of %s exhausted: %s, %d of %d used in the last %s",
 				acct.CA, res.Blocked.Name, res.Count, res.Blocked.Limit, FormatWindow(res.Blocked.Window))}
-		b.logger().Info("order deferred by a rate-limit budget", certfleet.LogCertificate, o.Job.Spec,
-			certfleet.LogKeyType, string(o.Job.KeyType), "limit", d.Limit, "until", d.Until)
 		return 0, d
 	}
 	return res.Reservation, nil

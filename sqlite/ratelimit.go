@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -45,6 +46,10 @@ func (s *Store) ReserveBudget(ctx context.Context, r certfleet.BudgetRequest) (c
 			}
 		}
 		if !res.Until.IsZero() {
+			return nil
+		}
+		if !slices.ContainsFunc(r.Limits, func(l certfleet.BudgetLimit) bool { return !l.CheckOnly }) {
+			res.OK = true // a check: nothing to add, no reservation
 			return nil
 		}
 		rr, err := tx.exec(`INSERT INTO rate_reservations (ca, spec, key_type, at) VALUES (?, ?, ?, ?)`,

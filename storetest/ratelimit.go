@@ -96,9 +96,15 @@ func testReserveUpToLimit(t *testing.T, s certfleet.Store) {
 	if res := mustReserve(t, s, certfleet.BudgetRequest{CA: testCA, At: later, Limits: []certfleet.BudgetLimit{domainLimit(3)}}); res.OK {
 		t.Fatalf("second after the window: %+v; want blocked", res)
 	}
-	// No limits at all: OK, with a reservation.
-	if res := mustReserve(t, s, certfleet.BudgetRequest{CA: testCA, At: later}); !res.OK {
-		t.Fatalf("no limits: %+v", res)
+	// No limits, or check-only ones: OK, and nothing reserved.
+	if res := mustReserve(t, s, certfleet.BudgetRequest{CA: testCA, At: later}); !res.OK || res.Reservation != 0 {
+		t.Fatalf("no limits: %+v; want OK without a reservation", res)
+	}
+	check := domainLimit(3)
+	check.CheckOnly = true
+	check.Bucket = "domain|example.net"
+	if res := mustReserve(t, s, certfleet.BudgetRequest{CA: testCA, At: later, Limits: []certfleet.BudgetLimit{check}}); !res.OK || res.Reservation != 0 {
+		t.Fatalf("check only: %+v; want OK without a reservation", res)
 	}
 }
 

@@ -148,6 +148,9 @@ type Evaluator struct {
 
 	once sync.Once
 	wake chan struct{}
+
+	cacheMu sync.Mutex
+	cache   map[int64]certfleet.Issuance // current issuances by ID, without keys
 }
 
 func (e *Evaluator) init() {

@@ -113,19 +113,36 @@ func (r *round) load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list jobs: %w", err)
 	}
+	r.e.cacheMu.Lock()
+	defer r.e.cacheMu.Unlock()
+	keep := make(map[int64]certfleet.Issuance, len(jobs))
 	for _, j := range jobs {
 		if j.Disabled || j.CurrentID == 0 {
 			continue
 		}
-		iss, err := r.e.Store.Issuance(ctx, j.CurrentID)
-		if err != nil {
-			return fmt.Errorf("load issuance %d of %s: %w", j.CurrentID, j.JobKey, err)
+		// Issuances never change: each is read once, not every round.
+		iss, ok := r.e.cache[j.CurrentID]
+		if !ok {
+			full, err := r.e.Store.Issuance(ctx, j.CurrentID)
+			if err != nil {
+				return fmt.Errorf("load issuance %d of %s: %w", j.CurrentID, j.JobKey, err)
+			}
+			iss = summary(full)
 		}
+		keep[j.CurrentID] = iss
 		l := &lineage{job: j, current: iss}
 		r.lineages[j.JobKey] = l
 		r.bySpec[j.Spec] = append(r.bySpec[j.Spec], l)
 	}
+	r.e.cache = keep
 	return nil
+}
+
+// summary drops what alerts never need of an issuance, above all its
+// private key, which must not linger in memory.
+func summary(iss certfleet.Issuance) certfleet.Issuance {
+	iss.KeyPEM, iss.ChainPEM, iss.Identifiers = nil, nil, nil
+	return iss
 }
 
 func lifetime(iss certfleet.Issuance) time.Duration { return iss.NotAfter.Sub(iss.NotBefore) }
@@ -175,6 +192,9 @@ func (r *round) archive(ctx context.Context, l *lineage) ([]certfleet.Issuance, 
 		list, err := r.e.Store.Issuances(ctx, certfleet.IssuanceFilter{Spec: l.job.Spec, KeyType: l.job.KeyType, Limit: 100})
 		if err != nil {
 			return nil, fmt.Errorf("list issuances of %s: %w", l.job.JobKey, err)
+		}
+		for i := range list {
+			list[i] = summary(list[i])
 		}
 		l.archive = list
 	}

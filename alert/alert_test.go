@@ -243,6 +243,43 @@ func TestExpiryLifecycle(t *testing.T) {
 	}
 }
 
+// TestExpiryRenewalScheduledTooLate: without a failure, a certificate in
+// the warning window whose renewal is put off past the critical point (a
+// rate-limit deferral, a Retry-After) is an incident too; rescheduled in
+// time, it resolves.
+func TestExpiryRenewalScheduledTooLate(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "certfleet.db"))
+	f := newFixture(t, s)
+	r := newReceiver(t)
+	c := &clock{now: f.t0.Add(day(80))}
+	e := &alert.Evaluator{Store: s, Instance: "one", Now: c.Now, Notifiers: []alert.Notifier{&alert.Webhook{URL: r.srv.URL}}}
+	reschedule := func(at time.Time) {
+		t.Helper()
+		f.claim(t)
+		if err := s.Reschedule(t.Context(), f.key, "test", certfleet.ScheduleUpdate{NextAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reschedule(f.t0.Add(day(81))) // 9 days before expiry: before the critical 7
+	if _, err := e.Round(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wantStates(t, r)
+	reschedule(f.t0.Add(day(84))) // deferred to 6 days before expiry
+	if _, err := e.Round(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	got := wantStates(t, r, "opened/warning")
+	if got[0].Failures != 0 || !strings.Contains(got[0].Summary, "renewal is not scheduled before") {
+		t.Errorf("notification = %+v", got[0])
+	}
+	reschedule(f.t0.Add(day(80)))
+	if _, err := e.Round(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wantStates(t, r, "opened/warning", "resolved/warning")
+}
+
 // TestFailedDeliveryStaysOwed: a webhook that fails keeps the
 // notification owed; it is sent (once) when the webhook works again, and a
 // restart (a new evaluator on the reopened store) does not send it again.

@@ -159,12 +159,15 @@ func (r *round) severity(notAfter time.Time, life time.Duration) certfleet.Sever
 }
 
 // expiry finds current certificates within the warning window whose
-// renewal is failing, and expired ones.
+// renewal is failing, or is not even scheduled before the certificate turns
+// critical (deferred by a rate-limit budget, a Retry-After, a late
+// renew_before), and expired ones.
 func (r *round) expiry(add func(certfleet.Incident)) {
 	for _, l := range r.lineages {
 		iss, j := l.current, l.job
 		left := iss.NotAfter.Sub(r.now)
-		if left > 0 && (j.Failures == 0 || left > r.e.Settings.Warning(lifetime(iss))) {
+		late := j.NextAt.After(iss.NotAfter.Add(-r.e.Settings.Critical(lifetime(iss))))
+		if left > 0 && (j.Failures == 0 && !late || left > r.e.Settings.Warning(lifetime(iss))) {
 			continue
 		}
 		sev := r.severity(iss.NotAfter, lifetime(iss))
@@ -176,6 +179,8 @@ func (r *round) expiry(add func(certfleet.Incident)) {
 		}
 		if j.Failures > 0 {
 			summary += fmt.Sprintf(", and renewing it failed %d time(s) in a row: %s", j.Failures, oneLine(j.LastError, 300))
+		} else if late && sev != certfleet.SeverityExpired {
+			summary += fmt.Sprintf(", and its renewal is not scheduled before %s", stamp(j.NextAt))
 		}
 		add(certfleet.Incident{
 			Key:  certfleet.IncidentKey(certfleet.IncidentExpiry, j.Spec, j.KeyType, ""),

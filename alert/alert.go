@@ -177,6 +177,7 @@ var wakingEvents = map[string]bool{
 	certfleet.EventIssued: true, certfleet.EventRenewed: true, certfleet.EventOrderFailed: true,
 	certfleet.EventDeployed: true, certfleet.EventDeployFailed: true, certfleet.EventAgentReport: true,
 	certfleet.EventConfigChanged: true, certfleet.EventSpecChanged: true, certfleet.EventRevoked: true,
+	certfleet.EventDeferred: true,
 }
 
 // RecordEvent implements certfleet.EventSink: an event that may change a

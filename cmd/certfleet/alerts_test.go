@@ -558,3 +558,38 @@ renew_before = "15s"
 		t.Fatal("resolved without a new certificate")
 	}
 }
+
+// TestAlertTokenFile: the webhook's token file must exist, hold one line
+// and not be readable by every user; errors name the file, never the token.
+func TestAlertTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "token")
+	for _, tc := range []struct {
+		content string
+		mode    os.FileMode
+		want    string
+	}{
+		{"s3cret-token\n", 0o644, "can be read by every user"},
+		{"  \n", 0o600, "want the token alone on one line"},
+		{"s3cret-token\nsecond line\n", 0o600, "want the token alone on one line"},
+	} {
+		os.Remove(path)
+		if err := os.WriteFile(path, []byte(tc.content), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := readTokenFile(path)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "webhook_bearer_token_file") {
+			t.Errorf("%q mode %o: %v; want %q", tc.content, tc.mode, err, tc.want)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("the error shows the token: %v", err)
+		}
+	}
+	if _, err := readTokenFile(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Errorf("missing file: %v", err)
+	}
+	os.Remove(path)
+	os.WriteFile(path, []byte(" s3cret-token \n"), 0o600)
+	if tok, err := readTokenFile(path); err != nil || tok != "s3cret-token" {
+		t.Errorf("readTokenFile = %q, %v", tok, err)
+	}
+}

@@ -222,7 +222,13 @@ func runOnce(t *testing.T, m *manager.Manager) manager.Report {
 	defer cancel()
 	rep, err := m.RunOnce(ctx)
 	if err != nil {
-		t.Fatalf("RunOnce: %v", err)
+		// Say what was stuck: the jobs still leased and their orders
+		// (Pebble is known to wedge under bursts; see pebbleca).
+		jobs, _ := m.Store.Jobs(context.Background(), certfleet.JobFilter{Leased: true})
+		for _, j := range jobs {
+			t.Logf("still leased: %s by %s, order %q", j.JobKey, j.LeaseOwner, j.PendingOrderURL)
+		}
+		t.Fatalf("RunOnce: %v (after %d results: %s)", err, len(rep.Results), summary(rep))
 	}
 	return rep
 }
@@ -590,5 +596,38 @@ func TestFailedValidationsLimit(t *testing.T) {
 	e.clock.Advance(time.Hour)
 	if rep := runOnce(t, m); rep.Failed != 1 || e.ca.NewOrders() != 3 {
 		t.Fatalf("an hour later: %s, CA orders %d; want a new (failing) order", summary(rep), e.ca.NewOrders())
+	}
+}
+
+// TestPruneOldEntries: the first reservation of a budget deletes log
+// entries older than its longest window (and expired holds), so the log
+// does not grow without bound; entries inside the window stay.
+func TestPruneOldEntries(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	now := e.clock.Now()
+	ca := "https://ca.test/dir"
+	for _, age := range []time.Duration{30 * 24 * time.Hour, 8 * 24 * time.Hour, 6 * 24 * time.Hour} {
+		if err := e.store.RecordBudgetEvent(ctx, ca, "domain|example.com", now.Add(-age)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.store.SetRateHold(ctx, certfleet.RateHold{CA: ca, Account: "old", Until: now.Add(-9 * 24 * time.Hour), Reason: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	b := &ratelimit.Budget{Store: e.store, Accounts: map[string]ratelimit.Account{"default": {CA: ca,
+		Limits: ratelimit.Limits{CertificatesPerDomain: ratelimit.Limit{Count: 50, Window: 7 * 24 * time.Hour}}}}}
+	ids, _ := certfleet.ParseIdentifiers([]string{"www.example.com"})
+	if _, err := b.Reserve(ctx, certfleet.OrderIntent{Account: "default", Identifiers: ids, At: now}); err != nil {
+		t.Fatal(err)
+	}
+	// Count what is left over 100 days: the 6-day-old entry and the new one.
+	res, err := e.store.ReserveBudget(ctx, certfleet.BudgetRequest{CA: ca, At: now, Limits: []certfleet.BudgetLimit{
+		{Bucket: "domain|example.com", Limit: 1, Window: 100 * 24 * time.Hour, Name: "all", CheckOnly: true}}})
+	if err != nil || res.OK || res.Count != 2 {
+		t.Fatalf("after pruning: %+v, %v; want 2 entries left", res, err)
+	}
+	if holds, err := e.store.RateHolds(ctx, now.Add(-20*24*time.Hour)); err != nil || len(holds) != 0 {
+		t.Fatalf("holds left: %+v, %v; want the long-expired hold pruned", holds, err)
 	}
 }

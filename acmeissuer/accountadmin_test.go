@@ -2,11 +2,14 @@ package acmeissuer_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
@@ -226,5 +229,75 @@ func TestEABAccountRollover(t *testing.T) {
 	mustVerify(t, res.ChainPEM, env.ca.Roots(), req)
 	if res.AccountURL != first.AccountURL {
 		t.Fatalf("ordered by %q after rollover, want %q", res.AccountURL, first.AccountURL)
+	}
+}
+
+// gatedSolver holds the first Present until release is closed, so a test
+// can act while an order is in flight.
+type gatedSolver struct {
+	*http01
+	once      sync.Once
+	presented chan struct{}
+	release   chan struct{}
+}
+
+func (g *gatedSolver) Present(ctx context.Context, c certfleet.Challenge) error {
+	if err := g.http01.Present(ctx, c); err != nil {
+		return err
+	}
+	first := false
+	g.once.Do(func() { first = true; close(g.presented) })
+	if first {
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// TestRolloverDuringOrder: another process rolls the account key over while
+// an order signed with the old key is in flight; the CA refuses the old key
+// and the issuer tries once more with the stored new key instead of failing
+// the order.
+func TestRolloverDuringOrder(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, pebbleca.Config{})
+	store := newTestStore(t)
+	gate := &gatedSolver{http01: env.http01, presented: make(chan struct{}), release: make(chan struct{})}
+	a := env.newTestIssuer(t, func(c *acmeissuer.Config) {
+		c.Accounts = store
+		c.Solvers = map[certfleet.ChallengeType]certfleet.Solver{certfleet.ChallengeHTTP01: gate}
+	})
+	type result struct {
+		res certfleet.IssueResult
+		err error
+	}
+	done := make(chan result, 1)
+	req := newTestRequest(t, certfleet.ECDSAP256, "inflight.example")
+	go func() {
+		res, err := a.Issue(t.Context(), req)
+		done <- result{res, err}
+	}()
+	select {
+	case <-gate.presented:
+	case r := <-done:
+		t.Fatalf("order ended before its challenge was presented: %v", r.err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("no challenge presented in 30 s")
+	}
+	before := mustStoredAccount(t, store, env.ca.DirectoryURL())
+	if _, err := env.newTestIssuer(t, func(c *acmeissuer.Config) { c.Accounts = store }).RolloverKey(t.Context()); err != nil {
+		t.Fatalf("rollover by another issuer: %v", err)
+	}
+	close(gate.release)
+	r := <-done
+	if r.err != nil {
+		t.Fatalf("the order in flight during the rollover failed: %v", r.err)
+	}
+	mustVerify(t, r.res.ChainPEM, env.ca.Roots(), req)
+	if r.res.AccountURL != before.URL {
+		t.Fatalf("ordered by %q, want the same account %q", r.res.AccountURL, before.URL)
 	}
 }

@@ -44,19 +44,33 @@ const maxOrderSteps = 8
 // their classification. An error returned by OnOrder is passed through
 // (wrapped), and ends the issuance before any challenge.
 func (i *Issuer) Issue(ctx context.Context, req certfleet.IssueRequest) (certfleet.IssueResult, error) {
-	res, err := i.issue(ctx, req)
+	var used crypto.Signer // the account key the attempt signed with
+	res, err := i.issue(ctx, req, &used)
+	if err != nil && certfleet.ProblemType(err) != "" && used != nil {
+		// Ours: the account's key was rolled over (or the account
+		// deactivated) by another process while this order was in
+		// flight, so the CA refused the old key. Once more with the
+		// account as stored now, rather than failing the order.
+		if cur, aerr := i.account(ctx); aerr != nil && errors.As(aerr, new(certfleet.ErrNoRetry)) {
+			return res, aerr // deactivated meanwhile: say so
+		} else if aerr == nil && cur.PrivateKey != used {
+			i.logger.Info("the account key changed during the order; trying again with the new key", "account", cur.Location)
+			res, err = i.issue(ctx, req, &used)
+		}
+	}
 	if certfleet.ProblemType(err) == acme.ProblemTypeAccountDoesNotExist {
 		// The CA forgot our account (a reset CA, a staging wipe): without
 		// a new one every order would fail until a person noticed.
 		if rerr := i.replaceAccount(ctx); rerr != nil {
 			return res, finish(fmt.Errorf("%w (and creating a new account failed: %v)", err, rerr))
 		}
-		res, err = i.issue(ctx, req)
+		res, err = i.issue(ctx, req, &used)
 	}
 	return res, finish(err)
 }
 
-func (i *Issuer) issue(ctx context.Context, req certfleet.IssueRequest) (certfleet.IssueResult, error) {
+// issue runs one attempt; *used is set to the account key it signs with.
+func (i *Issuer) issue(ctx context.Context, req certfleet.IssueRequest, used *crypto.Signer) (certfleet.IssueResult, error) {
 	spec := req.Spec
 	if req.Key == nil && req.CSR == nil {
 		return certfleet.IssueResult{}, certfleet.ErrNoRetry{Err: certfleet.Errorf(certfleet.EINVALID, "certificate %q: no key", spec.Name)}
@@ -86,6 +100,7 @@ func (i *Issuer) issue(ctx context.Context, req certfleet.IssueRequest) (certfle
 	if err != nil {
 		return certfleet.IssueResult{}, err
 	}
+	*used = acct.PrivateKey
 	lg := i.logger.With(certfleet.LogCertificate, spec.Name, certfleet.LogKeyType, string(req.KeyType))
 
 	if req.ResumeOrderURL != "" {

@@ -225,3 +225,32 @@ func TestStatusEndpointReloadLag(t *testing.T) {
 		t.Errorf("status without -endpoints warns about the endpoint:\n%s", out)
 	}
 }
+
+// TestReloadRefusesMetricsChange: a new [metrics] listen needs a listener
+// the running daemon does not have, so a reload says to restart.
+func TestReloadRefusesMetricsChange(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	one := "[[certificate]]\nname = \"one\"\nidentifiers = [\"one.certfleet.test\"]\n"
+	path := writeConfig(t, dir, ca, port, one)
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	writeConfig(t, dir, ca, port, one+"[metrics]\nlisten = \"127.0.0.1:9464\"\n")
+	next, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(t.Context(), next); err == nil || !strings.Contains(err.Error(), "[metrics]") || !strings.Contains(err.Error(), "restart") {
+		t.Errorf("reload with a new [metrics] listen: %v, want a refusal naming [metrics] and restart", err)
+	}
+	if d.CurrentConfig().Metrics.Listen != "" {
+		t.Errorf("the refused [metrics] is in force")
+	}
+}

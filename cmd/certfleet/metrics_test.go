@@ -76,7 +76,8 @@ readiness_interval = "1s"
 		f = metricstest.MustScrape(t, open)
 		issued, _ := f.Value("certfleet_renewal_attempts_total", "outcome", "issued")
 		failed, _ := f.Value("certfleet_renewal_attempts_total", "outcome", "failed")
-		if issued >= 1 && failed >= 1 {
+		deployed, _ := f.Value("certfleet_deploys_total", "outcome", "ok") // counted after the files are written
+		if issued >= 1 && failed >= 1 && deployed >= 1 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -777,6 +777,15 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 	intent := m.orderIntent(job, *d)
 	var reservation int64
 	if m.Budget != nil {
+		// intent.OrderURL ends as the order this attempt worked on: the
+		// resumed one, or the new one once the CA created it ("" if the
+		// CA refused the new order).
+		intent.OrderURL = job.PendingOrderURL
+		onOrder := req.OnOrder
+		req.OnOrder = func(ctx context.Context, orderURL string) error {
+			intent.OrderURL = orderURL
+			return onOrder(ctx, orderURL)
+		}
 		reserved := false
 		req.BeforeNewOrder = func(ctx context.Context, replaces bool) error {
 			if reserved {
@@ -787,13 +796,13 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 			if err != nil {
 				return err
 			}
-			reservation, reserved = id, true
+			reservation, reserved, intent.OrderURL = id, true, ""
 			return nil
 		}
 	}
 	res, err := d.issuer.Issue(ctx, req)
 	if m.Budget != nil {
-		intent.At, intent.OrderURL = m.Now(), d.orderURL
+		intent.At = m.Now()
 		m.Budget.Finish(context.WithoutCancel(ctx), intent, reservation, err)
 	}
 	if err != nil {

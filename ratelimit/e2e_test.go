@@ -378,6 +378,7 @@ func TestNewOrdersPerAccount(t *testing.T) {
 type faultProxy struct {
 	srv     *httptest.Server
 	limited atomic.Bool
+	reject  atomic.Bool // answer newOrder with rejectedIdentifier instead
 	refused atomic.Int64
 }
 
@@ -397,6 +398,13 @@ func newFaultProxy(t *testing.T, ca *pebbleca.CA, retryAfter time.Duration) *fau
 		Transport: ca.HTTPClient().Transport,
 	}
 	p.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.reject.Load() && r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
+			p.refused.Add(1)
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"policy forbids issuing for this name","status":400}`)
+			return
+		}
 		if p.limited.Load() && r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
 			p.refused.Add(1)
 			w.Header().Set("Content-Type", "application/problem+json")
@@ -629,5 +637,43 @@ func TestPruneOldEntries(t *testing.T) {
 	}
 	if holds, err := e.store.RateHolds(ctx, now.Add(-20*24*time.Hour)); err != nil || len(holds) != 0 {
 		t.Fatalf("holds left: %+v, %v; want the long-expired hold pruned", holds, err)
+	}
+}
+
+// TestRefunds: the certificate budgets of an order that cannot issue are
+// given back. With a budget of one certificate for the domain: an order
+// whose validation fails for real gives its slot back; the next attempt
+// resumes that (invalid) order, so a new one is reserved, which the CA
+// refuses outright — that slot comes back too; and the third attempt is
+// issued instead of waiting a week.
+func TestRefunds(t *testing.T) {
+	e := newEnv(t)
+	p := newFaultProxy(t, e.ca, 0)
+	dir := p.srv.URL + "/dir"
+	limits := ratelimit.Limits{CertificatesPerDomain: ratelimit.Limit{Count: 1, Window: 7 * 24 * time.Hour}}
+	e.sync(spec(t, "x", certfleet.ChallengeWebroot, "x.example.com"))
+	m := e.manager(e.issuerVia(p), dir, limits, 1)
+	key := certfleet.JobKey{Spec: "x", KeyType: certfleet.ECDSAP256}
+	if rep := runOnce(t, m); rep.Failed != 1 || e.ca.NewOrders() != 1 {
+		t.Fatalf("first: %s, CA orders %d; want a failed validation", summary(rep), e.ca.NewOrders())
+	}
+	if j := e.job("x"); j.PendingOrderURL == "" {
+		t.Fatal("the failed order is not kept for the next attempt")
+	}
+	// Now answerable, but the CA refuses the new order.
+	e.sync(spec(t, "x", certfleet.ChallengeHTTP01, "x.example.com"))
+	p.reject.Store(true)
+	if err := e.store.RetryNow(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+	if rep := runOnce(t, m); rep.Failed != 1 || p.refused.Load() != 1 || e.ca.NewOrders() != 1 {
+		t.Fatalf("second: %s, refused %d, CA orders %d; want the new order refused", summary(rep), p.refused.Load(), e.ca.NewOrders())
+	}
+	p.reject.Store(false)
+	if err := e.store.RetryNow(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+	if rep := runOnce(t, m); rep.Issued != 1 || e.ca.NewOrders() != 2 {
+		t.Fatalf("third: %s, CA orders %d; want issued, the budget given back twice", summary(rep), e.ca.NewOrders())
 	}
 }

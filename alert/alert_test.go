@@ -52,7 +52,7 @@ type receiver struct {
 	srv    *httptest.Server
 }
 
-func newReceiver(t *testing.T) *receiver {
+func newReceiver(t testing.TB) *receiver {
 	r := &receiver{}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
@@ -595,7 +595,7 @@ func mustJob(t *testing.T, s certfleet.Store, key certfleet.JobKey) certfleet.Jo
 	return j
 }
 
-func openSQLite(t *testing.T, path string) *sqlite.Store {
+func openSQLite(t testing.TB, path string) *sqlite.Store {
 	t.Helper()
 	s, err := sqlite.Open(t.Context(), path)
 	if err != nil {

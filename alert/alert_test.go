@@ -483,6 +483,14 @@ func TestEndpointStale(t *testing.T) {
 	*src = source{obs("ok", renewedAt.Add(27*time.Hour), cur)}
 	round()
 	wantStates(t, r, "opened/warning", "resolved/warning")
+
+	// An endpoint removed from the config resolves its incident.
+	*src = source{obs("stale", renewedAt.Add(28*time.Hour), old)}
+	round()
+	wantStates(t, r, "opened/warning", "resolved/warning", "opened/warning")
+	*src = source{{Certificate: "web", Endpoint: "tls other.example.org:443"}}
+	round()
+	wantStates(t, r, "opened/warning", "resolved/warning", "opened/warning", "resolved/warning")
 }
 
 // TestCommandNotifier runs a real script: it gets the JSON on stdin and the

@@ -53,9 +53,9 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
 	}
 	// Endpoint incidents are judged by their own observations: known
 	// holds the endpoints observed (not stale) and when.
-	known := map[string]time.Time{}
+	known, listed := map[string]time.Time{}, map[string]bool{}
 	if e.Endpoints != nil {
-		if err := r.endpoints(ctx, add, known); err != nil {
+		if err := r.endpoints(ctx, add, known, listed); err != nil {
 			return rep, err
 		}
 	}
@@ -89,11 +89,12 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
 			if e.Endpoints == nil {
 				continue // another instance's business
 			}
-			checked, ok := known[key]
-			if !ok {
-				continue // no new evidence either way
-			}
-			at = checked
+			if checked, ok := known[key]; ok {
+				at = checked
+			} else if listed[key] {
+				continue // still configured, no new evidence either way
+			} // else no longer configured: resolved now
+
 		}
 		ok, err := e.Store.ResolveIncident(ctx, inc.ID, at)
 		if err != nil {
@@ -284,16 +285,17 @@ func (r *round) agents(ctx context.Context, add func(certfleet.Incident)) error 
 // endpoints finds endpoints that served a replaced certificate, checked
 // longer than the grace period after it was replaced. Each observation
 // counts as of its check: known gets the check time of the endpoints
-// observed serving something else (evidence that an incident cleared).
-func (r *round) endpoints(ctx context.Context, add func(certfleet.Incident), known map[string]time.Time) error {
+// observed serving something else (evidence that an incident cleared), and
+// listed every endpoint configured.
+func (r *round) endpoints(ctx context.Context, add func(certfleet.Incident), known map[string]time.Time, listed map[string]bool) error {
 	for _, o := range r.e.Endpoints.EndpointObservations() {
+		// The incident is per endpoint, whatever key type it serves.
+		key := certfleet.IncidentKey(certfleet.IncidentEndpointStale, o.Certificate, "", o.Endpoint)
+		listed[key] = true
 		lines := r.bySpec[o.Certificate]
 		if o.CheckedAt.IsZero() || len(lines) == 0 {
 			continue
 		}
-		// The lineage of the served certificate, when it is ours; the
-		// incident is per endpoint, whatever key type it serves.
-		key := certfleet.IncidentKey(certfleet.IncidentEndpointStale, o.Certificate, "", o.Endpoint)
 		switch o.Status {
 		case "stale":
 		case "", "error", "unknown":

@@ -69,3 +69,26 @@ func TestAlertsProblems(t *testing.T) {
 		t.Errorf("loopback webhook with a token: %+v", cfg.Alerts)
 	}
 }
+
+// TestStagingSendsNoAlerts: test mode keeps incidents but has no notifier,
+// so a rehearsal never pages production's on-call.
+func TestStagingSendsNoAlerts(t *testing.T) {
+	cfg := mustParse(t, ca+`
+[alerts]
+webhook_url = "https://hooks.example.org/x"
+webhook_bearer_token_file = "/t"
+command = ["/bin/page"]
+[[certificate]]
+identifiers = ["www.example.com"]
+`)
+	st, err := cfg.StagingConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Alerts.WebhookURL != "" || st.Alerts.WebhookBearerTokenFile != "" || st.Alerts.Command != nil {
+		t.Errorf("staging alerts = %+v; want no notifier", st.Alerts)
+	}
+	if cfg.Alerts.WebhookURL == "" || len(cfg.Alerts.Command) != 1 {
+		t.Errorf("StagingConfig changed the production alerts: %+v", cfg.Alerts)
+	}
+}

@@ -168,6 +168,9 @@ func (c *Config) StagingConfig() (*Config, error) {
 		}
 		s.Certificates[i] = cert
 	}
+	// Production's pager is production's: a rehearsal keeps its alert
+	// incidents (certfleet status shows them) but notifies nobody.
+	s.Alerts.WebhookURL, s.Alerts.WebhookBearerTokenFile, s.Alerts.Command = "", "", nil
 	// Production's listeners stay production's: a rehearsal serves the API
 	// only on [staging] api_listen, from the staging store.
 	s.API = API{}

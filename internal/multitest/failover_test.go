@@ -73,7 +73,7 @@ func TestFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	const childSlots = 4 // newInstance's Concurrency: the child fills every slot
+	const childSlots = instanceConcurrency // the child fills every slot
 	presented := make(chan string, n)
 	go func() {
 		sc := bufio.NewScanner(out)

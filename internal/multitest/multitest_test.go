@@ -74,6 +74,12 @@ func openStore(t testing.TB, dsn string) *postgres.Store {
 }
 
 // instance is one certfleet instance: its own pool, issuer and manager.
+// instanceConcurrency is each test instance's Concurrency. Three instances
+// put 9 orders in flight: Pebble v2.10.1 wedges near 16 (a lock-order
+// deadlock in its in-memory store), and a CI run with 12 under the race
+// detector on a loaded machine wedged once (2026-11-23).
+const instanceConcurrency = 3
+
 func newInstance(t testing.TB, dsn, directory string, caRoot []byte, name string, solver certfleet.Solver) *manager.Manager {
 	t.Helper()
 	store := openStore(t, dsn)
@@ -96,7 +102,7 @@ func newInstance(t testing.TB, dsn, directory string, caRoot []byte, name string
 		Store:        store,
 		Issuers:      map[string]certfleet.Issuer{certfleet.DefaultAccount: iss},
 		Instance:     name,
-		Concurrency:  4, // three instances: 12 orders in flight, under Pebble's 16 (it wedges above)
+		Concurrency:  instanceConcurrency,
 		PollInterval: 5 * time.Second,
 		Logger:       testLogger(t).With("instance", name),
 	}

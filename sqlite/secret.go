@@ -7,35 +7,17 @@ import (
 	"fmt"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/seal"
+	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 var _ certfleet.SecretStore = (*Store)(nil)
-
-// sealSecret and openSecret are the only way secrets enter and leave the
-// secrets table (seal.Keyring.SealSecret: always sealed, bound to the name).
-func (s *Store) sealSecret(name string, value []byte) ([]byte, error) {
-	b, err := s.keys.SealSecret(name, value)
-	if errors.Is(err, seal.ErrNoSealer) {
-		return nil, certfleet.ErrSecretsNeedMasterKey(name)
-	}
-	return b, err
-}
-
-func (s *Store) openSecret(name string, stored []byte) ([]byte, error) {
-	b, err := s.keys.OpenSecret(name, stored)
-	if errors.Is(err, seal.ErrNotSealed) {
-		return nil, certfleet.Errorf(certfleet.EINTERNAL, "secret %q is stored unsealed, which certfleet never does; set it again with `certfleet secret set %s`", name, name)
-	}
-	return b, err
-}
 
 // PutSecret implements certfleet.SecretStore.
 func (s *Store) PutSecret(ctx context.Context, name string, value []byte) error {
 	if err := certfleet.CheckSecret(name, value); err != nil {
 		return err
 	}
-	sealed, err := s.sealSecret(name, value)
+	sealed, err := storeutil.SealSecret(s.keys, name, value)
 	if err != nil {
 		return err
 	}
@@ -66,7 +48,7 @@ func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("read secret %q: %w", name, translate(err))
 	}
-	return s.openSecret(name, stored)
+	return storeutil.OpenSecret(s.keys, name, stored)
 }
 
 // Secrets implements certfleet.SecretStore.

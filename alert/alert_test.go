@@ -504,10 +504,11 @@ func TestCommandNotifier(t *testing.T) {
 	if err := os.WriteFile(script, []byte(`#!/bin/sh
 if [ -e "$0.fail" ]; then echo "pager service down" >&2; exit 3; fi
 if [ -e "$0.hang" ]; then sleep 30; fi
-{ env | grep '^CERTFLEET_ALERT_' | sort; cat; echo; } >> "$1"
+{ env | grep -e '^CERTFLEET_ALERT_' -e '^CERTFLEET_MASTER_KEY' | sort; cat; echo; } >> "$1"
 `), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	t.Setenv("CERTFLEET_MASTER_KEY", "not-for-scripts") // certfleet's own secret
 	s := openSQLite(t, filepath.Join(dir, "certfleet.db"))
 	f := newFixture(t, s)
 	f.fail(t, "urn:ietf:params:acme:error:connection: refused; $(rm -rf /) `x` \"quoted\"")
@@ -561,6 +562,9 @@ if [ -e "$0.hang" ]; then sleep 30; fi
 		if !strings.Contains(text, want) {
 			t.Errorf("the command did not get %q; it got:\n%s", want, text)
 		}
+	}
+	if strings.Contains(text, "not-for-scripts") {
+		t.Errorf("the command got CERTFLEET_MASTER_KEY:\n%s", text)
 	}
 	if strings.Count(text, "CERTFLEET_ALERT_STATE=") != 1 {
 		t.Errorf("the command ran %d times, want once:\n%s", strings.Count(text, "CERTFLEET_ALERT_STATE="), text)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,7 +27,8 @@ const outputTail = 1024
 
 // Command runs a program for each notification, without a shell: Argv as
 // given, the notification's JSON on stdin, and CERTFLEET_ALERT_* variables
-// added to certfleet's environment (docs/alerts.md). Exit status 0 is a
+// added to certfleet's environment, less CERTFLEET_MASTER_KEY
+// (docs/alerts.md). Exit status 0 is a
 // delivery; anything else (or the timeout, which kills its process group)
 // fails it, with the end of its output in the error, and the notification
 // stays owed.
@@ -52,7 +54,7 @@ func (c *Command) Notify(ctx context.Context, n Notification) error {
 	defer cancel()
 	out := &tail{max: outputTail}
 	cmd := exec.CommandContext(cctx, c.Argv[0], c.Argv[1:]...)
-	cmd.Env = append(os.Environ(), CommandEnv(n)...)
+	cmd.Env = append(inheritedEnv(), CommandEnv(n)...)
 	cmd.Stdin = bytes.NewReader(body)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.WaitDelay = commandWaitDelay
@@ -72,6 +74,22 @@ func (c *Command) Notify(ctx context.Context, n Notification) error {
 		msg += "; output: " + oneLine(o, outputTail)
 	}
 	return errors.New(msg)
+}
+
+// secretEnv are variables of certfleet's environment a notification
+// command never gets: the master key (docs/keys-at-rest.md).
+var secretEnv = []string{"CERTFLEET_MASTER_KEY"}
+
+// inheritedEnv is certfleet's environment without secretEnv.
+func inheritedEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(secretEnv, name) {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // CommandEnv returns the CERTFLEET_ALERT_* variables of a notification.

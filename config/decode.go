@@ -247,6 +247,12 @@ func (d *decoder) config(doc map[string]any) *Config {
 	cfg.CAAIdentities = d.caa
 	d.dns01(top, cfg)
 	defs := d.defaults(d.subtable(top, "defaults"))
+	cfg.DNS01.DefaultProvider = defs.dnsProvider
+	if cfg.DNS01.DefaultProvider == "" && len(cfg.DNS01.Providers) == 1 {
+		for n := range cfg.DNS01.Providers {
+			cfg.DNS01.DefaultProvider = n
+		}
+	}
 	d.certificates(top, cfg, defs)
 	d.deploy(top, cfg)
 	d.alerts(top, cfg)

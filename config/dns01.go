@@ -39,6 +39,10 @@ type DNS01 struct {
 	AuthoritativePort int
 	// Providers are the [dns01.providers.NAME] tables, by name.
 	Providers map[string]DNSProvider
+	// DefaultProvider serves dns-01 names no certificate of the file
+	// routes (names requested over the API): [defaults] dns_provider, else
+	// the only provider there is, else "".
+	DefaultProvider string
 }
 
 // DNSProvider is one [dns01.providers.NAME] table. Which fields apply

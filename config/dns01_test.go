@@ -145,3 +145,20 @@ func TestDNSSecretSyntaxError(t *testing.T) {
 		}
 	}
 }
+
+// TestDNSDefaultProvider: names requested over the API use [defaults]
+// dns_provider, else the only provider; with several and no default, none.
+func TestDNSDefaultProvider(t *testing.T) {
+	one := "[dns01.providers.bind]\ntype = \"exec\"\nprogram = \"/bin/true\"\n"
+	two := one + "[dns01.providers.hook]\ntype = \"exec\"\nprogram = \"/bin/true\"\n"
+	for _, c := range []struct{ src, want string }{
+		{one, "bind"},
+		{two, ""},
+		{"[defaults]\ndns_provider = \"hook\"\n" + two, "hook"},
+	} {
+		cfg := mustParse(t, c.src)
+		if cfg.DNS01.DefaultProvider != c.want {
+			t.Errorf("DefaultProvider = %q, want %q for\n%s", cfg.DNS01.DefaultProvider, c.want, c.src)
+		}
+	}
+}

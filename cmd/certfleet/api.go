@@ -46,9 +46,13 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 	if d.serveCtx == nil {
 		d.serveCtx, d.stopServe = context.WithCancel(context.WithoutCancel(ctx))
 	}
+	// Revocation goes to the ACME issuers themselves: the Manager's may be
+	// wrapped (the dns-01 preflight), which hides their Revoke.
 	revokers := make(map[string]certfleet.Revoker)
 	for name, iss := range d.Manager.Issuers {
-		if rv, ok := iss.(certfleet.Revoker); ok {
+		if a, ok := d.acme[name]; ok {
+			revokers[name] = a
+		} else if rv, ok := iss.(certfleet.Revoker); ok {
 			revokers[name] = rv
 		}
 	}

@@ -39,10 +39,12 @@ func newDNSResolver(cfg *config.Config) *dns01.Resolver {
 }
 
 // newDNS01Solver builds the dns-01 solver from [dns01], or returns nil when
-// no certificate uses dns-01. st, if not nil, is the store, where acme-dns
+// no certificate uses dns-01 and no provider is configured. st, if not nil, is the store, where acme-dns
 // registrations are kept when it has a master key (see acmeDNSCredentials).
 func newDNS01Solver(ctx context.Context, cfg *config.Config, st certfleet.Store, log *slog.Logger) (*dns01.Solver, error) {
-	if !cfg.Uses(certfleet.ChallengeDNS01) {
+	// Names requested over the API may ask for dns-01 too: a configured
+	// provider is enough to build the solver.
+	if !cfg.Uses(certfleet.ChallengeDNS01) && len(cfg.DNS01.Providers) == 0 {
 		return nil, nil
 	}
 	if err := os.MkdirAll(stateDir(cfg), 0o700); err != nil {
@@ -60,6 +62,7 @@ func newDNS01Solver(ctx context.Context, cfg *config.Config, st certfleet.Store,
 	return &dns01.Solver{
 		Providers:          providers,
 		Routes:             cfg.DNSRoutes(),
+		DefaultProvider:    cfg.DNS01.DefaultProvider,
 		Resolver:           r,
 		PropagationTimeout: cfg.DNS01.PropagationTimeout,
 		Journal:            filepath.Join(stateDir(cfg), "dns01-journal.json"),

@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/httpapi"
+
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/solver/dns01/dnstest"
 )
@@ -151,5 +155,53 @@ account = "x"
 		if code != tc.code || !strings.Contains(out, tc.want) {
 			t.Errorf("caa_identities = %s: exit %d, want %d and %q:\n%s\n%s", tc.identities, code, tc.code, tc.want, out, errOut)
 		}
+	}
+}
+
+// TestAPIRevokeWithDNS01: with dns-01 configured, the scheduler's issuers
+// are wrapped by the dns-01 preflight; DELETE ?revoke=true over the API must
+// still reach the CA (the wrapper once hid Revoke, and the API answered that
+// the account cannot revoke).
+func TestAPIRevokeWithDNS01(t *testing.T) {
+	n := newDNSTestNet(t)
+	path := n.config(t, n.secret, "[api]\nlisten = \"127.0.0.1:0\"\n")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	ts, err := apiStore(d.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := createToken(t.Context(), ts, "test", []string{"*"}, []certfleet.Permission{certfleet.PermAdmin}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _, err := d.StartAPI(t.Context(), APIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &httpapi.Client{BaseURL: "http://" + addr, Token: secret}
+	const name = "api.example.test"
+	if _, err := c.PutName(t.Context(), name, &httpapi.NameRequest{Challenge: "dns-01"}); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := d.IssueOnce(t.Context()); err != nil || rep.Issued != 1 {
+		t.Fatalf("issue: %+v, %v", rep.Results, err)
+	}
+	isss, err := d.Store.Issuances(t.Context(), certfleet.IssuanceFilter{Spec: name})
+	if err != nil || len(isss) != 1 {
+		t.Fatalf("issuances of %s: %d, %v", name, len(isss), err)
+	}
+	if err := c.DeleteName(t.Context(), name, true); err != nil {
+		t.Fatalf("DELETE ?revoke=true with dns-01 configured: %v", err)
+	}
+	if got, _ := caCertStatus(t, n.ca, isss[0].Serial); got != "Revoked" {
+		t.Fatalf("after DELETE ?revoke=true the CA says %q, want Revoked", got)
 	}
 }

@@ -49,6 +49,7 @@ type receiver struct {
 	keys   []string
 	failN  int // answer 503 to this many requests first
 	status int // when set, answer every request with it
+	calls  int // requests received
 	srv    *httptest.Server
 }
 
@@ -58,6 +59,7 @@ func newReceiver(t testing.TB) *receiver {
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		r.calls++
 		if r.status != 0 {
 			http.Error(w, "receiver says no", r.status)
 			return
@@ -303,6 +305,22 @@ func TestFailedDeliveryStaysOwed(t *testing.T) {
 	}
 	if strings.Contains(owed[0].DeliveryError, "SECRET-PATH") {
 		t.Errorf("the delivery error shows the webhook URL's path: %s", owed[0].DeliveryError)
+	}
+	// A 400 is not retried within the round (the receiver refuses it; a
+	// retry now would fail alike), but stays owed.
+	r.set(0, http.StatusBadRequest)
+	hook.Retries = 2
+	r.mu.Lock()
+	r.calls = 0
+	r.mu.Unlock()
+	if rep, err := e.Round(t.Context()); err != nil || rep.Failed != 1 {
+		t.Fatalf("round with a 400 = %+v, %v", rep, err)
+	}
+	r.mu.Lock()
+	calls := r.calls
+	r.mu.Unlock()
+	if calls != 1 {
+		t.Errorf("a 400 was tried %d times within the round, want once", calls)
 	}
 	// Two 503s, then success: retried within the round.
 	r.set(2, 0)

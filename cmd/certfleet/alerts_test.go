@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -313,15 +315,46 @@ func (p *caProxy) down() {
 	p.conns = nil
 }
 
-// TestAlertsOnCADown: with the CA unreachable (connection refused by a
-// proxy in front of Pebble) and expiry_warning longer than the
-// certificate's lifetime, the first failed renewal opens an incident; it
-// worsens to critical once over many rounds; when the CA is back, the
-// renewal succeeds and the incident resolves, once.
+// TestAlertsOnCADown: with the CA unreachable and expiry_warning longer
+// than the certificate's lifetime, the first failed renewal opens an
+// incident; it worsens to critical once over many rounds; when the CA is
+// back, the renewal succeeds and the incident resolves, once. The CA is
+// down in two ways: a TCP proxy in front of Pebble that refuses
+// connections, and an HTTPS proxy that answers 503 Service Unavailable.
 func TestAlertsOnCADown(t *testing.T) {
-	ca, port := newTestCA(t)
-	caURL, _ := url.Parse(ca.DirectoryURL())
-	proxy := newCAProxy(t, caURL.Host)
+	t.Run("refused", func(t *testing.T) {
+		ca, port := newTestCA(t)
+		caURL, _ := url.Parse(ca.DirectoryURL())
+		proxy := newCAProxy(t, caURL.Host)
+		testCAOutage(t, ca, port, "https://"+proxy.addr+caURL.Path, nil, proxy.down, proxy.up, "refused")
+	})
+	t.Run("503", func(t *testing.T) {
+		ca, port := newTestCA(t)
+		caURL, _ := url.Parse(ca.DirectoryURL())
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca.TLSRootPEM())
+		rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "https", Host: caURL.Host})
+		rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		var down atomic.Bool
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() {
+				http.Error(w, "upstream maintenance", http.StatusServiceUnavailable)
+				return
+			}
+			rp.ServeHTTP(w, r) // Host stays the proxy's: Pebble's URLs point here
+		}))
+		srv.StartTLS()
+		t.Cleanup(srv.Close)
+		proxyRoot := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+		testCAOutage(t, ca, port, srv.URL+caURL.Path, proxyRoot,
+			func() { down.Store(true) }, func() { down.Store(false) }, "503")
+	})
+}
+
+// testCAOutage runs TestAlertsOnCADown against the CA reached at
+// directory (whose TLS certificate extraRoot signs, when set), taken down
+// and up again by down and up; lastError must appear in the failure.
+func testCAOutage(t *testing.T, ca *pebbleca.CA, port int, directory string, extraRoot []byte, down, up func(), lastError string) {
 	dir := t.TempDir()
 	recv := newAlertReceiver(t)
 	path := writeConfig(t, dir, ca, port, `
@@ -330,7 +363,13 @@ name = "web"
 identifiers = ["web.certfleet.test"]
 `+alertsSection(t, dir, recv, "expiry_warning = \"400d\"\nexpiry_critical = \"5d\"\n"))
 	text, _ := os.ReadFile(path)
-	os.WriteFile(path, []byte(strings.Replace(string(text), ca.DirectoryURL(), "https://"+proxy.addr+caURL.Path, 1)), 0o600)
+	os.WriteFile(path, []byte(strings.Replace(string(text), ca.DirectoryURL(), directory, 1)), 0o600)
+	if extraRoot != nil {
+		roots := filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(roots, append(ca.TLSRootPEM(), extraRoot...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	clk := newAlertClock(time.Now())
 	d := openAlertDaemon(t, path, clk)
 	if issued, _ := alertRunOnce(t, d); issued != 1 {
@@ -339,7 +378,7 @@ identifiers = ["web.certfleet.test"]
 	first := alertCurrent(t, d, "web")
 	life := first.NotAfter.Sub(first.NotBefore)
 
-	proxy.down()
+	down()
 	clk.Set(first.NotBefore.Add(life * 3 / 4))
 	if _, failed := alertRunOnce(t, d); failed != 1 {
 		t.Fatal("renewal with the CA down did not fail")
@@ -349,8 +388,8 @@ identifiers = ["web.certfleet.test"]
 		clk.Set(clk.Now().Add(10 * time.Minute))
 	}
 	got := recv.want(t, "opened/warning")
-	if !strings.Contains(got[0].LastError, "refused") {
-		t.Errorf("opened notification's last_error %q does not say the CA refused the connection", got[0].LastError)
+	if !strings.Contains(got[0].LastError, lastError) {
+		t.Errorf("opened notification's last_error %q does not say %q", got[0].LastError, lastError)
 	}
 	clk.Set(first.NotAfter.Add(-3 * 24 * time.Hour))
 	alertRunOnce(t, d)
@@ -364,7 +403,7 @@ identifiers = ["web.certfleet.test"]
 	// CA dates by the real clock, look expired too: TestServeAlerts covers
 	// "expired" in real time.)
 
-	proxy.up()
+	up()
 	clk.Set(clk.Now().Add(2 * 24 * time.Hour))
 	if issued, _ := alertRunOnce(t, d); issued != 1 {
 		t.Fatal("renewal with the CA back did not succeed")
@@ -373,7 +412,6 @@ identifiers = ["web.certfleet.test"]
 	alertRound(t, d)
 	recv.want(t, "opened/warning", "worsened/critical", "resolved/critical")
 
-	// status shows no open incident now; the history is in the store.
 	all, err := d.Store.Incidents(t.Context(), certfleet.IncidentFilter{})
 	if err != nil || len(all) != 1 || all[0].Open() || !all[0].ResolutionNotified {
 		t.Fatalf("incidents = %+v, %v", all, err)

@@ -281,8 +281,9 @@ func TestBurst500(t *testing.T) {
 	e.sync(specs...)
 	week := 7 * 24 * time.Hour
 	limits := ratelimit.Limits{CertificatesPerDomain: ratelimit.Limit{Count: 50, Window: week}}
-	// 8 orders in flight: Pebble wedges above 16.
-	m := e.manager(e.issuer(""), e.ca.DirectoryURL(), limits, 8)
+	// 4 orders in flight: Pebble v2.10.1 wedges under bursts, seen with
+	// 11 in flight on a loaded machine (internal/multitest).
+	m := e.manager(e.issuer(""), e.ca.DirectoryURL(), limits, 4)
 	t0 := e.clock.Now()
 	rep := runOnce(t, m)
 	if rep.Issued != 50 || rep.Deferred != 450 || rep.Failed != 0 {

@@ -74,7 +74,7 @@ func TestBudgetAcrossInstances(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := &manager.Manager{Store: s, Issuers: map[string]certfleet.Issuer{certfleet.DefaultAccount: iss},
-			Concurrency: 4, Instance: fmt.Sprintf("instance-%d", k), Logger: testLogger(t), Rand: func() float64 { return 0 },
+			Concurrency: 2, Instance: fmt.Sprintf("instance-%d", k), Logger: testLogger(t), Rand: func() float64 { return 0 },
 			Budget: &ratelimit.Budget{Store: s,
 				Accounts: map[string]ratelimit.Account{certfleet.DefaultAccount: {CA: ca.DirectoryURL(), Limits: limits}}}}
 		run.Go(func() { reports[k] = runOnce(t, m) })

@@ -48,6 +48,10 @@ const (
 	DefaultClaim = 5 * time.Minute
 	// minRoundGap bounds the rate of rounds woken by events.
 	minRoundGap = time.Second
+	// maxFailuresPerRound ends a round's deliveries after this many in a
+	// row failed: a receiver that is down would otherwise cost every owed
+	// notification its full timeouts and retries, each round.
+	maxFailuresPerRound = 3
 )
 
 // Settings are the thresholds of the conditions. Zero fields are automatic,
@@ -252,7 +256,8 @@ func (e *Evaluator) Round(ctx context.Context) (Report, error) {
 
 // Deliver sends every notification owed (oldest incident first) that this
 // instance wins the claim of, and returns how many were sent and how many
-// failed (those stay owed).
+// failed (those stay owed). After maxFailuresPerRound failures in a row it
+// leaves the rest for the next round.
 func (e *Evaluator) Deliver(ctx context.Context) (sent, failed int, err error) {
 	e.init()
 	if len(e.Notifiers) == 0 {
@@ -262,9 +267,14 @@ func (e *Evaluator) Deliver(ctx context.Context) (sent, failed int, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("list incidents owed a notification: %w", err)
 	}
+	inARow := 0
 	for k := len(owed) - 1; k >= 0; k-- {
 		if ctx.Err() != nil {
 			return sent, failed, ctx.Err()
+		}
+		if inARow >= maxFailuresPerRound {
+			e.Logger.Warn("alert deliveries keep failing; the rest wait for the next round", "owed", k+1)
+			break
 		}
 		ok, err := e.deliver(ctx, owed[k].ID)
 		if err != nil {
@@ -274,8 +284,10 @@ func (e *Evaluator) Deliver(ctx context.Context) (sent, failed int, err error) {
 		case ok == nil:
 		case *ok:
 			sent++
+			inARow = 0
 		default:
 			failed++
+			inARow++
 		}
 	}
 	return sent, failed, nil

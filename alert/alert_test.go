@@ -151,6 +151,13 @@ func (f *fixture) claim(t *testing.T) {
 func (f *fixture) issue(t *testing.T, notBefore time.Time) certfleet.Issuance {
 	t.Helper()
 	f.claim(t)
+	return f.complete(t, notBefore)
+}
+
+// complete completes the claimed job with an issuance valid for 90 days
+// from notBefore.
+func (f *fixture) complete(t *testing.T, notBefore time.Time) certfleet.Issuance {
+	t.Helper()
 	iss := storetest.NewIssuance(f.spec, f.key.KeyType)
 	iss.NotBefore, iss.NotAfter, iss.IssuedAt = notBefore, notBefore.Add(90*24*time.Hour), notBefore
 	iss.Fingerprint = fmt.Sprintf("%064x", notBefore.UnixNano())
@@ -339,6 +346,46 @@ func TestFailedDeliveryStaysOwed(t *testing.T) {
 		}
 	}
 	wantStates(t, r, "opened/warning")
+}
+
+// TestDeliveryStopsWhenReceiverDown: with the receiver down, a round gives
+// up after three failures in a row instead of trying every owed
+// notification; all are sent once it is back.
+func TestDeliveryStopsWhenReceiverDown(t *testing.T) {
+	s := openSQLite(t, filepath.Join(t.TempDir(), "certfleet.db"))
+	t0 := time.Now().UTC()
+	var specs []certfleet.CertificateSpec
+	for i := range 6 {
+		specs = append(specs, storetest.NewSpec(fmt.Sprintf("c%d", i)))
+	}
+	if _, err := s.SyncSpecs(t.Context(), certfleet.SourceConfig, specs); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, err := s.ClaimDue(t.Context(), certfleet.ClaimRequest{Owner: "test", Now: time.Now().Add(time.Second), Lease: time.Minute, Limit: 10}); err != nil || len(jobs) != 6 {
+		t.Fatalf("ClaimDue = %v, %v", jobs, err)
+	}
+	var fs []*fixture
+	for _, sp := range specs {
+		f := &fixture{store: s, spec: sp, key: certfleet.JobKey{Spec: sp.Name, KeyType: certfleet.ECDSAP256}, t0: t0}
+		f.complete(t, t0)
+		fs = append(fs, f)
+	}
+	for _, f := range fs {
+		f.fail(t, "refused")
+	}
+	r := newReceiver(t)
+	r.set(0, http.StatusBadGateway)
+	c := &clock{now: t0.Add(day(80))}
+	e := &alert.Evaluator{Store: s, Instance: "one", Now: c.Now, Notifiers: []alert.Notifier{&alert.Webhook{URL: r.srv.URL, Retries: -1}}}
+	rep, err := e.Round(t.Context())
+	if err != nil || rep.Opened != 6 || rep.Failed != 3 || rep.Sent != 0 {
+		t.Fatalf("round with the receiver down = %+v, %v; want 6 opened, 3 failed", rep, err)
+	}
+	r.set(0, 0)
+	if rep, err := e.Round(t.Context()); err != nil || rep.Sent != 6 {
+		t.Fatalf("round with the receiver back = %+v, %v; want 6 sent", rep, err)
+	}
+	wantStates(t, r, "opened/warning", "opened/warning", "opened/warning", "opened/warning", "opened/warning", "opened/warning")
 }
 
 // TestTwoEvaluatorsSendOnce: two instances evaluating one store at the

@@ -47,6 +47,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -102,6 +103,17 @@ type Config struct {
 	// recursive resolver would. It must also answer A queries for
 	// http-01 and tls-alpn-01 names.
 	ResolverAddr string
+	// Concurrent lets Pebble serve API requests concurrently, as its own
+	// server does. By default certfleet's harness serves them one at a
+	// time: Pebble v2.10.1's in-memory store deadlocks under concurrent
+	// requests (a lock-order inversion: the authorization handler holds an
+	// authz's lock while it asks the store's RWMutex, GetOrderByID holds
+	// that RWMutex while it waits for the authz, and any writer queued
+	// between them blocks every later request), which wedged tests with
+	// 11 or more orders in flight. Each request takes well under a
+	// millisecond and validation runs in the background, so serving them
+	// in turn costs tests little. Benchmarks comparing throughput set it.
+	Concurrent bool
 }
 
 // CA is a running in-process Pebble. Its methods are safe for concurrent
@@ -194,11 +206,16 @@ func Start(ctx context.Context, cfg Config) (*CA, error) {
 	c.tlsPool.AppendCertsFromPEM(certPEM)
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 
-	c.api, c.apiURL, err = serveTLS(c.count(w.Handler()), tlsConf, logger)
+	api, mgmt := w.Handler(), w.ManagementHandler()
+	if !cfg.Concurrent {
+		var one sync.Mutex // shared: management requests use the store too
+		api, mgmt = serialize(&one, api), serialize(&one, mgmt)
+	}
+	c.api, c.apiURL, err = serveTLS(c.count(api), tlsConf, logger)
 	if err != nil {
 		return nil, err
 	}
-	c.mgmt, c.mgmtURL, err = serveTLS(w.ManagementHandler(), tlsConf, logger)
+	c.mgmt, c.mgmtURL, err = serveTLS(mgmt, tlsConf, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -228,6 +245,15 @@ func serveTLS(h http.Handler, conf *tls.Config, logger *log.Logger) (*http.Serve
 	}
 	go srv.Serve(tls.NewListener(ln, conf)) //nolint:errcheck // ends with Close
 	return srv, "https://" + ln.Addr().String(), nil
+}
+
+// serialize serves h's requests one at a time (see Config.Concurrent).
+func serialize(mu *sync.Mutex, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		h.ServeHTTP(w, r)
+	})
 }
 
 // count wraps Pebble's handler to count successful new-order and finalize

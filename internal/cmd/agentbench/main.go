@@ -142,7 +142,7 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("listen for http-01: %w", err)
 	}
-	ca, err := pebbleca.Start(ctx, pebbleca.Config{HTTPPort: httpLn.Addr().(*net.TCPAddr).Port})
+	ca, err := pebbleca.Start(ctx, pebbleca.Config{Concurrent: true, HTTPPort: httpLn.Addr().(*net.TCPAddr).Port})
 	if err != nil {
 		return fmt.Errorf("start pebble: %w", err)
 	}

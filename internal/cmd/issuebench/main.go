@@ -149,7 +149,7 @@ func startCA(ctx context.Context) (*pebbleca.CA, net.Listener, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	ca, err := pebbleca.Start(ctx, pebbleca.Config{HTTPPort: ln.Addr().(*net.TCPAddr).Port})
+	ca, err := pebbleca.Start(ctx, pebbleca.Config{Concurrent: true, HTTPPort: ln.Addr().(*net.TCPAddr).Port})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -83,7 +83,7 @@ func run(server string, n, instances, concurrency int, timeout time.Duration) (r
 	if err != nil {
 		return result{}, err
 	}
-	ca, err := pebbleca.Start(ctx, pebbleca.Config{HTTPPort: ln.Addr().(*net.TCPAddr).Port})
+	ca, err := pebbleca.Start(ctx, pebbleca.Config{Concurrent: true, HTTPPort: ln.Addr().(*net.TCPAddr).Port})
 	if err != nil {
 		return result{}, err
 	}

@@ -366,7 +366,7 @@ func (w *watcher) env(leaf *x509.Certificate) []string {
 	for _, ip := range leaf.IPAddresses {
 		names = append(names, ip.String())
 	}
-	return append(os.Environ(),
+	return certfleet.ChildEnv(os.Environ(),
 		"CERTFLEET_NAME="+w.c.Name,
 		"CERTFLEET_NAMES="+strings.Join(names, " "),
 		"CERTFLEET_KEY_TYPE="+string(kt),

@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/certfleet/certfleet"
 )
 
 // DefaultCommandTimeout bounds a notification command.
@@ -76,21 +77,9 @@ func (c *Command) Notify(ctx context.Context, n Notification) error {
 	return errors.New(msg)
 }
 
-// secretEnv are variables of certfleet's environment a notification
-// command never gets: the master key (docs/keys-at-rest.md).
-var secretEnv = []string{"CERTFLEET_MASTER_KEY"}
-
-// inheritedEnv is certfleet's environment without secretEnv.
-func inheritedEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains(secretEnv, name) {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
+// inheritedEnv is certfleet's environment without its secrets
+// (certfleet.SecretEnv).
+func inheritedEnv() []string { return certfleet.ChildEnv(os.Environ()) }
 
 // CommandEnv returns the CERTFLEET_ALERT_* variables of a notification.
 func CommandEnv(n Notification) []string {

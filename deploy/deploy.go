@@ -319,7 +319,7 @@ func prepare(t Target, spec certfleet.CertificateSpec, iss certfleet.Issuance) (
 }
 
 func commandEnv(dir string, spec certfleet.CertificateSpec, iss certfleet.Issuance) []string {
-	return append(os.Environ(),
+	return certfleet.ChildEnv(os.Environ(),
 		"CERTFLEET_CERTIFICATE="+spec.Name,
 		"CERTFLEET_KEY_TYPE="+string(iss.KeyType),
 		"CERTFLEET_NAMES="+strings.Join(certfleet.IdentifierValues(iss.Identifiers), " "),

@@ -113,7 +113,7 @@ func copyCommandEnv(c config.Certificate, iss certfleet.Issuance) []string {
 	for _, cp := range c.CopyPaths() {
 		paths = append(paths, cp.Path)
 	}
-	return append(os.Environ(),
+	return certfleet.ChildEnv(os.Environ(),
 		"CERTFLEET_CERTIFICATE="+c.Spec.Name,
 		"CERTFLEET_KEY_TYPE="+string(iss.KeyType),
 		"CERTFLEET_NAMES="+strings.Join(certfleet.IdentifierValues(iss.Identifiers), " "),
@@ -163,7 +163,7 @@ func prepareHook(live *liveConfig, writer *deploy.Writer, printCommands io.Write
 			printSkippedCommands(printCommands, spec.Name+" (prepare)", c.Prepare)
 			return func() { printSkippedCommands(printCommands, spec.Name+" (cleanup)", c.Cleanup) }, nil
 		}
-		env := append(os.Environ(),
+		env := certfleet.ChildEnv(os.Environ(),
 			"CERTFLEET_CERTIFICATE="+spec.Name,
 			"CERTFLEET_NAMES="+strings.Join(certfleet.IdentifierValues(spec.Identifiers), " "),
 		)
@@ -252,7 +252,7 @@ func (g *globalActions) flush(ctx context.Context) error {
 		return nil
 	}
 	if env == nil {
-		env = os.Environ()
+		env = certfleet.ChildEnv(os.Environ())
 	}
 	env = append(slices.Clip(env), "CERTFLEET_CHANGED="+list)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)

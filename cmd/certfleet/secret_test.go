@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -174,5 +175,42 @@ func TestACMEDNSCredentialsInStore(t *testing.T) {
 	defer plain.Close()
 	if c, _ := acmeDNSCredentials(t.Context(), cfg, p, plain, log); c.String() != old {
 		t.Errorf("store without master key: using %s, want the file %s", c, old)
+	}
+}
+
+// TestCommandsDoNotInheritMasterKey: with the master key in
+// CERTFLEET_MASTER_KEY, the commands certfleet runs (prepare and cleanup
+// hooks, post-issue commands) see every other variable but not that one.
+func TestCommandsDoNotInheritMasterKey(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "master.key")
+	generateKey(t, key)
+	text, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(masterKeyEnv, strings.TrimSpace(string(text)))
+	t.Setenv("CERTFLEET_TEST_MARKER", "inherited")
+	log := filepath.Join(dir, "env.log")
+	show := `echo \"%s key=${CERTFLEET_MASTER_KEY:-absent} marker=${CERTFLEET_TEST_MARKER:-absent}\" >> ` + log
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`prepare = [["sh", "-c", "%s"]]
+cleanup = [["sh", "-c", "%s"]]
+
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test"]
+commands = [["sh", "-c", "%s"]]
+`, fmt.Sprintf(show, "prepare"), fmt.Sprintf(show, "cleanup"), fmt.Sprintf(show, "deploy")))
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue: exit %d\n%s%s", code, out, errOut)
+	}
+	got, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "prepare key=absent marker=inherited\ncleanup key=absent marker=inherited\ndeploy key=absent marker=inherited\n"
+	if string(got) != want {
+		t.Fatalf("the commands saw:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/solver/dns01"
 )
 
@@ -78,7 +79,7 @@ func (p *Provider) run(ctx context.Context, action string, rec dns01.Record) err
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := osexec.CommandContext(ctx, p.Program, action, rec.FQDN, rec.Value)
-	cmd.Env = append(os.Environ(), p.Env...)
+	cmd.Env = certfleet.ChildEnv(os.Environ(), p.Env...)
 	cmd.Env = append(cmd.Env,
 		"CERTFLEET_DNS_ACTION="+action,
 		"CERTFLEET_DNS_FQDN="+rec.FQDN,

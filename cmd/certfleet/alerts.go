@@ -19,8 +19,9 @@ import (
 // newAlerts builds the alert evaluator of cfg's [alerts]: its thresholds,
 // its notifiers (the webhook's bearer token read from its file now, so a
 // missing file stops the start), and endpoint observations from endpoints.
-// It runs only under serve (Daemon.Serve); status reads its incidents, and
-// a daemon opened without responders (status) gets no notifiers.
+// serve runs it continuously and issue runs one round after its pass;
+// status reads its incidents, and a daemon opened without responders
+// (status) gets no notifiers.
 func newAlerts(cfg *config.Config, store certfleet.Store, endpoints alert.EndpointSource, opts DaemonOptions, log *slog.Logger) (*alert.Evaluator, error) {
 	a := cfg.Alerts
 	e := &alert.Evaluator{

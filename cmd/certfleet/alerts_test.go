@@ -631,3 +631,46 @@ func TestAlertTokenFile(t *testing.T) {
 		t.Errorf("readTokenFile = %q, %v", tok, err)
 	}
 }
+
+// TestIssueRunsAlerts: cron users, who run `certfleet issue` instead of
+// serve, get alerts too. A certificate whose renewal starts failing for real
+// (a name added, validated through a web root nobody serves) is within the warning
+// time: the issue run that fails opens the incident and notifies once; the
+// next run sends nothing more.
+func TestIssueRunsAlerts(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	recv := newAlertReceiver(t)
+	path := writeConfig(t, dir, ca, port, `
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test"]
+`+alertsSection(t, dir, recv, "expiry_warning = \"400d\"\n"))
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := recv.notifications(); len(n) != 0 {
+		t.Fatalf("a healthy certificate notified: %+v", n)
+	}
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(text), `identifiers = ["web.certfleet.test"]`,
+		fmt.Sprintf("identifiers = [\"web.certfleet.test\", \"www.web.certfleet.test\"]\nchallenge = \"webroot\"\nwebroot = %q", t.TempDir()), 1)
+	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "issue", "-config", path)
+	if code != 1 || !strings.Contains(out, "alerts: 1 opened") || !strings.Contains(out, "1 notification(s) sent") {
+		t.Fatalf("failing issue: exit %d, want 1 and the alert round's line\n%s%s", code, out, errOut)
+	}
+	got := recv.want(t, "opened/warning")
+	if got[0].Certificate != "web" || got[0].Failures != 1 {
+		t.Errorf("notification = %+v", got[0])
+	}
+	if code, out, errOut = runCLI(t, "issue", "-config", path); !strings.Contains(out, "nothing due now") || strings.Contains(out, "1 notification(s) sent") {
+		t.Fatalf("second run notified again: exit %d\n%s%s", code, out, errOut)
+	}
+	recv.want(t, "opened/warning")
+}

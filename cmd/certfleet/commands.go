@@ -180,8 +180,27 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 	if err != nil {
 		return err
 	}
+	// Cron users get alerts too: one round after the pass opens, worsens
+	// or resolves incidents and sends what is owed (serve does this
+	// continuously). A notification that cannot be delivered stays owed
+	// and fails the run, so cron's own mail is the fallback.
+	alertsFailed := 0
+	if d.Alerts != nil {
+		arep, aerr := d.Alerts.Round(ctx)
+		if aerr != nil {
+			return fmt.Errorf("alerts: %w", aerr)
+		}
+		if arep.Opened+arep.Resolved+arep.Sent+arep.Failed > 0 {
+			fmt.Fprintf(stdout, "alerts: %d opened, %d changed, %d resolved; %d notification(s) sent, %d failed\n",
+				arep.Opened, arep.Updated, arep.Resolved, arep.Sent, arep.Failed)
+		}
+		alertsFailed = arep.Failed
+	}
 	if !rep.OK() {
 		return &exitError{code: 1, err: fmt.Errorf("%d certificate(s) failed, %d could not be written; see above and `certfleet status -config %s`", rep.Failed, rep.DeployFailed, cfg.File)}
+	}
+	if alertsFailed > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d alert notification(s) could not be delivered (they stay owed; see the log and `certfleet status -config %s`)", alertsFailed, cfg.File)}
 	}
 	return nil
 }
@@ -222,7 +241,9 @@ func printReport(w io.Writer, rep manager.Report) {
 	}
 	took := rep.Finished.Sub(rep.Started).Round(time.Millisecond)
 	if len(rep.Results) == 0 {
-		fmt.Fprintln(w, "nothing due: every certificate is current")
+		// Not "every certificate is current": a failing one may be
+		// waiting for its retry.
+		fmt.Fprintln(w, "nothing due now (certfleet status shows each certificate's state and next check)")
 		return
 	}
 	budget := 0

@@ -604,3 +604,28 @@ func TestListShowsState(t *testing.T) {
 		}
 	}
 }
+
+// TestListShowsDeferral: a job a rate-limit budget deferred shows why and
+// until when, in the list and on the certificate page.
+func TestListShowsDeferral(t *testing.T) {
+	web := storetest.NewSpec("web")
+	e := newEnv(t, web)
+	key := certfleet.JobKey{Spec: "web", KeyType: web.KeyTypes[0]}
+	e.claim(key)
+	until := time.Now().Add(3 * 24 * time.Hour)
+	reason := "certificates for registered domain example.org, 50 of 50 used in the last 7d"
+	if err := e.store.DeferJob(t.Context(), key, "test", certfleet.Attempt{Instance: "test", StartedAt: time.Now(), FinishedAt: time.Now(),
+		Outcome: certfleet.OutcomeDeferred, Error: reason}, until); err != nil {
+		t.Fatal(err)
+	}
+	_, secret := e.token("ops", []string{"*"}, certfleet.PermReadCerts)
+	c := e.login(secret)
+	list := e.do("GET", "/dashboard/", c, nil, nil)
+	if want := "deferred until " + until.UTC().Format("2006-01-02 15:04 UTC") + ": " + reason; !strings.Contains(list.body, want) {
+		t.Errorf("the list does not show %q:\n%s", want, list.body)
+	}
+	d := e.do("GET", "/dashboard/cert/web", c, nil, nil)
+	if !strings.Contains(d.body, `<th>deferred</th>`) || !strings.Contains(d.body, reason) {
+		t.Errorf("the certificate page does not show the deferral:\n%s", d.body)
+	}
+}

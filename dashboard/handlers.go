@@ -140,11 +140,15 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, u *user) {
 	}
 	for i := range lv.Rows {
 		v := &lv.Rows[i]
+		// The newest attempt of every row, for deferrals (one indexed
+		// read per key type); a few more of failing ones, for the problem.
+		limit := 1
 		if v.Status == StatusFailing || v.Status == StatusExpired {
-			if err := s.addAttempts(ctx, v, 5); err != nil {
-				s.storeError(w, r, u, "read attempts of "+v.Spec.Name, err)
-				return
-			}
+			limit = 5
+		}
+		if err := s.addAttempts(ctx, now, v, limit); err != nil {
+			s.storeError(w, r, u, "read attempts of "+v.Spec.Name, err)
+			return
 		}
 		addFleet(v, reports[v.Spec.Name])
 	}
@@ -184,9 +188,10 @@ func (s *Server) detail(w http.ResponseWriter, r *http.Request, u *user) {
 	for _, j := range jobList {
 		jobs[j.JobKey] = j
 	}
-	v, err := s.certStatus(ctx, s.Now(), sp, jobs)
+	now := s.Now()
+	v, err := s.certStatus(ctx, now, sp, jobs)
 	if err == nil {
-		err = s.addAttempts(ctx, &v, recentAttempts)
+		err = s.addAttempts(ctx, now, &v, recentAttempts)
 	}
 	if err != nil {
 		s.storeError(w, r, u, "read certificate "+sp.Name, err)

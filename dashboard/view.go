@@ -86,6 +86,10 @@ type keyView struct {
 	// Problem the ACME problem type of the newest failed one.
 	Attempts []certfleet.Attempt
 	Problem  string
+	// Deferred is why the next order waits (a rate-limit budget, the
+	// CA's Retry-After) when the newest attempt was deferred and the wait
+	// is not over; the job's NextAt is when it ends.
+	Deferred string
 }
 
 // fleetView is one agent's copy of a certificate.
@@ -147,8 +151,8 @@ func (s *Server) certStatus(ctx context.Context, now time.Time, sp certfleet.Cer
 }
 
 // addAttempts reads up to limit attempts of each key type and notes the
-// newest failure's problem type.
-func (s *Server) addAttempts(ctx context.Context, v *certView, limit int) error {
+// newest failure's problem type and a deferral still in force at now.
+func (s *Server) addAttempts(ctx context.Context, now time.Time, v *certView, limit int) error {
 	for i := range v.Keys {
 		kv := &v.Keys[i]
 		atts, err := s.Store.Attempts(ctx, certfleet.JobKey{Spec: v.Spec.Name, KeyType: kv.KeyType}, limit)
@@ -156,6 +160,9 @@ func (s *Server) addAttempts(ctx context.Context, v *certView, limit int) error 
 			return err
 		}
 		kv.Attempts = atts
+		if len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred && kv.NextAt.After(now) {
+			kv.Deferred = atts[0].Error
+		}
 		for _, a := range atts {
 			if a.Outcome == certfleet.OutcomeFailed {
 				kv.Problem = a.ProblemType

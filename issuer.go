@@ -32,9 +32,10 @@ type IssueRequest struct {
 	OnOrder func(ctx context.Context, orderURL string) error
 	// BeforeNewOrder, if set, is called just before a new order is placed
 	// (never when ResumeOrderURL is continued), with whether the order
-	// carries "replaces". An error (a *DeferError when a rate-limit budget
-	// is exhausted) ends the issuance before the CA is asked, and is passed
-	// through.
+	// carries "replaces"; called again with false when the CA refused
+	// "replaces" and the order is placed without it. An error (a
+	// *DeferError when a rate-limit budget is exhausted) ends the issuance
+	// before the CA is asked, and is passed through.
 	BeforeNewOrder func(ctx context.Context, replaces bool) error
 }
 

@@ -202,6 +202,13 @@ func (i *Issuer) newOrder(ctx context.Context, acct acme.Account, dir acme.Direc
 		// and each says so differently; the certificate is still wanted.
 		lg.Info("the CA refused the replaces field; ordering without it", "replaces", tmpl.Replaces, certfleet.LogError, err)
 		tmpl.Replaces = ""
+		if req.BeforeNewOrder != nil {
+			// Without "replaces" the CA counts the order against its
+			// limits: the budget must see it as a new order.
+			if err := req.BeforeNewOrder(ctx, false); err != nil {
+				return acme.Order{}, err
+			}
+		}
 		order, err = place(tmpl)
 	}
 	names := strings.Join(certfleet.IdentifierValues(req.Spec.Identifiers), ", ")

@@ -788,8 +788,12 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 		}
 		reserved := false
 		req.BeforeNewOrder = func(ctx context.Context, replaces bool) error {
-			if reserved {
-				return nil // the account was replaced and the order is placed again
+			if reserved && (replaces || !intent.Renewal) {
+				// The same order placed again (the account was
+				// replaced or its key changed): already reserved. An
+				// exempt renewal whose "replaces" the CA refused is
+				// not: placed without it, it counts.
+				return nil
 			}
 			intent.Renewal, intent.At = replaces, m.Now()
 			id, err := m.Budget.Reserve(ctx, intent)

@@ -1,7 +1,10 @@
 package ratelimit_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -380,7 +383,26 @@ type faultProxy struct {
 	srv     *httptest.Server
 	limited atomic.Bool
 	reject  atomic.Bool // answer newOrder with rejectedIdentifier instead
-	refused atomic.Int64
+	// noReplaces refuses a newOrder carrying ARI "replaces" (as a CA does
+	// for a certificate already replaced) and passes it on without.
+	noReplaces atomic.Bool
+	refused    atomic.Int64
+}
+
+// carriesReplaces reports whether the JWS body of a newOrder request has
+// "replaces" in its payload; r.Body stays readable.
+func carriesReplaces(r *http.Request) bool {
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	var jws struct{ Payload string }
+	if json.Unmarshal(body, &jws) != nil {
+		return false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(jws.Payload)
+	return err == nil && bytes.Contains(payload, []byte(`"replaces"`))
 }
 
 func newFaultProxy(t *testing.T, ca *pebbleca.CA, retryAfter time.Duration) *faultProxy {
@@ -404,6 +426,13 @@ func newFaultProxy(t *testing.T, ca *pebbleca.CA, retryAfter time.Duration) *fau
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(http.StatusBadRequest)
 			fmt.Fprint(w, `{"type":"urn:ietf:params:acme:error:rejectedIdentifier","detail":"policy forbids issuing for this name","status":400}`)
+			return
+		}
+		if p.noReplaces.Load() && r.Method == http.MethodPost && r.URL.Path == "/order-plz" && carriesReplaces(r) {
+			p.refused.Add(1)
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusConflict)
+			fmt.Fprint(w, `{"type":"urn:ietf:params:acme:error:alreadyReplaced","detail":"the certificate has already been replaced","status":409}`)
 			return
 		}
 		if p.limited.Load() && r.Method == http.MethodPost && r.URL.Path == "/order-plz" {
@@ -559,6 +588,45 @@ func TestRenewalWithReplacesIsExempt(t *testing.T) {
 	// s is still waiting for the week.
 	if j := e.job("s"); j.CurrentID != 0 || !j.NextAt.After(e.clock.Now().Add(6*24*time.Hour)) {
 		t.Fatalf("s: current %d, next %v; want still deferred", j.CurrentID, j.NextAt)
+	}
+}
+
+// TestRefusedReplacesIsCounted: when the CA refuses a renewal's "replaces"
+// and the order is placed again without it, the CA counts that order
+// against its limits, so the budget must too: with the domain's budget used
+// up by the first certificate, the order without "replaces" is deferred,
+// not placed.
+func TestRefusedReplacesIsCounted(t *testing.T) {
+	e := newEnv(t)
+	p := newFaultProxy(t, e.ca, 0)
+	dir := p.srv.URL + "/dir"
+	e.sync(spec(t, "r", certfleet.ChallengeHTTP01, "r.example.com"))
+	limits := ratelimit.Limits{CertificatesPerDomain: ratelimit.Limit{Count: 1, Window: 7 * 24 * time.Hour}}
+	m := e.manager(e.issuerVia(p), dir, limits, 1)
+	if rep := runOnce(t, m); rep.Issued != 1 {
+		t.Fatalf("first: %s", summary(rep))
+	}
+	iss, err := e.store.Issuance(t.Context(), e.job("r").CurrentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := iss.Leaf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := e.clock.Now()
+	if err := e.ca.SetRenewalInfo(t.Context(), leaf, now.Add(-time.Hour), now.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	p.noReplaces.Store(true)
+	e.clock.Advance(e.job("r").NextAt.Sub(e.clock.Now()) + time.Second)
+	rep := runOnce(t, m)
+	if rep.Deferred != 1 || rep.Failed != 0 || p.refused.Load() != 1 || e.ca.NewOrders() != 1 {
+		t.Fatalf("renewal whose replaces the CA refused: %s, refused %d, CA orders %d; want it deferred by the domain budget, no order without replaces",
+			summary(rep), p.refused.Load(), e.ca.NewOrders())
+	}
+	if a := e.lastAttempt("r"); a.Outcome != certfleet.OutcomeDeferred || !strings.Contains(a.Error, "registered domain example.com") {
+		t.Fatalf("attempt: %+v; want a deferral naming the domain budget", a)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -673,4 +675,83 @@ identifiers = ["web.certfleet.test"]
 		t.Fatalf("second run notified again: exit %d\n%s%s", code, out, errOut)
 	}
 	recv.want(t, "opened/warning")
+}
+
+// TestServeWaitsForAlertDelivery: an alert delivery in flight when serve
+// stops still records its outcome before Serve returns, so Close never
+// closes the store under it (the claim would stay held and the failed
+// attempt unrecorded). The command leaves a child in its own session that
+// holds its output open for 2 s after the command is killed, as a slow
+// pager may.
+func TestServeWaitsForAlertDelivery(t *testing.T) {
+	if _, err := exec.LookPath("setsid"); err != nil {
+		t.Skip("needs setsid(1)")
+	}
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	mark := filepath.Join(dir, "started")
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf("[alerts]\ninterval = \"1s\"\ncommand = [\"sh\", \"-c\", %q]\n",
+		"touch "+mark+"; setsid sleep 2 & exec sleep 30"))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true, Instance: "serve-wait-test",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	// An incident announced earlier whose certificate is gone: the first
+	// round resolves it and owes the resolution.
+	at := time.Now().Add(-time.Hour)
+	inc, _, err := d.Store.ObserveIncident(t.Context(), certfleet.Incident{
+		Key:  certfleet.IncidentKey(certfleet.IncidentExpiry, "gone", certfleet.ECDSAP256, ""),
+		Kind: certfleet.IncidentExpiry, Certificate: "gone", KeyType: certfleet.ECDSAP256,
+		Severity: certfleet.SeverityWarning, Summary: "certificate gone expires soon", UpdatedAt: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, won, err := d.Store.ClaimNotification(t.Context(), inc.ID, "earlier", at, at.Add(time.Minute)); err != nil || !won {
+		t.Fatalf("claim: %v, %v", won, err)
+	}
+	if err := d.Store.CompleteNotification(t.Context(), inc.ID, "earlier", certfleet.NotifyOpened, certfleet.SeverityWarning, at); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	for {
+		if _, err := os.Stat(mark); err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("the alert command never started")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Serve: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	after, err := OpenDaemon(t.Context(), cfg, DaemonOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close()
+	list, err := after.Store.Incidents(t.Context(), certfleet.IncidentFilter{})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("incidents: %+v, %v", list, err)
+	}
+	got := list[0]
+	if got.Open() || got.ClaimOwner != "" || got.DeliveryAttempts != 1 || got.ResolutionNotified {
+		t.Errorf("after serve stopped mid-delivery: open %v, claim %q, attempts %d, resolution notified %v; want resolved, the claim released and the interrupted attempt counted (the resolution stays owed)",
+			got.Open(), got.ClaimOwner, got.DeliveryAttempts, got.ResolutionNotified)
+	}
 }

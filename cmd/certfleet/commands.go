@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -137,12 +138,17 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	d.global.debounce(globalQuiet)
 	defer d.global.flush(ctx)
 	runCtx, cancel := context.WithCancel(ctx)
+	// The helpers below use the store until runCtx ends, and an alert
+	// delivery records its outcome after that: Serve returns only once
+	// they have, so that Close never closes the store under them.
+	var helpers sync.WaitGroup
+	defer helpers.Wait()
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- d.Manager.Run(runCtx) }()
-	go d.endpoints.run(runCtx)
-	go d.watchReadiness(runCtx)
-	go d.Alerts.Run(runCtx) // until runCtx ends
+	helpers.Go(func() { d.endpoints.run(runCtx) })
+	helpers.Go(func() { d.watchReadiness(runCtx) })
+	helpers.Go(func() { _ = d.Alerts.Run(runCtx) }) // fails only without an Instance, which newAlerts always sets
 	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
 	select {
 	case err := <-d.Errors():

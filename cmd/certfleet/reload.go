@@ -48,7 +48,8 @@ func (d *Daemon) CurrentConfig() *config.Config { return d.live.config() }
 // Reload applies a new configuration without a restart: certificates added,
 // changed or removed, their outputs, commands and web roots. Changes that
 // need new connections or listeners (the store, accounts, responder
-// addresses, a challenge whose responder is not running, concurrency) are
+// addresses, a challenge whose responder is not running, concurrency,
+// [metrics], [alerts], [rate_limits], [dns01], state_dir) are
 // refused with an error that lists them; the old configuration then stays in
 // force, so a typo never stops a running daemon.
 func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
@@ -74,6 +75,17 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 	}
 	if !reflect.DeepEqual(next.Alerts, cur.Alerts) {
 		need = append(need, "[alerts]")
+	}
+	// The rate-limit budgets, the dns-01 solver and its journal are built
+	// once, at the start, from these.
+	if !reflect.DeepEqual(next.RateLimits, cur.RateLimits) {
+		need = append(need, "[rate_limits]")
+	}
+	if !reflect.DeepEqual(next.DNS01, cur.DNS01) {
+		need = append(need, "[dns01]")
+	}
+	if next.StateDir != cur.StateDir {
+		need = append(need, "state_dir")
 	}
 	if len(need) > 0 {
 		return fmt.Errorf("not reloaded: changes to %v need a restart (systemctl restart certfleet); the running configuration stays in force", need)

@@ -185,10 +185,15 @@ func (i *Issuer) replaceAccount(ctx context.Context) error {
 		stale = i.acct.Location
 	}
 	if i.cfg.Accounts != nil {
-		// Never replace an account the operator deactivated.
-		if cur, err := i.cfg.Accounts.Account(ctx, i.cfg.DirectoryURL, i.name); err == nil && cur.Deactivated() {
+		// Never replace an account the operator deactivated, nor one
+		// whose state cannot be read: ReplaceAccount would revive it.
+		cur, err := i.cfg.Accounts.Account(ctx, i.cfg.DirectoryURL, i.name)
+		switch {
+		case err == nil && cur.Deactivated():
 			i.acct, i.acctKeyPEM = nil, nil
 			return deactivatedError(cur)
+		case err != nil && certfleet.ErrorCode(err) != certfleet.ENOTFOUND:
+			return fmt.Errorf("check account %q before replacing it: %w", i.name, err)
 		}
 	}
 	a, err := i.newAccount(ctx)

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,11 +69,29 @@ func Start(ctx context.Context, path, userDataDir string) (*Browser, error) {
 	stderr := &tailBuffer{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	setProcessGroup(cmd)
-	if err := cmd.Start(); err != nil {
+	// Wait returns once Chromium has exited even if a process that left
+	// its group still holds the output pipe, so Close does not hang on it.
+	cmd.WaitDelay = 5 * time.Second
+	b := &Browser{cmd: cmd, stderr: stderr, done: make(chan struct{})}
+	// Start and Wait on one goroutine locked to its thread: the kernel's
+	// parent-death signal (see setParentDeathSignal) follows the thread
+	// that started the child, so that thread must live as long as the
+	// browser, and it then ends only with the test process.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		_ = cmd.Wait()
+		close(b.done)
+	}()
+	if err := <-started; err != nil {
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
-	b := &Browser{cmd: cmd, stderr: stderr, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(b.done) }()
 	// Chromium writes the port it chose to DevToolsActivePort in the
 	// profile directory once DevTools listens.
 	portFile := filepath.Join(userDataDir, "DevToolsActivePort")

@@ -13,7 +13,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -131,12 +130,42 @@ func (b *Browser) Close() {
 // Log is the tail of the browser's stderr, for failure messages.
 func (b *Browser) Log() string { return b.stderr.String() }
 
-// Page connects to the browser's first tab.
+// Page connects to the browser's first tab. DevTools may listen before
+// that tab exists (on a loaded machine, for a while): it waits for it, as
+// long as ctx allows and the browser runs.
 func (b *Browser) Page(ctx context.Context) (*Page, error) {
+	for {
+		wsURL, err := b.pageTarget(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if wsURL != "" {
+			ws, err := websocket.Dial(wsURL, "", "http://127.0.0.1")
+			if err != nil {
+				return nil, fmt.Errorf("connect to the page's DevTools socket %s: %w", wsURL, err)
+			}
+			ws.MaxPayloadBytes = 64 << 20 // screenshots
+			p := &Page{ws: ws, pending: make(map[int64]chan message), closed: make(chan struct{})}
+			go p.readLoop()
+			return p, nil
+		}
+		select {
+		case <-b.done:
+			return nil, fmt.Errorf("chromium exited before it opened a tab: %s", b.stderr.String())
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for chromium's first tab: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// pageTarget returns the DevTools socket of the browser's first tab, ""
+// if it has none yet.
+func (b *Browser) pageTarget(ctx context.Context) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/json/list", b.port), nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("list DevTools targets: %w", err)
+		return "", fmt.Errorf("list DevTools targets: %w", err)
 	}
 	defer resp.Body.Close()
 	var targets []struct {
@@ -144,35 +173,23 @@ func (b *Browser) Page(ctx context.Context) (*Page, error) {
 		WS   string `json:"webSocketDebuggerUrl"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&targets); err != nil {
-		return nil, fmt.Errorf("list DevTools targets: %w", err)
+		return "", fmt.Errorf("list DevTools targets: %w", err)
 	}
 	for _, t := range targets {
 		if t.Type == "page" && t.WS != "" {
-			ws, err := websocket.Dial(t.WS, "", "http://127.0.0.1")
-			if err != nil {
-				return nil, fmt.Errorf("connect to the page's DevTools socket %s: %w", t.WS, err)
-			}
-			ws.MaxPayloadBytes = 64 << 20 // screenshots
-			p := &Page{ws: ws, pending: make(map[int64]chan message), waiters: make(map[string][]chan json.RawMessage), closed: make(chan struct{})}
-			go p.readLoop()
-			if err := p.Call(ctx, "Page.enable", nil, nil); err != nil {
-				p.Close()
-				return nil, err
-			}
-			return p, nil
+			return t.WS, nil
 		}
 	}
-	return nil, errors.New("the browser has no page target")
+	return "", nil
 }
 
 // Page is one browser tab under DevTools control.
 type Page struct {
 	ws *websocket.Conn
 
-	mu      sync.Mutex // guards next, pending, waiters, err
+	mu      sync.Mutex // guards next, pending, err
 	next    int64
 	pending map[int64]chan message
-	waiters map[string][]chan json.RawMessage
 	err     error
 	closed  chan struct{}
 }
@@ -202,17 +219,10 @@ func (p *Page) readLoop() {
 			close(p.closed)
 			return
 		}
-		p.mu.Lock()
-		if m.ID != 0 {
-			if ch, ok := p.pending[m.ID]; ok {
-				delete(p.pending, m.ID)
-				ch <- m
-			}
-		} else if ws := p.waiters[m.Method]; len(ws) > 0 {
-			for _, ch := range ws {
-				ch <- m.Params
-			}
-			delete(p.waiters, m.Method)
+		p.mu.Lock() // events (no ID) are not used
+		if ch, ok := p.pending[m.ID]; ok && m.ID != 0 {
+			delete(p.pending, m.ID)
+			ch <- m
 		}
 		p.mu.Unlock()
 	}
@@ -258,30 +268,43 @@ func (p *Page) Call(ctx context.Context, method string, params, result any) erro
 	}
 }
 
-// expect returns a channel that receives the next event of method; ask
-// for it before the action that causes the event.
-func (p *Page) expect(method string) <-chan json.RawMessage {
-	ch := make(chan json.RawMessage, 1)
-	p.mu.Lock()
-	p.waiters[method] = append(p.waiters[method], ch)
-	p.mu.Unlock()
-	return ch
+// markDocument tags the page's current document, so that
+// waitNewDocument can tell it from the next one. (A load event alone
+// cannot: one from an earlier navigation, such as the first tab's
+// about:blank, may arrive after the next action started.)
+func (p *Page) markDocument(ctx context.Context) error {
+	return p.Eval(ctx, "window.__certfleetOld = true", nil)
 }
 
-func (p *Page) wait(ctx context.Context, ch <-chan json.RawMessage, what string) error {
-	select {
-	case <-ch:
-		return nil
-	case <-p.closed:
-		return fmt.Errorf("%s: %w", what, p.err)
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w", what, ctx.Err())
+// waitNewDocument waits, as long as ctx allows, until the page holds a
+// document other than the one markDocument tagged, fully loaded.
+func (p *Page) waitNewDocument(ctx context.Context, what string) error {
+	for {
+		var ready bool
+		// While the page navigates, evaluation can fail (its context is
+		// being replaced): ask again.
+		err := p.Eval(ctx, `document.readyState === "complete" && window.__certfleetOld !== true`, &ready)
+		if err == nil && ready {
+			return nil
+		}
+		select {
+		case <-p.closed:
+			return fmt.Errorf("%s: %w", what, p.err)
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("%s: %w (last: %v)", what, ctx.Err(), err)
+			}
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
 
-// Navigate opens url and waits for its load event.
+// Navigate opens url and waits for it to load.
 func (p *Page) Navigate(ctx context.Context, url string) error {
-	loaded := p.expect("Page.loadEventFired")
+	if err := p.markDocument(ctx); err != nil {
+		return err
+	}
 	var res struct {
 		ErrorText string `json:"errorText"`
 	}
@@ -291,7 +314,7 @@ func (p *Page) Navigate(ctx context.Context, url string) error {
 	if res.ErrorText != "" {
 		return fmt.Errorf("navigate to %s: %s", url, res.ErrorText)
 	}
-	return p.wait(ctx, loaded, "load "+url)
+	return p.waitNewDocument(ctx, "load "+url)
 }
 
 // Eval evaluates a JavaScript expression in the page (DevTools' own
@@ -363,9 +386,10 @@ func (p *Page) Click(ctx context.Context, selector string, navigates bool) error
 	if pt == nil {
 		return fmt.Errorf("click %s: no such element", selector)
 	}
-	var loaded <-chan json.RawMessage
 	if navigates {
-		loaded = p.expect("Page.loadEventFired")
+		if err := p.markDocument(ctx); err != nil {
+			return err
+		}
 	}
 	for _, typ := range []string{"mouseMoved", "mousePressed", "mouseReleased"} {
 		ev := map[string]any{"type": typ, "x": pt.X, "y": pt.Y}
@@ -377,7 +401,7 @@ func (p *Page) Click(ctx context.Context, selector string, navigates bool) error
 		}
 	}
 	if navigates {
-		return p.wait(ctx, loaded, "load after clicking "+selector)
+		return p.waitNewDocument(ctx, "load after clicking "+selector)
 	}
 	return nil
 }

@@ -4,6 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"html"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
@@ -85,4 +89,60 @@ func alive(pid int) bool {
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || (s[i+2] != 'Z' && s[i+2] != 'X')
+}
+
+// TestNavigateTypeClick: Navigate and a navigating Click return only once
+// the next document has loaded, on a plain server: a form is typed into and
+// posted, answered with a redirect to a slow page.
+func TestNavigateTypeClick(t *testing.T) {
+	path := findOrSkip(t)
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /form", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, `<!doctype html><title>form</title><form method="post" action="/post"><input id="v" name="v"><button id="go">Send</button></form>`)
+	})
+	mux.HandleFunc("POST /post", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/done?v="+url.QueryEscape(r.PostFormValue("v")), http.StatusSeeOther)
+	})
+	mux.HandleFunc("GET /done", func(w http.ResponseWriter, r *http.Request) {
+		<-release // the answer comes only after the click has been sent
+		fmt.Fprintf(w, `<!doctype html><title>done</title><p>got %s</p>`, html.EscapeString(r.URL.Query().Get("v")))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer close(release)
+
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	b, err := Start(ctx, path, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	p, err := b.Page(ctx)
+	if err != nil {
+		t.Fatalf("%v\nchromium: %s", err, b.Log())
+	}
+	defer p.Close()
+	if err := p.Navigate(ctx, srv.URL+"/form"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Type(ctx, "#v", "héllo <b>"); err != nil {
+		t.Fatal(err)
+	}
+	clicked := make(chan error, 1)
+	go func() { clicked <- p.Click(ctx, "#go", true) }()
+	select {
+	case release <- struct{}{}: // the /done handler has the request: the click went through
+	case err := <-clicked:
+		t.Fatalf("the click returned before the page it leads to was answered: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the click never reached the server")
+	}
+	if err := <-clicked; err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.Text(ctx); err != nil || got != "got héllo <b>" {
+		t.Fatalf("after the click the page shows %q (%v), want the posted value", got, err)
+	}
 }

@@ -47,6 +47,9 @@ const (
 	// recentAttempts is how many attempts the certificate page shows per
 	// key type.
 	recentAttempts = 20
+	// retryTimeout bounds a retry's store writes and audit events, which
+	// do not stop when the browser goes away.
+	retryTimeout = 30 * time.Second
 	// maxFormBytes bounds the body of the dashboard's forms (a token is
 	// 47 bytes).
 	maxFormBytes = 16 << 10

@@ -629,3 +629,53 @@ func TestListShowsDeferral(t *testing.T) {
 		t.Errorf("the certificate page does not show the deferral:\n%s", d.body)
 	}
 }
+
+// goneAfterRetry is the real store, except that the browser goes away
+// (the request's context ends) once the first job has been made due.
+type goneAfterRetry struct {
+	*sqlite.Store
+	leave context.CancelFunc
+}
+
+func (s goneAfterRetry) RetryNow(ctx context.Context, key certfleet.JobKey) error {
+	err := s.Store.RetryNow(ctx, key)
+	s.leave()
+	return err
+}
+
+// TestRetryOutlivesTheRequest: a browser that goes away in the middle of
+// a retry must not leave it half done or keep it out of the audit trail.
+func TestRetryOutlivesTheRequest(t *testing.T) {
+	web := storetest.NewSpec("web", certfleet.ECDSAP256, certfleet.RSA2048)
+	e := newEnv(t, web)
+	for _, kt := range web.KeyTypes {
+		e.claim(certfleet.JobKey{Spec: "web", KeyType: kt})
+		if err := e.store.FailJob(t.Context(), certfleet.JobKey{Spec: "web", KeyType: kt}, "test", certfleet.Attempt{Instance: "test",
+			StartedAt: time.Now(), FinishedAt: time.Now(), Outcome: certfleet.OutcomeFailed, Error: "refused"}, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, secret := e.token("ops", []string{"*"}, certfleet.PermAdmin)
+	c := e.login(secret)
+
+	reqCtx, leave := context.WithCancel(t.Context())
+	defer leave()
+	srv := &dashboard.Server{Store: goneAfterRetry{e.store, leave}, Events: e.store, SessionKey: e.srv.SessionKey}
+	req := httptest.NewRequestWithContext(reqCtx, "POST", "/dashboard/cert/web/retry", strings.NewReader(url.Values{"csrf": {e.csrf(c)}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(c)
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusSeeOther {
+		t.Errorf("retry: status %d, want 303:\n%s", rec.Code, rec.Body)
+	}
+	for _, kt := range web.KeyTypes {
+		if j, err := e.store.Job(t.Context(), certfleet.JobKey{Spec: "web", KeyType: kt}); err != nil || j.NextAt.After(time.Now()) {
+			t.Errorf("web/%s is next due at %v (%v), want now", kt, j.NextAt, err)
+		}
+	}
+	evs, err := e.store.Events(t.Context(), certfleet.EventFilter{Kind: certfleet.EventRetry})
+	if err != nil || len(evs) != 2 {
+		t.Errorf("retry events in the audit trail: %+v (%v), want one per key type", evs, err)
+	}
+}

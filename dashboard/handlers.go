@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -224,7 +225,11 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, u *user) {
 	if !ok {
 		return
 	}
-	ctx := r.Context()
+	// Once begun, the retry and its audit events are finished even if the
+	// browser goes away: half a retry, or one missing from the trail,
+	// would be worse than an answer nobody reads.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), retryTimeout)
+	defer cancel()
 	for _, k := range sp.JobKeys() {
 		if err := s.Store.RetryNow(ctx, k); err != nil {
 			s.storeError(w, r, u, "retry "+k.String(), err)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -14,28 +15,17 @@ var _ certfleet.KeyBlocklist = (*Store)(nil)
 
 // BlockKey implements certfleet.KeyBlocklist.
 func (s *Store) BlockKey(ctx context.Context, b certfleet.BlockedKey) error {
-	if err := checkBlockedKey(b); err != nil {
+	b, err := storeutil.PrepareBlockedKey(b, s.now())
+	if err != nil {
 		return err
 	}
-	if b.BlockedAt.IsZero() {
-		b.BlockedAt = s.now()
-	}
-	err := s.write(ctx, func(tx pgx.Tx) error {
+	err = s.write(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO blocked_keys (key_id, reason, actor, blocked_at) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (key_id) DO NOTHING`, b.KeyID, b.Reason, b.Actor, b.BlockedAt)
 		return translate(err)
 	})
 	if err != nil {
 		return fmt.Errorf("block key %s: %w", b.KeyID, err)
-	}
-	return nil
-}
-
-// checkBlockedKey insists on a full key ID: a prefix in the blocklist would
-// block nothing (lookups use full IDs).
-func checkBlockedKey(b certfleet.BlockedKey) error {
-	if err := certfleet.ValidKeyIDPrefix(b.KeyID); err != nil || len(b.KeyID) != 64 {
-		return certfleet.Errorf(certfleet.EINVALID, "block key %q: a full key ID (64 hex digits) is required", b.KeyID)
 	}
 	return nil
 }

@@ -34,6 +34,8 @@ func erasedKey() []byte { return nil }
 
 func accountAAD(ca, name string) []byte { return seal.AccountKeyAAD(ca, name) }
 
+func pendingAccountAAD(ca, name string) []byte { return seal.PendingAccountKeyAAD(ca, name) }
+
 func pendingKeyAAD(spec, keyType, orderURL string) []byte {
 	return seal.PendingKeyAAD(spec, keyType, orderURL)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -20,14 +21,8 @@ var _ certfleet.RateLimitStore = (*Store)(nil)
 // both take the last slot of a bucket. Read committed is enough under the
 // lock: each statement sees every reservation committed before it.
 func (s *Store) ReserveBudget(ctx context.Context, r certfleet.BudgetRequest) (certfleet.BudgetResult, error) {
-	if r.CA == "" || r.At.IsZero() {
-		return certfleet.BudgetResult{}, certfleet.Errorf(certfleet.EINVALID, "reserve rate-limit budget for %s: CA and time required", r.Job)
-	}
-	for _, l := range r.Limits {
-		if l.Bucket == "" || l.Limit < 1 || l.Window <= 0 {
-			return certfleet.BudgetResult{}, certfleet.Errorf(certfleet.EINVALID,
-				"reserve rate-limit budget for %s: limit %q needs a bucket, a limit of at least 1 and a positive window", r.Job, l.Name)
-		}
+	if err := storeutil.CheckBudgetRequest(r); err != nil {
+		return certfleet.BudgetResult{}, err
 	}
 	var res certfleet.BudgetResult
 	err := s.write(ctx, func(tx pgx.Tx) error {
@@ -100,8 +95,8 @@ func (s *Store) RefundBudget(ctx context.Context, reservation int64) error {
 
 // RecordBudgetEvent implements certfleet.RateLimitStore.
 func (s *Store) RecordBudgetEvent(ctx context.Context, ca, bucket string, at time.Time) error {
-	if ca == "" || bucket == "" || at.IsZero() {
-		return certfleet.Errorf(certfleet.EINVALID, "record rate-limit event: CA, bucket and time required")
+	if err := storeutil.CheckBudgetEvent(ca, bucket, at); err != nil {
+		return err
 	}
 	return s.write(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO rate_log (ca, bucket, at) VALUES ($1, $2, $3)`, ca, bucket, at); err != nil {
@@ -134,11 +129,9 @@ func (s *Store) PruneBudget(ctx context.Context, before time.Time) (int, error) 
 
 // SetRateHold implements certfleet.RateLimitStore.
 func (s *Store) SetRateHold(ctx context.Context, h certfleet.RateHold) error {
-	if h.CA == "" || h.Account == "" || h.Until.IsZero() {
-		return certfleet.Errorf(certfleet.EINVALID, "set rate-limit hold: CA, account and time required")
-	}
-	if h.SetAt.IsZero() {
-		h.SetAt = s.now()
+	h, err := storeutil.PrepareRateHold(h, s.now())
+	if err != nil {
+		return err
 	}
 	return s.write(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO rate_holds (ca, account, until, reason, set_at) VALUES ($1, $2, $3, $4, $5)
@@ -183,17 +176,11 @@ func (s *Store) RateHolds(ctx context.Context, now time.Time) ([]certfleet.RateH
 // DeferJob implements certfleet.RateLimitStore. An attempt with an empty
 // Outcome is recorded as certfleet.OutcomeDeferred.
 func (s *Store) DeferJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
-	if nextAt.IsZero() {
-		return certfleet.Errorf(certfleet.EINVALID, "defer job %s: next attempt time required", key)
+	a, err := storeutil.PrepareDeferral(key, a, nextAt, s.now())
+	if err != nil {
+		return err
 	}
-	a.JobKey = key
-	if a.Outcome == "" {
-		a.Outcome = certfleet.OutcomeDeferred
-	}
-	if a.FinishedAt.IsZero() {
-		a.FinishedAt = s.now()
-	}
-	err := s.write(ctx, func(tx pgx.Tx) error {
+	err = s.write(ctx, func(tx pgx.Tx) error {
 		id, err := leasedJob(ctx, tx, key, owner)
 		if err != nil {
 			return err

@@ -78,6 +78,11 @@ func (k Keyring) Open(stored, aad []byte) ([]byte, error) {
 // AccountKeyAAD binds an account key to its account.
 func AccountKeyAAD(ca, name string) []byte { return AAD("accounts.key_pem", ca, name) }
 
+// PendingAccountKeyAAD binds the new key of an account key rollover to its
+// account, and to its column, so that it cannot be swapped with the
+// account key.
+func PendingAccountKeyAAD(ca, name string) []byte { return AAD("accounts.pending_key", ca, name) }
+
 // PendingKeyAAD binds a pending order's key to its job and order.
 func PendingKeyAAD(spec, keyType, orderURL string) []byte {
 	return AAD("jobs.pending_key", spec, keyType, orderURL)

@@ -8,14 +8,10 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/seal"
+	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 var _ certfleet.AccountAdmin = (*Store)(nil)
-
-// pendingAccountAAD binds a sealed pending rollover key to its account (and
-// to its column, so it cannot be swapped with the account key).
-func pendingAccountAAD(ca, name string) []byte { return seal.AAD("accounts.pending_key", ca, name) }
 
 // Accounts implements certfleet.AccountAdmin.
 func (s *Store) Accounts(ctx context.Context) ([]certfleet.Account, error) {
@@ -65,7 +61,7 @@ func (s *Store) BeginKeyRollover(ctx context.Context, ca, name string, newKeyPEM
 		if err != nil {
 			return err
 		}
-		if err := checkRollover(a); err != nil {
+		if err := storeutil.CheckRollover(a); err != nil {
 			return err
 		}
 		_, err = tx.exec(`UPDATE accounts SET pending_key = ? WHERE ca = ? AND name = ?`, sealed, ca, name)
@@ -73,18 +69,6 @@ func (s *Store) BeginKeyRollover(ctx context.Context, ca, name string, newKeyPEM
 	})
 	if err != nil {
 		return fmt.Errorf("begin key rollover of account %q of %s: %w", name, ca, err)
-	}
-	return nil
-}
-
-// checkRollover refuses a rollover of a deactivated account or one with a
-// rollover already pending.
-func checkRollover(a certfleet.Account) error {
-	if a.Deactivated() {
-		return certfleet.Errorf(certfleet.EINVALID, "account %q is deactivated", a.Name)
-	}
-	if a.PendingKeyPEM != nil {
-		return certfleet.Errorf(certfleet.ECONFLICT, "account %q has a key rollover pending", a.Name)
 	}
 	return nil
 }

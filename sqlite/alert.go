@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 var _ certfleet.IncidentStore = (*Store)(nil)
@@ -44,21 +45,9 @@ func scanIncident(row interface{ Scan(...any) error }) (certfleet.Incident, erro
 	return i, nil
 }
 
-func checkObservation(i certfleet.Incident) error {
-	switch {
-	case i.Key == "" || i.Kind == "" || i.Certificate == "":
-		return certfleet.Errorf(certfleet.EINVALID, "incident: key, kind and certificate required")
-	case i.Severity.Rank() == 0:
-		return certfleet.Errorf(certfleet.EINVALID, "incident %s: unknown severity %q", i.Key, i.Severity)
-	case i.UpdatedAt.IsZero():
-		return certfleet.Errorf(certfleet.EINVALID, "incident %s: observation time required", i.Key)
-	}
-	return nil
-}
-
 // ObserveIncident implements certfleet.IncidentStore.
 func (s *Store) ObserveIncident(ctx context.Context, i certfleet.Incident) (certfleet.Incident, bool, error) {
-	if err := checkObservation(i); err != nil {
+	if err := storeutil.CheckObservation(i); err != nil {
 		return certfleet.Incident{}, false, err
 	}
 	var (
@@ -135,7 +124,7 @@ func (s *Store) Incidents(ctx context.Context, f certfleet.IncidentFilter) ([]ce
 	}
 	limit := f.Limit
 	if limit <= 0 {
-		limit = 100
+		limit = storeutil.DefaultIncidentLimit
 	}
 	q := `SELECT ` + incidentColumns + ` FROM incidents WHERE (? = '' OR spec = ?)`
 	if f.OpenOnly {

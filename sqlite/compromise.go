@@ -7,34 +7,24 @@ import (
 	"fmt"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 var _ certfleet.KeyBlocklist = (*Store)(nil)
 
 // BlockKey implements certfleet.KeyBlocklist.
 func (s *Store) BlockKey(ctx context.Context, b certfleet.BlockedKey) error {
-	if err := checkBlockedKey(b); err != nil {
+	b, err := storeutil.PrepareBlockedKey(b, s.now())
+	if err != nil {
 		return err
 	}
-	if b.BlockedAt.IsZero() {
-		b.BlockedAt = s.now()
-	}
-	err := s.write(ctx, func(tx *txn) error {
+	err = s.write(ctx, func(tx *txn) error {
 		_, err := tx.exec(`INSERT INTO blocked_keys (key_id, reason, actor, blocked_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (key_id) DO NOTHING`, b.KeyID, b.Reason, b.Actor, tsReq(b.BlockedAt))
 		return translate(err)
 	})
 	if err != nil {
 		return fmt.Errorf("block key %s: %w", b.KeyID, err)
-	}
-	return nil
-}
-
-// checkBlockedKey insists on a full key ID: a prefix in the blocklist would
-// block nothing (lookups use full IDs).
-func checkBlockedKey(b certfleet.BlockedKey) error {
-	if err := certfleet.ValidKeyIDPrefix(b.KeyID); err != nil || len(b.KeyID) != 64 {
-		return certfleet.Errorf(certfleet.EINVALID, "block key %q: a full key ID (64 hex digits) is required", b.KeyID)
 	}
 	return nil
 }

@@ -26,6 +26,8 @@ func (s *Store) openKey(stored, aad []byte) ([]byte, error) { return s.keys.Open
 
 func accountAAD(ca, name string) []byte { return seal.AccountKeyAAD(ca, name) }
 
+func pendingAccountAAD(ca, name string) []byte { return seal.PendingAccountKeyAAD(ca, name) }
+
 func pendingKeyAAD(spec, keyType, orderURL string) []byte {
 	return seal.PendingKeyAAD(spec, keyType, orderURL)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -260,17 +261,11 @@ func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certflee
 // is recorded as certfleet.OutcomeFailed; LastErrorAt is the attempt's
 // FinishedAt (now when zero).
 func (s *Store) FailJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
-	if nextAt.IsZero() {
-		return certfleet.Errorf(certfleet.EINVALID, "fail job %s: next attempt time required", key)
+	a, err := storeutil.PrepareJobAttempt("fail", key, a, certfleet.OutcomeFailed, nextAt, s.now())
+	if err != nil {
+		return err
 	}
-	a.JobKey = key
-	if a.Outcome == "" {
-		a.Outcome = certfleet.OutcomeFailed
-	}
-	if a.FinishedAt.IsZero() {
-		a.FinishedAt = s.now()
-	}
-	err := s.write(ctx, func(tx pgx.Tx) error {
+	err = s.write(ctx, func(tx pgx.Tx) error {
 		id, err := leasedJob(ctx, tx, key, owner)
 		if err != nil {
 			return err

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 // attemptsKept is how many attempts are kept per job: enough to see a
@@ -244,17 +245,11 @@ func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certflee
 // is recorded as certfleet.OutcomeFailed; LastErrorAt is the attempt's
 // FinishedAt (now when zero).
 func (s *Store) FailJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
-	if nextAt.IsZero() {
-		return certfleet.Errorf(certfleet.EINVALID, "fail job %s: next attempt time required", key)
+	a, err := storeutil.PrepareJobAttempt("fail", key, a, certfleet.OutcomeFailed, nextAt, s.now())
+	if err != nil {
+		return err
 	}
-	a.JobKey = key
-	if a.Outcome == "" {
-		a.Outcome = certfleet.OutcomeFailed
-	}
-	if a.FinishedAt.IsZero() {
-		a.FinishedAt = s.now()
-	}
-	err := s.write(ctx, func(tx *txn) error {
+	err = s.write(ctx, func(tx *txn) error {
 		id, err := leasedJob(ctx, tx, key, owner)
 		if err != nil {
 			return err

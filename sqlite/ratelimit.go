@@ -175,7 +175,7 @@ func (s *Store) RateHolds(ctx context.Context, now time.Time) ([]certfleet.RateH
 // DeferJob implements certfleet.RateLimitStore. An attempt with an empty
 // Outcome is recorded as certfleet.OutcomeDeferred.
 func (s *Store) DeferJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
-	a, err := storeutil.PrepareDeferral(key, a, nextAt, s.now())
+	a, err := storeutil.PrepareJobAttempt("defer", key, a, certfleet.OutcomeDeferred, nextAt, s.now())
 	if err != nil {
 		return err
 	}

@@ -40,16 +40,16 @@ func PrepareRateHold(h certfleet.RateHold, now time.Time) (certfleet.RateHold, e
 	return h, nil
 }
 
-// PrepareDeferral validates a certfleet.RateLimitStore.DeferJob call and
-// returns the attempt to record: for key, OutcomeDeferred unless a says
-// otherwise, finished at now unless a says when.
-func PrepareDeferral(key certfleet.JobKey, a certfleet.Attempt, nextAt, now time.Time) (certfleet.Attempt, error) {
+// PrepareJobAttempt validates a FailJob or DeferJob call (op, "fail" or
+// "defer", names it in the error) and returns the attempt to record: for
+// key, with outcome unless a has one, finished at now unless a says when.
+func PrepareJobAttempt(op string, key certfleet.JobKey, a certfleet.Attempt, outcome string, nextAt, now time.Time) (certfleet.Attempt, error) {
 	if nextAt.IsZero() {
-		return a, certfleet.Errorf(certfleet.EINVALID, "defer job %s: next attempt time required", key)
+		return a, certfleet.Errorf(certfleet.EINVALID, "%s job %s: next attempt time required", op, key)
 	}
 	a.JobKey = key
 	if a.Outcome == "" {
-		a.Outcome = certfleet.OutcomeDeferred
+		a.Outcome = outcome
 	}
 	if a.FinishedAt.IsZero() {
 		a.FinishedAt = now

@@ -354,3 +354,30 @@ func testCompromiseIssue(t *testing.T, dsn string) {
 		t.Errorf("live/solo/fullchain.pem is %s, want the replacement %s", fp, cur.Fingerprint)
 	}
 }
+
+// TestCompromiseUnreachableEndpoint: an endpoint that cannot be reached
+// does not hold the rollout up (docs/compromise.md), but the closing line
+// must not claim that no endpoint serves the compromised certificate: it
+// names the endpoint as not checked.
+func TestCompromiseUnreachableEndpoint(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf("[[certificate]]\nname = \"solo\"\nidentifiers = [\"solo.certfleet.test\"]\nendpoints = [%q]\n", closed))
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "compromise", "-config", path, "--yes", "--issue", "--timeout", "60s", "solo")
+	if code != 0 {
+		t.Fatalf("compromise --issue: exit %d\n%s\n%s", code, out, errOut)
+	}
+	var done string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "done:") {
+			done = line
+		}
+	}
+	if !strings.Contains(done, "NOT CHECKED") || !strings.Contains(done, closed) || strings.Contains(done, "no agent or endpoint serves") {
+		t.Errorf("done line %q: want it to name %s as not checked, not claim that no endpoint serves the key\n%s", done, closed, out)
+	}
+}

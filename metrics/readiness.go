@@ -106,6 +106,20 @@ func (m *Metrics) ObserveEndpoint(certificate string, keyType certfleet.KeyType,
 	r.endpoints[k] = o
 }
 
+// RetainEndpoints forgets the endpoint observations keep rejects (the
+// endpoints no longer configured): an endpoint removed while it served an
+// old certificate is otherwise a violation until the next renewal.
+func (m *Metrics) RetainEndpoints(keep func(certificate, endpoint string) bool) {
+	r := m.readiness
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for k := range r.endpoints {
+		if !keep(k.certificate, k.endpoint) {
+			delete(r.endpoints, k)
+		}
+	}
+}
+
 // CheckReadiness evaluates readiness from the store now (as a scrape
 // does), logs what changed, and returns the violations. The daemon calls it
 // periodically so warnings reach the log without a scrape.

@@ -128,6 +128,21 @@ func (d *Daemon) observeEndpoint(cfg *config.Config, r endpointResult, at time.T
 	d.Metrics.ObserveEndpoint(r.Certificate, kt, r.Target.String(), r.Verdict.ServedSerial, current, at)
 }
 
+// retainEndpoints makes the readiness metrics forget the endpoints cfg no
+// longer lists.
+func (d *Daemon) retainEndpoints(cfg *config.Config) {
+	if d.Metrics == nil {
+		return
+	}
+	keep := map[[2]string]bool{}
+	for _, c := range cfg.Certificates {
+		for _, t := range endpointTargets(c) {
+			keep[[2]string{c.Spec.Name, t.String()}] = true
+		}
+	}
+	d.Metrics.RetainEndpoints(func(certificate, endpoint string) bool { return keep[[2]string{certificate, endpoint}] })
+}
+
 // printReadiness prints the short-lived readiness warnings `status` finds
 // in the store (agents' check-ins and deploys) and in the endpoint results
 // it checked now, if any. Nothing is printed when all is well.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/endpoint"
 	"github.com/certfleet/certfleet/internal/metricstest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 )
@@ -253,5 +254,58 @@ func TestReloadRefusesMetricsChange(t *testing.T) {
 	}
 	if d.CurrentConfig().Metrics.Listen != "" {
 		t.Errorf("the refused [metrics] is in force")
+	}
+}
+
+// TestReloadForgetsRemovedEndpoint: an endpoint seen serving an old
+// certificate is a readiness violation until it serves the current one; once
+// a reload removes it from the config, the violation goes (it stayed until
+// the next renewal).
+func TestReloadForgetsRemovedEndpoint(t *testing.T) {
+	port := freePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port,
+		Profiles: map[string]pebbleca.Profile{"short": {Description: "20 s", ValidityPeriod: 20 * time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close() })
+	dir := t.TempDir()
+	web := "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\nprofile = \"short\"\n"
+	path := writeConfig(t, dir, ca, port, web+"endpoints = [\"127.0.0.1:1\"]\n")
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true, Instance: "reload-endpoint-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Metrics == nil {
+		t.Fatal("no metrics")
+	}
+	if rep, err := d.Manager.RunOnce(t.Context()); err != nil || rep.Issued != 1 {
+		t.Fatalf("issue: %+v, %v", rep, err)
+	}
+	cur := alertCurrent(t, d, "web")
+	c, _ := cfg.Certificate("web")
+	// What the endpoint watcher feeds: a check 3 s after issuance (the
+	// limit of a 20 s certificate is 2 s) that saw another certificate.
+	d.observeEndpoint(cfg, endpointResult{Certificate: "web", Target: endpointTargets(c)[0],
+		Verdict: endpoint.Verdict{Status: endpoint.StatusStale, ServedSerial: "01", WantSerial: cur.Serial}}, cur.IssuedAt.Add(3*time.Second))
+	if vs, err := d.Metrics.CheckReadiness(t.Context()); err != nil || len(vs) != 1 || vs[0].Source != certfleet.ReadinessEndpointReload {
+		t.Fatalf("before the reload: %+v, %v; want one endpoint_reload violation", vs, err)
+	}
+
+	writeConfig(t, dir, ca, port, web)
+	next, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(t.Context(), next); err != nil {
+		t.Fatalf("reload without the endpoint: %v", err)
+	}
+	if vs, err := d.Metrics.CheckReadiness(t.Context()); err != nil || len(vs) != 0 {
+		t.Errorf("after the endpoint was removed: %+v, %v; want no violation", vs, err)
 	}
 }

@@ -95,6 +95,7 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 		return fmt.Errorf("not reloaded: load certificates from %s into the store: %w", next.File, err)
 	}
 	d.live.set(next)
+	d.retainEndpoints(next)
 	d.Logger.Info("configuration reloaded", "file", next.File, "summary", res.String())
 	d.recordSync(ctx, next, res)
 	d.Manager.Wake()

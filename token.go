@@ -95,6 +95,19 @@ func (t Token) Covers(name string) bool {
 	return false
 }
 
+// CoversSpec reports whether every identifier of sp is within the token's
+// name patterns: the rule for which certificates a token may see (the API
+// and the dashboard both apply it; outside it a certificate is "not
+// found").
+func (t Token) CoversSpec(sp CertificateSpec) bool {
+	for _, id := range sp.Identifiers {
+		if !t.Covers(id.Value) {
+			return false
+		}
+	}
+	return true
+}
+
 // MatchNamePattern reports whether name is covered by pattern: "*" covers
 // everything; "*.example.org" covers "*.example.org" and every name ending
 // in ".example.org"; any other pattern covers only itself. Both are compared

@@ -218,14 +218,3 @@ func matches(sp certfleet.CertificateSpec, q string) bool {
 	}
 	return false
 }
-
-// inScope reports whether every name of sp is within the token's names:
-// the API's rule, so the dashboard shows exactly what the token may read.
-func inScope(t certfleet.Token, sp certfleet.CertificateSpec) bool {
-	for _, id := range sp.Identifiers {
-		if !t.Covers(id.Value) {
-			return false
-		}
-	}
-	return true
-}

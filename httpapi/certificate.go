@@ -205,16 +205,6 @@ type CertificateList struct {
 	Next         string            `json:"next,omitempty"`
 }
 
-// inScope reports whether every name of sp is within the token's scope.
-func inScope(t certfleet.Token, sp certfleet.CertificateSpec) bool {
-	for _, id := range sp.Identifiers {
-		if !t.Covers(id.Value) {
-			return false
-		}
-	}
-	return true
-}
-
 func (s *Server) certificateInfo(ctx context.Context, sp certfleet.CertificateSpec) (CertificateInfo, error) {
 	info := CertificateInfo{Name: sp.Name, Source: sp.Source, Identifiers: certfleet.IdentifierValues(sp.Identifiers), KeyTypes: sp.KeyTypes, Mode: "key"}
 	if len(sp.CSR) > 0 {
@@ -252,7 +242,7 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, p prin
 		}
 		list := CertificateList{Certificates: []CertificateInfo{}}
 		for _, sp := range specs {
-			if sp.Name <= after || !inScope(p.token, sp) {
+			if sp.Name <= after || !p.token.CoversSpec(sp) {
 				continue
 			}
 			if len(list.Certificates) == limit {
@@ -275,7 +265,7 @@ func (s *Server) getCertificateSpec(w http.ResponseWriter, r *http.Request, p pr
 		sp, err := s.Store.Spec(ctx, name)
 		// Out of scope answers as "not found": a certificate's names are
 		// only known after the lookup, and a 403 would confirm it exists.
-		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND || (err == nil && (sp.Disabled || !inScope(p.token, sp))) {
+		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND || (err == nil && (sp.Disabled || !p.token.CoversSpec(sp))) {
 			return s.notFound(r, "certificate %q not found (or not within this token's names)", name)
 		} else if err != nil {
 			return s.errReply(r, "certificate", err)

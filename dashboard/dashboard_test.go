@@ -679,3 +679,22 @@ func TestRetryOutlivesTheRequest(t *testing.T) {
 		t.Errorf("retry events in the audit trail: %+v (%v), want one per key type", evs, err)
 	}
 }
+
+// TestStoreDownKeepsSession: when the token store cannot be read, a
+// session cannot be checked; that is an outage to report, not a logout.
+// The cookie must survive, so the operator is back once the store is.
+func TestStoreDownKeepsSession(t *testing.T) {
+	e := newEnv(t, storetest.NewSpec("web"))
+	_, secret := e.token("ops", []string{"*"}, certfleet.PermReadCerts)
+	c := e.login(secret)
+	if err := e.store.Close(); err != nil { // the store's database goes away
+		t.Fatal(err)
+	}
+	r := e.do("GET", "/dashboard/", c, nil, nil)
+	if r.status < 500 || !strings.Contains(r.body, "Reload in a moment") {
+		t.Errorf("with the store down: status %d, want a 5xx page saying to reload:\n%s", r.status, r.body)
+	}
+	if r.cookie != nil {
+		t.Errorf("with the store down the session cookie was changed (%v): the operator is logged out by an outage", r.cookie)
+	}
+}

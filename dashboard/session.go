@@ -110,43 +110,48 @@ func loginProblem(t certfleet.Token) string {
 
 // currentUser returns the session's user, re-checked against the token
 // store: a token revoked (or stripped of read-certs) since the login ends
-// the session at its next request.
-func (s *Server) currentUser(r *http.Request) (*user, string) {
+// the session at its next request. Without a user, why says why the
+// session ended ("" for no session). An error is a store that cannot be
+// read: the session may well be valid, so it is not ended.
+func (s *Server) currentUser(r *http.Request) (u *user, why string, err error) {
 	c, err := r.Cookie(cookieName)
 	if err != nil {
-		return nil, ""
+		return nil, "", nil
 	}
 	ss, ok := s.decodeSession(c.Value)
 	if !ok {
-		return nil, "Your session has expired. Log in again."
+		return nil, "Your session has expired. Log in again.", nil
 	}
 	s.outMu.Lock()
 	_, gone := s.out[ss.Nonce]
 	s.outMu.Unlock()
 	if gone {
-		return nil, "You have logged out."
+		return nil, "You have logged out.", nil
 	}
 	toks, err := s.Store.Tokens(r.Context())
 	if err != nil {
-		s.Logger.Error("dashboard: list API tokens to check a session", certfleet.LogError, err)
-		return nil, "The token store cannot be read now; try again in a moment."
+		return nil, "", err
 	}
 	for _, t := range toks {
 		if t.ID == ss.TokenID {
 			if p := loginProblem(t); p != "" {
-				return nil, "You have been logged out: " + p
+				return nil, "You have been logged out: " + p, nil
 			}
-			return &user{token: t, session: ss}, ""
+			return &user{token: t, session: ss}, "", nil
 		}
 	}
-	return nil, "You have been logged out: the token no longer exists."
+	return nil, "You have been logged out: the token no longer exists.", nil
 }
 
 // withUser runs h for a logged-in user; anyone else is sent to the login
 // page (GET) or refused (POST: nothing is done without a session).
 func (s *Server) withUser(h func(w http.ResponseWriter, r *http.Request, u *user)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, why := s.currentUser(r)
+		u, why, err := s.currentUser(r)
+		if err != nil {
+			s.storeError(w, r, nil, "check this session's API token", err)
+			return
+		}
 		if u == nil {
 			if why != "" {
 				s.clearCookie(w, r)
@@ -170,7 +175,7 @@ func (s *Server) withUser(h func(w http.ResponseWriter, r *http.Request, u *user
 }
 
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
-	if u, _ := s.currentUser(r); u != nil {
+	if u, _, _ := s.currentUser(r); u != nil {
 		http.Redirect(w, r, s.Prefix+"/", http.StatusSeeOther)
 		return
 	}

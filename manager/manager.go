@@ -806,8 +806,12 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 	}
 	res, err := d.issuer.Issue(ctx, req)
 	if m.Budget != nil {
+		// Like the rest of a job's clean-up: done even when ctx ends
+		// (shutdown), but bounded, so a hung store cannot block it.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		intent.At = m.Now()
-		m.Budget.Finish(context.WithoutCancel(ctx), intent, reservation, err)
+		m.Budget.Finish(fctx, intent, reservation, err)
+		cancel()
 	}
 	if err != nil {
 		return certfleet.Issuance{}, err

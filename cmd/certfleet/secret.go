@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -18,7 +17,7 @@ import (
 var stdin io.Reader = os.Stdin
 
 func cmdSecret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet secret set|list|delete -config FILE ... (see certfleet secret set --help)")}
+	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet secret set|list|delete -config FILE ... (see certfleet secret --help)")}
 	if len(args) == 0 {
 		return usage
 	}
@@ -38,14 +37,6 @@ then names them: secret = "store:NAME". See docs/keys-at-rest.md.`)
 		return nil
 	}
 	return usage
-}
-
-// splitName takes the NAME argument off the end of args (flags go first).
-func splitName(args []string) (flags []string, name string) {
-	if len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-") {
-		return args[:len(args)-1], args[len(args)-1]
-	}
-	return args, ""
 }
 
 // secretStagingHelp is the --staging flag of the secret commands.
@@ -82,20 +73,15 @@ Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
 	cfgPath := fs.String("config", "", configFlagHelp)
 	staging := fs.Bool("staging", false, secretStagingHelp)
 	from := fs.String("from-file", "", "read the value from this `file` instead of standard input")
-	flags, name := splitName(args)
-	if err := parseFlags(fs, flags, stdout); err != nil {
+	pos, err := parseFlagsArgs(fs, args, stdout, "NAME")
+	if err != nil {
 		return err
 	}
-	if name == "" {
-		return &exitError{code: 2, err: fmt.Errorf("give the secret's NAME last: certfleet secret set -config FILE NAME")}
-	}
+	name := pos[0]
 	if err := certfleet.ValidateSecretName(name); err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	var (
-		value []byte
-		err   error
-	)
+	var value []byte
 	if *from != "" {
 		value, err = os.ReadFile(*from)
 		if err != nil {
@@ -152,13 +138,11 @@ func secretDelete(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("secret delete", "-config FILE NAME", "Delete a stored secret. A config that still names it fails to start, naming it.", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	staging := fs.Bool("staging", false, secretStagingHelp)
-	flags, name := splitName(args)
-	if err := parseFlags(fs, flags, stdout); err != nil {
+	pos, err := parseFlagsArgs(fs, args, stdout, "NAME")
+	if err != nil {
 		return err
 	}
-	if name == "" {
-		return &exitError{code: 2, err: fmt.Errorf("give the secret's NAME last: certfleet secret delete -config FILE NAME")}
-	}
+	name := pos[0]
 	st, closeStore, err := openSecretStore(ctx, *cfgPath, *staging)
 	if err != nil {
 		return err

@@ -214,3 +214,21 @@ commands = [["sh", "-c", "%s"]]
 		t.Fatalf("the commands saw:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+// TestSecretMissingName: a forgotten NAME is reported as such (exit 2),
+// not as a flag missing its value because the last flag's value was taken
+// for the NAME.
+func TestSecretMissingName(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "certfleet.toml")
+	for _, args := range [][]string{
+		{"secret", "set", "-config", path},
+		{"secret", "set", "-config", path, "-from-file", filepath.Join(dir, "v")},
+		{"secret", "delete", "-config", path},
+	} {
+		code, _, errOut := runCLI(t, args...)
+		if code != 2 || !strings.Contains(errOut, "NAME") || strings.Contains(errOut, "flag needs an argument") {
+			t.Errorf("%v: exit %d, want 2 and an error naming the missing NAME:\n%s", args, code, errOut)
+		}
+	}
+}

@@ -140,7 +140,11 @@ func (b *Browser) Page(ctx context.Context) (*Page, error) {
 			return nil, err
 		}
 		if wsURL != "" {
-			ws, err := websocket.Dial(wsURL, "", "http://127.0.0.1")
+			cfg, err := websocket.NewConfig(wsURL, "http://127.0.0.1")
+			if err != nil {
+				return nil, fmt.Errorf("DevTools socket %s: %w", wsURL, err)
+			}
+			ws, err := cfg.DialContext(ctx) // a hung browser must not hang the test
 			if err != nil {
 				return nil, fmt.Errorf("connect to the page's DevTools socket %s: %w", wsURL, err)
 			}

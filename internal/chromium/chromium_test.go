@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"html"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -144,5 +145,56 @@ func TestNavigateTypeClick(t *testing.T) {
 	}
 	if got, err := p.Text(ctx); err != nil || got != "got héllo <b>" {
 		t.Fatalf("after the click the page shows %q (%v), want the posted value", got, err)
+	}
+}
+
+// TestPageDialBounded: a DevTools socket that accepts the connection but
+// never answers the handshake (a hung browser) must not hang Page past
+// its context.
+func TestPageDialBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() { // accept, read nothing, answer nothing
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	devtools := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `[{"type":"page","webSocketDebuggerUrl":"ws://%s/devtools/page/1"}]`, ln.Addr())
+	}))
+	defer devtools.Close()
+	port, _ := strconv.Atoi(devtools.URL[strings.LastIndexByte(devtools.URL, ':')+1:])
+	b := &Browser{port: port, stderr: &tailBuffer{max: 1024}, done: make(chan struct{})}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	got := make(chan error, 1)
+	go func() {
+		p, err := b.Page(ctx)
+		if p != nil {
+			p.Close()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		if err == nil {
+			t.Fatal("Page connected to a socket that never answered the handshake")
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Page still waits on an unanswered DevTools handshake a minute after its context ended")
 	}
 }

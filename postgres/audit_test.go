@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/certfleet/certfleet/postgres"
@@ -34,6 +35,8 @@ func TestAuditTruncateRefused(t *testing.T) {
 	for _, table := range []string{"audit_events", "key_reads"} {
 		if _, err := c.Exec(t.Context(), "TRUNCATE "+table); err == nil {
 			t.Errorf("TRUNCATE %s succeeded; want it refused", table)
+		} else if !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("TRUNCATE %s: %v; want the trigger's append-only error", table, err)
 		}
 	}
 }

@@ -101,12 +101,17 @@ func (s *Store) ObserveIncident(ctx context.Context, i certfleet.Incident) (cert
 	return out, applied, err
 }
 
-// ResolveIncident implements certfleet.IncidentStore.
+// ResolveIncident implements certfleet.IncidentStore. A notification
+// claimed and not yet completed or released when the incident resolves
+// counts as a delivery attempt: it may have gone out, and if its sender
+// died with the claim nothing else would make the resolution owed (nor
+// settle the incident).
 func (s *Store) ResolveIncident(ctx context.Context, id int64, at time.Time) (bool, error) {
 	var n int64
 	err := s.write(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE incidents SET resolved_at = $1,
-				settled = (notified_rank = 0 AND delivery_attempts = 0 AND claim_owner = '')
+				settled = (notified_rank = 0 AND delivery_attempts = 0 AND claim_owner = ''),
+				delivery_attempts = delivery_attempts + (claim_owner <> '')::int
 			WHERE id = $2 AND resolved_at IS NULL AND updated_at <= $1`, at, id)
 		if err != nil {
 			return fmt.Errorf("resolve incident %d: %w", id, translate(err))

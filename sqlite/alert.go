@@ -100,12 +100,17 @@ func (s *Store) ObserveIncident(ctx context.Context, i certfleet.Incident) (cert
 	return out, applied, err
 }
 
-// ResolveIncident implements certfleet.IncidentStore.
+// ResolveIncident implements certfleet.IncidentStore. A notification
+// claimed and not yet completed or released when the incident resolves
+// counts as a delivery attempt: it may have gone out, and if its sender
+// died with the claim nothing else would make the resolution owed (nor
+// settle the incident).
 func (s *Store) ResolveIncident(ctx context.Context, id int64, at time.Time) (bool, error) {
 	var n int64
 	err := s.write(ctx, func(tx *txn) error {
 		res, err := tx.exec(`UPDATE incidents SET resolved_at = ?,
-				settled = CASE WHEN notified_rank = 0 AND delivery_attempts = 0 AND claim_owner = '' THEN 1 ELSE 0 END
+				settled = CASE WHEN notified_rank = 0 AND delivery_attempts = 0 AND claim_owner = '' THEN 1 ELSE 0 END,
+				delivery_attempts = delivery_attempts + (claim_owner != '')
 			WHERE id = ? AND resolved_at IS NULL AND updated_at <= ?`, tsReq(at), id, tsReq(at))
 		if err != nil {
 			return fmt.Errorf("resolve incident %d: %w", id, translate(err))

@@ -20,6 +20,7 @@ func RunAlerts(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 	t.Run("ConcurrentObserve", func(t *testing.T) { testIncidentConcurrentObserve(t, newStore(t)) })
 	t.Run("ConcurrentClaim", func(t *testing.T) { testIncidentConcurrentClaim(t, newStore(t)) })
 	t.Run("FailedDelivery", func(t *testing.T) { testIncidentFailedDelivery(t, newStore(t)) })
+	t.Run("ClaimantGone", func(t *testing.T) { testIncidentClaimantGone(t, newStore(t)) })
 	t.Run("Filters", func(t *testing.T) { testIncidentFilters(t, newStore(t)) })
 }
 
@@ -321,6 +322,41 @@ func testIncidentFailedDelivery(t *testing.T, s certfleet.Store) {
 		t.Fatalf("after a delivery: attempts %d, error %q; want cleared", inc.DeliveryAttempts, inc.DeliveryError)
 	}
 	wantPending(t, inc, "")
+}
+
+// testIncidentClaimantGone: an instance that claimed the opened
+// notification may have sent it and then died before recording it. When
+// the incident resolves under that claim, the resolution is owed once the
+// claim has run out, so that an announcement that may have gone out is not
+// left without its resolution (nor the incident unsettled for ever).
+func testIncidentClaimantGone(t *testing.T, s certfleet.Store) {
+	ctx := t.Context()
+	t0 := time.Now().UTC()
+	inc, _ := mustObserve(t, s, observation("web", certfleet.SeverityWarning, t0))
+	if _, won, err := s.ClaimNotification(ctx, inc.ID, "a", t0, t0.Add(time.Minute)); err != nil || !won {
+		t.Fatalf("claim = %v, %v", won, err)
+	}
+	// a sends, then dies: no CompleteNotification, no ReleaseNotification.
+	if ok, err := s.ResolveIncident(ctx, inc.ID, t0.Add(time.Second)); err != nil || !ok {
+		t.Fatalf("ResolveIncident = %v, %v", ok, err)
+	}
+	inc = mustIncident(t, s, inc.ID)
+	wantPending(t, inc, certfleet.NotifyResolved)
+	if _, won, err := s.ClaimNotification(ctx, inc.ID, "b", t0.Add(30*time.Second), t0.Add(time.Minute)); err != nil || won {
+		t.Fatalf("claim while a's claim runs = %v, %v; want lost", won, err)
+	}
+	later := t0.Add(2 * time.Minute)
+	got, won, err := s.ClaimNotification(ctx, inc.ID, "b", later, later.Add(time.Minute))
+	if err != nil || !won {
+		t.Fatalf("claim after a's claim ran out = %v, %v; want won", won, err)
+	}
+	wantPending(t, got, certfleet.NotifyResolved)
+	if err := s.CompleteNotification(ctx, inc.ID, "b", certfleet.NotifyResolved, got.Severity, later); err != nil {
+		t.Fatal(err)
+	}
+	if pend, err := s.Incidents(ctx, certfleet.IncidentFilter{Pending: true}); err != nil || len(pend) != 0 {
+		t.Fatalf("pending after the resolution went out = %d, %v; want none", len(pend), err)
+	}
 }
 
 func testIncidentFilters(t *testing.T, s certfleet.Store) {

@@ -310,7 +310,13 @@ func (e *Evaluator) deliver(ctx context.Context, id int64) (*bool, error) {
 		return nil, e.Store.ReleaseNotification(ctx, id, e.Instance, "")
 	}
 	n := newNotification(inc, state, e.Instance, now)
-	// Notifiers must finish while the claim is ours.
+	// Notifiers must finish while the claim is ours, and the outcome is
+	// recorded by the claim's end: even after ctx ended (shutdown), but
+	// never waiting on a store that does not answer past the point where
+	// another instance may take the claim anyway.
+	claimEnd := time.Now().Add(e.Claim)
+	rctx, rcancel := context.WithDeadline(context.WithoutCancel(ctx), claimEnd)
+	defer rcancel()
 	sctx, cancel := context.WithTimeout(ctx, e.Claim*4/5)
 	var errs []error
 	for _, nt := range e.Notifiers {
@@ -324,13 +330,13 @@ func (e *Evaluator) deliver(ctx context.Context, id int64) (*bool, error) {
 		failed := false
 		log.Error("alert notification failed; it stays owed and is tried again next round",
 			"attempts", inc.DeliveryAttempts+1, certfleet.LogError, err)
-		if rerr := e.Store.ReleaseNotification(context.WithoutCancel(ctx), id, e.Instance, err.Error()); rerr != nil {
+		if rerr := e.Store.ReleaseNotification(rctx, id, e.Instance, err.Error()); rerr != nil {
 			return &failed, fmt.Errorf("release the notification claim of incident %d: %w", id, rerr)
 		}
 		return &failed, nil
 	}
 	done := true
-	if err := e.Store.CompleteNotification(context.WithoutCancel(ctx), id, e.Instance, state, inc.Severity, now); err != nil {
+	if err := e.Store.CompleteNotification(rctx, id, e.Instance, state, inc.Severity, now); err != nil {
 		return &done, fmt.Errorf("record the notification of incident %d: %w", id, err)
 	}
 	log.Info("alert notification sent", "delivery", n.DeliveryID)

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -76,58 +75,19 @@ func (s *Store) Events(ctx context.Context, f certfleet.EventFilter) ([]certflee
 	return out, nil
 }
 
-// eventQuery builds the SELECT for f (checked): equality filters and time
-// bounds that one index of 0005_audit.sql serves in (at, id) order (see
-// TestEventQueryPlans).
+// eventQuery builds the SELECT for f (checked): storeutil.EventQuery, with
+// the cursor's time read first.
 func (s *Store) eventQuery(ctx context.Context, f certfleet.EventFilter) (string, []any, error) {
-	var (
-		where []string
-		args  []any
-	)
-	arg := func(v any) string {
-		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
-	}
-	if f.Certificate != "" {
-		where = append(where, "certificate = "+arg(f.Certificate))
-	}
-	switch {
-	case f.Actor == "":
-	case f.ActorPrefix():
-		// "token:" is exactly actor_type = 'token'. A longer prefix
-		// ("config:/etc/") checks the rest too; the bare case leaves it
-		// out, as the planner would misjudge its selectivity.
-		typ := certfleet.ActorType(f.Actor)
-		where = append(where, "actor_type = "+arg(typ))
-		if f.Actor != typ+":" {
-			where = append(where, "substr(actor, 1, "+arg(utf8.RuneCountInString(f.Actor))+") = "+arg(f.Actor))
-		}
-	default:
-		where = append(where, "actor = "+arg(f.Actor))
-	}
-	if f.Kind != "" {
-		where = append(where, "kind = "+arg(f.Kind))
-	}
-	if !f.Since.IsZero() {
-		where = append(where, "at >= "+arg(f.Since))
-	}
-	if !f.Until.IsZero() {
-		where = append(where, "at < "+arg(f.Until))
-	}
+	var cursorAt time.Time
 	if f.BeforeID > 0 {
-		var at time.Time
-		err := s.pool.QueryRow(ctx, `SELECT at FROM audit_events WHERE id = $1`, f.BeforeID).Scan(&at)
+		err := s.pool.QueryRow(ctx, `SELECT at FROM audit_events WHERE id = $1`, f.BeforeID).Scan(&cursorAt)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return "", nil, certfleet.Errorf(certfleet.EINVALID, "event filter: before_id %d: no such event (use the id of the last event of the previous page)", f.BeforeID)
+			return "", nil, storeutil.NoSuchEventCursor(f.BeforeID)
 		} else if err != nil {
 			return "", nil, fmt.Errorf("list events: %w", translate(err))
 		}
-		where = append(where, "(at, id) < ("+arg(at)+", "+arg(f.BeforeID)+")")
 	}
-	q := `SELECT ` + eventColumns + ` FROM audit_events`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY at DESC, id DESC LIMIT ` + arg(f.Limit)
+	q, args := storeutil.EventQuery(eventColumns, f, cursorAt,
+		func(t time.Time) any { return t }, func(n int) string { return "$" + strconv.Itoa(n) })
 	return q, args, nil
 }

@@ -5,10 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
-	"unicode/utf8"
+	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 var _ certfleet.AuditStore = (*Store)(nil)
@@ -83,54 +83,19 @@ func (s *Store) Events(ctx context.Context, f certfleet.EventFilter) ([]certflee
 	return out, nil
 }
 
-// eventQuery builds the SELECT for f (checked). The equality filter that
-// leads the WHERE clause picks the index: certificate, then actor, then
-// kind, then actor type, else (at, id) alone.
+// eventQuery builds the SELECT for f (checked): storeutil.EventQuery, with
+// the cursor's time read on conn.
 func eventQuery(ctx context.Context, conn *sql.Conn, f certfleet.EventFilter) (string, []any, error) {
-	var (
-		where []string
-		args  []any
-	)
-	if f.Certificate != "" {
-		where, args = append(where, "certificate = ?"), append(args, f.Certificate)
-	}
-	switch {
-	case f.Actor == "":
-	case f.ActorPrefix():
-		// "token:" is exactly actor_type = 'token'; a longer prefix
-		// ("config:/etc/") checks the rest too.
-		typ := certfleet.ActorType(f.Actor)
-		where, args = append(where, "actor_type = ?"), append(args, typ)
-		if f.Actor != typ+":" {
-			where = append(where, "substr(actor, 1, ?) = ?")
-			args = append(args, utf8.RuneCountInString(f.Actor), f.Actor)
-		}
-	default:
-		where, args = append(where, "actor = ?"), append(args, f.Actor)
-	}
-	if f.Kind != "" {
-		where, args = append(where, "kind = ?"), append(args, f.Kind)
-	}
-	if !f.Since.IsZero() {
-		where, args = append(where, "at >= ?"), append(args, tsReq(f.Since))
-	}
-	if !f.Until.IsZero() {
-		where, args = append(where, "at < ?"), append(args, tsReq(f.Until))
-	}
+	var cursorAt int64
 	if f.BeforeID > 0 {
-		var at int64
-		err := conn.QueryRowContext(ctx, `SELECT at FROM audit_events WHERE id = ?`, f.BeforeID).Scan(&at)
+		err := conn.QueryRowContext(ctx, `SELECT at FROM audit_events WHERE id = ?`, f.BeforeID).Scan(&cursorAt)
 		if errors.Is(err, sql.ErrNoRows) {
-			return "", nil, certfleet.Errorf(certfleet.EINVALID, "event filter: before_id %d: no such event (use the id of the last event of the previous page)", f.BeforeID)
+			return "", nil, storeutil.NoSuchEventCursor(f.BeforeID)
 		} else if err != nil {
 			return "", nil, fmt.Errorf("list events: %w", translate(err))
 		}
-		where, args = append(where, "(at, id) < (?, ?)"), append(args, at, f.BeforeID)
 	}
-	q := `SELECT ` + eventColumns + ` FROM audit_events`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
-	}
-	q += ` ORDER BY at DESC, id DESC LIMIT ?`
-	return q, append(args, f.Limit), nil
+	q, args := storeutil.EventQuery(eventColumns, f, cursorAt,
+		func(t time.Time) any { return tsReq(t) }, func(int) string { return "?" })
+	return q, args, nil
 }

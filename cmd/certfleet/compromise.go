@@ -479,7 +479,13 @@ func (d *Daemon) trackRollout(ctx context.Context, set compromisedSet, o Comprom
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return &exitError{code: exitRolloutTimeout, err: fmt.Errorf("rollout not finished after %s: %s", o.Timeout, line)}
+			hint := ""
+			if len(st.waiting) > 0 && !o.Issue {
+				// The replacements are ordered by a scheduler: this
+				// command runs none without --issue.
+				hint = "; the replacements are due: is certfleet serve running with this store? Without it, run certfleet issue (or this command with --issue)"
+			}
+			return &exitError{code: exitRolloutTimeout, err: fmt.Errorf("rollout not finished after %s: %s%s", o.Timeout, line, hint)}
 		}
 		select {
 		case <-ctx.Done():

@@ -381,3 +381,20 @@ func TestCompromiseUnreachableEndpoint(t *testing.T) {
 		t.Errorf("done line %q: want it to name %s as not checked, not claim that no endpoint serves the key\n%s", done, closed, out)
 	}
 }
+
+// TestCompromiseTimeoutWithoutScheduler: with no certfleet serve running
+// and no --issue, nothing orders the replacement; when --timeout runs out
+// (exit 3) the error says so and what to run, not only "waiting".
+func TestCompromiseTimeoutWithoutScheduler(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"solo\"\nidentifiers = [\"solo.certfleet.test\"]\n")
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, errOut := runCLI(t, "compromise", "-config", path, "--yes", "--timeout", "1s", "solo")
+	if code != exitRolloutTimeout || !strings.Contains(errOut, "waiting: solo") || !strings.Contains(errOut, "certfleet serve running") ||
+		!strings.Contains(errOut, "--issue") {
+		t.Fatalf("compromise without a scheduler: exit %d, want %d and a hint to run serve, issue or --issue\n%s\n%s", code, exitRolloutTimeout, out, errOut)
+	}
+}

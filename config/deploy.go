@@ -177,6 +177,9 @@ func (c *Config) StagingConfig() (*Config, error) {
 	if st.APIListen != "" {
 		s.API = API{Listen: st.APIListen, TLSCertificate: c.API.TLSCertificate, PackSize: c.API.PackSize}
 	}
+	// The same for production's scrape address: /metrics stays on
+	// [staging] api_listen, behind a token.
+	s.Metrics.Listen = ""
 	if err := CheckStaging(c, &s); err != nil {
 		return nil, err
 	}

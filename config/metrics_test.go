@@ -38,3 +38,26 @@ func TestMetricsConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestStagingHasNoMetricsListener: test mode does not bind production's
+// [metrics] listen (it would collide with production's serve, or, with
+// production stopped, feed staging's certificates to production's
+// Prometheus); its metrics stay on [staging] api_listen, with a token.
+func TestStagingHasNoMetricsListener(t *testing.T) {
+	cfg := mustParse(t, ca+`
+[metrics]
+listen = "127.0.0.1:9464"
+[[certificate]]
+identifiers = ["www.example.com"]
+`)
+	st, err := cfg.StagingConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Metrics.Listen != "" {
+		t.Errorf("staging [metrics] listen = %q, want none", st.Metrics.Listen)
+	}
+	if cfg.Metrics.Listen != "127.0.0.1:9464" {
+		t.Errorf("StagingConfig changed production's [metrics] listen: %q", cfg.Metrics.Listen)
+	}
+}

@@ -178,6 +178,25 @@ func (s *Store) fenced(ctx context.Context, key certfleet.JobKey, owner string, 
 	})
 }
 
+// fencedAttempt is fenced for a job's attempt that ends without an
+// issuance (FailJob, DeferJob): update, then the attempt a, in the same
+// transaction, which notifies the other instances.
+func (s *Store) fencedAttempt(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, update string, args ...any) error {
+	return s.write(ctx, func(tx pgx.Tx) error {
+		id, err := leasedJob(ctx, tx, key, owner)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, update, append(args, id)...); err != nil {
+			return fmt.Errorf("update job: %w", translate(err))
+		}
+		if err := addAttempt(ctx, tx, id, a); err != nil {
+			return err
+		}
+		return s.notify(ctx, tx)
+	})
+}
+
 // ExtendLease implements certfleet.JobStore.
 func (s *Store) ExtendLease(ctx context.Context, key certfleet.JobKey, owner string, until time.Time) error {
 	if err := s.fenced(ctx, key, owner, false, `UPDATE jobs SET lease_until = $1 WHERE id = $2`, until); err != nil {
@@ -265,20 +284,7 @@ func (s *Store) FailJob(ctx context.Context, key certfleet.JobKey, owner string,
 	if err != nil {
 		return err
 	}
-	err = s.write(ctx, func(tx pgx.Tx) error {
-		id, err := leasedJob(ctx, tx, key, owner)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, qFailJob, a.Error, a.FinishedAt, nextAt, id); err != nil {
-			return fmt.Errorf("update job: %w", translate(err))
-		}
-		if err := addAttempt(ctx, tx, id, a); err != nil {
-			return err
-		}
-		return s.notify(ctx, tx)
-	})
-	if err != nil {
+	if err := s.fencedAttempt(ctx, key, owner, a, qFailJob, a.Error, a.FinishedAt, nextAt); err != nil {
 		return fmt.Errorf("fail job %s: %w", key, err)
 	}
 	return nil

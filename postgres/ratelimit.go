@@ -180,21 +180,8 @@ func (s *Store) DeferJob(ctx context.Context, key certfleet.JobKey, owner string
 	if err != nil {
 		return err
 	}
-	err = s.write(ctx, func(tx pgx.Tx) error {
-		id, err := leasedJob(ctx, tx, key, owner)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE jobs SET next_at = $1, lease_owner = '', lease_until = NULL WHERE id = $2`,
-			nextAt, id); err != nil {
-			return fmt.Errorf("update job: %w", translate(err))
-		}
-		if err := addAttempt(ctx, tx, id, a); err != nil {
-			return err
-		}
-		return s.notify(ctx, tx)
-	})
-	if err != nil {
+	if err := s.fencedAttempt(ctx, key, owner, a, `UPDATE jobs SET next_at = $1, lease_owner = '', lease_until = NULL WHERE id = $2`,
+		nextAt); err != nil {
 		return fmt.Errorf("defer job %s: %w", key, err)
 	}
 	return nil

@@ -167,6 +167,22 @@ func (s *Store) fenced(ctx context.Context, key certfleet.JobKey, owner, update 
 	})
 }
 
+// fencedAttempt is fenced for a job's attempt that ends without an
+// issuance (FailJob, DeferJob): update, then the attempt a, in the same
+// transaction.
+func (s *Store) fencedAttempt(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, update string, args ...any) error {
+	return s.write(ctx, func(tx *txn) error {
+		id, err := leasedJob(ctx, tx, key, owner)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.exec(update, append(args, id)...); err != nil {
+			return fmt.Errorf("update job: %w", translate(err))
+		}
+		return addAttempt(ctx, tx, id, a)
+	})
+}
+
 // ExtendLease implements certfleet.JobStore.
 func (s *Store) ExtendLease(ctx context.Context, key certfleet.JobKey, owner string, until time.Time) error {
 	if err := s.fenced(ctx, key, owner, qExtendLease, tsReq(until)); err != nil {
@@ -249,18 +265,7 @@ func (s *Store) FailJob(ctx context.Context, key certfleet.JobKey, owner string,
 	if err != nil {
 		return err
 	}
-	err = s.write(ctx, func(tx *txn) error {
-		id, err := leasedJob(ctx, tx, key, owner)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.exec(qFailJob,
-			a.Error, tsReq(a.FinishedAt), tsReq(nextAt), id); err != nil {
-			return fmt.Errorf("update job: %w", translate(err))
-		}
-		return addAttempt(ctx, tx, id, a)
-	})
-	if err != nil {
+	if err := s.fencedAttempt(ctx, key, owner, a, qFailJob, a.Error, tsReq(a.FinishedAt), tsReq(nextAt)); err != nil {
 		return fmt.Errorf("fail job %s: %w", key, err)
 	}
 	return nil

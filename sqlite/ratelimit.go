@@ -179,18 +179,8 @@ func (s *Store) DeferJob(ctx context.Context, key certfleet.JobKey, owner string
 	if err != nil {
 		return err
 	}
-	err = s.write(ctx, func(tx *txn) error {
-		id, err := leasedJob(ctx, tx, key, owner)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.exec(`UPDATE jobs SET next_at = ?, lease_owner = '', lease_until = NULL WHERE id = ?`,
-			tsReq(nextAt), id); err != nil {
-			return fmt.Errorf("update job: %w", translate(err))
-		}
-		return addAttempt(ctx, tx, id, a)
-	})
-	if err != nil {
+	if err := s.fencedAttempt(ctx, key, owner, a, `UPDATE jobs SET next_at = ?, lease_owner = '', lease_until = NULL WHERE id = ?`,
+		tsReq(nextAt)); err != nil {
 		return fmt.Errorf("defer job %s: %w", key, err)
 	}
 	return nil

@@ -155,6 +155,16 @@ type Evaluator struct {
 
 	cacheMu sync.Mutex
 	cache   map[int64]certfleet.Issuance // current issuances by ID, without keys
+	// archives are the lineages' archives the last round read (stale
+	// agents and endpoints), by lineage, as of the current issuance: a
+	// lineage's archive changes only when a new issuance becomes current.
+	archives map[certfleet.JobKey]archived
+}
+
+// archived is a lineage's archive as of its current issuance.
+type archived struct {
+	current int64
+	list    []certfleet.Issuance
 }
 
 func (e *Evaluator) init() {

@@ -26,6 +26,7 @@ type round struct {
 	now      time.Time
 	lineages map[certfleet.JobKey]*lineage
 	bySpec   map[string][]*lineage
+	archives map[certfleet.JobKey]archived // read or reused this round: the next round's cache
 }
 
 // Evaluate looks at the store (and the endpoint observations) and opens,
@@ -33,7 +34,8 @@ type round struct {
 func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
 	e.init()
 	var rep Report
-	r := &round{e: e, now: e.Now(), lineages: map[certfleet.JobKey]*lineage{}, bySpec: map[string][]*lineage{}}
+	r := &round{e: e, now: e.Now(), lineages: map[certfleet.JobKey]*lineage{}, bySpec: map[string][]*lineage{},
+		archives: map[certfleet.JobKey]archived{}}
 	open, err := e.Store.Incidents(ctx, certfleet.IncidentFilter{OpenOnly: true, Limit: maxOpen})
 	if err != nil {
 		return rep, fmt.Errorf("list open incidents: %w", err)
@@ -80,6 +82,9 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
 			rep.Updated++
 		}
 	}
+	e.cacheMu.Lock()
+	e.archives = r.archives // only the lineages still stale: the cache stays small
+	e.cacheMu.Unlock()
 	for key, inc := range before {
 		if _, still := found[key]; still {
 			continue
@@ -192,18 +197,29 @@ func (r *round) expiry(add func(certfleet.Incident)) {
 	}
 }
 
-// archive returns the lineage's issuances, newest first.
+// archive returns the lineage's issuances, newest first. They are read
+// from the store once per current issuance, not every round: a stale agent
+// or endpoint may stay stale for its whole grace period, and agents' check-ins
+// wake rounds up to once a second.
 func (r *round) archive(ctx context.Context, l *lineage) ([]certfleet.Issuance, error) {
-	if l.archive == nil {
+	if l.archive != nil {
+		return l.archive, nil
+	}
+	r.e.cacheMu.Lock()
+	a, ok := r.e.archives[l.job.JobKey]
+	r.e.cacheMu.Unlock()
+	if !ok || a.current != l.job.CurrentID {
 		list, err := r.e.Store.Issuances(ctx, certfleet.IssuanceFilter{Spec: l.job.Spec, KeyType: l.job.KeyType, Limit: 100})
 		if err != nil {
 			return nil, fmt.Errorf("list issuances of %s: %w", l.job.JobKey, err)
 		}
 		for i := range list {
-			list[i] = summary(list[i])
+			list[i] = summary(list[i]) // no key, no chain: IDs, serials, fingerprints and times
 		}
-		l.archive = list
+		a = archived{current: l.job.CurrentID, list: list}
 	}
+	r.archives[l.job.JobKey] = a
+	l.archive = a.list
 	return l.archive, nil
 }
 

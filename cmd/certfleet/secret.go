@@ -169,6 +169,15 @@ func resolveSecrets(ctx context.Context, cfg *config.Config, st certfleet.Secret
 	out := cfg.Clone()
 	err := out.ResolveSecrets(func(where, ref string) (string, error) {
 		v, err := st.Secret(ctx, ref)
+		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND {
+			// The whole command, as it must be typed for this config.
+			staging := ""
+			if cfg.Staging.State != "" && cfg.State == cfg.Staging.State { // test mode's own store
+				staging = " -staging"
+			}
+			return "", fmt.Errorf("%s = \"%s%s\": no secret %q in the store; add it with `certfleet secret set -config %s%s %s` (the value on standard input)",
+				where, certfleet.SecretRefPrefix, ref, ref, cfg.File, staging, ref)
+		}
 		if err != nil {
 			return "", fmt.Errorf("%s = \"%s%s\": %w", where, certfleet.SecretRefPrefix, ref, err)
 		}

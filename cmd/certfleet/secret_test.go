@@ -49,7 +49,7 @@ challenge = "dns-01"
 			}
 
 			code, out, errOut := runCLI(t, "issue", "-config", path)
-			if code == 0 || !strings.Contains(errOut, `[dns01.providers.bind] secret = "store:tsig"`) || !strings.Contains(errOut, "certfleet secret set tsig") {
+			if code == 0 || !strings.Contains(errOut, `[dns01.providers.bind] secret = "store:tsig"`) || !strings.Contains(errOut, "certfleet secret set -config "+path+" tsig") {
 				t.Fatalf("issue without the stored secret: exit %d, want an error naming the setting and the fix:\n%s%s", code, out, errOut)
 			}
 			if n.ca.NewOrders() != 0 {

@@ -54,10 +54,14 @@ type AccountStore interface {
 // stored account the CA no longer knows (RFC 8555 §6.7 accountDoesNotExist:
 // the CA was reset, or forgot it) with a new one.
 //
-// ReplaceAccount is a compare-and-swap: it stores next in place of the
-// account of (next.CA, next.Name) only if that account's URL is still
-// staleURL, and returns the account stored afterwards — next, or the one
-// another instance put there first, which the caller must use instead.
+// ReplaceAccount is a compare-and-swap: it stores next (status valid) in
+// place of the account of (next.CA, next.Name) only if that account's URL
+// and status are still stale's (an empty stale.Status means valid), and
+// returns the account stored afterwards — next, or the one another
+// instance or an operator put there first, which the caller must use
+// instead (or, if it is deactivated, not use). Comparing the status too
+// means an operator's deactivation is never undone by a replacement
+// decided before it.
 type AccountReplacer interface {
-	ReplaceAccount(ctx context.Context, staleURL string, next Account) (Account, error)
+	ReplaceAccount(ctx context.Context, stale Account, next Account) (Account, error)
 }

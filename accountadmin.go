@@ -21,8 +21,9 @@ const (
 //
 // A key rollover is crash-safe in two steps: BeginKeyRollover stores the new
 // key as the account's pending key before the CA is asked; once the CA's
-// answer is known, FinishKeyRollover makes it the account key (accepted) or
-// drops it. A pending key found later (the process died between the CA's
+// answer about that key is known, FinishKeyRollover records it: the key
+// becomes the account key (accepted) or is dropped. It records a fact about
+// one key, so a late answer never promotes another rollover's key. A pending key found later (the process died between the CA's
 // acceptance and the store write) means the outcome is unknown: the user
 // of the account asks the CA which key it knows and finishes accordingly.
 type AccountAdmin interface {
@@ -32,11 +33,16 @@ type AccountAdmin interface {
 	// It fails with ECONFLICT when a rollover is already pending, and with
 	// EINVALID when the account is deactivated.
 	BeginKeyRollover(ctx context.Context, ca, name string, newKeyPEM []byte) error
-	// FinishKeyRollover ends the pending rollover of (ca, name): when
-	// accepted, the pending key becomes the account key and KeyChangedAt
-	// is set to at; otherwise the pending key is dropped. It returns the
-	// account as stored afterwards; ECONFLICT when no rollover is pending.
-	FinishKeyRollover(ctx context.Context, ca, name string, accepted bool, at time.Time) (Account, error)
+	// FinishKeyRollover records the CA's answer about keyPEM, the key a
+	// rollover of (ca, name) proposed. Accepted: keyPEM becomes the
+	// account key and KeyChangedAt is set to at, whether or not it is
+	// still the pending key (another process may have dropped it too
+	// early; the CA's acceptance is what counts). Refused: nothing but
+	// the pending key changes. Either way the pending key is cleared only
+	// if it is keyPEM: a different pending key belongs to another
+	// rollover, which settles it itself. It returns the account as stored
+	// afterwards.
+	FinishKeyRollover(ctx context.Context, ca, name string, keyPEM []byte, accepted bool, at time.Time) (Account, error)
 	// DeactivateAccount marks (ca, name) deactivated at at (idempotent:
 	// an account already deactivated keeps its first time) and drops a
 	// pending key. It returns the account as stored afterwards.

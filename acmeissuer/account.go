@@ -205,12 +205,19 @@ func (i *Issuer) replaceAccount(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		stored, err := rep.ReplaceAccount(ctx, stale, certfleet.Account{
+		// Only a valid account is replaced: one an operator deactivated
+		// since the check above stays deactivated.
+		stored, err := rep.ReplaceAccount(ctx, certfleet.Account{URL: stale, Status: certfleet.AccountValid}, certfleet.Account{
 			CA: i.cfg.DirectoryURL, Name: i.name, Contact: a.Contact,
 			KeyPEM: keyPEM, URL: a.Location, CreatedAt: i.now(),
 		})
 		if err != nil {
 			return fmt.Errorf("store new account %s: %w", a.Location, err)
+		}
+		if stored.Deactivated() {
+			i.logger.Warn("the account was deactivated while a replacement was registered; the replacement is not used", "unused_account", a.Location, "name", i.name)
+			i.acct, i.acctKeyPEM = nil, nil
+			return deactivatedError(stored)
 		}
 		if stored.URL != a.Location {
 			if a, err = fromStored(stored); err != nil {

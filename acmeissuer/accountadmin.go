@@ -96,7 +96,7 @@ func (i *Issuer) RolloverKey(ctx context.Context) (certfleet.Account, error) {
 		return i.finishRollover(wctx, adm, keyPEM, true)
 	case certfleet.ProblemType(err) != "":
 		// The CA answered with a problem: the old key stays.
-		if _, ferr := adm.FinishKeyRollover(wctx, i.cfg.DirectoryURL, i.name, false, i.now()); ferr != nil {
+		if _, ferr := adm.FinishKeyRollover(wctx, i.cfg.DirectoryURL, i.name, keyPEM, false, i.now()); ferr != nil {
 			i.logger.Error("drop the refused pending account key", certfleet.LogError, ferr)
 		}
 		return stored, fmt.Errorf("key rollover of account %q at %s: %w", i.name, i.cfg.DirectoryURL, finish(err))
@@ -114,16 +114,12 @@ func (i *Issuer) RolloverKey(ctx context.Context) (certfleet.Account, error) {
 	return stored, fmt.Errorf("key rollover of account %q at %s: %w; whether the CA took the new key is unknown: it is kept as pending, and certfleet asks the CA at the account's next use", i.name, i.cfg.DirectoryURL, finish(err))
 }
 
-// finishRollover records the CA's acceptance of keyPEM. If another process
-// settled the pending key meanwhile (it asked the CA too early and dropped
-// it), the key is recorded again: the CA has accepted it.
+// finishRollover records the CA's acceptance of keyPEM. The store records
+// it even if another process settled the pending key meanwhile (it asked
+// the CA too early and dropped it), and never promotes a different pending
+// key (a later rollover's) in its place.
 func (i *Issuer) finishRollover(ctx context.Context, adm certfleet.AccountAdmin, keyPEM []byte, accepted bool) (certfleet.Account, error) {
-	out, err := adm.FinishKeyRollover(ctx, i.cfg.DirectoryURL, i.name, accepted, i.now())
-	if certfleet.ErrorCode(err) == certfleet.ECONFLICT {
-		if err = adm.BeginKeyRollover(ctx, i.cfg.DirectoryURL, i.name, keyPEM); err == nil {
-			out, err = adm.FinishKeyRollover(ctx, i.cfg.DirectoryURL, i.name, accepted, i.now())
-		}
-	}
+	out, err := adm.FinishKeyRollover(ctx, i.cfg.DirectoryURL, i.name, keyPEM, accepted, i.now())
 	if err != nil {
 		return out, fmt.Errorf("the CA %s accepted the new key of account %q but storing it failed (it stays pending and is settled at the next use): %w", i.cfg.DirectoryURL, i.name, err)
 	}
@@ -158,21 +154,13 @@ func (i *Issuer) resolveRollover(ctx context.Context, stored certfleet.Account) 
 	switch {
 	case err == nil && found.Location == stored.URL:
 		i.logger.Warn("a key rollover interrupted earlier had been accepted by the CA; recording the new key", "account", stored.URL, "name", i.name)
-		out, err := adm.FinishKeyRollover(ctx, i.cfg.DirectoryURL, i.name, true, i.now())
-		if certfleet.ErrorCode(err) == certfleet.ECONFLICT {
-			return i.cfg.Accounts.Account(ctx, i.cfg.DirectoryURL, i.name) // settled by someone else
-		}
-		return out, err
+		return adm.FinishKeyRollover(ctx, i.cfg.DirectoryURL, i.name, stored.PendingKeyPEM, true, i.now())
 	case err == nil:
 		return stored, certfleet.Errorf(certfleet.EINTERNAL, "account %q: the CA knows the pending key as another account (%s, not %s); left pending for an operator to look at",
 			i.name, found.Location, stored.URL)
 	case certfleet.ProblemType(err) == acme.ProblemTypeAccountDoesNotExist:
 		i.logger.Warn("a key rollover interrupted earlier had not reached the CA; keeping the old key", "account", stored.URL, "name", i.name)
-		out, err := adm.FinishKeyRollover(ctx, i.cfg.DirectoryURL, i.name, false, i.now())
-		if certfleet.ErrorCode(err) == certfleet.ECONFLICT {
-			return i.cfg.Accounts.Account(ctx, i.cfg.DirectoryURL, i.name)
-		}
-		return out, err
+		return adm.FinishKeyRollover(ctx, i.cfg.DirectoryURL, i.name, stored.PendingKeyPEM, false, i.now())
 	}
 	return stored, fmt.Errorf("account %q has a key rollover of unknown outcome and the CA could not be asked which key it knows: %w", i.name, finish(err))
 }
@@ -263,7 +251,7 @@ func (i *Issuer) Register(ctx context.Context) (certfleet.Account, error) {
 	if err != nil {
 		return stored, err
 	}
-	out, err := rep.ReplaceAccount(ctx, stored.URL, certfleet.Account{
+	out, err := rep.ReplaceAccount(ctx, stored, certfleet.Account{
 		CA: i.cfg.DirectoryURL, Name: i.name, Contact: a.Contact, KeyPEM: keyPEM, URL: a.Location, CreatedAt: i.now(),
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 )
@@ -109,7 +110,7 @@ var _ certfleet.AccountReplacer = (*Store)(nil)
 // update and the read back are one transaction; a racing replacer waits on
 // the row lock and then finds the URL already changed. The new account is
 // valid, whatever the old one's status was.
-func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfleet.Account) (certfleet.Account, error) {
+func (s *Store) ReplaceAccount(ctx context.Context, stale certfleet.Account, next certfleet.Account) (certfleet.Account, error) {
 	if next.CA == "" || next.Name == "" || len(next.KeyPEM) == 0 || next.URL == "" {
 		return next, certfleet.Errorf(certfleet.EINVALID, "replace account: CA, name, key and URL required")
 	}
@@ -132,8 +133,8 @@ func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfl
 	err = s.write(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE accounts SET contact = $1, key_pem = $2, url = $3, created_at = $4,
 			status = 'valid', deactivated_at = NULL, key_changed_at = NULL, pending_key = NULL
-			WHERE ca = $5 AND name = $6 AND url = $7`,
-			string(cj), key, next.URL, next.CreatedAt, next.CA, next.Name, staleURL); err != nil {
+			WHERE ca = $5 AND name = $6 AND url = $7 AND status = $8`,
+			string(cj), key, next.URL, next.CreatedAt, next.CA, next.Name, stale.URL, storeutil.StaleStatus(stale)); err != nil {
 			return translate(err)
 		}
 		out, err = s.scanAccount(tx.QueryRow(ctx, qAccount, next.CA, next.Name))

@@ -179,7 +179,7 @@ func TestPlaintextUpgrade(t *testing.T) {
 	}
 	next := acct
 	next.URL = "u2"
-	if _, err := s2.ReplaceAccount(ctx, acct.URL, next); err != nil {
+	if _, err := s2.ReplaceAccount(ctx, acct, next); err != nil {
 		t.Fatal(err)
 	}
 	var raw []byte

@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 const (
@@ -106,7 +107,7 @@ var _ certfleet.AccountReplacer = (*Store)(nil)
 // ReplaceAccount implements certfleet.AccountReplacer: the conditional
 // update and the read back are one transaction. The new account is valid,
 // whatever the old one's status was.
-func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfleet.Account) (certfleet.Account, error) {
+func (s *Store) ReplaceAccount(ctx context.Context, stale certfleet.Account, next certfleet.Account) (certfleet.Account, error) {
 	if next.CA == "" || next.Name == "" || len(next.KeyPEM) == 0 || next.URL == "" {
 		return next, certfleet.Errorf(certfleet.EINVALID, "replace account: CA, name, key and URL required")
 	}
@@ -129,8 +130,8 @@ func (s *Store) ReplaceAccount(ctx context.Context, staleURL string, next certfl
 	err = s.write(ctx, func(tx *txn) error {
 		if _, err := tx.exec(`UPDATE accounts SET contact = ?, key_pem = ?, url = ?, created_at = ?,
 			status = 'valid', deactivated_at = NULL, key_changed_at = NULL, pending_key = NULL
-			WHERE ca = ? AND name = ? AND url = ?`,
-			string(cj), key, next.URL, tsReq(next.CreatedAt), next.CA, next.Name, staleURL); err != nil {
+			WHERE ca = ? AND name = ? AND url = ? AND status = ?`,
+			string(cj), key, next.URL, tsReq(next.CreatedAt), next.CA, next.Name, stale.URL, storeutil.StaleStatus(stale)); err != nil {
 			return translate(err)
 		}
 		out, err = s.scanAccount(tx.queryRow(qAccount, next.CA, next.Name))

@@ -73,31 +73,33 @@ func (s *Store) BeginKeyRollover(ctx context.Context, ca, name string, newKeyPEM
 	return nil
 }
 
-// FinishKeyRollover implements certfleet.AccountAdmin: the key moves from
-// pending_key to key_pem re-sealed under the account key's AAD, in one
-// transaction.
-func (s *Store) FinishKeyRollover(ctx context.Context, ca, name string, accepted bool, at time.Time) (certfleet.Account, error) {
+// FinishKeyRollover implements certfleet.AccountAdmin: the accepted key is
+// sealed under the account key's AAD into key_pem, and pending_key cleared
+// when it is that key, in one transaction.
+func (s *Store) FinishKeyRollover(ctx context.Context, ca, name string, keyPEM []byte, accepted bool, at time.Time) (certfleet.Account, error) {
 	var out certfleet.Account
 	err := s.write(ctx, func(tx *txn) error {
 		a, err := s.lockedAccount(tx, ca, name)
 		if err != nil {
 			return err
 		}
-		if a.PendingKeyPEM == nil {
-			return certfleet.Errorf(certfleet.ECONFLICT, "account %q has no key rollover pending", name)
+		setKey, clearPending, err := storeutil.FinishRollover(a, keyPEM, accepted)
+		if err != nil {
+			return err
 		}
-		if accepted {
-			key, err := s.sealKey(a.PendingKeyPEM, accountAAD(ca, name))
+		if setKey {
+			key, err := s.sealKey(keyPEM, accountAAD(ca, name))
 			if err != nil {
 				return err
 			}
-			_, err = tx.exec(`UPDATE accounts SET key_pem = ?, pending_key = NULL, key_changed_at = ? WHERE ca = ? AND name = ?`,
-				key, tsReq(at), ca, name)
-			if err != nil {
+			if _, err = tx.exec(`UPDATE accounts SET key_pem = ?, key_changed_at = ? WHERE ca = ? AND name = ?`, key, tsReq(at), ca, name); err != nil {
 				return translate(err)
 			}
-		} else if _, err := tx.exec(`UPDATE accounts SET pending_key = NULL WHERE ca = ? AND name = ?`, ca, name); err != nil {
-			return translate(err)
+		}
+		if clearPending {
+			if _, err := tx.exec(`UPDATE accounts SET pending_key = NULL WHERE ca = ? AND name = ?`, ca, name); err != nil {
+				return translate(err)
+			}
 		}
 		out, err = s.lockedAccount(tx, ca, name)
 		return err

@@ -125,7 +125,7 @@ func TestPlaintextUpgrade(t *testing.T) {
 	}
 	next := acct
 	next.URL = "https://ca/acct/2"
-	if _, err := s2.ReplaceAccount(ctx, acct.URL, next); err != nil {
+	if _, err := s2.ReplaceAccount(ctx, acct, next); err != nil {
 		t.Fatal(err)
 	}
 	var raw []byte

@@ -47,9 +47,12 @@ func testAccountRollover(t *testing.T, s certfleet.Store) {
 		t.Fatalf("new account: status %q, deactivated at %v, pending %q", list[2].Status, list[2].DeactivatedAt, list[2].PendingKeyPEM)
 	}
 
-	// No rollover pending: finishing one is a conflict.
-	if _, err := s.FinishKeyRollover(ctx, ca, "shop", true, time.Now()); certfleet.ErrorCode(err) != certfleet.ECONFLICT {
-		t.Fatalf("finish without begin: %v, want ECONFLICT", err)
+	// No rollover pending: a refusal of some key changes nothing.
+	if got, err := s.FinishKeyRollover(ctx, ca, "shop", []byte("stray"), false, time.Now()); err != nil || !bytes.Equal(got.KeyPEM, old.KeyPEM) {
+		t.Fatalf("refusal without begin: key %q, %v; want the old key kept", got.KeyPEM, err)
+	}
+	if _, err := s.FinishKeyRollover(ctx, ca, "shop", nil, true, time.Now()); certfleet.ErrorCode(err) != certfleet.EINVALID {
+		t.Fatalf("finish without a key: %v, want EINVALID", err)
 	}
 	if err := s.BeginKeyRollover(ctx, ca, "nope", []byte("k")); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
 		t.Fatalf("begin on an unknown account: %v, want ENOTFOUND", err)
@@ -69,7 +72,7 @@ func testAccountRollover(t *testing.T, s certfleet.Store) {
 	}
 
 	// Refused by the CA: the pending key is dropped, the old one stays.
-	got, err = s.FinishKeyRollover(ctx, ca, "shop", false, time.Now())
+	got, err = s.FinishKeyRollover(ctx, ca, "shop", next, false, time.Now())
 	if err != nil || got.PendingKeyPEM != nil || !bytes.Equal(got.KeyPEM, old.KeyPEM) || !got.KeyChangedAt.IsZero() {
 		t.Fatalf("finish refused: key %q pending %q changed %v (%v)", got.KeyPEM, got.PendingKeyPEM, got.KeyChangedAt, err)
 	}
@@ -79,7 +82,7 @@ func testAccountRollover(t *testing.T, s certfleet.Store) {
 		t.Fatal(err)
 	}
 	at := time.Now().UTC().Truncate(time.Millisecond)
-	got, err = s.FinishKeyRollover(ctx, ca, "shop", true, at)
+	got, err = s.FinishKeyRollover(ctx, ca, "shop", next, true, at)
 	if err != nil || !bytes.Equal(got.KeyPEM, next) || got.PendingKeyPEM != nil || !got.KeyChangedAt.Equal(at) ||
 		got.URL != old.URL || !got.CreatedAt.Equal(old.CreatedAt) {
 		t.Fatalf("finish accepted: %+v (%v)", got, err)
@@ -87,6 +90,30 @@ func testAccountRollover(t *testing.T, s certfleet.Store) {
 	reread, err := s.Account(ctx, ca, "shop")
 	if err != nil || !bytes.Equal(reread.KeyPEM, next) || !reread.KeyChangedAt.Equal(at) {
 		t.Fatalf("re-read after rollover: key %q changed %v (%v)", reread.KeyPEM, reread.KeyChangedAt, err)
+	}
+	// A late acceptance never promotes another rollover's key: process A
+	// proposed k1; process B, asking the CA too early, dropped it and
+	// began its own rollover with k2; then A learns the CA took k1. The
+	// account key is k1, and k2 stays pending for B (which the CA will
+	// refuse: B signed with the key before k1) to settle.
+	k1 := []byte("-----BEGIN PRIVATE KEY-----\nk1\n-----END PRIVATE KEY-----\n")
+	k2 := []byte("-----BEGIN PRIVATE KEY-----\nk2\n-----END PRIVATE KEY-----\n")
+	if err := s.BeginKeyRollover(ctx, ca, "shop", k1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinishKeyRollover(ctx, ca, "shop", k1, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BeginKeyRollover(ctx, ca, "shop", k2); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.FinishKeyRollover(ctx, ca, "shop", k1, true, time.Now())
+	if err != nil || !bytes.Equal(got.KeyPEM, k1) || !bytes.Equal(got.PendingKeyPEM, k2) {
+		t.Fatalf("late acceptance of k1: key %q pending %q (%v); want key k1, k2 still pending", got.KeyPEM, got.PendingKeyPEM, err)
+	}
+	got, err = s.FinishKeyRollover(ctx, ca, "shop", k2, false, time.Now())
+	if err != nil || !bytes.Equal(got.KeyPEM, k1) || got.PendingKeyPEM != nil {
+		t.Fatalf("refusal of k2: key %q pending %q (%v); want key k1, nothing pending", got.KeyPEM, got.PendingKeyPEM, err)
 	}
 	// The other accounts are untouched.
 	other, err := s.Account(ctx, ca, "default")
@@ -123,12 +150,24 @@ func testAccountDeactivate(t *testing.T, s certfleet.Store) {
 	if err != nil || !again.Deactivated() || again.URL != "https://ca.example/acct/1" {
 		t.Fatalf("CreateAccount over a deactivated account: %+v (%v); want the deactivated one unchanged", again, err)
 	}
-	// An explicit registration (ReplaceAccount) makes a new valid account.
 	rep, ok := s.(certfleet.AccountReplacer)
 	if !ok {
 		t.Fatal("store is no certfleet.AccountReplacer")
 	}
-	fresh, err := rep.ReplaceAccount(ctx, "https://ca.example/acct/1", certfleet.Account{CA: ca, Name: "default",
+	// A replacement decided while the account was valid (the CA forgot
+	// it) does not undo a deactivation made since.
+	kept, err := rep.ReplaceAccount(ctx, certfleet.Account{URL: "https://ca.example/acct/1", Status: certfleet.AccountValid},
+		certfleet.Account{CA: ca, Name: "default", KeyPEM: []byte("auto"), URL: "https://ca.example/acct/7"})
+	if err != nil || !kept.Deactivated() || kept.URL != "https://ca.example/acct/1" {
+		t.Fatalf("replacement of a valid account after its deactivation: %+v (%v); want the deactivated one kept", kept, err)
+	}
+	// An explicit registration (ReplaceAccount of the deactivated account
+	// as it is) makes a new valid account.
+	deact, err := s.Account(ctx, ca, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := rep.ReplaceAccount(ctx, deact, certfleet.Account{CA: ca, Name: "default",
 		KeyPEM: []byte("fresh"), URL: "https://ca.example/acct/6"})
 	if err != nil || fresh.Deactivated() || fresh.Status != certfleet.AccountValid || !fresh.DeactivatedAt.IsZero() ||
 		fresh.URL != "https://ca.example/acct/6" || string(fresh.KeyPEM) != "fresh" {

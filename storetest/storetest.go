@@ -130,19 +130,19 @@ func testAccountReplace(t *testing.T, newStore func(t *testing.T) certfleet.Stor
 	if _, err := s.CreateAccount(ctx, acct("https://ca.example/acct/1")); err != nil {
 		t.Fatal(err)
 	}
-	got, err := r.ReplaceAccount(ctx, "https://ca.example/acct/1", acct("https://ca.example/acct/2"))
+	got, err := r.ReplaceAccount(ctx, certfleet.Account{URL: "https://ca.example/acct/1"}, acct("https://ca.example/acct/2"))
 	if err != nil || got.URL != "https://ca.example/acct/2" || string(got.KeyPEM) != "key of https://ca.example/acct/2" {
 		t.Fatalf("first replace = %q, %v; want account 2", got.URL, err)
 	}
 	// A racing instance that also saw account 1 as stale gets account 2.
-	got, err = r.ReplaceAccount(ctx, "https://ca.example/acct/1", acct("https://ca.example/acct/3"))
+	got, err = r.ReplaceAccount(ctx, certfleet.Account{URL: "https://ca.example/acct/1"}, acct("https://ca.example/acct/3"))
 	if err != nil || got.URL != "https://ca.example/acct/2" {
 		t.Fatalf("second replace of the same stale account = %q, %v; want the first replacement kept", got.URL, err)
 	}
 	if stored, err := s.Account(ctx, "https://ca.example/dir", "default"); err != nil || stored.URL != "https://ca.example/acct/2" {
 		t.Fatalf("stored = %q, %v", stored.URL, err)
 	}
-	if _, err := r.ReplaceAccount(ctx, "x", certfleet.Account{CA: "https://other.example/dir", Name: "default", KeyPEM: []byte("k"), URL: "u"}); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+	if _, err := r.ReplaceAccount(ctx, certfleet.Account{URL: "x"}, certfleet.Account{CA: "https://other.example/dir", Name: "default", KeyPEM: []byte("k"), URL: "u"}); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
 		t.Fatalf("replace of an unknown account: %v, want ENOTFOUND", err)
 	}
 }

@@ -1,6 +1,7 @@
 package storeutil
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -16,6 +17,26 @@ func CheckRollover(a certfleet.Account) error {
 		return certfleet.Errorf(certfleet.ECONFLICT, "account %q has a key rollover pending", a.Name)
 	}
 	return nil
+}
+
+// StaleStatus is the status ReplaceAccount (certfleet.AccountReplacer)
+// compares with: stale's, or valid when it has none.
+func StaleStatus(stale certfleet.Account) string {
+	if stale.Status == "" {
+		return certfleet.AccountValid
+	}
+	return stale.Status
+}
+
+// FinishRollover says what FinishKeyRollover (certfleet.AccountAdmin)
+// changes in account a for the CA's answer about keyPEM: whether keyPEM
+// becomes the account key, and whether the pending key is cleared (only
+// when it is keyPEM).
+func FinishRollover(a certfleet.Account, keyPEM []byte, accepted bool) (setKey, clearPending bool, err error) {
+	if len(keyPEM) == 0 {
+		return false, false, certfleet.Errorf(certfleet.EINVALID, "finish key rollover of account %q: no key given", a.Name)
+	}
+	return accepted, a.PendingKeyPEM != nil && bytes.Equal(a.PendingKeyPEM, keyPEM), nil
 }
 
 // PrepareBlockedKey validates b for certfleet.KeyBlocklist.BlockKey and

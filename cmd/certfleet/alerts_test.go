@@ -755,3 +755,34 @@ func TestServeWaitsForAlertDelivery(t *testing.T) {
 			got.Open(), got.ClaimOwner, got.DeliveryAttempts, got.ResolutionNotified)
 	}
 }
+
+// TestIssueAlertDeliveryFails: when the webhook is down, issue still prints
+// the pass's failure summary and adds that the notification stays owed.
+func TestIssueAlertDeliveryFails(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	recv := newAlertReceiver(t)
+	path := writeConfig(t, dir, ca, port, `
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test"]
+`+alertsSection(t, dir, recv, "expiry_warning = \"400d\"\n"))
+	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
+		t.Fatalf("issue: exit %d\n%s%s", code, out, errOut)
+	}
+	recv.srv.Close() // the webhook goes down
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(text), `identifiers = ["web.certfleet.test"]`,
+		fmt.Sprintf("identifiers = [\"web.certfleet.test\", \"www.web.certfleet.test\"]\nchallenge = \"webroot\"\nwebroot = %q", t.TempDir()), 1)
+	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "issue", "-config", path)
+	if code != 1 || !strings.Contains(errOut, "1 certificate(s) failed") || !strings.Contains(errOut, "1 alert notification(s) could not be delivered") ||
+		!strings.Contains(out, "alerts: 1 opened") {
+		t.Fatalf("exit %d, want 1 with both the failure summary and the undelivered alert\n%s%s", code, out, errOut)
+	}
+}

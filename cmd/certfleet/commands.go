@@ -192,23 +192,29 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 	// or resolves incidents and sends what is owed (serve does this
 	// continuously). A notification that cannot be delivered stays owed
 	// and fails the run, so cron's own mail is the fallback.
-	alertsFailed := 0
+	var alertErr error
 	if d.Alerts != nil {
 		arep, aerr := d.Alerts.Round(ctx)
-		if aerr != nil {
-			return fmt.Errorf("alerts: %w", aerr)
+		switch {
+		case aerr != nil:
+			alertErr = fmt.Errorf("the alert round after the pass failed: %w", aerr)
+		case arep.Failed > 0:
+			alertErr = fmt.Errorf("%d alert notification(s) could not be delivered (they stay owed; see the log and `certfleet status -config %s`)", arep.Failed, cfg.File)
 		}
 		if arep.Opened+arep.Resolved+arep.Sent+arep.Failed > 0 {
 			fmt.Fprintf(stdout, "alerts: %d opened, %d changed, %d resolved; %d notification(s) sent, %d failed\n",
 				arep.Opened, arep.Updated, arep.Resolved, arep.Sent, arep.Failed)
 		}
-		alertsFailed = arep.Failed
 	}
 	if !rep.OK() {
-		return &exitError{code: 1, err: fmt.Errorf("%d certificate(s) failed, %d could not be written; see above and `certfleet status -config %s`", rep.Failed, rep.DeployFailed, cfg.File)}
+		err := fmt.Errorf("%d certificate(s) failed, %d could not be written; see above and `certfleet status -config %s`", rep.Failed, rep.DeployFailed, cfg.File)
+		if alertErr != nil {
+			err = fmt.Errorf("%w; also, %v", err, alertErr)
+		}
+		return &exitError{code: 1, err: err}
 	}
-	if alertsFailed > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("%d alert notification(s) could not be delivered (they stay owed; see the log and `certfleet status -config %s`)", alertsFailed, cfg.File)}
+	if alertErr != nil {
+		return &exitError{code: 1, err: alertErr}
 	}
 	return nil
 }

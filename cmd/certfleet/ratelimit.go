@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -28,6 +30,18 @@ func newBudget(cfg *config.Config, store certfleet.RateLimitStore, log *slog.Log
 				"certificates_per_domain", limits.CertificatesPerDomain.String(),
 				"certificates_per_name_set", limits.CertificatesPerNameSet.String(),
 				"failed_validations_per_name", limits.FailedValidationsPerName.String())
+		}
+	}
+	// A [rate_limits."CA"] table no account uses is most likely a typo
+	// (a trailing slash, another path): say so rather than ignore it.
+	used := make(map[string]bool, len(cfg.Accounts))
+	for _, acct := range cfg.Accounts {
+		used[acct.Directory] = true
+	}
+	for _, dir := range slices.Sorted(maps.Keys(cfg.RateLimits)) {
+		if !used[dir] {
+			log.Warn("[rate_limits] table matches no account's CA directory, so it limits nothing; check its spelling against the accounts' directory URLs",
+				"rate_limits", dir)
 		}
 	}
 	return b

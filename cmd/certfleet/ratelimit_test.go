@@ -144,3 +144,21 @@ func TestReloadRefusesStartupSections(t *testing.T) {
 		})
 	}
 }
+
+// TestRateLimitTableForNoCAWarns: a [rate_limits] table whose directory no
+// account uses (here a trailing slash) limits nothing; the start says so
+// instead of ignoring it silently, and the real CA's table stays quiet.
+func TestRateLimitTableForNoCAWarns(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	path := writeConfig(t, dir, ca, port, fmt.Sprintf("[rate_limits.%q]\ncertificates_per_domain = \"3/7d\"\n[rate_limits.%q]\ncertificates_per_domain = \"3/7d\"\n",
+		ca.DirectoryURL()+"/", ca.DirectoryURL()))
+	code, out, errOut := runCLI(t, "issue", "-config", path)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "matches no account's CA directory") || !strings.Contains(errOut, ca.DirectoryURL()+"/") ||
+		strings.Count(errOut, "matches no account's CA directory") != 1 {
+		t.Fatalf("want one warning naming %s/:\n%s", ca.DirectoryURL(), errOut)
+	}
+}

@@ -80,4 +80,9 @@ type FleetStore interface {
 	// AgentReports lists the reports f selects, ordered by certificate,
 	// key type, then agent.
 	AgentReports(ctx context.Context, f AgentReportFilter) ([]AgentReport, error)
+	// ForgetAgent deletes every report of agent (a host taken out of
+	// service), so that it no longer counts as running an old
+	// certificate; it returns how many were deleted, ENOTFOUND when none.
+	// An agent that reports again is known again.
+	ForgetAgent(ctx context.Context, agent string) (int, error)
 }

@@ -29,6 +29,7 @@ const (
 	EventCompromise    = "key_compromise" // a key declared compromised
 	EventAccount       = "account"        // an ACME account registered, rolled over or deactivated
 	EventSecretChanged = "secret_changed" // a stored secret set or deleted (never its value)
+	EventAgentForgot   = "agent_forgotten" // an operator removed an agent's reports (a host out of service)
 )
 
 // Event is one entry of the audit trail. Who did what, to which certificate,

@@ -41,6 +41,26 @@ func (s *Store) PutAgentReport(ctx context.Context, r certfleet.AgentReport) err
 	})
 }
 
+// ForgetAgent implements certfleet.FleetStore.
+func (s *Store) ForgetAgent(ctx context.Context, agent string) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM agent_reports WHERE agent = $1`, agent)
+		if err != nil {
+			return translate(err)
+		}
+		n = tag.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("forget agent %s: %w", agent, err)
+	}
+	if n == 0 {
+		return 0, certfleet.Errorf(certfleet.ENOTFOUND, "agent %q has no reports (see the fleet table of certfleet status)", agent)
+	}
+	return int(n), nil
+}
+
 // AgentReports implements certfleet.FleetStore.
 func (s *Store) AgentReports(ctx context.Context, f certfleet.AgentReportFilter) ([]certfleet.AgentReport, error) {
 	if s.pool == nil {

@@ -19,6 +19,28 @@ type FleetStore interface {
 // older one, and filters select by agent and certificate.
 func RunFleet(t *testing.T, newStore func(t *testing.T) FleetStore) {
 	t.Run("AgentReports", func(t *testing.T) { testAgentReports(t, newStore(t)) })
+	t.Run("ForgetAgent", func(t *testing.T) { testForgetAgent(t, newStore(t)) })
+}
+
+func testForgetAgent(t *testing.T, s FleetStore) {
+	ctx := t.Context()
+	for _, a := range []string{"lb1", "lb2"} {
+		for _, c := range []string{"web", "mail"} {
+			if err := s.PutAgentReport(ctx, certfleet.AgentReport{Agent: a, Certificate: c, KeyType: certfleet.ECDSAP256, ReportedAt: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n, err := s.ForgetAgent(ctx, "lb1"); err != nil || n != 2 {
+		t.Fatalf("ForgetAgent(lb1) = %d, %v; want 2", n, err)
+	}
+	got, err := s.AgentReports(ctx, certfleet.AgentReportFilter{})
+	if err != nil || len(got) != 2 || got[0].Agent != "lb2" || got[1].Agent != "lb2" {
+		t.Fatalf("after forgetting lb1: %+v, %v; want lb2's two reports", got, err)
+	}
+	if _, err := s.ForgetAgent(ctx, "lb1"); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+		t.Fatalf("forget again: %v, want ENOTFOUND", err)
+	}
 }
 
 func testAgentReports(t *testing.T, s FleetStore) {

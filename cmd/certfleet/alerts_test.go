@@ -786,3 +786,50 @@ identifiers = ["web.certfleet.test"]
 		t.Fatalf("exit %d, want 1 with both the failure summary and the undelivered alert\n%s%s", code, out, errOut)
 	}
 }
+
+// TestFleetForgetResolvesAgentIncident: a host taken out of service keeps
+// its last report, so its "old certificate" incident stays open; `certfleet
+// fleet forget` deletes its reports, the next round resolves the incident
+// (notified once), and the audit trail records who did it.
+func TestFleetForgetResolvesAgentIncident(t *testing.T) {
+	ca, port := newTestCA(t)
+	dir := t.TempDir()
+	recv := newAlertReceiver(t)
+	path := writeConfig(t, dir, ca, port, `
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test"]
+`+alertsSection(t, dir, recv, "stale_grace = \"1s\"\n"))
+	clk := newAlertClock(time.Now())
+	d := openAlertDaemon(t, path, clk)
+	if issued, _ := alertRunOnce(t, d); issued != 1 {
+		t.Fatal("issuance failed")
+	}
+	cur := alertCurrent(t, d, "web")
+	fleet := d.Store.(certfleet.FleetStore)
+	if err := fleet.PutAgentReport(t.Context(), certfleet.AgentReport{Agent: "gone", Certificate: "web", KeyType: certfleet.ECDSAP256,
+		Serial: "01", Fingerprint: "00", InstalledAt: cur.IssuedAt.Add(-time.Hour), ReportedAt: cur.IssuedAt, TokenID: "tok_x"}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Set(cur.IssuedAt.Add(time.Minute))
+	alertRound(t, d)
+	alertRound(t, d)
+	got := recv.notifications()
+	if len(got) != 1 || got[0].State != "opened" || got[0].Agent != "gone" {
+		t.Fatalf("want one opened incident for agent gone, got %v", recv.states())
+	}
+	if code, out, errOut := runCLI(t, "fleet", "forget", "-config", path, "gone"); code != 0 || !strings.Contains(out, "agent gone forgotten (1 report(s) deleted)") {
+		t.Fatalf("fleet forget: exit %d\n%s%s", code, out, errOut)
+	}
+	alertRound(t, d)
+	alertRound(t, d)
+	if got := recv.notifications(); len(got) != 2 || got[1].State != "resolved" || got[1].Agent != "gone" {
+		t.Fatalf("want the incident resolved once, got %v", recv.states())
+	}
+	if code, _, errOut := runCLI(t, "fleet", "forget", "-config", path, "gone"); code != 1 || !strings.Contains(errOut, `agent "gone" has no reports`) {
+		t.Fatalf("forgetting again: exit %d\n%s", code, errOut)
+	}
+	if code, out, _ := runCLI(t, "audit", "-config", path, "-kind", "agent_forgotten"); code != 0 || !strings.Contains(out, "agent gone forgotten") {
+		t.Fatalf("audit of the forget: exit %d\n%s", code, out)
+	}
+}

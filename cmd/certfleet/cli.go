@@ -36,6 +36,7 @@ func commands() []command {
 		{"secret", "keep TSIG/EAB/DNS API secrets sealed in the store (set, list, delete)", cmdSecret},
 		{"audit", "show the audit trail: who did what, to which certificate, from where", cmdAudit},
 		{"agent", "on a host: keep certificates in sync with a certfleet server", cmdAgent},
+		{"fleet", "forget an agent whose host is out of service (its reports, its alerts)", cmdFleet},
 		{"master-key", "generate a master key file for keys encrypted at rest", cmdMasterKey},
 		{"rotate-master-key", "re-wrap the store's data key under a new master key, without downtime", cmdRotateMasterKey},
 		{"version", "print the version", cmdVersion},

@@ -12,23 +12,23 @@ import (
 // about later (the audit trail), count (metrics) or be told about (alerts).
 // Kinds are stable strings: they are stored and filtered on.
 const (
-	EventIssued        = "issued"         // a lineage's first certificate
-	EventRenewed       = "renewed"        // a certificate replaced by a new one
-	EventOrderFailed   = "order_failed"   // an attempt failed; Reason classifies it
-	EventDeferred      = "deferred"       // work put off on purpose (a rate-limit budget); Detail says why and until when
-	EventRevoked       = "revoked"        // a certificate revoked at the CA
-	EventKeyRead       = "key_read"       // a private key sent to an API client
-	EventTokenCreated  = "token_created"  // an API token made
-	EventTokenRevoked  = "token_revoked"  // an API token revoked
-	EventConfigChanged = "config_changed" // the config's certificates synced with a change
-	EventSpecChanged   = "spec_changed"   // a certificate added, changed or removed over the API
-	EventRetry         = "retry"          // an operator asked for a retry now
-	EventDeployed      = "deployed"       // files written and commands run
-	EventDeployFailed  = "deploy_failed"  // a deploy (central or on an agent) failed
-	EventAgentReport   = "agent_report"   // an agent reported what it installed
-	EventCompromise    = "key_compromise" // a key declared compromised
-	EventAccount       = "account"        // an ACME account registered, rolled over or deactivated
-	EventSecretChanged = "secret_changed" // a stored secret set or deleted (never its value)
+	EventIssued        = "issued"          // a lineage's first certificate
+	EventRenewed       = "renewed"         // a certificate replaced by a new one
+	EventOrderFailed   = "order_failed"    // an attempt failed; Reason classifies it
+	EventDeferred      = "deferred"        // work put off on purpose (a rate-limit budget); Detail says why and until when
+	EventRevoked       = "revoked"         // a certificate revoked at the CA
+	EventKeyRead       = "key_read"        // a private key sent to an API client
+	EventTokenCreated  = "token_created"   // an API token made
+	EventTokenRevoked  = "token_revoked"   // an API token revoked
+	EventConfigChanged = "config_changed"  // the config's certificates synced with a change
+	EventSpecChanged   = "spec_changed"    // a certificate added, changed or removed over the API
+	EventRetry         = "retry"           // an operator asked for a retry now
+	EventDeployed      = "deployed"        // files written and commands run
+	EventDeployFailed  = "deploy_failed"   // a deploy (central or on an agent) failed
+	EventAgentReport   = "agent_report"    // an agent reported what it installed
+	EventCompromise    = "key_compromise"  // a key declared compromised
+	EventAccount       = "account"         // an ACME account registered, rolled over or deactivated
+	EventSecretChanged = "secret_changed"  // a stored secret set or deleted (never its value)
 	EventAgentForgot   = "agent_forgotten" // an operator removed an agent's reports (a host out of service)
 )
 

@@ -178,6 +178,10 @@ type TokenStore interface {
 	// TokenByHash returns the token whose Hash is hash, revoked or not, or
 	// ENOTFOUND. It is on every request's path and must be fast.
 	TokenByHash(ctx context.Context, hash []byte) (Token, error)
+	// Token returns the token with this ID, revoked or not, or ENOTFOUND:
+	// one indexed lookup (the dashboard re-checks a session's token with
+	// it on every request).
+	Token(ctx context.Context, id string) (Token, error)
 	// Tokens lists every token, oldest first.
 	Tokens(ctx context.Context) ([]Token, error)
 	// RevokeToken marks the token revoked at at; ENOTFOUND when there is

@@ -66,7 +66,7 @@ type Store interface {
 	RetryNow(ctx context.Context, key certfleet.JobKey) error
 	Issuance(ctx context.Context, id int64) (certfleet.Issuance, error)
 	TokenByHash(ctx context.Context, hash []byte) (certfleet.Token, error)
-	Tokens(ctx context.Context) ([]certfleet.Token, error)
+	Token(ctx context.Context, id string) (certfleet.Token, error)
 }
 
 // Server serves the dashboard. Set the fields, then use Handler. Fields

@@ -128,19 +128,17 @@ func (s *Server) currentUser(r *http.Request) (u *user, why string, err error) {
 	if gone {
 		return nil, "You have logged out.", nil
 	}
-	toks, err := s.Store.Tokens(r.Context())
-	if err != nil {
+	t, err := s.Store.Token(r.Context(), ss.TokenID)
+	switch {
+	case certfleet.ErrorCode(err) == certfleet.ENOTFOUND:
+		return nil, "You have been logged out: the token no longer exists.", nil
+	case err != nil:
 		return nil, "", err
 	}
-	for _, t := range toks {
-		if t.ID == ss.TokenID {
-			if p := loginProblem(t); p != "" {
-				return nil, "You have been logged out: " + p, nil
-			}
-			return &user{token: t, session: ss}, "", nil
-		}
+	if p := loginProblem(t); p != "" {
+		return nil, "You have been logged out: " + p, nil
 	}
-	return nil, "You have been logged out: the token no longer exists.", nil
+	return &user{token: t, session: ss}, "", nil
 }
 
 // withUser runs h for a logged-in user; anyone else is sent to the login

@@ -78,6 +78,20 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte) (certfleet.Token, 
 	return t, nil
 }
 
+// Token implements certfleet.TokenStore.
+func (s *Store) Token(ctx context.Context, id string) (certfleet.Token, error) {
+	if s.pool == nil {
+		return certfleet.Token{}, errNotOpen
+	}
+	t, err := scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return certfleet.Token{}, certfleet.Errorf(certfleet.ENOTFOUND, "token %q not found", id)
+	} else if err != nil {
+		return certfleet.Token{}, fmt.Errorf("look up token %s: %w", id, translate(err))
+	}
+	return t, nil
+}
+
 // Tokens implements certfleet.TokenStore.
 func (s *Store) Tokens(ctx context.Context) ([]certfleet.Token, error) {
 	if s.pool == nil {

@@ -78,6 +78,21 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte) (certfleet.Token, 
 	return t, nil
 }
 
+// Token implements certfleet.TokenStore.
+func (s *Store) Token(ctx context.Context, id string) (certfleet.Token, error) {
+	db, err := s.reader()
+	if err != nil {
+		return certfleet.Token{}, err
+	}
+	t, err := scanToken(db.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, certfleet.Errorf(certfleet.ENOTFOUND, "token %q not found", id)
+	} else if err != nil {
+		return t, fmt.Errorf("look up token %s: %w", id, translate(err))
+	}
+	return t, nil
+}
+
 // Tokens implements certfleet.TokenStore.
 func (s *Store) Tokens(ctx context.Context) ([]certfleet.Token, error) {
 	db, err := s.reader()

@@ -56,6 +56,12 @@ func testTokens(t *testing.T, s APIStore) {
 	if err := s.RevokeToken(ctx, "tok_none", at); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
 		t.Fatalf("revoke unknown: %v", err)
 	}
+	if byID, err := s.Token(ctx, id); err != nil || byID.ID != id || !byID.Revoked() || !bytes.Equal(byID.Hash, hash) {
+		t.Fatalf("Token(%s) = %+v, %v; want the revoked token", id, byID, err)
+	}
+	if _, err := s.Token(ctx, "tok_none"); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+		t.Fatalf("Token(unknown): %v, want ENOTFOUND", err)
+	}
 	if all, err := s.Tokens(ctx); err != nil || len(all) != 1 {
 		t.Fatalf("Tokens = %d, %v", len(all), err)
 	}

@@ -207,14 +207,10 @@ func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		defer closeStore()
 		detail := id
-		if all, err := ts.Tokens(ctx); err == nil {
-			for _, t := range all {
-				if t.ID == id {
-					detail = tokenDetail(t)
-					if t.Revoked() {
-						detail += "; already revoked at " + t.RevokedAt.UTC().Format(time.RFC3339)
-					}
-				}
+		if t, err := ts.Token(ctx, id); err == nil {
+			detail = tokenDetail(t)
+			if t.Revoked() {
+				detail += "; already revoked at " + t.RevokedAt.UTC().Format(time.RFC3339)
 			}
 		}
 		at := time.Now()

@@ -123,6 +123,48 @@ func openAlertDaemon(t *testing.T, path string, clk *alertClock) *Daemon {
 	return d
 }
 
+// breakableFront serves on listenPort what targetPort serves (the
+// certificate's http-01 responder), until the returned switch is set: then
+// fail answers instead, so validation fails for real at the CA.
+func breakableFront(t *testing.T, listenPort, targetPort int, fail func(w http.ResponseWriter)) *atomic.Bool {
+	t.Helper()
+	var broken atomic.Bool
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", targetPort)})
+	front := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if broken.Load() {
+			fail(w)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", listenPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go front.Serve(ln)
+	t.Cleanup(func() { front.Close() })
+	return &broken
+}
+
+// breakWebRenewal changes the config's "web" certificate so that its next
+// order fails validation for real: a name added (a new order, due now),
+// validated through a web root nobody serves.
+func breakWebRenewal(t *testing.T, path string) {
+	t.Helper()
+	text, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(text), `identifiers = ["web.certfleet.test"]`,
+		fmt.Sprintf("identifiers = [\"web.certfleet.test\", \"www.web.certfleet.test\"]\nchallenge = \"webroot\"\nwebroot = %q", t.TempDir()), 1)
+	if broken == string(text) {
+		t.Fatal("breakWebRenewal: the config has no web certificate to change")
+	}
+	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func alertRunOnce(t *testing.T, d *Daemon) (issued, failed int) {
 	t.Helper()
 	rep, err := d.Manager.RunOnce(t.Context())
@@ -165,22 +207,8 @@ func alertCurrent(t *testing.T, d *Daemon, name string) certfleet.Issuance {
 func TestAlertsOnValidationFailure(t *testing.T) {
 	t.Setenv("PEBBLE_AUTHZREUSE", "0") // every renewal is validated again
 	ca, caPort := newTestCA(t)
-	var broken atomic.Bool
 	respPort := freePort(t)
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", respPort)})
-	front := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if broken.Load() {
-			io.WriteString(w, "not-the-key-authorization")
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	})}
-	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", caPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go front.Serve(ln)
-	t.Cleanup(func() { front.Close() })
+	broken := breakableFront(t, caPort, respPort, func(w http.ResponseWriter) { io.WriteString(w, "not-the-key-authorization") })
 
 	dir := t.TempDir()
 	recv := newAlertReceiver(t)
@@ -513,22 +541,8 @@ func TestServeAlerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ca.Close() })
-	var broken atomic.Bool
 	respPort := freePort(t)
-	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", respPort)})
-	front := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if broken.Load() {
-			http.Error(w, "gone", http.StatusNotFound)
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	})}
-	fl, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", httpPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go front.Serve(fl)
-	t.Cleanup(func() { front.Close() })
+	broken := breakableFront(t, httpPort, respPort, func(w http.ResponseWriter) { http.Error(w, "gone", http.StatusNotFound) })
 
 	dir := t.TempDir()
 	recv := newAlertReceiver(t)
@@ -654,15 +668,7 @@ identifiers = ["web.certfleet.test"]
 	if n := recv.notifications(); len(n) != 0 {
 		t.Fatalf("a healthy certificate notified: %+v", n)
 	}
-	text, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	broken := strings.Replace(string(text), `identifiers = ["web.certfleet.test"]`,
-		fmt.Sprintf("identifiers = [\"web.certfleet.test\", \"www.web.certfleet.test\"]\nchallenge = \"webroot\"\nwebroot = %q", t.TempDir()), 1)
-	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	breakWebRenewal(t, path)
 	code, out, errOut := runCLI(t, "issue", "-config", path)
 	if code != 1 || !strings.Contains(out, "alerts: 1 opened") || !strings.Contains(out, "1 notification(s) sent") {
 		t.Fatalf("failing issue: exit %d, want 1 and the alert round's line\n%s%s", code, out, errOut)
@@ -771,15 +777,7 @@ identifiers = ["web.certfleet.test"]
 		t.Fatalf("issue: exit %d\n%s%s", code, out, errOut)
 	}
 	recv.srv.Close() // the webhook goes down
-	text, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	broken := strings.Replace(string(text), `identifiers = ["web.certfleet.test"]`,
-		fmt.Sprintf("identifiers = [\"web.certfleet.test\", \"www.web.certfleet.test\"]\nchallenge = \"webroot\"\nwebroot = %q", t.TempDir()), 1)
-	if err := os.WriteFile(path, []byte(broken), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	breakWebRenewal(t, path)
 	code, out, errOut := runCLI(t, "issue", "-config", path)
 	if code != 1 || !strings.Contains(errOut, "1 certificate(s) failed") || !strings.Contains(errOut, "1 alert notification(s) could not be delivered") ||
 		!strings.Contains(out, "alerts: 1 opened") {

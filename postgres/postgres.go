@@ -43,7 +43,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/seal"
+	"github.com/certfleet/certfleet/sqlstore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -67,37 +67,16 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 )
 
-// Store is a certfleet.Store on a PostgreSQL database. Create it with New (or
-// Open), set its fields, then call Open. It is safe for concurrent use once
-// open; its fields must not change after Open.
+// Store is a certfleet.Store on a PostgreSQL database: the store logic of
+// package sqlstore over this database. Create it with New (or Open), set
+// its fields (those of sqlstore.Store too: Now, Logger, KEK, ...), then
+// call Open. It is safe for concurrent use once open; its fields must not
+// change after Open.
 type Store struct {
+	sqlstore.Store
+
 	// DSN is the connection string (see the package documentation).
 	DSN string
-
-	// Now returns the current time. It dates new jobs (due at once),
-	// RetryNow, and records that the caller left undated. Default
-	// time.Now. Instances sharing a database should have synchronised
-	// clocks: lease expiry compares one instance's time with another's.
-	Now func() time.Time
-
-	// Logger receives migration and notification-connection events. Nil
-	// discards.
-	Logger *slog.Logger
-
-	// KEK is the master key that wraps the database's data key; every
-	// private key is then sealed under the data key (package seal). Nil
-	// stores keys unencrypted, which Open allows only while the database
-	// holds no data key (docs/keys-at-rest.md).
-	KEK seal.KeyWrapper
-	// PreviousKEKs are older master keys, accepted to unwrap the data key
-	// during a rotation.
-	PreviousKEKs []seal.KeyWrapper
-	// MasterKeyHint says where the master key is expected, for the error
-	// of a database with sealed keys opened without one.
-	MasterKeyHint string
-
-	sealer *seal.Sealer // nil without KEK
-	keys   seal.Keyring // sealKey/openKey policy, set by openSealer
 
 	pool    *pgxpool.Pool
 	schema  string // current_schema() of the pool's connections
@@ -191,7 +170,7 @@ func (s *Store) Open(ctx context.Context) error {
 		pool.Close()
 		return fmt.Errorf("migrate postgres %s: %w", server, err)
 	}
-	if err := s.openSealer(ctx); err != nil {
+	if err := s.Attach(ctx, &db{pool: pool, channel: s.channel, schema: s.schema}); err != nil {
 		s.pool = nil
 		pool.Close()
 		return fmt.Errorf("postgres %s: %w", server, err)
@@ -229,11 +208,6 @@ func (s *Store) logger() *slog.Logger {
 }
 
 var errNotOpen = errors.New("postgres: store is not open")
-
-// maxTxAttempts bounds the retries of a transaction that PostgreSQL aborted
-// to break a deadlock or a serialization conflict: such an abort is not the
-// caller's fault and a retry succeeds.
-const maxTxAttempts = 3
 
 // write runs fn in one read-committed transaction and commits it when fn
 // returns nil. fn may run more than once (see maxTxAttempts): it must reset

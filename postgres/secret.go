@@ -19,7 +19,7 @@ func (s *Store) PutSecret(ctx context.Context, name string, value []byte) error 
 	if err := certfleet.CheckSecret(name, value); err != nil {
 		return err
 	}
-	sealed, err := storeutil.SealSecret(s.keys, name, value)
+	sealed, err := storeutil.SealSecret(s.Keyring(), name, value)
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("read secret %q: %w", name, translate(err))
 	}
-	return storeutil.OpenSecret(s.keys, name, stored)
+	return storeutil.OpenSecret(s.Keyring(), name, stored)
 }
 
 // Secrets implements certfleet.SecretStore.

@@ -31,7 +31,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/seal"
+	"github.com/certfleet/certfleet/sqlstore"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -43,19 +43,18 @@ var _ certfleet.Store = (*Store)(nil)
 // process writers never contend: they share one connection.
 const busyTimeout = 10 * time.Second
 
-// Store is a certfleet.Store on one SQLite database file. Create it with New
-// (or Open), set its fields, then call Open. It is safe for concurrent use
-// once open; its fields must not change after Open.
+// Store is a certfleet.Store on one SQLite database file: the store logic
+// of package sqlstore over this file. Create it with New (or Open), set its
+// fields (those of sqlstore.Store too: Now, Logger, KEK, ...), then call
+// Open. It is safe for concurrent use once open; its fields must not change
+// after Open.
 type Store struct {
+	sqlstore.Store
+
 	// Path is the database file, created if missing. It must be a file
 	// path (":memory:" is not supported: the read pool and the writer are
 	// separate connections and must see the same database).
 	Path string
-
-	// Now returns the current time. It dates new jobs (due at once),
-	// RetryNow, and records that the caller left undated. Default
-	// time.Now.
-	Now func() time.Time
 
 	// FullSync makes every commit wait for the WAL to reach the disk
 	// (PRAGMA synchronous=FULL), so a committed change also survives a
@@ -68,24 +67,7 @@ type Store struct {
 	// matters when thousands of certificates are issued in a burst.
 	FullSync bool
 
-	// Logger receives schema migration events. Nil discards.
-	Logger *slog.Logger
-
-	// KEK is the master key that wraps the store's data key; every private
-	// key is then sealed under the data key (package seal). Nil stores keys
-	// unencrypted, which Open allows only while the store holds no data key
-	// (docs/keys-at-rest.md).
-	KEK seal.KeyWrapper
-	// PreviousKEKs are older master keys, accepted to unwrap the data key
-	// during a rotation.
-	PreviousKEKs []seal.KeyWrapper
-	// MasterKeyHint says where the master key is expected ("file:
-	// /etc/certfleet/master.key, env: CERTFLEET_MASTER_KEY"), for the error
-	// of a store with sealed keys opened without one.
-	MasterKeyHint string
-
-	sealer *seal.Sealer // nil without KEK
-	keys   seal.Keyring // sealKey/openKey policy, set by openSealer
+	db *db
 
 	w *sql.DB // writer: one connection, BEGIN IMMEDIATE transactions
 	r *sql.DB // readers: read-only pool
@@ -173,7 +155,12 @@ func (s *Store) Open(ctx context.Context) error {
 		s.Close()
 		return fmt.Errorf("open %s: %w", s.Path, err)
 	}
-	if err := s.openSealer(ctx); err != nil {
+	s.db = &db{w: w, r: r}
+	if err := s.db.prepare(ctx, sqlstore.HotStatements()); err != nil {
+		s.Close()
+		return fmt.Errorf("open %s: %w", s.Path, err)
+	}
+	if err := s.Attach(ctx, s.db); err != nil {
 		s.Close()
 		return fmt.Errorf("open %s: %w", s.Path, err)
 	}
@@ -209,16 +196,10 @@ func (s *Store) Close() error {
 	for _, st := range s.rprepared {
 		errs = append(errs, st.Close())
 	}
-	if s.r != nil {
-		errs = append(errs, s.r.Close())
+	if s.db == nil {
+		s.db = &db{w: s.w, r: s.r}
 	}
-	if s.w != nil {
-		// Checkpoint on the way out, so the WAL file does not linger at
-		// its largest. A failure here loses nothing: the WAL is replayed
-		// on the next open.
-		_, _ = s.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
-		errs = append(errs, s.w.Close())
-	}
+	errs = append(errs, s.db.Close())
 	return errors.Join(errs...)
 }
 
@@ -309,14 +290,13 @@ func (t *txn) queryRow(query string, args ...any) *sql.Row {
 var hotWrites = []string{
 	qClaimDue, qLeasedJob, qInsertIssuance, qCompleteJob, qFailJob, qInsertAttempt, qPruneAttempts,
 	qExtendLease, qSetPendingOrder, qReschedule, qReleaseLease,
-	qDeleteExpiredChallenges, qPutChallenge, qDeleteChallenge,
 	qInsertSpec, qInsertJob,
 	qInsertEvent,
 }
 
 // hotReads are prepared on the read pool: the challenge lookup is on the
 // CA's validation path, the others on the scheduler's.
-var hotReads = []string{qChallenge, qJob, qNextDue}
+var hotReads = []string{qJob, qNextDue}
 
 // rstmt returns the prepared form of a hot read.
 func (s *Store) rstmt(query string) *sql.Stmt { return s.rprepared[query] }

@@ -1,0 +1,305 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/certfleet/certfleet/sqlstore"
+)
+
+// db is the sqlstore.DB of a SQLite file: one writer connection whose
+// transactions are BEGIN IMMEDIATE, so writers queue in the process instead
+// of failing with SQLITE_BUSY, and a pool of read-only connections that
+// never wait for writers. Hot statements are prepared once per pool on
+// first use.
+//
+// Times are stored as INTEGER Unix microseconds (UTC), NULL for none;
+// booleans as INTEGER 0/1 (the driver binds Go bools so).
+type db struct {
+	w, r *sql.DB
+
+	// prepared and rprepared hold sqlstore's hot statements, prepared by
+	// prepare at open on the writer and on the read pool; read-only
+	// afterwards. (They cannot be prepared on first use: a write
+	// transaction holds the only writer connection.)
+	prepared  map[string]*sql.Stmt
+	rprepared map[string]*sql.Stmt
+}
+
+var _ sqlstore.DB = (*db)(nil)
+
+func (d *db) Dialect() sqlstore.Dialect { return sqlstore.SQLite }
+
+// prepare prepares qs on the writer and on the read pool.
+func (d *db) prepare(ctx context.Context, qs []sqlstore.Q) error {
+	d.prepared = make(map[string]*sql.Stmt, len(qs))
+	d.rprepared = make(map[string]*sql.Stmt, len(qs))
+	for _, q := range qs {
+		text := q.Text(sqlstore.SQLite)
+		for _, p := range []struct {
+			pool *sql.DB
+			m    map[string]*sql.Stmt
+		}{{d.w, d.prepared}, {d.r, d.rprepared}} {
+			st, err := p.pool.PrepareContext(ctx, text)
+			if err != nil {
+				return fmt.Errorf("prepare %q: %w", text, translate(err))
+			}
+			p.m[text] = st
+		}
+	}
+	return nil
+}
+
+// stmt returns the prepared form of a hot statement, or nil.
+func (d *db) stmt(q sqlstore.Q, reader bool) *sql.Stmt {
+	if reader {
+		return d.rprepared[q.Text(sqlstore.SQLite)]
+	}
+	return d.prepared[q.Text(sqlstore.SQLite)]
+}
+
+func (d *db) Read(ctx context.Context) sqlstore.Querier {
+	return &querier{ctx: ctx, d: d, pool: d.r, reader: true}
+}
+
+func (d *db) View(ctx context.Context, fn func(sqlstore.Querier) error) error {
+	tx, err := d.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return translate(err)
+	}
+	defer tx.Rollback()
+	return fn(&querier{ctx: ctx, d: d, tx: tx, reader: true})
+}
+
+func (d *db) Write(ctx context.Context, fn func(sqlstore.Tx) error) error {
+	sqltx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return translate(err)
+	}
+	tx := &dbTx{querier: querier{ctx: ctx, d: d, tx: sqltx}}
+	if err := fn(tx); err != nil {
+		_ = sqltx.Rollback()
+		return err
+	}
+	if tx.queued != nil {
+		err := tx.queued
+		_ = sqltx.Rollback()
+		return err
+	}
+	return translate(sqltx.Commit())
+}
+
+func (d *db) Close() error {
+	var errs []error
+	for _, st := range d.prepared {
+		errs = append(errs, st.Close())
+	}
+	for _, st := range d.rprepared {
+		errs = append(errs, st.Close())
+	}
+	if d.r != nil {
+		errs = append(errs, d.r.Close())
+	}
+	if d.w != nil {
+		// Checkpoint on the way out, so the WAL file does not linger at
+		// its largest. A failure here loses nothing: the WAL is replayed
+		// on the next open.
+		_, _ = d.w.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		errs = append(errs, d.w.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// querier runs statements on the read pool, in a read transaction, or in
+// a write transaction.
+type querier struct {
+	ctx    context.Context
+	d      *db
+	pool   *sql.DB // when outside a transaction
+	tx     *sql.Tx // when inside one
+	reader bool
+}
+
+func (q *querier) prep(s sqlstore.Q) *sql.Stmt {
+	st := q.d.stmt(s, q.reader)
+	if st != nil && q.tx != nil {
+		return q.tx.StmtContext(q.ctx, st)
+	}
+	return st
+}
+
+func (q *querier) Exec(s sqlstore.Q, args ...any) (int64, error) {
+	text := s.Text(sqlstore.SQLite)
+	if text == "" {
+		return 0, nil
+	}
+	args = encodeArgs(args)
+	var (
+		res sql.Result
+		err error
+	)
+	if st := q.prep(s); st != nil {
+		res, err = st.ExecContext(q.ctx, args...)
+	} else if q.tx != nil {
+		res, err = q.tx.ExecContext(q.ctx, text, args...)
+	} else {
+		res, err = q.pool.ExecContext(q.ctx, text, args...)
+	}
+	if err != nil {
+		return 0, translate(err)
+	}
+	n, err := res.RowsAffected()
+	return n, translate(err)
+}
+
+func (q *querier) Query(s sqlstore.Q, args ...any) (sqlstore.Rows, error) {
+	text := s.Text(sqlstore.SQLite)
+	args = encodeArgs(args)
+	var (
+		rs  *sql.Rows
+		err error
+	)
+	if st := q.prep(s); st != nil {
+		rs, err = st.QueryContext(q.ctx, args...)
+	} else if q.tx != nil {
+		rs, err = q.tx.QueryContext(q.ctx, text, args...)
+	} else {
+		rs, err = q.pool.QueryContext(q.ctx, text, args...)
+	}
+	if err != nil {
+		return nil, translate(err)
+	}
+	return rows{rs}, nil
+}
+
+func (q *querier) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
+	rs, err := q.Query(s, args...)
+	return row{rs: rs, err: err}
+}
+
+// txn is a write transaction.
+type dbTx struct {
+	querier
+	queued error // the first error of a queued statement
+}
+
+func (t *dbTx) Queue(s sqlstore.Q, args ...any) {
+	if t.queued != nil {
+		return
+	}
+	if _, err := t.querier.Exec(s, args...); err != nil {
+		t.queued = err
+	}
+}
+
+func (t *dbTx) Exec(s sqlstore.Q, args ...any) (int64, error) {
+	if t.queued != nil {
+		return 0, t.queued
+	}
+	return t.querier.Exec(s, args...)
+}
+
+func (t *dbTx) Query(s sqlstore.Q, args ...any) (sqlstore.Rows, error) {
+	if t.queued != nil {
+		return nil, t.queued
+	}
+	return t.querier.Query(s, args...)
+}
+
+func (t *dbTx) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
+	if t.queued != nil {
+		return row{err: t.queued}
+	}
+	return t.querier.QueryRow(s, args...)
+}
+
+// Notify does nothing: no other instance shares a SQLite file, and this
+// process learns of its own changes in-process (certfleet.Changes).
+func (t *dbTx) Notify() error { return nil }
+
+type rows struct{ rs *sql.Rows }
+
+func (r rows) Next() bool { return r.rs.Next() }
+func (r rows) Err() error { return translate(r.rs.Err()) }
+func (r rows) Close()     { r.rs.Close() }
+func (r rows) Scan(dest ...any) error {
+	return translate(scanTimes(r.rs.Scan, dest))
+}
+
+// row is QueryRow's result: the first row of a query, closed after Scan.
+type row struct {
+	rs  sqlstore.Rows
+	err error
+}
+
+func (r row) Scan(dest ...any) error {
+	if r.err != nil {
+		return r.err
+	}
+	defer r.rs.Close()
+	if !r.rs.Next() {
+		if err := r.rs.Err(); err != nil {
+			return err
+		}
+		return sqlstore.ErrNoRows
+	}
+	return r.rs.Scan(dest...)
+}
+
+// encodeArgs turns time.Time arguments into the stored form (Unix
+// microseconds). It copies args only when one needs it.
+func encodeArgs(args []any) []any {
+	var out []any
+	for i, a := range args {
+		t, ok := a.(time.Time)
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = append([]any(nil), args...)
+		}
+		out[i] = t.UnixMicro()
+	}
+	if out == nil {
+		return args
+	}
+	return out
+}
+
+// scanTimes runs scan with every *time.Time destination read through an
+// integer of Unix microseconds (NULL: the zero time).
+func scanTimes(scan func(...any) error, dest []any) error {
+	var (
+		tmp   []sql.NullInt64
+		times []*time.Time
+		idx   []int
+	)
+	for i, d := range dest {
+		if t, ok := d.(*time.Time); ok {
+			if tmp == nil {
+				dest = append([]any(nil), dest...)
+				tmp = make([]sql.NullInt64, 0, len(dest)-i)
+			}
+			tmp = append(tmp, sql.NullInt64{})
+			times = append(times, t)
+			idx = append(idx, i)
+		}
+	}
+	for k, i := range idx {
+		dest[i] = &tmp[k]
+	}
+	if err := scan(dest...); err != nil {
+		return err
+	}
+	for k, t := range times {
+		if tmp[k].Valid {
+			*t = time.UnixMicro(tmp[k].Int64).UTC()
+		} else {
+			*t = time.Time{}
+		}
+	}
+	return nil
+}

@@ -1,7 +1,15 @@
 package storetest
 
+// Accounts: the core contract that Run checks (CreateAccount keeps the first
+// account, also under a race; the optional ReplaceAccount), and that of
+// certfleet.AccountAdmin, which RunAccounts checks.
+
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,5 +180,128 @@ func testAccountDeactivate(t *testing.T, s certfleet.Store) {
 	if err != nil || fresh.Deactivated() || fresh.Status != certfleet.AccountValid || !fresh.DeactivatedAt.IsZero() ||
 		fresh.URL != "https://ca.example/acct/6" || string(fresh.KeyPEM) != "fresh" {
 		t.Fatalf("ReplaceAccount of a deactivated account: %+v (%v)", fresh, err)
+	}
+}
+
+// Run's account cases.
+
+// testAccountReplace checks the optional certfleet.AccountReplacer: a
+// compare-and-swap on the stored account's URL.
+func testAccountReplace(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
+	s := newStore(t)
+	r, ok := s.(certfleet.AccountReplacer)
+	if !ok {
+		t.Skip("the store does not implement certfleet.AccountReplacer")
+	}
+	ctx := t.Context()
+	acct := func(url string) certfleet.Account {
+		return certfleet.Account{CA: "https://ca.example/dir", Name: "default", KeyPEM: []byte("key of " + url), URL: url}
+	}
+	if _, err := s.CreateAccount(ctx, acct("https://ca.example/acct/1")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.ReplaceAccount(ctx, certfleet.Account{URL: "https://ca.example/acct/1"}, acct("https://ca.example/acct/2"))
+	if err != nil || got.URL != "https://ca.example/acct/2" || string(got.KeyPEM) != "key of https://ca.example/acct/2" {
+		t.Fatalf("first replace = %q, %v; want account 2", got.URL, err)
+	}
+	// A racing instance that also saw account 1 as stale gets account 2.
+	got, err = r.ReplaceAccount(ctx, certfleet.Account{URL: "https://ca.example/acct/1"}, acct("https://ca.example/acct/3"))
+	if err != nil || got.URL != "https://ca.example/acct/2" {
+		t.Fatalf("second replace of the same stale account = %q, %v; want the first replacement kept", got.URL, err)
+	}
+	if stored, err := s.Account(ctx, "https://ca.example/dir", "default"); err != nil || stored.URL != "https://ca.example/acct/2" {
+		t.Fatalf("stored = %q, %v", stored.URL, err)
+	}
+	if _, err := r.ReplaceAccount(ctx, certfleet.Account{URL: "x"}, certfleet.Account{CA: "https://other.example/dir", Name: "default", KeyPEM: []byte("k"), URL: "u"}); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+		t.Fatalf("replace of an unknown account: %v, want ENOTFOUND", err)
+	}
+}
+
+func newAccount(url string) certfleet.Account {
+	return certfleet.Account{
+		CA:        "https://ca.example/dir",
+		Name:      certfleet.DefaultAccount,
+		Contact:   []string{"mailto:ops@example.org"},
+		KeyPEM:    []byte("-----BEGIN PRIVATE KEY-----\n" + url + "\n-----END PRIVATE KEY-----\n"),
+		URL:       url,
+		CreatedAt: time.Now(),
+		Status:    certfleet.AccountValid, // every new account is valid (RFC 8555 §7.1.2)
+	}
+}
+
+func testAccounts(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
+	s := newStore(t)
+	want := newAccount("https://ca.example/acct/1")
+	_, err := s.Account(t.Context(), want.CA, want.Name)
+	wantCode(t, "Account before creation", err, certfleet.ENOTFOUND)
+
+	got, err := s.CreateAccount(t.Context(), want)
+	if err != nil {
+		t.Fatalf("CreateAccount: %v", err)
+	}
+	checkAccount(t, got, want)
+	loaded, err := s.Account(t.Context(), want.CA, want.Name)
+	if err != nil {
+		t.Fatalf("Account: %v", err)
+	}
+	checkAccount(t, loaded, want)
+
+	// A second creation returns the first account unchanged.
+	got, err = s.CreateAccount(t.Context(), newAccount("https://ca.example/acct/2"))
+	if err != nil {
+		t.Fatalf("second CreateAccount: %v", err)
+	}
+	checkAccount(t, got, want)
+	loaded, _ = s.Account(t.Context(), want.CA, want.Name)
+	checkAccount(t, loaded, want)
+
+	// Another name or CA is another account.
+	staging := newAccount("https://ca.example/acct/3")
+	staging.Name = "staging"
+	if got, err := s.CreateAccount(t.Context(), staging); err != nil || got.URL != staging.URL {
+		t.Errorf("CreateAccount(staging) = %+v, %v; want a new account", got, err)
+	}
+	otherCA := newAccount("https://other.example/acct/1")
+	otherCA.CA = "https://other.example/dir"
+	if got, err := s.CreateAccount(t.Context(), otherCA); err != nil || got.URL != otherCA.URL {
+		t.Errorf("CreateAccount(other CA) = %+v, %v; want a new account", got, err)
+	}
+}
+
+func checkAccount(t *testing.T, got, want certfleet.Account) {
+	t.Helper()
+	checkTime(t, "account CreatedAt", got.CreatedAt, want.CreatedAt)
+	got.CreatedAt = want.CreatedAt
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("account:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+func testAccountRace(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
+	s := newStore(t)
+	const n = 8
+	urls := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, err := s.CreateAccount(t.Context(), newAccount(fmt.Sprintf("https://ca.example/acct/%d", i)))
+			urls[i], errs[i] = a.URL, err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("CreateAccount: %v", err)
+	}
+	stored, err := s.Account(t.Context(), "https://ca.example/dir", certfleet.DefaultAccount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range urls {
+		if u != stored.URL {
+			t.Errorf("creator %d got account %s, stored is %s", i, u, stored.URL)
+		}
 	}
 }

@@ -1,0 +1,122 @@
+package config
+
+// [defaults]: the settings every [[certificate]] inherits, and the decoding
+// of key_types and challenge, which both tables accept.
+
+import (
+	"io/fs"
+
+	"github.com/certfleet/certfleet"
+)
+
+var defaultsKeys = []string{"key_types", "challenge", "webroot", "dns_provider", "output_dir", "owner", "group", "key_mode", "commands", "copy", "prepare", "cleanup"}
+
+// certDefaults are the decoded [defaults]; clean is false when any of them
+// had a problem, so that certificates inheriting them skip the cross-checks
+// that would only repeat it.
+type certDefaults struct {
+	keyTypes     []certfleet.KeyType
+	challenge    certfleet.ChallengeType
+	webroot      string
+	dnsProvider  string
+	outputDir    string
+	owner, group string
+	keyMode      fs.FileMode
+	commands     [][]string
+	copies       []Copy
+	prepare      [][]string
+	cleanup      [][]string
+	clean        bool
+}
+
+func (d *decoder) defaults(t *table) certDefaults {
+	defs := certDefaults{
+		keyTypes:  []certfleet.KeyType{DefaultKeyType},
+		challenge: DefaultChallenge,
+		outputDir: DefaultOutputDir,
+		keyMode:   DefaultKeyMode,
+		clean:     true,
+	}
+	if t == nil {
+		return defs
+	}
+	start := d.mark()
+	if kts, ok := d.keyTypes(t); ok {
+		defs.keyTypes = kts
+	}
+	if ct, _, ok := d.challenge(t); ok {
+		defs.challenge = ct
+	}
+	if s, p, ok := d.str(t, "webroot"); ok && s != "" {
+		defs.webroot, _ = d.abs(p, s)
+	}
+	defs.dnsProvider, _, _ = d.str(t, "dns_provider")
+	if s, p, ok := d.str(t, "output_dir"); ok {
+		defs.outputDir = ""
+		if s != "" {
+			defs.outputDir, _ = d.abs(p, s)
+		}
+	}
+	defs.owner, _ = d.principal(t, "owner")
+	defs.group, _ = d.principal(t, "group")
+	if m, ok := d.keyMode(t); ok {
+		defs.keyMode = m
+	}
+	if cmds, ok := d.commands(t); ok {
+		defs.commands = cmds
+	}
+	if cps, ok := d.copies(t); ok {
+		defs.copies = cps
+	}
+	if cmds, ok := d.commandsAt(t, "prepare"); ok {
+		defs.prepare = cmds
+	}
+	if cmds, ok := d.commandsAt(t, "cleanup"); ok {
+		defs.cleanup = cmds
+	}
+	d.unknown(t, defaultsKeys)
+	defs.clean = d.mark() == start
+	return defs
+}
+
+func (d *decoder) keyTypes(t *table) ([]certfleet.KeyType, bool) {
+	start := d.mark()
+	list, paths, p, ok := d.strList(t, "key_types")
+	if !ok {
+		return nil, false
+	}
+	var kts []certfleet.KeyType
+	for i, s := range list {
+		kt, err := certfleet.ParseKeyType(s)
+		if err != nil {
+			d.problemf(paths[i], "%v", err)
+			continue
+		}
+		kts = append(kts, kt)
+	}
+	if d.mark() != start {
+		return nil, false
+	}
+	switch {
+	case len(list) == 0 || len(list) > 2:
+		d.problemf(p, "give one key type, or two of different families (one RSA, one ECDSA) for dual certificates")
+	case len(kts) == 2 && kts[0].Family() == kts[1].Family():
+		d.problemf(p, "dual certificates need one RSA and one ECDSA key type, not %s and %s", kts[0], kts[1])
+	default:
+		return kts, true
+	}
+	return nil, false
+}
+
+func (d *decoder) challenge(t *table) (certfleet.ChallengeType, path, bool) {
+	s, p, ok := d.str(t, "challenge")
+	if !ok {
+		return "", p, false
+	}
+	ct, err := certfleet.ParseChallengeType(s)
+	if err != nil {
+		d.problemf(p, "%v", err)
+		return "", p, false
+	}
+	return ct, p, true
+}

@@ -1,0 +1,153 @@
+package manager
+
+// One attempt at a claimed job, from decision to recorded outcome: issued
+// (then deployed), failed (backed off), deferred or not due; and the events
+// that report it.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// process works on one claimed job and always leaves it unleased (or lost to
+// another owner).
+func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
+	start := m.Now()
+	log := m.Logger.With(certfleet.LogCertificate, job.Spec, certfleet.LogKeyType, string(job.KeyType))
+	res := Result{Key: job.JobKey}
+
+	// Keep the lease alive while we work; lose it and we stop.
+	workCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopLease := m.keepLease(workCtx, job.JobKey, cancel, log)
+	defer stopLease()
+
+	cleanupCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	}
+
+	d, err := m.decide(workCtx, job)
+	if err == nil && d.deferUntil != nil {
+		cctx, ccancel := cleanupCtx()
+		defer ccancel()
+		if err := m.Store.Reschedule(cctx, job.JobKey, m.Instance, *d.deferUntil); err != nil {
+			log.Error("reschedule job", certfleet.LogError, err)
+		}
+		log.Debug("not due yet", certfleet.LogNextAt, d.deferUntil.NextAt, "reason", d.reason)
+		res.Outcome, res.NextAt = certfleet.OutcomeDeferred, d.deferUntil.NextAt
+		res.Duration = m.Now().Sub(start)
+		return res
+	}
+	if err == nil && m.Budget != nil && job.PendingOrderURL == "" {
+		// A new order that a budget is certain to defer skips Prepare;
+		// the reservation itself is made just before the order.
+		err = m.Budget.Check(workCtx, m.orderIntent(job, d))
+	}
+	var iss certfleet.Issuance
+	if err == nil {
+		log.Info("ordering certificate", "reason", d.reason, certfleet.LogIdentifiers, certfleet.IdentifierValues(d.spec.Identifiers))
+		iss, err = m.prepareAndIssue(workCtx, job, &d)
+	}
+	if cause := context.Cause(workCtx); err != nil && cause != nil && cause != context.Canceled && ctx.Err() == nil {
+		err = fmt.Errorf("%w (%v)", err, cause) // the lease was lost
+	}
+	res.Duration = m.Now().Sub(start)
+
+	cctx, ccancel := cleanupCtx()
+	defer ccancel()
+	if de, ok := certfleet.AsDeferError(err); ok && ctx.Err() == nil {
+		return m.deferJob(cctx, job, start, de, log)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			// Shutting down: give the job back untouched; the pending
+			// order (if any) is resumed by whoever claims it next.
+			_ = m.Store.ReleaseLease(cctx, job.JobKey, m.Instance)
+			res.Outcome, res.Err = certfleet.OutcomeFailed, err
+			return res
+		}
+		if certfleet.ErrorCode(err) == certfleet.ELEASELOST {
+			log.Warn("lease lost to another instance; dropping the job", certfleet.LogError, err)
+			res.Outcome, res.Err = certfleet.OutcomeFailed, err
+			return res
+		}
+		next := m.retryTime(job.Failures+1, err)
+		attempt := certfleet.Attempt{
+			JobKey: job.JobKey, Instance: m.Instance, StartedAt: start, FinishedAt: m.Now(),
+			Outcome: certfleet.OutcomeFailed, OrderURL: d.orderURL, Error: err.Error(), ProblemType: certfleet.ProblemType(err),
+		}
+		if ferr := m.Store.FailJob(cctx, job.JobKey, m.Instance, attempt, next); ferr != nil {
+			log.Error("record failed attempt", certfleet.LogError, ferr)
+		}
+		log.Error("certificate order failed; will retry", certfleet.LogError, err,
+			"failures", job.Failures+1, certfleet.LogNextAt, next)
+		m.emit(cctx, certfleet.Event{Kind: certfleet.EventOrderFailed, Certificate: job.Spec, KeyType: job.KeyType,
+			Reason: certfleet.FailureReason(err), Detail: err.Error()})
+		res.Outcome, res.Err, res.NextAt = certfleet.OutcomeFailed, err, next
+		return res
+	}
+
+	res.Outcome, res.Issuance, res.NextAt = certfleet.OutcomeIssued, &iss, d.next.NextAt
+	log.Info("certificate issued", certfleet.LogSerial, iss.Serial, certfleet.LogNotAfter, iss.NotAfter,
+		certfleet.LogNextAt, d.next.NextAt, "took", res.Duration.Round(time.Millisecond))
+	kind, detail := certfleet.EventIssued, d.reason
+	if d.current != nil {
+		kind = certfleet.EventRenewed
+		detail = fmt.Sprintf("%s; replaces serial %s", d.reason, d.current.Serial)
+	}
+	m.emit(cctx, certfleet.Event{Kind: kind, Certificate: job.Spec, KeyType: job.KeyType,
+		Serial: iss.Serial, IssuanceID: iss.ID, Detail: detail})
+	if m.Deployer != nil {
+		derr := m.Deployer.Deploy(cctx, d.spec, iss)
+		e := certfleet.Event{Kind: certfleet.EventDeployed, Certificate: job.Spec, KeyType: job.KeyType,
+			Serial: iss.Serial, IssuanceID: iss.ID}
+		if derr != nil {
+			log.Error("deploy certificate", certfleet.LogError, derr)
+			res.Err = derr
+			e.Kind, e.Reason, e.Detail = certfleet.EventDeployFailed, certfleet.FailureReason(derr), derr.Error()
+		}
+		m.emit(cctx, e)
+	}
+	return res
+}
+
+// deferJob puts a job off to the time a rate-limit budget (or the CA) named:
+// a deferred attempt with the reason, no failure, no backoff.
+func (m *Manager) deferJob(ctx context.Context, job certfleet.Job, start time.Time, de *certfleet.DeferError, log *slog.Logger) Result {
+	now := m.Now()
+	until := de.Until
+	if !until.After(now) {
+		until = now.Add(minIdle) // freed meanwhile: try again at once
+	}
+	attempt := certfleet.Attempt{
+		JobKey: job.JobKey, Instance: m.Instance, StartedAt: start, FinishedAt: now,
+		Outcome: certfleet.OutcomeDeferred, Error: de.Error(),
+	}
+	if err := m.Store.DeferJob(ctx, job.JobKey, m.Instance, attempt, until); err != nil {
+		log.Error("record deferral", certfleet.LogError, err)
+	}
+	log.Info("order deferred to stay within the CA's rate limits", "limit", de.Limit, certfleet.LogNextAt, until, "reason", de.Reason)
+	m.emit(ctx, certfleet.Event{Kind: certfleet.EventDeferred, Certificate: job.Spec, KeyType: job.KeyType,
+		Reason: de.Limit, Detail: de.Error()})
+	return Result{Key: job.JobKey, Outcome: certfleet.OutcomeDeferred, Err: de, NextAt: until, Duration: now.Sub(start)}
+}
+
+// emit stamps e with the time and this instance and hands it to Events.
+func (m *Manager) emit(ctx context.Context, e certfleet.Event) {
+	if m.Events == nil {
+		return
+	}
+	if e.At.IsZero() {
+		e.At = m.Now()
+	}
+	if e.Actor == "" {
+		e.Actor = "instance:" + m.Instance
+	}
+	if err := m.Events.RecordEvent(ctx, e); err != nil {
+		m.Logger.Error("record event", "event", e, certfleet.LogError, err)
+	}
+}

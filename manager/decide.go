@@ -1,0 +1,168 @@
+package manager
+
+// The renewal decision: whether a claimed job needs a certificate now, and
+// when to look at it again (renewal window and ARI, after an issuance, after
+// a failure).
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// decision is what decide found out about a claimed job.
+type decision struct {
+	spec       certfleet.CertificateSpec
+	issuer     certfleet.Issuer
+	current    *certfleet.Issuance
+	leaf       *x509.Certificate
+	reason     string
+	deferUntil *certfleet.ScheduleUpdate // non-nil: not due, reschedule
+	next       certfleet.ScheduleUpdate  // after a successful issuance
+	orderURL   string
+}
+
+// decide works out whether job needs a certificate now, and why.
+func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, error) {
+	var d decision
+	spec, err := m.Store.Spec(ctx, job.Spec)
+	if err != nil {
+		return d, fmt.Errorf("load spec %q: %w", job.Spec, err)
+	}
+	d.spec = spec
+	iss, ok := m.Issuers[spec.AccountName()]
+	if !ok {
+		return d, certfleet.ErrNoRetry{Err: certfleet.Errorf(certfleet.EINVALID, "certificate %q uses account %q, which is not configured", spec.Name, spec.AccountName())}
+	}
+	d.issuer = iss
+	if job.CurrentID != 0 {
+		cur, err := m.Store.Issuance(ctx, job.CurrentID)
+		if err != nil {
+			return d, fmt.Errorf("load current issuance %d: %w", job.CurrentID, err)
+		}
+		leaf, err := cur.Leaf()
+		if err != nil {
+			return d, fmt.Errorf("current issuance %d: %w", job.CurrentID, err)
+		}
+		d.current, d.leaf = &cur, leaf
+	}
+	if d.leaf != nil {
+		blocked, err := m.keyBlocked(ctx, d.leaf.PublicKey)
+		if err != nil {
+			return d, err
+		}
+		if blocked {
+			// certfleet compromise: replace it now, with a new key.
+			d.reason = "key compromised"
+			return d, nil
+		}
+	}
+	now := m.Now()
+	switch {
+	case d.current == nil:
+		d.reason = "no certificate yet"
+		return d, nil
+	case job.PendingOrderURL != "":
+		d.reason = "resuming order in flight"
+		return d, nil
+	case job.CurrentRevision != spec.Revision(job.KeyType):
+		d.reason = "certificate spec changed"
+		return d, nil
+	case job.Failures > 0:
+		d.reason = "retrying after failure"
+		return d, nil
+	case !d.leaf.NotAfter.After(now):
+		d.reason = "certificate expired"
+		return d, nil
+	}
+	at, upd := m.renewalTime(ctx, job, d)
+	if !at.After(now) {
+		d.reason = "renewal window reached"
+		if !job.ARIStart.IsZero() || !upd.ARIStart.IsZero() {
+			d.reason = "ARI renewal window reached"
+		}
+		return d, nil
+	}
+	upd.NextAt = at
+	if !upd.ARIRetryAt.IsZero() && upd.ARIRetryAt.Before(at) {
+		upd.NextAt = upd.ARIRetryAt
+	}
+	d.deferUntil = &upd
+	d.reason = "renewal not due"
+	return d, nil
+}
+
+// renewalTime returns when the current certificate should be renewed, asking
+// the CA's ARI endpoint when it is time to, and the ARI state to keep.
+func (m *Manager) renewalTime(ctx context.Context, job certfleet.Job, d decision) (time.Time, certfleet.ScheduleUpdate) {
+	now := m.Now()
+	upd := certfleet.ScheduleUpdate{ARIStart: job.ARIStart, ARIEnd: job.ARIEnd, ARIRetryAt: job.ARIRetryAt}
+	if ri, ok := d.issuer.(certfleet.RenewalInfoer); ok && !now.Before(job.ARIRetryAt) {
+		info, err := ri.RenewalInfo(ctx, d.leaf)
+		switch {
+		case err == nil:
+			upd.ARIStart, upd.ARIEnd = info.Start, info.End
+			upd.ARIRetryAt = info.RetryAfter
+			if upd.ARIRetryAt.IsZero() || upd.ARIRetryAt.Before(now) {
+				upd.ARIRetryAt = now.Add(m.ARIInterval)
+			}
+		case certfleet.ErrorCode(err) == certfleet.ENOTFOUND:
+			upd = certfleet.ScheduleUpdate{} // the CA offers no ARI
+		default:
+			// ARI is advisory: on error keep what we knew and ask again later.
+			m.Logger.Warn("renewalInfo request failed; using the last known window", certfleet.LogCertificate, job.Spec, certfleet.LogError, err)
+			upd.ARIRetryAt = now.Add(min(m.ARIInterval, time.Hour))
+		}
+	}
+	if !upd.ARIStart.IsZero() && !upd.ARIEnd.IsZero() {
+		w := certfleet.RenewalInfo{Start: upd.ARIStart, End: upd.ARIEnd}
+		return certfleet.ARIRenewalTime(w, d.leaf.NotBefore, d.leaf.NotAfter, d.spec.RenewBefore, now, stableRand(d.current.Fingerprint, w)), upd
+	}
+	return certfleet.DefaultRenewalTime(d.leaf.NotBefore, d.leaf.NotAfter, d.spec.RenewBefore), upd
+}
+
+// stableRand derives the "uniform random time within the suggested window"
+// (RFC 9773 §4.2) from the certificate and the window, so that every
+// instance, and every re-check of an unchanged window, picks the same time
+// instead of re-rolling it (which would drift renewals towards the window's
+// end).
+func stableRand(fingerprint string, w certfleet.RenewalInfo) float64 {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%d|%d", fingerprint, w.Start.Unix(), w.End.Unix())
+	return float64(binary.BigEndian.Uint64(h.Sum(nil))>>11) / (1 << 53)
+}
+
+// firstCheck schedules the first look at a new certificate: its default
+// renewal time, or sooner when the CA offers ARI (whose window may differ).
+func (m *Manager) firstCheck(d decision, leaf *x509.Certificate, now time.Time) certfleet.ScheduleUpdate {
+	at := certfleet.DefaultRenewalTime(leaf.NotBefore, leaf.NotAfter, d.spec.RenewBefore)
+	if _, ok := d.issuer.(certfleet.RenewalInfoer); ok {
+		if check := now.Add(m.ARIInterval); check.Before(at) {
+			at = check
+		}
+	}
+	return certfleet.ScheduleUpdate{NextAt: at}
+}
+
+// retryTime returns when to try a failed job again: exponential backoff with
+// jitter, never before the CA's Retry-After, and at the backoff cap for
+// failures that retrying cannot fix.
+func (m *Manager) retryTime(failures int, err error) time.Time {
+	now := m.Now()
+	d := certfleet.Backoff(failures, m.Rand())
+	var noRetry certfleet.ErrNoRetry
+	if errors.As(err, &noRetry) {
+		d = certfleet.Backoff(64, m.Rand())
+	}
+	next := now.Add(d)
+	if at, ok := certfleet.RetryAfter(err); ok && at.After(next) {
+		next = at
+	}
+	return next
+}

@@ -1,0 +1,174 @@
+package manager
+
+// Placing (or resuming) the order and archiving the certificate, within a
+// rate-limit budget's reservation.
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// orderIntent describes the order job would place. Renewal is a guess
+// (a like-for-like renewal; whether "replaces" is sent depends on the CA
+// offering ARI), corrected by the issuer's BeforeNewOrder.
+func (m *Manager) orderIntent(job certfleet.Job, d decision) certfleet.OrderIntent {
+	return certfleet.OrderIntent{Job: job.JobKey, Account: d.spec.AccountName(), Identifiers: d.spec.Identifiers,
+		Renewal: d.leaf != nil && job.CurrentRevision == d.spec.Revision(job.KeyType), At: m.Now()}
+}
+
+// prepareAndIssue runs Prepare, the order, and Prepare's done.
+func (m *Manager) prepareAndIssue(ctx context.Context, job certfleet.Job, d *decision) (certfleet.Issuance, error) {
+	if m.Prepare != nil {
+		done, err := m.Prepare(ctx, d.spec)
+		if err != nil {
+			return certfleet.Issuance{}, fmt.Errorf("prepare %s before ordering: %w", d.spec.Name, err)
+		}
+		if done != nil {
+			defer done()
+		}
+	}
+	return m.issue(ctx, job, d)
+}
+
+// issue orders the certificate, archives it and schedules the next check.
+func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (certfleet.Issuance, error) {
+	var (
+		key    crypto.Signer
+		keyPEM []byte
+		csr    *x509.CertificateRequest
+	)
+	if len(d.spec.CSR) > 0 {
+		// CSR mode: the host keeps the key; no key is made or stored.
+		var err error
+		if csr, err = parseSpecCSR(d.spec); err != nil {
+			return certfleet.Issuance{}, certfleet.ErrNoRetry{Err: err}
+		}
+		blocked, err := m.keyBlocked(ctx, csr.PublicKey)
+		if err != nil {
+			return certfleet.Issuance{}, err
+		}
+		if blocked {
+			return certfleet.Issuance{}, certfleet.ErrNoRetry{Err: certfleet.Errorf(certfleet.EINVALID,
+				"certificate %q: the key of its CSR was declared compromised (certfleet compromise); the host must submit a CSR made with a new key", d.spec.Name)}
+		}
+	} else {
+		var err error
+		var resume bool
+		if key, resume, err = m.certificateKey(ctx, job, *d); err != nil {
+			return certfleet.Issuance{}, err
+		}
+		if !resume {
+			job.PendingOrderURL = "" // its key is compromised: a new order
+		}
+		if keyPEM, err = certfleet.MarshalPrivateKey(key); err != nil {
+			return certfleet.Issuance{}, err
+		}
+	}
+	req := certfleet.IssueRequest{
+		Spec: d.spec, KeyType: job.KeyType, Key: key, CSR: csr,
+		ResumeOrderURL: job.PendingOrderURL,
+		OnOrder: func(ctx context.Context, orderURL string) error {
+			d.orderURL = orderURL
+			return m.Store.SetPendingOrder(ctx, job.JobKey, m.Instance, orderURL, keyPEM)
+		},
+	}
+	if job.PendingOrderURL != "" {
+		d.orderURL = job.PendingOrderURL
+	}
+	// RFC 9773 §5: "replaces" names the certificate being renewed; only a
+	// like-for-like renewal is one (changed names are a new certificate).
+	if d.leaf != nil && job.CurrentRevision == d.spec.Revision(job.KeyType) {
+		req.Replaces = d.leaf
+	}
+	intent := m.orderIntent(job, *d)
+	var reservation int64
+	if m.Budget != nil {
+		// intent.OrderURL ends as the order this attempt worked on: the
+		// resumed one, or the new one once the CA created it ("" if the
+		// CA refused the new order).
+		intent.OrderURL = job.PendingOrderURL
+		onOrder := req.OnOrder
+		req.OnOrder = func(ctx context.Context, orderURL string) error {
+			intent.OrderURL = orderURL
+			return onOrder(ctx, orderURL)
+		}
+		reserved := false
+		req.BeforeNewOrder = func(ctx context.Context, replaces bool) error {
+			if reserved && (replaces || !intent.Renewal) {
+				// The same order placed again (the account was
+				// replaced or its key changed): already reserved. An
+				// exempt renewal whose "replaces" the CA refused is
+				// not: placed without it, it counts.
+				return nil
+			}
+			intent.Renewal, intent.At = replaces, m.Now()
+			id, err := m.Budget.Reserve(ctx, intent)
+			if err != nil {
+				return err
+			}
+			reservation, reserved, intent.OrderURL = id, true, ""
+			return nil
+		}
+	}
+	res, err := d.issuer.Issue(ctx, req)
+	if m.Budget != nil {
+		// Like the rest of a job's clean-up: done even when ctx ends
+		// (shutdown), but bounded, so a hung store cannot block it.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		intent.At = m.Now()
+		m.Budget.Finish(fctx, intent, reservation, err)
+		cancel()
+	}
+	if err != nil {
+		return certfleet.Issuance{}, err
+	}
+	chain, err := certfleet.ParseChain(res.ChainPEM)
+	if err != nil {
+		return certfleet.Issuance{}, fmt.Errorf("certificate from %s: %w", res.CertURL, err)
+	}
+	leaf := chain[0]
+	now := m.Now()
+	iss := certfleet.Issuance{
+		Spec: job.Spec, KeyType: job.KeyType, SpecRevision: d.spec.Revision(job.KeyType),
+		Identifiers: d.spec.Identifiers,
+		Serial:      leaf.SerialNumber.Text(16), Fingerprint: certfleet.Fingerprint(leaf),
+		NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
+		ChainPEM: res.ChainPEM, KeyPEM: keyPEM,
+		ARICertID: certfleet.ARICertID(leaf),
+		CA:        res.CA, AccountURL: res.AccountURL, OrderURL: res.OrderURL, CertURL: res.CertURL,
+		IssuedAt: now,
+	}
+	if d.current != nil {
+		iss.Replaces = d.current.ID
+	}
+	d.next = m.firstCheck(*d, leaf, now)
+	attempt := certfleet.Attempt{
+		JobKey: job.JobKey, Instance: m.Instance, StartedAt: now, FinishedAt: now,
+		Outcome: certfleet.OutcomeIssued, OrderURL: res.OrderURL,
+	}
+	stored, err := m.Store.CompleteIssuance(context.WithoutCancel(ctx), m.Instance, iss, d.next, attempt)
+	if err != nil {
+		return certfleet.Issuance{}, fmt.Errorf("archive certificate %s: %w", iss.Serial, err)
+	}
+	return stored, nil
+}
+
+// parseSpecCSR decodes the PEM CSR of a CSR-mode spec (checked by the API
+// when it was submitted).
+func parseSpecCSR(sp certfleet.CertificateSpec) (*x509.CertificateRequest, error) {
+	block, _ := pem.Decode(sp.CSR)
+	if block == nil {
+		return nil, certfleet.Errorf(certfleet.EINVALID, "certificate %q: its CSR is not PEM", sp.Name)
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, certfleet.Errorf(certfleet.EINVALID, "certificate %q: its CSR is invalid: %v", sp.Name, err)
+	}
+	return csr, nil
+}

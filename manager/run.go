@@ -1,0 +1,102 @@
+package manager
+
+// Run, the daemon's scheduler loop.
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// Run is the daemon loop: it works on due jobs as they come due, at most
+// Concurrency at once, until ctx ends. Then it waits for running jobs to stop
+// (they release their leases; orders in flight are resumed on restart) and
+// returns nil. Store errors are logged and retried, never fatal. It looks at
+// the store when a job finishes, on Wake, when a store that is a
+// certfleet.Notifier reports a change, and at least every PollInterval.
+func (m *Manager) Run(ctx context.Context) error {
+	m.init()
+	var (
+		wg      sync.WaitGroup
+		running int
+		done    = make(chan struct{}, m.Concurrency)
+	)
+	defer wg.Wait()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	// A store shared by instances may say when another one changed the
+	// work (certfleet.Notifier); polling stays the fallback. A nil channel
+	// never receives.
+	var changes <-chan struct{}
+	if n, ok := m.Store.(certfleet.Notifier); ok {
+		changes = n.Changes(ctx)
+	}
+	storeFailures := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-done:
+			running--
+		case <-m.wake:
+		case _, ok := <-changes:
+			if !ok {
+				changes = nil // the store closed it: poll only
+			}
+		case <-timer.C:
+		}
+		// Drain finished jobs so the count of free slots is current.
+		for drained := false; !drained; {
+			select {
+			case <-done:
+				running--
+			default:
+				drained = true
+			}
+		}
+		sleep := m.PollInterval
+		if free := m.Concurrency - running; free > 0 {
+			jobs, err := m.Store.ClaimDue(ctx, certfleet.ClaimRequest{Owner: m.Instance, Now: m.Now(), Lease: m.Lease, Limit: free})
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				storeFailures++
+				sleep = min(certfleet.Backoff(storeFailures, m.Rand()), m.PollInterval)
+				m.Logger.Error("cannot read due work from the store; retrying", certfleet.LogError, err, "retry_in", sleep)
+			} else {
+				storeFailures = 0
+				for _, job := range jobs {
+					running++
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						m.process(ctx, job)
+						done <- struct{}{}
+					}()
+				}
+				if len(jobs) == free {
+					sleep = 0 // there may be more due work right now
+				} else if at, ok, err := m.Store.NextDue(ctx); err == nil && ok {
+					// NextDue counts leased jobs too (ours in flight,
+					// or another instance's), so a time in the past
+					// does not mean claimable work: idle a moment
+					// rather than spin. Finished jobs wake us anyway.
+					sleep = min(max(at.Sub(m.Now()), minIdle), m.PollInterval)
+				}
+			}
+		}
+		if running >= m.Concurrency {
+			sleep = m.PollInterval // a finishing job wakes us via done
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(sleep)
+	}
+}

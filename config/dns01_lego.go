@@ -14,7 +14,13 @@ import (
 // solver/dns01/lego). Their keys are listed in DNSProviderKeys; the values
 // land in DNSProvider.Keys.
 const (
-	DNSProviderPowerDNS = "powerdns"
+	DNSProviderPowerDNS     = "powerdns"
+	DNSProviderCloudflare   = "cloudflare"
+	DNSProviderDigitalOcean = "digitalocean"
+	DNSProviderHetzner      = "hetzner"
+	DNSProviderOVH          = "ovh"
+	DNSProviderGandi        = "gandi"
+	DNSProviderPorkbun      = "porkbun"
 )
 
 // KeyKind is what a provider key holds.
@@ -60,10 +66,41 @@ var legoCommonKeys = []DNSProviderKey{
 // legoTypes are the schemas, by type. solver/dns01/lego builds each
 // provider's lego Config from exactly these keys (its tests check that).
 var legoTypes = map[string]legoType{
+
 	DNSProviderPowerDNS: {keys: []DNSProviderKey{
 		{Name: "api_url", Kind: KeyURL, Required: true, Doc: "the webserver/API base URL, as \"http://127.0.0.1:8081\""},
 		{Name: "api_key", Kind: KeySecret, Required: true, Doc: "the API key (api-key in pdns.conf)"},
 		{Name: "server_name", Kind: KeyText, Doc: "the server id in API paths (default \"localhost\")"},
+	}},
+	DNSProviderCloudflare: {minTTL: 120, keys: []DNSProviderKey{
+		{Name: "api_token", Kind: KeySecret, Doc: "API token with Zone:DNS:Edit (and Zone:Zone:Read unless zone_token is set)"},
+		{Name: "zone_token", Kind: KeySecret, Doc: "optional second token with Zone:Zone:Read, used to look zones up"},
+		{Name: "email", Kind: KeyText, Doc: "account e-mail, with api_key (the global API key; prefer api_token)"},
+		{Name: "api_key", Kind: KeySecret, Doc: "global API key, with email"},
+		{Name: "base_url", Kind: KeyURL, Doc: "API base URL (default https://api.cloudflare.com/client/v4)"},
+	}, either: [][]string{{"api_token"}, {"email", "api_key"}}},
+	DNSProviderDigitalOcean: {minTTL: 30, keys: []DNSProviderKey{
+		{Name: "api_token", Kind: KeySecret, Required: true, Doc: "personal access token with domain read/write scope"},
+		{Name: "base_url", Kind: KeyURL, Doc: "API base URL (default https://api.digitalocean.com)"},
+	}},
+	DNSProviderHetzner: {minTTL: 60, keys: []DNSProviderKey{
+		{Name: "api_token", Kind: KeySecret, Required: true, Doc: "Hetzner Cloud API token (read & write) of the project holding the zone"},
+	}},
+	DNSProviderOVH: {keys: []DNSProviderKey{
+		{Name: "endpoint", Kind: KeyText, Required: true, Doc: "\"ovh-eu\", \"ovh-ca\", \"ovh-us\", \"kimsufi-eu\", ... or the API URL"},
+		{Name: "application_key", Kind: KeyText, Doc: "application key, with application_secret and consumer_key"},
+		{Name: "application_secret", Kind: KeySecret, Doc: "application secret"},
+		{Name: "consumer_key", Kind: KeySecret, Doc: "consumer key"},
+		{Name: "client_id", Kind: KeyText, Doc: "OAuth2 service account id, with client_secret"},
+		{Name: "client_secret", Kind: KeySecret, Doc: "OAuth2 service account secret"},
+	}, either: [][]string{{"application_key", "application_secret", "consumer_key"}, {"client_id", "client_secret"}}},
+	DNSProviderGandi: {minTTL: 300, keys: []DNSProviderKey{
+		{Name: "personal_access_token", Kind: KeySecret, Required: true, Doc: "personal access token with the Manage domain technical configurations permission"},
+		{Name: "base_url", Kind: KeyURL, Doc: "LiveDNS API base URL (default https://api.gandi.net/v5/livedns)"},
+	}},
+	DNSProviderPorkbun: {minTTL: 600, keys: []DNSProviderKey{
+		{Name: "api_key", Kind: KeySecret, Required: true, Doc: "API key (pk1_...) of a domain with API access on"},
+		{Name: "secret_api_key", Kind: KeySecret, Required: true, Doc: "secret API key (sk1_...)"},
 	}},
 }
 
@@ -238,6 +275,9 @@ func (d *decoder) legoCredentials(t *table, p *DNSProvider, lt legoType) {
 		}
 	case len(full) == 0:
 		d.problemf(t.p.key(lt.either[0][0]), "%s needs credentials: set %s", p.Type, strings.Join(alternatives, ", or "))
+	}
+	if p.Type == DNSProviderCloudflare && p.Keys["zone_token"] != "" && p.Keys["api_token"] == "" {
+		d.problemf(t.p.key("zone_token"), "zone_token goes with api_token, not with email and api_key")
 	}
 }
 

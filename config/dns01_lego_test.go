@@ -87,14 +87,32 @@ func legoProblemCases(p string) []problemCase {
 			[]string{`certfleet.toml:7: dns01.providers.a.timeout: |not a positive duration`}},
 		{"bad store name", p + "type = \"powerdns\"\napi_url = \"http://x:8081\"\napi_key = \"store:\"\n",
 			[]string{`certfleet.toml:6: dns01.providers.a.api_key: |stored secret`}},
+		{"no credentials", p + "type = \"cloudflare\"\n",
+			[]string{`certfleet.toml:3: dns01.providers.a.api_token: |cloudflare needs credentials: set api_token, or email + api_key`}},
+		{"two credential sets", p + "type = \"cloudflare\"\napi_token = \"s3cr3t\"\nemail = \"e@x\"\napi_key = \"k\"\n",
+			[]string{`certfleet.toml:6: dns01.providers.a.email: |set only one of`}},
+		{"half a credential set", p + "type = \"ovh\"\nendpoint = \"ovh-eu\"\napplication_key = \"a\"\napplication_secret = \"s3cr3t\"\n",
+			[]string{`certfleet.toml:3: dns01.providers.a.consumer_key: |required with application_key and application_secret`}},
+		{"ttl below minimum", p + "type = \"gandi\"\npersonal_access_token = \"s3cr3t\"\nttl = 60\n",
+			[]string{`certfleet.toml:6: dns01.providers.a.ttl: |60 is below gandi's minimum TTL of 300`}},
+		{"zone token without api token", p + "type = \"cloudflare\"\nemail = \"e@x\"\napi_key = \"k\"\nzone_token = \"s3cr3t\"\n",
+			[]string{`certfleet.toml:7: dns01.providers.a.zone_token: |zone_token goes with api_token`}},
+		{"unknown key of another type", p + "type = \"digitalocean\"\napi_token = \"t\"\napi_key = \"s3cr3t\"\n",
+			[]string{`certfleet.toml:6: dns01.providers.a.api_key: |unknown key`}},
 	}
 }
 
 // TestLegoSecretSyntaxError: a TOML syntax error on a lego secret key's
 // line does not quote the line.
 func TestLegoSecretSyntaxError(t *testing.T) {
-	got := mustProblems(t, ca+"[dns01.providers.a]\ntype = \"powerdns\"\napi_key = \"s3cr3t\n")
-	if s := got[0].String(); strings.Contains(s, "s3cr3t") || !strings.Contains(s, "not shown") {
-		t.Errorf("syntax problem %q shows the secret or does not say why it is hidden", s)
+	for _, src := range []string{
+		ca + "[dns01.providers.a]\ntype = \"powerdns\"\napi_key = \"s3cr3t\n",
+		ca + "[dns01.providers.a]\ntype = \"porkbun\"\nsecret_api_key = s3cr3t\n",
+		ca + "[dns01.providers.a]\ntype = \"ovh\"\napplication_secret = \"s3cr3t\" junk\n",
+	} {
+		got := mustProblems(t, src)
+		if s := got[0].String(); strings.Contains(s, "s3cr3t") || !strings.Contains(s, "not shown") {
+			t.Errorf("syntax problem %q shows the secret or does not say why it is hidden", s)
+		}
 	}
 }

@@ -8,7 +8,13 @@ import (
 	"time"
 
 	"github.com/go-acme/lego/v5/challenge"
+	"github.com/go-acme/lego/v5/providers/dns/cloudflare"
+	"github.com/go-acme/lego/v5/providers/dns/digitalocean"
+	"github.com/go-acme/lego/v5/providers/dns/gandiv5"
+	"github.com/go-acme/lego/v5/providers/dns/hetzner"
+	"github.com/go-acme/lego/v5/providers/dns/ovh"
 	"github.com/go-acme/lego/v5/providers/dns/pdns"
+	"github.com/go-acme/lego/v5/providers/dns/porkbun"
 )
 
 // Defaults of the settings every type takes.
@@ -36,7 +42,13 @@ type builder func(k keys) (challenge.Provider, traits, error)
 // Config struct literally: lego's NewDefaultConfig reads environment
 // variables, which certfleet never lets it do.
 var builders = map[string]builder{
-	"powerdns": buildPowerDNS,
+	"powerdns":     buildPowerDNS,
+	"cloudflare":   buildCloudflare,
+	"digitalocean": buildDigitalOcean,
+	"hetzner":      buildHetzner,
+	"ovh":          buildOVH,
+	"gandi":        buildGandi,
+	"porkbun":      buildPorkbun,
 }
 
 // keys reads a table's settings.
@@ -101,4 +113,80 @@ func buildPowerDNS(k keys) (challenge.Provider, traits, error) {
 		HTTPClient: k.httpClient(),
 	})
 	return p, traits{}, err
+}
+
+// buildCloudflare: Cloudflare's API v4. Its provider creates one record
+// per value and keeps the record's id in memory for CleanUp (forgets).
+func buildCloudflare(k keys) (challenge.Provider, traits, error) {
+	p, err := cloudflare.NewDNSProviderConfig(&cloudflare.Config{
+		AuthToken: k.str("api_token"), ZoneToken: k.str("zone_token"),
+		AuthEmail: k.str("email"), AuthKey: k.str("api_key"), BaseURL: k.str("base_url"),
+		TTL: k.ttl(120), PropagationTimeout: apiWaitTimeout, PollingInterval: apiPollInterval,
+		HTTPClient: k.httpClient(),
+	})
+	return p, traits{forgets: true}, err
+}
+
+// buildDigitalOcean: DigitalOcean's API v2. One record per value, ids in
+// memory (forgets).
+func buildDigitalOcean(k keys) (challenge.Provider, traits, error) {
+	p, err := digitalocean.NewDNSProviderConfig(&digitalocean.Config{
+		AuthToken: k.str("api_token"), BaseURL: k.str("base_url"),
+		TTL: k.ttl(DefaultTTL), PropagationTimeout: apiWaitTimeout, PollingInterval: apiPollInterval,
+		HTTPClient: k.httpClient(),
+	})
+	return p, traits{forgets: true}, err
+}
+
+// buildHetzner: the Hetzner Cloud API's zones (the old DNS console API,
+// which lego still offers with APIKey, is deprecated and not offered).
+// Values are added to and removed from the RRset by value, and lego waits
+// for Hetzner's action to finish.
+func buildHetzner(k keys) (challenge.Provider, traits, error) {
+	p, err := hetzner.NewDNSProviderConfig(&hetzner.Config{
+		APIToken: k.str("api_token"),
+		TTL:      k.ttl(DefaultTTL), PropagationTimeout: apiWaitTimeout, PollingInterval: apiPollInterval,
+		HTTPClient: k.httpClient(),
+	})
+	return p, traits{}, err
+}
+
+// buildOVH: OVHcloud's API through its go-ovh client, with an application
+// key, secret and consumer key, or an OAuth2 service account. One record
+// per value, ids in memory (forgets).
+func buildOVH(k keys) (challenge.Provider, traits, error) {
+	c := &ovh.Config{
+		APIEndpoint:    k.str("endpoint"),
+		ApplicationKey: k.str("application_key"), ApplicationSecret: k.str("application_secret"), ConsumerKey: k.str("consumer_key"),
+		TTL: k.ttl(DefaultTTL), PropagationTimeout: apiWaitTimeout, PollingInterval: apiPollInterval,
+		HTTPClient: k.httpClient(),
+	}
+	if id := k.str("client_id"); id != "" {
+		c.OAuth2Config = &ovh.OAuth2Config{ClientID: id, ClientSecret: k.str("client_secret")}
+	}
+	p, err := ovh.NewDNSProviderConfig(c)
+	return p, traits{forgets: true}, err
+}
+
+// buildGandi: Gandi's LiveDNS API with a personal access token. Present
+// adds the value to the name's TXT set; CleanUp deletes the whole set
+// (wholeName) and only for names presented in this process (forgets).
+func buildGandi(k keys) (challenge.Provider, traits, error) {
+	p, err := gandiv5.NewDNSProviderConfig(&gandiv5.Config{
+		PersonalAccessToken: k.str("personal_access_token"), BaseURL: k.str("base_url"),
+		TTL: k.ttl(300), PropagationTimeout: apiWaitTimeout, PollingInterval: apiPollInterval,
+		HTTPClient: k.httpClient(),
+	})
+	return p, traits{forgets: true, wholeName: true}, err
+}
+
+// buildPorkbun: Porkbun's API v3. One record per value, ids in memory
+// (forgets).
+func buildPorkbun(k keys) (challenge.Provider, traits, error) {
+	p, err := porkbun.NewDNSProviderConfig(&porkbun.Config{
+		APIKey: k.str("api_key"), SecretAPIKey: k.str("secret_api_key"),
+		TTL: k.ttl(600), PropagationTimeout: apiWaitTimeout, PollingInterval: apiPollInterval,
+		HTTPClient: k.httpClient(),
+	})
+	return p, traits{forgets: true}, err
 }

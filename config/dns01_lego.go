@@ -21,6 +21,7 @@ const (
 	DNSProviderOVH          = "ovh"
 	DNSProviderGandi        = "gandi"
 	DNSProviderPorkbun      = "porkbun"
+	DNSProviderRoute53      = "route53"
 )
 
 // KeyKind is what a provider key holds.
@@ -101,6 +102,15 @@ var legoTypes = map[string]legoType{
 	DNSProviderPorkbun: {minTTL: 600, keys: []DNSProviderKey{
 		{Name: "api_key", Kind: KeySecret, Required: true, Doc: "API key (pk1_...) of a domain with API access on"},
 		{Name: "secret_api_key", Kind: KeySecret, Required: true, Doc: "secret API key (sk1_...)"},
+	}},
+	DNSProviderRoute53: {keys: []DNSProviderKey{
+		{Name: "access_key_id", Kind: KeyText, Required: true, Doc: "IAM access key id"},
+		{Name: "secret_access_key", Kind: KeySecret, Required: true, Doc: "IAM secret access key"},
+		{Name: "session_token", Kind: KeySecret, Doc: "session token of temporary credentials"},
+		{Name: "region", Kind: KeyText, Doc: "AWS region for signing (default us-east-1)"},
+		{Name: "hosted_zone_id", Kind: KeyText, Doc: "hosted zone id; default: looked up by zone name"},
+		{Name: "private_zone", Kind: KeyBool, Doc: "look the zone up among private hosted zones"},
+		{Name: "endpoint", Kind: KeyURL, Doc: "Route 53 API endpoint (default AWS's)"},
 	}},
 }
 

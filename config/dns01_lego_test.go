@@ -97,6 +97,10 @@ func legoProblemCases(p string) []problemCase {
 			[]string{`certfleet.toml:6: dns01.providers.a.ttl: |60 is below gandi's minimum TTL of 300`}},
 		{"zone token without api token", p + "type = \"cloudflare\"\nemail = \"e@x\"\napi_key = \"k\"\nzone_token = \"s3cr3t\"\n",
 			[]string{`certfleet.toml:7: dns01.providers.a.zone_token: |zone_token goes with api_token`}},
+		{"route53 wrong kind", p + "type = \"route53\"\naccess_key_id = \"a\"\nsecret_access_key = \"s3cr3t\"\nprivate_zone = \"yes\"\n",
+			[]string{`certfleet.toml:7: dns01.providers.a.private_zone: |must be true or false`}},
+		{"route53 without secret", p + "type = \"route53\"\naccess_key_id = \"a\"\n",
+			[]string{`certfleet.toml:3: dns01.providers.a.secret_access_key: |required: IAM secret access key`}},
 		{"unknown key of another type", p + "type = \"digitalocean\"\napi_token = \"t\"\napi_key = \"s3cr3t\"\n",
 			[]string{`certfleet.toml:6: dns01.providers.a.api_key: |unknown key`}},
 	}

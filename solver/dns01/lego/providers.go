@@ -15,6 +15,11 @@ import (
 	"github.com/go-acme/lego/v5/providers/dns/ovh"
 	"github.com/go-acme/lego/v5/providers/dns/pdns"
 	"github.com/go-acme/lego/v5/providers/dns/porkbun"
+	"github.com/go-acme/lego/v5/providers/dns/route53"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awsroute53 "github.com/aws/aws-sdk-go-v2/service/route53"
 )
 
 // Defaults of the settings every type takes.
@@ -49,6 +54,7 @@ var builders = map[string]builder{
 	"ovh":          buildOVH,
 	"gandi":        buildGandi,
 	"porkbun":      buildPorkbun,
+	"route53":      buildRoute53,
 }
 
 // keys reads a table's settings.
@@ -189,4 +195,32 @@ func buildPorkbun(k keys) (challenge.Provider, traits, error) {
 		HTTPClient: k.httpClient(),
 	})
 	return p, traits{forgets: true}, err
+}
+
+// buildRoute53: Amazon Route 53 with a static IAM key. The AWS client is
+// built here, not by lego: lego's would load the AWS SDK's default
+// configuration (environment, ~/.aws, instance metadata). lego reads the
+// name's TXT set and writes it back with UPSERT, by value; it does not wait
+// for Route 53's INSYNC (WaitForRecordSetsChanged off): certfleet checks
+// the nameservers themselves.
+func buildRoute53(k keys) (challenge.Provider, traits, error) {
+	region := k.str("region")
+	if region == "" {
+		region = "us-east-1"
+	}
+	client := awsroute53.New(awsroute53.Options{
+		Region:      region,
+		Credentials: credentials.NewStaticCredentialsProvider(k.str("access_key_id"), k.str("secret_access_key"), k.str("session_token")),
+		HTTPClient:  k.httpClient(),
+	}, func(o *awsroute53.Options) {
+		if e := k.str("endpoint"); e != "" {
+			o.BaseEndpoint = aws.String(e)
+		}
+	})
+	p, err := route53.NewDNSProviderConfig(&route53.Config{
+		HostedZoneID: k.str("hosted_zone_id"), PrivateZone: k.boolean("private_zone"),
+		TTL: k.ttl(DefaultTTL), PropagationTimeout: apiWaitTimeout, PollingInterval: apiPollInterval,
+		Client: client,
+	})
+	return p, traits{}, err
 }

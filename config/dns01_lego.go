@@ -21,6 +21,7 @@ const (
 	DNSProviderOVH          = "ovh"
 	DNSProviderGandi        = "gandi"
 	DNSProviderPorkbun      = "porkbun"
+	DNSProviderGoogle       = "google"
 	DNSProviderRoute53      = "route53"
 )
 
@@ -112,6 +113,13 @@ var legoTypes = map[string]legoType{
 		{Name: "private_zone", Kind: KeyBool, Doc: "look the zone up among private hosted zones"},
 		{Name: "endpoint", Kind: KeyURL, Doc: "Route 53 API endpoint (default AWS's)"},
 	}},
+	DNSProviderGoogle: {keys: []DNSProviderKey{
+		{Name: "project", Kind: KeyText, Doc: "project id (default: project_id of the service account key)"},
+		{Name: "service_account_file", Kind: KeyFile, Doc: "service account JSON key file"},
+		{Name: "service_account_json", Kind: KeySecret, Doc: "the service account JSON key itself (store:NAME)"},
+		{Name: "managed_zone", Kind: KeyText, Doc: "managed zone name; spares the dns.managedZones.list permission"},
+		{Name: "private_zone", Kind: KeyBool, Doc: "allow private managed zones"},
+	}, either: [][]string{{"service_account_file"}, {"service_account_json"}}},
 }
 
 // LegoDNSProviderTypes returns the provider types written through lego,

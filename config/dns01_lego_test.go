@@ -101,6 +101,10 @@ func legoProblemCases(p string) []problemCase {
 			[]string{`certfleet.toml:7: dns01.providers.a.private_zone: |must be true or false`}},
 		{"route53 without secret", p + "type = \"route53\"\naccess_key_id = \"a\"\n",
 			[]string{`certfleet.toml:3: dns01.providers.a.secret_access_key: |required: IAM secret access key`}},
+		{"google file and json", p + "type = \"google\"\nservice_account_file = \"/k.json\"\nservice_account_json = \"s3cr3t\"\n",
+			[]string{`certfleet.toml:6: dns01.providers.a.service_account_json: |set only one of: service_account_file, or service_account_json`}},
+		{"google without key", p + "type = \"google\"\nproject = \"p\"\n",
+			[]string{`certfleet.toml:3: dns01.providers.a.service_account_file: |google needs credentials`}},
 		{"unknown key of another type", p + "type = \"digitalocean\"\napi_token = \"t\"\napi_key = \"s3cr3t\"\n",
 			[]string{`certfleet.toml:6: dns01.providers.a.api_key: |unknown key`}},
 	}

@@ -232,9 +232,10 @@ func (p *Provider) CleanUp(ctx context.Context, rec dns01.Record) error {
 		}
 		return nil
 	}
-	if ours && p.tr.wholeName && others > 0 {
-		// lego would remove the other values too; the last one removes
-		// the name.
+	if p.tr.wholeName && others > 0 {
+		// lego would remove the other values too, which are still in
+		// use; the last one's cleanup removes the name, this value with
+		// it.
 		p.forget(rec)
 		return nil
 	}

@@ -211,3 +211,22 @@ func TestForgetfulProviderAfterRestart(t *testing.T) {
 		t.Errorf("clean up a leftover record: %v, want an error that names it and says to remove it by hand", err)
 	}
 }
+
+// TestSecretsNotShown: neither a provider's description nor lego's
+// errors on a refused key show the key.
+func TestSecretsNotShown(t *testing.T) {
+	a := newAPIServer(t,
+		exchange{method: "GET", path: "/zones?name=example.com&per_page=50", header: map[string]string{"Authorization": "Bearer s3cr3t-token"},
+			status: http.StatusForbidden, reply: `{"success":false,"errors":[{"code":9109,"message":"Invalid access token"}]}`},
+	)
+	p := mustProvider(t, "cloudflare", map[string]string{"api_token": "s3cr3t-token", "base_url": a.URL()}, nil)
+	err := p.Check(t.Context(), testRecord(testKA))
+	if err == nil || !strings.Contains(err.Error(), "Invalid access token") {
+		t.Fatalf("check with a refused token: %v", err)
+	}
+	for _, s := range []string{err.Error(), p.String(), fmt.Sprintf("%v %+v %#v", p, p, p)} {
+		if strings.Contains(s, "s3cr3t") {
+			t.Errorf("%q shows the token", s)
+		}
+	}
+}

@@ -167,6 +167,14 @@ func (p *Provider) lock(rec dns01.Record) (unlock func(), err error) {
 	return func() { release(); done() }, nil
 }
 
+// String names the provider without its settings (they hold secrets).
+func (p *Provider) String() string {
+	return "dns provider " + p.name + " (" + p.typ + ", through lego)"
+}
+
+// GoString is String, so that %#v cannot print a secret either.
+func (p *Provider) GoString() string { return p.String() }
+
 // token is what lego's providers that remember record ids key them by:
 // one per record value.
 func token(rec dns01.Record) string { return rec.FQDN + " " + rec.Value }

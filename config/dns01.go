@@ -75,6 +75,12 @@ type DNSProvider struct {
 	// (default acme-dns-NAME.json next to the state database).
 	AllowFrom       []string
 	CredentialsFile string
+
+	// Keys holds the settings of a type written through lego
+	// (IsLegoDNSProvider), by key name (DNSProviderKeys): numbers and
+	// booleans in Go's syntax, files as absolute paths, secrets as given
+	// ("store:NAME" until ResolveSecrets). Nil for other types.
+	Keys map[string]string
 }
 
 // String describes the provider without its secrets.
@@ -87,6 +93,8 @@ func (p DNSProvider) String() string {
 		s += " " + p.Program
 	case DNSProviderWebhook, DNSProviderACMEDNS:
 		s += " " + p.URL
+	default:
+		s += legoString(p)
 	}
 	return s
 }
@@ -198,13 +206,18 @@ func (d *decoder) dnsProvider(t *table, name string, cfg *Config) (DNSProvider, 
 	typ, tp, ok := d.str(t, "type")
 	if !ok {
 		if _, present := t.m["type"]; !present {
-			d.problemf(tp, "required: rfc2136, exec, webhook or acme-dns")
+			d.problemf(tp, "required: %s", providerTypeList())
 		}
 		return p, false
 	}
+	if IsLegoDNSProvider(typ) {
+		p.Type = typ
+		d.legoProvider(t, &p)
+		return p, d.mark() == start
+	}
 	keys, known := providerKeys[typ]
 	if !known {
-		d.problemf(tp, "unknown provider type %q (use rfc2136, exec, webhook or acme-dns)", typ)
+		d.problemf(tp, "unknown provider type %q (use %s)", typ, providerTypeList())
 		return p, false
 	}
 	p.Type = typ
@@ -319,6 +332,11 @@ func (d *decoder) dnsProvider(t *table, name string, cfg *Config) (DNSProvider, 
 	return p, d.mark() == start
 }
 
+// providerTypeList names every provider type, for messages.
+func providerTypeList() string {
+	return "rfc2136, exec, webhook, acme-dns, " + strings.Join(LegoDNSProviderTypes(), ", ")
+}
+
 func (d *decoder) positiveDuration(t *table, key string) time.Duration {
 	s, p, ok := d.str(t, key)
 	if !ok || s == "" {
@@ -377,7 +395,7 @@ func (d *decoder) dnsProviderOf(t *table, cfg *Config, defs certDefaults, spec c
 	}
 	switch {
 	case name == "" && len(names) == 0:
-		d.problemf(t.p.key("challenge"), "dns-01 needs a DNS provider: define one in [dns01.providers.NAME] (type rfc2136, exec, webhook or acme-dns)")
+		d.problemf(t.p.key("challenge"), "dns-01 needs a DNS provider: define one in [dns01.providers.NAME] (type %s)", providerTypeList())
 	case name == "":
 		d.problemf(t.p.key("dns_provider"), "required with several DNS providers: one of %s (or set [defaults] dns_provider)", strings.Join(names, ", "))
 	case !slices.Contains(names, name) && !d.dnsProviderBroken[name]:
@@ -437,7 +455,7 @@ func (c *Config) DNSRoutes() map[string]string {
 }
 
 // dnsSecretKeys are the [dns01.providers] keys whose values are secrets.
-var dnsSecretKeys = []string{"secret", "password", "bearer_token"}
+var dnsSecretKeys = append([]string{"secret", "password", "bearer_token"}, legoSecretKeys()...)
 
 // dnsSecretOnLine returns the secret key set on line (1-based) of data or
 // the few lines before it (a multi-line value), or named by lastKey; "" if

@@ -101,7 +101,7 @@ func TestParseDNS01Problems(t *testing.T) {
 			[]string{`certfleet.toml:9: certificate[0].dns_provider: |unknown DNS provider "b" (defined: a)`}},
 		{"provider with http-01", ca + "[dns01.providers.a]\ntype = \"exec\"\nprogram = \"/x\"\n[[certificate]]\nidentifiers = [\"a.example\"]\ndns_provider = \"a\"\n",
 			[]string{`certfleet.toml:8: certificate[0].dns_provider: |dns_provider is only used with challenge = "dns-01"`}},
-		{"unknown type", ca + "[dns01.providers.a]\ntype = \"route53\"\n", []string{`certfleet.toml:4: dns01.providers.a.type: |unknown provider type "route53"`}},
+		{"unknown type", ca + "[dns01.providers.a]\ntype = \"godaddy\"\n", []string{`certfleet.toml:4: dns01.providers.a.type: |unknown provider type "godaddy"`}},
 		{"bad secret not shown", ca + "[dns01.providers.a]\ntype = \"rfc2136\"\nkey_name = \"k\"\nsecret = \"s3cr3t!!\"\n",
 			[]string{`certfleet.toml:6: dns01.providers.a.secret: |not base64 (the value is a secret and not shown)`}},
 		{"missing key", ca + "[dns01.providers.a]\ntype = \"rfc2136\"\n", []string{`certfleet.toml:3: dns01.providers.a.key_name: |required`}},

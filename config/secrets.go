@@ -11,7 +11,8 @@ import (
 )
 
 // Secrets kept in the store. A secret-valued key (rfc2136 secret, webhook
-// bearer_token and password, eab_hmac_key) may name a stored secret,
+// bearer_token and password, the secret keys of the types written through
+// lego, eab_hmac_key) may name a stored secret,
 // "store:NAME", instead of holding it; the daemon resolves the names when it
 // opens the store (ResolveSecrets). The config file, often kept in Git, then
 // holds no secret at all.
@@ -72,6 +73,12 @@ func (c *Config) eachSecret(fn func(where string, v *string, valid func(string) 
 		if p.Password != "" {
 			fn(where+"password", &p.Password, nil, "")
 		}
+		for _, k := range DNSProviderKeys(p.Type) {
+			if v := p.Keys[k.Name]; k.Kind == KeySecret && v != "" {
+				fn(where+k.Name, &v, nil, "")
+				p.Keys[k.Name] = v
+			}
+		}
 		c.DNS01.Providers[name] = p
 	}
 }
@@ -82,6 +89,10 @@ func (c *Config) Clone() *Config {
 	out := *c
 	out.Accounts = maps.Clone(c.Accounts)
 	out.DNS01.Providers = maps.Clone(c.DNS01.Providers)
+	for name, p := range out.DNS01.Providers {
+		p.Keys = maps.Clone(p.Keys)
+		out.DNS01.Providers[name] = p
+	}
 	return &out
 }
 

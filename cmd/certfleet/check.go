@@ -140,7 +140,8 @@ func (c *checker) checkDNS(ctx context.Context, cert config.Certificate, id cert
 	}
 	b := make([]byte, 16)
 	rand.Read(b)
-	rec.Value = dns01.RecordValue("certfleet-check-" + hex.EncodeToString(b))
+	rec.KeyAuthorization = "certfleet-check-" + hex.EncodeToString(b)
+	rec.Value = dns01.RecordValue(rec.KeyAuthorization)
 	if err := prov.Present(ctx, rec); err != nil {
 		return "", fmt.Errorf("provider %s cannot add a test TXT record at %s: %w", pname, rec.FQDN, err)
 	}
@@ -154,6 +155,7 @@ func (c *checker) checkDNS(ctx context.Context, cert config.Certificate, id cert
 		return "", seenErr
 	}
 	notes = append(notes, fmt.Sprintf("zone %s, test record added via %s, served by all %d nameserver addresses, removed", rec.Zone, pname, len(servers)))
+	notes = append(notes, dns01.PreflightNote(prov))
 	caa, err := checkCAA(ctx, r, id, c.cfg.CAA(cert.Spec.Account))
 	if err != nil {
 		return "", err

@@ -15,6 +15,7 @@ import (
 	"github.com/certfleet/certfleet/solver/dns01"
 	"github.com/certfleet/certfleet/solver/dns01/acmedns"
 	"github.com/certfleet/certfleet/solver/dns01/exec"
+	"github.com/certfleet/certfleet/solver/dns01/lego"
 	"github.com/certfleet/certfleet/solver/dns01/rfc2136"
 	"github.com/certfleet/certfleet/solver/dns01/webhook"
 )
@@ -93,6 +94,10 @@ func newDNSProvider(ctx context.Context, cfg *config.Config, p config.DNSProvide
 			return nil, err
 		}
 		return &acmedns.Provider{Server: p.URL, Credentials: creds, AllowFrom: p.AllowFrom}, nil
+	default:
+		if config.IsLegoDNSProvider(p.Type) {
+			return lego.New(lego.Settings{Name: p.Name, Type: p.Type, Keys: p.Keys, Resolver: r, Logger: log})
+		}
 	}
 	return nil, fmt.Errorf("unknown provider type %q", p.Type)
 }

@@ -61,6 +61,12 @@ type Record struct {
 	Zone string
 	// Value is the TXT value: base64url(SHA-256(key authorization)).
 	Value string
+	// KeyAuthorization is the key authorization Value is the digest of
+	// (RFC 8555 §8.1), for providers built on a library that computes the
+	// value itself (package lego). It is not a credential: the token is
+	// public and the thumbprint is of the account's public key. Empty
+	// when Value was made some other way (a preflight's test value).
+	KeyAuthorization string
 }
 
 // Provider writes TXT records into a DNS zone. Implementations must be safe
@@ -75,10 +81,12 @@ type Provider interface {
 	CleanUp(ctx context.Context, rec Record) error
 }
 
-// Checker is an optional interface of a Provider: Check proves, without
-// changing the zone, that the provider may write rec (credentials valid,
-// permission granted). The solver runs it before an order is placed (see
-// Solver.Preflight).
+// Checker is an optional interface of a Provider: Check proves that the
+// provider may write rec (credentials valid, permission granted), without
+// changing the zone where the API allows that; a provider with no read-only
+// way may add and remove a test value (rec.Value, with rec.KeyAuthorization
+// empty) and must say so in its documentation. The solver runs it before an
+// order is placed (see Solver.Preflight).
 type Checker interface {
 	Check(ctx context.Context, rec Record) error
 }
@@ -220,6 +228,7 @@ func (s *Solver) Present(ctx context.Context, chal certfleet.Challenge) error {
 		return err
 	}
 	rec.Value = RecordValue(chal.KeyAuthorization)
+	rec.KeyAuthorization = chal.KeyAuthorization
 	servers, err := s.resolver().Authoritative(ctx, rec.Zone)
 	if err != nil {
 		return fmt.Errorf("nameservers of %s: %w", rec.Zone, err)
@@ -269,6 +278,7 @@ func (s *Solver) CleanUp(ctx context.Context, chal certfleet.Challenge) error {
 			return fmt.Errorf("clean up dns-01 record for %q: %w", chal.Identifier.Value, err)
 		}
 		rec.Value = RecordValue(chal.KeyAuthorization)
+		rec.KeyAuthorization = chal.KeyAuthorization
 		pr = presented{provider: pname, rec: rec}
 	}
 	if err := s.cleanup(ctx, pr.provider, pr.rec); err != nil {
@@ -347,3 +357,23 @@ func (s *Solver) Preflight(ctx context.Context, ids []certfleet.Identifier) erro
 // ErrPropagation is wrapped by Wait's error when a record did not reach
 // every authoritative server in time.
 var ErrPropagation = errors.New("dns-01 record not served by every authoritative nameserver")
+
+// PreflightNoter is an optional interface of a Provider whose Checker is
+// not a cheap, read-only check (it writes a test value, say):
+// PreflightNote says so, for certfleet check.
+type PreflightNoter interface {
+	PreflightNote() string
+}
+
+// PreflightNote says how the credentials of p are checked before an
+// order, for certfleet check: a PreflightNoter's note, or whether p has a
+// Checker at all.
+func PreflightNote(p Provider) string {
+	if n, ok := p.(PreflightNoter); ok {
+		return n.PreflightNote()
+	}
+	if _, ok := p.(Checker); ok {
+		return "credentials checked before every order"
+	}
+	return "this provider type has no credential check: before an order only the zone and CNAME delegation are checked, so a bad credential shows when the record is written"
+}

@@ -29,6 +29,9 @@ type journalEntry struct {
 	FQDN     string `json:"fqdn"`
 	Zone     string `json:"zone"`
 	Value    string `json:"value"`
+	// KeyAuthorization lets a provider that needs it (package lego) remove
+	// the record after a restart; not a credential (see Record).
+	KeyAuthorization string `json:"key_authorization,omitempty"`
 }
 
 func (j *journal) load() (map[string]journalEntry, error) {
@@ -82,7 +85,7 @@ func (j *journal) add(key, provider string, rec Record) error {
 	if err != nil {
 		return err
 	}
-	m[key] = journalEntry{Provider: provider, Domain: rec.Domain, FQDN: rec.FQDN, Zone: rec.Zone, Value: rec.Value}
+	m[key] = journalEntry{Provider: provider, Domain: rec.Domain, FQDN: rec.FQDN, Zone: rec.Zone, Value: rec.Value, KeyAuthorization: rec.KeyAuthorization}
 	return j.save(m)
 }
 
@@ -124,7 +127,7 @@ func (s *Solver) CleanupJournal(ctx context.Context) error {
 		if live {
 			continue
 		}
-		rec := Record{Domain: e.Domain, FQDN: e.FQDN, Zone: e.Zone, Value: e.Value}
+		rec := Record{Domain: e.Domain, FQDN: e.FQDN, Zone: e.Zone, Value: e.Value, KeyAuthorization: e.KeyAuthorization}
 		if err := s.cleanup(ctx, e.Provider, rec); err != nil {
 			errs = append(errs, err)
 			continue

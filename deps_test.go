@@ -49,6 +49,7 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/sqlite":  "adapters do not import each other",
 		"github.com/certfleet/certfleet/manager": "adapters do not import each other",
 		"net/http":                               "deploy writes files and runs commands; it fetches nothing",
+		"github.com/certfleet/certfleet/config":  "deploy takes plain targets, copies and commands; the daemon maps the config onto them",
 	},
 	"github.com/certfleet/certfleet/solver/http01": {
 		"github.com/certfleet/certfleet/sqlite":  "solvers reach the store through certfleet.ChallengeStore",

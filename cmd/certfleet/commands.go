@@ -136,9 +136,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	if err := d.SyncOutputs(ctx); err != nil {
 		d.Logger.Warn("some certificate files could not be written; will retry after the next issuance", certfleet.LogError, err)
 	}
-	_ = d.global.flush(ctx) // logged
-	d.global.debounce(globalQuiet)
-	defer d.global.flush(ctx)
+	_ = d.global.Flush(ctx) // logged
+	d.global.Debounce(globalQuiet)
+	defer d.global.Flush(ctx)
 	runCtx, cancel := context.WithCancel(ctx)
 	// The helpers below use the store until runCtx ends, and an alert
 	// delivery records its outcome after that: Serve returns only once
@@ -227,7 +227,7 @@ func (d *Daemon) IssueOnce(ctx context.Context) (manager.Report, error) {
 		rep.DeployFailed++
 		d.Logger.Error("write certificate files", certfleet.LogError, syncErr)
 	}
-	if gerr := d.global.flush(ctx); gerr != nil && err == nil {
+	if gerr := d.global.Flush(ctx); gerr != nil && err == nil {
 		rep.DeployFailed++ // logged by flush
 	}
 	return rep, err

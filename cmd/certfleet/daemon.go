@@ -52,7 +52,7 @@ type Daemon struct {
 	events certfleet.EventSinks
 
 	live      *liveConfig
-	global    *globalActions     // [deploy] commands
+	global    *deploy.Batch      // [deploy] commands
 	changes   *certfleet.Changes // issuances here and (with a Notifier store) elsewhere; wakes API long-polls
 	endpoints *endpointWatcher
 	listeners []net.Listener
@@ -180,12 +180,12 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	}
 	d.events = append(d.events, d.Alerts) // events wake the evaluator
 	writer := &deploy.Writer{Logger: log}
-	d.global = &globalActions{live: d.live, writer: writer, printCommands: opts.PrintCommands, log: log}
+	d.global = &deploy.Batch{Writer: writer, Commands: func() [][]string { return d.live.config().Deploy.Commands }, Print: opts.PrintCommands}
 	d.Manager = &manager.Manager{
 		Store:       store,
 		Issuers:     issuers,
 		Deployer:    &fileDeployer{live: d.live, writer: writer, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands, global: d.global},
-		Prepare:     prepareHook(d.live, writer, opts.PrintCommands, log),
+		Prepare:     prepareHook(d.live, writer, opts.PrintCommands),
 		Concurrency: cfg.Renewal.Concurrency,
 		Logger:      log,
 		Now:         opts.Now,
@@ -330,63 +330,6 @@ func (d *Daemon) Close() error {
 	d.serveWG.Wait()
 	if d.Store != nil {
 		return d.Store.Close()
-	}
-	return nil
-}
-
-// fileDeployer writes a certificate to the output its config entry names.
-type fileDeployer struct {
-	live    *liveConfig
-	writer  *deploy.Writer
-	changes *certfleet.Changes
-	written func(name string) // files changed: check the endpoints
-	// printCommands, when set, gets the commands instead of running them
-	// (test mode).
-	printCommands io.Writer
-	global        *globalActions // [deploy] commands, once per batch of changes
-}
-
-func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
-	f.changes.Notify() // a new certificate: wake long-polls, whoever declared it
-	c, ok := f.live.config().Certificate(spec.Name)
-	if !ok {
-		return nil // declared elsewhere (API)
-	}
-	if c.Output.Dir == "" { // kept in the store, and copied if asked
-		if changed, err := writeCopies(c, iss); err != nil || !changed {
-			return err
-		}
-		return f.runCopyCommands(ctx, c, iss)
-	}
-	target := deploy.Target{
-		Dir: c.Output.Dir, Owner: c.Output.Owner, Group: c.Output.Group,
-		KeyMode: c.Output.KeyMode, Commands: c.Output.Commands,
-	}
-	if f.printCommands != nil {
-		target.Commands = nil
-	}
-	// Copies first: the commands the writer runs after its files see them.
-	copied, err := writeCopies(c, iss)
-	if err != nil {
-		return err
-	}
-	res, err := f.writer.Write(ctx, target, spec, iss)
-	if err != nil {
-		return fmt.Errorf("write %s to %s: %w", spec.Name, c.Output.Dir, err)
-	}
-	if res.Changed || copied {
-		f.global.note(spec.Name, deploy.CommandEnv(res.Dir, spec, iss))
-	}
-	if copied && !res.Changed && f.printCommands == nil {
-		if err := f.runCommands(ctx, spec.Name, c.Output.Commands, deploy.CommandEnv(res.Dir, spec, iss)); err != nil {
-			return err
-		}
-	}
-	if f.printCommands != nil && (res.Changed || copied) {
-		printSkippedCommands(f.printCommands, spec.Name, c.Output.Commands)
-	}
-	if res.Changed && f.written != nil && len(c.Endpoints) > 0 {
-		f.written(spec.Name)
 	}
 	return nil
 }

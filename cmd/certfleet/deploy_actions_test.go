@@ -3,14 +3,11 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/deploy"
@@ -288,34 +285,18 @@ commands = [["sh", "-c", "echo \"$CERTFLEET_CHANGED|$CERTFLEET_CERTIFICATE|$(ls 
 	}
 }
 
-// TestGlobalActionsDebounce checks serve's batching: changes closer than the
-// quiet period are one batch; a later change is the next one.
-func TestGlobalActionsDebounce(t *testing.T) {
-	dir := t.TempDir()
-	log := filepath.Join(dir, "global.log")
-	cfg := &config.Config{Deploy: config.Deploy{Commands: [][]string{{"sh", "-c", "echo \"$CERTFLEET_CHANGED|$CERTFLEET_CERTIFICATE\" >> " + log}}}}
-	g := &globalActions{live: newLiveConfig(cfg), writer: &deploy.Writer{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	g.debounce(200 * time.Millisecond)
-	g.note("a", []string{"CERTFLEET_CERTIFICATE=a"})
-	g.note("b", []string{"CERTFLEET_CERTIFICATE=b"})
-	g.note("a", []string{"CERTFLEET_CERTIFICATE=a"})
-	read := func() string {
-		b, _ := os.ReadFile(log)
-		return string(b)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for read() == "" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got := read(); got != "a b|a\n" {
-		t.Fatalf("first batch logged %q, want \"a b|a\\n\"", got)
-	}
-	g.note("c", []string{"CERTFLEET_CERTIFICATE=c"})
-	if err := g.flush(t.Context()); err != nil { // serve's shutdown flush
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond) // the stopped timer must not run it again
-	if got := read(); got != "a b|a\nc|c\n" {
-		t.Fatalf("log %q, want the second batch once", got)
+// TestCopyContentsMatchConfig: copiesOf hands the config's content names
+// to deploy unchanged, so each must be one deploy knows.
+func TestCopyContentsMatchConfig(t *testing.T) {
+	for cfg, dep := range map[string]string{
+		config.CopyCombined: deploy.ContentCombined, config.CopyFullchain: deploy.ContentFullchain,
+		config.CopyCert: deploy.ContentCert, config.CopyChain: deploy.ContentChain, config.CopyKey: deploy.ContentKey,
+	} {
+		if cfg != dep {
+			t.Errorf("config content %q is %q in deploy", cfg, dep)
+		}
+		if (config.Copy{Content: cfg}).HasKey() != (deploy.Copy{Content: dep}).HasKey() {
+			t.Errorf("content %q: config and deploy disagree on whether it holds the key", cfg)
+		}
 	}
 }

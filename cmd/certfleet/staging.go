@@ -6,7 +6,6 @@ import (
 	"io"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -34,18 +33,6 @@ func openStagingFor(stdout io.Writer) func(ctx context.Context, path string, std
 		}
 		fmt.Fprintf(stdout, "test mode: CA %s, state %s, outputs under %s\n", cfg.Staging.Directory, cfg.State, cfg.Staging.OutputRoot)
 		return OpenDaemon(ctx, cfg, opts)
-	}
-}
-
-// printSkippedCommands prints the commands test mode did not run, quoted
-// so that each argument is visible.
-func printSkippedCommands(w io.Writer, name string, cmds [][]string) {
-	for _, argv := range cmds {
-		q := make([]string, len(argv))
-		for i, a := range argv {
-			q[i] = strconv.Quote(a)
-		}
-		fmt.Fprintf(w, "test mode: not running for %s: [%s] (set [staging] run_commands = true to run)\n", name, strings.Join(q, ", "))
 	}
 }
 

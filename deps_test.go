@@ -122,6 +122,11 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/acmeissuer": "failures are read through root interfaces (certfleet.FailedIdentifier)",
 		"database/sql": "budgets reach the store through certfleet.RateLimitStore",
 	},
+	"github.com/certfleet/certfleet/staging": {
+		"github.com/certfleet/certfleet/sqlite":   "test mode is derived from the configuration alone; nothing is opened",
+		"github.com/certfleet/certfleet/postgres": "test mode is derived from the configuration alone; nothing is opened",
+		"net/http": "test mode is derived from the configuration alone; nothing is fetched",
+	},
 }
 
 func TestDeps(t *testing.T) {

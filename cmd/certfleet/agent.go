@@ -9,13 +9,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/certfleet/certfleet/agent"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/httpapi"
+	"github.com/certfleet/certfleet/staging"
 )
 
 func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -30,7 +30,7 @@ outputs under [staging] output_root, state_dir with "-staging", commands
 printed unless [staging] run_commands = true. See docs/agent.md.`, stdout, stderr)
 	cfgPath := fs.String("config", "", "agent configuration `file` (TOML; see docs/agent.md)")
 	once := fs.Bool("once", false, "sync once and exit (for cron)")
-	staging := fs.Bool("staging", false, "test mode: sync from the [staging] server into [staging] output_root, never production's files (see docs/agent.md)")
+	testMode := fs.Bool("staging", false, "test mode: sync from the [staging] server into [staging] output_root, never production's files (see docs/agent.md)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -42,8 +42,8 @@ printed unless [staging] run_commands = true. See docs/agent.md.`, stdout, stder
 		return &exitError{code: 2, err: err}
 	}
 	var printCommands io.Writer
-	if *staging {
-		if f, err = stagingAgentOf(f); err != nil {
+	if *testMode {
+		if f, err = staging.Agent(f); err != nil {
 			return &exitError{code: 2, err: err}
 		}
 		if !f.Staging.RunCommands {
@@ -115,32 +115,4 @@ func agentClient(f *config.AgentFile) (*httpapi.Client, error) {
 	tr.TLSClientConfig = tc
 	return &httpapi.Client{BaseURL: f.Server, Token: token,
 		HTTPClient: &http.Client{Transport: tr, Timeout: httpapi.DefaultMaxWait + 30*time.Second}}, nil
-}
-
-// stagingAgentOf returns the test-mode agent file of prod, checked both as
-// written and with symlinks resolved (a staging root that is, or lies
-// under, a symlink into a production directory is refused too).
-func stagingAgentOf(prod *config.AgentFile) (*config.AgentFile, error) {
-	s, err := prod.StagingAgent()
-	if err != nil {
-		return nil, err
-	}
-	resolve := func(f *config.AgentFile) *config.AgentFile {
-		r := *f
-		r.Agent.StateDir = realPath(f.Agent.StateDir)
-		r.Agent.Certificates = slices.Clone(f.Agent.Certificates)
-		for i := range r.Agent.Certificates {
-			c := &r.Agent.Certificates[i]
-			for _, p := range []*string{&c.Cert, &c.Chain, &c.Fullchain, &c.PrivKey, &c.Combined} {
-				if *p != "" {
-					*p = realPath(*p)
-				}
-			}
-		}
-		return &r
-	}
-	if err := config.CheckAgentStaging(resolve(prod), resolve(s)); err != nil {
-		return nil, err
-	}
-	return s, nil
 }

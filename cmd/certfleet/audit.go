@@ -16,6 +16,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/staging"
 )
 
 func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -34,7 +35,7 @@ prefix ending in ':' (token: for every API client). Kinds: `+strings.Join(certfl
 It reads the store only (SQLite or PostgreSQL, as configured), so it is safe
 to run beside serve. See docs/audit.md.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, "the audit trail of test mode's store ([staging] state), not production's")
+	testMode := fs.Bool("staging", false, "the audit trail of test mode's store ([staging] state), not production's")
 	cert := fs.String("certificate", "", "only events about this certificate `name`")
 	kind := fs.String("kind", "", "only events of this `kind` (e.g. order_failed, key_read)")
 	actor := fs.String("actor", "", "only events by this `actor` (exact, or a prefix ending in ':' such as token:)")
@@ -87,8 +88,8 @@ to run beside serve. See docs/audit.md.`, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	if *staging {
-		if cfg, err = stagingOf(cfg); err != nil {
+	if *testMode {
+		if cfg, err = staging.Server(cfg); err != nil {
 			return &exitError{code: 2, err: err}
 		}
 	}

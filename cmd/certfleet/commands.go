@@ -18,6 +18,7 @@ import (
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/endpoint"
 	"github.com/certfleet/certfleet/manager"
+	"github.com/certfleet/certfleet/staging"
 )
 
 const configFlagHelp = "configuration `file` (TOML; see examples/certfleet.toml)"
@@ -84,12 +85,12 @@ changes to accounts, the store, the responders, [dns01], [rate_limits],
 [alerts], [metrics] or state_dir need a restart (the reload is refused and
 says which).`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, stagingFlagHelp)
+	testMode := fs.Bool("staging", false, stagingFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	open := openWorking
-	if *staging {
+	if *testMode {
 		open = openStagingFor(stdout)
 	}
 	d, err := openServing(ctx, *cfgPath, stderr, open)
@@ -115,8 +116,8 @@ says which).`, stdout, stderr)
 				return
 			case <-hup:
 				next, err := config.Load(*cfgPath)
-				if err == nil && *staging {
-					next, err = stagingOf(next) // test mode stays test mode
+				if err == nil && *testMode {
+					next, err = staging.Server(next) // test mode stays test mode
 				}
 				if err == nil {
 					err = d.Reload(ctx, next)
@@ -169,12 +170,12 @@ One pass for cron: obtain or renew every certificate that is due, write the
 files, print what was done, and exit. The exit status is 1 if anything failed,
 so cron mails you. Certificates that are not due are left alone.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, stagingFlagHelp)
+	testMode := fs.Bool("staging", false, stagingFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	open := openWorking
-	if *staging {
+	if *testMode {
 		open = openStagingFor(stdout)
 	}
 	d, err := open(ctx, *cfgPath, stderr)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/staging"
 )
 
 // stdin is where `secret set` reads a value given neither by -from-file.
@@ -44,13 +45,13 @@ const secretStagingHelp = "the secrets of test mode's store ([staging] state), w
 
 // openSecretStore opens the configured store for the secret commands: with
 // staging, test mode's store ([staging] state).
-func openSecretStore(ctx context.Context, cfgPath string, staging bool) (certfleet.Store, func(), error) {
+func openSecretStore(ctx context.Context, cfgPath string, testMode bool) (certfleet.Store, func(), error) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	if staging {
-		if cfg, err = stagingOf(cfg); err != nil {
+	if testMode {
+		if cfg, err = staging.Server(cfg); err != nil {
 			return nil, nil, &exitError{code: 2, err: err}
 		}
 	}
@@ -71,7 +72,7 @@ trailing newline is removed. The store must have a master key.
 Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
   secret = "store:tsig-example"`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, secretStagingHelp)
+	testMode := fs.Bool("staging", false, secretStagingHelp)
 	from := fs.String("from-file", "", "read the value from this `file` instead of standard input")
 	pos, err := parseFlagsArgs(fs, args, stdout, "NAME")
 	if err != nil {
@@ -94,7 +95,7 @@ Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
 		}
 	}
 	value = bytes.TrimSuffix(bytes.TrimSuffix(value, []byte("\n")), []byte("\r"))
-	st, closeStore, err := openSecretStore(ctx, *cfgPath, *staging)
+	st, closeStore, err := openSecretStore(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
@@ -113,11 +114,11 @@ Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
 func secretList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("secret list", "-config FILE", "List the stored secrets' names and dates (never their values).", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, secretStagingHelp)
+	testMode := fs.Bool("staging", false, secretStagingHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	st, closeStore, err := openSecretStore(ctx, *cfgPath, *staging)
+	st, closeStore, err := openSecretStore(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
@@ -137,13 +138,13 @@ func secretList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func secretDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("secret delete", "-config FILE NAME", "Delete a stored secret. A config that still names it fails to start, naming it.", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, secretStagingHelp)
+	testMode := fs.Bool("staging", false, secretStagingHelp)
 	pos, err := parseFlagsArgs(fs, args, stdout, "NAME")
 	if err != nil {
 		return err
 	}
 	name := pos[0]
-	st, closeStore, err := openSecretStore(ctx, *cfgPath, *staging)
+	st, closeStore, err := openSecretStore(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}

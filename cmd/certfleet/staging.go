@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path/filepath"
-	"slices"
-	"strings"
 	"sync"
 
-	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/staging"
 )
 
 const stagingFlagHelp = "test mode: rehearse against the [staging] CA, with its own store, accounts, keys and output root (never production's; see docs/deploy.md)"
@@ -23,7 +20,7 @@ func openStagingFor(stdout io.Writer) func(ctx context.Context, path string, std
 		if err != nil {
 			return nil, err
 		}
-		cfg, err := stagingOf(prod)
+		cfg, err := staging.Server(prod)
 		if err != nil {
 			return nil, &exitError{code: 2, err: err}
 		}
@@ -46,57 +43,4 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
-}
-
-// stagingOf returns the test-mode configuration of prod, checked both as
-// written and with symlinks resolved.
-func stagingOf(prod *config.Config) (*config.Config, error) {
-	cfg, err := prod.StagingConfig()
-	if err != nil {
-		return nil, err
-	}
-	if err := checkStagingReal(prod, cfg); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
-// checkStagingReal is config.CheckStaging on the paths as the kernel will
-// resolve them: every path's longest existing prefix has its symlinks
-// resolved, so a staging root that is (or lies under) a symlink into a
-// production directory is refused too.
-func checkStagingReal(prod, staging *config.Config) error {
-	resolve := func(c *config.Config) *config.Config {
-		r := *c
-		r.Certificates = slices.Clone(c.Certificates)
-		for i := range r.Certificates {
-			o := &r.Certificates[i].Output
-			if o.Dir != "" {
-				o.Dir = realPath(o.Dir)
-			}
-			o.Copies = slices.Clone(o.Copies)
-			for j := range o.Copies {
-				o.Copies[j].Path = realPath(o.Copies[j].Path)
-			}
-		}
-		if !strings.Contains(r.State, "://") {
-			r.State = realPath(r.State)
-		}
-		return &r
-	}
-	return config.CheckStaging(resolve(prod), resolve(staging))
-}
-
-// realPath resolves the symlinks of p's longest existing prefix.
-func realPath(p string) string {
-	rest := ""
-	for dir := filepath.Clean(p); ; dir = filepath.Dir(dir) {
-		if real, err := filepath.EvalSymlinks(dir); err == nil {
-			return filepath.Join(real, rest)
-		}
-		if parent := filepath.Dir(dir); parent == dir {
-			return p
-		}
-		rest = filepath.Join(filepath.Base(dir), rest)
-	}
 }

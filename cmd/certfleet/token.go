@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/staging"
 )
 
 func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -37,13 +38,13 @@ const tokenStagingHelp = "the tokens of test mode's API ([staging] state and api
 // openTokenStore opens the configured store for token commands: with
 // staging, test mode's store ([staging] state), whose tokens are valid only
 // on [staging] api_listen.
-func openTokenStore(ctx context.Context, cfgPath string, staging bool) (auditedTokenStore, func(), error) {
+func openTokenStore(ctx context.Context, cfgPath string, testMode bool) (auditedTokenStore, func(), error) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	if staging {
-		if cfg, err = stagingOf(cfg); err != nil {
+	if testMode {
+		if cfg, err = staging.Server(cfg); err != nil {
 			return nil, nil, &exitError{code: 2, err: err}
 		}
 	}
@@ -110,7 +111,7 @@ With -url the token is a URL credential, for Bud and Caddy, which cannot send
 headers: it works only on [api] url_listen, only in the path
 (/u/TOKEN/v1/...), and only for reads. Keep such URLs out of shared logs.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, tokenStagingHelp)
+	testMode := fs.Bool("staging", false, tokenStagingHelp)
 	names := fs.String("names", "", "comma-separated name `patterns` the token covers")
 	perms := fs.String("permissions", "read-certs", "comma-separated `permissions`")
 	url := fs.Bool("url", false, "make a URL credential (Bud, Caddy)")
@@ -144,7 +145,7 @@ headers: it works only on [api] url_listen, only in the path
 	if *url && slices.ContainsFunc(ps, func(p certfleet.Permission) bool { return p == certfleet.PermAdmin || p == certfleet.PermRequestNames }) {
 		return &exitError{code: 2, err: fmt.Errorf("-url tokens are for reads only: give read-certs and/or read-keys")}
 	}
-	ts, closeStore, err := openTokenStore(ctx, *cfgPath, *staging)
+	ts, closeStore, err := openTokenStore(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
@@ -161,11 +162,11 @@ headers: it works only on [api] url_listen, only in the path
 func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("token list", "-config FILE", "List the API tokens (never their secrets).", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, tokenStagingHelp)
+	testMode := fs.Bool("staging", false, tokenStagingHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	ts, closeStore, err := openTokenStore(ctx, *cfgPath, *staging)
+	ts, closeStore, err := openTokenStore(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
@@ -194,14 +195,14 @@ func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("token revoke", "-config FILE ID", "Revoke an API token at once.", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, tokenStagingHelp)
+	testMode := fs.Bool("staging", false, tokenStagingHelp)
 	if len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-") {
 		// The ID comes last: certfleet token revoke -config F tok_…
 		id := args[len(args)-1]
 		if err := parseFlags(fs, args[:len(args)-1], stdout); err != nil {
 			return err
 		}
-		ts, closeStore, err := openTokenStore(ctx, *cfgPath, *staging)
+		ts, closeStore, err := openTokenStore(ctx, *cfgPath, *testMode)
 		if err != nil {
 			return err
 		}

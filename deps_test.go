@@ -134,6 +134,12 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/manager":    "the check orders nothing",
 		"github.com/certfleet/certfleet/httpapi":    "the check serves nothing; http-01 tokens go through the solver",
 	},
+	"github.com/certfleet/certfleet/daemon": {
+		"flag": "flags are cmd's; a daemon is built from a *config.Config and Options",
+		"github.com/certfleet/certfleet/internal/pebbleca":   "the test CA is for tests and the demo; a daemon talks to the configured CA",
+		"github.com/certfleet/certfleet/internal/daemontest": "test helpers are imported from _test.go files only",
+		"github.com/certfleet/certfleet/preflight":           "certfleet check needs no daemon, and a daemon does not run it",
+	},
 }
 
 func TestDeps(t *testing.T) {
@@ -148,6 +154,28 @@ func TestDeps(t *testing.T) {
 		for _, dep := range strings.Fields(string(out)) {
 			if why, ok := bad[dep]; ok {
 				t.Errorf("%s imports %s: %s", pkg, dep, why)
+			}
+		}
+	}
+}
+
+// TestNothingImportsCmd: the binaries under cmd/ wire the packages
+// together; no package depends on one (a program is not importable, and
+// the application lives in daemon so that it is).
+func TestNothingImportsCmd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, exitStderr(err))
+	}
+	const cmd = "github.com/certfleet/certfleet/cmd/"
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imports, _ := strings.Cut(line, " ")
+		for _, imp := range strings.Fields(imports) {
+			if strings.HasPrefix(imp, cmd) && !strings.HasPrefix(pkg, cmd) {
+				t.Errorf("%s imports %s: packages below cmd never import it", pkg, imp)
 			}
 		}
 	}

@@ -7,10 +7,10 @@ import (
 	"io"
 	"slices"
 	"text/tabwriter"
-	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/daemon"
 )
 
 func cmdAccount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -62,50 +62,12 @@ func parseFlagsArgs(fs *flag.FlagSet, args []string, stdout io.Writer, what ...s
 // openAdmin opens the store and the issuers of the config, without
 // responders (account commands and compromise contact the CA, but answer
 // no challenge).
-func openAdmin(ctx context.Context, cfgPath string, stderr io.Writer) (*Daemon, error) {
+func openAdmin(ctx context.Context, cfgPath string, stderr io.Writer) (*daemon.Daemon, error) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	return OpenDaemon(ctx, cfg, DaemonOptions{Logger: newLogger(stderr, cfg.Log)})
-}
-
-// accountIssuer returns the issuer of the configured account name, or a
-// usage error listing the configured ones.
-func (d *Daemon) accountIssuer(name string) (*acmeissuer.Issuer, error) {
-	if iss, ok := d.acme[name]; ok {
-		return iss, nil
-	}
-	var names []string
-	for n := range d.acme {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return nil, &exitError{code: 2, err: fmt.Errorf("no account %q in %s (configured: %v; [ca] is %q)", name, d.Config.File, names, certfleet.DefaultAccount)}
-}
-
-// eventSink is where commands record events: the daemon's sinks when
-// wired, else the store's audit trail.
-func (d *Daemon) eventSink() certfleet.EventSink {
-	if d.Manager.Events != nil {
-		return d.Manager.Events
-	}
-	return d.Store
-}
-
-func (d *Daemon) recordEvent(ctx context.Context, e certfleet.Event) {
-	if e.At.IsZero() {
-		e.At = time.Now()
-	}
-	if e.Actor == "" {
-		e.Actor = cliActor()
-	}
-	if e.Remote == "" {
-		e.Remote = hostname()
-	}
-	if err := d.eventSink().RecordEvent(ctx, e); err != nil {
-		d.Logger.Error("record event", "event", e, certfleet.LogError, err)
-	}
+	return daemon.Open(ctx, cfg, options(newLogger(stderr, cfg.Log)))
 }
 
 func accountList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -131,7 +93,7 @@ status, key type and dates. Keys are never shown. Reads the store only.`, stdout
 
 // printAccounts prints the table of accounts: the stored ones, then the
 // configured ones not registered yet.
-func printAccounts(w io.Writer, d *Daemon, stored []certfleet.Account) error {
+func printAccounts(w io.Writer, d *daemon.Daemon, stored []certfleet.Account) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tCA\tURL\tSTATUS\tKEY\tCREATED\tKEY CHANGED")
 	seen := map[string]bool{}
@@ -190,7 +152,7 @@ orders in flight with the old key fail once and are retried with the new one.`, 
 		return err
 	}
 	defer d.Close()
-	iss, err := d.accountIssuer(pos[0])
+	iss, err := accountIssuer(d, pos[0])
 	if err != nil {
 		return err
 	}
@@ -198,7 +160,7 @@ orders in flight with the old key fail once and are retried with the new one.`, 
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "key_rollover",
+	d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "key_rollover",
 		Detail: fmt.Sprintf("account %q (%s at %s): key rolled over", a.Name, a.URL, a.CA)})
 	fmt.Fprintf(stdout, "account %q (%s): key rolled over at %s; the CA refuses the old key from now on\n", a.Name, a.URL, fmtTime(a.KeyChangedAt))
 	return nil
@@ -227,35 +189,24 @@ certfleet compromise to revoke them). Requires --yes.`, stdout, stderr)
 		return err
 	}
 	defer d.Close()
-	iss, err := d.accountIssuer(pos[0])
+	iss, err := accountIssuer(d, pos[0])
 	if err != nil {
 		return err
 	}
 	a, err := iss.Deactivate(ctx)
 	if a.Deactivated() {
-		d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "deactivated",
+		d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "deactivated",
 			Detail: fmt.Sprintf("account %q (%s at %s) deactivated", a.Name, a.URL, a.CA)})
 	}
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
 	fmt.Fprintf(stdout, "account %q (%s) deactivated; certificates that use it fail until they use another account or you run `certfleet account register %s`\n", a.Name, a.URL, a.Name)
-	users := d.accountUsers(pos[0])
+	users := d.AccountUsers(pos[0])
 	if len(users) > 0 {
 		fmt.Fprintf(stdout, "certificates using it: %v\n", users)
 	}
 	return nil
-}
-
-// accountUsers lists the configured certificates that order with account.
-func (d *Daemon) accountUsers(account string) []string {
-	var out []string
-	for _, c := range d.CurrentConfig().Certificates {
-		if c.Spec.AccountName() == account {
-			out = append(out, c.Spec.Name)
-		}
-	}
-	return out
 }
 
 func accountRegister(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -275,7 +226,7 @@ valid registered account is left alone (exit 1).`, stdout, stderr)
 		return err
 	}
 	defer d.Close()
-	iss, err := d.accountIssuer(pos[0])
+	iss, err := accountIssuer(d, pos[0])
 	if err != nil {
 		return err
 	}
@@ -283,12 +234,12 @@ valid registered account is left alone (exit 1).`, stdout, stderr)
 	if err != nil { // acmeissuer.ErrAccountExists too: nothing was done
 		return &exitError{code: 1, err: err}
 	}
-	d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "registered",
+	d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "registered",
 		Detail: fmt.Sprintf("account %q registered at %s as %s", a.Name, a.CA, a.URL)})
 	fmt.Fprintf(stdout, "account %q registered at %s: %s\n", a.Name, a.CA, a.URL)
 	// Certificates that failed on the deactivated account wait up to a
 	// day (a permanent error): retry them now.
-	for _, name := range d.accountUsers(pos[0]) {
+	for _, name := range d.AccountUsers(pos[0]) {
 		jobs, err := d.Store.Jobs(ctx, certfleet.JobFilter{Spec: name})
 		if err != nil {
 			return err
@@ -303,4 +254,14 @@ valid registered account is left alone (exit 1).`, stdout, stderr)
 		}
 	}
 	return nil
+}
+
+// accountIssuer is d.AccountIssuer, an account the config does not name
+// being a usage error.
+func accountIssuer(d *daemon.Daemon, name string) (*acmeissuer.Issuer, error) {
+	iss, err := d.AccountIssuer(name)
+	if err != nil {
+		return nil, &exitError{code: 2, err: err}
+	}
+	return iss, nil
 }

@@ -5,17 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/user"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/staging"
 )
 
@@ -103,7 +99,7 @@ to run beside serve. See docs/audit.md.`, stdout, stderr)
 		if certfleet.ErrorCode(err) == certfleet.EINVALID {
 			return &exitError{code: 2, err: err}
 		}
-		return fmt.Errorf("read the audit trail of %s: %w", redactDSN(cfg.State), err)
+		return fmt.Errorf("read the audit trail of %s: %w", daemon.RedactDSN(cfg.State), err)
 	}
 	if *asJSON {
 		b, err := json.MarshalIndent(evs, "", "  ")
@@ -155,43 +151,5 @@ func dash(s string) string {
 // cliEvent is an event done by the operator running this command, from
 // this host.
 func cliEvent(kind, detail string) certfleet.Event {
-	return certfleet.Event{Kind: kind, Actor: cliActor(), Remote: hostname(), Detail: detail}
-}
-
-// cliActor names the operator running this command: "cli:USER".
-func cliActor() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return "cli:" + u.Username
-	}
-	return "cli:uid-" + strconv.Itoa(os.Getuid())
-}
-
-// hostname is where a CLI command or a config sync ran, for Event.Remote.
-func hostname() string {
-	h, _ := os.Hostname()
-	return h
-}
-
-// recordSync records one config_changed event per certificate a config
-// sync added, changed or withdrew, by "config:FILE", with the sync's
-// summary; a sync that changed nothing records nothing. Failures are
-// logged: the sync itself is done.
-func (d *Daemon) recordSync(ctx context.Context, cfg *config.Config, res certfleet.SyncResult) {
-	file := cfg.File
-	if abs, err := filepath.Abs(file); err == nil {
-		file = abs
-	}
-	now := time.Now()
-	for _, c := range []struct {
-		reason string
-		names  []string
-	}{{"added", res.Added}, {"changed", res.Changed}, {"disabled", res.Disabled}} {
-		for _, name := range c.names {
-			e := certfleet.Event{At: now, Kind: certfleet.EventConfigChanged, Actor: "config:" + file, Remote: hostname(),
-				Certificate: name, Reason: c.reason, Detail: res.String()}
-			if err := d.events.RecordEvent(ctx, e); err != nil {
-				d.Logger.Error("record audit event", "event", e, certfleet.LogError, err)
-			}
-		}
-	}
+	return certfleet.Event{Kind: kind, Actor: daemon.Operator(), Remote: daemon.Host(), Detail: detail}
 }

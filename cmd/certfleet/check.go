@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/preflight"
 	"github.com/certfleet/certfleet/solver/http01"
 )
@@ -42,11 +43,11 @@ exit status is 1 if any check failed.`, stdout, stderr)
 			return err
 		}
 		defer st.Close()
-		if dnsCfg, err = resolveSecrets(ctx, cfg, st); err != nil {
+		if dnsCfg, err = daemon.ResolveSecrets(ctx, cfg, st); err != nil {
 			return err
 		}
 	}
-	if c.DNS, err = newDNS01Solver(ctx, dnsCfg, st, log); err != nil {
+	if c.DNS, err = daemon.NewDNS01Solver(ctx, dnsCfg, st, log); err != nil {
 		return &exitError{code: 2, err: err}
 	}
 	if httpTest {

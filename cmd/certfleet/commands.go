@@ -9,13 +9,13 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/endpoint"
 	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/staging"
@@ -45,20 +45,42 @@ func loadConfig(path string) (*config.Config, error) {
 	return cfg, nil
 }
 
+// openStore opens the store state names, with the master key of mk or the
+// environment (daemon.MasterKeyEnv).
+func openStore(ctx context.Context, state string, log *slog.Logger, mk config.MasterKey) (certfleet.Store, error) {
+	keys, err := daemon.LoadKeys(mk, getenv(daemon.MasterKeyEnv))
+	if err != nil {
+		return nil, err
+	}
+	return daemon.OpenStore(ctx, state, keys, log)
+}
+
+// options are the daemon options of a command: its logger, the master
+// key from the environment, the version.
+func options(log *slog.Logger) daemon.Options {
+	return daemon.Options{Logger: log, MasterKey: getenv(daemon.MasterKeyEnv), Version: version()}
+}
+
+// withResponders is o with the challenge responders started.
+func withResponders(o daemon.Options) daemon.Options {
+	o.StartResponders = true
+	return o
+}
+
 // openWorking loads the config file and opens a daemon that issues: store,
 // issuers and responders, logging to stderr.
-func openWorking(ctx context.Context, path string, stderr io.Writer) (*Daemon, error) {
+func openWorking(ctx context.Context, path string, stderr io.Writer) (*daemon.Daemon, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, err
 	}
-	return OpenDaemon(ctx, cfg, DaemonOptions{Logger: newLogger(stderr, cfg.Log), StartResponders: true})
+	return daemon.Open(ctx, cfg, withResponders(options(newLogger(stderr, cfg.Log))))
 }
 
 // openServing is openWorking for the daemon: while the store is unreachable
 // (a database restarting, a network partition) it keeps trying, with backoff,
 // instead of exiting; any other error (a bad config) ends it at once.
-func openServing(ctx context.Context, path string, stderr io.Writer, open func(context.Context, string, io.Writer) (*Daemon, error)) (*Daemon, error) {
+func openServing(ctx context.Context, path string, stderr io.Writer, open func(context.Context, string, io.Writer) (*daemon.Daemon, error)) (*daemon.Daemon, error) {
 	for failures := 1; ; failures++ {
 		d, err := open(ctx, path, stderr)
 		if err == nil || certfleet.ErrorCode(err) != certfleet.EUNAVAILABLE {
@@ -98,7 +120,7 @@ says which).`, stdout, stderr)
 		return err
 	}
 	defer d.Close()
-	if _, _, err := d.StartAPI(ctx, APIOptions{}); err != nil {
+	if _, _, err := d.StartAPI(ctx, daemon.APIOptions{}); err != nil {
 		return err
 	}
 	if _, err := d.StartMetrics(ctx, nil); err != nil {
@@ -129,39 +151,6 @@ says which).`, stdout, stderr)
 		}
 	}()
 	return d.Serve(ctx)
-}
-
-// Serve writes any outputs that are behind, then runs the scheduler until ctx
-// ends or a responder fails.
-func (d *Daemon) Serve(ctx context.Context) error {
-	if err := d.SyncOutputs(ctx); err != nil {
-		d.Logger.Warn("some certificate files could not be written; will retry after the next issuance", certfleet.LogError, err)
-	}
-	_ = d.global.Flush(ctx) // logged
-	d.global.Debounce(globalQuiet)
-	defer d.global.Flush(ctx)
-	runCtx, cancel := context.WithCancel(ctx)
-	// The helpers below use the store until runCtx ends, and an alert
-	// delivery records its outcome after that: Serve returns only once
-	// they have, so that Close never closes the store under them.
-	var helpers sync.WaitGroup
-	defer helpers.Wait()
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- d.Manager.Run(runCtx) }()
-	helpers.Go(func() { d.endpoints.run(runCtx) })
-	helpers.Go(func() { d.watchReadiness(runCtx) })
-	helpers.Go(func() { _ = d.Alerts.Run(runCtx) }) // fails only without an Instance, which newAlerts always sets
-	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
-	select {
-	case err := <-d.Errors():
-		cancel()
-		<-done
-		return err
-	case err := <-done:
-		d.Logger.Info("certfleet stopped")
-		return err
-	}
 }
 
 func cmdIssue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -218,20 +207,6 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 		return &exitError{code: 1, err: alertErr}
 	}
 	return nil
-}
-
-// IssueOnce writes outputs that are behind, then runs one scheduler pass.
-func (d *Daemon) IssueOnce(ctx context.Context) (manager.Report, error) {
-	syncErr := d.SyncOutputs(ctx)
-	rep, err := d.Manager.RunOnce(ctx)
-	if err == nil && syncErr != nil {
-		rep.DeployFailed++
-		d.Logger.Error("write certificate files", certfleet.LogError, syncErr)
-	}
-	if gerr := d.global.Flush(ctx); gerr != nil && err == nil {
-		rep.DeployFailed++ // logged by flush
-	}
-	return rep, err
 }
 
 // printReport prints one line per job worked on, then a summary.
@@ -297,7 +272,7 @@ contacts no CA and starts no responder, so it is safe to run beside serve.`, std
 	if err != nil {
 		return err
 	}
-	d, err := OpenDaemon(ctx, cfg, DaemonOptions{Logger: newLogger(io.Discard, cfg.Log)})
+	d, err := daemon.Open(ctx, cfg, options(newLogger(io.Discard, cfg.Log)))
 	if err != nil {
 		return err
 	}
@@ -308,9 +283,9 @@ contacts no CA and starts no responder, so it is safe to run beside serve.`, std
 	if err := printFleet(ctx, stdout, d.Store, time.Now()); err != nil {
 		return err
 	}
-	var results []endpointResult
+	var results []daemon.EndpointResult
 	if *endpoints {
-		results = checkEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())
+		results = daemon.CheckEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())
 	}
 	if err := printReadiness(ctx, stdout, d.Store, cfg, time.Now(), results); err != nil {
 		return err

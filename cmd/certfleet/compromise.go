@@ -11,6 +11,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/endpoint"
 )
 
@@ -84,13 +85,18 @@ See docs/compromise.md.`, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	d, err := OpenDaemon(ctx, cfg, DaemonOptions{Logger: newLogger(stderr, cfg.Log), StartResponders: *issue})
+	opts := options(newLogger(stderr, cfg.Log))
+	opts.StartResponders = *issue
+	d, err := daemon.Open(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return d.Compromise(ctx, pos[0], CompromiseOptions{Out: stdout, NoWait: *noWait, Timeout: *timeout, Issue: *issue})
+	return compromiser{d}.Compromise(ctx, pos[0], CompromiseOptions{Out: stdout, NoWait: *noWait, Timeout: *timeout, Issue: *issue})
 }
+
+// compromiser runs the playbook on a daemon.
+type compromiser struct{ *daemon.Daemon }
 
 // CompromiseOptions tune Daemon.Compromise.
 type CompromiseOptions struct {
@@ -121,7 +127,7 @@ type compromisedSet struct {
 // findCompromised resolves NAME|KEY-ID to keys and scans the archive for
 // every certificate made with them. The scan reads every issuance once
 // (O(archive)): a compromise is rare, and the archive keeps no key index.
-func (d *Daemon) findCompromised(ctx context.Context, target string) (compromisedSet, error) {
+func (d compromiser) findCompromised(ctx context.Context, target string) (compromisedSet, error) {
 	set := compromisedSet{fingerprints: map[string]certfleet.Issuance{}, jobs: map[certfleet.JobKey]certfleet.Job{}}
 	specs, err := d.Store.Specs(ctx, certfleet.SpecFilter{IncludeDisabled: true})
 	if err != nil {
@@ -213,7 +219,7 @@ func (d *Daemon) findCompromised(ctx context.Context, target string) (compromise
 
 // Compromise declares the key(s) of target compromised and acts on it: see
 // cmdCompromise. Its error is an *exitError with the documented code.
-func (d *Daemon) Compromise(ctx context.Context, target string, o CompromiseOptions) error {
+func (d compromiser) Compromise(ctx context.Context, target string, o CompromiseOptions) error {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
@@ -224,7 +230,7 @@ func (d *Daemon) Compromise(ctx context.Context, target string, o CompromiseOpti
 		o.Poll = compromisePoll
 	}
 	if o.Actor == "" {
-		o.Actor = cliActor()
+		o.Actor = daemon.Operator()
 	}
 	start := time.Now()
 	set, err := d.findCompromised(ctx, target)
@@ -248,11 +254,11 @@ func (d *Daemon) Compromise(ctx context.Context, target string, o CompromiseOpti
 		fmt.Fprintf(w, "key %s declared compromised: %d certificate(s) in the archive were made with it\n", k, n)
 	}
 	for jk := range set.jobs {
-		d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventCompromise, Actor: o.Actor, Certificate: jk.Spec, KeyType: jk.KeyType,
+		d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventCompromise, Actor: o.Actor, Certificate: jk.Spec, KeyType: jk.KeyType,
 			Reason: "keyCompromise", Detail: fmt.Sprintf("key(s) %s declared compromised; %d archived certificate(s) used them", strings.Join(set.keys, ", "), len(set.issuances))})
 	}
 	if len(set.jobs) == 0 {
-		d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventCompromise, Actor: o.Actor, Reason: "keyCompromise",
+		d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventCompromise, Actor: o.Actor, Reason: "keyCompromise",
 			Detail: fmt.Sprintf("key(s) %s declared compromised; %d archived certificate(s) used them, none current", strings.Join(set.keys, ", "), len(set.issuances))})
 	}
 
@@ -271,7 +277,7 @@ func (d *Daemon) Compromise(ctx context.Context, target string, o CompromiseOpti
 			continue
 		}
 		fmt.Fprintf(w, "revoked  %s (keyCompromise, %s)\n", label, how)
-		d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventRevoked, Actor: o.Actor, Certificate: iss.Spec, KeyType: iss.KeyType,
+		d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventRevoked, Actor: o.Actor, Certificate: iss.Spec, KeyType: iss.KeyType,
 			Serial: iss.Serial, IssuanceID: iss.ID, Reason: "keyCompromise", Detail: "certfleet compromise; " + how})
 	}
 
@@ -327,7 +333,7 @@ func sortedJobKeys(m map[certfleet.JobKey]certfleet.Job) []certfleet.JobKey {
 	return keys
 }
 
-func (d *Daemon) isCSRMode(ctx context.Context, spec string) bool {
+func (d compromiser) isCSRMode(ctx context.Context, spec string) bool {
 	sp, err := d.Store.Spec(ctx, spec)
 	return err == nil && len(sp.CSR) > 0
 }
@@ -336,7 +342,7 @@ func (d *Daemon) isCSRMode(ctx context.Context, spec string) bool {
 // with the compromised key itself when the archive has it (RFC 8555 §7.6;
 // it needs no account and shows the CA the key is out), else, or if that
 // fails, with the account. It says how it was signed.
-func (d *Daemon) revokeCompromised(ctx context.Context, iss certfleet.Issuance) (string, error) {
+func (d compromiser) revokeCompromised(ctx context.Context, iss certfleet.Issuance) (string, error) {
 	issuer, err := d.issuerFor(ctx, iss)
 	if err != nil {
 		return "", err
@@ -365,16 +371,16 @@ func (d *Daemon) revokeCompromised(ctx context.Context, iss certfleet.Issuance) 
 
 // issuerFor picks the configured account that can revoke iss: its spec's
 // account if that is still at iss's CA, else any account at that CA.
-func (d *Daemon) issuerFor(ctx context.Context, iss certfleet.Issuance) (*acmeissuer.Issuer, error) {
+func (d compromiser) issuerFor(ctx context.Context, iss certfleet.Issuance) (*acmeissuer.Issuer, error) {
 	accounts := d.CurrentConfig().Accounts
 	if sp, err := d.Store.Spec(ctx, iss.Spec); err == nil {
-		if a, ok := accounts[sp.AccountName()]; ok && a.Directory == iss.CA && d.acme[sp.AccountName()] != nil {
-			return d.acme[sp.AccountName()], nil
+		if a, ok := accounts[sp.AccountName()]; ok && a.Directory == iss.CA && d.ACME(sp.AccountName()) != nil {
+			return d.ACME(sp.AccountName()), nil
 		}
 	}
 	var names []string
 	for n, a := range accounts {
-		if a.Directory == iss.CA && d.acme[n] != nil {
+		if a.Directory == iss.CA && d.ACME(n) != nil {
 			names = append(names, n)
 		}
 	}
@@ -382,7 +388,7 @@ func (d *Daemon) issuerFor(ctx context.Context, iss certfleet.Issuance) (*acmeis
 		return nil, fmt.Errorf("no configured account is at its CA %s: add one ([accounts.NAME] directory = %q) or revoke it there by hand", iss.CA, iss.CA)
 	}
 	slices.Sort(names)
-	return d.acme[names[0]], nil
+	return d.ACME(names[0]), nil
 }
 
 // rolloutState is one look at the rollout.
@@ -425,7 +431,7 @@ func (s rolloutState) String() string {
 
 // trackRollout prints the rollout's progress whenever it changes, until it
 // is done (nil) or o.Timeout runs out (exit 3).
-func (d *Daemon) trackRollout(ctx context.Context, set compromisedSet, o CompromiseOptions, start time.Time) error {
+func (d compromiser) trackRollout(ctx context.Context, set compromisedSet, o CompromiseOptions, start time.Time) error {
 	deadline := time.Now().Add(o.Timeout)
 	checker := &endpoint.Checker{}
 	var (
@@ -449,7 +455,7 @@ func (d *Daemon) trackRollout(ctx context.Context, set compromisedSet, o Comprom
 				continue
 			}
 			fmt.Fprintf(o.Out, "revoked  %s (issued with the key while it was being blocked; keyCompromise, %s)\n", label, how)
-			d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventRevoked, Actor: o.Actor, Certificate: iss.Spec, KeyType: iss.KeyType,
+			d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventRevoked, Actor: o.Actor, Certificate: iss.Spec, KeyType: iss.KeyType,
 				Serial: iss.Serial, IssuanceID: iss.ID, Reason: "keyCompromise", Detail: "certfleet compromise; " + how})
 		}
 		if len(st.waiting) == 0 && time.Since(lastEndpoints) >= compromiseEndpointEvery {
@@ -496,7 +502,7 @@ func (d *Daemon) trackRollout(ctx context.Context, set compromisedSet, o Comprom
 }
 
 // rolloutStore reads the replacements and the agents' reports.
-func (d *Daemon) rolloutStore(ctx context.Context, set *compromisedSet) (rolloutState, error) {
+func (d compromiser) rolloutStore(ctx context.Context, set *compromisedSet) (rolloutState, error) {
 	var st rolloutState
 	specs := map[string]bool{}
 	for _, jk := range sortedJobKeys(set.jobs) {
@@ -563,7 +569,7 @@ func (d *Daemon) rolloutStore(ctx context.Context, set *compromisedSet) (rollout
 // rolloutEndpoints connects to the configured endpoints of the affected
 // certificates and returns those whose served certificate has a
 // compromised key, and those that could not be checked.
-func (d *Daemon) rolloutEndpoints(ctx context.Context, set compromisedSet, checker *endpoint.Checker) (bad, unknown []string) {
+func (d compromiser) rolloutEndpoints(ctx context.Context, set compromisedSet, checker *endpoint.Checker) (bad, unknown []string) {
 	specs := map[string]bool{}
 	for _, iss := range set.issuances {
 		specs[iss.Spec] = true

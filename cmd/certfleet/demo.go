@@ -14,6 +14,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/deploy"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/seal"
@@ -131,9 +132,9 @@ watch). The test CA and its certificates are for trying certfleet only.`, stdout
 		return fmt.Errorf("the demo wrote a config it cannot read (a bug): %w", err)
 	}
 	log := newLogger(stderr, cfg.Log)
-	d, err := OpenDaemon(ctx, cfg, DaemonOptions{
-		Logger: log, StartResponders: true, HTTP01Listener: httpLn, TLSALPN01Listener: tlsLn,
-	})
+	opts := withResponders(options(log))
+	opts.HTTP01Listener, opts.TLSALPN01Listener = httpLn, tlsLn
+	d, err := daemon.Open(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
@@ -223,7 +224,7 @@ func writeDemoConfig(path string, p demoParams) error {
 }
 
 // printDemoSummary says where each certificate's files are and how to look.
-func printDemoSummary(ctx context.Context, w io.Writer, d *Daemon, dir, cfgPath string) error {
+func printDemoSummary(ctx context.Context, w io.Writer, d *daemon.Daemon, dir, cfgPath string) error {
 	fmt.Fprintln(w, "Certificates:")
 	var example string
 	for _, c := range d.Config.Certificates {
@@ -256,5 +257,41 @@ Inspect them:
   openssl verify -CAfile %[2]s -untrusted %[3]s %[1]s
   certfleet status -config %[4]s
 `, example, filepath.Join(dir, "test-ca-roots.pem"), filepath.Join(filepath.Dir(example), "chain.pem"), cfgPath)
+	return nil
+}
+
+// startDemoAPI serves the API for the demo on listen, writes an admin
+// token to dir/admin-token and prints how to use it.
+func startDemoAPI(ctx context.Context, d *daemon.Daemon, dir, listen string, w io.Writer) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("demo API: listen on %q (--listen): %w", listen, err)
+	}
+	addr, _, err := d.StartAPI(ctx, daemon.APIOptions{Listener: ln})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	store, err := daemon.APIStore(d.Store)
+	if err != nil {
+		return err
+	}
+	_, secret, err := daemon.CreateToken(ctx, store, "certfleet demo admin", []string{"*"}, []certfleet.Permission{certfleet.PermAdmin}, false)
+	if err != nil {
+		return fmt.Errorf("demo API: create admin token: %w", err)
+	}
+	tokenFile := filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("demo API: write %s: %w", tokenFile, err)
+	}
+	fmt.Fprintf(w, `
+API: http://%[1]s (admin token in %[2]s)
+  TOKEN=$(cat %[2]s)
+  curl -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/names/demo.certfleet.test/fullchain
+  curl -X PUT -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/names/new.certfleet.test
+  curl -H "Authorization: Bearer $TOKEN" "http://%[1]s/v1/names/new.certfleet.test/fullchain?wait=30s"
+  curl -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/certificates
+Dashboard: http://%[1]s/dashboard/ (log in with the token in %[2]s)
+`, addr, tokenFile)
 	return nil
 }

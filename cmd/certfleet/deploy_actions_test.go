@@ -11,6 +11,7 @@ import (
 
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/deploy"
+	"github.com/certfleet/certfleet/internal/daemontest"
 )
 
 // TestCopyTargets is issue #4 §4.1: copy targets are written with their
@@ -18,11 +19,11 @@ import (
 // copy expands {name}, a store-only certificate's copies run its commands,
 // and a pass with nothing new rewrites nothing and runs nothing.
 func TestCopyTargets(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	haproxy := filepath.Join(dir, "haproxy")
 	log := filepath.Join(dir, "hook.log")
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`copy = [{ path = %q, content = "fullchain" }]
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`copy = [{ path = %q, content = "fullchain" }]
 
 [[certificate]]
 name = "www"
@@ -157,12 +158,12 @@ func sameLines(a, b string) bool {
 // environment; a failing prepare fails the certificate with the command's
 // output, runs cleanup, and places no order.
 func TestPrepareAndCleanup(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	log := filepath.Join(dir, "events.log")
 	// (That the order itself comes between prepare and cleanup is shown
 	// with the CA's order count in manager's TestPrepareHook.)
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`prepare = [["sh", "-c", "echo \"prepare $CERTFLEET_CERTIFICATE $CERTFLEET_NAMES\" >> %[1]s"]]
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`prepare = [["sh", "-c", "echo \"prepare $CERTFLEET_CERTIFICATE $CERTFLEET_NAMES\" >> %[1]s"]]
 cleanup = [["sh", "-c", "echo \"cleanup $CERTFLEET_CERTIFICATE\" >> %[1]s"]]
 
 [[certificate]]
@@ -221,12 +222,12 @@ prepare = [["sh", "-c", "echo \"prepare bad\" >> %[1]s; echo port 80 is closed >
 // CERTFLEET_CHANGED naming the changed certificates; not at all in a pass
 // that changed nothing.
 func TestGlobalDeployCommands(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	log := filepath.Join(dir, "global.log")
 	// The command counts the fullchain files on disk when it runs: all
 	// three must be there already.
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`
 [[certificate]]
 name = "a"
 identifiers = ["a.certfleet.test"]

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/certfleet/certfleet/daemon"
 	"io"
 	"sync"
 
@@ -14,8 +15,8 @@ const stagingFlagHelp = "test mode: rehearse against the [staging] CA, with its 
 // openStagingFor returns an opener of test-mode daemons: the config's
 // StagingConfig (checked by config.CheckStaging before anything is opened),
 // with commands printed to stdout unless [staging] run_commands is set.
-func openStagingFor(stdout io.Writer) func(ctx context.Context, path string, stderr io.Writer) (*Daemon, error) {
-	return func(ctx context.Context, path string, stderr io.Writer) (*Daemon, error) {
+func openStagingFor(stdout io.Writer) func(ctx context.Context, path string, stderr io.Writer) (*daemon.Daemon, error) {
+	return func(ctx context.Context, path string, stderr io.Writer) (*daemon.Daemon, error) {
 		prod, err := loadConfig(path)
 		if err != nil {
 			return nil, err
@@ -24,12 +25,12 @@ func openStagingFor(stdout io.Writer) func(ctx context.Context, path string, std
 		if err != nil {
 			return nil, &exitError{code: 2, err: err}
 		}
-		opts := DaemonOptions{Logger: newLogger(stderr, cfg.Log), StartResponders: true}
+		opts := withResponders(options(newLogger(stderr, cfg.Log)))
 		if !cfg.Staging.RunCommands {
 			opts.PrintCommands = &lockedWriter{w: stdout}
 		}
 		fmt.Fprintf(stdout, "test mode: CA %s, state %s, outputs under %s\n", cfg.Staging.Directory, cfg.State, cfg.Staging.OutputRoot)
-		return OpenDaemon(ctx, cfg, opts)
+		return daemon.Open(ctx, cfg, opts)
 	}
 }
 

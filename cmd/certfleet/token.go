@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/staging"
 )
 
@@ -38,7 +39,7 @@ const tokenStagingHelp = "the tokens of test mode's API ([staging] state and api
 // openTokenStore opens the configured store for token commands: with
 // staging, test mode's store ([staging] state), whose tokens are valid only
 // on [staging] api_listen.
-func openTokenStore(ctx context.Context, cfgPath string, testMode bool) (auditedTokenStore, func(), error) {
+func openTokenStore(ctx context.Context, cfgPath string, testMode bool) (daemon.TokenStore, func(), error) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, nil, err
@@ -52,52 +53,12 @@ func openTokenStore(ctx context.Context, cfgPath string, testMode bool) (audited
 	if err != nil {
 		return nil, nil, err
 	}
-	ts, err := apiStore(s)
+	ts, err := daemon.APIStore(s)
 	if err != nil {
 		s.Close()
 		return nil, nil, err
 	}
 	return ts, func() { s.Close() }, nil
-}
-
-// auditedTokenStore keeps tokens and the audit trail of their changes.
-type auditedTokenStore interface {
-	certfleet.TokenStore
-	certfleet.EventSink
-}
-
-// createToken makes and stores a token, records a token_created event by
-// the operator running this command, and returns the token's secret. When
-// only the event fails, the token and secret are returned with the error.
-func createToken(ctx context.Context, ts auditedTokenStore, description string, names []string, perms []certfleet.Permission, url bool) (certfleet.Token, string, error) {
-	id, secret, hash := certfleet.NewTokenSecret()
-	t := certfleet.Token{ID: id, Description: description, Names: names, Permissions: perms, URLCredential: url, Hash: hash, CreatedAt: time.Now()}
-	if err := ts.CreateToken(ctx, t); err != nil {
-		return t, "", err
-	}
-	e := cliEvent(certfleet.EventTokenCreated, tokenDetail(t))
-	e.At = t.CreatedAt
-	if err := ts.RecordEvent(ctx, e); err != nil {
-		return t, secret, fmt.Errorf("token %s created, but it is missing from the audit trail: %w", t.ID, err)
-	}
-	return t, secret, nil
-}
-
-// tokenDetail describes a token for the audit trail: never its secret or
-// hash.
-func tokenDetail(t certfleet.Token) string {
-	perms := make([]string, len(t.Permissions))
-	for i, p := range t.Permissions {
-		perms[i] = string(p)
-	}
-	d := fmt.Sprintf("%s: names %s; permissions %s", t.ID, strings.Join(t.Names, ","), strings.Join(perms, ","))
-	if t.URLCredential {
-		d += "; URL credential"
-	}
-	if t.Description != "" {
-		d += fmt.Sprintf("; description %q", t.Description)
-	}
-	return d
 }
 
 func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -150,7 +111,7 @@ headers: it works only on [api] url_listen, only in the path
 		return err
 	}
 	defer closeStore()
-	t, secret, err := createToken(ctx, ts, *desc, pats, ps, *url)
+	t, secret, err := daemon.CreateToken(ctx, ts, *desc, pats, ps, *url)
 	if secret == "" {
 		return err
 	}
@@ -209,7 +170,7 @@ func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		defer closeStore()
 		detail := id
 		if t, err := ts.Token(ctx, id); err == nil {
-			detail = tokenDetail(t)
+			detail = daemon.TokenDetail(t)
 			if t.Revoked() {
 				detail += "; already revoked at " + t.RevokedAt.UTC().Format(time.RFC3339)
 			}

@@ -140,6 +140,13 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/internal/daemontest": "test helpers are imported from _test.go files only",
 		"github.com/certfleet/certfleet/preflight":           "certfleet check needs no daemon, and a daemon does not run it",
 	},
+	"github.com/certfleet/certfleet/status": {
+		"github.com/certfleet/certfleet/sqlite":     "status reads through root interfaces",
+		"github.com/certfleet/certfleet/postgres":   "status reads through root interfaces",
+		"github.com/certfleet/certfleet/acmeissuer": "status prints; it contacts no CA",
+		"github.com/certfleet/certfleet/httpapi":    "status prints text; the machine-readable views are the API's",
+		"github.com/certfleet/certfleet/daemon":     "status is handed what the daemon computed; it assembles nothing",
+	},
 }
 
 func TestDeps(t *testing.T) {

@@ -29,6 +29,7 @@ import (
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/status"
 )
 
 // TestAlertsOnValidationFailure: renewals that Pebble refuses because the
@@ -353,6 +354,96 @@ endpoints = [%q]
 	d.CheckEndpointsNow(t.Context())
 	daemontest.AlertRound(t, d)
 	recv.Want(t, "opened/warning", "resolved/warning")
+}
+
+// TestServeAlerts runs the daemon's Serve loop against a short-lived
+// Pebble profile, in real time: the renewal fails at validation, the
+// evaluator (woken by the failure event and its interval) notifies opened,
+// then worsened as expiry nears and again when the certificate expires, and
+// resolved after an operator's retry succeeds once validation is fixed.
+// status lists the open incident.
+func TestServeAlerts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a 20-second certificate to age")
+	}
+	t.Setenv("PEBBLE_AUTHZREUSE", "0")
+	httpPort := daemontest.FreePort(t)
+	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: httpPort,
+		Profiles: map[string]pebbleca.Profile{"short": {ValidityPeriod: 20 * time.Second}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close() })
+	respPort := daemontest.FreePort(t)
+	broken := daemontest.BreakableFront(t, httpPort, respPort, func(w http.ResponseWriter) { http.Error(w, "gone", http.StatusNotFound) })
+
+	dir := t.TempDir()
+	recv := daemontest.NewAlertReceiver(t)
+	path := daemontest.WriteConfig(t, dir, ca, respPort, `
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test"]
+profile = "short"
+renew_before = "15s"
+`+daemontest.AlertsSection(t, dir, recv, "interval = \"1s\"\nexpiry_warning = \"1h\"\nexpiry_critical = \"6s\"\n"))
+	d := daemontest.OpenDaemon(t, path, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("timed out waiting for %s; webhook got %v", what, recv.States())
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	key := certfleet.JobKey{Spec: "web", KeyType: certfleet.ECDSAP256}
+	var first certfleet.Issuance
+	waitFor("the first certificate", func() bool {
+		j, err := d.Store.Job(ctx, key)
+		if err != nil || j.CurrentID == 0 {
+			return false
+		}
+		first, _ = d.Store.Issuance(ctx, j.CurrentID)
+		return true
+	})
+	t.Logf("first certificate: not before %s, not after %s (now %s)", first.NotBefore, first.NotAfter, time.Now())
+	broken.Store(true)
+	waitFor("an opened notification", func() bool { return len(recv.States()) >= 1 })
+	waitFor("a worsened notification", func() bool { return len(recv.States()) >= 2 })
+	for _, n := range recv.Notifications() {
+		t.Logf("%s at %s: %s", n.State, n.SentAt, n.Summary)
+	}
+	if got := recv.States(); got[0] != "opened/warning" || got[1] != "worsened/critical" {
+		t.Fatalf("webhook got %v, want opened/warning then worsened/critical", got)
+	}
+	var out strings.Builder
+	if err := status.Incidents(ctx, &out, d.Store, time.Now()); err != nil || !strings.Contains(out.String(), "CRITICAL") ||
+		!strings.Contains(out.String(), "expiry") {
+		t.Errorf("status incidents:\n%s(%v)", out.String(), err)
+	}
+	waitFor("the certificate to expire", func() bool { return len(recv.States()) >= 3 })
+	if got := recv.States(); got[2] != "worsened/expired" {
+		t.Fatalf("webhook got %v, want worsened/expired third", got)
+	}
+	broken.Store(false)
+	if err := d.Store.RetryNow(ctx, key); err != nil { // the operator's retry
+		t.Fatal(err)
+	}
+	d.Manager.Wake()
+	waitFor("a resolved notification", func() bool { return len(recv.States()) >= 4 })
+	time.Sleep(2 * time.Second) // more rounds: nothing more is sent
+	if got := recv.States(); fmt.Sprint(got) != "[opened/warning worsened/critical worsened/expired resolved/expired]" {
+		t.Fatalf("webhook got %v", got)
+	}
+	if cur := daemontest.Current(t, d, "web"); cur.Serial == first.Serial {
+		t.Fatal("resolved without a new certificate")
+	}
 }
 
 // TestAlertTokenFile: the webhook's token file must exist, hold one line

@@ -31,29 +31,10 @@ func endpointWarnBefore(iss certfleet.Issuance) time.Duration {
 	return iss.NotAfter.Sub(iss.NotBefore) / 5
 }
 
-// EndpointResult is one endpoint's check of one key family.
-type EndpointResult struct {
-	Certificate string
-	Target      endpoint.Target
-	Verdict     endpoint.Verdict
-	Err         error // the check itself failed (refused, timed out, STARTTLS refused...)
-}
-
-// OK reports whether the endpoint serves the current certificate, in time.
-func (r EndpointResult) OK() bool { return r.Err == nil && r.Verdict.OK() }
-
-// Summary is one line for people.
-func (r EndpointResult) Summary() string {
-	if r.Err != nil {
-		return r.Err.Error()
-	}
-	return r.Verdict.Message
-}
-
 // checkEndpoints checks the endpoints of the given certificates (all
 // configured ones when names is empty), each once per key family of a dual
 // certificate, and compares what is served with the archive.
-func CheckEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Config, checker *endpoint.Checker, now time.Time, names ...string) []EndpointResult {
+func CheckEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Config, checker *endpoint.Checker, now time.Time, names ...string) []endpoint.Finding {
 	type work struct {
 		cert   config.Certificate
 		target endpoint.Target
@@ -80,7 +61,7 @@ func CheckEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Conf
 			todo = append(todo, work{c, t, want})
 		}
 	}
-	results := make([]EndpointResult, len(todo))
+	results := make([]endpoint.Finding, len(todo))
 	sem := make(chan struct{}, endpointConcurrency)
 	var wg sync.WaitGroup
 	for i, w := range todo {
@@ -89,7 +70,7 @@ func CheckEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Conf
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			res := EndpointResult{Certificate: w.cert.Spec.Name, Target: w.target}
+			res := endpoint.Finding{Certificate: w.cert.Spec.Name, Target: w.target}
 			r, err := checker.Check(ctx, w.target)
 			if err != nil {
 				res.Err = err
@@ -165,7 +146,7 @@ func (w *endpointWatcher) EndpointObservations() []alert.EndpointObservation {
 }
 
 // record keeps a check's result for EndpointObservations.
-func (w *endpointWatcher) record(r EndpointResult, at time.Time) {
+func (w *endpointWatcher) record(r endpoint.Finding, at time.Time) {
 	o := alert.EndpointObservation{Certificate: r.Certificate, Endpoint: r.Target.String(), Status: string(r.Verdict.Status),
 		Message: r.Summary(), ServedSerial: r.Verdict.ServedSerial, ServedNotAfter: r.Verdict.ServedNotAfter,
 		ServedIssuance: r.Verdict.ServedIssuance, CheckedAt: at}

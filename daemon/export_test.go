@@ -20,7 +20,7 @@ func (d *Daemon) EndpointObservations() []alert.EndpointObservation {
 }
 
 // ObserveEndpoint feeds an endpoint check to the readiness metrics.
-func (d *Daemon) ObserveEndpoint(cfg *config.Config, r EndpointResult, at time.Time) {
+func (d *Daemon) ObserveEndpoint(cfg *config.Config, r endpoint.Finding, at time.Time) {
 	d.observeEndpoint(cfg, r, at)
 }
 

@@ -109,7 +109,7 @@ func (d *Daemon) watchReadiness(ctx context.Context) {
 
 // observeEndpoint feeds an endpoint check to the readiness metrics: which
 // lineage it checked, and whether it served the current certificate.
-func (d *Daemon) observeEndpoint(cfg *config.Config, r EndpointResult, at time.Time) {
+func (d *Daemon) observeEndpoint(cfg *config.Config, r endpoint.Finding, at time.Time) {
 	if d.Metrics == nil || r.Err != nil || r.Verdict.Status == endpoint.StatusUnknown {
 		return
 	}
@@ -145,7 +145,7 @@ func (d *Daemon) retainEndpoints(cfg *config.Config) {
 // Readiness checks short-lived readiness as certfleet status shows it: from
 // the agents' check-ins and deploys in store, and from the endpoint checks
 // in results (made just now), as of now.
-func Readiness(ctx context.Context, store certfleet.Store, cfg *config.Config, now time.Time, results []EndpointResult) ([]certfleet.ReadinessViolation, error) {
+func Readiness(ctx context.Context, store certfleet.Store, cfg *config.Config, now time.Time, results []endpoint.Finding) ([]certfleet.ReadinessViolation, error) {
 	ss, ok := store.(certfleet.StatsStore)
 	if !ok {
 		return nil, nil

@@ -132,7 +132,7 @@ func TestReloadForgetsRemovedEndpoint(t *testing.T) {
 	c, _ := cfg.Certificate("web")
 	// What the endpoint watcher feeds: a check 3 s after issuance (the
 	// limit of a 20 s certificate is 2 s) that saw another certificate.
-	d.ObserveEndpoint(cfg, daemon.EndpointResult{Certificate: "web", Target: daemon.EndpointTargets(c)[0],
+	d.ObserveEndpoint(cfg, endpoint.Finding{Certificate: "web", Target: daemon.EndpointTargets(c)[0],
 		Verdict: endpoint.Verdict{Status: endpoint.StatusStale, ServedSerial: "01", WantSerial: cur.Serial}}, cur.IssuedAt.Add(3*time.Second))
 	if vs, err := d.Metrics.CheckReadiness(t.Context()); err != nil || len(vs) != 1 || vs[0].Source != certfleet.ReadinessEndpointReload {
 		t.Fatalf("before the reload: %+v, %v; want one endpoint_reload violation", vs, err)

@@ -5,12 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"slices"
-	"text/tabwriter"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
 	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/status"
 )
 
 func cmdAccount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,50 +87,7 @@ status, key type and dates. Keys are never shown. Reads the store only.`, stdout
 	if err != nil {
 		return err
 	}
-	return printAccounts(stdout, d, stored)
-}
-
-// printAccounts prints the table of accounts: the stored ones, then the
-// configured ones not registered yet.
-func printAccounts(w io.Writer, d *daemon.Daemon, stored []certfleet.Account) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCA\tURL\tSTATUS\tKEY\tCREATED\tKEY CHANGED")
-	seen := map[string]bool{}
-	for _, a := range stored {
-		seen[a.Name+"\x00"+a.CA] = true
-		status := a.Status
-		if status == "" {
-			status = certfleet.AccountValid
-		}
-		switch {
-		case a.Deactivated():
-			status += " since " + fmtTime(a.DeactivatedAt)
-		case a.PendingKeyPEM != nil:
-			status += " (key rollover pending)"
-		}
-		if c, ok := d.Config.Accounts[a.Name]; !ok || c.Directory != a.CA {
-			status += " (not in config)"
-		}
-		kt := "?"
-		if k, err := certfleet.ParsePrivateKey(a.KeyPEM); err == nil {
-			if t, err := certfleet.KeyTypeOf(k.Public()); err == nil {
-				kt = string(t)
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.CA, a.URL, status, kt, fmtTime(a.CreatedAt), fmtTime(a.KeyChangedAt))
-	}
-	var names []string
-	for n := range d.Config.Accounts {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		c := d.Config.Accounts[n]
-		if !seen[n+"\x00"+c.Directory] {
-			fmt.Fprintf(tw, "%s\t%s\t-\tnot registered yet\t-\t-\t-\n", n, c.Directory)
-		}
-	}
-	return tw.Flush()
+	return status.Accounts(stdout, d.Config.Accounts, stored)
 }
 
 func accountRollover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -162,7 +118,7 @@ orders in flight with the old key fail once and are retried with the new one.`, 
 	}
 	d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "key_rollover",
 		Detail: fmt.Sprintf("account %q (%s at %s): key rolled over", a.Name, a.URL, a.CA)})
-	fmt.Fprintf(stdout, "account %q (%s): key rolled over at %s; the CA refuses the old key from now on\n", a.Name, a.URL, fmtTime(a.KeyChangedAt))
+	fmt.Fprintf(stdout, "account %q (%s): key rolled over at %s; the CA refuses the old key from now on\n", a.Name, a.URL, status.Time(a.KeyChangedAt))
 	return nil
 }
 

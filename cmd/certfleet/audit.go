@@ -7,12 +7,12 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/staging"
+	"github.com/certfleet/certfleet/status"
 )
 
 func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -107,45 +107,13 @@ to run beside serve. See docs/audit.md.`, stdout, stderr)
 			return err
 		}
 		fmt.Fprintf(stdout, "%s\n", b)
-	} else if err := printEvents(stdout, evs); err != nil {
+	} else if err := status.Events(stdout, evs); err != nil {
 		return err
 	}
 	if len(evs) == f.Limit {
 		fmt.Fprintf(stderr, "certfleet audit: %d events shown; older ones: add --before-id %d\n", len(evs), evs[len(evs)-1].ID)
 	}
 	return nil
-}
-
-// printEvents prints events as a table, one line each.
-func printEvents(w io.Writer, evs []certfleet.Event) error {
-	if len(evs) == 0 {
-		_, err := fmt.Fprintln(w, "(no events match)")
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tKIND\tCERTIFICATE\tKEY\tACTOR\tFROM\tDETAIL")
-	for _, e := range evs {
-		var detail []string
-		if e.Reason != "" {
-			detail = append(detail, "["+e.Reason+"]")
-		}
-		if e.Serial != "" {
-			detail = append(detail, "serial "+e.Serial)
-		}
-		if e.Detail != "" {
-			detail = append(detail, e.Detail)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, fmtTime(e.At), e.Kind, dash(e.Certificate), dash(string(e.KeyType)),
-			e.Actor, dash(e.Remote), dash(oneLine(strings.Join(detail, " "), 160)))
-	}
-	return tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // cliEvent is an event done by the operator running this command, from

@@ -8,17 +8,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/endpoint"
-	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/staging"
+	"github.com/certfleet/certfleet/status"
 )
 
 const configFlagHelp = "configuration `file` (TOML; see examples/certfleet.toml)"
@@ -174,7 +172,7 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 	defer d.Close()
 	cfg := d.Config
 	rep, err := d.IssueOnce(ctx)
-	printReport(stdout, rep)
+	status.Pass(stdout, rep)
 	if err != nil {
 		return err
 	}
@@ -209,54 +207,6 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 	return nil
 }
 
-// printReport prints one line per job worked on, then a summary.
-func printReport(w io.Writer, rep manager.Report) {
-	for _, r := range rep.Results {
-		switch r.Outcome {
-		case certfleet.OutcomeIssued:
-			line := fmt.Sprintf("issued   %-24s %-10s serial %s, valid until %s", r.Key.Spec, r.Key.KeyType, r.Issuance.Serial, r.Issuance.NotAfter.UTC().Format(time.RFC3339))
-			if r.Err != nil {
-				line += fmt.Sprintf("; NOT WRITTEN: %v", r.Err)
-			}
-			fmt.Fprintln(w, line)
-		case certfleet.OutcomeFailed:
-			fmt.Fprintf(w, "FAILED   %-24s %-10s %v (next try %s)\n", r.Key.Spec, r.Key.KeyType, r.Err, fmtTime(r.NextAt))
-		case certfleet.OutcomeDeferred:
-			if de, ok := certfleet.AsDeferError(r.Err); ok { // a rate-limit budget: see docs/ratelimits.md
-				fmt.Fprintf(w, "DEFERRED %-24s %-10s until %s: %s\n", r.Key.Spec, r.Key.KeyType, fmtTime(r.NextAt), de.Reason)
-				continue
-			}
-			fmt.Fprintf(w, "ok       %-24s %-10s not due until %s\n", r.Key.Spec, r.Key.KeyType, fmtTime(r.NextAt))
-		}
-	}
-	took := rep.Finished.Sub(rep.Started).Round(time.Millisecond)
-	if len(rep.Results) == 0 {
-		// Not "every certificate is current": a failing one may be
-		// waiting for its retry.
-		fmt.Fprintln(w, "nothing due now (certfleet status shows each certificate's state and next check)")
-		return
-	}
-	budget := 0
-	for _, r := range rep.Results {
-		if _, ok := certfleet.AsDeferError(r.Err); ok && r.Outcome == certfleet.OutcomeDeferred {
-			budget++
-		}
-	}
-	if budget > 0 {
-		fmt.Fprintf(w, "%d issued, %d failed, %d deferred by rate-limit budgets, %d not due, in %s\n",
-			rep.Issued, rep.Failed, budget, rep.Deferred-budget, took)
-		return
-	}
-	fmt.Fprintf(w, "%d issued, %d failed, %d not due, in %s\n", rep.Issued, rep.Failed, rep.Deferred, took)
-}
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format("2006-01-02 15:04:05Z")
-}
-
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", "-config FILE", `
 Print a table of the certificates in the store: name, key type, identifiers,
@@ -277,103 +227,29 @@ contacts no CA and starts no responder, so it is safe to run beside serve.`, std
 		return err
 	}
 	defer d.Close()
-	if err := printStatus(ctx, stdout, d.Store, *all, time.Now()); err != nil {
+	if err := status.Certificates(ctx, stdout, d.Store, *all, time.Now()); err != nil {
 		return err
 	}
-	if err := printFleet(ctx, stdout, d.Store, time.Now()); err != nil {
+	if err := status.Fleet(ctx, stdout, d.Store, time.Now()); err != nil {
 		return err
 	}
-	var results []daemon.EndpointResult
+	var results []endpoint.Finding
 	if *endpoints {
 		results = daemon.CheckEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())
 	}
-	if err := printReadiness(ctx, stdout, d.Store, cfg, time.Now(), results); err != nil {
+	vs, err := daemon.Readiness(ctx, d.Store, cfg, time.Now(), results)
+	if err != nil {
 		return err
 	}
-	if err := printIncidents(ctx, stdout, d.Store, time.Now()); err != nil {
+	status.Readiness(stdout, vs)
+	if err := status.Incidents(ctx, stdout, d.Store, time.Now()); err != nil {
 		return err
 	}
 	if *endpoints {
 		fmt.Fprintln(stdout)
-		if bad := printEndpoints(stdout, results); bad > 0 {
+		if bad := status.Endpoints(stdout, results); bad > 0 {
 			return &exitError{code: 1, err: fmt.Errorf("%d endpoint(s) do not serve the current certificate", bad)}
 		}
 	}
 	return nil
-}
-
-// printStatus prints the status table of every job.
-func printStatus(ctx context.Context, w io.Writer, store certfleet.Store, all bool, now time.Time) error {
-	jobs, err := store.Jobs(ctx, certfleet.JobFilter{IncludeDisabled: all})
-	if err != nil {
-		return fmt.Errorf("list jobs: %w", err)
-	}
-	specs, err := store.Specs(ctx, certfleet.SpecFilter{IncludeDisabled: true})
-	if err != nil {
-		return fmt.Errorf("list specs: %w", err)
-	}
-	byName := make(map[string]certfleet.CertificateSpec, len(specs))
-	for _, s := range specs {
-		byName[s.Name] = s
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKEY\tKEY ID\tIDENTIFIERS\tNOT AFTER\tNEXT CHECK\tSTATE\tLAST ERROR")
-	for _, j := range jobs {
-		spec := byName[j.Spec]
-		notAfter, state, keyID := "-", "pending", "-"
-		if j.CurrentID != 0 {
-			iss, err := store.Issuance(ctx, j.CurrentID)
-			if err != nil {
-				return fmt.Errorf("load issuance %d of %s: %w", j.CurrentID, j.JobKey, err)
-			}
-			notAfter = fmtTime(iss.NotAfter)
-			keyID = shortKeyID(iss)
-			switch left := iss.NotAfter.Sub(now); {
-			case left <= 0:
-				state = "EXPIRED"
-			case j.Failures > 0:
-				state = fmt.Sprintf("valid, %d failure(s)", j.Failures)
-			default:
-				state = "valid"
-			}
-		} else if j.Failures > 0 {
-			state = fmt.Sprintf("failing (%d)", j.Failures)
-		}
-		if j.Disabled {
-			state = "withdrawn"
-		}
-		lastErr := "-"
-		if j.LastError != "" {
-			lastErr = oneLine(j.LastError, 100)
-		}
-		if why, err := deferral(ctx, store, j, now); err != nil {
-			return err
-		} else if why != "" {
-			state, lastErr = "deferred ("+state+")", oneLine(why, 160) // rate-limit budget; NEXT CHECK is when
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Spec, j.KeyType, keyID, idList(spec.Identifiers), notAfter, fmtTime(j.NextAt), state, lastErr)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(jobs) == 0 {
-		fmt.Fprintln(w, "(no certificates in the store)")
-	}
-	return printRateHolds(ctx, w, store, now)
-}
-
-func idList(ids []certfleet.Identifier) string {
-	v := certfleet.IdentifierValues(ids)
-	if len(v) > 3 {
-		return strings.Join(v[:3], ",") + fmt.Sprintf(",+%d", len(v)-3)
-	}
-	return strings.Join(v, ",")
-}
-
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		return s[:n-1] + "…"
-	}
-	return s
 }

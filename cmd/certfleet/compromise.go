@@ -13,6 +13,7 @@ import (
 	"github.com/certfleet/certfleet/acmeissuer"
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/endpoint"
+	"github.com/certfleet/certfleet/status"
 )
 
 // Exit codes of certfleet compromise beyond 0 (done), 1 (failed) and 2
@@ -267,7 +268,7 @@ func (d compromiser) Compromise(ctx context.Context, target string, o Compromise
 	for _, iss := range set.issuances {
 		label := fmt.Sprintf("%s/%s serial %s", iss.Spec, iss.KeyType, iss.Serial)
 		if !iss.NotAfter.After(now) {
-			fmt.Fprintf(w, "expired  %s (expired %s; not revoked)\n", label, fmtTime(iss.NotAfter))
+			fmt.Fprintf(w, "expired  %s (expired %s; not revoked)\n", label, status.Time(iss.NotAfter))
 			continue
 		}
 		how, err := d.revokeCompromised(ctx, iss)
@@ -302,7 +303,7 @@ func (d compromiser) Compromise(ctx context.Context, target string, o Compromise
 
 	if o.Issue {
 		rep, err := d.IssueOnce(ctx)
-		printReport(w, rep)
+		status.Pass(w, rep)
 		if err != nil {
 			failed = append(failed, fmt.Sprintf("issue: %v", err))
 		}
@@ -533,7 +534,7 @@ func (d compromiser) rolloutStore(ctx context.Context, set *compromisedSet) (rol
 		if compromised {
 			why := jk.String()
 			if j.LastError != "" {
-				why += ": " + oneLine(j.LastError, 120)
+				why += ": " + status.OneLine(j.LastError, 120)
 			}
 			st.waiting = append(st.waiting, why)
 			continue
@@ -559,7 +560,7 @@ func (d compromiser) rolloutStore(ctx context.Context, set *compromisedSet) (rol
 		}
 		for _, r := range reps {
 			if _, old := set.fingerprints[r.Fingerprint]; old && r.Fingerprint != "" {
-				st.agents = append(st.agents, fmt.Sprintf("%s: %s/%s serial %s, last seen %s", r.Agent, r.Certificate, r.KeyType, r.Serial, fmtTime(r.ReportedAt)))
+				st.agents = append(st.agents, fmt.Sprintf("%s: %s/%s serial %s, last seen %s", r.Agent, r.Certificate, r.KeyType, r.Serial, status.Time(r.ReportedAt)))
 			}
 		}
 	}
@@ -599,7 +600,7 @@ func (d compromiser) rolloutEndpoints(ctx context.Context, set compromisedSet, c
 				}
 				r, err := checker.Check(ctx, tg)
 				if err != nil {
-					unknown = append(unknown, label+": "+oneLine(err.Error(), 80))
+					unknown = append(unknown, label+": "+status.OneLine(err.Error(), 80))
 					continue
 				}
 				if keys[keyIDOf(r.Leaf)] {
@@ -618,15 +619,4 @@ func keyIDOf(c *x509.Certificate) string {
 		return ""
 	}
 	return id
-}
-
-// shortKeyID is the first 16 hex digits of an issuance's key ID, for the
-// status table (certfleet compromise takes any unambiguous prefix of 8 or
-// more); "-" when the certificate cannot be read.
-func shortKeyID(iss certfleet.Issuance) string {
-	id, err := iss.KeyID()
-	if err != nil {
-		return "-"
-	}
-	return id[:16]
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/certfleet/certfleet/deploy"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/seal"
+	"github.com/certfleet/certfleet/status"
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -143,7 +144,7 @@ watch). The test CA and its certificates are for trying certfleet only.`, stdout
 	fmt.Fprintf(stdout, "test CA:   %s\nresponders: http-01 on %s, tls-alpn-01 on %s\nconfig:    %s\nissuing…\n\n",
 		ca.DirectoryURL(), d.HTTP01Addr, d.TLSALPN01Addr, cfgPath)
 	rep, err := d.IssueOnce(ctx)
-	printReport(stdout, rep)
+	status.Pass(stdout, rep)
 	if err != nil {
 		return err
 	}
@@ -234,7 +235,7 @@ func printDemoSummary(ctx context.Context, w io.Writer, d *daemon.Daemon, dir, c
 				return fmt.Errorf("certificate %s: %w", c.Spec.Name, err)
 			}
 			if job.CurrentID == 0 {
-				fmt.Fprintf(w, "  %-5s %-10s not issued: %s\n", c.Spec.Name, kt, oneLine(job.LastError, 200))
+				fmt.Fprintf(w, "  %-5s %-10s not issued: %s\n", c.Spec.Name, kt, status.OneLine(job.LastError, 200))
 				continue
 			}
 			iss, err := d.Store.Issuance(ctx, job.CurrentID)

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/internal/daemontest"
-	"github.com/certfleet/certfleet/sqlite"
 )
 
 // TestRateLimitBudgetCLI: a configured budget of 3 certificates per
@@ -46,39 +41,6 @@ func TestRateLimitBudgetCLI(t *testing.T) {
 	// Running again places no order: the deferred ones are not due.
 	if code, out, _ := runCLI(t, "issue", "-config", path); code != 0 || ca.NewOrders() != 3 || !strings.Contains(out, "nothing due") {
 		t.Fatalf("second run: exit %d, CA orders %d\n%s", code, ca.NewOrders(), out)
-	}
-}
-
-// TestStatusShowsCAHold: a rateLimited answer held in the store is listed
-// by status with the account, the CA, until when and what the CA said.
-func TestStatusShowsCAHold(t *testing.T) {
-	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "certfleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	now := time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
-	if err := store.SetRateHold(t.Context(), certfleet.RateHold{CA: "https://acme-v02.api.letsencrypt.org/directory",
-		Account: "customer1", Until: now.Add(time.Hour), SetAt: now, Reason: "too many new orders (300) from this account"}); err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	if err := printStatus(t.Context(), &b, store, false, now); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"CA rate limits in force", "customer1", "https://acme-v02.api.letsencrypt.org/directory",
-		"2026-05-01 11:00:00Z", "too many new orders (300)"} {
-		if !strings.Contains(b.String(), want) {
-			t.Fatalf("status lacks %q:\n%s", want, b.String())
-		}
-	}
-	// Once it has passed it is no longer shown.
-	b.Reset()
-	if err := printStatus(t.Context(), &b, store, false, now.Add(2*time.Hour)); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(b.String(), "customer1") {
-		t.Fatalf("an expired hold is shown:\n%s", b.String())
 	}
 }
 

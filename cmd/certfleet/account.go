@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/acmeissuer"
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/status"
 )
@@ -59,14 +57,28 @@ func parseFlagsArgs(fs *flag.FlagSet, args []string, stdout io.Writer, what ...s
 }
 
 // openAdmin opens the store and the issuers of the config, without
-// responders (account commands and compromise contact the CA, but answer
-// no challenge).
+// responders (account commands contact the CA, but answer no challenge).
 func openAdmin(ctx context.Context, cfgPath string, stderr io.Writer) (*daemon.Daemon, error) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, err
 	}
 	return daemon.Open(ctx, cfg, options(newLogger(stderr, cfg.Log)))
+}
+
+// openAccount is openAdmin and the account name of its config, an account
+// the config does not name being a usage error.
+func openAccount(ctx context.Context, cfgPath, name string, stderr io.Writer) (*daemon.Daemon, *daemon.Account, error) {
+	d, err := openAdmin(ctx, cfgPath, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := d.Account(name)
+	if err != nil {
+		d.Close()
+		return nil, nil, &exitError{code: 2, err: err}
+	}
+	return d, a, nil
 }
 
 func accountList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -103,21 +115,15 @@ orders in flight with the old key fail once and are retried with the new one.`, 
 	if err != nil {
 		return err
 	}
-	d, err := openAdmin(ctx, *cfgPath, stderr)
+	d, acct, err := openAccount(ctx, *cfgPath, pos[0], stderr)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	iss, err := accountIssuer(d, pos[0])
-	if err != nil {
-		return err
-	}
-	a, err := iss.RolloverKey(ctx)
+	a, err := acct.RolloverKey(ctx)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "key_rollover",
-		Detail: fmt.Sprintf("account %q (%s at %s): key rolled over", a.Name, a.URL, a.CA)})
 	fmt.Fprintf(stdout, "account %q (%s): key rolled over at %s; the CA refuses the old key from now on\n", a.Name, a.URL, status.Time(a.KeyChangedAt))
 	return nil
 }
@@ -140,26 +146,17 @@ certfleet compromise to revoke them). Requires --yes.`, stdout, stderr)
 	if !*yes {
 		return &exitError{code: 2, err: fmt.Errorf("deactivating account %q cannot be undone: add --yes to confirm", pos[0])}
 	}
-	d, err := openAdmin(ctx, *cfgPath, stderr)
+	d, acct, err := openAccount(ctx, *cfgPath, pos[0], stderr)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	iss, err := accountIssuer(d, pos[0])
-	if err != nil {
-		return err
-	}
-	a, err := iss.Deactivate(ctx)
-	if a.Deactivated() {
-		d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "deactivated",
-			Detail: fmt.Sprintf("account %q (%s at %s) deactivated", a.Name, a.URL, a.CA)})
-	}
+	a, err := acct.Deactivate(ctx)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
 	fmt.Fprintf(stdout, "account %q (%s) deactivated; certificates that use it fail until they use another account or you run `certfleet account register %s`\n", a.Name, a.URL, a.Name)
-	users := d.AccountUsers(pos[0])
-	if len(users) > 0 {
+	if users := acct.Users(); len(users) > 0 {
 		fmt.Fprintf(stdout, "certificates using it: %v\n", users)
 	}
 	return nil
@@ -177,47 +174,19 @@ valid registered account is left alone (exit 1).`, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	d, err := openAdmin(ctx, *cfgPath, stderr)
+	d, acct, err := openAccount(ctx, *cfgPath, pos[0], stderr)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	iss, err := accountIssuer(d, pos[0])
-	if err != nil {
-		return err
-	}
-	a, err := iss.Register(ctx)
+	a, err := acct.Register(ctx)
 	if err != nil { // acmeissuer.ErrAccountExists too: nothing was done
 		return &exitError{code: 1, err: err}
 	}
-	d.RecordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "registered",
-		Detail: fmt.Sprintf("account %q registered at %s as %s", a.Name, a.CA, a.URL)})
 	fmt.Fprintf(stdout, "account %q registered at %s: %s\n", a.Name, a.CA, a.URL)
-	// Certificates that failed on the deactivated account wait up to a
-	// day (a permanent error): retry them now.
-	for _, name := range d.AccountUsers(pos[0]) {
-		jobs, err := d.Store.Jobs(ctx, certfleet.JobFilter{Spec: name})
-		if err != nil {
-			return err
-		}
-		for _, j := range jobs {
-			if j.Failures > 0 {
-				if err := d.Store.RetryNow(ctx, j.JobKey); err != nil {
-					return err
-				}
-				fmt.Fprintf(stdout, "retrying %s now\n", j.JobKey)
-			}
-		}
+	retried, err := acct.RetryFailed(ctx)
+	for _, jk := range retried {
+		fmt.Fprintf(stdout, "retrying %s now\n", jk)
 	}
-	return nil
-}
-
-// accountIssuer is d.AccountIssuer, an account the config does not name
-// being a usage error.
-func accountIssuer(d *daemon.Daemon, name string) (*acmeissuer.Issuer, error) {
-	iss, err := d.AccountIssuer(name)
-	if err != nil {
-		return nil, &exitError{code: 2, err: err}
-	}
-	return iss, nil
+	return err
 }

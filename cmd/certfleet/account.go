@@ -11,30 +11,20 @@ import (
 )
 
 func cmdAccount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet account list|rollover|deactivate|register -config FILE [NAME] (see certfleet account --help)")}
-	if len(args) == 0 {
-		return usage
-	}
-	switch args[0] {
-	case "list":
-		return accountList(ctx, args[1:], stdout, stderr)
-	case "rollover":
-		return accountRollover(ctx, args[1:], stdout, stderr)
-	case "deactivate":
-		return accountDeactivate(ctx, args[1:], stdout, stderr)
-	case "register":
-		return accountRegister(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(stdout, `Usage: certfleet account list|rollover|deactivate|register -config FILE [flags] [NAME]
+	return dispatch(ctx, args, stdout, stderr,
+		"usage: certfleet account list|rollover|deactivate|register -config FILE [NAME] (see certfleet account --help)",
+		`Usage: certfleet account list|rollover|deactivate|register -config FILE [flags] [NAME]
 
 Manage the ACME accounts of the config ([ca] is "default", [accounts.NAME]
 the others): list them, roll an account's key over (RFC 8555 §7.3.5),
 deactivate one (§7.3.6), or register one again after deactivation. NAME is
 the account's name. Run a subcommand with --help for its flags; see
-docs/accounts.md.`)
-		return nil
-	}
-	return usage
+docs/accounts.md.`,
+		subcommand{"list", accountList},
+		subcommand{"rollover", accountRollover},
+		subcommand{"deactivate", accountDeactivate},
+		subcommand{"register", accountRegister},
+	)
 }
 
 // parseFlagsArgs parses flags followed by exactly n positional arguments

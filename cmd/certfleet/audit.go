@@ -11,7 +11,6 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/daemon"
-	"github.com/certfleet/certfleet/staging"
 	"github.com/certfleet/certfleet/status"
 )
 
@@ -80,16 +79,7 @@ to run beside serve. See docs/audit.md.`, stdout, stderr)
 		return usageErr("--until (%s) must be after --since (%s)", f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339))
 	}
 
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	if *testMode {
-		if cfg, err = staging.Server(cfg); err != nil {
-			return &exitError{code: 2, err: err}
-		}
-	}
-	store, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
+	cfg, store, err := openQuiet(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}

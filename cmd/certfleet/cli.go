@@ -43,6 +43,30 @@ func commands() []command {
 	}
 }
 
+// subcommand is one subcommand of a command (token create, ...).
+type subcommand struct {
+	name string
+	run  func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// dispatch runs the subcommand args[0] names; help (-h, --help, help)
+// prints help; anything else is the usage error usage.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, usage, help string, subs ...subcommand) error {
+	if len(args) > 0 {
+		for _, s := range subs {
+			if s.name == args[0] {
+				return s.run(ctx, args[1:], stdout, stderr)
+			}
+		}
+		switch args[0] {
+		case "-h", "--help", "-help", "help":
+			fmt.Fprintln(stdout, help)
+			return nil
+		}
+	}
+	return &exitError{code: 2, err: errors.New(usage)}
+}
+
 // exitError carries a process exit code through the command functions.
 type exitError struct {
 	code int

@@ -53,6 +53,23 @@ func openStore(ctx context.Context, state string, log *slog.Logger, mk config.Ma
 	return daemon.OpenStore(ctx, state, keys, log)
 }
 
+// openQuiet opens the store of the config file at path, logging nothing
+// (the command's output is a table); with testMode, test mode's store
+// ([staging] state).
+func openQuiet(ctx context.Context, path string, testMode bool) (*config.Config, certfleet.Store, error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if testMode {
+		if cfg, err = staging.Server(cfg); err != nil {
+			return nil, nil, &exitError{code: 2, err: err}
+		}
+	}
+	s, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
+	return cfg, s, err
+}
+
 // options are the daemon options of a command: its logger, the master
 // key from the environment, the version.
 func options(log *slog.Logger) daemon.Options {

@@ -104,4 +104,3 @@ See docs/compromise.md.`, stdout, stderr)
 	}
 	return err
 }
-

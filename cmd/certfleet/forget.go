@@ -9,18 +9,11 @@ import (
 )
 
 func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet fleet forget -config FILE AGENT (see certfleet fleet forget --help)")}
-	if len(args) == 0 {
-		return usage
-	}
-	switch args[0] {
-	case "forget":
-		return fleetForget(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(stdout, "Usage: certfleet fleet forget -config FILE AGENT\n\nManage the fleet of agents the server knows from their reports. Run a subcommand with --help for its flags.")
-		return nil
-	}
-	return usage
+	return dispatch(ctx, args, stdout, stderr,
+		"usage: certfleet fleet forget -config FILE AGENT (see certfleet fleet forget --help)",
+		"Usage: certfleet fleet forget -config FILE AGENT\n\nManage the fleet of agents the server knows from their reports. Run a subcommand with --help for its flags.",
+		subcommand{"forget", fleetForget},
+	)
 }
 
 func fleetForget(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -39,11 +32,7 @@ agent that reports again is known again. Recorded in the audit trail.`, stdout, 
 	if err := certfleet.ValidateAgentName(name); err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
+	_, st, err := openQuiet(ctx, *cfgPath, false)
 	if err != nil {
 		return err
 	}

@@ -6,60 +6,30 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
-	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/staging"
+	"github.com/certfleet/certfleet/status"
 )
 
 // stdin is where `secret set` reads a value given neither by -from-file.
 var stdin io.Reader = os.Stdin
 
 func cmdSecret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet secret set|list|delete -config FILE ... (see certfleet secret --help)")}
-	if len(args) == 0 {
-		return usage
-	}
-	switch args[0] {
-	case "set":
-		return secretSet(ctx, args[1:], stdout, stderr)
-	case "list":
-		return secretList(ctx, args[1:], stdout, stderr)
-	case "delete":
-		return secretDelete(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(stdout, `Usage: certfleet secret set|list|delete -config FILE [flags] [NAME]
+	return dispatch(ctx, args, stdout, stderr,
+		"usage: certfleet secret set|list|delete -config FILE ... (see certfleet secret --help)",
+		`Usage: certfleet secret set|list|delete -config FILE [flags] [NAME]
 
 Keep secrets (TSIG secrets, EAB MAC keys, DNS API passwords and tokens) in the
 store, sealed under the master key, instead of in the config file. The config
-then names them: secret = "store:NAME". See docs/keys-at-rest.md.`)
-		return nil
-	}
-	return usage
+then names them: secret = "store:NAME". See docs/keys-at-rest.md.`,
+		subcommand{"set", secretSet},
+		subcommand{"list", secretList},
+		subcommand{"delete", secretDelete},
+	)
 }
 
 // secretStagingHelp is the --staging flag of the secret commands.
 const secretStagingHelp = "the secrets of test mode's store ([staging] state), which test mode reads instead of production's"
-
-// openSecretStore opens the configured store for the secret commands: with
-// staging, test mode's store ([staging] state).
-func openSecretStore(ctx context.Context, cfgPath string, testMode bool) (certfleet.Store, func(), error) {
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	if testMode {
-		if cfg, err = staging.Server(cfg); err != nil {
-			return nil, nil, &exitError{code: 2, err: err}
-		}
-	}
-	s, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, func() { s.Close() }, nil
-}
 
 func secretSet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("secret set", "-config FILE [-from-file PATH] NAME", `
@@ -94,11 +64,11 @@ Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
 		}
 	}
 	value = bytes.TrimSuffix(bytes.TrimSuffix(value, []byte("\n")), []byte("\r"))
-	st, closeStore, err := openSecretStore(ctx, *cfgPath, *testMode)
+	_, st, err := openQuiet(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer st.Close()
 	if err := st.PutSecret(ctx, name, value); err != nil {
 		return err
 	}
@@ -117,21 +87,16 @@ func secretList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	st, closeStore, err := openSecretStore(ctx, *cfgPath, *testMode)
+	_, st, err := openQuiet(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer st.Close()
 	infos, err := st.Secrets(ctx)
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCREATED\tUPDATED")
-	for _, i := range infos {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", i.Name, i.CreatedAt.UTC().Format(time.RFC3339), i.UpdatedAt.UTC().Format(time.RFC3339))
-	}
-	return tw.Flush()
+	return status.Secrets(stdout, infos)
 }
 
 func secretDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -143,11 +108,11 @@ func secretDelete(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	name := pos[0]
-	st, closeStore, err := openSecretStore(ctx, *cfgPath, *testMode)
+	_, st, err := openQuiet(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer st.Close()
 	if err := st.DeleteSecret(ctx, name); err != nil {
 		return err
 	}

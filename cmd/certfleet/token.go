@@ -6,50 +6,31 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/daemon"
-	"github.com/certfleet/certfleet/staging"
+	"github.com/certfleet/certfleet/status"
 )
 
 func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet token create|list|revoke -config FILE ... (see certfleet token create --help)")}
-	if len(args) == 0 {
-		return usage
-	}
-	switch args[0] {
-	case "create":
-		return tokenCreate(ctx, args[1:], stdout, stderr)
-	case "list":
-		return tokenList(ctx, args[1:], stdout, stderr)
-	case "revoke":
-		return tokenRevoke(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(stdout, "Usage: certfleet token create|list|revoke -config FILE [flags]\n\nManage the HTTP API's bearer tokens. Run a subcommand with --help for its flags.")
-		return nil
-	}
-	return usage
+	return dispatch(ctx, args, stdout, stderr,
+		"usage: certfleet token create|list|revoke -config FILE ... (see certfleet token create --help)",
+		"Usage: certfleet token create|list|revoke -config FILE [flags]\n\nManage the HTTP API's bearer tokens. Run a subcommand with --help for its flags.",
+		subcommand{"create", tokenCreate},
+		subcommand{"list", tokenList},
+		subcommand{"revoke", tokenRevoke},
+	)
 }
 
 // tokenStagingHelp is the --staging flag of the token commands.
 const tokenStagingHelp = "the tokens of test mode's API ([staging] state and api_listen), not production's"
 
 // openTokenStore opens the configured store for token commands: with
-// staging, test mode's store ([staging] state), whose tokens are valid only
-// on [staging] api_listen.
+// testMode, test mode's store ([staging] state), whose tokens are valid
+// only on [staging] api_listen.
 func openTokenStore(ctx context.Context, cfgPath string, testMode bool) (daemon.TokenStore, func(), error) {
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	if testMode {
-		if cfg, err = staging.Server(cfg); err != nil {
-			return nil, nil, &exitError{code: 2, err: err}
-		}
-	}
-	s, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
+	_, s, err := openQuiet(ctx, cfgPath, testMode)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -136,21 +117,7 @@ func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAMES\tPERMISSIONS\tURL\tCREATED\tREVOKED\tDESCRIPTION")
-	for _, t := range toks {
-		perms := make([]string, len(t.Permissions))
-		for i, p := range t.Permissions {
-			perms[i] = string(p)
-		}
-		revoked := "-"
-		if t.Revoked() {
-			revoked = t.RevokedAt.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", t.ID, strings.Join(t.Names, ","), strings.Join(perms, ","),
-			t.URLCredential, t.CreatedAt.UTC().Format(time.RFC3339), revoked, t.Description)
-	}
-	return tw.Flush()
+	return status.Tokens(stdout, toks)
 }
 
 func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {

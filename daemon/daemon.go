@@ -244,6 +244,27 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 	return d, nil
 }
 
+// OpenRetrying calls open until it succeeds or fails with an error other
+// than certfleet.EUNAVAILABLE: while the store is unreachable (a database
+// restarting, a network partition) a daemon waits for it instead of
+// exiting, 2 s after the first failure, doubling to 30 s, telling retrying
+// each time. Any other error (a bad config) ends it at once, as does ctx.
+func OpenRetrying(ctx context.Context, open func(context.Context) (*Daemon, error), retrying func(err error, wait time.Duration)) (*Daemon, error) {
+	for failures := 1; ; failures++ {
+		d, err := open(ctx)
+		if err == nil || certfleet.ErrorCode(err) != certfleet.EUNAVAILABLE {
+			return d, err
+		}
+		wait := min(time.Second<<min(failures, 5), 30*time.Second) // 2 s doubling to 30 s
+		retrying(err, wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
 // deadLocalProcess reports whether a lease owner is a certfleet process of
 // this host that no longer runs. Owners on other hosts, or with names not
 // made by manager.DefaultInstance, are never reported dead: their leases

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/alert"
 	"github.com/certfleet/certfleet/manager"
 )
 
@@ -90,4 +91,23 @@ func cmp(first, err error) error {
 		return first
 	}
 	return err
+}
+
+// AlertRound runs one round of the alert evaluator after a one-shot pass
+// (certfleet issue; Serve runs them continuously): it opens, worsens or
+// resolves incidents and sends what is owed. A notification that cannot be
+// delivered stays owed and is an error, so that cron's own mail is the
+// fallback.
+func (d *Daemon) AlertRound(ctx context.Context) (alert.Report, error) {
+	if d.Alerts == nil {
+		return alert.Report{}, nil
+	}
+	rep, err := d.Alerts.Round(ctx)
+	switch {
+	case err != nil:
+		return rep, fmt.Errorf("the alert round after the pass failed: %w", err)
+	case rep.Failed > 0:
+		return rep, fmt.Errorf("%d alert notification(s) could not be delivered (they stay owed; see the log and `certfleet status -config %s`)", rep.Failed, d.Config.File)
+	}
+	return rep, nil
 }

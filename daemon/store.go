@@ -72,6 +72,27 @@ func LoadKeys(mk config.MasterKey, env string) (Keys, error) {
 	return keys, nil
 }
 
+// RotationKeys returns the keys to open a store with to re-wrap its data
+// key under the master key in newFile: that key, with cur's key and
+// previous ones as previous keys. With newFile "", cur itself: the data key
+// goes to the configured key, unwrapped with the previous ones (the
+// rotation procedure of docs/keys-at-rest.md).
+func RotationKeys(cur Keys, newFile string) (Keys, error) {
+	if newFile == "" {
+		return cur, nil
+	}
+	next, err := seal.LoadMasterKeyFile(newFile)
+	if err != nil {
+		return Keys{}, err
+	}
+	keys := Keys{KEK: next, Hint: cur.Hint}
+	if cur.KEK != nil {
+		keys.Previous = append(keys.Previous, cur.KEK)
+	}
+	keys.Previous = append(keys.Previous, cur.Previous...)
+	return keys, nil
+}
+
 // Sealer returns the Sealer of an open store, nil without a master key.
 func Sealer(s any) *seal.Sealer {
 	if x, ok := s.(interface{ Sealer() *seal.Sealer }); ok {

@@ -25,7 +25,7 @@ func CreateToken(ctx context.Context, ts TokenStore, description string, names [
 	if err := ts.CreateToken(ctx, t); err != nil {
 		return t, "", err
 	}
-	e := certfleet.Event{Kind: certfleet.EventTokenCreated, Actor: Operator(), Remote: Host(), Detail: TokenDetail(t)}
+	e := OperatorEvent(certfleet.EventTokenCreated, TokenDetail(t))
 	e.At = t.CreatedAt
 	if err := ts.RecordEvent(ctx, e); err != nil {
 		return t, secret, fmt.Errorf("token %s created, but it is missing from the audit trail: %w", t.ID, err)

@@ -161,3 +161,18 @@ func PrintSkipped(w io.Writer, name string, cmds [][]string) {
 		fmt.Fprintf(w, "test mode: not running for %s: [%s] (set [staging] run_commands = true to run)\n", name, strings.Join(q, ", "))
 	}
 }
+
+// SyncWriter returns w with its writes serialised, for the test-mode
+// printing (PrintSkipped) of deploys that run concurrently.
+func SyncWriter(w io.Writer) io.Writer { return &syncWriter{w: w} }
+
+type syncWriter struct {
+	mu sync.Mutex // guards w
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}

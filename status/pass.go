@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/alert"
 	"github.com/certfleet/certfleet/manager"
 )
 
@@ -49,4 +50,13 @@ func Pass(w io.Writer, rep manager.Report) {
 		return
 	}
 	fmt.Fprintf(w, "%d issued, %d failed, %d not due, in %s\n", rep.Issued, rep.Failed, rep.Deferred, took)
+}
+
+// Alerts prints the line certfleet issue prints about the alert round
+// after its pass; nothing when the round did nothing.
+func Alerts(w io.Writer, rep alert.Report) {
+	if rep.Opened+rep.Resolved+rep.Sent+rep.Failed > 0 {
+		fmt.Fprintf(w, "alerts: %d opened, %d changed, %d resolved; %d notification(s) sent, %d failed\n",
+			rep.Opened, rep.Updated, rep.Resolved, rep.Sent, rep.Failed)
+	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
@@ -27,25 +26,6 @@ docs/accounts.md.`,
 	)
 }
 
-// parseFlagsArgs parses flags followed by exactly n positional arguments
-// (named by what, for the error).
-func parseFlagsArgs(fs *flag.FlagSet, args []string, stdout io.Writer, what ...string) ([]string, error) {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return nil, flag.ErrHelp
-		}
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, &exitError{code: 2}
-	}
-	if fs.NArg() != len(what) {
-		return nil, &exitError{code: 2, err: fmt.Errorf("want %d argument(s) (%v) after the flags, got %d (flags go before arguments; see --help)", len(what), what, fs.NArg())}
-	}
-	return fs.Args(), nil
-}
-
 // openAdmin opens the store and the issuers of the config, without
 // responders (account commands contact the CA, but answer no challenge).
 func openAdmin(ctx context.Context, cfgPath string, stderr io.Writer) (*daemon.Daemon, error) {
@@ -53,7 +33,7 @@ func openAdmin(ctx context.Context, cfgPath string, stderr io.Writer) (*daemon.D
 	if err != nil {
 		return nil, err
 	}
-	return daemon.Open(ctx, cfg, options(newLogger(stderr, cfg.Log)))
+	return openDaemon(ctx, cfg, stderr, false)
 }
 
 // openAccount is openAdmin and the account name of its config, an account

@@ -2,19 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
-	"strings"
-	"time"
 
 	"github.com/certfleet/certfleet/agent"
 	"github.com/certfleet/certfleet/config"
-	"github.com/certfleet/certfleet/httpapi"
+	"github.com/certfleet/certfleet/deploy"
 	"github.com/certfleet/certfleet/staging"
 )
 
@@ -47,23 +41,16 @@ printed unless [staging] run_commands = true. See docs/agent.md.`, stdout, stder
 			return &exitError{code: 2, err: err}
 		}
 		if !f.Staging.RunCommands {
-			printCommands = &lockedWriter{w: stdout}
+			printCommands = deploy.SyncWriter(stdout)
 		}
 		fmt.Fprintf(stdout, "test mode: server %s, state %s, outputs under %s\n", f.Server, f.Agent.StateDir, f.Staging.OutputRoot)
 	}
 	log := newLogger(stderr, f.Log)
-	client, err := agentClient(f)
+	cfg, err := agent.FromFile(f)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	cfg := agent.Config{Name: f.Agent.Name, StateDir: f.Agent.StateDir, Wait: f.Agent.Wait, Resync: f.Agent.Resync,
-		Client: client, Logger: log, PrintCommands: printCommands}
-	for _, c := range f.Agent.Certificates {
-		cfg.Certificates = append(cfg.Certificates, agent.Certificate{Name: c.Name, Key: c.Key, CSR: c.CSR, KeyType: c.KeyType,
-			Identifiers: c.Identifiers, Owner: c.Owner, Group: c.Group, KeyMode: c.KeyMode, CertMode: c.CertMode,
-			Commands: c.Commands, CommandTimeout: c.CommandTimeout, RenewFraction: c.RenewFraction,
-			Files: agent.Files{Cert: c.Cert, Chain: c.Chain, Fullchain: c.Fullchain, Key: c.PrivKey, Combined: c.Combined}})
-	}
+	cfg.Logger, cfg.PrintCommands = log, printCommands
 	a, err := agent.New(cfg)
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -79,40 +66,4 @@ printed unless [staging] run_commands = true. See docs/agent.md.`, stdout, stder
 		return err
 	}
 	return nil
-}
-
-// agentClient builds the API client: the token from its file, the server's
-// roots and the optional client certificate.
-func agentClient(f *config.AgentFile) (*httpapi.Client, error) {
-	tok, err := os.ReadFile(f.TokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s: token_file: %w", f.File, err)
-	}
-	token := strings.TrimSpace(string(tok))
-	if !strings.HasPrefix(token, "cft_") {
-		return nil, fmt.Errorf("%s: token_file %s does not hold a certfleet token (cft_…)", f.File, f.TokenFile)
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if f.CAFile != "" {
-		pemData, err := os.ReadFile(f.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: ca_file: %w", f.File, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemData) {
-			return nil, fmt.Errorf("%s: ca_file %s holds no PEM certificate", f.File, f.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if f.ClientCert != "" {
-		cert, err := tls.LoadX509KeyPair(f.ClientCert, f.ClientKey)
-		if err != nil {
-			return nil, fmt.Errorf("%s: client_cert/client_key: %w", f.File, err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tc
-	return &httpapi.Client{BaseURL: f.Server, Token: token,
-		HTTPClient: &http.Client{Transport: tr, Timeout: httpapi.DefaultMaxWait + 30*time.Second}}, nil
 }

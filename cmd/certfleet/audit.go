@@ -105,9 +105,3 @@ to run beside serve. See docs/audit.md.`, stdout, stderr)
 	}
 	return nil
 }
-
-// cliEvent is an event done by the operator running this command, from
-// this host.
-func cliEvent(kind, detail string) certfleet.Event {
-	return certfleet.Event{Kind: kind, Actor: daemon.Operator(), Remote: daemon.Host(), Detail: detail}
-}

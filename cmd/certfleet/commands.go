@@ -76,10 +76,12 @@ func options(log *slog.Logger) daemon.Options {
 	return daemon.Options{Logger: log, MasterKey: getenv(daemon.MasterKeyEnv), Version: version()}
 }
 
-// withResponders is o with the challenge responders started.
-func withResponders(o daemon.Options) daemon.Options {
-	o.StartResponders = true
-	return o
+// openDaemon opens the daemon of cfg, logging to logTo, with the challenge
+// responders when responders (the commands that issue).
+func openDaemon(ctx context.Context, cfg *config.Config, logTo io.Writer, responders bool) (*daemon.Daemon, error) {
+	opts := options(newLogger(logTo, cfg.Log))
+	opts.StartResponders = responders
+	return daemon.Open(ctx, cfg, opts)
 }
 
 // openWorking loads the config file and opens a daemon that issues: store,
@@ -89,26 +91,7 @@ func openWorking(ctx context.Context, path string, stderr io.Writer) (*daemon.Da
 	if err != nil {
 		return nil, err
 	}
-	return daemon.Open(ctx, cfg, withResponders(options(newLogger(stderr, cfg.Log))))
-}
-
-// openServing is openWorking for the daemon: while the store is unreachable
-// (a database restarting, a network partition) it keeps trying, with backoff,
-// instead of exiting; any other error (a bad config) ends it at once.
-func openServing(ctx context.Context, path string, stderr io.Writer, open func(context.Context, string, io.Writer) (*daemon.Daemon, error)) (*daemon.Daemon, error) {
-	for failures := 1; ; failures++ {
-		d, err := open(ctx, path, stderr)
-		if err == nil || certfleet.ErrorCode(err) != certfleet.EUNAVAILABLE {
-			return d, err
-		}
-		wait := min(time.Second<<min(failures, 5), 30*time.Second) // 2 s doubling to 30 s
-		fmt.Fprintf(stderr, "certfleet serve: %v\ncertfleet serve: retrying in %s (Ctrl-C to stop)\n", err, wait.Round(time.Second))
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-	}
+	return openDaemon(ctx, cfg, stderr, true)
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -130,7 +113,12 @@ says which).`, stdout, stderr)
 	if *testMode {
 		open = openStagingFor(stdout)
 	}
-	d, err := openServing(ctx, *cfgPath, stderr, open)
+	// While the store is unreachable (a database restarting, a network
+	// partition) serve keeps trying instead of exiting.
+	d, err := daemon.OpenRetrying(ctx, func(ctx context.Context) (*daemon.Daemon, error) { return open(ctx, *cfgPath, stderr) },
+		func(err error, wait time.Duration) {
+			fmt.Fprintf(stderr, "certfleet serve: %v\ncertfleet serve: retrying in %s (Ctrl-C to stop)\n", err, wait.Round(time.Second))
+		})
 	if err != nil {
 		return err
 	}
@@ -141,30 +129,17 @@ says which).`, stdout, stderr)
 	if _, err := d.StartMetrics(ctx, nil); err != nil {
 		return err
 	}
-	log := d.Logger
 	// SIGHUP reloads the config file (systemctl reload certfleet).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				next, err := config.Load(*cfgPath)
-				if err == nil && *testMode {
-					next, err = staging.Server(next) // test mode stays test mode
-				}
-				if err == nil {
-					err = d.Reload(ctx, next)
-				}
-				if err != nil {
-					log.Error("reload failed; the running configuration stays in force", certfleet.LogError, err)
-				}
-			}
+	go d.ReloadOn(ctx, hup, func() (*config.Config, error) {
+		next, err := config.Load(*cfgPath)
+		if err == nil && *testMode {
+			next, err = staging.Server(next) // test mode stays test mode
 		}
-	}()
+		return next, err
+	})
 	return d.Serve(ctx)
 }
 
@@ -193,24 +168,8 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 	if err != nil {
 		return err
 	}
-	// Cron users get alerts too: one round after the pass opens, worsens
-	// or resolves incidents and sends what is owed (serve does this
-	// continuously). A notification that cannot be delivered stays owed
-	// and fails the run, so cron's own mail is the fallback.
-	var alertErr error
-	if d.Alerts != nil {
-		arep, aerr := d.Alerts.Round(ctx)
-		switch {
-		case aerr != nil:
-			alertErr = fmt.Errorf("the alert round after the pass failed: %w", aerr)
-		case arep.Failed > 0:
-			alertErr = fmt.Errorf("%d alert notification(s) could not be delivered (they stay owed; see the log and `certfleet status -config %s`)", arep.Failed, cfg.File)
-		}
-		if arep.Opened+arep.Resolved+arep.Sent+arep.Failed > 0 {
-			fmt.Fprintf(stdout, "alerts: %d opened, %d changed, %d resolved; %d notification(s) sent, %d failed\n",
-				arep.Opened, arep.Updated, arep.Resolved, arep.Sent, arep.Failed)
-		}
-	}
+	arep, alertErr := d.AlertRound(ctx)
+	status.Alerts(stdout, arep)
 	if !rep.OK() {
 		err := fmt.Errorf("%d certificate(s) failed, %d could not be written; see above and `certfleet status -config %s`", rep.Failed, rep.DeployFailed, cfg.File)
 		if alertErr != nil {
@@ -239,7 +198,7 @@ contacts no CA and starts no responder, so it is safe to run beside serve.`, std
 	if err != nil {
 		return err
 	}
-	d, err := daemon.Open(ctx, cfg, options(newLogger(io.Discard, cfg.Log)))
+	d, err := openDaemon(ctx, cfg, io.Discard, false)
 	if err != nil {
 		return err
 	}

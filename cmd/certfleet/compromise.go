@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/certfleet/certfleet/compromise"
-	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/status"
 )
 
@@ -68,9 +67,7 @@ See docs/compromise.md.`, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	opts := options(newLogger(stderr, cfg.Log))
-	opts.StartResponders = *issue
-	d, err := daemon.Open(ctx, cfg, opts)
+	d, err := openDaemon(ctx, cfg, stderr, *issue)
 	if err != nil {
 		return err
 	}

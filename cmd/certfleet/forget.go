@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/daemon"
 )
 
 func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -37,17 +38,9 @@ agent that reports again is known again. Recorded in the audit trail.`, stdout, 
 		return err
 	}
 	defer st.Close()
-	fleet, ok := st.(certfleet.FleetStore)
-	if !ok {
-		return fmt.Errorf("the %T store keeps no agent reports", st)
+	n, err := daemon.ForgetAgent(ctx, st, name)
+	if n >= 0 {
+		fmt.Fprintf(stdout, "agent %s forgotten (%d report(s) deleted)\n", name, n)
 	}
-	n, err := fleet.ForgetAgent(ctx, name)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "agent %s forgotten (%d report(s) deleted)\n", name, n)
-	if err := st.RecordEvent(ctx, cliEvent(certfleet.EventAgentForgot, fmt.Sprintf("agent %s forgotten: %d report(s) deleted", name, n))); err != nil {
-		return fmt.Errorf("agent %s forgotten, but it is missing from the audit trail: %w", name, err)
-	}
-	return nil
+	return err
 }

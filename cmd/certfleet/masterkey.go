@@ -64,17 +64,9 @@ restarting any instance. Safe to run twice or from two places at once.`, stdout,
 	if err != nil {
 		return err
 	}
-	keys := cur // no -new: rotate to the configured key, from previous_master_key_files
-	if *newFile != "" {
-		next, err := seal.LoadMasterKeyFile(*newFile)
-		if err != nil {
-			return err
-		}
-		keys = daemon.Keys{KEK: next, Hint: cur.Hint}
-		if cur.KEK != nil {
-			keys.Previous = append(keys.Previous, cur.KEK)
-		}
-		keys.Previous = append(keys.Previous, cur.Previous...)
+	keys, err := daemon.RotationKeys(cur, *newFile)
+	if err != nil {
+		return err
 	}
 	if keys.KEK == nil {
 		return &exitError{code: 2, err: errors.New("no master key to rotate to: give -new NEWKEYFILE (make one with: certfleet master-key generate FILE), or set master_key_file to the new key and previous_master_key_files to the old one")}

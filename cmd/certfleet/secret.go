@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/status"
 )
 
@@ -69,12 +70,8 @@ Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
 		return err
 	}
 	defer st.Close()
-	if err := st.PutSecret(ctx, name, value); err != nil {
+	if err := daemon.PutSecret(ctx, st, name, value); err != nil {
 		return err
-	}
-	e := cliEvent(certfleet.EventSecretChanged, fmt.Sprintf("secret %s set (%d bytes)", name, len(value)))
-	if err := st.RecordEvent(ctx, e); err != nil {
-		return fmt.Errorf("secret %s stored, but it is missing from the audit trail: %w", name, err)
 	}
 	fmt.Fprintf(stdout, "secret %s stored (%d bytes, sealed); use it as \"%s%s\"\n", name, len(value), certfleet.SecretRefPrefix, name)
 	return nil
@@ -113,11 +110,8 @@ func secretDelete(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer st.Close()
-	if err := st.DeleteSecret(ctx, name); err != nil {
+	if err := daemon.DeleteSecret(ctx, st, name); err != nil {
 		return err
-	}
-	if err := st.RecordEvent(ctx, cliEvent(certfleet.EventSecretChanged, "secret "+name+" deleted")); err != nil {
-		return fmt.Errorf("secret %s deleted, but it is missing from the audit trail: %w", name, err)
 	}
 	fmt.Fprintf(stdout, "secret %s deleted\n", name)
 	return nil

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/deploy"
 	"io"
-	"sync"
 
 	"github.com/certfleet/certfleet/staging"
 )
@@ -25,23 +25,12 @@ func openStagingFor(stdout io.Writer) func(ctx context.Context, path string, std
 		if err != nil {
 			return nil, &exitError{code: 2, err: err}
 		}
-		opts := withResponders(options(newLogger(stderr, cfg.Log)))
+		opts := options(newLogger(stderr, cfg.Log))
+		opts.StartResponders = true
 		if !cfg.Staging.RunCommands {
-			opts.PrintCommands = &lockedWriter{w: stdout}
+			opts.PrintCommands = deploy.SyncWriter(stdout)
 		}
 		fmt.Fprintf(stdout, "test mode: CA %s, state %s, outputs under %s\n", cfg.Staging.Directory, cfg.State, cfg.Staging.OutputRoot)
 		return daemon.Open(ctx, cfg, opts)
 	}
-}
-
-// lockedWriter serialises writes from concurrent deploys.
-type lockedWriter struct {
-	mu sync.Mutex // guards w
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

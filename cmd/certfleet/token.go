@@ -6,7 +6,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/daemon"
@@ -135,24 +134,11 @@ func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			return err
 		}
 		defer closeStore()
-		detail := id
-		if t, err := ts.Token(ctx, id); err == nil {
-			detail = daemon.TokenDetail(t)
-			if t.Revoked() {
-				detail += "; already revoked at " + t.RevokedAt.UTC().Format(time.RFC3339)
-			}
+		revoked, err := daemon.RevokeToken(ctx, ts, id)
+		if revoked {
+			fmt.Fprintf(stdout, "token %s revoked\n", id)
 		}
-		at := time.Now()
-		if err := ts.RevokeToken(ctx, id, at); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "token %s revoked\n", id)
-		e := cliEvent(certfleet.EventTokenRevoked, detail)
-		e.At = at
-		if err := ts.RecordEvent(ctx, e); err != nil {
-			return fmt.Errorf("token %s revoked, but it is missing from the audit trail: %w", id, err)
-		}
-		return nil
+		return err
 	}
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err

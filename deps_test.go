@@ -57,6 +57,7 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/sqlite":  "adapters do not import each other",
 		"github.com/certfleet/certfleet/manager": "adapters do not import each other",
 		"net/http":                               "deploy writes files and runs commands; it fetches nothing",
+		"github.com/certfleet/certfleet/config":  "deploy takes plain targets, copies and commands; the daemon maps the config onto them",
 	},
 	"github.com/certfleet/certfleet/solver/http01": {
 		"github.com/certfleet/certfleet/sqlite":  "solvers reach the store through certfleet.ChallengeStore",
@@ -129,6 +130,38 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/acmeissuer": "failures are read through root interfaces (certfleet.FailedIdentifier)",
 		"database/sql": "budgets reach the store through certfleet.RateLimitStore",
 	},
+	"github.com/certfleet/certfleet/staging": {
+		"github.com/certfleet/certfleet/sqlite":   "test mode is derived from the configuration alone; nothing is opened",
+		"github.com/certfleet/certfleet/postgres": "test mode is derived from the configuration alone; nothing is opened",
+		"net/http": "test mode is derived from the configuration alone; nothing is fetched",
+	},
+	"github.com/certfleet/certfleet/preflight": {
+		"github.com/certfleet/certfleet/sqlite":     "the check gets its solvers from the caller; it opens no store",
+		"github.com/certfleet/certfleet/postgres":   "the check gets its solvers from the caller; it opens no store",
+		"github.com/certfleet/certfleet/acmeissuer": "the check never contacts the CA",
+		"github.com/certfleet/certfleet/manager":    "the check orders nothing",
+		"github.com/certfleet/certfleet/httpapi":    "the check serves nothing; http-01 tokens go through the solver",
+	},
+	"github.com/certfleet/certfleet/daemon": {
+		"flag": "flags are cmd's; a daemon is built from a *config.Config and Options",
+		"github.com/certfleet/certfleet/internal/pebbleca":   "the test CA is for tests and the demo; a daemon talks to the configured CA",
+		"github.com/certfleet/certfleet/internal/daemontest": "test helpers are imported from _test.go files only",
+		"github.com/certfleet/certfleet/preflight":           "certfleet check needs no daemon, and a daemon does not run it",
+	},
+	"github.com/certfleet/certfleet/status": {
+		"github.com/certfleet/certfleet/sqlite":     "status reads through root interfaces",
+		"github.com/certfleet/certfleet/postgres":   "status reads through root interfaces",
+		"github.com/certfleet/certfleet/acmeissuer": "status prints; it contacts no CA",
+		"github.com/certfleet/certfleet/httpapi":    "status prints text; the machine-readable views are the API's",
+		"github.com/certfleet/certfleet/daemon":     "status is handed what the daemon computed; it assembles nothing",
+	},
+	"github.com/certfleet/certfleet/compromise": {
+		"github.com/certfleet/certfleet/daemon":     "the playbook acts through Playbook's fields; cmd wires them from a daemon",
+		"github.com/certfleet/certfleet/httpapi":    "the playbook serves nothing; agents' reports come from the store",
+		"github.com/certfleet/certfleet/sqlite":     "the playbook reads the store through certfleet.Store",
+		"github.com/certfleet/certfleet/postgres":   "the playbook reads the store through certfleet.Store",
+		"github.com/certfleet/certfleet/acmeissuer": "revocations go through compromise.Revoker",
+	},
 }
 
 func TestDeps(t *testing.T) {
@@ -143,6 +176,28 @@ func TestDeps(t *testing.T) {
 		for _, dep := range strings.Fields(string(out)) {
 			if why, ok := bad[dep]; ok {
 				t.Errorf("%s imports %s: %s", pkg, dep, why)
+			}
+		}
+	}
+}
+
+// TestNothingImportsCmd: the binaries under cmd/ wire the packages
+// together; no package depends on one (a program is not importable, and
+// the application lives in daemon so that it is).
+func TestNothingImportsCmd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go list")
+	}
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, exitStderr(err))
+	}
+	const cmd = "github.com/certfleet/certfleet/cmd/"
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		pkg, imports, _ := strings.Cut(line, " ")
+		for _, imp := range strings.Fields(imports) {
+			if strings.HasPrefix(imp, cmd) && !strings.HasPrefix(pkg, cmd) {
+				t.Errorf("%s imports %s: packages below cmd never import it", pkg, imp)
 			}
 		}
 	}

@@ -8,5 +8,5 @@
 //
 // It deliberately does no I/O: no database driver, no HTTP server, no ACME
 // client. Those live in their own packages (sqlite, acmeissuer, solver/...,
-// manager) and meet only in cmd/certfleet.
+// manager) and meet only in daemon, which cmd/certfleet runs.
 package certfleet

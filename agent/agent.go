@@ -9,7 +9,8 @@
 //
 // It does not issue certificates (the server does), serve anything, or run
 // commands through a shell. The configuration file is parsed by
-// config.LoadAgent; cmd/certfleet's agent command wires the two.
+// config.LoadAgent and mapped onto a Config by FromFile; cmd/certfleet's
+// agent command adds the logger and test mode's printing.
 package agent
 
 import (

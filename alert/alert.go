@@ -120,8 +120,8 @@ type EndpointObservation struct {
 
 // EndpointSource gives the latest observation of every configured
 // endpoint (never-checked ones with a zero CheckedAt). Endpoint checks are
-// made by each instance for itself and kept in memory: cmd/certfleet's
-// endpoint watcher implements it.
+// made by each instance for itself and kept in memory: the daemon
+// package's endpoint watcher implements it.
 type EndpointSource interface {
 	EndpointObservations() []EndpointObservation
 }

@@ -17,6 +17,13 @@
 // So calling Write for every certificate at every start is cheap and heals a
 // crash between issuance and deployment.
 //
+// Beside that layout it writes extra copies (WriteCopies: a combined PEM
+// for HAProxy, a chain at a path a server names), runs a certificate's
+// prepare and cleanup commands around an order (Writer.Prepare), and runs
+// commands once per batch of changed certificates (Batch). Which files and
+// commands a certificate has is the caller's to say: this package reads no
+// configuration.
+//
 // It deliberately does not fetch certificates (see the archive store, or the
 // HTTP API client on remote hosts), keep history (the archive does), or
 // interpret commands with a shell.

@@ -14,8 +14,8 @@
 // broken server can neither hang a check nor exhaust memory.
 //
 // It deliberately does not schedule checks, store results or decide what an
-// endpoint list looks like in the configuration: the daemon (cmd/certfleet)
-// does that. It sends no credentials and never logs in.
+// endpoint list looks like in the configuration: the daemon package does
+// that. It sends no credentials and never logs in.
 package endpoint
 
 import (

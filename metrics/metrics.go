@@ -5,8 +5,8 @@
 // happens (renewal attempts and failures from the certfleet.Event stream,
 // ACME request latency and challenge outcomes from acmeissuer's Observer).
 //
-// It serves no listener and checks no credentials: cmd/certfleet mounts
-// Handler on the API listener behind a token, or on [metrics] listen. It
+// It serves no listener and checks no credentials: the daemon package
+// mounts Handler on the API listener behind a token, or on [metrics] listen. It
 // keeps no history and stores nothing; the audit trail is the store's.
 package metrics
 

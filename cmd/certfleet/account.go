@@ -2,110 +2,53 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"slices"
-	"text/tabwriter"
-	"time"
 
-	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/status"
 )
 
 func cmdAccount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet account list|rollover|deactivate|register -config FILE [NAME] (see certfleet account --help)")}
-	if len(args) == 0 {
-		return usage
-	}
-	switch args[0] {
-	case "list":
-		return accountList(ctx, args[1:], stdout, stderr)
-	case "rollover":
-		return accountRollover(ctx, args[1:], stdout, stderr)
-	case "deactivate":
-		return accountDeactivate(ctx, args[1:], stdout, stderr)
-	case "register":
-		return accountRegister(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(stdout, `Usage: certfleet account list|rollover|deactivate|register -config FILE [flags] [NAME]
+	return dispatch(ctx, args, stdout, stderr,
+		"usage: certfleet account list|rollover|deactivate|register -config FILE [NAME] (see certfleet account --help)",
+		`Usage: certfleet account list|rollover|deactivate|register -config FILE [flags] [NAME]
 
 Manage the ACME accounts of the config ([ca] is "default", [accounts.NAME]
 the others): list them, roll an account's key over (RFC 8555 §7.3.5),
 deactivate one (§7.3.6), or register one again after deactivation. NAME is
 the account's name. Run a subcommand with --help for its flags; see
-docs/accounts.md.`)
-		return nil
-	}
-	return usage
-}
-
-// parseFlagsArgs parses flags followed by exactly n positional arguments
-// (named by what, for the error).
-func parseFlagsArgs(fs *flag.FlagSet, args []string, stdout io.Writer, what ...string) ([]string, error) {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return nil, flag.ErrHelp
-		}
-	}
-	if err := fs.Parse(args); err != nil {
-		return nil, &exitError{code: 2}
-	}
-	if fs.NArg() != len(what) {
-		return nil, &exitError{code: 2, err: fmt.Errorf("want %d argument(s) (%v) after the flags, got %d (flags go before arguments; see --help)", len(what), what, fs.NArg())}
-	}
-	return fs.Args(), nil
+docs/accounts.md.`,
+		subcommand{"list", accountList},
+		subcommand{"rollover", accountRollover},
+		subcommand{"deactivate", accountDeactivate},
+		subcommand{"register", accountRegister},
+	)
 }
 
 // openAdmin opens the store and the issuers of the config, without
-// responders (account commands and compromise contact the CA, but answer
-// no challenge).
-func openAdmin(ctx context.Context, cfgPath string, stderr io.Writer) (*Daemon, error) {
+// responders (account commands contact the CA, but answer no challenge).
+func openAdmin(ctx context.Context, cfgPath string, stderr io.Writer) (*daemon.Daemon, error) {
 	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		return nil, err
 	}
-	return OpenDaemon(ctx, cfg, DaemonOptions{Logger: newLogger(stderr, cfg.Log)})
+	return openDaemon(ctx, cfg, stderr, false)
 }
 
-// accountIssuer returns the issuer of the configured account name, or a
-// usage error listing the configured ones.
-func (d *Daemon) accountIssuer(name string) (*acmeissuer.Issuer, error) {
-	if iss, ok := d.acme[name]; ok {
-		return iss, nil
+// openAccount is openAdmin and the account name of its config, an account
+// the config does not name being a usage error.
+func openAccount(ctx context.Context, cfgPath, name string, stderr io.Writer) (*daemon.Daemon, *daemon.Account, error) {
+	d, err := openAdmin(ctx, cfgPath, stderr)
+	if err != nil {
+		return nil, nil, err
 	}
-	var names []string
-	for n := range d.acme {
-		names = append(names, n)
+	a, err := d.Account(name)
+	if err != nil {
+		d.Close()
+		return nil, nil, &exitError{code: 2, err: err}
 	}
-	slices.Sort(names)
-	return nil, &exitError{code: 2, err: fmt.Errorf("no account %q in %s (configured: %v; [ca] is %q)", name, d.Config.File, names, certfleet.DefaultAccount)}
-}
-
-// eventSink is where commands record events: the daemon's sinks when
-// wired, else the store's audit trail.
-func (d *Daemon) eventSink() certfleet.EventSink {
-	if d.Manager.Events != nil {
-		return d.Manager.Events
-	}
-	return d.Store
-}
-
-func (d *Daemon) recordEvent(ctx context.Context, e certfleet.Event) {
-	if e.At.IsZero() {
-		e.At = time.Now()
-	}
-	if e.Actor == "" {
-		e.Actor = cliActor()
-	}
-	if e.Remote == "" {
-		e.Remote = hostname()
-	}
-	if err := d.eventSink().RecordEvent(ctx, e); err != nil {
-		d.Logger.Error("record event", "event", e, certfleet.LogError, err)
-	}
+	return d, a, nil
 }
 
 func accountList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -126,50 +69,7 @@ status, key type and dates. Keys are never shown. Reads the store only.`, stdout
 	if err != nil {
 		return err
 	}
-	return printAccounts(stdout, d, stored)
-}
-
-// printAccounts prints the table of accounts: the stored ones, then the
-// configured ones not registered yet.
-func printAccounts(w io.Writer, d *Daemon, stored []certfleet.Account) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCA\tURL\tSTATUS\tKEY\tCREATED\tKEY CHANGED")
-	seen := map[string]bool{}
-	for _, a := range stored {
-		seen[a.Name+"\x00"+a.CA] = true
-		status := a.Status
-		if status == "" {
-			status = certfleet.AccountValid
-		}
-		switch {
-		case a.Deactivated():
-			status += " since " + fmtTime(a.DeactivatedAt)
-		case a.PendingKeyPEM != nil:
-			status += " (key rollover pending)"
-		}
-		if c, ok := d.Config.Accounts[a.Name]; !ok || c.Directory != a.CA {
-			status += " (not in config)"
-		}
-		kt := "?"
-		if k, err := certfleet.ParsePrivateKey(a.KeyPEM); err == nil {
-			if t, err := certfleet.KeyTypeOf(k.Public()); err == nil {
-				kt = string(t)
-			}
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Name, a.CA, a.URL, status, kt, fmtTime(a.CreatedAt), fmtTime(a.KeyChangedAt))
-	}
-	var names []string
-	for n := range d.Config.Accounts {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		c := d.Config.Accounts[n]
-		if !seen[n+"\x00"+c.Directory] {
-			fmt.Fprintf(tw, "%s\t%s\t-\tnot registered yet\t-\t-\t-\n", n, c.Directory)
-		}
-	}
-	return tw.Flush()
+	return status.Accounts(stdout, d.Config.Accounts, stored)
 }
 
 func accountRollover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -185,22 +85,16 @@ orders in flight with the old key fail once and are retried with the new one.`, 
 	if err != nil {
 		return err
 	}
-	d, err := openAdmin(ctx, *cfgPath, stderr)
+	d, acct, err := openAccount(ctx, *cfgPath, pos[0], stderr)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	iss, err := d.accountIssuer(pos[0])
-	if err != nil {
-		return err
-	}
-	a, err := iss.RolloverKey(ctx)
+	a, err := acct.RolloverKey(ctx)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "key_rollover",
-		Detail: fmt.Sprintf("account %q (%s at %s): key rolled over", a.Name, a.URL, a.CA)})
-	fmt.Fprintf(stdout, "account %q (%s): key rolled over at %s; the CA refuses the old key from now on\n", a.Name, a.URL, fmtTime(a.KeyChangedAt))
+	fmt.Fprintf(stdout, "account %q (%s): key rolled over at %s; the CA refuses the old key from now on\n", a.Name, a.URL, status.Time(a.KeyChangedAt))
 	return nil
 }
 
@@ -222,40 +116,20 @@ certfleet compromise to revoke them). Requires --yes.`, stdout, stderr)
 	if !*yes {
 		return &exitError{code: 2, err: fmt.Errorf("deactivating account %q cannot be undone: add --yes to confirm", pos[0])}
 	}
-	d, err := openAdmin(ctx, *cfgPath, stderr)
+	d, acct, err := openAccount(ctx, *cfgPath, pos[0], stderr)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	iss, err := d.accountIssuer(pos[0])
-	if err != nil {
-		return err
-	}
-	a, err := iss.Deactivate(ctx)
-	if a.Deactivated() {
-		d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "deactivated",
-			Detail: fmt.Sprintf("account %q (%s at %s) deactivated", a.Name, a.URL, a.CA)})
-	}
+	a, err := acct.Deactivate(ctx)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
 	fmt.Fprintf(stdout, "account %q (%s) deactivated; certificates that use it fail until they use another account or you run `certfleet account register %s`\n", a.Name, a.URL, a.Name)
-	users := d.accountUsers(pos[0])
-	if len(users) > 0 {
+	if users := acct.Users(); len(users) > 0 {
 		fmt.Fprintf(stdout, "certificates using it: %v\n", users)
 	}
 	return nil
-}
-
-// accountUsers lists the configured certificates that order with account.
-func (d *Daemon) accountUsers(account string) []string {
-	var out []string
-	for _, c := range d.CurrentConfig().Certificates {
-		if c.Spec.AccountName() == account {
-			out = append(out, c.Spec.Name)
-		}
-	}
-	return out
 }
 
 func accountRegister(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -270,37 +144,19 @@ valid registered account is left alone (exit 1).`, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	d, err := openAdmin(ctx, *cfgPath, stderr)
+	d, acct, err := openAccount(ctx, *cfgPath, pos[0], stderr)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	iss, err := d.accountIssuer(pos[0])
-	if err != nil {
-		return err
-	}
-	a, err := iss.Register(ctx)
+	a, err := acct.Register(ctx)
 	if err != nil { // acmeissuer.ErrAccountExists too: nothing was done
 		return &exitError{code: 1, err: err}
 	}
-	d.recordEvent(ctx, certfleet.Event{Kind: certfleet.EventAccount, Reason: "registered",
-		Detail: fmt.Sprintf("account %q registered at %s as %s", a.Name, a.CA, a.URL)})
 	fmt.Fprintf(stdout, "account %q registered at %s: %s\n", a.Name, a.CA, a.URL)
-	// Certificates that failed on the deactivated account wait up to a
-	// day (a permanent error): retry them now.
-	for _, name := range d.accountUsers(pos[0]) {
-		jobs, err := d.Store.Jobs(ctx, certfleet.JobFilter{Spec: name})
-		if err != nil {
-			return err
-		}
-		for _, j := range jobs {
-			if j.Failures > 0 {
-				if err := d.Store.RetryNow(ctx, j.JobKey); err != nil {
-					return err
-				}
-				fmt.Fprintf(stdout, "retrying %s now\n", j.JobKey)
-			}
-		}
+	retried, err := acct.RetryFailed(ctx)
+	for _, jk := range retried {
+		fmt.Fprintf(stdout, "retrying %s now\n", jk)
 	}
-	return nil
+	return err
 }

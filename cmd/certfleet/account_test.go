@@ -8,8 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/certfleet/certfleet"
 	"github.com/mholt/acmez/v3/acme"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/daemontest"
 )
 
 // TestAccountCommands is issue 6 §7 through the command line against
@@ -20,7 +22,7 @@ import (
 // registered behind the operator's back; register makes a new account and
 // the certificate is issued.
 func TestAccountCommands(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	certs := func(extra string) string {
 		return fmt.Sprintf(`[accounts.shop]
@@ -34,7 +36,7 @@ identifiers = ["shop.certfleet.test"]
 account = "shop"
 %s`, extra)
 	}
-	path := writeConfig(t, dir, ca, port, certs(""))
+	path := daemontest.WriteConfig(t, dir, ca, port, certs(""))
 
 	// Before any order: both configured, none registered.
 	code, out, errOut := runCLI(t, "account", "list", "-config", path)
@@ -81,7 +83,7 @@ account = "shop"
 		t.Fatalf("the CA still knows the old key: %v", err)
 	}
 	// A new certificate of the account is issued with the new key.
-	path = writeConfig(t, dir, ca, port, certs("[[certificate]]\nname = \"shop2\"\nidentifiers = [\"shop2.certfleet.test\"]\naccount = \"shop\"\n"))
+	path = daemontest.WriteConfig(t, dir, ca, port, certs("[[certificate]]\nname = \"shop2\"\nidentifiers = [\"shop2.certfleet.test\"]\naccount = \"shop\"\n"))
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 || !strings.Contains(out, "issued   shop2") {
 		t.Fatalf("issue after rollover: %d\n%s\n%s", code, out, errOut)
 	}
@@ -98,7 +100,7 @@ account = "shop"
 		t.Fatalf("the CA does not refuse the deactivated account: %v", err)
 	}
 	// Its certificates fail with what to do; the other account is fine.
-	path = writeConfig(t, dir, ca, port, certs("[[certificate]]\nname = \"shop3\"\nidentifiers = [\"shop3.certfleet.test\"]\naccount = \"shop\"\n"+
+	path = daemontest.WriteConfig(t, dir, ca, port, certs("[[certificate]]\nname = \"shop3\"\nidentifiers = [\"shop3.certfleet.test\"]\naccount = \"shop\"\n"+
 		"[[certificate]]\nname = \"web2\"\nidentifiers = [\"web2.certfleet.test\"]\n"))
 	code, out, errOut = runCLI(t, "issue", "-config", path)
 	if code != 1 || !strings.Contains(out, "issued   web2") || !strings.Contains(out, "FAILED   shop3") ||

@@ -2,20 +2,14 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
-	"slices"
-	"strings"
-	"time"
 
 	"github.com/certfleet/certfleet/agent"
 	"github.com/certfleet/certfleet/config"
-	"github.com/certfleet/certfleet/httpapi"
+	"github.com/certfleet/certfleet/deploy"
+	"github.com/certfleet/certfleet/staging"
 )
 
 func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -30,7 +24,7 @@ outputs under [staging] output_root, state_dir with "-staging", commands
 printed unless [staging] run_commands = true. See docs/agent.md.`, stdout, stderr)
 	cfgPath := fs.String("config", "", "agent configuration `file` (TOML; see docs/agent.md)")
 	once := fs.Bool("once", false, "sync once and exit (for cron)")
-	staging := fs.Bool("staging", false, "test mode: sync from the [staging] server into [staging] output_root, never production's files (see docs/agent.md)")
+	testMode := fs.Bool("staging", false, "test mode: sync from the [staging] server into [staging] output_root, never production's files (see docs/agent.md)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -42,28 +36,21 @@ printed unless [staging] run_commands = true. See docs/agent.md.`, stdout, stder
 		return &exitError{code: 2, err: err}
 	}
 	var printCommands io.Writer
-	if *staging {
-		if f, err = stagingAgentOf(f); err != nil {
+	if *testMode {
+		if f, err = staging.Agent(f); err != nil {
 			return &exitError{code: 2, err: err}
 		}
 		if !f.Staging.RunCommands {
-			printCommands = &lockedWriter{w: stdout}
+			printCommands = deploy.SyncWriter(stdout)
 		}
 		fmt.Fprintf(stdout, "test mode: server %s, state %s, outputs under %s\n", f.Server, f.Agent.StateDir, f.Staging.OutputRoot)
 	}
 	log := newLogger(stderr, f.Log)
-	client, err := agentClient(f)
+	cfg, err := agent.FromFile(f)
 	if err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	cfg := agent.Config{Name: f.Agent.Name, StateDir: f.Agent.StateDir, Wait: f.Agent.Wait, Resync: f.Agent.Resync,
-		Client: client, Logger: log, PrintCommands: printCommands}
-	for _, c := range f.Agent.Certificates {
-		cfg.Certificates = append(cfg.Certificates, agent.Certificate{Name: c.Name, Key: c.Key, CSR: c.CSR, KeyType: c.KeyType,
-			Identifiers: c.Identifiers, Owner: c.Owner, Group: c.Group, KeyMode: c.KeyMode, CertMode: c.CertMode,
-			Commands: c.Commands, CommandTimeout: c.CommandTimeout, RenewFraction: c.RenewFraction,
-			Files: agent.Files{Cert: c.Cert, Chain: c.Chain, Fullchain: c.Fullchain, Key: c.PrivKey, Combined: c.Combined}})
-	}
+	cfg.Logger, cfg.PrintCommands = log, printCommands
 	a, err := agent.New(cfg)
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -79,68 +66,4 @@ printed unless [staging] run_commands = true. See docs/agent.md.`, stdout, stder
 		return err
 	}
 	return nil
-}
-
-// agentClient builds the API client: the token from its file, the server's
-// roots and the optional client certificate.
-func agentClient(f *config.AgentFile) (*httpapi.Client, error) {
-	tok, err := os.ReadFile(f.TokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s: token_file: %w", f.File, err)
-	}
-	token := strings.TrimSpace(string(tok))
-	if !strings.HasPrefix(token, "cft_") {
-		return nil, fmt.Errorf("%s: token_file %s does not hold a certfleet token (cft_…)", f.File, f.TokenFile)
-	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if f.CAFile != "" {
-		pemData, err := os.ReadFile(f.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("%s: ca_file: %w", f.File, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pemData) {
-			return nil, fmt.Errorf("%s: ca_file %s holds no PEM certificate", f.File, f.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if f.ClientCert != "" {
-		cert, err := tls.LoadX509KeyPair(f.ClientCert, f.ClientKey)
-		if err != nil {
-			return nil, fmt.Errorf("%s: client_cert/client_key: %w", f.File, err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tc
-	return &httpapi.Client{BaseURL: f.Server, Token: token,
-		HTTPClient: &http.Client{Transport: tr, Timeout: httpapi.DefaultMaxWait + 30*time.Second}}, nil
-}
-
-// stagingAgentOf returns the test-mode agent file of prod, checked both as
-// written and with symlinks resolved (a staging root that is, or lies
-// under, a symlink into a production directory is refused too).
-func stagingAgentOf(prod *config.AgentFile) (*config.AgentFile, error) {
-	s, err := prod.StagingAgent()
-	if err != nil {
-		return nil, err
-	}
-	resolve := func(f *config.AgentFile) *config.AgentFile {
-		r := *f
-		r.Agent.StateDir = realPath(f.Agent.StateDir)
-		r.Agent.Certificates = slices.Clone(f.Agent.Certificates)
-		for i := range r.Agent.Certificates {
-			c := &r.Agent.Certificates[i]
-			for _, p := range []*string{&c.Cert, &c.Chain, &c.Fullchain, &c.PrivKey, &c.Combined} {
-				if *p != "" {
-					*p = realPath(*p)
-				}
-			}
-		}
-		return &r
-	}
-	if err := config.CheckAgentStaging(resolve(prod), resolve(s)); err != nil {
-		return nil, err
-	}
-	return s, nil
 }

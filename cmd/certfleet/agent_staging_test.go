@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/internal/daemontest"
 )
 
 // TestAgentStagingRehearsal is issue #4 §5, agents in test mode: a server
@@ -17,12 +20,12 @@ import (
 // commands, keeps its state apart, and leaves the production files of the
 // same agent config byte-identical.
 func TestAgentStagingRehearsal(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	stagingCA, stagingTable := newStagingCA(t, dir, port)
-	prodAPI, stagingAPI := fmt.Sprintf("127.0.0.1:%d", freePort(t)), fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	prodAPI, stagingAPI := fmt.Sprintf("127.0.0.1:%d", daemontest.FreePort(t)), fmt.Sprintf("127.0.0.1:%d", daemontest.FreePort(t))
 	cert := "[[certificate]]\nname = \"www\"\nidentifiers = [\"www.certfleet.test\"]\n"
-	path := writeConfig(t, dir, ca, port, cert+fmt.Sprintf("[api]\nlisten = %q\n", prodAPI)+stagingTable+fmt.Sprintf("api_listen = %q\n", stagingAPI))
+	path := daemontest.WriteConfig(t, dir, ca, port, cert+fmt.Sprintf("[api]\nlisten = %q\n", prodAPI)+stagingTable+fmt.Sprintf("api_listen = %q\n", stagingAPI))
 
 	if code, out, errOut := runCLI(t, "issue", "--staging", "-config", path); code != 0 {
 		t.Fatalf("issue --staging exit %d\n%s\n%s", code, out, errOut)
@@ -48,7 +51,7 @@ func TestAgentStagingRehearsal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	addr, urlAddr, err := d.StartAPI(t.Context(), APIOptions{})
+	addr, urlAddr, err := d.StartAPI(t.Context(), daemon.APIOptions{})
 	if err != nil || addr != stagingAPI || urlAddr != "" {
 		t.Fatalf("StartAPI in test mode: %q %q %v; want %s only", addr, urlAddr, err, stagingAPI)
 	}
@@ -153,12 +156,12 @@ output_root = %q
 // TestStagingAPIListenGuard: [staging] api_listen may not be a production
 // API listener.
 func TestStagingAPIListenGuard(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	_, stagingTable := newStagingCA(t, dir, port)
 	cert := "[[certificate]]\nname = \"www\"\nidentifiers = [\"www.certfleet.test\"]\n"
 	for _, key := range []string{"listen", "url_listen"} {
-		path := writeConfig(t, dir, ca, port, cert+"[api]\n"+key+" = \"127.0.0.1:8555\"\n"+stagingTable+"api_listen = \"127.0.0.1:8555\"\n")
+		path := daemontest.WriteConfig(t, dir, ca, port, cert+"[api]\n"+key+" = \"127.0.0.1:8555\"\n"+stagingTable+"api_listen = \"127.0.0.1:8555\"\n")
 		code, out, errOut := runCLI(t, "issue", "--staging", "-config", path)
 		if code != 2 || !strings.Contains(errOut, "is a production API listener") {
 			t.Errorf("[api] %s = [staging] api_listen: exit %d, want 2\n%s\n%s", key, code, out, errOut)

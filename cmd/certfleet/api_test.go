@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"net/http"
 	"os"
@@ -12,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/httpapi"
 )
 
@@ -54,12 +52,12 @@ func TestTokenCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := OpenDaemon(t.Context(), c, DaemonOptions{})
+	d, err := daemon.Open(t.Context(), c, daemon.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	addr, _, err := d.StartAPI(t.Context(), APIOptions{})
+	addr, _, err := d.StartAPI(t.Context(), daemon.APIOptions{})
 	if err != nil || addr == "" {
 		t.Fatalf("StartAPI: %q, %v", addr, err)
 	}
@@ -85,53 +83,5 @@ func TestTokenCommands(t *testing.T) {
 			t.Fatalf("status with the revoked token %v after revocation: %v, want 401", time.Since(revoked).Round(time.Millisecond), err)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// TestAPIServesTLSWithManagedCertificate: with [api] tls_certificate, the
-// API speaks TLS with the current certificate of that [[certificate]],
-// issued by certfleet itself.
-func TestAPIServesTLSWithManagedCertificate(t *testing.T) {
-	ca, port := newTestCA(t)
-	dir := t.TempDir()
-	path := writeConfig(t, dir, ca, port, "[api]\nlisten = \"127.0.0.1:0\"\ntls_certificate = \"api\"\n"+
-		"[[certificate]]\nname = \"api\"\nidentifiers = [\"api.certfleet.test\"]\n")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if rep, err := d.IssueOnce(t.Context()); err != nil || rep.Issued != 1 {
-		t.Fatalf("issue: %+v, %v", rep.Results, err)
-	}
-	addr, _, err := d.StartAPI(t.Context(), APIOptions{})
-	if err != nil || addr == "" {
-		t.Fatalf("StartAPI: %q, %v", addr, err)
-	}
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: ca.Roots(), ServerName: "api.certfleet.test"},
-	}}
-	resp, err := client.Get("https://" + addr + "/v1/openapi.json")
-	if err != nil {
-		t.Fatalf("HTTPS to the API with the CA's roots and its name: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET openapi.json over TLS: %s", resp.Status)
-	}
-	job, err := d.Store.Job(t.Context(), certfleet.JobKey{Spec: "api", KeyType: certfleet.ECDSAP256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := d.Store.Issuance(t.Context(), job.CurrentID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := resp.TLS.PeerCertificates[0].SerialNumber.Text(16); got != iss.Serial {
-		t.Fatalf("API served serial %s, want the managed certificate's %s", got, iss.Serial)
 	}
 }

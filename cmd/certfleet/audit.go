@@ -5,17 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"os/user"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/status"
 )
 
 func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -34,7 +30,7 @@ prefix ending in ':' (token: for every API client). Kinds: `+strings.Join(certfl
 It reads the store only (SQLite or PostgreSQL, as configured), so it is safe
 to run beside serve. See docs/audit.md.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, "the audit trail of test mode's store ([staging] state), not production's")
+	testMode := fs.Bool("staging", false, "the audit trail of test mode's store ([staging] state), not production's")
 	cert := fs.String("certificate", "", "only events about this certificate `name`")
 	kind := fs.String("kind", "", "only events of this `kind` (e.g. order_failed, key_read)")
 	actor := fs.String("actor", "", "only events by this `actor` (exact, or a prefix ending in ':' such as token:)")
@@ -83,16 +79,7 @@ to run beside serve. See docs/audit.md.`, stdout, stderr)
 		return usageErr("--until (%s) must be after --since (%s)", f.Until.Format(time.RFC3339), f.Since.Format(time.RFC3339))
 	}
 
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	if *staging {
-		if cfg, err = stagingOf(cfg); err != nil {
-			return &exitError{code: 2, err: err}
-		}
-	}
-	store, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
+	cfg, store, err := openQuiet(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
@@ -102,7 +89,7 @@ to run beside serve. See docs/audit.md.`, stdout, stderr)
 		if certfleet.ErrorCode(err) == certfleet.EINVALID {
 			return &exitError{code: 2, err: err}
 		}
-		return fmt.Errorf("read the audit trail of %s: %w", redactDSN(cfg.State), err)
+		return fmt.Errorf("read the audit trail of %s: %w", daemon.RedactDSN(cfg.State), err)
 	}
 	if *asJSON {
 		b, err := json.MarshalIndent(evs, "", "  ")
@@ -110,87 +97,11 @@ to run beside serve. See docs/audit.md.`, stdout, stderr)
 			return err
 		}
 		fmt.Fprintf(stdout, "%s\n", b)
-	} else if err := printEvents(stdout, evs); err != nil {
+	} else if err := status.Events(stdout, evs); err != nil {
 		return err
 	}
 	if len(evs) == f.Limit {
 		fmt.Fprintf(stderr, "certfleet audit: %d events shown; older ones: add --before-id %d\n", len(evs), evs[len(evs)-1].ID)
 	}
 	return nil
-}
-
-// printEvents prints events as a table, one line each.
-func printEvents(w io.Writer, evs []certfleet.Event) error {
-	if len(evs) == 0 {
-		_, err := fmt.Fprintln(w, "(no events match)")
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tKIND\tCERTIFICATE\tKEY\tACTOR\tFROM\tDETAIL")
-	for _, e := range evs {
-		var detail []string
-		if e.Reason != "" {
-			detail = append(detail, "["+e.Reason+"]")
-		}
-		if e.Serial != "" {
-			detail = append(detail, "serial "+e.Serial)
-		}
-		if e.Detail != "" {
-			detail = append(detail, e.Detail)
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, fmtTime(e.At), e.Kind, dash(e.Certificate), dash(string(e.KeyType)),
-			e.Actor, dash(e.Remote), dash(oneLine(strings.Join(detail, " "), 160)))
-	}
-	return tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// cliEvent is an event done by the operator running this command, from
-// this host.
-func cliEvent(kind, detail string) certfleet.Event {
-	return certfleet.Event{Kind: kind, Actor: cliActor(), Remote: hostname(), Detail: detail}
-}
-
-// cliActor names the operator running this command: "cli:USER".
-func cliActor() string {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		return "cli:" + u.Username
-	}
-	return "cli:uid-" + strconv.Itoa(os.Getuid())
-}
-
-// hostname is where a CLI command or a config sync ran, for Event.Remote.
-func hostname() string {
-	h, _ := os.Hostname()
-	return h
-}
-
-// recordSync records one config_changed event per certificate a config
-// sync added, changed or withdrew, by "config:FILE", with the sync's
-// summary; a sync that changed nothing records nothing. Failures are
-// logged: the sync itself is done.
-func (d *Daemon) recordSync(ctx context.Context, cfg *config.Config, res certfleet.SyncResult) {
-	file := cfg.File
-	if abs, err := filepath.Abs(file); err == nil {
-		file = abs
-	}
-	now := time.Now()
-	for _, c := range []struct {
-		reason string
-		names  []string
-	}{{"added", res.Added}, {"changed", res.Changed}, {"disabled", res.Disabled}} {
-		for _, name := range c.names {
-			e := certfleet.Event{At: now, Kind: certfleet.EventConfigChanged, Actor: "config:" + file, Remote: hostname(),
-				Certificate: name, Reason: c.reason, Detail: res.String()}
-			if err := d.events.RecordEvent(ctx, e); err != nil {
-				d.Logger.Error("record audit event", "event", e, certfleet.LogError, err)
-			}
-		}
-	}
 }

@@ -13,7 +13,9 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/httpapi"
+	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/pgtest"
 )
 
@@ -59,9 +61,9 @@ func findEvent(evs []certfleet.Event, kind string) *certfleet.Event {
 // reads them back with `certfleet audit --json` and GET /v1/audit, which an
 // admin may read and a non-admin may not.
 func TestAuditTrailAgainstPebble(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
-	path := writeConfig(t, dir, ca, port, "[api]\nlisten = \"127.0.0.1:0\"\n"+
+	path := daemontest.WriteConfig(t, dir, ca, port, "[api]\nlisten = \"127.0.0.1:0\"\n"+
 		"[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n")
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -73,7 +75,7 @@ func TestAuditTrailAgainstPebble(t *testing.T) {
 	// 1. The http-01 responder listens elsewhere than where Pebble
 	// connects: validation fails for real.
 	elsewhere := mustListen(t)
-	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true, HTTP01Listener: elsewhere})
+	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true, HTTP01Listener: elsewhere})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,12 +87,12 @@ func TestAuditTrailAgainstPebble(t *testing.T) {
 
 	// 2. The responder where Pebble connects; an operator asks for a
 	// retry over the API (the failure backs off a minute otherwise).
-	d, err = OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true})
+	d, err = daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	addr, _, err := d.StartAPI(t.Context(), APIOptions{})
+	addr, _, err := d.StartAPI(t.Context(), daemon.APIOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,66 +235,6 @@ func TestAuditCommandBadFlags(t *testing.T) {
 	}
 }
 
-// TestAuditConfigChanges: the startup sync and a reload record one
-// config_changed event per certificate added, changed or withdrawn, by
-// config:FILE with the sync's summary; a reload that changes nothing
-// records nothing.
-func TestAuditConfigChanges(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "certfleet.toml")
-	// webroot: a reload may not add http-01 without a running responder.
-	head := fmt.Sprintf("state = \"certfleet.db\"\n[ca]\ndirectory = \"https://ca.invalid/dir\"\n[http01]\nlisten = \"\"\n"+
-		"[defaults]\nchallenge = \"webroot\"\nwebroot = %q\n", t.TempDir())
-	write := func(certs string) *config.Config {
-		t.Helper()
-		if err := os.WriteFile(cfgPath, []byte(head+certs), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c, err := config.Load(cfgPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	a := "[[certificate]]\nname = \"a\"\nidentifiers = [\"a.example.org\"]\n"
-	b := "[[certificate]]\nname = \"b\"\nidentifiers = [\"b.example.org\"]\n"
-	d, err := OpenDaemon(t.Context(), write(a+b), DaemonOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	// a changes its names, b goes, c comes.
-	c := "[[certificate]]\nname = \"c\"\nidentifiers = [\"c.example.org\"]\n"
-	if err := d.Reload(t.Context(), write(strings.Replace(a, "a.example.org\"", "a.example.org\", \"www.a.example.org\"", 1)+c)); err != nil {
-		t.Fatal(err)
-	}
-	cur := d.CurrentConfig()
-	if err := d.Reload(t.Context(), cur); err != nil { // unchanged
-		t.Fatal(err)
-	}
-	evs, err := d.Store.Events(t.Context(), certfleet.EventFilter{Kind: certfleet.EventConfigChanged})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	abs, _ := filepath.Abs(cfgPath)
-	for _, e := range evs {
-		got = append(got, fmt.Sprintf("%s %s", e.Certificate, e.Reason))
-		if e.Actor != "config:"+abs || e.Remote == "" {
-			t.Errorf("event %+v: want actor config:%s and the host", e, abs)
-		}
-	}
-	// Newest first; events of one sync share a time, so they list in
-	// reverse order of recording: disabled, changed, added.
-	want := []string{"b disabled", "a changed", "c added", "b added", "a added"}
-	if strings.Join(got, ", ") != strings.Join(want, ", ") {
-		t.Errorf("config_changed events: %v, want %v", got, want)
-	}
-	if len(evs) > 0 && evs[0].Detail != "1 added, 1 changed, 1 disabled, 0 unchanged (c, a, b)" {
-		t.Errorf("detail %q, want the sync summary", evs[0].Detail)
-	}
-}
-
 // TestAuditCommandOnPostgres: certfleet audit reads the trail of a
 // PostgreSQL store as it does SQLite's.
 func TestAuditCommandOnPostgres(t *testing.T) {
@@ -308,7 +250,7 @@ func TestAuditCommandOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := OpenDaemon(t.Context(), c, DaemonOptions{}) // the sync records config_changed
+	d, err := daemon.Open(t.Context(), c, daemon.Options{}) // the sync records config_changed
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +284,7 @@ func TestAuditTokenRevoke(t *testing.T) {
 		t.Fatalf("token_revoked events: %+v, want 2", evs)
 	}
 	for i, e := range evs {
-		if e.Actor != cliActor() || e.Remote != hostname() || !strings.HasPrefix(e.Detail, id+": names *.certfleet.test") ||
+		if e.Actor != daemon.Operator() || e.Remote != daemon.Host() || !strings.HasPrefix(e.Detail, id+": names *.certfleet.test") ||
 			strings.Contains(e.Detail, secret) || strings.Contains(e.Detail, "already revoked") != (i == 0) {
 			t.Errorf("token_revoked event %d: %+v", i, e)
 		}

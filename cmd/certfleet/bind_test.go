@@ -15,6 +15,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 )
 
@@ -54,7 +55,7 @@ func startBIND(t *testing.T) (addr, secret string) {
 	}
 	secret = string(m[1])
 	dir := t.TempDir()
-	port := freePort(t)
+	port := daemontest.FreePort(t)
 	zone := `$TTL 60
 @ IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60
 @ IN NS ns1.example.test.
@@ -130,7 +131,7 @@ func TestBIND9Interop(t *testing.T) {
 	}
 	defer ca.Close()
 	conf := func(secret string) string {
-		return writeConfig(t, t.TempDir(), ca, freePort(t), fmt.Sprintf(`
+		return daemontest.WriteConfig(t, t.TempDir(), ca, daemontest.FreePort(t), fmt.Sprintf(`
 [dns01]
 nameservers = [%q]
 authoritative_port = %s

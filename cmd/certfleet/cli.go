@@ -43,6 +43,30 @@ func commands() []command {
 	}
 }
 
+// subcommand is one subcommand of a command (token create, ...).
+type subcommand struct {
+	name string
+	run  func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+// dispatch runs the subcommand args[0] names; help (-h, --help, help)
+// prints help; anything else is the usage error usage.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, usage, help string, subs ...subcommand) error {
+	if len(args) > 0 {
+		for _, s := range subs {
+			if s.name == args[0] {
+				return s.run(ctx, args[1:], stdout, stderr)
+			}
+		}
+		switch args[0] {
+		case "-h", "--help", "-help", "help":
+			fmt.Fprintln(stdout, help)
+			return nil
+		}
+	}
+	return &exitError{code: 2, err: errors.New(usage)}
+}
+
 // exitError carries a process exit code through the command functions.
 type exitError struct {
 	code int
@@ -116,6 +140,29 @@ func newFlagSet(name, synopsis, description string, stdout, stderr io.Writer) *f
 // parseFlags parses args; a --help prints the usage to stdout and returns
 // flag.ErrHelp, a bad flag returns a usage error (exit 2).
 func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	if err := parseOnly(fs, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q (flags go before arguments; see --help)", fs.Arg(0))}
+	}
+	return nil
+}
+
+// parseFlagsArgs is parseFlags for flags followed by exactly len(what)
+// positional arguments (named by what, for the error).
+func parseFlagsArgs(fs *flag.FlagSet, args []string, stdout io.Writer, what ...string) ([]string, error) {
+	if err := parseOnly(fs, args, stdout); err != nil {
+		return nil, err
+	}
+	if fs.NArg() != len(what) {
+		return nil, &exitError{code: 2, err: fmt.Errorf("want %d argument(s) (%v) after the flags, got %d (flags go before arguments; see --help)", len(what), what, fs.NArg())}
+	}
+	return fs.Args(), nil
+}
+
+// parseOnly parses args, printing the usage for a --help.
+func parseOnly(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	for _, a := range args {
 		if a == "-h" || a == "--help" || a == "-help" {
 			fs.SetOutput(stdout)
@@ -125,9 +172,6 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}
-	}
-	if fs.NArg() > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("unexpected argument %q (flags go before arguments; see --help)", fs.Arg(0))}
 	}
 	return nil
 }

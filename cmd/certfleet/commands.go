@@ -8,16 +8,15 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
-	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/endpoint"
-	"github.com/certfleet/certfleet/manager"
+	"github.com/certfleet/certfleet/staging"
+	"github.com/certfleet/certfleet/status"
 )
 
 const configFlagHelp = "configuration `file` (TOML; see examples/certfleet.toml)"
@@ -44,33 +43,55 @@ func loadConfig(path string) (*config.Config, error) {
 	return cfg, nil
 }
 
+// openStore opens the store state names, with the master key of mk or the
+// environment (daemon.MasterKeyEnv).
+func openStore(ctx context.Context, state string, log *slog.Logger, mk config.MasterKey) (certfleet.Store, error) {
+	keys, err := daemon.LoadKeys(mk, getenv(daemon.MasterKeyEnv))
+	if err != nil {
+		return nil, err
+	}
+	return daemon.OpenStore(ctx, state, keys, log)
+}
+
+// openQuiet opens the store of the config file at path, logging nothing
+// (the command's output is a table); with testMode, test mode's store
+// ([staging] state).
+func openQuiet(ctx context.Context, path string, testMode bool) (*config.Config, certfleet.Store, error) {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if testMode {
+		if cfg, err = staging.Server(cfg); err != nil {
+			return nil, nil, &exitError{code: 2, err: err}
+		}
+	}
+	s, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
+	return cfg, s, err
+}
+
+// options are the daemon options of a command: its logger, the master
+// key from the environment, the version.
+func options(log *slog.Logger) daemon.Options {
+	return daemon.Options{Logger: log, MasterKey: getenv(daemon.MasterKeyEnv), Version: version()}
+}
+
+// openDaemon opens the daemon of cfg, logging to logTo, with the challenge
+// responders when responders (the commands that issue).
+func openDaemon(ctx context.Context, cfg *config.Config, logTo io.Writer, responders bool) (*daemon.Daemon, error) {
+	opts := options(newLogger(logTo, cfg.Log))
+	opts.StartResponders = responders
+	return daemon.Open(ctx, cfg, opts)
+}
+
 // openWorking loads the config file and opens a daemon that issues: store,
 // issuers and responders, logging to stderr.
-func openWorking(ctx context.Context, path string, stderr io.Writer) (*Daemon, error) {
+func openWorking(ctx context.Context, path string, stderr io.Writer) (*daemon.Daemon, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, err
 	}
-	return OpenDaemon(ctx, cfg, DaemonOptions{Logger: newLogger(stderr, cfg.Log), StartResponders: true})
-}
-
-// openServing is openWorking for the daemon: while the store is unreachable
-// (a database restarting, a network partition) it keeps trying, with backoff,
-// instead of exiting; any other error (a bad config) ends it at once.
-func openServing(ctx context.Context, path string, stderr io.Writer, open func(context.Context, string, io.Writer) (*Daemon, error)) (*Daemon, error) {
-	for failures := 1; ; failures++ {
-		d, err := open(ctx, path, stderr)
-		if err == nil || certfleet.ErrorCode(err) != certfleet.EUNAVAILABLE {
-			return d, err
-		}
-		wait := min(time.Second<<min(failures, 5), 30*time.Second) // 2 s doubling to 30 s
-		fmt.Fprintf(stderr, "certfleet serve: %v\ncertfleet serve: retrying in %s (Ctrl-C to stop)\n", err, wait.Round(time.Second))
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-	}
+	return openDaemon(ctx, cfg, stderr, true)
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -84,83 +105,42 @@ changes to accounts, the store, the responders, [dns01], [rate_limits],
 [alerts], [metrics] or state_dir need a restart (the reload is refused and
 says which).`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, stagingFlagHelp)
+	testMode := fs.Bool("staging", false, stagingFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	open := openWorking
-	if *staging {
+	if *testMode {
 		open = openStagingFor(stdout)
 	}
-	d, err := openServing(ctx, *cfgPath, stderr, open)
+	// While the store is unreachable (a database restarting, a network
+	// partition) serve keeps trying instead of exiting.
+	d, err := daemon.OpenRetrying(ctx, func(ctx context.Context) (*daemon.Daemon, error) { return open(ctx, *cfgPath, stderr) },
+		func(err error, wait time.Duration) {
+			fmt.Fprintf(stderr, "certfleet serve: %v\ncertfleet serve: retrying in %s (Ctrl-C to stop)\n", err, wait.Round(time.Second))
+		})
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if _, _, err := d.StartAPI(ctx, APIOptions{}); err != nil {
+	if _, _, err := d.StartAPI(ctx, daemon.APIOptions{}); err != nil {
 		return err
 	}
 	if _, err := d.StartMetrics(ctx, nil); err != nil {
 		return err
 	}
-	log := d.Logger
 	// SIGHUP reloads the config file (systemctl reload certfleet).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				next, err := config.Load(*cfgPath)
-				if err == nil && *staging {
-					next, err = stagingOf(next) // test mode stays test mode
-				}
-				if err == nil {
-					err = d.Reload(ctx, next)
-				}
-				if err != nil {
-					log.Error("reload failed; the running configuration stays in force", certfleet.LogError, err)
-				}
-			}
+	go d.ReloadOn(ctx, hup, func() (*config.Config, error) {
+		next, err := config.Load(*cfgPath)
+		if err == nil && *testMode {
+			next, err = staging.Server(next) // test mode stays test mode
 		}
-	}()
+		return next, err
+	})
 	return d.Serve(ctx)
-}
-
-// Serve writes any outputs that are behind, then runs the scheduler until ctx
-// ends or a responder fails.
-func (d *Daemon) Serve(ctx context.Context) error {
-	if err := d.SyncOutputs(ctx); err != nil {
-		d.Logger.Warn("some certificate files could not be written; will retry after the next issuance", certfleet.LogError, err)
-	}
-	_ = d.global.flush(ctx) // logged
-	d.global.debounce(globalQuiet)
-	defer d.global.flush(ctx)
-	runCtx, cancel := context.WithCancel(ctx)
-	// The helpers below use the store until runCtx ends, and an alert
-	// delivery records its outcome after that: Serve returns only once
-	// they have, so that Close never closes the store under them.
-	var helpers sync.WaitGroup
-	defer helpers.Wait()
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- d.Manager.Run(runCtx) }()
-	helpers.Go(func() { d.endpoints.run(runCtx) })
-	helpers.Go(func() { d.watchReadiness(runCtx) })
-	helpers.Go(func() { _ = d.Alerts.Run(runCtx) }) // fails only without an Instance, which newAlerts always sets
-	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
-	select {
-	case err := <-d.Errors():
-		cancel()
-		<-done
-		return err
-	case err := <-done:
-		d.Logger.Info("certfleet stopped")
-		return err
-	}
 }
 
 func cmdIssue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -169,12 +149,12 @@ One pass for cron: obtain or renew every certificate that is due, write the
 files, print what was done, and exit. The exit status is 1 if anything failed,
 so cron mails you. Certificates that are not due are left alone.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, stagingFlagHelp)
+	testMode := fs.Bool("staging", false, stagingFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	open := openWorking
-	if *staging {
+	if *testMode {
 		open = openStagingFor(stdout)
 	}
 	d, err := open(ctx, *cfgPath, stderr)
@@ -184,28 +164,12 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 	defer d.Close()
 	cfg := d.Config
 	rep, err := d.IssueOnce(ctx)
-	printReport(stdout, rep)
+	status.Pass(stdout, rep)
 	if err != nil {
 		return err
 	}
-	// Cron users get alerts too: one round after the pass opens, worsens
-	// or resolves incidents and sends what is owed (serve does this
-	// continuously). A notification that cannot be delivered stays owed
-	// and fails the run, so cron's own mail is the fallback.
-	var alertErr error
-	if d.Alerts != nil {
-		arep, aerr := d.Alerts.Round(ctx)
-		switch {
-		case aerr != nil:
-			alertErr = fmt.Errorf("the alert round after the pass failed: %w", aerr)
-		case arep.Failed > 0:
-			alertErr = fmt.Errorf("%d alert notification(s) could not be delivered (they stay owed; see the log and `certfleet status -config %s`)", arep.Failed, cfg.File)
-		}
-		if arep.Opened+arep.Resolved+arep.Sent+arep.Failed > 0 {
-			fmt.Fprintf(stdout, "alerts: %d opened, %d changed, %d resolved; %d notification(s) sent, %d failed\n",
-				arep.Opened, arep.Updated, arep.Resolved, arep.Sent, arep.Failed)
-		}
-	}
+	arep, alertErr := d.AlertRound(ctx)
+	status.Alerts(stdout, arep)
 	if !rep.OK() {
 		err := fmt.Errorf("%d certificate(s) failed, %d could not be written; see above and `certfleet status -config %s`", rep.Failed, rep.DeployFailed, cfg.File)
 		if alertErr != nil {
@@ -217,68 +181,6 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 		return &exitError{code: 1, err: alertErr}
 	}
 	return nil
-}
-
-// IssueOnce writes outputs that are behind, then runs one scheduler pass.
-func (d *Daemon) IssueOnce(ctx context.Context) (manager.Report, error) {
-	syncErr := d.SyncOutputs(ctx)
-	rep, err := d.Manager.RunOnce(ctx)
-	if err == nil && syncErr != nil {
-		rep.DeployFailed++
-		d.Logger.Error("write certificate files", certfleet.LogError, syncErr)
-	}
-	if gerr := d.global.flush(ctx); gerr != nil && err == nil {
-		rep.DeployFailed++ // logged by flush
-	}
-	return rep, err
-}
-
-// printReport prints one line per job worked on, then a summary.
-func printReport(w io.Writer, rep manager.Report) {
-	for _, r := range rep.Results {
-		switch r.Outcome {
-		case certfleet.OutcomeIssued:
-			line := fmt.Sprintf("issued   %-24s %-10s serial %s, valid until %s", r.Key.Spec, r.Key.KeyType, r.Issuance.Serial, r.Issuance.NotAfter.UTC().Format(time.RFC3339))
-			if r.Err != nil {
-				line += fmt.Sprintf("; NOT WRITTEN: %v", r.Err)
-			}
-			fmt.Fprintln(w, line)
-		case certfleet.OutcomeFailed:
-			fmt.Fprintf(w, "FAILED   %-24s %-10s %v (next try %s)\n", r.Key.Spec, r.Key.KeyType, r.Err, fmtTime(r.NextAt))
-		case certfleet.OutcomeDeferred:
-			if de, ok := certfleet.AsDeferError(r.Err); ok { // a rate-limit budget: see docs/ratelimits.md
-				fmt.Fprintf(w, "DEFERRED %-24s %-10s until %s: %s\n", r.Key.Spec, r.Key.KeyType, fmtTime(r.NextAt), de.Reason)
-				continue
-			}
-			fmt.Fprintf(w, "ok       %-24s %-10s not due until %s\n", r.Key.Spec, r.Key.KeyType, fmtTime(r.NextAt))
-		}
-	}
-	took := rep.Finished.Sub(rep.Started).Round(time.Millisecond)
-	if len(rep.Results) == 0 {
-		// Not "every certificate is current": a failing one may be
-		// waiting for its retry.
-		fmt.Fprintln(w, "nothing due now (certfleet status shows each certificate's state and next check)")
-		return
-	}
-	budget := 0
-	for _, r := range rep.Results {
-		if _, ok := certfleet.AsDeferError(r.Err); ok && r.Outcome == certfleet.OutcomeDeferred {
-			budget++
-		}
-	}
-	if budget > 0 {
-		fmt.Fprintf(w, "%d issued, %d failed, %d deferred by rate-limit budgets, %d not due, in %s\n",
-			rep.Issued, rep.Failed, budget, rep.Deferred-budget, took)
-		return
-	}
-	fmt.Fprintf(w, "%d issued, %d failed, %d not due, in %s\n", rep.Issued, rep.Failed, rep.Deferred, took)
-}
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -296,108 +198,34 @@ contacts no CA and starts no responder, so it is safe to run beside serve.`, std
 	if err != nil {
 		return err
 	}
-	d, err := OpenDaemon(ctx, cfg, DaemonOptions{Logger: newLogger(io.Discard, cfg.Log)})
+	d, err := openDaemon(ctx, cfg, io.Discard, false)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	if err := printStatus(ctx, stdout, d.Store, *all, time.Now()); err != nil {
+	if err := status.Certificates(ctx, stdout, d.Store, *all, time.Now()); err != nil {
 		return err
 	}
-	if err := printFleet(ctx, stdout, d.Store, time.Now()); err != nil {
+	if err := status.Fleet(ctx, stdout, d.Store, time.Now()); err != nil {
 		return err
 	}
-	var results []endpointResult
+	var results []endpoint.Finding
 	if *endpoints {
-		results = checkEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())
+		results = daemon.CheckEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())
 	}
-	if err := printReadiness(ctx, stdout, d.Store, cfg, time.Now(), results); err != nil {
+	vs, err := daemon.Readiness(ctx, d.Store, cfg, time.Now(), results)
+	if err != nil {
 		return err
 	}
-	if err := printIncidents(ctx, stdout, d.Store, time.Now()); err != nil {
+	status.Readiness(stdout, vs)
+	if err := status.Incidents(ctx, stdout, d.Store, time.Now()); err != nil {
 		return err
 	}
 	if *endpoints {
 		fmt.Fprintln(stdout)
-		if bad := printEndpoints(stdout, results); bad > 0 {
+		if bad := status.Endpoints(stdout, results); bad > 0 {
 			return &exitError{code: 1, err: fmt.Errorf("%d endpoint(s) do not serve the current certificate", bad)}
 		}
 	}
 	return nil
-}
-
-// printStatus prints the status table of every job.
-func printStatus(ctx context.Context, w io.Writer, store certfleet.Store, all bool, now time.Time) error {
-	jobs, err := store.Jobs(ctx, certfleet.JobFilter{IncludeDisabled: all})
-	if err != nil {
-		return fmt.Errorf("list jobs: %w", err)
-	}
-	specs, err := store.Specs(ctx, certfleet.SpecFilter{IncludeDisabled: true})
-	if err != nil {
-		return fmt.Errorf("list specs: %w", err)
-	}
-	byName := make(map[string]certfleet.CertificateSpec, len(specs))
-	for _, s := range specs {
-		byName[s.Name] = s
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKEY\tKEY ID\tIDENTIFIERS\tNOT AFTER\tNEXT CHECK\tSTATE\tLAST ERROR")
-	for _, j := range jobs {
-		spec := byName[j.Spec]
-		notAfter, state, keyID := "-", "pending", "-"
-		if j.CurrentID != 0 {
-			iss, err := store.Issuance(ctx, j.CurrentID)
-			if err != nil {
-				return fmt.Errorf("load issuance %d of %s: %w", j.CurrentID, j.JobKey, err)
-			}
-			notAfter = fmtTime(iss.NotAfter)
-			keyID = shortKeyID(iss)
-			switch left := iss.NotAfter.Sub(now); {
-			case left <= 0:
-				state = "EXPIRED"
-			case j.Failures > 0:
-				state = fmt.Sprintf("valid, %d failure(s)", j.Failures)
-			default:
-				state = "valid"
-			}
-		} else if j.Failures > 0 {
-			state = fmt.Sprintf("failing (%d)", j.Failures)
-		}
-		if j.Disabled {
-			state = "withdrawn"
-		}
-		lastErr := "-"
-		if j.LastError != "" {
-			lastErr = oneLine(j.LastError, 100)
-		}
-		if why, err := deferral(ctx, store, j, now); err != nil {
-			return err
-		} else if why != "" {
-			state, lastErr = "deferred ("+state+")", oneLine(why, 160) // rate-limit budget; NEXT CHECK is when
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Spec, j.KeyType, keyID, idList(spec.Identifiers), notAfter, fmtTime(j.NextAt), state, lastErr)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if len(jobs) == 0 {
-		fmt.Fprintln(w, "(no certificates in the store)")
-	}
-	return printRateHolds(ctx, w, store, now)
-}
-
-func idList(ids []certfleet.Identifier) string {
-	v := certfleet.IdentifierValues(ids)
-	if len(v) > 3 {
-		return strings.Join(v[:3], ",") + fmt.Sprintf(",+%d", len(v)-3)
-	}
-	return strings.Join(v, ",")
-}
-
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		return s[:n-1] + "…"
-	}
-	return s
 }

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,36 +15,11 @@ import (
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/agent"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/httpapi"
-	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/pgtest"
 )
-
-// caCertStatus asks Pebble's management API what it knows of a serial:
-// "Valid" or "Revoked", and the revocation reason (RFC 5280 §5.3.1 code).
-func caCertStatus(t *testing.T, ca *pebbleca.CA, serial string) (status string, reason int) {
-	t.Helper()
-	resp, err := ca.HTTPClient().Get(ca.ManagementURL() + "/cert-status-by-serial/" + serial)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("cert-status-by-serial/%s: %s", serial, resp.Status)
-	}
-	var st struct {
-		Status string
-		Reason *int
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	reason = -1
-	if st.Reason != nil {
-		reason = *st.Reason
-	}
-	return st.Status, reason
-}
 
 // currentIssuance is the current certificate of a lineage.
 func currentIssuance(t *testing.T, store certfleet.Store, spec string) certfleet.Issuance {
@@ -83,9 +56,9 @@ func TestCompromiseEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end to end with a daemon and an agent")
 	}
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
-	apiAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", daemontest.FreePort(t))
 	endpointLn := mustListen(t)
 	certs := func(names string) string {
 		return fmt.Sprintf(`[api]
@@ -101,16 +74,16 @@ identifiers = ["other.certfleet.test"]
 `, apiAddr, names, endpointLn.Addr().String())
 	}
 	// Two certificates with one key: the second (a new name) reuses it.
-	path := writeConfig(t, dir, ca, port, certs(`"web.certfleet.test"`))
+	path := daemontest.WriteConfig(t, dir, ca, port, certs(`"web.certfleet.test"`))
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
 	}
-	path = writeConfig(t, dir, ca, port, certs(`"web.certfleet.test", "www.certfleet.test"`))
+	path = daemontest.WriteConfig(t, dir, ca, port, certs(`"web.certfleet.test", "www.certfleet.test"`))
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true})
+	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +102,7 @@ identifiers = ["other.certfleet.test"]
 	// The daemon as serve runs it, looking at the store every second
 	// (the default 30 s poll only makes the test slower).
 	d.Manager.PollInterval = time.Second
-	if _, _, err := d.StartAPI(t.Context(), APIOptions{}); err != nil {
+	if _, _, err := d.StartAPI(t.Context(), daemon.APIOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(context.Background())
@@ -187,7 +160,7 @@ identifiers = ["other.certfleet.test"]
 	if code, _, errOut := runCLI(t, "compromise", "-config", path, "--yes", "nope"); code != 2 || !strings.Contains(errOut, "neither a certificate name") {
 		t.Fatalf("unknown name: exit %d %s", code, errOut)
 	}
-	if st, _ := caCertStatus(t, ca, old.Serial); st != "Valid" {
+	if st, _ := daemontest.CACertStatus(t, ca, old.Serial); st != "Valid" {
 		t.Fatalf("a usage error touched the CA: %s", st)
 	}
 
@@ -206,11 +179,11 @@ identifiers = ["other.certfleet.test"]
 	}
 	// The CA's own records: both old certificates revoked, keyCompromise.
 	for _, iss := range archive {
-		if st, reason := caCertStatus(t, ca, iss.Serial); st != "Revoked" || reason != certfleet.ReasonKeyCompromise {
+		if st, reason := daemontest.CACertStatus(t, ca, iss.Serial); st != "Revoked" || reason != certfleet.ReasonKeyCompromise {
 			t.Errorf("CA: serial %s is %s with reason %d; want Revoked, %d (keyCompromise)", iss.Serial, st, reason, certfleet.ReasonKeyCompromise)
 		}
 	}
-	if st, _ := caCertStatus(t, ca, otherBefore.Serial); st != "Valid" {
+	if st, _ := daemontest.CACertStatus(t, ca, otherBefore.Serial); st != "Valid" {
 		t.Errorf("the other certificate is %s at the CA, want Valid", st)
 	}
 	// The replacement has a new key, the old one is blocked, and what the
@@ -273,7 +246,7 @@ identifiers = ["other.certfleet.test"]
 	if code != 0 || !strings.Contains(out, "revoked  other/ecdsa-p256 serial "+otherBefore.Serial) || strings.Contains(out, "done:") {
 		t.Fatalf("compromise by key ID prefix --no-wait: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if st, reason := caCertStatus(t, ca, otherBefore.Serial); st != "Revoked" || reason != certfleet.ReasonKeyCompromise {
+	if st, reason := daemontest.CACertStatus(t, ca, otherBefore.Serial); st != "Revoked" || reason != certfleet.ReasonKeyCompromise {
 		t.Errorf("other: %s, reason %d", st, reason)
 	}
 }
@@ -312,9 +285,9 @@ func TestCompromiseIssueWithoutDaemon(t *testing.T) {
 }
 
 func testCompromiseIssue(t *testing.T, dsn string) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
-	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"solo\"\nidentifiers = [\"solo.certfleet.test\"]\nreuse_key = true\n")
+	path := daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"solo\"\nidentifiers = [\"solo.certfleet.test\"]\nreuse_key = true\n")
 	state := filepath.Join(dir, "state.db")
 	if dsn != "" {
 		b, err := os.ReadFile(path)
@@ -337,7 +310,7 @@ func testCompromiseIssue(t *testing.T, dsn string) {
 	if code != 0 || !strings.Contains(out, "issued   solo") || !strings.Contains(out, "done:") {
 		t.Fatalf("compromise --issue: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if st, reason := caCertStatus(t, ca, old.Serial); st != "Revoked" || reason != certfleet.ReasonKeyCompromise {
+	if st, reason := daemontest.CACertStatus(t, ca, old.Serial); st != "Revoked" || reason != certfleet.ReasonKeyCompromise {
 		t.Errorf("CA: %s, reason %d", st, reason)
 	}
 	store = openForTest(t, state, "")
@@ -360,10 +333,10 @@ func testCompromiseIssue(t *testing.T, dsn string) {
 // must not claim that no endpoint serves the compromised certificate: it
 // names the endpoint as not checked.
 func TestCompromiseUnreachableEndpoint(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
-	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t)) // nothing listens
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf("[[certificate]]\nname = \"solo\"\nidentifiers = [\"solo.certfleet.test\"]\nendpoints = [%q]\n", closed))
+	closed := fmt.Sprintf("127.0.0.1:%d", daemontest.FreePort(t)) // nothing listens
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf("[[certificate]]\nname = \"solo\"\nidentifiers = [\"solo.certfleet.test\"]\nendpoints = [%q]\n", closed))
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
 	}
@@ -386,9 +359,9 @@ func TestCompromiseUnreachableEndpoint(t *testing.T) {
 // and no --issue, nothing orders the replacement; when --timeout runs out
 // (exit 3) the error says so and what to run, not only "waiting".
 func TestCompromiseTimeoutWithoutScheduler(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
-	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"solo\"\nidentifiers = [\"solo.certfleet.test\"]\n")
+	path := daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"solo\"\nidentifiers = [\"solo.certfleet.test\"]\n")
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
 	}

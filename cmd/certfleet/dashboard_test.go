@@ -14,8 +14,10 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/httpapi"
 	"github.com/certfleet/certfleet/internal/chromium"
+	"github.com/certfleet/certfleet/internal/daemontest"
 )
 
 // TestDashboardInBrowser drives Debian's Chromium, headless, against the
@@ -40,10 +42,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	webroot := t.TempDir() // served by nobody: validation fails for real
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`[api]
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`[api]
 listen = "127.0.0.1:0"
 [[certificate]]
 name = "web"
@@ -62,7 +64,7 @@ webroot = %q
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := OpenDaemon(ctx, cfg, DaemonOptions{StartResponders: true})
+	d, err := daemon.Open(ctx, cfg, daemon.Options{StartResponders: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,15 +86,15 @@ webroot = %q
 		t.Fatalf("the failed job is due at once (%v); the retry below would prove nothing", broken.NextAt)
 	}
 
-	store, err := apiStore(d.Store)
+	store, err := daemon.APIStore(d.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, secret, err := createToken(ctx, store, "ops on-call", []string{"*"}, []certfleet.Permission{certfleet.PermAdmin}, false)
+	tok, secret, err := daemon.CreateToken(ctx, store, "ops on-call", []string{"*"}, []certfleet.Permission{certfleet.PermAdmin}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, _, err := d.StartAPI(ctx, APIOptions{})
+	addr, _, err := d.StartAPI(ctx, daemon.APIOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,13 +299,13 @@ func TestDashboardSessionSurvivesRestart(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			start := func() (*Daemon, string) {
+			start := func() (*daemon.Daemon, string) {
 				t.Helper()
-				d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{})
+				d, err := daemon.Open(t.Context(), cfg, daemon.Options{})
 				if err != nil {
 					t.Fatal(err)
 				}
-				addr, _, err := d.StartAPI(t.Context(), APIOptions{})
+				addr, _, err := d.StartAPI(t.Context(), daemon.APIOptions{})
 				if err != nil {
 					d.Close()
 					t.Fatal(err)
@@ -325,11 +327,11 @@ func TestDashboardSessionSurvivesRestart(t *testing.T) {
 			}
 
 			d1, base := start()
-			store, err := apiStore(d1.Store)
+			store, err := daemon.APIStore(d1.Store)
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, secret, err := createToken(t.Context(), store, "ops", []string{"*"}, []certfleet.Permission{certfleet.PermReadCerts}, false)
+			_, secret, err := daemon.CreateToken(t.Context(), store, "ops", []string{"*"}, []certfleet.Permission{certfleet.PermReadCerts}, false)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -2,21 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"os"
-	"path/filepath"
-	"strings"
-	"text/template"
 	"time"
 
-	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
-	"github.com/certfleet/certfleet/deploy"
-	"github.com/certfleet/certfleet/internal/pebbleca"
-	"github.com/certfleet/certfleet/seal"
+	"github.com/certfleet/certfleet/internal/demo"
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -42,219 +35,12 @@ watch). The test CA and its certificates are for trying certfleet only.`, stdout
 	if *validity < time.Minute {
 		return &exitError{code: 2, err: fmt.Errorf("-validity %s is too short; use at least 1m", *validity)}
 	}
-	abs, err := filepath.Abs(*dir)
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(abs, 0o700); err != nil {
-		return fmt.Errorf("create demo directory: %w", err)
-	}
-	// The embedded CA is new at every run, so certificates of an earlier
-	// run chain to a root that no longer exists: start over. Only what the
-	// demo itself writes is removed.
-	if _, err := os.Stat(filepath.Join(abs, "certfleet.db")); err == nil {
-		fmt.Fprintf(stdout, "certfleet demo: removing the previous demo's state in %s (its test CA is gone)\n", abs)
-		for _, name := range []string{"certfleet.db", "certfleet.db-wal", "certfleet.db-shm", "live", "certfleet.toml", "test-ca-roots.pem", "test-ca-api-root.pem"} {
-			if err := os.RemoveAll(filepath.Join(abs, name)); err != nil {
-				return fmt.Errorf("remove previous demo state: %w", err)
-			}
-		}
-	}
-
 	// Pebble reads these in its constructors. No random validation delay;
 	// the rest keep Pebble's defaults (it rejects some nonces on purpose,
 	// which exercises our retries).
 	if getenv("PEBBLE_VA_NOSLEEP") == "" {
 		os.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	}
-
-	// The responders listen on loopback ports of our choosing, and the
-	// test CA is told to validate against exactly those ports.
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("listen for http-01 on loopback: %w", err)
-	}
-	defer httpLn.Close()
-	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("listen for tls-alpn-01 on loopback: %w", err)
-	}
-	defer tlsLn.Close()
-
-	level := "info"
-	if *verbose {
-		level = "debug"
-	}
-	fmt.Fprintf(stdout, "certfleet demo: starting an embedded test CA (Pebble) on loopback…\n")
-	ca, err := pebbleca.Start(ctx, pebbleca.Config{
-		HTTPPort: httpLn.Addr().(*net.TCPAddr).Port,
-		TLSPort:  tlsLn.Addr().(*net.TCPAddr).Port,
-		Profiles: map[string]pebbleca.Profile{pebbleca.DefaultProfile: {Description: "certfleet demo", ValidityPeriod: *validity}},
-	})
-	if err != nil {
-		return fmt.Errorf("start the embedded test CA: %w", err)
-	}
-	defer ca.Close()
-
-	files := map[string][]byte{
-		"test-ca-api-root.pem": ca.TLSRootPEM(), // trust for the CA's own HTTPS
-		"test-ca-roots.pem":    ca.RootsPEM(),   // what issued certificates chain to
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(abs, name), data, 0o644); err != nil {
-			return fmt.Errorf("write %s: %w", name, err)
-		}
-	}
-	// The quickstart encrypts keys at rest: a master key made on the first
-	// run, kept across runs (like a real one, it must outlive the store).
-	masterKey := filepath.Join(abs, "master.key")
-	if _, err := os.Stat(masterKey); errors.Is(err, os.ErrNotExist) {
-		key, err := seal.GenerateMasterKey()
-		if err != nil {
-			return err
-		}
-		err = seal.WriteMasterKeyFile(masterKey, key)
-		clear(key)
-		if err != nil {
-			return err
-		}
-	}
-	cfgPath := filepath.Join(abs, "certfleet.toml")
-	if err := writeDemoConfig(cfgPath, demoParams{
-		Directory: ca.DirectoryURL(), Roots: filepath.Join(abs, "test-ca-api-root.pem"),
-		HTTP01: httpLn.Addr().String(), TLSALPN01: tlsLn.Addr().String(), Level: level,
-	}); err != nil {
-		return err
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		return fmt.Errorf("the demo wrote a config it cannot read (a bug): %w", err)
-	}
-	log := newLogger(stderr, cfg.Log)
-	d, err := OpenDaemon(ctx, cfg, DaemonOptions{
-		Logger: log, StartResponders: true, HTTP01Listener: httpLn, TLSALPN01Listener: tlsLn,
-	})
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-
-	fmt.Fprintf(stdout, "test CA:   %s\nresponders: http-01 on %s, tls-alpn-01 on %s\nconfig:    %s\nissuing…\n\n",
-		ca.DirectoryURL(), d.HTTP01Addr, d.TLSALPN01Addr, cfgPath)
-	rep, err := d.IssueOnce(ctx)
-	printReport(stdout, rep)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout)
-	if err := printDemoSummary(ctx, stdout, d, abs, cfgPath); err != nil {
-		return err
-	}
-	if !rep.OK() {
-		return &exitError{code: 1, err: fmt.Errorf("%d certificate(s) failed; see the errors above", rep.Failed+rep.DeployFailed)}
-	}
-	if *once {
-		return nil
-	}
-	if *listen != "" {
-		if err := startDemoAPI(ctx, d, abs, *listen, stdout); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(stdout, "\nServing and renewing (certificates live %s and renew at half-life). Press Ctrl-C to stop.\n", *validity)
-	return d.Serve(ctx)
-}
-
-type demoParams struct {
-	Directory, Roots, HTTP01, TLSALPN01, Level string
-}
-
-var demoConfig = template.Must(template.New("demo").Parse(`# Written by "certfleet demo" for its embedded test CA; rewritten at every run.
-# A real configuration looks the same with a real CA: see examples/certfleet.toml.
-state = "certfleet.db"
-# Private keys in the state are encrypted with this key (docs/keys-at-rest.md).
-master_key_file = "master.key"
-
-[log]
-level = "{{.Level}}"
-
-[ca]
-directory = "{{.Directory}}"
-trusted_roots = "{{.Roots}}"
-email = "demo@certfleet.test"
-
-[http01]
-listen = "{{.HTTP01}}"
-
-[tlsalpn01]
-listen = "{{.TLSALPN01}}"
-
-[defaults]
-output_dir = "live"
-
-[[certificate]]
-name = "web"
-identifiers = ["demo.certfleet.test"]
-key_types = ["ecdsa-p256"]
-challenge = "http-01"
-
-[[certificate]]
-name = "mail"
-identifiers = ["mail.certfleet.test"]
-key_types = ["rsa2048"]
-challenge = "tls-alpn-01"
-
-[[certificate]]
-name = "shop"
-identifiers = ["shop.certfleet.test", "www.shop.certfleet.test", "api.shop.certfleet.test", "127.0.0.1"]
-key_types = ["ecdsa-p256", "rsa2048"]
-challenge = "http-01"
-`))
-
-func writeDemoConfig(path string, p demoParams) error {
-	var b strings.Builder
-	if err := demoConfig.Execute(&b, p); err != nil {
-		return err
-	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		return fmt.Errorf("write demo config: %w", err)
-	}
-	return nil
-}
-
-// printDemoSummary says where each certificate's files are and how to look.
-func printDemoSummary(ctx context.Context, w io.Writer, d *Daemon, dir, cfgPath string) error {
-	fmt.Fprintln(w, "Certificates:")
-	var example string
-	for _, c := range d.Config.Certificates {
-		for _, kt := range c.Spec.KeyTypes {
-			job, err := d.Store.Job(ctx, certfleet.JobKey{Spec: c.Spec.Name, KeyType: kt})
-			if err != nil {
-				return fmt.Errorf("certificate %s: %w", c.Spec.Name, err)
-			}
-			if job.CurrentID == 0 {
-				fmt.Fprintf(w, "  %-5s %-10s not issued: %s\n", c.Spec.Name, kt, oneLine(job.LastError, 200))
-				continue
-			}
-			iss, err := d.Store.Issuance(ctx, job.CurrentID)
-			if err != nil {
-				return fmt.Errorf("certificate %s: %w", c.Spec.Name, err)
-			}
-			files := deploy.KeyTypeDir(c.Output.Dir, c.Spec, kt)
-			rel, _ := filepath.Rel(dir, files)
-			fmt.Fprintf(w, "  %-5s %-10s names: %s\n        valid until %s, serial %s\n        files: %s/{cert,chain,fullchain,privkey}.pem\n",
-				c.Spec.Name, kt, strings.Join(certfleet.IdentifierValues(c.Spec.Identifiers), ", "),
-				iss.NotAfter.UTC().Format(time.RFC3339), iss.Serial, filepath.Join(filepath.Base(dir), rel))
-			if example == "" {
-				example = filepath.Join(files, "cert.pem")
-			}
-		}
-	}
-	fmt.Fprintf(w, `
-Inspect them:
-  openssl x509 -in %[1]s -noout -subject -issuer -dates -ext subjectAltName
-  openssl verify -CAfile %[2]s -untrusted %[3]s %[1]s
-  certfleet status -config %[4]s
-`, example, filepath.Join(dir, "test-ca-roots.pem"), filepath.Join(filepath.Dir(example), "chain.pem"), cfgPath)
-	return nil
+	return demo.Run(ctx, demo.Options{Dir: *dir, Once: *once, Validity: *validity, Verbose: *verbose, Listen: *listen, Out: stdout,
+		Logger: func(l config.Log) *slog.Logger { return newLogger(stderr, l) }, Daemon: options(nil)})
 }

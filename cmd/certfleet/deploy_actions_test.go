@@ -3,17 +3,15 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/deploy"
+	"github.com/certfleet/certfleet/internal/daemontest"
 )
 
 // TestCopyTargets is issue #4 §4.1: copy targets are written with their
@@ -21,11 +19,11 @@ import (
 // copy expands {name}, a store-only certificate's copies run its commands,
 // and a pass with nothing new rewrites nothing and runs nothing.
 func TestCopyTargets(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	haproxy := filepath.Join(dir, "haproxy")
 	log := filepath.Join(dir, "hook.log")
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`copy = [{ path = %q, content = "fullchain" }]
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`copy = [{ path = %q, content = "fullchain" }]
 
 [[certificate]]
 name = "www"
@@ -160,12 +158,12 @@ func sameLines(a, b string) bool {
 // environment; a failing prepare fails the certificate with the command's
 // output, runs cleanup, and places no order.
 func TestPrepareAndCleanup(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	log := filepath.Join(dir, "events.log")
 	// (That the order itself comes between prepare and cleanup is shown
 	// with the CA's order count in manager's TestPrepareHook.)
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`prepare = [["sh", "-c", "echo \"prepare $CERTFLEET_CERTIFICATE $CERTFLEET_NAMES\" >> %[1]s"]]
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`prepare = [["sh", "-c", "echo \"prepare $CERTFLEET_CERTIFICATE $CERTFLEET_NAMES\" >> %[1]s"]]
 cleanup = [["sh", "-c", "echo \"cleanup $CERTFLEET_CERTIFICATE\" >> %[1]s"]]
 
 [[certificate]]
@@ -224,12 +222,12 @@ prepare = [["sh", "-c", "echo \"prepare bad\" >> %[1]s; echo port 80 is closed >
 // CERTFLEET_CHANGED naming the changed certificates; not at all in a pass
 // that changed nothing.
 func TestGlobalDeployCommands(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	log := filepath.Join(dir, "global.log")
 	// The command counts the fullchain files on disk when it runs: all
 	// three must be there already.
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`
 [[certificate]]
 name = "a"
 identifiers = ["a.certfleet.test"]
@@ -288,34 +286,18 @@ commands = [["sh", "-c", "echo \"$CERTFLEET_CHANGED|$CERTFLEET_CERTIFICATE|$(ls 
 	}
 }
 
-// TestGlobalActionsDebounce checks serve's batching: changes closer than the
-// quiet period are one batch; a later change is the next one.
-func TestGlobalActionsDebounce(t *testing.T) {
-	dir := t.TempDir()
-	log := filepath.Join(dir, "global.log")
-	cfg := &config.Config{Deploy: config.Deploy{Commands: [][]string{{"sh", "-c", "echo \"$CERTFLEET_CHANGED|$CERTFLEET_CERTIFICATE\" >> " + log}}}}
-	g := &globalActions{live: newLiveConfig(cfg), writer: &deploy.Writer{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	g.debounce(200 * time.Millisecond)
-	g.note("a", []string{"CERTFLEET_CERTIFICATE=a"})
-	g.note("b", []string{"CERTFLEET_CERTIFICATE=b"})
-	g.note("a", []string{"CERTFLEET_CERTIFICATE=a"})
-	read := func() string {
-		b, _ := os.ReadFile(log)
-		return string(b)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for read() == "" && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if got := read(); got != "a b|a\n" {
-		t.Fatalf("first batch logged %q, want \"a b|a\\n\"", got)
-	}
-	g.note("c", []string{"CERTFLEET_CERTIFICATE=c"})
-	if err := g.flush(t.Context()); err != nil { // serve's shutdown flush
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond) // the stopped timer must not run it again
-	if got := read(); got != "a b|a\nc|c\n" {
-		t.Fatalf("log %q, want the second batch once", got)
+// TestCopyContentsMatchConfig: copiesOf hands the config's content names
+// to deploy unchanged, so each must be one deploy knows.
+func TestCopyContentsMatchConfig(t *testing.T) {
+	for cfg, dep := range map[string]string{
+		config.CopyCombined: deploy.ContentCombined, config.CopyFullchain: deploy.ContentFullchain,
+		config.CopyCert: deploy.ContentCert, config.CopyChain: deploy.ContentChain, config.CopyKey: deploy.ContentKey,
+	} {
+		if cfg != dep {
+			t.Errorf("config content %q is %q in deploy", cfg, dep)
+		}
+		if (config.Copy{Content: cfg}).HasKey() != (deploy.Copy{Content: dep}).HasKey() {
+			t.Errorf("content %q: config and deploy disagree on whether it holds the key", cfg)
+		}
 	}
 }

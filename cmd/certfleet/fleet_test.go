@@ -3,42 +3,9 @@ package main
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/sqlite"
 )
-
-// TestPrintFleet: an agent whose certificate is not the current one is
-// shown as OLD, with its error; nothing is printed without reports.
-func TestPrintFleet(t *testing.T) {
-	ctx := t.Context()
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	var out bytes.Buffer
-	if err := printFleet(ctx, &out, store, time.Now()); err != nil || out.Len() != 0 {
-		t.Fatalf("without reports: %q, %v", out.String(), err)
-	}
-	at := time.Now().Add(-time.Minute)
-	if err := store.PutAgentReport(ctx, certfleet.AgentReport{Agent: "lb1", Certificate: "web", KeyType: certfleet.ECDSAP256,
-		Serial: "0abc", Fingerprint: "ff", InstalledAt: at, ReportedAt: at, Error: "command sudo systemctl reload nginx: exit status 1"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := printFleet(ctx, &out, store, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"AGENT", "lb1", "0abc", "OLD", "exit status 1", "1m0s ago"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("missing %q in:\n%s", want, out.String())
-		}
-	}
-}
 
 // TestAgentCommandOnce: --once against an unreachable server exits 1 and
 // keeps the files; a broken config exits 2 with file:line.

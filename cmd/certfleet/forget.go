@@ -6,21 +6,15 @@ import (
 	"io"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/daemon"
 )
 
 func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet fleet forget -config FILE AGENT (see certfleet fleet forget --help)")}
-	if len(args) == 0 {
-		return usage
-	}
-	switch args[0] {
-	case "forget":
-		return fleetForget(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(stdout, "Usage: certfleet fleet forget -config FILE AGENT\n\nManage the fleet of agents the server knows from their reports. Run a subcommand with --help for its flags.")
-		return nil
-	}
-	return usage
+	return dispatch(ctx, args, stdout, stderr,
+		"usage: certfleet fleet forget -config FILE AGENT (see certfleet fleet forget --help)",
+		"Usage: certfleet fleet forget -config FILE AGENT\n\nManage the fleet of agents the server knows from their reports. Run a subcommand with --help for its flags.",
+		subcommand{"forget", fleetForget},
+	)
 }
 
 func fleetForget(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -39,26 +33,14 @@ agent that reports again is known again. Recorded in the audit trail.`, stdout, 
 	if err := certfleet.ValidateAgentName(name); err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	cfg, err := loadConfig(*cfgPath)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
+	_, st, err := openQuiet(ctx, *cfgPath, false)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	fleet, ok := st.(certfleet.FleetStore)
-	if !ok {
-		return fmt.Errorf("the %T store keeps no agent reports", st)
+	n, err := daemon.ForgetAgent(ctx, st, name)
+	if n >= 0 {
+		fmt.Fprintf(stdout, "agent %s forgotten (%d report(s) deleted)\n", name, n)
 	}
-	n, err := fleet.ForgetAgent(ctx, name)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "agent %s forgotten (%d report(s) deleted)\n", name, n)
-	if err := st.RecordEvent(ctx, cliEvent(certfleet.EventAgentForgot, fmt.Sprintf("agent %s forgotten: %d report(s) deleted", name, n))); err != nil {
-		return fmt.Errorf("agent %s forgotten, but it is missing from the audit trail: %w", name, err)
-	}
-	return nil
+	return err
 }

@@ -10,10 +10,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/pgtest"
-	"github.com/jackc/pgx/v5"
 )
 
 const keysTestCerts = `
@@ -204,7 +207,7 @@ func openForTest(t *testing.T, state, keyFile string) certfleet.Store {
 func TestKeysEncryptedAtRest(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
-			ca, port := newTestCA(t)
+			ca, port := daemontest.StartCA(t)
 			dir := t.TempDir()
 			state := filepath.Join(dir, "state.db")
 			dump := func() []byte { return sqliteDump(t, state) }
@@ -214,7 +217,7 @@ func TestKeysEncryptedAtRest(t *testing.T) {
 			}
 			oldKey, newKey := filepath.Join(dir, "old.key"), filepath.Join(dir, "new.key")
 			generateKey(t, oldKey)
-			path := writeConfig(t, dir, ca, port, keysTestCerts)
+			path := daemontest.WriteConfig(t, dir, ca, port, keysTestCerts)
 			writeKeysConfig(t, dir, ca, path, state, oldKey)
 			if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 				t.Fatalf("issue: exit %d\n%s%s", code, out, errOut)
@@ -265,9 +268,9 @@ func TestKeysEncryptedAtRest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Setenv(masterKeyEnv, strings.TrimSpace(string(text)))
+			t.Setenv(daemon.MasterKeyEnv, strings.TrimSpace(string(text)))
 			if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
-				t.Fatalf("issue with %s: exit %d\n%s%s", masterKeyEnv, code, out, errOut)
+				t.Fatalf("issue with %s: exit %d\n%s%s", daemon.MasterKeyEnv, code, out, errOut)
 			}
 		})
 	}
@@ -277,10 +280,10 @@ func TestKeysEncryptedAtRest(t *testing.T) {
 // without a master key the same dump does show the keys, and the start-up
 // warns that they are unencrypted.
 func TestDumpCheckFindsPlaintextKeys(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state.db")
-	path := writeConfig(t, dir, ca, port, keysTestCerts)
+	path := daemontest.WriteConfig(t, dir, ca, port, keysTestCerts)
 	writeKeysConfig(t, dir, ca, path, state, "")
 	code, out, errOut := runCLI(t, "issue", "-config", path)
 	if code != 0 {
@@ -325,13 +328,13 @@ func TestDemoEncryptsKeys(t *testing.T) {
 // the config (new as master_key_file, old as previous), rotate without -new,
 // then the new key alone.
 func TestRotateWithPreviousKeys(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	state := filepath.Join(dir, "state.db")
 	oldKey, newKey := filepath.Join(dir, "old.key"), filepath.Join(dir, "new.key")
 	generateKey(t, oldKey)
 	generateKey(t, newKey)
-	path := writeConfig(t, dir, ca, port, keysTestCerts)
+	path := daemontest.WriteConfig(t, dir, ca, port, keysTestCerts)
 	writeKeysConfig(t, dir, ca, path, state, oldKey)
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("issue: exit %d\n%s%s", code, out, errOut)

@@ -18,8 +18,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/config"
-	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/sqlite"
 )
@@ -197,63 +196,11 @@ func manyNames(n int) string {
 	return b.String()
 }
 
-// newTestCA starts an in-process Pebble whose validator dials http-01 on the
-// returned loopback port (free a moment ago), closed when the test ends.
-func newTestCA(t *testing.T) (*pebbleca.CA, int) {
-	t.Helper()
-	port := freePort(t)
-	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port})
-	if err != nil {
-		t.Fatalf("start pebble: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	return ca, port
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// writeConfig writes a config for an in-process Pebble, with the responders
-// on the given ports, and returns its path.
-func writeConfig(t *testing.T, dir string, ca *pebbleca.CA, httpPort int, certs string) string {
-	t.Helper()
-	roots := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(roots, ca.TLSRootPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf(`state = "state.db"
-[log]
-level = "debug"
-[ca]
-directory = %q
-trusted_roots = %q
-[http01]
-listen = "127.0.0.1:%d"
-[tlsalpn01]
-listen = ""
-[defaults]
-output_dir = "live"
-%s`, ca.DirectoryURL(), roots, httpPort, certs)
-	path := filepath.Join(dir, "certfleet.toml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestIssueReportsFailureWithExitCode(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	webroot := t.TempDir() // served by nobody: validation fails for real
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`
 [[certificate]]
 name = "good"
 identifiers = ["good.certfleet.test"]
@@ -289,14 +236,14 @@ func TestKill9ResumesWithoutSecondOrder(t *testing.T) {
 	// Pebble reads this when the CA starts.
 	t.Setenv("PEBBLE_VA_NOSLEEP", "0")
 	t.Setenv("PEBBLE_VA_SLEEPTIME", "3")
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	const n = 6
 	var certs strings.Builder
 	for i := range n {
 		fmt.Fprintf(&certs, "[[certificate]]\nname = \"c%d\"\nidentifiers = [\"c%d.certfleet.test\"]\n", i, i)
 	}
-	path := writeConfig(t, dir, ca, port, certs.String())
+	path := daemontest.WriteConfig(t, dir, ca, port, certs.String())
 	// The http-01 responder that the CA reaches is not the child's: it is
 	// another "instance" reading tokens from the same store, as behind a
 	// load balancer, so it keeps answering while the child is dead. (With
@@ -406,7 +353,7 @@ func countPending(t *testing.T, path string) (pending, issued int) {
 // and checks the post-issue command runs once with its environment, and not
 // again when nothing changed.
 func TestWebrootAndCommands(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	webroot := t.TempDir()
 	srv := &http.Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Handler: http.FileServer(http.Dir(webroot))}
 	ln, err := net.Listen("tcp", srv.Addr)
@@ -418,7 +365,7 @@ func TestWebrootAndCommands(t *testing.T) {
 
 	dir := t.TempDir()
 	log := filepath.Join(dir, "hook.log")
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`
 [[certificate]]
 name = "site"
 identifiers = ["site.certfleet.test", "www.site.certfleet.test"]
@@ -457,59 +404,6 @@ commands = [["sh", "-c", "echo \"$CERTFLEET_CERTIFICATE $CERTFLEET_KEY_TYPE $CER
 	}
 }
 
-func TestReload(t *testing.T) {
-	ca, port := newTestCA(t)
-	dir := t.TempDir()
-	one := "[[certificate]]\nname = \"one\"\nidentifiers = [\"one.certfleet.test\"]\n"
-	path := writeConfig(t, dir, ca, port, one)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if rep, err := d.IssueOnce(t.Context()); err != nil || rep.Issued != 1 {
-		t.Fatalf("first pass: %+v, %v", rep, err)
-	}
-
-	// A second certificate, and a new output directory for the first:
-	// applied live (the files of "one" are written there at once).
-	moved := filepath.Join(dir, "moved")
-	two := one + fmt.Sprintf("output_dir = %q\n", moved) +
-		"[[certificate]]\nname = \"two\"\nidentifiers = [\"two.certfleet.test\"]\n"
-	writeConfig(t, dir, ca, port, two)
-	next, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Reload(t.Context(), next); err != nil {
-		t.Fatalf("reload: %v", err)
-	}
-	if rep, err := d.IssueOnce(t.Context()); err != nil || rep.Issued != 1 || rep.Results[0].Key.Spec != "two" {
-		t.Fatalf("after reload: %+v, %v; want only two issued", rep.Results, err)
-	}
-	if _, err := os.Stat(filepath.Join(moved, "fullchain.pem")); err != nil {
-		t.Errorf("the new output_dir of \"one\" was not written after the reload: %v", err)
-	}
-
-	// A change that needs a restart is refused and changes nothing.
-	text, _ := os.ReadFile(path)
-	os.WriteFile(path, []byte(strings.Replace(string(text), "[ca]\n", "[ca]\nemail = \"new@certfleet.test\"\n", 1)+"[[certificate]]\nname = \"three\"\nidentifiers = [\"three.certfleet.test\"]\n"), 0o600)
-	bad, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Reload(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "[ca] or [accounts]") {
-		t.Fatalf("reload with an account change: %v; want it refused, naming [ca]", err)
-	}
-	if _, ok := d.CurrentConfig().Certificate("three"); ok {
-		t.Fatal("a refused reload changed the configuration in force")
-	}
-}
-
 // TestCrashSafety200 runs `certfleet issue` for 200 certificates as a real
 // process, kills it with SIGKILL at random points, restarts it, and repeats
 // until a run completes. Every certificate must end issued exactly once (one
@@ -519,14 +413,14 @@ func TestCrashSafety200(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	const n = 200
 	var certs strings.Builder
 	for i := range n {
 		fmt.Fprintf(&certs, "[[certificate]]\nname = \"c%d\"\nidentifiers = [\"c%d.certfleet.test\"]\n", i, i)
 	}
-	path := writeConfig(t, dir, ca, port, certs.String())
+	path := daemontest.WriteConfig(t, dir, ca, port, certs.String())
 	// Quieter logs for 200 certificates; 8 in flight keeps Pebble (which
 	// wedges under bursts near 16) healthy while killed clients abandon
 	// requests.
@@ -612,11 +506,11 @@ func TestCrashSafety200(t *testing.T) {
 // another the one it replaced; `status -endpoints` says which is which and
 // exits 1.
 func TestEndpointVerification(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	fresh, stale := mustListen(t), mustListen(t)
 	eps := fmt.Sprintf("endpoints = [%q, %q]\n", fresh.Addr().String(), "tls://"+stale.Addr().String())
-	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n"+eps)
+	path := daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n"+eps)
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
 	}
@@ -626,7 +520,7 @@ func TestEndpointVerification(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second name re-issues the certificate.
-	path = writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\", \"www.certfleet.test\"]\n"+eps)
+	path = daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\", \"www.certfleet.test\"]\n"+eps)
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 || !strings.Contains(out, "issued") {
 		t.Fatalf("re-issue: %d\n%s\n%s", code, out, errOut)
 	}

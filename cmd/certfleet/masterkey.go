@@ -7,68 +7,9 @@ import (
 	"io"
 	"strings"
 
-	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/seal"
 )
-
-// masterKeyEnv holds the master key's text form; it overrides the config's
-// master_key_file.
-const masterKeyEnv = "CERTFLEET_MASTER_KEY"
-
-// noMasterKeyWarning is logged at start when the store keeps private keys
-// unencrypted.
-const noMasterKeyWarning = "private keys are stored unencrypted: set master_key_file (or CERTFLEET_MASTER_KEY) — see docs/keys-at-rest.md"
-
-// storeKeys are the master keys a store is opened with.
-type storeKeys struct {
-	kek      seal.KeyWrapper   // nil: none configured
-	previous []seal.KeyWrapper // older keys, during a rotation
-	hint     string            // where the master key is expected, for errors
-}
-
-// masterKeyHint says where certfleet looks for the master key.
-func masterKeyHint(mk config.MasterKey) string {
-	if mk.File != "" {
-		return "file: " + mk.File + ", or env: " + masterKeyEnv
-	}
-	return "set master_key_file in the config, or the environment variable " + masterKeyEnv + "; see docs/keys-at-rest.md"
-}
-
-// loadMasterKeys reads the configured master key (the environment variable
-// CERTFLEET_MASTER_KEY overrides master_key_file) and the previous ones.
-// Errors name the file or variable, never a key.
-func loadMasterKeys(mk config.MasterKey) (storeKeys, error) {
-	keys := storeKeys{hint: masterKeyHint(mk)}
-	if text := getenv(masterKeyEnv); text != "" {
-		k, err := seal.LocalKeyFromText(text, "environment variable "+masterKeyEnv)
-		if err != nil {
-			return keys, err
-		}
-		keys.kek = k
-	} else if mk.File != "" {
-		k, err := seal.LoadMasterKeyFile(mk.File)
-		if err != nil {
-			return keys, fmt.Errorf("%w (config key master_key_file)", err)
-		}
-		keys.kek = k
-	}
-	for _, f := range mk.PreviousFiles {
-		k, err := seal.LoadMasterKeyFile(f)
-		if err != nil {
-			return keys, fmt.Errorf("%w (config key previous_master_key_files)", err)
-		}
-		keys.previous = append(keys.previous, k)
-	}
-	return keys, nil
-}
-
-// sealerOf returns the Sealer of an open store, nil without a master key.
-func sealerOf(s any) *seal.Sealer {
-	if x, ok := s.(interface{ Sealer() *seal.Sealer }); ok {
-		return x.Sealer()
-	}
-	return nil
-}
 
 func cmdMasterKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const synopsis = "usage: certfleet master-key generate FILE"
@@ -119,32 +60,24 @@ restarting any instance. Safe to run twice or from two places at once.`, stdout,
 	if err != nil {
 		return err
 	}
-	cur, err := loadMasterKeys(cfg.MasterKey)
+	cur, err := daemon.LoadKeys(cfg.MasterKey, getenv(daemon.MasterKeyEnv))
 	if err != nil {
 		return err
 	}
-	keys := cur // no -new: rotate to the configured key, from previous_master_key_files
-	if *newFile != "" {
-		next, err := seal.LoadMasterKeyFile(*newFile)
-		if err != nil {
-			return err
-		}
-		keys = storeKeys{kek: next, hint: cur.hint}
-		if cur.kek != nil {
-			keys.previous = append(keys.previous, cur.kek)
-		}
-		keys.previous = append(keys.previous, cur.previous...)
+	keys, err := daemon.RotationKeys(cur, *newFile)
+	if err != nil {
+		return err
 	}
-	if keys.kek == nil {
+	if keys.KEK == nil {
 		return &exitError{code: 2, err: errors.New("no master key to rotate to: give -new NEWKEYFILE (make one with: certfleet master-key generate FILE), or set master_key_file to the new key and previous_master_key_files to the old one")}
 	}
 	log := newLogger(stderr, cfg.Log)
-	store, err := openStoreWith(ctx, cfg.State, log, keys)
+	store, err := daemon.OpenStore(ctx, cfg.State, keys, log)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	res, err := sealerOf(store).Rotate(ctx)
+	res, err := daemon.Sealer(store).Rotate(ctx)
 	if err != nil {
 		return err
 	}
@@ -160,7 +93,7 @@ restarting any instance. Safe to run twice or from two places at once.`, stdout,
 		target = cfg.MasterKey.File
 	}
 	fmt.Fprintf(&b, "\nNow, in %s, set\n  master_key_file = %q\n", cfg.File, target)
-	b.WriteString("and remove previous_master_key_files (or unset " + masterKeyEnv + ", or set it to the new key),\n")
+	b.WriteString("and remove previous_master_key_files (or unset " + daemon.MasterKeyEnv + ", or set it to the new key),\n")
 	b.WriteString("then restart the instances when convenient: running ones keep working meanwhile.\n")
 	b.WriteString("Keep the old key only as long as you keep database backups taken before now.\n")
 	fmt.Fprint(stdout, b.String())

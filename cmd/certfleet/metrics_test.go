@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,8 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/endpoint"
+	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/metricstest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 )
@@ -25,7 +25,7 @@ import (
 // check-in is 30 s old is a readiness violation in the metrics, in the log
 // (once) and in `certfleet status`.
 func TestServeMetricsAndReadiness(t *testing.T) {
-	port := freePort(t)
+	port := daemontest.FreePort(t)
 	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port,
 		Profiles: map[string]pebbleca.Profile{"short": {Description: "60 s", ValidityPeriod: time.Minute}}})
 	if err != nil {
@@ -33,7 +33,7 @@ func TestServeMetricsAndReadiness(t *testing.T) {
 	}
 	t.Cleanup(func() { ca.Close() })
 	dir := t.TempDir()
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`
 [[certificate]]
 name = "web"
 identifiers = ["web.certfleet.test"]
@@ -51,13 +51,13 @@ readiness_interval = "1s"
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{Logger: slog.New(slog.NewTextHandler(logs, nil)), StartResponders: true})
+	logs := &daemontest.SyncBuffer{}
+	d, err := daemon.Open(t.Context(), cfg, daemon.Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), StartResponders: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	apiAddr, _, err := d.StartAPI(t.Context(), APIOptions{Listener: mustListen(t)})
+	apiAddr, _, err := d.StartAPI(t.Context(), daemon.APIOptions{Listener: mustListen(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,11 +105,11 @@ readiness_interval = "1s"
 
 	// The API listener serves /metrics to a read-certs token for all
 	// names only.
-	store, err := apiStore(d.Store)
+	store, err := daemon.APIStore(d.Store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, secret, err := createToken(t.Context(), store, "prometheus", []string{"*"}, []certfleet.Permission{certfleet.PermReadCerts}, false)
+	_, secret, err := daemon.CreateToken(t.Context(), store, "prometheus", []string{"*"}, []certfleet.Permission{certfleet.PermReadCerts}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,9 +152,9 @@ readiness_interval = "1s"
 // TestStatusWithoutReadinessProblems: no warning section when every agent
 // is in time.
 func TestStatusWithoutReadinessProblems(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
-	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n")
+	path := daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n")
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("issue: %d\n%s%s", code, out, errOut)
 	}
@@ -183,7 +183,7 @@ func TestStatusWithoutReadinessProblems(t *testing.T) {
 // certificate more than a tenth of the new one's lifetime after issuance
 // (20 s certificates: 2 s) is a readiness warning in `status -endpoints`.
 func TestStatusEndpointReloadLag(t *testing.T) {
-	port := freePort(t)
+	port := daemontest.FreePort(t)
 	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port,
 		Profiles: map[string]pebbleca.Profile{"short": {Description: "20 s", ValidityPeriod: 20 * time.Second}}})
 	if err != nil {
@@ -193,7 +193,7 @@ func TestStatusEndpointReloadLag(t *testing.T) {
 	dir := t.TempDir()
 	stale := mustListen(t)
 	eps := fmt.Sprintf("endpoints = [%q]\nprofile = \"short\"\n", stale.Addr().String())
-	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n"+eps)
+	path := daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n"+eps)
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("issue: %d\n%s\n%s", code, out, errOut)
 	}
@@ -204,7 +204,7 @@ func TestStatusEndpointReloadLag(t *testing.T) {
 	}
 	serveTLS(t, stale, old)
 	// A second name re-issues the certificate; the endpoint keeps the old.
-	path = writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\", \"www.certfleet.test\"]\n"+eps)
+	path = daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\", \"www.certfleet.test\"]\n"+eps)
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 || !strings.Contains(out, "issued") {
 		t.Fatalf("re-issue: %d\n%s\n%s", code, out, errOut)
 	}
@@ -225,87 +225,5 @@ func TestStatusEndpointReloadLag(t *testing.T) {
 	// Without -endpoints status does not connect, so it cannot know.
 	if _, out, _ := runCLI(t, "status", "-config", path); strings.Contains(out, want) {
 		t.Errorf("status without -endpoints warns about the endpoint:\n%s", out)
-	}
-}
-
-// TestReloadRefusesMetricsChange: a new [metrics] listen needs a listener
-// the running daemon does not have, so a reload says to restart.
-func TestReloadRefusesMetricsChange(t *testing.T) {
-	ca, port := newTestCA(t)
-	dir := t.TempDir()
-	one := "[[certificate]]\nname = \"one\"\nidentifiers = [\"one.certfleet.test\"]\n"
-	path := writeConfig(t, dir, ca, port, one)
-	cfg, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	writeConfig(t, dir, ca, port, one+"[metrics]\nlisten = \"127.0.0.1:9464\"\n")
-	next, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Reload(t.Context(), next); err == nil || !strings.Contains(err.Error(), "[metrics]") || !strings.Contains(err.Error(), "restart") {
-		t.Errorf("reload with a new [metrics] listen: %v, want a refusal naming [metrics] and restart", err)
-	}
-	if d.CurrentConfig().Metrics.Listen != "" {
-		t.Errorf("the refused [metrics] is in force")
-	}
-}
-
-// TestReloadForgetsRemovedEndpoint: an endpoint seen serving an old
-// certificate is a readiness violation until it serves the current one; once
-// a reload removes it from the config, the violation goes (it stayed until
-// the next renewal).
-func TestReloadForgetsRemovedEndpoint(t *testing.T) {
-	port := freePort(t)
-	ca, err := pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: port,
-		Profiles: map[string]pebbleca.Profile{"short": {Description: "20 s", ValidityPeriod: 20 * time.Second}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	dir := t.TempDir()
-	web := "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\nprofile = \"short\"\n"
-	path := writeConfig(t, dir, ca, port, web+"endpoints = [\"127.0.0.1:1\"]\n")
-	cfg, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := OpenDaemon(t.Context(), cfg, DaemonOptions{StartResponders: true, Instance: "reload-endpoint-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	if d.Metrics == nil {
-		t.Fatal("no metrics")
-	}
-	if rep, err := d.Manager.RunOnce(t.Context()); err != nil || rep.Issued != 1 {
-		t.Fatalf("issue: %+v, %v", rep, err)
-	}
-	cur := alertCurrent(t, d, "web")
-	c, _ := cfg.Certificate("web")
-	// What the endpoint watcher feeds: a check 3 s after issuance (the
-	// limit of a 20 s certificate is 2 s) that saw another certificate.
-	d.observeEndpoint(cfg, endpointResult{Certificate: "web", Target: endpointTargets(c)[0],
-		Verdict: endpoint.Verdict{Status: endpoint.StatusStale, ServedSerial: "01", WantSerial: cur.Serial}}, cur.IssuedAt.Add(3*time.Second))
-	if vs, err := d.Metrics.CheckReadiness(t.Context()); err != nil || len(vs) != 1 || vs[0].Source != certfleet.ReadinessEndpointReload {
-		t.Fatalf("before the reload: %+v, %v; want one endpoint_reload violation", vs, err)
-	}
-
-	writeConfig(t, dir, ca, port, web)
-	next, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Reload(t.Context(), next); err != nil {
-		t.Fatalf("reload without the endpoint: %v", err)
-	}
-	if vs, err := d.Metrics.CheckReadiness(t.Context()); err != nil || len(vs) != 0 {
-		t.Errorf("after the endpoint was removed: %+v, %v; want no violation", vs, err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/certfleet/certfleet/daemon"
 	"io"
 
 	"github.com/certfleet/certfleet/postgres"
@@ -34,7 +35,7 @@ a no-op when the schema is current.`, stdout, stderr)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "schema version %d (postgres %s)\n", v, redactDSN(cfg.State))
+		fmt.Fprintf(stdout, "schema version %d (postgres %s)\n", v, daemon.RedactDSN(cfg.State))
 		return nil
 	}
 	fmt.Fprintf(stdout, "schema up to date (sqlite %s)\n", cfg.State)

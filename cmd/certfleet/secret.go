@@ -6,60 +6,31 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"text/tabwriter"
-	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/status"
 )
 
 // stdin is where `secret set` reads a value given neither by -from-file.
 var stdin io.Reader = os.Stdin
 
 func cmdSecret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet secret set|list|delete -config FILE ... (see certfleet secret --help)")}
-	if len(args) == 0 {
-		return usage
-	}
-	switch args[0] {
-	case "set":
-		return secretSet(ctx, args[1:], stdout, stderr)
-	case "list":
-		return secretList(ctx, args[1:], stdout, stderr)
-	case "delete":
-		return secretDelete(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(stdout, `Usage: certfleet secret set|list|delete -config FILE [flags] [NAME]
+	return dispatch(ctx, args, stdout, stderr,
+		"usage: certfleet secret set|list|delete -config FILE ... (see certfleet secret --help)",
+		`Usage: certfleet secret set|list|delete -config FILE [flags] [NAME]
 
 Keep secrets (TSIG secrets, EAB MAC keys, DNS API passwords and tokens) in the
 store, sealed under the master key, instead of in the config file. The config
-then names them: secret = "store:NAME". See docs/keys-at-rest.md.`)
-		return nil
-	}
-	return usage
+then names them: secret = "store:NAME". See docs/keys-at-rest.md.`,
+		subcommand{"set", secretSet},
+		subcommand{"list", secretList},
+		subcommand{"delete", secretDelete},
+	)
 }
 
 // secretStagingHelp is the --staging flag of the secret commands.
 const secretStagingHelp = "the secrets of test mode's store ([staging] state), which test mode reads instead of production's"
-
-// openSecretStore opens the configured store for the secret commands: with
-// staging, test mode's store ([staging] state).
-func openSecretStore(ctx context.Context, cfgPath string, staging bool) (certfleet.Store, func(), error) {
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		return nil, nil, err
-	}
-	if staging {
-		if cfg, err = stagingOf(cfg); err != nil {
-			return nil, nil, &exitError{code: 2, err: err}
-		}
-	}
-	s, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	return s, func() { s.Close() }, nil
-}
 
 func secretSet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("secret set", "-config FILE [-from-file PATH] NAME", `
@@ -71,7 +42,7 @@ trailing newline is removed. The store must have a master key.
 Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
   secret = "store:tsig-example"`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, secretStagingHelp)
+	testMode := fs.Bool("staging", false, secretStagingHelp)
 	from := fs.String("from-file", "", "read the value from this `file` instead of standard input")
 	pos, err := parseFlagsArgs(fs, args, stdout, "NAME")
 	if err != nil {
@@ -94,17 +65,13 @@ Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
 		}
 	}
 	value = bytes.TrimSuffix(bytes.TrimSuffix(value, []byte("\n")), []byte("\r"))
-	st, closeStore, err := openSecretStore(ctx, *cfgPath, *staging)
+	_, st, err := openQuiet(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	if err := st.PutSecret(ctx, name, value); err != nil {
+	defer st.Close()
+	if err := daemon.PutSecret(ctx, st, name, value); err != nil {
 		return err
-	}
-	e := cliEvent(certfleet.EventSecretChanged, fmt.Sprintf("secret %s set (%d bytes)", name, len(value)))
-	if err := st.RecordEvent(ctx, e); err != nil {
-		return fmt.Errorf("secret %s stored, but it is missing from the audit trail: %w", name, err)
 	}
 	fmt.Fprintf(stdout, "secret %s stored (%d bytes, sealed); use it as \"%s%s\"\n", name, len(value), certfleet.SecretRefPrefix, name)
 	return nil
@@ -113,78 +80,39 @@ Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
 func secretList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("secret list", "-config FILE", "List the stored secrets' names and dates (never their values).", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, secretStagingHelp)
+	testMode := fs.Bool("staging", false, secretStagingHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	st, closeStore, err := openSecretStore(ctx, *cfgPath, *staging)
+	_, st, err := openQuiet(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
+	defer st.Close()
 	infos, err := st.Secrets(ctx)
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tCREATED\tUPDATED")
-	for _, i := range infos {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", i.Name, i.CreatedAt.UTC().Format(time.RFC3339), i.UpdatedAt.UTC().Format(time.RFC3339))
-	}
-	return tw.Flush()
+	return status.Secrets(stdout, infos)
 }
 
 func secretDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("secret delete", "-config FILE NAME", "Delete a stored secret. A config that still names it fails to start, naming it.", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, secretStagingHelp)
+	testMode := fs.Bool("staging", false, secretStagingHelp)
 	pos, err := parseFlagsArgs(fs, args, stdout, "NAME")
 	if err != nil {
 		return err
 	}
 	name := pos[0]
-	st, closeStore, err := openSecretStore(ctx, *cfgPath, *staging)
+	_, st, err := openQuiet(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
-	defer closeStore()
-	if err := st.DeleteSecret(ctx, name); err != nil {
+	defer st.Close()
+	if err := daemon.DeleteSecret(ctx, st, name); err != nil {
 		return err
-	}
-	if err := st.RecordEvent(ctx, cliEvent(certfleet.EventSecretChanged, "secret "+name+" deleted")); err != nil {
-		return fmt.Errorf("secret %s deleted, but it is missing from the audit trail: %w", name, err)
 	}
 	fmt.Fprintf(stdout, "secret %s deleted\n", name)
 	return nil
-}
-
-// resolveSecrets returns a copy of cfg in which every "store:NAME" secret
-// (TSIG secrets, webhook passwords and bearer tokens, EAB MAC keys) is
-// replaced by its value from st. A missing secret is an error naming the
-// config entry and the command that stores it.
-func resolveSecrets(ctx context.Context, cfg *config.Config, st certfleet.SecretStore) (*config.Config, error) {
-	if !cfg.HasSecretRefs() {
-		return cfg, nil
-	}
-	out := cfg.Clone()
-	err := out.ResolveSecrets(func(where, ref string) (string, error) {
-		v, err := st.Secret(ctx, ref)
-		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND {
-			// The whole command, as it must be typed for this config.
-			staging := ""
-			if cfg.Staging.State != "" && cfg.State == cfg.Staging.State { // test mode's own store
-				staging = " -staging"
-			}
-			return "", fmt.Errorf("%s = \"%s%s\": no secret %q in the store; add it with `certfleet secret set -config %s%s %s` (the value on standard input)",
-				where, certfleet.SecretRefPrefix, ref, ref, cfg.File, staging, ref)
-		}
-		if err != nil {
-			return "", fmt.Errorf("%s = \"%s%s\": %w", where, certfleet.SecretRefPrefix, ref, err)
-		}
-		return string(v), nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }

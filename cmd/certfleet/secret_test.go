@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/pgtest"
 )
 
@@ -22,8 +22,8 @@ import (
 func TestStoredTSIGSecret(t *testing.T) {
 	for _, backend := range []string{"sqlite", "postgres"} {
 		t.Run(backend, func(t *testing.T) {
-			n := newDNSTestNet(t)
-			path := n.config(t, "store:tsig", `
+			n := daemontest.StartDNSNet(t)
+			path := n.Config(t, "store:tsig", `
 [[certificate]]
 name = "www"
 identifiers = ["www.example.test"]
@@ -38,7 +38,7 @@ challenge = "dns-01"
 			}
 			key := filepath.Join(dir, "master.key")
 			generateKey(t, key)
-			writeKeysConfig(t, dir, n.ca, path, state, key)
+			writeKeysConfig(t, dir, n.CA, path, state, key)
 			if backend == "postgres" {
 				// The dns-01 journal: beside the SQLite file by default,
 				// /var/lib/certfleet with PostgreSQL; keep it in the test.
@@ -52,12 +52,12 @@ challenge = "dns-01"
 			if code == 0 || !strings.Contains(errOut, `[dns01.providers.bind] secret = "store:tsig"`) || !strings.Contains(errOut, "certfleet secret set -config "+path+" tsig") {
 				t.Fatalf("issue without the stored secret: exit %d, want an error naming the setting and the fix:\n%s%s", code, out, errOut)
 			}
-			if n.ca.NewOrders() != 0 {
+			if n.CA.NewOrders() != 0 {
 				t.Fatalf("an order was placed without the TSIG secret")
 			}
 
 			valueFile := filepath.Join(dir, "tsig.secret")
-			if err := os.WriteFile(valueFile, []byte(n.secret+"\n"), 0o600); err != nil {
+			if err := os.WriteFile(valueFile, []byte(n.Secret+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
 			code, out, errOut = runCLI(t, "secret", "set", "-config", path, "-from-file", valueFile, "tsig")
@@ -68,7 +68,7 @@ challenge = "dns-01"
 				t.Fatal(err)
 			}
 			code, out, errOut = runCLI(t, "secret", "list", "-config", path)
-			if code != 0 || !strings.Contains(out, "tsig ") || strings.Contains(out, n.secret) {
+			if code != 0 || !strings.Contains(out, "tsig ") || strings.Contains(out, n.Secret) {
 				t.Fatalf("secret list: exit %d, want the name and never the value:\n%s%s", code, out, errOut)
 			}
 			if code, out, errOut = runCLI(t, "check", "-config", path, "-no-http01"); code != 0 {
@@ -78,16 +78,16 @@ challenge = "dns-01"
 			if code != 0 || !strings.Contains(out, "issued   www") {
 				t.Fatalf("issue: exit %d\n%s%s", code, out, errOut)
 			}
-			if strings.Contains(out+errOut, n.secret) {
+			if strings.Contains(out+errOut, n.Secret) {
 				t.Error("the TSIG secret appears in the output")
 			}
-			raw, _ := base64.StdEncoding.DecodeString(n.secret)
+			raw, _ := base64.StdEncoding.DecodeString(n.Secret)
 			d := dump()
-			if bytes.Contains(d, []byte(n.secret)) || bytes.Contains(d, raw) {
+			if bytes.Contains(d, []byte(n.Secret)) || bytes.Contains(d, raw) {
 				t.Fatal("the database dump holds the TSIG secret")
 			}
 			cfgText, _ := os.ReadFile(path)
-			if bytes.Contains(cfgText, []byte(n.secret)) {
+			if bytes.Contains(cfgText, []byte(n.Secret)) {
 				t.Fatal("the config holds the TSIG secret")
 			}
 
@@ -96,7 +96,7 @@ challenge = "dns-01"
 				t.Fatalf("secret delete: exit %d\n%s%s", code, out, errOut)
 			}
 			code, out, errOut = runCLI(t, "audit", "-config", path, "-kind", "secret_changed", "-json")
-			if code != 0 || !strings.Contains(out, "secret tsig set (") || !strings.Contains(out, "secret tsig deleted") || !strings.Contains(out, `"actor": "cli:`) || strings.Contains(out, n.secret) {
+			if code != 0 || !strings.Contains(out, "secret tsig set (") || !strings.Contains(out, "secret tsig deleted") || !strings.Contains(out, `"actor": "cli:`) || strings.Contains(out, n.Secret) {
 				t.Fatalf("audit of secret changes: exit %d\n%s%s", code, out, errOut)
 			}
 			if code, _, errOut = runCLI(t, "issue", "-config", path); code == 0 || !strings.Contains(errOut, `no secret "tsig" in the store`) {
@@ -109,9 +109,9 @@ challenge = "dns-01"
 // TestSecretSetNeedsMasterKey: without a master key the store refuses to
 // keep a secret, and says what to set.
 func TestSecretSetNeedsMasterKey(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
-	path := writeConfig(t, dir, ca, port, "")
+	path := daemontest.WriteConfig(t, dir, ca, port, "")
 	f := filepath.Join(dir, "v")
 	if err := os.WriteFile(f, []byte("hunter2"), 0o600); err != nil {
 		t.Fatal(err)
@@ -125,64 +125,11 @@ func TestSecretSetNeedsMasterKey(t *testing.T) {
 	}
 }
 
-// TestACMEDNSCredentialsInStore: with a master key, acme-dns registrations
-// live in the store (shared by every instance), a file left in state_dir
-// from before is moved in and removed, and an explicit credentials_file or a
-// store without a master key keeps the file.
-func TestACMEDNSCredentialsInStore(t *testing.T) {
-	dir := t.TempDir()
-	key := filepath.Join(dir, "master.key")
-	generateKey(t, key)
-	state := filepath.Join(dir, "state.db")
-	st := openForTest(t, state, key)
-	defer st.Close()
-	cfg := &config.Config{State: state, StateDir: dir}
-	p := config.DNSProvider{Name: "Main", Type: config.DNSProviderACMEDNS}
-	old := filepath.Join(dir, "acme-dns-Main.json")
-	doc := []byte(`{"example.org": {"username": "u", "password": "p-secret", "fulldomain": "x.auth.example", "subdomain": "x"}}`)
-	if err := os.WriteFile(old, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	log := newLogger(io.Discard, config.Log{})
-	creds, err := acmeDNSCredentials(t.Context(), cfg, p, st, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := creds.String(); got != "the store (secret acme-dns.main)" {
-		t.Fatalf("credentials in %s, want the store", got)
-	}
-	if _, err := os.Stat(old); !os.IsNotExist(err) {
-		t.Errorf("the old credentials file is still there: %v", err)
-	}
-	if v, err := st.Secret(t.Context(), "acme-dns.main"); err != nil || !bytes.Equal(v, doc) {
-		t.Fatalf("stored credentials = %q, %v", v, err)
-	}
-	// A second instance (a new provider on the same store) sees them.
-	again, err := acmeDNSCredentials(t.Context(), cfg, p, st, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v, err := again.Load(t.Context()); err != nil || !bytes.Equal(v, doc) {
-		t.Fatalf("second instance loads %q, %v", v, err)
-	}
-
-	p.CredentialsFile = filepath.Join(dir, "explicit.json")
-	if c, _ := acmeDNSCredentials(t.Context(), cfg, p, st, log); c.String() != p.CredentialsFile {
-		t.Errorf("explicit credentials_file: using %s", c)
-	}
-	p.CredentialsFile = ""
-	plain := openForTest(t, filepath.Join(t.TempDir(), "plain.db"), "")
-	defer plain.Close()
-	if c, _ := acmeDNSCredentials(t.Context(), cfg, p, plain, log); c.String() != old {
-		t.Errorf("store without master key: using %s, want the file %s", c, old)
-	}
-}
-
 // TestCommandsDoNotInheritMasterKey: with the master key in
 // CERTFLEET_MASTER_KEY, the commands certfleet runs (prepare and cleanup
 // hooks, post-issue commands) see every other variable but not that one.
 func TestCommandsDoNotInheritMasterKey(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	key := filepath.Join(dir, "master.key")
 	generateKey(t, key)
@@ -190,11 +137,11 @@ func TestCommandsDoNotInheritMasterKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(masterKeyEnv, strings.TrimSpace(string(text)))
+	t.Setenv(daemon.MasterKeyEnv, strings.TrimSpace(string(text)))
 	t.Setenv("CERTFLEET_TEST_MARKER", "inherited")
 	log := filepath.Join(dir, "env.log")
 	show := `echo \"%s key=${CERTFLEET_MASTER_KEY:-absent} marker=${CERTFLEET_TEST_MARKER:-absent}\" >> ` + log
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(`prepare = [["sh", "-c", "%s"]]
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`prepare = [["sh", "-c", "%s"]]
 cleanup = [["sh", "-c", "%s"]]
 
 [[certificate]]

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 )
 
@@ -41,13 +42,13 @@ copy = [{ path = "haproxy/www.pem", content = "combined" }]
 // orders from the staging CA only, writes under the staging root only, uses
 // its own state file, and prints (does not run) the commands.
 func TestStagingRunWritesOnlyUnderStagingRoot(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	stagingCA, stagingTable := newStagingCA(t, dir, port)
 	hook := filepath.Join(dir, "hook.log")
 	prepare := fmt.Sprintf("prepare = [[\"sh\", \"-c\", \"echo prepared >> %s\"]]\n", hook)
 	global := fmt.Sprintf("[deploy]\ncommands = [[\"sh\", \"-c\", \"echo global >> %s\"]]\n", hook)
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(stagingCert, hook)+prepare+global+stagingTable)
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(stagingCert, hook)+prepare+global+stagingTable)
 
 	code, out, errOut := runCLI(t, "issue", "--staging", "-config", path)
 	if code != 0 {
@@ -96,12 +97,12 @@ func TestStagingRunWritesOnlyUnderStagingRoot(t *testing.T) {
 // into production's outputs, or to use production's store, is refused
 // before anything runs.
 func TestStagingCannotTouchProduction(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	stagingCA, stagingTable := newStagingCA(t, dir, port)
 	hook := filepath.Join(dir, "hook.log")
 	certs := fmt.Sprintf(stagingCert, hook)
-	path := writeConfig(t, dir, ca, port, certs+stagingTable)
+	path := daemontest.WriteConfig(t, dir, ca, port, certs+stagingTable)
 
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("production issue exit %d\n%s\n%s", code, out, errOut)
@@ -140,7 +141,7 @@ func TestStagingCannotTouchProduction(t *testing.T) {
 		// A symlink from the staging root into production's tree.
 		{stagingTable + "output_root = \"link\"\n", "overlaps the production output"},
 	} {
-		bad := writeConfig(t, dir, ca, port, certs+tc.table)
+		bad := daemontest.WriteConfig(t, dir, ca, port, certs+tc.table)
 		code, out, errOut := runCLI(t, "issue", "--staging", "-config", bad)
 		if code != 2 || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "test mode refused") {
 			t.Errorf("misconfigured test mode %q: exit %d, want 2 with %q\n%s\n%s", tc.table, code, tc.want, out, errOut)
@@ -150,7 +151,7 @@ func TestStagingCannotTouchProduction(t *testing.T) {
 		t.Fatalf("a refused test mode placed %d orders", n)
 	}
 
-	path = writeConfig(t, dir, ca, port, certs+stagingTable)
+	path = daemontest.WriteConfig(t, dir, ca, port, certs+stagingTable)
 	if code, out, errOut := runCLI(t, "issue", "--staging", "-config", path); code != 0 {
 		t.Fatalf("issue --staging exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -175,10 +176,10 @@ func TestStagingCannotTouchProduction(t *testing.T) {
 // TestServeStaging runs the daemon in test mode until the staging
 // certificate is written, and checks production's CA and store are untouched.
 func TestServeStaging(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	stagingCA, stagingTable := newStagingCA(t, dir, port)
-	path := writeConfig(t, dir, ca, port, fmt.Sprintf(stagingCert, filepath.Join(dir, "hook.log"))+stagingTable)
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(stagingCert, filepath.Join(dir, "hook.log"))+stagingTable)
 	ctx, cancel := context.WithCancel(t.Context())
 	var out, errb bytes.Buffer
 	done := make(chan int, 1)
@@ -211,7 +212,7 @@ func TestServeStaging(t *testing.T) {
 // TestStagingRunCommands: with run_commands = true, test mode runs the
 // commands, and they see the staging paths.
 func TestStagingRunCommands(t *testing.T) {
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	_, stagingTable := newStagingCA(t, dir, port)
 	hook := filepath.Join(dir, "hook.log")
@@ -221,7 +222,7 @@ name = "www"
 identifiers = ["www.certfleet.test"]
 commands = [["sh", "-c", "echo \"$CERTFLEET_FULLCHAIN_PATH\" >> %s"]]
 `, hook)
-	path := writeConfig(t, dir, ca, port, cert+stagingTable+"run_commands = true\n")
+	path := daemontest.WriteConfig(t, dir, ca, port, cert+stagingTable+"run_commands = true\n")
 	if code, out, errOut := runCLI(t, "issue", "--staging", "-config", path); code != 0 || strings.Contains(out, "not running") {
 		t.Fatalf("issue --staging exit %d\n%s\n%s", code, out, errOut)
 	}

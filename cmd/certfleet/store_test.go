@@ -10,65 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/pgtest"
 	"github.com/certfleet/certfleet/postgres"
-	"github.com/certfleet/certfleet/sqlite"
 )
-
-func TestOpenStoreChoosesBackend(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sub", "certfleet.db")
-	s, err := openStore(t.Context(), path, nil, config.MasterKey{})
-	if err != nil {
-		t.Fatalf("openStore(%s): %v", path, err)
-	}
-	defer s.Close()
-	if _, ok := s.(*sqlite.Store); !ok {
-		t.Errorf("openStore(%s) = %T, want *sqlite.Store", path, s)
-	}
-
-	dsn := pgtest.DSN(t)
-	for _, d := range []string{dsn, strings.Replace(dsn, "postgres://", "postgresql://", 1)} {
-		s, err := openStore(t.Context(), d, nil, config.MasterKey{})
-		if err != nil {
-			t.Fatalf("openStore(postgres): %v", err)
-		}
-		if _, ok := s.(*postgres.Store); !ok {
-			t.Errorf("openStore(%s) = %T, want *postgres.Store", d, s)
-		}
-		s.Close()
-	}
-}
-
-// TestOpenStoreUnreachable: the error names the server and what to check,
-// never the password.
-func TestOpenStoreUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().(*net.TCPAddr)
-	ln.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	_, err = openStore(ctx, "postgres://certfleet:pa55w0rd@"+addr.String()+"/fleet?sslmode=disable", nil, config.MasterKey{})
-	if err == nil {
-		t.Fatal("openStore of a closed port succeeded")
-	}
-	msg := err.Error()
-	for _, want := range []string{addr.String(), `database "fleet"`, "pg_isready -h 127.0.0.1 -p", "pg_hba.conf"} {
-		if !strings.Contains(msg, want) {
-			t.Errorf("error %q does not mention %q", msg, want)
-		}
-	}
-	if strings.Contains(msg, "pa55w0rd") {
-		t.Errorf("error %q shows the password", msg)
-	}
-}
 
 func TestMigrateCommand(t *testing.T) {
 	dsn := pgtest.DSN(t)
@@ -93,18 +41,18 @@ func TestMigrateCommand(t *testing.T) {
 func TestServeWaitsForTheDatabase(t *testing.T) {
 	dsn := pgtest.DSN(t) // skips (or fails under CI) without PostgreSQL
 	real := dsnHostPort(t, dsn)
-	proxyAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(freePort(t)))
+	proxyAddr := net.JoinHostPort("127.0.0.1", fmt.Sprint(daemontest.FreePort(t)))
 
-	ca, port := newTestCA(t)
+	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
-	path := writeConfig(t, dir, ca, port, "[[certificate]]\nname = \"db\"\nidentifiers = [\"db.certfleet.test\"]\n")
+	path := daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"db\"\nidentifiers = [\"db.certfleet.test\"]\n")
 	text, _ := os.ReadFile(path)
 	os.WriteFile(path, []byte(strings.Replace(string(text), `state = "state.db"`,
 		fmt.Sprintf("state = %q", strings.Replace(dsn, real, proxyAddr, 1)), 1)), 0o600)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr daemontest.SyncBuffer
 	exited := make(chan int, 1)
 	go func() { exited <- Run(ctx, []string{"serve", "-config", path}, io.Discard, &stderr) }()
 
@@ -165,22 +113,4 @@ func forward(ln net.Listener, target string) {
 			io.Copy(c, b)
 		}()
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

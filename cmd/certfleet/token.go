@@ -6,97 +6,39 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/status"
 )
 
 func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	usage := &exitError{code: 2, err: fmt.Errorf("usage: certfleet token create|list|revoke -config FILE ... (see certfleet token create --help)")}
-	if len(args) == 0 {
-		return usage
-	}
-	switch args[0] {
-	case "create":
-		return tokenCreate(ctx, args[1:], stdout, stderr)
-	case "list":
-		return tokenList(ctx, args[1:], stdout, stderr)
-	case "revoke":
-		return tokenRevoke(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(stdout, "Usage: certfleet token create|list|revoke -config FILE [flags]\n\nManage the HTTP API's bearer tokens. Run a subcommand with --help for its flags.")
-		return nil
-	}
-	return usage
+	return dispatch(ctx, args, stdout, stderr,
+		"usage: certfleet token create|list|revoke -config FILE ... (see certfleet token create --help)",
+		"Usage: certfleet token create|list|revoke -config FILE [flags]\n\nManage the HTTP API's bearer tokens. Run a subcommand with --help for its flags.",
+		subcommand{"create", tokenCreate},
+		subcommand{"list", tokenList},
+		subcommand{"revoke", tokenRevoke},
+	)
 }
 
 // tokenStagingHelp is the --staging flag of the token commands.
 const tokenStagingHelp = "the tokens of test mode's API ([staging] state and api_listen), not production's"
 
 // openTokenStore opens the configured store for token commands: with
-// staging, test mode's store ([staging] state), whose tokens are valid only
-// on [staging] api_listen.
-func openTokenStore(ctx context.Context, cfgPath string, staging bool) (auditedTokenStore, func(), error) {
-	cfg, err := loadConfig(cfgPath)
+// testMode, test mode's store ([staging] state), whose tokens are valid
+// only on [staging] api_listen.
+func openTokenStore(ctx context.Context, cfgPath string, testMode bool) (daemon.TokenStore, func(), error) {
+	_, s, err := openQuiet(ctx, cfgPath, testMode)
 	if err != nil {
 		return nil, nil, err
 	}
-	if staging {
-		if cfg, err = stagingOf(cfg); err != nil {
-			return nil, nil, &exitError{code: 2, err: err}
-		}
-	}
-	s, err := openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	ts, err := apiStore(s)
+	ts, err := daemon.APIStore(s)
 	if err != nil {
 		s.Close()
 		return nil, nil, err
 	}
 	return ts, func() { s.Close() }, nil
-}
-
-// auditedTokenStore keeps tokens and the audit trail of their changes.
-type auditedTokenStore interface {
-	certfleet.TokenStore
-	certfleet.EventSink
-}
-
-// createToken makes and stores a token, records a token_created event by
-// the operator running this command, and returns the token's secret. When
-// only the event fails, the token and secret are returned with the error.
-func createToken(ctx context.Context, ts auditedTokenStore, description string, names []string, perms []certfleet.Permission, url bool) (certfleet.Token, string, error) {
-	id, secret, hash := certfleet.NewTokenSecret()
-	t := certfleet.Token{ID: id, Description: description, Names: names, Permissions: perms, URLCredential: url, Hash: hash, CreatedAt: time.Now()}
-	if err := ts.CreateToken(ctx, t); err != nil {
-		return t, "", err
-	}
-	e := cliEvent(certfleet.EventTokenCreated, tokenDetail(t))
-	e.At = t.CreatedAt
-	if err := ts.RecordEvent(ctx, e); err != nil {
-		return t, secret, fmt.Errorf("token %s created, but it is missing from the audit trail: %w", t.ID, err)
-	}
-	return t, secret, nil
-}
-
-// tokenDetail describes a token for the audit trail: never its secret or
-// hash.
-func tokenDetail(t certfleet.Token) string {
-	perms := make([]string, len(t.Permissions))
-	for i, p := range t.Permissions {
-		perms[i] = string(p)
-	}
-	d := fmt.Sprintf("%s: names %s; permissions %s", t.ID, strings.Join(t.Names, ","), strings.Join(perms, ","))
-	if t.URLCredential {
-		d += "; URL credential"
-	}
-	if t.Description != "" {
-		d += fmt.Sprintf("; description %q", t.Description)
-	}
-	return d
 }
 
 func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -110,7 +52,7 @@ With -url the token is a URL credential, for Bud and Caddy, which cannot send
 headers: it works only on [api] url_listen, only in the path
 (/u/TOKEN/v1/...), and only for reads. Keep such URLs out of shared logs.`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, tokenStagingHelp)
+	testMode := fs.Bool("staging", false, tokenStagingHelp)
 	names := fs.String("names", "", "comma-separated name `patterns` the token covers")
 	perms := fs.String("permissions", "read-certs", "comma-separated `permissions`")
 	url := fs.Bool("url", false, "make a URL credential (Bud, Caddy)")
@@ -144,12 +86,12 @@ headers: it works only on [api] url_listen, only in the path
 	if *url && slices.ContainsFunc(ps, func(p certfleet.Permission) bool { return p == certfleet.PermAdmin || p == certfleet.PermRequestNames }) {
 		return &exitError{code: 2, err: fmt.Errorf("-url tokens are for reads only: give read-certs and/or read-keys")}
 	}
-	ts, closeStore, err := openTokenStore(ctx, *cfgPath, *staging)
+	ts, closeStore, err := openTokenStore(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	t, secret, err := createToken(ctx, ts, *desc, pats, ps, *url)
+	t, secret, err := daemon.CreateToken(ctx, ts, *desc, pats, ps, *url)
 	if secret == "" {
 		return err
 	}
@@ -161,11 +103,11 @@ headers: it works only on [api] url_listen, only in the path
 func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("token list", "-config FILE", "List the API tokens (never their secrets).", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, tokenStagingHelp)
+	testMode := fs.Bool("staging", false, tokenStagingHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	ts, closeStore, err := openTokenStore(ctx, *cfgPath, *staging)
+	ts, closeStore, err := openTokenStore(ctx, *cfgPath, *testMode)
 	if err != nil {
 		return err
 	}
@@ -174,56 +116,29 @@ func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAMES\tPERMISSIONS\tURL\tCREATED\tREVOKED\tDESCRIPTION")
-	for _, t := range toks {
-		perms := make([]string, len(t.Permissions))
-		for i, p := range t.Permissions {
-			perms[i] = string(p)
-		}
-		revoked := "-"
-		if t.Revoked() {
-			revoked = t.RevokedAt.UTC().Format(time.RFC3339)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\t%s\n", t.ID, strings.Join(t.Names, ","), strings.Join(perms, ","),
-			t.URLCredential, t.CreatedAt.UTC().Format(time.RFC3339), revoked, t.Description)
-	}
-	return tw.Flush()
+	return status.Tokens(stdout, toks)
 }
 
 func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("token revoke", "-config FILE ID", "Revoke an API token at once.", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
-	staging := fs.Bool("staging", false, tokenStagingHelp)
+	testMode := fs.Bool("staging", false, tokenStagingHelp)
 	if len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-") {
 		// The ID comes last: certfleet token revoke -config F tok_…
 		id := args[len(args)-1]
 		if err := parseFlags(fs, args[:len(args)-1], stdout); err != nil {
 			return err
 		}
-		ts, closeStore, err := openTokenStore(ctx, *cfgPath, *staging)
+		ts, closeStore, err := openTokenStore(ctx, *cfgPath, *testMode)
 		if err != nil {
 			return err
 		}
 		defer closeStore()
-		detail := id
-		if t, err := ts.Token(ctx, id); err == nil {
-			detail = tokenDetail(t)
-			if t.Revoked() {
-				detail += "; already revoked at " + t.RevokedAt.UTC().Format(time.RFC3339)
-			}
+		revoked, err := daemon.RevokeToken(ctx, ts, id)
+		if revoked {
+			fmt.Fprintf(stdout, "token %s revoked\n", id)
 		}
-		at := time.Now()
-		if err := ts.RevokeToken(ctx, id, at); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "token %s revoked\n", id)
-		e := cliEvent(certfleet.EventTokenRevoked, detail)
-		e.At = at
-		if err := ts.RecordEvent(ctx, e); err != nil {
-			return fmt.Errorf("token %s revoked, but it is missing from the audit trail: %w", id, err)
-		}
-		return nil
+		return err
 	}
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err

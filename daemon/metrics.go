@@ -1,9 +1,8 @@
-package main
+package daemon
 
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -110,7 +109,7 @@ func (d *Daemon) watchReadiness(ctx context.Context) {
 
 // observeEndpoint feeds an endpoint check to the readiness metrics: which
 // lineage it checked, and whether it served the current certificate.
-func (d *Daemon) observeEndpoint(cfg *config.Config, r endpointResult, at time.Time) {
+func (d *Daemon) observeEndpoint(cfg *config.Config, r endpoint.Finding, at time.Time) {
 	if d.Metrics == nil || r.Err != nil || r.Verdict.Status == endpoint.StatusUnknown {
 		return
 	}
@@ -143,13 +142,13 @@ func (d *Daemon) retainEndpoints(cfg *config.Config) {
 	d.Metrics.RetainEndpoints(func(certificate, endpoint string) bool { return keep[[2]string{certificate, endpoint}] })
 }
 
-// printReadiness prints the short-lived readiness warnings `status` finds
-// in the store (agents' check-ins and deploys) and in the endpoint results
-// it checked now, if any. Nothing is printed when all is well.
-func printReadiness(ctx context.Context, w io.Writer, store certfleet.Store, cfg *config.Config, now time.Time, results []endpointResult) error {
+// Readiness checks short-lived readiness as certfleet status shows it: from
+// the agents' check-ins and deploys in store, and from the endpoint checks
+// in results (made just now), as of now.
+func Readiness(ctx context.Context, store certfleet.Store, cfg *config.Config, now time.Time, results []endpoint.Finding) ([]certfleet.ReadinessViolation, error) {
 	ss, ok := store.(certfleet.StatsStore)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	fleet, _ := store.(certfleet.FleetStore)
 	m := metrics.New(metrics.Options{Store: ss, Fleet: fleet, Now: func() time.Time { return now }})
@@ -157,16 +156,5 @@ func printReadiness(ctx context.Context, w io.Writer, store certfleet.Store, cfg
 	for _, r := range results {
 		d.observeEndpoint(cfg, r, now)
 	}
-	vs, err := m.CheckReadiness(ctx)
-	if err != nil {
-		return err
-	}
-	if len(vs) == 0 {
-		return nil
-	}
-	fmt.Fprintf(w, "\nREADINESS: %d step(s) take more than 1/%d of their certificate's lifetime (unsafe for short-lived certificates):\n", len(vs), certfleet.ReadinessFraction)
-	for _, v := range vs {
-		fmt.Fprintf(w, "  WARNING %s\n", v.String())
-	}
-	return nil
+	return m.CheckReadiness(ctx)
 }

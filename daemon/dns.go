@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -39,10 +39,13 @@ func newDNSResolver(cfg *config.Config) *dns01.Resolver {
 	return r
 }
 
-// newDNS01Solver builds the dns-01 solver from [dns01], or returns nil when
-// no certificate uses dns-01 and no provider is configured. st, if not nil, is the store, where acme-dns
-// registrations are kept when it has a master key (see acmeDNSCredentials).
-func newDNS01Solver(ctx context.Context, cfg *config.Config, st certfleet.Store, log *slog.Logger) (*dns01.Solver, error) {
+// NewDNS01Solver builds the dns-01 solver from cfg's [dns01], or returns
+// nil when no certificate uses dns-01 and no provider is configured. cfg's
+// "store:NAME" secrets must be resolved already (ResolveSecrets). st, if
+// not nil, is the store, where acme-dns registrations are kept when it has
+// a master key (see acmeDNSCredentials). It creates state_dir, where the
+// dns-01 journal is kept.
+func NewDNS01Solver(ctx context.Context, cfg *config.Config, st certfleet.Store, log *slog.Logger) (*dns01.Solver, error) {
 	// Names requested over the API may ask for dns-01 too: a configured
 	// provider is enough to build the solver.
 	if !cfg.Uses(certfleet.ChallengeDNS01) && len(cfg.DNS01.Providers) == 0 {

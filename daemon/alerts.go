@@ -1,14 +1,10 @@
-package main
+package daemon
 
 import (
-	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/alert"
@@ -22,7 +18,7 @@ import (
 // serve runs it continuously and issue runs one round after its pass;
 // status reads its incidents, and a daemon opened without responders
 // (status) gets no notifiers.
-func newAlerts(cfg *config.Config, store certfleet.Store, endpoints alert.EndpointSource, opts DaemonOptions, log *slog.Logger) (*alert.Evaluator, error) {
+func newAlerts(cfg *config.Config, store certfleet.Store, endpoints alert.EndpointSource, opts Options, log *slog.Logger) (*alert.Evaluator, error) {
 	a := cfg.Alerts
 	e := &alert.Evaluator{
 		Store: store,
@@ -78,35 +74,4 @@ func readTokenFile(path string) (string, error) {
 		return "", fmt.Errorf("[alerts] webhook_bearer_token_file %s: want the token alone on one line", path)
 	}
 	return tok, nil
-}
-
-// printIncidents prints the open alert incidents after the status table;
-// nothing when there are none.
-func printIncidents(ctx context.Context, w io.Writer, store certfleet.Store, now time.Time) error {
-	open, err := store.Incidents(ctx, certfleet.IncidentFilter{OpenOnly: true, Limit: 1000})
-	if err != nil {
-		return fmt.Errorf("list alert incidents: %w", err)
-	}
-	if len(open) == 0 {
-		return nil
-	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ALERT\tSEVERITY\tCERTIFICATE\tSUBJECT\tOPENED\tNOTIFIED\tSUMMARY")
-	for _, i := range open {
-		subject := i.Subject
-		if subject == "" {
-			subject = string(i.KeyType)
-		}
-		notified := "no"
-		switch {
-		case i.DeliveryAttempts > 0:
-			notified = fmt.Sprintf("FAILING (%d): %s", i.DeliveryAttempts, oneLine(i.DeliveryError, 60))
-		case i.NotifiedSeverity != "":
-			notified = string(i.NotifiedSeverity)
-		}
-		fmt.Fprintf(tw, "%d %s\t%s\t%s\t%s\t%s (%s ago)\t%s\t%s\n", i.ID, i.Kind, strings.ToUpper(string(i.Severity)), i.Certificate,
-			subject, fmtTime(i.OpenedAt), now.Sub(i.OpenedAt).Round(time.Second), notified, oneLine(i.Summary, 120))
-	}
-	return tw.Flush()
 }

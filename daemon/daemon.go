@@ -1,4 +1,23 @@
-package main
+// Package daemon is what a running certfleet server is made of, assembled
+// from a *config.Config: the store (opened, migrated and unsealed from the
+// config's state and master key), the ACME issuers of its accounts, the
+// challenge solvers and responders, the renewal scheduler (manager), the
+// writer of certificate files and commands, the endpoint watcher, the alert
+// evaluator, the metrics, the rate-limit budgets, and the HTTP API with the
+// dashboard. Open builds it; Serve runs it until its context ends;
+// IssueOnce runs one pass (for cron); Reload applies a new configuration
+// without a restart; Close releases it. The serve, issue, status and demo
+// commands run one, and so do end-to-end tests and programs that embed
+// certfleet.
+//
+// It parses no flags, reads no environment variable (the master key's
+// environment form arrives in Options.MasterKey) and prints nothing: that is
+// cmd/certfleet's. Nor does it hold the logic it assembles: scheduling is
+// manager's, ACME acmeissuer's, challenges the solver packages', files and
+// commands deploy's, what an endpoint serves endpoint's, and the API and
+// dashboard are httpapi's and dashboard's. What certfleet check and
+// certfleet compromise do is in preflight and compromise.
+package daemon
 
 import (
 	"context"
@@ -8,7 +27,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,7 +45,8 @@ import (
 
 // Daemon is certfleet wired together from a configuration: the store, the
 // issuers, the solvers and responders, the scheduler and the file writer.
-// serve, issue and demo all run one; end-to-end tests run it too.
+// serve, issue and demo all run one; end-to-end tests run it too. Open
+// builds one; its exported fields are for reading, not for replacing.
 type Daemon struct {
 	// Config is the configuration the daemon was opened with; after a
 	// reload (SIGHUP), CurrentConfig is the one in force.
@@ -38,8 +57,8 @@ type Daemon struct {
 	// Metrics are the Prometheus metrics (nil when the store cannot
 	// answer scrapes).
 	Metrics *metrics.Metrics
-	// Alerts evaluates the alert conditions and notifies (alerts.go); it
-	// runs under Serve.
+	// Alerts evaluates the alert conditions and notifies; it runs under
+	// Serve.
 	Alerts *alert.Evaluator
 
 	// HTTP01Addr and TLSALPN01Addr are the responders' bound addresses
@@ -48,11 +67,11 @@ type Daemon struct {
 
 	// events receives every audit event (the manager's, the API's, config
 	// syncs'): the store's audit trail first. Other sinks (metrics, alerts)
-	// append theirs in OpenDaemon, before anything runs.
+	// append theirs in Open, before anything runs.
 	events certfleet.EventSinks
 
 	live      *liveConfig
-	global    *globalActions     // [deploy] commands
+	global    *deploy.Batch      // [deploy] commands
 	changes   *certfleet.Changes // issuances here and (with a Notifier store) elsewhere; wakes API long-polls
 	endpoints *endpointWatcher
 	listeners []net.Listener
@@ -66,8 +85,8 @@ type Daemon struct {
 	acme map[string]*acmeissuer.Issuer
 }
 
-// DaemonOptions are the knobs that do not belong in the config file.
-type DaemonOptions struct {
+// Options are the knobs that do not belong in the config file.
+type Options struct {
 	Logger *slog.Logger
 	// HTTP01Listener and TLSALPN01Listener, when set, are used instead of
 	// listening on the configured addresses (tests, the demo).
@@ -82,11 +101,21 @@ type DaemonOptions struct {
 	// PrintCommands, when set (test mode without run_commands), receives
 	// the commands that would run after an update, instead of running them.
 	PrintCommands io.Writer
+	// MasterKey is the master key in its text form from the environment
+	// (MasterKeyEnv, which cmd reads); it overrides the config's
+	// master_key_file. "" uses the file.
+	MasterKey string
+	// Version is certfleet's version, for the ACME User-Agent. Default
+	// "(devel)".
+	Version string
 }
 
-// OpenDaemon opens the store, syncs the config's certificates into it, and
-// builds (but does not start) the rest. Close releases everything.
-func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d *Daemon, err error) {
+// Open opens the store, syncs the config's certificates into it, and
+// builds (but does not start) the rest; with opts.StartResponders it also
+// releases the leases of dead local processes and starts the challenge
+// responders. Close releases everything. A store that cannot be reached
+// fails with certfleet.EUNAVAILABLE (a caller may retry).
+func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -98,7 +127,11 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 			opened.Close() // d is nil by now: the returns below say "return nil, err"
 		}
 	}()
-	store, err := openStore(ctx, cfg.State, log, cfg.MasterKey)
+	keys, err := LoadKeys(cfg.MasterKey, opts.MasterKey)
+	if err != nil {
+		return nil, err
+	}
+	store, err := OpenStore(ctx, cfg.State, keys, log)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +145,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	// Secrets the config names as "store:NAME" are read from the store
 	// (sealed there); rcfg holds their values and is used only to build
 	// the issuers and solvers, never kept or printed.
-	rcfg, err := resolveSecrets(ctx, cfg, store)
+	rcfg, err := ResolveSecrets(ctx, cfg, store)
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +163,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		certfleet.ChallengeTLSALPN01: &tlsalpn01.Solver{Store: store},
 		certfleet.ChallengeWebroot:   liveWebroot{d.live},
 	}
-	dnsSolver, err := newDNS01Solver(ctx, rcfg, store, log)
+	dnsSolver, err := NewDNS01Solver(ctx, rcfg, store, log)
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +171,10 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 		solvers[certfleet.ChallengeDNS01] = dnsSolver
 	}
 
+	version := opts.Version
+	if version == "" {
+		version = "(devel)"
+	}
 	issuers := make(map[string]certfleet.Issuer, len(rcfg.Accounts))
 	d.acme = make(map[string]*acmeissuer.Issuer, len(rcfg.Accounts))
 	for name, acct := range rcfg.Accounts {
@@ -160,7 +197,7 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 			EAB:             eab,
 			Accounts:        store,
 			Solvers:         solvers,
-			UserAgent:       "certfleet/" + version(),
+			UserAgent:       "certfleet/" + version,
 			Logger:          log.With("account", name),
 			Observer:        d.observer(), // ACME latency and challenge metrics
 		})
@@ -180,12 +217,12 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	}
 	d.events = append(d.events, d.Alerts) // events wake the evaluator
 	writer := &deploy.Writer{Logger: log}
-	d.global = &globalActions{live: d.live, writer: writer, printCommands: opts.PrintCommands, log: log}
+	d.global = &deploy.Batch{Writer: writer, Commands: func() [][]string { return d.live.config().Deploy.Commands }, Print: opts.PrintCommands}
 	d.Manager = &manager.Manager{
 		Store:       store,
 		Issuers:     issuers,
 		Deployer:    &fileDeployer{live: d.live, writer: writer, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands, global: d.global},
-		Prepare:     prepareHook(d.live, writer, opts.PrintCommands, log),
+		Prepare:     prepareHook(d.live, writer, opts.PrintCommands),
 		Concurrency: cfg.Renewal.Concurrency,
 		Logger:      log,
 		Now:         opts.Now,
@@ -207,6 +244,27 @@ func OpenDaemon(ctx context.Context, cfg *config.Config, opts DaemonOptions) (d 
 	return d, nil
 }
 
+// OpenRetrying calls open until it succeeds or fails with an error other
+// than certfleet.EUNAVAILABLE: while the store is unreachable (a database
+// restarting, a network partition) a daemon waits for it instead of
+// exiting, 2 s after the first failure, doubling to 30 s, telling retrying
+// each time. Any other error (a bad config) ends it at once, as does ctx.
+func OpenRetrying(ctx context.Context, open func(context.Context) (*Daemon, error), retrying func(err error, wait time.Duration)) (*Daemon, error) {
+	for failures := 1; ; failures++ {
+		d, err := open(ctx)
+		if err == nil || certfleet.ErrorCode(err) != certfleet.EUNAVAILABLE {
+			return d, err
+		}
+		wait := min(time.Second<<min(failures, 5), 30*time.Second) // 2 s doubling to 30 s
+		retrying(err, wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
 // deadLocalProcess reports whether a lease owner is a certfleet process of
 // this host that no longer runs. Owners on other hosts, or with names not
 // made by manager.DefaultInstance, are never reported dead: their leases
@@ -223,7 +281,7 @@ func deadLocalProcess(owner string) bool {
 }
 
 // startResponders listens for the challenges the config uses.
-func (d *Daemon) startResponders(ctx context.Context, store certfleet.Store, tokens *http01.Tokens, opts DaemonOptions) error {
+func (d *Daemon) startResponders(ctx context.Context, store certfleet.Store, tokens *http01.Tokens, opts Options) error {
 	d.serveCtx, d.stopServe = context.WithCancel(context.WithoutCancel(ctx))
 	cfg := d.Config
 	if ln := opts.HTTP01Listener; ln != nil || (cfg.Uses(certfleet.ChallengeHTTP01) && cfg.HTTP01Listen != "") {
@@ -280,42 +338,6 @@ func listenError(what, key, addr string, port int, err error) error {
 	return fmt.Errorf("%s responder: listen on %q (%s): %w%s", what, addr, key, err, hint)
 }
 
-// SyncOutputs writes every configured certificate's current issuance to its
-// output directory, if the files differ (after a crash between issuing and
-// writing, or when files were changed by hand). It returns the first error.
-func (d *Daemon) SyncOutputs(ctx context.Context) error {
-	var first error
-	fd := d.Manager.Deployer.(*fileDeployer)
-	for _, c := range d.CurrentConfig().Certificates {
-		if c.Output.Dir == "" && len(c.Output.Copies) == 0 {
-			continue
-		}
-		for _, kt := range c.Spec.KeyTypes {
-			job, err := d.Store.Job(ctx, certfleet.JobKey{Spec: c.Spec.Name, KeyType: kt})
-			if err != nil || job.CurrentID == 0 {
-				continue
-			}
-			iss, err := d.Store.Issuance(ctx, job.CurrentID)
-			if err != nil {
-				first = cmp(first, fmt.Errorf("certificate %s (%s): load issuance %d: %w", c.Spec.Name, kt, job.CurrentID, err))
-				continue
-			}
-			if err := fd.Deploy(ctx, c.Spec, iss); err != nil {
-				d.Logger.Error("write certificate files", certfleet.LogCertificate, c.Spec.Name, certfleet.LogError, err)
-				first = cmp(first, err)
-			}
-		}
-	}
-	return first
-}
-
-func cmp(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
-}
-
 // Errors reports responder failures while the daemon runs.
 func (d *Daemon) Errors() <-chan error { return d.errs }
 
@@ -330,63 +352,6 @@ func (d *Daemon) Close() error {
 	d.serveWG.Wait()
 	if d.Store != nil {
 		return d.Store.Close()
-	}
-	return nil
-}
-
-// fileDeployer writes a certificate to the output its config entry names.
-type fileDeployer struct {
-	live    *liveConfig
-	writer  *deploy.Writer
-	changes *certfleet.Changes
-	written func(name string) // files changed: check the endpoints
-	// printCommands, when set, gets the commands instead of running them
-	// (test mode).
-	printCommands io.Writer
-	global        *globalActions // [deploy] commands, once per batch of changes
-}
-
-func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
-	f.changes.Notify() // a new certificate: wake long-polls, whoever declared it
-	c, ok := f.live.config().Certificate(spec.Name)
-	if !ok {
-		return nil // declared elsewhere (API)
-	}
-	if c.Output.Dir == "" { // kept in the store, and copied if asked
-		if changed, err := writeCopies(c, iss); err != nil || !changed {
-			return err
-		}
-		return f.runCopyCommands(ctx, c, iss)
-	}
-	target := deploy.Target{
-		Dir: c.Output.Dir, Owner: c.Output.Owner, Group: c.Output.Group,
-		KeyMode: c.Output.KeyMode, Commands: c.Output.Commands,
-	}
-	if f.printCommands != nil {
-		target.Commands = nil
-	}
-	// Copies first: the commands the writer runs after its files see them.
-	copied, err := writeCopies(c, iss)
-	if err != nil {
-		return err
-	}
-	res, err := f.writer.Write(ctx, target, spec, iss)
-	if err != nil {
-		return fmt.Errorf("write %s to %s: %w", spec.Name, c.Output.Dir, err)
-	}
-	if res.Changed || copied {
-		f.global.note(spec.Name, deploy.CommandEnv(res.Dir, spec, iss))
-	}
-	if copied && !res.Changed && f.printCommands == nil {
-		if err := f.runCommands(ctx, spec.Name, c.Output.Commands, deploy.CommandEnv(res.Dir, spec, iss)); err != nil {
-			return err
-		}
-	}
-	if f.printCommands != nil && (res.Changed || copied) {
-		printSkippedCommands(f.printCommands, spec.Name, c.Output.Commands)
-	}
-	if res.Changed && f.written != nil && len(c.Endpoints) > 0 {
-		f.written(spec.Name)
 	}
 	return nil
 }
@@ -435,14 +400,4 @@ func (r *webrootRouter) CleanUp(ctx context.Context, chal certfleet.Challenge) e
 		errs = append(errs, s.CleanUp(ctx, chal))
 	}
 	return errors.Join(errs...)
-}
-
-// redactDSN hides a password in a database URL.
-func redactDSN(dsn string) string {
-	if at := strings.LastIndex(dsn, "@"); at > 0 {
-		if scheme := strings.Index(dsn, "://"); scheme > 0 && scheme < at {
-			return dsn[:scheme+3] + "…" + dsn[at:]
-		}
-	}
-	return dsn
 }

@@ -1,15 +1,9 @@
-package main
+package daemon
 
 import (
-	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
@@ -69,39 +63,4 @@ func caLimits(cfg *config.Config, dir string) ratelimit.Limits {
 		}
 	}
 	return l
-}
-
-// deferral returns the reason a job is waiting for a rate-limit budget, if
-// its latest attempt was deferred and the deferral still holds.
-func deferral(ctx context.Context, store certfleet.Store, j certfleet.Job, now time.Time) (string, error) {
-	if !j.NextAt.After(now) || j.Disabled {
-		return "", nil
-	}
-	atts, err := store.Attempts(ctx, j.JobKey, 1)
-	if err != nil {
-		return "", fmt.Errorf("attempts of %s: %w", j.JobKey, err)
-	}
-	if len(atts) == 0 || atts[0].Outcome != certfleet.OutcomeDeferred {
-		return "", nil
-	}
-	return atts[0].Error, nil
-}
-
-// printRateHolds lists the accounts a CA asked to wait (rateLimited), if
-// any.
-func printRateHolds(ctx context.Context, w io.Writer, store certfleet.RateLimitStore, now time.Time) error {
-	holds, err := store.RateHolds(ctx, now)
-	if err != nil {
-		return fmt.Errorf("list rate-limit holds: %w", err)
-	}
-	if len(holds) == 0 {
-		return nil
-	}
-	fmt.Fprintln(w, "\nCA rate limits in force (no new orders for these accounts until then):")
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ACCOUNT\tCA\tUNTIL\tSINCE\tCA SAID")
-	for _, h := range holds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Account, h.CA, fmtTime(h.Until), fmtTime(h.SetAt), oneLine(strings.TrimSpace(h.Reason), 120))
-	}
-	return tw.Flush()
 }

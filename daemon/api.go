@@ -1,13 +1,10 @@
-package main
+package daemon
 
 import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,13 +12,15 @@ import (
 	"github.com/certfleet/certfleet/httpapi"
 )
 
-// APIOptions override the [api] listeners (tests, the demo).
+// APIOptions override the [api] listeners (tests, the demo): a listener
+// set is served instead of listening on the configured address.
 type APIOptions struct {
 	Listener, URLListener net.Listener
 }
 
-// apiStore returns the daemon's store as the API needs it.
-func apiStore(s certfleet.Store) (httpapi.Store, error) {
+// APIStore returns a store as the HTTP API needs it (with API tokens), or
+// an error saying that store keeps none.
+func APIStore(s certfleet.Store) (httpapi.Store, error) {
 	as, ok := s.(httpapi.Store)
 	if !ok {
 		return nil, fmt.Errorf("the HTTP API needs API tokens in the store, which the %T store does not keep", s)
@@ -39,7 +38,7 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 	if o.Listener == nil && o.URLListener == nil && cfg.Listen == "" && cfg.URLListen == "" {
 		return "", "", nil
 	}
-	store, err := apiStore(d.Store)
+	store, err := APIStore(d.Store)
 	if err != nil {
 		return "", "", err
 	}
@@ -153,40 +152,4 @@ func (a *apiCert) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	}
 	a.loaded = time.Now()
 	return a.cert, nil
-}
-
-// startDemoAPI serves the API for the demo on listen, writes an admin
-// token to dir/admin-token and prints how to use it.
-func startDemoAPI(ctx context.Context, d *Daemon, dir, listen string, w io.Writer) error {
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("demo API: listen on %q (--listen): %w", listen, err)
-	}
-	addr, _, err := d.StartAPI(ctx, APIOptions{Listener: ln})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	store, err := apiStore(d.Store)
-	if err != nil {
-		return err
-	}
-	_, secret, err := createToken(ctx, store, "certfleet demo admin", []string{"*"}, []certfleet.Permission{certfleet.PermAdmin}, false)
-	if err != nil {
-		return fmt.Errorf("demo API: create admin token: %w", err)
-	}
-	tokenFile := filepath.Join(dir, "admin-token")
-	if err := os.WriteFile(tokenFile, []byte(secret+"\n"), 0o600); err != nil {
-		return fmt.Errorf("demo API: write %s: %w", tokenFile, err)
-	}
-	fmt.Fprintf(w, `
-API: http://%[1]s (admin token in %[2]s)
-  TOKEN=$(cat %[2]s)
-  curl -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/names/demo.certfleet.test/fullchain
-  curl -X PUT -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/names/new.certfleet.test
-  curl -H "Authorization: Bearer $TOKEN" "http://%[1]s/v1/names/new.certfleet.test/fullchain?wait=30s"
-  curl -H "Authorization: Bearer $TOKEN" http://%[1]s/v1/certificates
-Dashboard: http://%[1]s/dashboard/ (log in with the token in %[2]s)
-`, addr, tokenFile)
-	return nil
 }

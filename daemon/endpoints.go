@@ -1,11 +1,8 @@
-package main
+package daemon
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -34,29 +31,10 @@ func endpointWarnBefore(iss certfleet.Issuance) time.Duration {
 	return iss.NotAfter.Sub(iss.NotBefore) / 5
 }
 
-// endpointResult is one endpoint's check of one key family.
-type endpointResult struct {
-	Certificate string
-	Target      endpoint.Target
-	Verdict     endpoint.Verdict
-	Err         error // the check itself failed (refused, timed out, STARTTLS refused...)
-}
-
-// OK reports whether the endpoint serves the current certificate, in time.
-func (r endpointResult) OK() bool { return r.Err == nil && r.Verdict.OK() }
-
-// Summary is one line for people.
-func (r endpointResult) Summary() string {
-	if r.Err != nil {
-		return r.Err.Error()
-	}
-	return r.Verdict.Message
-}
-
 // checkEndpoints checks the endpoints of the given certificates (all
 // configured ones when names is empty), each once per key family of a dual
 // certificate, and compares what is served with the archive.
-func checkEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Config, checker *endpoint.Checker, now time.Time, names ...string) []endpointResult {
+func CheckEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Config, checker *endpoint.Checker, now time.Time, names ...string) []endpoint.Finding {
 	type work struct {
 		cert   config.Certificate
 		target endpoint.Target
@@ -83,7 +61,7 @@ func checkEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Conf
 			todo = append(todo, work{c, t, want})
 		}
 	}
-	results := make([]endpointResult, len(todo))
+	results := make([]endpoint.Finding, len(todo))
 	sem := make(chan struct{}, endpointConcurrency)
 	var wg sync.WaitGroup
 	for i, w := range todo {
@@ -92,7 +70,7 @@ func checkEndpoints(ctx context.Context, store certfleet.Store, cfg *config.Conf
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			res := endpointResult{Certificate: w.cert.Spec.Name, Target: w.target}
+			res := endpoint.Finding{Certificate: w.cert.Spec.Name, Target: w.target}
 			r, err := checker.Check(ctx, w.target)
 			if err != nil {
 				res.Err = err
@@ -168,7 +146,7 @@ func (w *endpointWatcher) EndpointObservations() []alert.EndpointObservation {
 }
 
 // record keeps a check's result for EndpointObservations.
-func (w *endpointWatcher) record(r endpointResult, at time.Time) {
+func (w *endpointWatcher) record(r endpoint.Finding, at time.Time) {
 	o := alert.EndpointObservation{Certificate: r.Certificate, Endpoint: r.Target.String(), Status: string(r.Verdict.Status),
 		Message: r.Summary(), ServedSerial: r.Verdict.ServedSerial, ServedNotAfter: r.Verdict.ServedNotAfter,
 		ServedIssuance: r.Verdict.ServedIssuance, CheckedAt: at}
@@ -220,7 +198,7 @@ func (w *endpointWatcher) run(ctx context.Context) {
 func (w *endpointWatcher) pass(ctx context.Context, names ...string) {
 	cfg := w.d.CurrentConfig()
 	now := w.now()
-	for _, r := range checkEndpoints(ctx, w.d.Store, cfg, w.checker, now, names...) {
+	for _, r := range CheckEndpoints(ctx, w.d.Store, cfg, w.checker, now, names...) {
 		if ctx.Err() != nil {
 			return
 		}
@@ -239,39 +217,4 @@ func (w *endpointWatcher) pass(ctx context.Context, names ...string) {
 	if w.d.Alerts != nil {
 		w.d.Alerts.Wake() // new observations
 	}
-}
-
-// printEndpoints prints the endpoint checks as a table and returns how many
-// are not OK.
-func printEndpoints(w io.Writer, results []endpointResult) int {
-	if len(results) == 0 {
-		fmt.Fprintln(w, "(no endpoints configured: add endpoints = [...] to a [[certificate]])")
-		return 0
-	}
-	bad := 0
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tENDPOINT\tSTATUS\tDETAIL")
-	for _, r := range results {
-		status := string(r.Verdict.Status)
-		if r.Err != nil {
-			status = "error"
-		}
-		if !r.OK() {
-			bad++
-			status = upper(status)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Certificate, r.Target, status, oneLine(r.Summary(), 140))
-	}
-	tw.Flush()
-	return bad
-}
-
-func upper(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c >= 'a' && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
 }

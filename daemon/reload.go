@@ -1,9 +1,10 @@
-package main
+package daemon
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"sync/atomic"
 
@@ -103,4 +104,24 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 		return errors.Join(fmt.Errorf("reloaded, but some certificate files could not be written"), err)
 	}
 	return nil
+}
+
+// ReloadOn reloads the configuration load returns whenever trigger fires
+// (SIGHUP), until ctx ends. A configuration that cannot be loaded or
+// applied is logged and the running one stays in force.
+func (d *Daemon) ReloadOn(ctx context.Context, trigger <-chan os.Signal, load func() (*config.Config, error)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-trigger:
+			next, err := load()
+			if err == nil {
+				err = d.Reload(ctx, next)
+			}
+			if err != nil {
+				d.Logger.Error("reload failed; the running configuration stays in force", certfleet.LogError, err)
+			}
+		}
+	}
 }

@@ -1,0 +1,113 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/alert"
+	"github.com/certfleet/certfleet/manager"
+)
+
+// Serve writes any outputs that are behind, then runs the scheduler until ctx
+// ends or a responder fails.
+func (d *Daemon) Serve(ctx context.Context) error {
+	if err := d.SyncOutputs(ctx); err != nil {
+		d.Logger.Warn("some certificate files could not be written; will retry after the next issuance", certfleet.LogError, err)
+	}
+	_ = d.global.Flush(ctx) // logged
+	d.global.Debounce(globalQuiet)
+	defer d.global.Flush(ctx)
+	runCtx, cancel := context.WithCancel(ctx)
+	// The helpers below use the store until runCtx ends, and an alert
+	// delivery records its outcome after that: Serve returns only once
+	// they have, so that Close never closes the store under them.
+	var helpers sync.WaitGroup
+	defer helpers.Wait()
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Manager.Run(runCtx) }()
+	helpers.Go(func() { d.endpoints.run(runCtx) })
+	helpers.Go(func() { d.watchReadiness(runCtx) })
+	helpers.Go(func() { _ = d.Alerts.Run(runCtx) }) // fails only without an Instance, which newAlerts always sets
+	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
+	select {
+	case err := <-d.Errors():
+		cancel()
+		<-done
+		return err
+	case err := <-done:
+		d.Logger.Info("certfleet stopped")
+		return err
+	}
+}
+
+// IssueOnce writes outputs that are behind, then runs one scheduler pass.
+func (d *Daemon) IssueOnce(ctx context.Context) (manager.Report, error) {
+	syncErr := d.SyncOutputs(ctx)
+	rep, err := d.Manager.RunOnce(ctx)
+	if err == nil && syncErr != nil {
+		rep.DeployFailed++
+		d.Logger.Error("write certificate files", certfleet.LogError, syncErr)
+	}
+	if gerr := d.global.Flush(ctx); gerr != nil && err == nil {
+		rep.DeployFailed++ // logged by flush
+	}
+	return rep, err
+}
+
+// SyncOutputs writes every configured certificate's current issuance to its
+// output directory, if the files differ (after a crash between issuing and
+// writing, or when files were changed by hand). It returns the first error.
+func (d *Daemon) SyncOutputs(ctx context.Context) error {
+	var first error
+	fd := d.Manager.Deployer.(*fileDeployer)
+	for _, c := range d.CurrentConfig().Certificates {
+		if c.Output.Dir == "" && len(c.Output.Copies) == 0 {
+			continue
+		}
+		for _, kt := range c.Spec.KeyTypes {
+			job, err := d.Store.Job(ctx, certfleet.JobKey{Spec: c.Spec.Name, KeyType: kt})
+			if err != nil || job.CurrentID == 0 {
+				continue
+			}
+			iss, err := d.Store.Issuance(ctx, job.CurrentID)
+			if err != nil {
+				first = cmp(first, fmt.Errorf("certificate %s (%s): load issuance %d: %w", c.Spec.Name, kt, job.CurrentID, err))
+				continue
+			}
+			if err := fd.Deploy(ctx, c.Spec, iss); err != nil {
+				d.Logger.Error("write certificate files", certfleet.LogCertificate, c.Spec.Name, certfleet.LogError, err)
+				first = cmp(first, err)
+			}
+		}
+	}
+	return first
+}
+
+func cmp(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// AlertRound runs one round of the alert evaluator after a one-shot pass
+// (certfleet issue; Serve runs them continuously): it opens, worsens or
+// resolves incidents and sends what is owed. A notification that cannot be
+// delivered stays owed and is an error, so that cron's own mail is the
+// fallback.
+func (d *Daemon) AlertRound(ctx context.Context) (alert.Report, error) {
+	if d.Alerts == nil {
+		return alert.Report{}, nil
+	}
+	rep, err := d.Alerts.Round(ctx)
+	switch {
+	case err != nil:
+		return rep, fmt.Errorf("the alert round after the pass failed: %w", err)
+	case rep.Failed > 0:
+		return rep, fmt.Errorf("%d alert notification(s) could not be delivered (they stay owed; see the log and `certfleet status -config %s`)", rep.Failed, d.Config.File)
+	}
+	return rep, nil
+}

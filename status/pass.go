@@ -1,0 +1,62 @@
+package status
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/alert"
+	"github.com/certfleet/certfleet/manager"
+)
+
+// Pass prints a scheduler pass as certfleet issue does: one line per
+// lineage worked on, then a summary.
+func Pass(w io.Writer, rep manager.Report) {
+	for _, r := range rep.Results {
+		switch r.Outcome {
+		case certfleet.OutcomeIssued:
+			line := fmt.Sprintf("issued   %-24s %-10s serial %s, valid until %s", r.Key.Spec, r.Key.KeyType, r.Issuance.Serial, r.Issuance.NotAfter.UTC().Format(time.RFC3339))
+			if r.Err != nil {
+				line += fmt.Sprintf("; NOT WRITTEN: %v", r.Err)
+			}
+			fmt.Fprintln(w, line)
+		case certfleet.OutcomeFailed:
+			fmt.Fprintf(w, "FAILED   %-24s %-10s %v (next try %s)\n", r.Key.Spec, r.Key.KeyType, r.Err, Time(r.NextAt))
+		case certfleet.OutcomeDeferred:
+			if de, ok := certfleet.AsDeferError(r.Err); ok { // a rate-limit budget: see docs/ratelimits.md
+				fmt.Fprintf(w, "DEFERRED %-24s %-10s until %s: %s\n", r.Key.Spec, r.Key.KeyType, Time(r.NextAt), de.Reason)
+				continue
+			}
+			fmt.Fprintf(w, "ok       %-24s %-10s not due until %s\n", r.Key.Spec, r.Key.KeyType, Time(r.NextAt))
+		}
+	}
+	took := rep.Finished.Sub(rep.Started).Round(time.Millisecond)
+	if len(rep.Results) == 0 {
+		// Not "every certificate is current": a failing one may be
+		// waiting for its retry.
+		fmt.Fprintln(w, "nothing due now (certfleet status shows each certificate's state and next check)")
+		return
+	}
+	budget := 0
+	for _, r := range rep.Results {
+		if _, ok := certfleet.AsDeferError(r.Err); ok && r.Outcome == certfleet.OutcomeDeferred {
+			budget++
+		}
+	}
+	if budget > 0 {
+		fmt.Fprintf(w, "%d issued, %d failed, %d deferred by rate-limit budgets, %d not due, in %s\n",
+			rep.Issued, rep.Failed, budget, rep.Deferred-budget, took)
+		return
+	}
+	fmt.Fprintf(w, "%d issued, %d failed, %d not due, in %s\n", rep.Issued, rep.Failed, rep.Deferred, took)
+}
+
+// Alerts prints the line certfleet issue prints about the alert round
+// after its pass; nothing when the round did nothing.
+func Alerts(w io.Writer, rep alert.Report) {
+	if rep.Opened+rep.Resolved+rep.Sent+rep.Failed > 0 {
+		fmt.Fprintf(w, "alerts: %d opened, %d changed, %d resolved; %d notification(s) sent, %d failed\n",
+			rep.Opened, rep.Updated, rep.Resolved, rep.Sent, rep.Failed)
+	}
+}

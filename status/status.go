@@ -1,0 +1,173 @@
+// Package status renders certfleet's state as plain text for people: the
+// tables certfleet status prints (certificates, agents, short-lived
+// readiness, alert incidents, CA rate-limit holds, endpoint checks), a
+// scheduler pass as certfleet issue prints it, the audit trail and the ACME
+// accounts.
+//
+// It reads through the root interfaces and writes to an io.Writer; it
+// changes nothing and decides nothing (what is due, failing or unsafe is
+// decided by manager, alert and metrics, and computed for status by
+// daemon). Machine-readable views are the HTTP API's (httpapi) and
+// /metrics' (metrics).
+package status
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// Certificates prints the status table of every lineage (withdrawn ones
+// too with all): key ID, names, expiry, next check, state and last error,
+// then the CA rate-limit holds in force.
+func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all bool, now time.Time) error {
+	jobs, err := store.Jobs(ctx, certfleet.JobFilter{IncludeDisabled: all})
+	if err != nil {
+		return fmt.Errorf("list jobs: %w", err)
+	}
+	specs, err := store.Specs(ctx, certfleet.SpecFilter{IncludeDisabled: true})
+	if err != nil {
+		return fmt.Errorf("list specs: %w", err)
+	}
+	byName := make(map[string]certfleet.CertificateSpec, len(specs))
+	for _, s := range specs {
+		byName[s.Name] = s
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tKEY\tKEY ID\tIDENTIFIERS\tNOT AFTER\tNEXT CHECK\tSTATE\tLAST ERROR")
+	for _, j := range jobs {
+		spec := byName[j.Spec]
+		notAfter, state, keyID := "-", "pending", "-"
+		if j.CurrentID != 0 {
+			iss, err := store.Issuance(ctx, j.CurrentID)
+			if err != nil {
+				return fmt.Errorf("load issuance %d of %s: %w", j.CurrentID, j.JobKey, err)
+			}
+			notAfter = Time(iss.NotAfter)
+			keyID = shortKeyID(iss)
+			switch left := iss.NotAfter.Sub(now); {
+			case left <= 0:
+				state = "EXPIRED"
+			case j.Failures > 0:
+				state = fmt.Sprintf("valid, %d failure(s)", j.Failures)
+			default:
+				state = "valid"
+			}
+		} else if j.Failures > 0 {
+			state = fmt.Sprintf("failing (%d)", j.Failures)
+		}
+		if j.Disabled {
+			state = "withdrawn"
+		}
+		lastErr := "-"
+		if j.LastError != "" {
+			lastErr = OneLine(j.LastError, 100)
+		}
+		if why, err := deferral(ctx, store, j, now); err != nil {
+			return err
+		} else if why != "" {
+			state, lastErr = "deferred ("+state+")", OneLine(why, 160) // rate-limit budget; NEXT CHECK is when
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Spec, j.KeyType, keyID, idList(spec.Identifiers), notAfter, Time(j.NextAt), state, lastErr)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(jobs) == 0 {
+		fmt.Fprintln(w, "(no certificates in the store)")
+	}
+	return rateHolds(ctx, w, store, now)
+}
+
+func idList(ids []certfleet.Identifier) string {
+	v := certfleet.IdentifierValues(ids)
+	if len(v) > 3 {
+		return strings.Join(v[:3], ",") + fmt.Sprintf(",+%d", len(v)-3)
+	}
+	return strings.Join(v, ",")
+}
+
+// shortKeyID is the first 16 hex digits of an issuance's key ID, for the
+// status table (certfleet compromise takes any unambiguous prefix of 8 or
+// more); "-" when the certificate cannot be read.
+func shortKeyID(iss certfleet.Issuance) string {
+	id, err := iss.KeyID()
+	if err != nil {
+		return "-"
+	}
+	return id[:16]
+}
+
+// deferral returns the reason a job is waiting for a rate-limit budget, if
+// its latest attempt was deferred and the deferral still holds.
+func deferral(ctx context.Context, store certfleet.Store, j certfleet.Job, now time.Time) (string, error) {
+	if !j.NextAt.After(now) || j.Disabled {
+		return "", nil
+	}
+	atts, err := store.Attempts(ctx, j.JobKey, 1)
+	if err != nil {
+		return "", fmt.Errorf("attempts of %s: %w", j.JobKey, err)
+	}
+	if len(atts) == 0 || atts[0].Outcome != certfleet.OutcomeDeferred {
+		return "", nil
+	}
+	return atts[0].Error, nil
+}
+
+// rateHolds lists the accounts a CA asked to wait (rateLimited), if
+// any.
+func rateHolds(ctx context.Context, w io.Writer, store certfleet.RateLimitStore, now time.Time) error {
+	holds, err := store.RateHolds(ctx, now)
+	if err != nil {
+		return fmt.Errorf("list rate-limit holds: %w", err)
+	}
+	if len(holds) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nCA rate limits in force (no new orders for these accounts until then):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACCOUNT\tCA\tUNTIL\tSINCE\tCA SAID")
+	for _, h := range holds {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Account, h.CA, Time(h.Until), Time(h.SetAt), OneLine(strings.TrimSpace(h.Reason), 120))
+	}
+	return tw.Flush()
+}
+
+// Time formats t in UTC to the second, "-" when zero.
+func Time(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
+}
+
+// OneLine folds s onto one line and cuts it to n bytes, with an ellipsis.
+func OneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}
+
+func upper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

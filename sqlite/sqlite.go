@@ -291,7 +291,6 @@ var hotWrites = []string{
 	qClaimDue, qLeasedJob, qInsertIssuance, qCompleteJob, qFailJob, qInsertAttempt, qPruneAttempts,
 	qExtendLease, qSetPendingOrder, qReschedule, qReleaseLease,
 	qInsertSpec, qInsertJob,
-	qInsertEvent,
 }
 
 // hotReads are prepared on the read pool: the challenge lookup is on the

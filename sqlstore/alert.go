@@ -59,9 +59,10 @@ var (
 )
 
 // maxObserveRounds bounds ObserveIncident's retries: a round is repeated
-// only when another writer opened the same incident between its look and
-// its insert (the insert then does nothing and the next round updates that
-// row). On SQLite, whose writers are serialised, one round is the norm.
+// only when another writer opened the same incident, with an older
+// observation, after the round's update looked for it (the next round
+// updates that row). On SQLite, whose writers are serialised, one round is
+// the norm.
 const maxObserveRounds = 3
 
 func scanIncident(row Row) (certfleet.Incident, error) {
@@ -101,8 +102,14 @@ func (s *Store) ObserveIncident(ctx context.Context, i certfleet.Incident) (cert
 			}
 			got, err = scanIncident(tx.QueryRow(qOpenIncident, i.Key))
 			if err == nil {
-				out = got // observed later by someone else
-				return nil
+				if got.UpdatedAt.After(Stored(i.UpdatedAt)) {
+					out = got // observed later by someone else
+					return nil
+				}
+				// Opened by another writer (PostgreSQL: committed after
+				// the update looked, each statement seeing the newest
+				// commits) with an older observation: update it.
+				continue
 			} else if !noRows(err) {
 				return fmt.Errorf("load incident %s: %w", i.Key, err)
 			}

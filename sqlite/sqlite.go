@@ -313,6 +313,9 @@ var errNotOpen = errors.New("sqlite: store is not open")
 // translate attaches a certfleet code to driver errors that have one, by
 // result code (never by text). The driver error stays in the chain.
 func translate(err error) error {
+	if err == nil {
+		return nil // the common case, without errors.As's allocation
+	}
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
 		return err

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/certfleet/certfleet/sqlstore"
@@ -105,7 +106,7 @@ func (q *querier) Query(s sqlstore.Q, args ...any) (sqlstore.Rows, error) {
 	if err != nil {
 		return nil, translate(err)
 	}
-	return rows{rs}, nil
+	return &rows{rs: rs}, nil
 }
 
 func (q *querier) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
@@ -173,13 +174,32 @@ func (t *dbTx) Notify() error {
 
 var qNotify = sqlstore.SQLEach("", `SELECT pg_notify($1, $2)`)
 
-type rows struct{ rs pgx.Rows }
+// rows reads every *time.Time scan destination through timestamptz.
+type rows struct {
+	rs  pgx.Rows
+	buf []any // Scan's destinations with the times wrapped, reused row after row
+}
 
-func (r rows) Next() bool { return r.rs.Next() }
-func (r rows) Err() error { return translate(r.rs.Err()) }
-func (r rows) Close()     { r.rs.Close() }
-func (r rows) Scan(dest ...any) error {
-	return translate(scanTimes(r.rs.Scan, dest))
+func (r *rows) Next() bool { return r.rs.Next() }
+func (r *rows) Err() error { return translate(r.rs.Err()) }
+func (r *rows) Close()     { r.rs.Close() }
+func (r *rows) Scan(dest ...any) error {
+	i := slices.IndexFunc(dest, isTime)
+	if i < 0 {
+		return translate(r.rs.Scan(dest...))
+	}
+	r.buf = append(r.buf[:0], dest...)
+	for ; i < len(r.buf); i++ {
+		if t, ok := r.buf[i].(*time.Time); ok {
+			r.buf[i] = timestamptz{t}
+		}
+	}
+	return translate(r.rs.Scan(r.buf...))
+}
+
+func isTime(d any) bool {
+	_, ok := d.(*time.Time)
+	return ok
 }
 
 // row is QueryRow's result: the first row of a query, closed after Scan.
@@ -202,37 +222,16 @@ func (r row) Scan(dest ...any) error {
 	return r.rs.Scan(dest...)
 }
 
-// scanTimes runs scan with every *time.Time destination read through a
-// nullable timestamptz (NULL: the zero time), in UTC.
-func scanTimes(scan func(...any) error, dest []any) error {
-	var (
-		tmp   []pgtype.Timestamptz
-		times []*time.Time
-		idx   []int
-	)
-	for i, d := range dest {
-		if t, ok := d.(*time.Time); ok {
-			if tmp == nil {
-				dest = append([]any(nil), dest...)
-				tmp = make([]pgtype.Timestamptz, 0, len(dest)-i)
-			}
-			tmp = append(tmp, pgtype.Timestamptz{})
-			times = append(times, t)
-			idx = append(idx, i)
-		}
-	}
-	for k, i := range idx {
-		dest[i] = &tmp[k]
-	}
-	if err := scan(dest...); err != nil {
-		return err
-	}
-	for k, t := range times {
-		if tmp[k].Valid {
-			*t = tmp[k].Time.UTC()
-		} else {
-			*t = time.Time{}
-		}
+// timestamptz scans a nullable timestamptz into *t, in UTC; NULL is the
+// zero time. Being one pointer, it is held in an interface without an
+// allocation: scanning a page of rows costs nothing per time column.
+type timestamptz struct{ t *time.Time }
+
+// ScanTimestamptz implements pgtype.TimestamptzScanner.
+func (p timestamptz) ScanTimestamptz(v pgtype.Timestamptz) error {
+	*p.t = time.Time{}
+	if v.Valid {
+		*p.t = v.Time.UTC()
 	}
 	return nil
 }

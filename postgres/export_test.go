@@ -1,7 +1,26 @@
 package postgres
 
+import (
+	"context"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/sqlstore"
+)
+
 // TranslateForTest exposes translate to the external tests.
 var TranslateForTest = translate
 
-// EventQueryForTest exposes the audit trail's query builder.
-var EventQueryForTest = (*Store).eventQuery
+// EventQueryForTest returns the page query s.Events runs for f (checked),
+// in PostgreSQL's form, with the cursor's time read first: what
+// TestEventQueryPlans EXPLAINs.
+func EventQueryForTest(s *Store, ctx context.Context, f certfleet.EventFilter) (string, []any, error) {
+	var cursorAt time.Time
+	if f.BeforeID > 0 {
+		if err := s.pool.QueryRow(ctx, `SELECT at FROM audit_events WHERE id = $1`, f.BeforeID).Scan(&cursorAt); err != nil {
+			return "", nil, err
+		}
+	}
+	q, args := sqlstore.EventQuery(f, cursorAt)
+	return q.Text(sqlstore.Postgres), args, nil
+}

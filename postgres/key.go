@@ -13,10 +13,6 @@ func (s *Store) openKey(stored, aad []byte) ([]byte, error) { return s.Keyring()
 // (WithdrawSpec with destroyKeys): NULL, as for no key at all.
 func erasedKey() []byte { return nil }
 
-func accountAAD(ca, name string) []byte { return seal.AccountKeyAAD(ca, name) }
-
-func pendingAccountAAD(ca, name string) []byte { return seal.PendingAccountKeyAAD(ca, name) }
-
 func pendingKeyAAD(spec, keyType, orderURL string) []byte {
 	return seal.PendingKeyAAD(spec, keyType, orderURL)
 }

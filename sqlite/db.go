@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/certfleet/certfleet/sqlstore"
@@ -172,7 +173,7 @@ func (q *querier) Query(s sqlstore.Q, args ...any) (sqlstore.Rows, error) {
 	if err != nil {
 		return nil, translate(err)
 	}
-	return rows{rs}, nil
+	return &rows{rs: rs}, nil
 }
 
 func (q *querier) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
@@ -220,13 +221,32 @@ func (t *dbTx) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
 // process learns of its own changes in-process (certfleet.Changes).
 func (t *dbTx) Notify() error { return nil }
 
-type rows struct{ rs *sql.Rows }
+// rows reads every *time.Time scan destination through unixMicro.
+type rows struct {
+	rs  *sql.Rows
+	buf []any // Scan's destinations with the times wrapped, reused row after row
+}
 
-func (r rows) Next() bool { return r.rs.Next() }
-func (r rows) Err() error { return translate(r.rs.Err()) }
-func (r rows) Close()     { r.rs.Close() }
-func (r rows) Scan(dest ...any) error {
-	return translate(scanTimes(r.rs.Scan, dest))
+func (r *rows) Next() bool { return r.rs.Next() }
+func (r *rows) Err() error { return translate(r.rs.Err()) }
+func (r *rows) Close()     { r.rs.Close() }
+func (r *rows) Scan(dest ...any) error {
+	i := slices.IndexFunc(dest, isTime)
+	if i < 0 {
+		return translate(r.rs.Scan(dest...))
+	}
+	r.buf = append(r.buf[:0], dest...)
+	for ; i < len(r.buf); i++ {
+		if t, ok := r.buf[i].(*time.Time); ok {
+			r.buf[i] = unixMicro{t}
+		}
+	}
+	return translate(r.rs.Scan(r.buf...))
+}
+
+func isTime(d any) bool {
+	_, ok := d.(*time.Time)
+	return ok
 }
 
 // row is QueryRow's result: the first row of a query, closed after Scan.
@@ -269,37 +289,24 @@ func encodeArgs(args []any) []any {
 	return out
 }
 
-// scanTimes runs scan with every *time.Time destination read through an
-// integer of Unix microseconds (NULL: the zero time).
-func scanTimes(scan func(...any) error, dest []any) error {
-	var (
-		tmp   []sql.NullInt64
-		times []*time.Time
-		idx   []int
-	)
-	for i, d := range dest {
-		if t, ok := d.(*time.Time); ok {
-			if tmp == nil {
-				dest = append([]any(nil), dest...)
-				tmp = make([]sql.NullInt64, 0, len(dest)-i)
-			}
-			tmp = append(tmp, sql.NullInt64{})
-			times = append(times, t)
-			idx = append(idx, i)
-		}
+// unixMicro scans a stored time (an integer of Unix microseconds, NULL for
+// none) into *t, in UTC; NULL is the zero time. Being one pointer, it is
+// held in an interface without an allocation: scanning a page of rows
+// costs nothing per time column.
+type unixMicro struct{ t *time.Time }
+
+func (u unixMicro) Scan(src any) error {
+	if v, ok := src.(int64); ok {
+		*u.t = time.UnixMicro(v).UTC()
+		return nil
 	}
-	for k, i := range idx {
-		dest[i] = &tmp[k]
+	var n sql.NullInt64
+	if err := n.Scan(src); err != nil {
+		return fmt.Errorf("read a time stored as %T: %w", src, err)
 	}
-	if err := scan(dest...); err != nil {
-		return err
-	}
-	for k, t := range times {
-		if tmp[k].Valid {
-			*t = time.UnixMicro(tmp[k].Int64).UTC()
-		} else {
-			*t = time.Time{}
-		}
+	*u.t = time.Time{}
+	if n.Valid {
+		*u.t = time.UnixMicro(n.Int64).UTC()
 	}
 	return nil
 }

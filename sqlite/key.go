@@ -9,10 +9,6 @@ func (s *Store) sealKey(pemKey, aad []byte) ([]byte, error) { return s.Keyring()
 // openKey reverses sealKey.
 func (s *Store) openKey(stored, aad []byte) ([]byte, error) { return s.Keyring().Open(stored, aad) }
 
-func accountAAD(ca, name string) []byte { return seal.AccountKeyAAD(ca, name) }
-
-func pendingAccountAAD(ca, name string) []byte { return seal.PendingAccountKeyAAD(ca, name) }
-
 func pendingKeyAAD(spec, keyType, orderURL string) []byte {
 	return seal.PendingKeyAAD(spec, keyType, orderURL)
 }

@@ -291,7 +291,6 @@ var hotWrites = []string{
 	qClaimDue, qLeasedJob, qInsertIssuance, qCompleteJob, qFailJob, qInsertAttempt, qPruneAttempts,
 	qExtendLease, qSetPendingOrder, qReschedule, qReleaseLease,
 	qInsertSpec, qInsertJob,
-	qInsertEvent,
 }
 
 // hotReads are prepared on the read pool: the challenge lookup is on the
@@ -314,6 +313,9 @@ var errNotOpen = errors.New("sqlite: store is not open")
 // translate attaches a certfleet code to driver errors that have one, by
 // result code (never by text). The driver error stays in the chain.
 func translate(err error) error {
+	if err == nil {
+		return nil // the common case, without errors.As's allocation
+	}
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
 		return err

@@ -1,9 +1,7 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -13,38 +11,51 @@ import (
 
 var _ certfleet.AccountAdmin = (*Store)(nil)
 
+var (
+	qAccounts = SQL(`SELECT ` + accountCols + ` FROM accounts ORDER BY name, ca`)
+	// qLockedAccount locks the row on PostgreSQL until the transaction
+	// ends; a SQLite write transaction excludes every other writer already.
+	qLockedAccount     = SQLEach(qAccountText, qAccountText+` FOR UPDATE`)
+	qSetPendingKey     = SQL(`UPDATE accounts SET pending_key = $1 WHERE ca = $2 AND name = $3`)
+	qSetAccountKey     = SQL(`UPDATE accounts SET key_pem = $1, key_changed_at = $2 WHERE ca = $3 AND name = $4`)
+	qClearPendingKey   = SQL(`UPDATE accounts SET pending_key = NULL WHERE ca = $1 AND name = $2`)
+	qDeactivateAccount = SQL(`UPDATE accounts SET status = 'deactivated', pending_key = NULL,
+		deactivated_at = coalesce(deactivated_at, $1) WHERE ca = $2 AND name = $3`)
+)
+
 // Accounts implements certfleet.AccountAdmin.
 func (s *Store) Accounts(ctx context.Context) ([]certfleet.Account, error) {
-	db, err := s.reader()
+	q, err := s.read(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.QueryContext(ctx, `SELECT `+accountCols+` FROM accounts ORDER BY name, ca`)
+	rows, err := q.Query(qAccounts)
 	if err != nil {
-		return nil, fmt.Errorf("list accounts: %w", translate(err))
+		return nil, fmt.Errorf("list accounts: %w", err)
 	}
 	defer rows.Close()
 	var out []certfleet.Account
 	for rows.Next() {
 		a, err := s.scanAccount(rows)
 		if err != nil {
-			return nil, fmt.Errorf("list accounts: %w", translate(err))
+			return nil, fmt.Errorf("list accounts: %w", err)
 		}
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list accounts: %w", translate(err))
+		return nil, fmt.Errorf("list accounts: %w", err)
 	}
 	return out, nil
 }
 
-// lockedAccount reads (ca, name) inside a write transaction.
-func (s *Store) lockedAccount(tx *txn, ca, name string) (certfleet.Account, error) {
-	a, err := s.scanAccount(tx.queryRow(qAccount, ca, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return a, certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s is not registered", name, ca)
+// lockedAccount reads (ca, name) inside a write transaction, which no
+// other writer of the row can interleave with until it ends.
+func (s *Store) lockedAccount(tx Tx, ca, name string) (certfleet.Account, error) {
+	a, err := s.scanAccount(tx.QueryRow(qLockedAccount, ca, name))
+	if noRows(err) {
+		return certfleet.Account{}, certfleet.Errorf(certfleet.ENOTFOUND, "account %q of %s is not registered", name, ca)
 	}
-	return a, translate(err)
+	return a, err
 }
 
 // BeginKeyRollover implements certfleet.AccountAdmin.
@@ -56,7 +67,7 @@ func (s *Store) BeginKeyRollover(ctx context.Context, ca, name string, newKeyPEM
 	if err != nil {
 		return fmt.Errorf("key rollover of account %q of %s: %w", name, ca, err)
 	}
-	err = s.write(ctx, func(tx *txn) error {
+	err = s.write(ctx, func(tx Tx) error {
 		a, err := s.lockedAccount(tx, ca, name)
 		if err != nil {
 			return err
@@ -64,8 +75,8 @@ func (s *Store) BeginKeyRollover(ctx context.Context, ca, name string, newKeyPEM
 		if err := storeutil.CheckRollover(a); err != nil {
 			return err
 		}
-		_, err = tx.exec(`UPDATE accounts SET pending_key = ? WHERE ca = ? AND name = ?`, sealed, ca, name)
-		return translate(err)
+		_, err = tx.Exec(qSetPendingKey, sealed, ca, name)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("begin key rollover of account %q of %s: %w", name, ca, err)
@@ -75,10 +86,10 @@ func (s *Store) BeginKeyRollover(ctx context.Context, ca, name string, newKeyPEM
 
 // FinishKeyRollover implements certfleet.AccountAdmin: the accepted key is
 // sealed under the account key's AAD into key_pem, and pending_key cleared
-// when it is that key, in one transaction.
+// when it is that key, in one transaction holding the row.
 func (s *Store) FinishKeyRollover(ctx context.Context, ca, name string, keyPEM []byte, accepted bool, at time.Time) (certfleet.Account, error) {
 	var out certfleet.Account
-	err := s.write(ctx, func(tx *txn) error {
+	err := s.write(ctx, func(tx Tx) error {
 		a, err := s.lockedAccount(tx, ca, name)
 		if err != nil {
 			return err
@@ -92,13 +103,13 @@ func (s *Store) FinishKeyRollover(ctx context.Context, ca, name string, keyPEM [
 			if err != nil {
 				return err
 			}
-			if _, err = tx.exec(`UPDATE accounts SET key_pem = ?, key_changed_at = ? WHERE ca = ? AND name = ?`, key, tsReq(at), ca, name); err != nil {
-				return translate(err)
+			if _, err = tx.Exec(qSetAccountKey, key, at, ca, name); err != nil {
+				return err
 			}
 		}
 		if clearPending {
-			if _, err := tx.exec(`UPDATE accounts SET pending_key = NULL WHERE ca = ? AND name = ?`, ca, name); err != nil {
-				return translate(err)
+			if _, err := tx.Exec(qClearPendingKey, ca, name); err != nil {
+				return err
 			}
 		}
 		out, err = s.lockedAccount(tx, ca, name)
@@ -113,13 +124,12 @@ func (s *Store) FinishKeyRollover(ctx context.Context, ca, name string, keyPEM [
 // DeactivateAccount implements certfleet.AccountAdmin.
 func (s *Store) DeactivateAccount(ctx context.Context, ca, name string, at time.Time) (certfleet.Account, error) {
 	var out certfleet.Account
-	err := s.write(ctx, func(tx *txn) error {
+	err := s.write(ctx, func(tx Tx) error {
 		if _, err := s.lockedAccount(tx, ca, name); err != nil {
 			return err
 		}
-		if _, err := tx.exec(`UPDATE accounts SET status = 'deactivated', pending_key = NULL,
-			deactivated_at = coalesce(deactivated_at, ?) WHERE ca = ? AND name = ?`, tsReq(at), ca, name); err != nil {
-			return translate(err)
+		if _, err := tx.Exec(qDeactivateAccount, at, ca, name); err != nil {
+			return err
 		}
 		var err error
 		out, err = s.lockedAccount(tx, ca, name)

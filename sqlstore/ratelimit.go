@@ -1,0 +1,187 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
+)
+
+// TODO(arch): var _ certfleet.RateLimitStore = (*Store)(nil) once DeferJob
+// moves here with the jobs.
+
+var (
+	// qLockBudget serialises the reservations of one CA across instances
+	// sharing a PostgreSQL database: a transaction-scoped advisory lock on
+	// (schema, CA). SQLite needs none: its write transactions already
+	// exclude each other, in this process and in others on the same file.
+	// The key must not change while instances of different versions may
+	// share a database, or they would stop excluding each other.
+	qLockBudget = SQLEach("",
+		`SELECT pg_advisory_xact_lock(hashtextextended('certfleet.ratelimit|' || current_schema() || '|' || $1, 0))`)
+	qCountBudget      = SQL(`SELECT count(*) FROM rate_log WHERE ca = $1 AND bucket = $2 AND at > $3`)
+	qBudgetFreesAt    = SQL(`SELECT at FROM rate_log WHERE ca = $1 AND bucket = $2 AND at > $3 ORDER BY at LIMIT 1 OFFSET $4`)
+	qInsertReserve    = SQL(`INSERT INTO rate_reservations (ca, spec, key_type, at) VALUES ($1, $2, $3, $4) RETURNING id`)
+	qInsertRateLog    = SQL(`INSERT INTO rate_log (ca, bucket, at, reservation, refundable) VALUES ($1, $2, $3, $4, $5)`)
+	qRefundBudget     = SQL(`DELETE FROM rate_log WHERE reservation = $1 AND refundable`)
+	qInsertRateEvent  = SQL(`INSERT INTO rate_log (ca, bucket, at) VALUES ($1, $2, $3)`)
+	qPruneRateLog     = SQL(`DELETE FROM rate_log WHERE at < $1`)
+	qPruneReservation = SQL(`DELETE FROM rate_reservations WHERE at < $1`)
+	qPruneRateHolds   = SQL(`DELETE FROM rate_holds WHERE until < $1`)
+	qSetRateHold      = SQL(`INSERT INTO rate_holds (ca, account, until, reason, set_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (ca, account) DO UPDATE SET
+			reason = CASE WHEN excluded.until >= rate_holds.until THEN excluded.reason ELSE rate_holds.reason END,
+			set_at = CASE WHEN excluded.until >= rate_holds.until THEN excluded.set_at ELSE rate_holds.set_at END,
+			until = CASE WHEN excluded.until >= rate_holds.until THEN excluded.until ELSE rate_holds.until END`)
+	qRateHolds = SQL(`SELECT ca, account, until, reason, set_at FROM rate_holds WHERE until > $1 ORDER BY ca, account`)
+)
+
+// ReserveBudget implements certfleet.RateLimitStore. Count and insert are
+// one write transaction that no other reservation for the CA can
+// interleave with: on PostgreSQL it first takes the advisory lock of
+// qLockBudget, so every reservation for the CA, from any instance, queues
+// on it and the counts it reads cannot change before its inserts commit
+// (read committed is enough under the lock: each statement sees every
+// reservation committed before it); on SQLite a write transaction
+// excludes every other writer, of this process or another on the file.
+func (s *Store) ReserveBudget(ctx context.Context, r certfleet.BudgetRequest) (certfleet.BudgetResult, error) {
+	if err := storeutil.CheckBudgetRequest(r); err != nil {
+		return certfleet.BudgetResult{}, err
+	}
+	var res certfleet.BudgetResult
+	err := s.write(ctx, func(tx Tx) error {
+		res = certfleet.BudgetResult{}
+		if _, err := tx.Exec(qLockBudget, r.CA); err != nil {
+			return fmt.Errorf("lock the budget of %s: %w", r.CA, err)
+		}
+		for _, l := range r.Limits {
+			since := r.At.Add(-l.Window)
+			var n int
+			if err := tx.QueryRow(qCountBudget, r.CA, l.Bucket, since).Scan(&n); err != nil {
+				return fmt.Errorf("count %s: %w", l.Name, err)
+			}
+			if n < l.Limit {
+				continue
+			}
+			// The slot frees when the entry that puts the bucket at its
+			// limit leaves the window: the (n-limit+1)-th oldest.
+			var oldest time.Time
+			if err := tx.QueryRow(qBudgetFreesAt, r.CA, l.Bucket, since, n-l.Limit).Scan(&oldest); err != nil {
+				return fmt.Errorf("oldest entry of %s: %w", l.Name, err)
+			}
+			until := oldest.Add(l.Window)
+			if !res.Until.After(until) {
+				res.Blocked, res.Count, res.Until = l, n, until
+			}
+		}
+		if !res.Until.IsZero() {
+			return nil
+		}
+		if !slices.ContainsFunc(r.Limits, func(l certfleet.BudgetLimit) bool { return !l.CheckOnly }) {
+			res.OK = true // a check: nothing to add, no reservation
+			return nil
+		}
+		var id int64
+		if err := tx.QueryRow(qInsertReserve, r.CA, r.Job.Spec, string(r.Job.KeyType), r.At).Scan(&id); err != nil {
+			return fmt.Errorf("record reservation: %w", err)
+		}
+		for _, l := range r.Limits {
+			if l.CheckOnly {
+				continue
+			}
+			if _, err := tx.Exec(qInsertRateLog, r.CA, l.Bucket, r.At, id, l.Refundable); err != nil {
+				return fmt.Errorf("record %s: %w", l.Name, err)
+			}
+		}
+		res.OK, res.Reservation = true, id
+		return nil
+	})
+	if err != nil {
+		return certfleet.BudgetResult{}, fmt.Errorf("reserve rate-limit budget for %s at %s: %w", r.Job, r.CA, err)
+	}
+	return res, nil
+}
+
+// RefundBudget implements certfleet.RateLimitStore.
+func (s *Store) RefundBudget(ctx context.Context, reservation int64) error {
+	return s.write(ctx, func(tx Tx) error {
+		if _, err := tx.Exec(qRefundBudget, reservation); err != nil {
+			return fmt.Errorf("refund rate-limit reservation %d: %w", reservation, err)
+		}
+		return nil
+	})
+}
+
+// RecordBudgetEvent implements certfleet.RateLimitStore.
+func (s *Store) RecordBudgetEvent(ctx context.Context, ca, bucket string, at time.Time) error {
+	if err := storeutil.CheckBudgetEvent(ca, bucket, at); err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx Tx) error {
+		if _, err := tx.Exec(qInsertRateEvent, ca, bucket, at); err != nil {
+			return fmt.Errorf("record rate-limit event %s: %w", bucket, err)
+		}
+		return nil
+	})
+}
+
+// PruneBudget implements certfleet.RateLimitStore.
+func (s *Store) PruneBudget(ctx context.Context, before time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(tx Tx) error {
+		n = 0
+		for _, q := range []Q{qPruneRateLog, qPruneReservation, qPruneRateHolds} {
+			k, err := tx.Exec(q, before)
+			if err != nil {
+				return fmt.Errorf("prune rate-limit log: %w", err)
+			}
+			n += k
+		}
+		return nil
+	})
+	return int(n), err
+}
+
+// SetRateHold implements certfleet.RateLimitStore. It notifies the other
+// instances sharing the database (certfleet.Notifier), whose schedulers
+// then see the hold.
+func (s *Store) SetRateHold(ctx context.Context, h certfleet.RateHold) error {
+	h, err := storeutil.PrepareRateHold(h, s.now())
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx Tx) error {
+		if _, err := tx.Exec(qSetRateHold, h.CA, h.Account, h.Until, h.Reason, h.SetAt); err != nil {
+			return fmt.Errorf("set rate-limit hold of account %s at %s: %w", h.Account, h.CA, err)
+		}
+		return tx.Notify()
+	})
+}
+
+// RateHolds implements certfleet.RateLimitStore.
+func (s *Store) RateHolds(ctx context.Context, now time.Time) ([]certfleet.RateHold, error) {
+	q, err := s.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.Query(qRateHolds, now)
+	if err != nil {
+		return nil, fmt.Errorf("list rate-limit holds: %w", err)
+	}
+	defer rows.Close()
+	var out []certfleet.RateHold
+	for rows.Next() {
+		var h certfleet.RateHold
+		if err := rows.Scan(&h.CA, &h.Account, &h.Until, &h.Reason, &h.SetAt); err != nil {
+			return nil, fmt.Errorf("list rate-limit holds: %w", err)
+		}
+		out = append(out, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list rate-limit holds: %w", err)
+	}
+	return out, nil
+}

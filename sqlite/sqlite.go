@@ -290,7 +290,6 @@ func (t *txn) queryRow(query string, args ...any) *sql.Row {
 var hotWrites = []string{
 	qClaimDue, qLeasedJob, qInsertIssuance, qCompleteJob, qFailJob, qInsertAttempt, qPruneAttempts,
 	qExtendLease, qSetPendingOrder, qReschedule, qReleaseLease,
-	qInsertSpec, qInsertJob,
 	qInsertEvent,
 }
 

@@ -9,6 +9,7 @@ import "slices"
 // per call do not belong here.
 var hot = []Q{
 	qDeleteExpiredChallenges, qPutChallenge, qDeleteChallenge, qChallenge,
+	qInsertSpec, qInsertJob,
 }
 
 // HotStatements returns the statements worth preparing once (see hot).

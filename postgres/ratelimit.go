@@ -172,17 +172,3 @@ func (s *Store) RateHolds(ctx context.Context, now time.Time) ([]certfleet.RateH
 	}
 	return out, translate(rows.Err())
 }
-
-// DeferJob implements certfleet.RateLimitStore. An attempt with an empty
-// Outcome is recorded as certfleet.OutcomeDeferred.
-func (s *Store) DeferJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
-	a, err := storeutil.PrepareJobAttempt("defer", key, a, certfleet.OutcomeDeferred, nextAt, s.now())
-	if err != nil {
-		return err
-	}
-	if err := s.fencedAttempt(ctx, key, owner, a, `UPDATE jobs SET next_at = $1, lease_owner = '', lease_until = NULL WHERE id = $2`,
-		nextAt); err != nil {
-		return fmt.Errorf("defer job %s: %w", key, err)
-	}
-	return nil
-}

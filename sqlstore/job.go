@@ -163,14 +163,22 @@ func (s *Store) ClaimDue(ctx context.Context, r certfleet.ClaimRequest) ([]certf
 		now = s.now()
 	}
 	var jobs []certfleet.Job
-	err := s.write(ctx, func(tx Tx) error {
-		rows, err := tx.Query(qClaimDue, r.Owner, now.Add(r.Lease), now, r.Limit)
+	claim := func(q Querier) error {
+		rows, err := q.Query(qClaimDue, r.Owner, now.Add(r.Lease), now, r.Limit)
 		if err != nil {
 			return err
 		}
 		jobs, err = s.scanJobs(rows)
 		return err
-	})
+	}
+	var err error
+	if a, ok := s.db.(Autocommitter); ok {
+		// One statement is its own transaction: the claim stands even
+		// if a row cannot be read back (its lease then expires).
+		err = claim(a.Autocommit(ctx))
+	} else {
+		err = s.write(ctx, func(tx Tx) error { return claim(tx) })
+	}
 	if err != nil {
 		return nil, fmt.Errorf("claim due jobs: %w", err)
 	}

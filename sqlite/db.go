@@ -121,14 +121,27 @@ type querier struct {
 	pool   *sql.DB // when outside a transaction
 	tx     *sql.Tx // when inside one
 	reader bool
+
+	// bound holds the tx-bound forms of the prepared statements used in
+	// tx so far: binding one per call would keep a statement per call
+	// until the transaction ends (SyncSpecs inserts thousands of jobs).
+	bound map[*sql.Stmt]*sql.Stmt
 }
 
 func (q *querier) prep(s sqlstore.Q) *sql.Stmt {
 	st := q.d.stmt(s, q.reader)
-	if st != nil && q.tx != nil {
-		return q.tx.StmtContext(q.ctx, st)
+	if st == nil || q.tx == nil {
+		return st
 	}
-	return st
+	if b, ok := q.bound[st]; ok {
+		return b
+	}
+	b := q.tx.StmtContext(q.ctx, st)
+	if q.bound == nil {
+		q.bound = make(map[*sql.Stmt]*sql.Stmt)
+	}
+	q.bound[st] = b
+	return b
 }
 
 func (q *querier) Exec(s sqlstore.Q, args ...any) (int64, error) {
@@ -272,34 +285,42 @@ func encodeArgs(args []any) []any {
 // scanTimes runs scan with every *time.Time destination read through an
 // integer of Unix microseconds (NULL: the zero time).
 func scanTimes(scan func(...any) error, dest []any) error {
-	var (
-		tmp   []sql.NullInt64
-		times []*time.Time
-		idx   []int
-	)
+	n := 0
+	for _, d := range dest {
+		if _, ok := d.(*time.Time); ok {
+			n++
+		}
+	}
+	if n == 0 {
+		return scan(dest...)
+	}
+	// Two allocations whatever the number of times; database/sql hands
+	// each microTime its value without reflection.
+	ms := make([]microTime, 0, n)
+	out := make([]any, len(dest))
 	for i, d := range dest {
 		if t, ok := d.(*time.Time); ok {
-			if tmp == nil {
-				dest = append([]any(nil), dest...)
-				tmp = make([]sql.NullInt64, 0, len(dest)-i)
-			}
-			tmp = append(tmp, sql.NullInt64{})
-			times = append(times, t)
-			idx = append(idx, i)
-		}
-	}
-	for k, i := range idx {
-		dest[i] = &tmp[k]
-	}
-	if err := scan(dest...); err != nil {
-		return err
-	}
-	for k, t := range times {
-		if tmp[k].Valid {
-			*t = time.UnixMicro(tmp[k].Int64).UTC()
+			ms = append(ms, microTime{t})
+			out[i] = &ms[len(ms)-1]
 		} else {
-			*t = time.Time{}
+			out[i] = d
 		}
+	}
+	return scan(out...)
+}
+
+// microTime is a sql.Scanner that reads an integer of Unix microseconds
+// (NULL: the zero time) into t, in UTC.
+type microTime struct{ t *time.Time }
+
+func (m *microTime) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		*m.t = time.Time{}
+	case int64:
+		*m.t = time.UnixMicro(v).UTC()
+	default:
+		return fmt.Errorf("scan time: got %T, want an integer of Unix microseconds or NULL", src)
 	}
 	return nil
 }

@@ -51,8 +51,11 @@ import (
 )
 
 var (
-	_ certfleet.Store    = (*Store)(nil)
-	_ certfleet.Notifier = (*Store)(nil)
+	_ certfleet.Store      = (*Store)(nil)
+	_ certfleet.Notifier   = (*Store)(nil)
+	_ certfleet.SpecWriter = (*Store)(nil)
+	_ certfleet.StatsStore = (*Store)(nil)
+	_ certfleet.FleetStore = (*Store)(nil)
 )
 
 // Defaults applied when the DSN does not set them, with their reasons.

@@ -36,7 +36,12 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-var _ certfleet.Store = (*Store)(nil)
+var (
+	_ certfleet.Store      = (*Store)(nil)
+	_ certfleet.SpecWriter = (*Store)(nil)
+	_ certfleet.StatsStore = (*Store)(nil)
+	_ certfleet.FleetStore = (*Store)(nil)
+)
 
 // busyTimeout is how long a connection waits for another process's lock
 // (e.g. a CLI writing while the daemon runs) before SQLITE_BUSY. Within one

@@ -298,6 +298,9 @@ type scanner interface{ Scan(dest ...any) error }
 // translate attaches a certfleet code to driver errors that have one, by
 // result code (never by text). The driver error stays in the chain.
 func translate(err error) error {
+	if err == nil {
+		return nil // without a heap-allocated errors.As target: this is on every statement's path
+	}
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
 		return err

@@ -23,11 +23,20 @@ type db struct {
 	schema  string // the payload: current_schema() of the pool's connections
 }
 
-var _ sqlstore.DB = (*db)(nil)
+var (
+	_ sqlstore.DB            = (*db)(nil)
+	_ sqlstore.Autocommitter = (*db)(nil)
+)
 
 func (d *db) Dialect() sqlstore.Dialect { return sqlstore.Postgres }
 
 func (d *db) Read(ctx context.Context) sqlstore.Querier {
+	return &querier{ctx: ctx, q: d.pool}
+}
+
+// Autocommit implements sqlstore.Autocommitter: statements on the pool
+// commit on their own.
+func (d *db) Autocommit(ctx context.Context) sqlstore.Querier {
 	return &querier{ctx: ctx, q: d.pool}
 }
 

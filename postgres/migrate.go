@@ -24,13 +24,9 @@ var migrationFS embed.FS
 // lockMigrate is the first key of the transaction-scoped advisory lock taken
 // around migrations (the second is the schema's hash, so databases with one
 // certfleet schema each do not wait for each other). Ours: "cf" in ASCII,
-// then 1.
+// then 1. The next key, 0x6366_0002, serialises the writes of specs
+// (package sqlstore, lockSpecsKey).
 const lockMigrate = 0x6366_0001
-
-// lockSync is the advisory lock key that serialises the writes of specs
-// (SyncSpecs, PutSpec, WithdrawSpec: see lockSpecs), so instances syncing
-// the same config or putting the same name at once do not both insert it.
-const lockSync = 0x6366_0002
 
 type migration struct {
 	version int

@@ -51,8 +51,11 @@ import (
 )
 
 var (
-	_ certfleet.Store    = (*Store)(nil)
-	_ certfleet.Notifier = (*Store)(nil)
+	_ certfleet.Store      = (*Store)(nil)
+	_ certfleet.Notifier   = (*Store)(nil)
+	_ certfleet.SpecWriter = (*Store)(nil)
+	_ certfleet.StatsStore = (*Store)(nil)
+	_ certfleet.FleetStore = (*Store)(nil)
 )
 
 // Defaults applied when the DSN does not set them, with their reasons.
@@ -209,6 +212,9 @@ func (s *Store) logger() *slog.Logger {
 
 var errNotOpen = errors.New("postgres: store is not open")
 
+// scanner is a row or rows being read (the store code not yet in sqlstore).
+type scanner interface{ Scan(dest ...any) error }
+
 // write runs fn in one read-committed transaction and commits it when fn
 // returns nil. fn may run more than once (see maxTxAttempts): it must reset
 // whatever it accumulates.
@@ -321,12 +327,4 @@ func fromTS(t pgtype.Timestamptz) time.Time {
 		return time.Time{}
 	}
 	return t.Time.UTC()
-}
-
-// stored returns t as PostgreSQL keeps it (UTC, whole microseconds).
-func stored(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return time.UnixMicro(t.UnixMicro()).UTC()
 }

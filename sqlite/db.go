@@ -122,14 +122,27 @@ type querier struct {
 	pool   *sql.DB // when outside a transaction
 	tx     *sql.Tx // when inside one
 	reader bool
+
+	// bound holds the tx-bound forms of the prepared statements used in
+	// tx so far: binding one per call would keep a statement per call
+	// until the transaction ends (SyncSpecs inserts thousands of jobs).
+	bound map[*sql.Stmt]*sql.Stmt
 }
 
 func (q *querier) prep(s sqlstore.Q) *sql.Stmt {
 	st := q.d.stmt(s, q.reader)
-	if st != nil && q.tx != nil {
-		return q.tx.StmtContext(q.ctx, st)
+	if st == nil || q.tx == nil {
+		return st
 	}
-	return st
+	if b, ok := q.bound[st]; ok {
+		return b
+	}
+	b := q.tx.StmtContext(q.ctx, st)
+	if q.bound == nil {
+		q.bound = make(map[*sql.Stmt]*sql.Stmt)
+	}
+	q.bound[st] = b
+	return b
 }
 
 func (q *querier) Exec(s sqlstore.Q, args ...any) (int64, error) {

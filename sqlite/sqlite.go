@@ -36,7 +36,12 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-var _ certfleet.Store = (*Store)(nil)
+var (
+	_ certfleet.Store      = (*Store)(nil)
+	_ certfleet.SpecWriter = (*Store)(nil)
+	_ certfleet.StatsStore = (*Store)(nil)
+	_ certfleet.FleetStore = (*Store)(nil)
+)
 
 // busyTimeout is how long a connection waits for another process's lock
 // (e.g. a CLI writing while the daemon runs) before SQLITE_BUSY. Within one
@@ -72,8 +77,7 @@ type Store struct {
 	w *sql.DB // writer: one connection, BEGIN IMMEDIATE transactions
 	r *sql.DB // readers: read-only pool
 
-	prepared  map[string]*sql.Stmt // hotWrites, prepared on w
-	rprepared map[string]*sql.Stmt // hotReads, prepared on r
+	prepared map[string]*sql.Stmt // hotWrites, prepared on w
 }
 
 // New returns a Store for the database file at path; call Open before use.
@@ -176,14 +180,6 @@ func (s *Store) prepare(ctx context.Context) error {
 		}
 		s.prepared[q] = st
 	}
-	s.rprepared = make(map[string]*sql.Stmt, len(hotReads))
-	for _, q := range hotReads {
-		st, err := s.r.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", q, translate(err))
-		}
-		s.rprepared[q] = st
-	}
 	return nil
 }
 
@@ -191,9 +187,6 @@ func (s *Store) prepare(ctx context.Context) error {
 func (s *Store) Close() error {
 	var errs []error
 	for _, st := range s.prepared {
-		errs = append(errs, st.Close())
-	}
-	for _, st := range s.rprepared {
 		errs = append(errs, st.Close())
 	}
 	if s.db == nil {
@@ -287,18 +280,7 @@ func (t *txn) queryRow(query string, args ...any) *sql.Row {
 
 // hotWrites are the statements of the write path that run once or more
 // per certificate; Open prepares them once on the writer connection.
-var hotWrites = []string{
-	qClaimDue, qLeasedJob, qInsertIssuance, qCompleteJob, qFailJob, qInsertAttempt, qPruneAttempts,
-	qExtendLease, qSetPendingOrder, qReschedule, qReleaseLease,
-	qInsertSpec, qInsertJob,
-}
-
-// hotReads are prepared on the read pool: the challenge lookup is on the
-// CA's validation path, the others on the scheduler's.
-var hotReads = []string{qJob, qNextDue}
-
-// rstmt returns the prepared form of a hot read.
-func (s *Store) rstmt(query string) *sql.Stmt { return s.rprepared[query] }
+var hotWrites = []string{}
 
 // reader returns the read pool.
 func (s *Store) reader() (*sql.DB, error) {
@@ -310,11 +292,14 @@ func (s *Store) reader() (*sql.DB, error) {
 
 var errNotOpen = errors.New("sqlite: store is not open")
 
+// scanner is a row or rows being read (the store code not yet in sqlstore).
+type scanner interface{ Scan(dest ...any) error }
+
 // translate attaches a certfleet code to driver errors that have one, by
 // result code (never by text). The driver error stays in the chain.
 func translate(err error) error {
 	if err == nil {
-		return nil // the common case, without errors.As's allocation
+		return nil // without a heap-allocated errors.As target: this is on every statement's path
 	}
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
@@ -351,14 +336,6 @@ func fromTS(n sql.NullInt64) time.Time {
 		return time.Time{}
 	}
 	return time.UnixMicro(n.Int64).UTC()
-}
-
-// stored returns t as ts and fromTS round-trip it.
-func stored(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return time.UnixMicro(t.UnixMicro()).UTC()
 }
 
 func boolInt(b bool) int {

@@ -121,3 +121,15 @@ type Row interface {
 
 // ErrNoRows is what Row.Scan returns when the query found no row.
 var ErrNoRows = errors.New("sqlstore: no rows in result set")
+
+// Autocommitter is a DB that can run a statement as a transaction of its
+// own without opening one first (PostgreSQL: a statement sent on the pool
+// commits when it completes, in one round trip where Write takes three).
+// The store uses it for a write that is one statement whose outcome
+// stands whatever the caller does next (ClaimDue); a DB without it runs
+// such a statement in Write.
+type Autocommitter interface {
+	// Autocommit returns a Querier whose every statement is its own
+	// transaction.
+	Autocommit(ctx context.Context) Querier
+}

@@ -10,6 +10,10 @@ import "slices"
 var hot = []Q{
 	qDeleteExpiredChallenges, qPutChallenge, qDeleteChallenge, qChallenge,
 	qInsertEvent,
+	qInsertSpec, qInsertJob,
+	qClaimDue, qLeasedJob, qInsertIssuance, qCompleteJob, qFailJob, qInsertAttempt, qPruneAttempts,
+	qExtendLease, qSetPendingOrder, qReschedule, qReleaseLease,
+	qJob, qNextDue,
 }
 
 // HotStatements returns the statements worth preparing once (see hot).

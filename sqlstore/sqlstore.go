@@ -4,15 +4,17 @@
 // database driver implements.
 //
 // It does not open databases, run migrations, translate driver errors,
-// claim rows with database-specific locking or deliver notifications
-// between instances: that is what each driver does differently, and it
-// lives in package sqlite (an embedded database file, one instance) and
-// package postgres (several instances on one database). Use those; this
-// package has no database of its own.
+// batch statements or deliver notifications between instances: that is
+// what each driver does differently, and it lives in package sqlite (an
+// embedded database file, one instance) and package postgres (several
+// instances on one database). Use those; this package has no database of
+// its own.
 //
 // A statement is a Q: written once in the SQL both dialects accept, or in
-// each dialect's form where they differ (see Q). Private keys enter and
-// leave the database only through sealKey and openKey.
+// each dialect's form where they differ (see Q): row locking (FOR UPDATE
+// SKIP LOCKED on PostgreSQL, where SQLite has one writer), advisory locks,
+// casts, and the predicates of SQLite's partial indexes. Private keys
+// enter and leave the database only through sealKey and openKey.
 package sqlstore
 
 import (

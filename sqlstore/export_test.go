@@ -1,0 +1,7 @@
+package sqlstore
+
+// The scheduler's hot statements, for the query-plan test.
+var (
+	ClaimDueForTest = qClaimDue
+	NextDueForTest  = qNextDue
+)

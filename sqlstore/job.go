@@ -1,0 +1,503 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/storeutil"
+)
+
+// attemptsKept is how many attempts are kept per job: enough to see a
+// failure pattern over days of backoff, bounded so a job failing for months
+// does not grow the database. Older ones are pruned when a new one is added.
+const attemptsKept = 50
+
+// noLimit is the LIMIT of a listing without one: SQLite refuses LIMIT NULL
+// and PostgreSQL a negative LIMIT, so both get a number no table reaches.
+const noLimit = math.MaxInt64
+
+const jobColumns = `spec, key_type, current_id, current_revision, next_at, failures, last_error, last_error_at,
+	ari_start, ari_end, ari_retry_at, pending_order_url, pending_key, lease_owner, lease_until, disabled`
+
+var (
+	// qClaimDue selects due, unleased jobs in NextAt order and leases them
+	// in the same statement, so selection and leasing cannot interleave
+	// with another claim.
+	//
+	// SQLite: one writer at a time; the subquery walks the jobs_due index
+	// (its predicate is disabled = 0, which the query must repeat for the
+	// planner to use it) and stops after $4 matches.
+	//
+	// PostgreSQL: the due rows are locked in NextAt order, skipping rows
+	// another instance is claiming this very moment (SKIP LOCKED). A row
+	// another claim committed meanwhile is re-checked against the WHERE
+	// clause after locking (READ COMMITTED's re-evaluation), so it is
+	// never leased twice.
+	qClaimDue = SQLEach(`UPDATE jobs SET lease_owner = $1, lease_until = $2
+		WHERE id IN (
+			SELECT id FROM jobs
+			WHERE disabled = 0 AND next_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
+			ORDER BY next_at LIMIT $4)
+		RETURNING `+jobColumns,
+		`WITH due AS (
+			SELECT id FROM jobs
+			WHERE NOT disabled AND next_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
+			ORDER BY next_at LIMIT $4
+			FOR UPDATE SKIP LOCKED)
+		UPDATE jobs SET lease_owner = $1, lease_until = $2 FROM due WHERE jobs.id = due.id
+		RETURNING jobs.spec, jobs.key_type, jobs.current_id, jobs.current_revision, jobs.next_at, jobs.failures,
+			jobs.last_error, jobs.last_error_at, jobs.ari_start, jobs.ari_end, jobs.ari_retry_at, jobs.pending_order_url,
+			jobs.pending_key, jobs.lease_owner, jobs.lease_until, jobs.disabled`)
+	// qLeasedJob reads the lease of a job. On PostgreSQL it locks the row
+	// until the end of the transaction, so the fenced update that follows
+	// cannot interleave with a claim; a SQLite write transaction already
+	// excludes every other writer.
+	qLeasedJob = SQLEach(`SELECT id, lease_owner FROM jobs WHERE spec = $1 AND key_type = $2`,
+		`SELECT id, lease_owner FROM jobs WHERE spec = $1 AND key_type = $2 FOR UPDATE`)
+	// qCompleteJob: PostgreSQL must be told the type of the CASE's
+	// parameters, SQLite cannot be.
+	qCompleteJob = SQLEach(`UPDATE jobs SET current_id = $1, current_revision = $2,
+		pending_order_url = '', pending_key = NULL, failures = 0, last_error = '', last_error_at = NULL,
+		next_at = CASE WHEN target_revision = $2 THEN $3 ELSE $4 END,
+		ari_start = $5, ari_end = $6, ari_retry_at = $7, lease_owner = '', lease_until = NULL
+		WHERE id = $8`,
+		`UPDATE jobs SET current_id = $1, current_revision = $2,
+		pending_order_url = '', pending_key = NULL, failures = 0, last_error = '', last_error_at = NULL,
+		next_at = CASE WHEN target_revision = $2 THEN $3::timestamptz ELSE $4::timestamptz END,
+		ari_start = $5, ari_end = $6, ari_retry_at = $7, lease_owner = '', lease_until = NULL
+		WHERE id = $8`)
+	qFailJob = SQL(`UPDATE jobs SET failures = failures + 1, last_error = $1, last_error_at = $2,
+		next_at = $3, lease_owner = '', lease_until = NULL WHERE id = $4`)
+	qDeferJob        = SQL(`UPDATE jobs SET next_at = $1, lease_owner = '', lease_until = NULL WHERE id = $2`)
+	qExtendLease     = SQL(`UPDATE jobs SET lease_until = $1 WHERE id = $2`)
+	qSetPendingOrder = SQL(`UPDATE jobs SET pending_order_url = $1, pending_key = $2 WHERE id = $3`)
+	qReschedule      = SQLEach(`UPDATE jobs SET
+		next_at = CASE WHEN current_id IS NOT NULL AND target_revision <> current_revision THEN $1 ELSE $2 END,
+		ari_start = $3, ari_end = $4, ari_retry_at = $5, lease_owner = '', lease_until = NULL WHERE id = $6`,
+		`UPDATE jobs SET
+		next_at = CASE WHEN current_id IS NOT NULL AND target_revision <> current_revision THEN $1::timestamptz ELSE $2::timestamptz END,
+		ari_start = $3, ari_end = $4, ari_retry_at = $5, lease_owner = '', lease_until = NULL WHERE id = $6`)
+	qReleaseLease  = SQL(`UPDATE jobs SET lease_owner = '', lease_until = NULL WHERE id = $1`)
+	qInsertAttempt = SQL(`INSERT INTO attempts
+		(job_id, instance, started_at, finished_at, outcome, order_url, error, problem_type)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
+	qPruneAttempts = SQL(`DELETE FROM attempts WHERE job_id = $1 AND id <
+		(SELECT id FROM attempts WHERE job_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)`)
+	qRetryNow = SQL(`UPDATE jobs SET next_at = $1 WHERE spec = $2 AND key_type = $3`)
+
+	qJob = SQL(`SELECT ` + jobColumns + ` FROM jobs WHERE spec = $1 AND key_type = $2`)
+	// qNextDue reads the first entry of the jobs_due index; SQLite's
+	// partial index is found only by its own predicate.
+	qNextDue = SQLEach(`SELECT next_at FROM jobs WHERE disabled = 0 ORDER BY next_at LIMIT 1`,
+		`SELECT next_at FROM jobs WHERE NOT disabled ORDER BY next_at LIMIT 1`)
+	qJobs = SQL(`SELECT ` + jobColumns + ` FROM jobs
+		WHERE ($1 = '' OR spec = $1) AND ($2 OR NOT disabled) AND (NOT $3 OR lease_owner <> '')
+		ORDER BY spec, key_type`)
+	// qAttempts reads a job's existence and its newest attempts in one
+	// statement, so both come from one snapshot: a job without attempts
+	// is one row of NULLs, an unknown job no row at all.
+	qAttempts = SQL(`SELECT a.id, a.instance, a.started_at, a.finished_at, a.outcome, a.order_url, a.error, a.problem_type
+		FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id
+		WHERE j.spec = $1 AND j.key_type = $2
+		ORDER BY a.id DESC LIMIT $3`)
+)
+
+// scanJob reads a row of jobColumns.
+func (s *Store) scanJob(r Row) (certfleet.Job, error) {
+	var (
+		j          certfleet.Job
+		kt         string
+		currentID  *int64
+		pendingKey []byte
+	)
+	err := r.Scan(&j.Spec, &kt, &currentID, &j.CurrentRevision, &j.NextAt, &j.Failures, &j.LastError, &j.LastErrorAt,
+		&j.ARIStart, &j.ARIEnd, &j.ARIRetryAt, &j.PendingOrderURL, &pendingKey, &j.LeaseOwner, &j.LeaseUntil, &j.Disabled)
+	if err != nil {
+		return j, err
+	}
+	j.KeyType = certfleet.KeyType(kt)
+	if currentID != nil {
+		j.CurrentID = *currentID
+	}
+	if j.PendingKeyPEM, err = s.openKey(pendingKey, pendingKeyAAD(j.Spec, string(j.KeyType), j.PendingOrderURL)); err != nil {
+		return j, fmt.Errorf("open pending key of %s: %w", j.JobKey, err)
+	}
+	return j, nil
+}
+
+// scanJobs reads every row of rows (of jobColumns) and closes them.
+func (s *Store) scanJobs(rows Rows) ([]certfleet.Job, error) {
+	defer rows.Close()
+	var jobs []certfleet.Job
+	for rows.Next() {
+		j, err := s.scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, rows.Err()
+}
+
+// ClaimDue implements certfleet.JobStore in one statement (see qClaimDue),
+// which walks the due jobs in NextAt order and stops after Limit matches.
+// Concurrent claims, by goroutines or by instances sharing a PostgreSQL
+// database, never return the same job; on PostgreSQL one may return fewer
+// than Limit jobs while another claims, and finds the rest on its next
+// call.
+func (s *Store) ClaimDue(ctx context.Context, r certfleet.ClaimRequest) ([]certfleet.Job, error) {
+	switch {
+	case r.Owner == "":
+		return nil, certfleet.Errorf(certfleet.EINVALID, "claim due jobs: owner required")
+	case r.Lease <= 0:
+		return nil, certfleet.Errorf(certfleet.EINVALID, "claim due jobs: lease must be positive")
+	case r.Limit <= 0:
+		return nil, nil
+	}
+	now := r.Now
+	if now.IsZero() {
+		now = s.now()
+	}
+	var jobs []certfleet.Job
+	claim := func(q Querier) error {
+		rows, err := q.Query(qClaimDue, r.Owner, now.Add(r.Lease), now, r.Limit)
+		if err != nil {
+			return err
+		}
+		jobs, err = s.scanJobs(rows)
+		return err
+	}
+	var err error
+	if a, ok := s.db.(Autocommitter); ok {
+		// One statement is its own transaction: the claim stands even
+		// if a row cannot be read back (its lease then expires).
+		err = claim(a.Autocommit(ctx))
+	} else {
+		err = s.write(ctx, func(tx Tx) error { return claim(tx) })
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim due jobs: %w", err)
+	}
+	// RETURNING gives no order guarantee.
+	sort.Slice(jobs, func(a, b int) bool {
+		if !jobs[a].NextAt.Equal(jobs[b].NextAt) {
+			return jobs[a].NextAt.Before(jobs[b].NextAt)
+		}
+		return jobs[a].JobKey.String() < jobs[b].JobKey.String()
+	})
+	return jobs, nil
+}
+
+// leasedJob returns the row id of the job when owner holds its lease, and
+// an ENOTFOUND or ELEASELOST error otherwise. On PostgreSQL the row stays
+// locked until tx ends (qLeasedJob).
+func leasedJob(tx Tx, key certfleet.JobKey, owner string) (int64, error) {
+	if owner == "" {
+		return 0, certfleet.Errorf(certfleet.EINVALID, "job %s: lease owner required", key)
+	}
+	var (
+		id    int64
+		lease string
+	)
+	err := tx.QueryRow(qLeasedJob, key.Spec, string(key.KeyType)).Scan(&id, &lease)
+	if noRows(err) {
+		return 0, certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
+	} else if err != nil {
+		return 0, err
+	}
+	if lease != owner {
+		return 0, certfleet.Errorf(certfleet.ELEASELOST, "job %s: lease of %q lost (held by %q)", key, owner, lease)
+	}
+	return id, nil
+}
+
+// notice says whether a fenced change tells the other instances
+// (certfleet.Notifier): a change that may make the job due, or take it
+// out of a lease, does; lease bookkeeping does not.
+type notice bool
+
+const (
+	quiet    notice = false
+	announce notice = true
+)
+
+// fenced runs update, with the job's row id as its last argument, after
+// checking that owner still holds the job's lease; all in one transaction.
+func (s *Store) fenced(ctx context.Context, key certfleet.JobKey, owner string, n notice, update Q, args ...any) error {
+	return s.write(ctx, func(tx Tx) error {
+		id, err := leasedJob(tx, key, owner)
+		if err != nil {
+			return err
+		}
+		tx.Queue(update, append(args, id)...)
+		if n == announce {
+			return tx.Notify()
+		}
+		return nil
+	})
+}
+
+// fencedAttempt is fenced for a job's attempt that ends without an
+// issuance (FailJob, DeferJob): update, then the attempt a, in the same
+// transaction, which notifies the other instances.
+func (s *Store) fencedAttempt(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, update Q, args ...any) error {
+	return s.write(ctx, func(tx Tx) error {
+		id, err := leasedJob(tx, key, owner)
+		if err != nil {
+			return err
+		}
+		tx.Queue(update, append(args, id)...)
+		addAttempt(tx, id, a)
+		return tx.Notify()
+	})
+}
+
+// addAttempt queues the recording of an attempt of job id and the pruning
+// of the job's attempts to the newest attemptsKept, in the caller's
+// transaction (which holds the job's row lock on PostgreSQL, so prunes of
+// one job never interleave).
+func addAttempt(tx Tx, id int64, a certfleet.Attempt) {
+	tx.Queue(qInsertAttempt,
+		id, a.Instance, NullTime(a.StartedAt), NullTime(a.FinishedAt), a.Outcome, a.OrderURL, a.Error, a.ProblemType)
+	tx.Queue(qPruneAttempts, id, attemptsKept-1)
+}
+
+// ExtendLease implements certfleet.JobStore.
+func (s *Store) ExtendLease(ctx context.Context, key certfleet.JobKey, owner string, until time.Time) error {
+	if err := s.fenced(ctx, key, owner, quiet, qExtendLease, until); err != nil {
+		return fmt.Errorf("extend lease of %s: %w", key, err)
+	}
+	return nil
+}
+
+// SetPendingOrder implements certfleet.JobStore.
+func (s *Store) SetPendingOrder(ctx context.Context, key certfleet.JobKey, owner, orderURL string, keyPEM []byte) error {
+	if orderURL == "" {
+		keyPEM = nil
+	}
+	sealed, err := s.sealKey(keyPEM, pendingKeyAAD(key.Spec, string(key.KeyType), orderURL))
+	if err != nil {
+		return fmt.Errorf("set pending order of %s: %w", key, err)
+	}
+	if err := s.fenced(ctx, key, owner, quiet, qSetPendingOrder, orderURL, sealed); err != nil {
+		return fmt.Errorf("set pending order of %s: %w", key, err)
+	}
+	return nil
+}
+
+// CompleteIssuance implements certfleet.JobStore. When the spec changed
+// while the job was leased (its synced revision is no longer
+// iss.SpecRevision), the job is made due at once instead of at
+// next.NextAt, so the change is not lost. An attempt with an empty Outcome
+// is recorded as certfleet.OutcomeIssued; a zero iss.IssuedAt or
+// attempt.FinishedAt is set to now.
+func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certfleet.Issuance, next certfleet.ScheduleUpdate, a certfleet.Attempt) (certfleet.Issuance, error) {
+	key := certfleet.JobKey{Spec: iss.Spec, KeyType: iss.KeyType}
+	if iss.Spec == "" || iss.KeyType == "" {
+		return iss, certfleet.Errorf(certfleet.EINVALID, "complete issuance: spec and key type required")
+	}
+	if next.NextAt.IsZero() {
+		return iss, certfleet.Errorf(certfleet.EINVALID, "complete issuance of %s: next renewal time required", key)
+	}
+	now := s.now()
+	if iss.IssuedAt.IsZero() {
+		iss.IssuedAt = now
+	}
+	a.JobKey = key
+	if a.Outcome == "" {
+		a.Outcome = certfleet.OutcomeIssued
+	}
+	if a.OrderURL == "" {
+		a.OrderURL = iss.OrderURL
+	}
+	if a.FinishedAt.IsZero() {
+		a.FinishedAt = now
+	}
+	err := s.write(ctx, func(tx Tx) error {
+		id, err := leasedJob(tx, key, owner)
+		if err != nil {
+			return err
+		}
+		if iss.ID, err = s.insertIssuance(tx, iss); err != nil {
+			return err
+		}
+		tx.Queue(qCompleteJob, iss.ID, iss.SpecRevision, next.NextAt, now,
+			NullTime(next.ARIStart), NullTime(next.ARIEnd), NullTime(next.ARIRetryAt), id)
+		addAttempt(tx, id, a)
+		return tx.Notify()
+	})
+	if err != nil {
+		return iss, fmt.Errorf("complete issuance of %s: %w", key, err)
+	}
+	// Return the times as they were stored (UTC, microseconds).
+	iss.NotBefore, iss.NotAfter, iss.IssuedAt = Stored(iss.NotBefore), Stored(iss.NotAfter), Stored(iss.IssuedAt)
+	return iss, nil
+}
+
+// FailJob implements certfleet.JobStore. An attempt with an empty Outcome
+// is recorded as certfleet.OutcomeFailed; LastErrorAt is the attempt's
+// FinishedAt (now when zero).
+func (s *Store) FailJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
+	a, err := storeutil.PrepareJobAttempt("fail", key, a, certfleet.OutcomeFailed, nextAt, s.now())
+	if err != nil {
+		return err
+	}
+	if err := s.fencedAttempt(ctx, key, owner, a, qFailJob, a.Error, a.FinishedAt, nextAt); err != nil {
+		return fmt.Errorf("fail job %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeferJob implements certfleet.RateLimitStore. An attempt with an empty
+// Outcome is recorded as certfleet.OutcomeDeferred.
+func (s *Store) DeferJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
+	a, err := storeutil.PrepareJobAttempt("defer", key, a, certfleet.OutcomeDeferred, nextAt, s.now())
+	if err != nil {
+		return err
+	}
+	if err := s.fencedAttempt(ctx, key, owner, a, qDeferJob, nextAt); err != nil {
+		return fmt.Errorf("defer job %s: %w", key, err)
+	}
+	return nil
+}
+
+// Reschedule implements certfleet.JobStore. When the spec changed while
+// the job was leased (its current issuance is of another revision), the
+// job is made due at once instead of at u.NextAt.
+func (s *Store) Reschedule(ctx context.Context, key certfleet.JobKey, owner string, u certfleet.ScheduleUpdate) error {
+	if u.NextAt.IsZero() {
+		return certfleet.Errorf(certfleet.EINVALID, "reschedule %s: next time required", key)
+	}
+	err := s.fenced(ctx, key, owner, announce, qReschedule,
+		s.now(), u.NextAt, NullTime(u.ARIStart), NullTime(u.ARIEnd), NullTime(u.ARIRetryAt))
+	if err != nil {
+		return fmt.Errorf("reschedule %s: %w", key, err)
+	}
+	return nil
+}
+
+// ReleaseLease implements certfleet.JobStore. It signals a change: the job
+// may be due, and another instance should take it at once.
+func (s *Store) ReleaseLease(ctx context.Context, key certfleet.JobKey, owner string) error {
+	if err := s.fenced(ctx, key, owner, announce, qReleaseLease); err != nil {
+		return fmt.Errorf("release lease of %s: %w", key, err)
+	}
+	return nil
+}
+
+// NextDue implements certfleet.JobStore, from the first entry of the
+// jobs_due index. Leased jobs count: their NextAt may be in the past.
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	q, err := s.read(ctx)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	var at time.Time
+	err = q.QueryRow(qNextDue).Scan(&at)
+	if noRows(err) {
+		return time.Time{}, false, nil
+	} else if err != nil {
+		return time.Time{}, false, fmt.Errorf("next due job: %w", err)
+	}
+	return at, true, nil
+}
+
+// Job implements certfleet.JobStore.
+func (s *Store) Job(ctx context.Context, key certfleet.JobKey) (certfleet.Job, error) {
+	q, err := s.read(ctx)
+	if err != nil {
+		return certfleet.Job{}, err
+	}
+	j, err := s.scanJob(q.QueryRow(qJob, key.Spec, string(key.KeyType)))
+	if noRows(err) {
+		return j, certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
+	} else if err != nil {
+		return j, fmt.Errorf("load job %s: %w", key, err)
+	}
+	return j, nil
+}
+
+// Jobs implements certfleet.JobStore.
+func (s *Store) Jobs(ctx context.Context, f certfleet.JobFilter) ([]certfleet.Job, error) {
+	q, err := s.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.Query(qJobs, f.Spec, f.IncludeDisabled, f.Leased)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	jobs, err := s.scanJobs(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// RetryNow implements certfleet.JobStore. It leaves a lease in place: the
+// holder's outcome still applies, and the job is claimable once it ends.
+func (s *Store) RetryNow(ctx context.Context, key certfleet.JobKey) error {
+	err := s.write(ctx, func(tx Tx) error {
+		n, err := tx.Exec(qRetryNow, s.now(), key.Spec, string(key.KeyType))
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
+		}
+		return tx.Notify()
+	})
+	if err != nil {
+		return fmt.Errorf("retry %s: %w", key, err)
+	}
+	return nil
+}
+
+// Attempts implements certfleet.JobStore; limit <= 0 means all that are
+// kept (the newest 50). An unknown job is ENOTFOUND.
+func (s *Store) Attempts(ctx context.Context, key certfleet.JobKey, limit int) ([]certfleet.Attempt, error) {
+	q, err := s.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	lim := int64(noLimit)
+	if limit > 0 {
+		lim = int64(limit)
+	}
+	rows, err := q.Query(qAttempts, key.Spec, string(key.KeyType), lim)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts of %s: %w", key, err)
+	}
+	defer rows.Close()
+	found := false
+	var out []certfleet.Attempt
+	for rows.Next() {
+		found = true
+		var (
+			id                                        *int64
+			instance, outcome, orderURL, msg, problem *string
+			started, finished                         time.Time
+		)
+		if err := rows.Scan(&id, &instance, &started, &finished, &outcome, &orderURL, &msg, &problem); err != nil {
+			return nil, fmt.Errorf("list attempts of %s: %w", key, err)
+		}
+		if id == nil {
+			continue // the job has no attempts
+		}
+		out = append(out, certfleet.Attempt{
+			ID: *id, JobKey: key, Instance: *instance, StartedAt: started, FinishedAt: finished,
+			Outcome: *outcome, OrderURL: *orderURL, Error: *msg, ProblemType: *problem,
+		})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list attempts of %s: %w", key, err)
+	}
+	if !found {
+		return nil, certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
+	}
+	return out, nil
+}

@@ -1,0 +1,69 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+var _ certfleet.StatsStore = (*Store)(nil)
+
+var (
+	qJobStats = SQL(`SELECT
+			count(*) FILTER (WHERE NOT disabled),
+			count(*) FILTER (WHERE NOT disabled AND next_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)),
+			count(*) FILTER (WHERE lease_owner <> '' AND lease_until > $1),
+			count(*) FILTER (WHERE lease_owner <> '' AND (lease_until IS NULL OR lease_until <= $1)),
+			count(*) FILTER (WHERE NOT disabled AND failures > 0)
+		FROM jobs`)
+	qCurrentCertificates = SQL(`SELECT j.spec, j.key_type, i.id, i.serial, i.fingerprint, i.not_before, i.not_after, i.issued_at
+		FROM jobs j JOIN issuances i ON i.id = j.current_id
+		WHERE NOT j.disabled ORDER BY j.spec, j.key_type`)
+)
+
+// JobStats implements certfleet.StatsStore in one pass over the jobs table
+// (no key is opened, no row is decoded into a Job).
+func (s *Store) JobStats(ctx context.Context, now time.Time) (certfleet.JobStats, error) {
+	q, err := s.read(ctx)
+	if err != nil {
+		return certfleet.JobStats{}, err
+	}
+	var st certfleet.JobStats
+	err = q.QueryRow(qJobStats, now).Scan(&st.Jobs, &st.Due, &st.LeasesHeld, &st.LeasesExpired, &st.Failing)
+	if err != nil {
+		return certfleet.JobStats{}, fmt.Errorf("count jobs: %w", err)
+	}
+	return st, nil
+}
+
+// CurrentCertificates implements certfleet.StatsStore: a join of the
+// enabled jobs with their current issuances, reading neither chain nor key.
+func (s *Store) CurrentCertificates(ctx context.Context) ([]certfleet.CurrentCertificate, error) {
+	q, err := s.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.Query(qCurrentCertificates)
+	if err != nil {
+		return nil, fmt.Errorf("list current certificates: %w", err)
+	}
+	defer rows.Close()
+	var out []certfleet.CurrentCertificate
+	for rows.Next() {
+		var (
+			c  certfleet.CurrentCertificate
+			kt string
+		)
+		if err := rows.Scan(&c.Spec, &kt, &c.IssuanceID, &c.Serial, &c.Fingerprint, &c.NotBefore, &c.NotAfter, &c.IssuedAt); err != nil {
+			return nil, fmt.Errorf("list current certificates: %w", err)
+		}
+		c.KeyType = certfleet.KeyType(kt)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list current certificates: %w", err)
+	}
+	return out, nil
+}

@@ -30,6 +30,17 @@ var badDeps = map[string]map[string]string{
 		"database/sql":                              "the scheduler talks to the root Store interface only",
 		"net/http":                                  "the scheduler does no HTTP",
 	},
+	"github.com/certfleet/certfleet/sqlstore": {
+		"github.com/certfleet/certfleet/sqlite":   "the store logic is written once above the driver seam (sqlstore.DB); a driver never appears in it",
+		"github.com/certfleet/certfleet/postgres": "the store logic is written once above the driver seam (sqlstore.DB); a driver never appears in it",
+		"modernc.org/sqlite":                      "database drivers belong to the sqlite package, behind sqlstore.DB",
+		"github.com/jackc/pgx/v5":                 "database drivers belong to the postgres package, behind sqlstore.DB",
+		"github.com/jackc/pgx/v5/pgxpool":         "database drivers belong to the postgres package, behind sqlstore.DB",
+		"database/sql":                            "the seam is sqlstore.DB; database/sql is the SQLite driver's business",
+		"github.com/certfleet/certfleet/manager":  "the store does not know its callers",
+		"github.com/certfleet/certfleet/httpapi":  "the store does not know its callers",
+		"net/http":                                "the store serves nothing",
+	},
 	"github.com/certfleet/certfleet/sqlite": {
 		"github.com/certfleet/certfleet/manager":    "adapters do not import each other",
 		"github.com/certfleet/certfleet/acmeissuer": "adapters do not import each other",

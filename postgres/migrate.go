@@ -100,7 +100,7 @@ func (s *Store) migrate(ctx context.Context) (int, error) {
 	}
 	latest := ms[len(ms)-1].version
 	applied := 0
-	err = s.write(ctx, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		applied = 0
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`, lockMigrate); err != nil {
 			return fmt.Errorf("take migration lock: %w", translate(err))
@@ -155,7 +155,7 @@ func (s *Store) migrate(ctx context.Context) (int, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, translate(err)
 	}
 	if applied > 0 {
 		s.logger().Info("schema migrations applied", "count", applied, "version", latest, "schema", s.schema)

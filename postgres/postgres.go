@@ -44,9 +44,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/sqlstore"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -212,47 +210,6 @@ func (s *Store) logger() *slog.Logger {
 
 var errNotOpen = errors.New("postgres: store is not open")
 
-// scanner is a row or rows being read (the store code not yet in sqlstore).
-type scanner interface{ Scan(dest ...any) error }
-
-// write runs fn in one read-committed transaction and commits it when fn
-// returns nil. fn may run more than once (see maxTxAttempts): it must reset
-// whatever it accumulates.
-func (s *Store) write(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	if s.pool == nil {
-		return errNotOpen
-	}
-	var err error
-	for range maxTxAttempts {
-		err = s.writeOnce(ctx, fn)
-		if !retryable(err) || ctx.Err() != nil {
-			return err
-		}
-	}
-	return err
-}
-
-func (s *Store) writeOnce(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return translate(err)
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return err
-	}
-	return translate(tx.Commit(ctx))
-}
-
-// notify queues a change notification, delivered when tx commits
-// (PostgreSQL folds identical notifications of one transaction into one).
-func (s *Store) notify(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, s.schema); err != nil {
-		return fmt.Errorf("notify: %w", translate(err))
-	}
-	return nil
-}
-
 // SQLSTATE codes we act on (PostgreSQL Appendix A).
 const (
 	sqlUniqueViolation     = "23505"
@@ -311,20 +268,4 @@ func translate(err error) error {
 		return fmt.Errorf("%w: %w", certfleet.Errorf(certfleet.EUNAVAILABLE, "database unreachable"), err)
 	}
 	return err
-}
-
-// ts encodes a time for a nullable timestamptz: NULL for the zero time.
-func ts(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t
-}
-
-// fromTS decodes a nullable timestamptz, in UTC.
-func fromTS(t pgtype.Timestamptz) time.Time {
-	if !t.Valid {
-		return time.Time{}
-	}
-	return t.Time.UTC()
 }

@@ -50,7 +50,7 @@ func TestEventQueryPlans(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, err := s.r.Conn(t.Context())
+			conn, err := s.db.r.Conn(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -139,7 +139,7 @@ func (s *Store) apply(ctx context.Context, db *sql.DB, m migration) error {
 		return fmt.Errorf("apply %s: %w", m.name, translate(err))
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-		m.version, m.name, tsReq(s.now())); err != nil {
+		m.version, m.name, s.now().UnixMicro()); err != nil {
 		return fmt.Errorf("record %s: %w", m.name, translate(err))
 	}
 	if err := tx.Commit(); err != nil {

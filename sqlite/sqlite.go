@@ -72,12 +72,7 @@ type Store struct {
 	// matters when thousands of certificates are issued in a burst.
 	FullSync bool
 
-	db *db
-
-	w *sql.DB // writer: one connection, BEGIN IMMEDIATE transactions
-	r *sql.DB // readers: read-only pool
-
-	prepared map[string]*sql.Stmt // hotWrites, prepared on w
+	db *db // the writer connection and the read pool, once open
 }
 
 // New returns a Store for the database file at path; call Open before use.
@@ -154,11 +149,6 @@ func (s *Store) Open(ctx context.Context) error {
 		r.Close()
 		return fmt.Errorf("open %s: %w", s.Path, translate(err))
 	}
-	s.w, s.r = w, r
-	if err := s.prepare(ctx); err != nil {
-		s.Close()
-		return fmt.Errorf("open %s: %w", s.Path, err)
-	}
 	s.db = &db{w: w, r: r}
 	if err := s.db.prepare(ctx, sqlstore.HotStatements()); err != nil {
 		s.Close()
@@ -171,29 +161,12 @@ func (s *Store) Open(ctx context.Context) error {
 	return nil
 }
 
-func (s *Store) prepare(ctx context.Context) error {
-	s.prepared = make(map[string]*sql.Stmt, len(hotWrites))
-	for _, q := range hotWrites {
-		st, err := s.w.PrepareContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", q, translate(err))
-		}
-		s.prepared[q] = st
-	}
-	return nil
-}
-
 // Close closes the database. Methods called after Close fail.
 func (s *Store) Close() error {
-	var errs []error
-	for _, st := range s.prepared {
-		errs = append(errs, st.Close())
-	}
 	if s.db == nil {
-		s.db = &db{w: s.w, r: s.r}
+		return nil
 	}
-	errs = append(errs, s.db.Close())
-	return errors.Join(errs...)
+	return s.db.Close()
 }
 
 func (s *Store) now() time.Time {
@@ -209,91 +182,6 @@ func (s *Store) logger() *slog.Logger {
 	}
 	return s.Logger
 }
-
-// write runs fn in one write transaction (BEGIN IMMEDIATE on the writer
-// connection) and commits it when fn returns nil.
-func (s *Store) write(ctx context.Context, fn func(tx *txn) error) error {
-	if s.w == nil {
-		return errNotOpen
-	}
-	sqltx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return translate(err)
-	}
-	tx := &txn{ctx: ctx, tx: sqltx, s: s}
-	if err := fn(tx); err != nil {
-		_ = sqltx.Rollback()
-		return err
-	}
-	if err := sqltx.Commit(); err != nil {
-		return translate(err)
-	}
-	return nil
-}
-
-// txn is a write transaction that runs the statements prepared at Open
-// (see hotWrites) without compiling them again: SQL compilation was a third
-// of the CPU time of CompleteIssuance.
-type txn struct {
-	ctx   context.Context
-	tx    *sql.Tx
-	s     *Store
-	stmts map[string]*sql.Stmt // tx-bound forms of s.prepared, made on first use
-}
-
-func (t *txn) stmt(query string) *sql.Stmt {
-	if st, ok := t.stmts[query]; ok {
-		return st
-	}
-	p, ok := t.s.prepared[query]
-	if !ok {
-		return nil
-	}
-	st := t.tx.StmtContext(t.ctx, p)
-	if t.stmts == nil {
-		t.stmts = make(map[string]*sql.Stmt)
-	}
-	t.stmts[query] = st
-	return st
-}
-
-func (t *txn) exec(query string, args ...any) (sql.Result, error) {
-	if st := t.stmt(query); st != nil {
-		return st.ExecContext(t.ctx, args...)
-	}
-	return t.tx.ExecContext(t.ctx, query, args...)
-}
-
-func (t *txn) query(query string, args ...any) (*sql.Rows, error) {
-	if st := t.stmt(query); st != nil {
-		return st.QueryContext(t.ctx, args...)
-	}
-	return t.tx.QueryContext(t.ctx, query, args...)
-}
-
-func (t *txn) queryRow(query string, args ...any) *sql.Row {
-	if st := t.stmt(query); st != nil {
-		return st.QueryRowContext(t.ctx, args...)
-	}
-	return t.tx.QueryRowContext(t.ctx, query, args...)
-}
-
-// hotWrites are the statements of the write path that run once or more
-// per certificate; Open prepares them once on the writer connection.
-var hotWrites = []string{}
-
-// reader returns the read pool.
-func (s *Store) reader() (*sql.DB, error) {
-	if s.r == nil {
-		return nil, errNotOpen
-	}
-	return s.r, nil
-}
-
-var errNotOpen = errors.New("sqlite: store is not open")
-
-// scanner is a row or rows being read (the store code not yet in sqlstore).
-type scanner interface{ Scan(dest ...any) error }
 
 // translate attaches a certfleet code to driver errors that have one, by
 // result code (never by text). The driver error stays in the chain.
@@ -317,30 +205,4 @@ func translate(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", certfleet.Errorf(code, "database: %s", sqlite.ErrorCodeString[se.Code()&0xff]), err)
-}
-
-// ts encodes a time as Unix microseconds, NULL for the zero time.
-func ts(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t.UnixMicro()
-}
-
-// tsReq encodes a time that must not be NULL.
-func tsReq(t time.Time) int64 { return t.UnixMicro() }
-
-// fromTS decodes a time stored by ts, in UTC.
-func fromTS(n sql.NullInt64) time.Time {
-	if !n.Valid {
-		return time.Time{}
-	}
-	return time.UnixMicro(n.Int64).UTC()
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 var (
@@ -129,7 +128,7 @@ func (s *Store) ReplaceAccount(ctx context.Context, stale certfleet.Account, nex
 	var out certfleet.Account
 	err = s.write(ctx, func(tx Tx) error {
 		if _, err := tx.Exec(qReplaceAccount, cj, key, next.URL, next.CreatedAt,
-			next.CA, next.Name, stale.URL, storeutil.StaleStatus(stale)); err != nil {
+			next.CA, next.Name, stale.URL, staleStatus(stale)); err != nil {
 			return err
 		}
 		out, err = s.scanAccount(tx.QueryRow(qAccount, next.CA, next.Name))
@@ -155,4 +154,13 @@ func contactJSON(contact []string) (string, error) {
 		return "", fmt.Errorf("encode contact: %w", err)
 	}
 	return string(b), nil
+}
+
+// staleStatus is the status ReplaceAccount (certfleet.AccountReplacer)
+// compares with: stale's, or valid when it has none.
+func staleStatus(stale certfleet.Account) string {
+	if stale.Status == "" {
+		return certfleet.AccountValid
+	}
+	return stale.Status
 }

@@ -1,12 +1,12 @@
 package sqlstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 var _ certfleet.AccountAdmin = (*Store)(nil)
@@ -72,7 +72,7 @@ func (s *Store) BeginKeyRollover(ctx context.Context, ca, name string, newKeyPEM
 		if err != nil {
 			return err
 		}
-		if err := storeutil.CheckRollover(a); err != nil {
+		if err := checkRollover(a); err != nil {
 			return err
 		}
 		_, err = tx.Exec(qSetPendingKey, sealed, ca, name)
@@ -94,7 +94,7 @@ func (s *Store) FinishKeyRollover(ctx context.Context, ca, name string, keyPEM [
 		if err != nil {
 			return err
 		}
-		setKey, clearPending, err := storeutil.FinishRollover(a, keyPEM, accepted)
+		setKey, clearPending, err := finishRollover(a, keyPEM, accepted)
 		if err != nil {
 			return err
 		}
@@ -139,4 +139,27 @@ func (s *Store) DeactivateAccount(ctx context.Context, ca, name string, at time.
 		return certfleet.Account{}, fmt.Errorf("deactivate account %q of %s: %w", name, ca, err)
 	}
 	return out, nil
+}
+
+// checkRollover refuses a key rollover (certfleet.AccountAdmin) of a
+// deactivated account or of one with a rollover already pending.
+func checkRollover(a certfleet.Account) error {
+	if a.Deactivated() {
+		return certfleet.Errorf(certfleet.EINVALID, "account %q is deactivated", a.Name)
+	}
+	if a.PendingKeyPEM != nil {
+		return certfleet.Errorf(certfleet.ECONFLICT, "account %q has a key rollover pending", a.Name)
+	}
+	return nil
+}
+
+// finishRollover says what FinishKeyRollover (certfleet.AccountAdmin)
+// changes in account a for the CA's answer about keyPEM: whether keyPEM
+// becomes the account key, and whether the pending key is cleared (only
+// when it is keyPEM).
+func finishRollover(a certfleet.Account, keyPEM []byte, accepted bool) (setKey, clearPending bool, err error) {
+	if len(keyPEM) == 0 {
+		return false, false, certfleet.Errorf(certfleet.EINVALID, "finish key rollover of account %q: no key given", a.Name)
+	}
+	return accepted, a.PendingKeyPEM != nil && bytes.Equal(a.PendingKeyPEM, keyPEM), nil
 }

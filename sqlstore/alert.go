@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 var _ certfleet.IncidentStore = (*Store)(nil)
@@ -82,7 +81,7 @@ func scanIncident(row Row) (certfleet.Incident, error) {
 
 // ObserveIncident implements certfleet.IncidentStore.
 func (s *Store) ObserveIncident(ctx context.Context, i certfleet.Incident) (certfleet.Incident, bool, error) {
-	if err := storeutil.CheckObservation(i); err != nil {
+	if err := checkObservation(i); err != nil {
 		return certfleet.Incident{}, false, err
 	}
 	var (
@@ -161,7 +160,7 @@ func (s *Store) Incidents(ctx context.Context, f certfleet.IncidentFilter) ([]ce
 	}
 	limit := f.Limit
 	if limit <= 0 {
-		limit = storeutil.DefaultIncidentLimit
+		limit = defaultIncidentLimit
 	}
 	before, after := `SELECT `+incidentColumns+` FROM incidents WHERE ($1 = '' OR spec = $1)`, ""
 	if f.OpenOnly {
@@ -257,3 +256,20 @@ func (s *Store) ReleaseNotification(ctx context.Context, id int64, owner, delive
 		return nil
 	})
 }
+
+// checkObservation is the validation of certfleet.IncidentStore.ObserveIncident.
+func checkObservation(i certfleet.Incident) error {
+	switch {
+	case i.Key == "" || i.Kind == "" || i.Certificate == "":
+		return certfleet.Errorf(certfleet.EINVALID, "incident: key, kind and certificate required")
+	case i.Severity.Rank() == 0:
+		return certfleet.Errorf(certfleet.EINVALID, "incident %s: unknown severity %q", i.Key, i.Severity)
+	case i.UpdatedAt.IsZero():
+		return certfleet.Errorf(certfleet.EINVALID, "incident %s: observation time required", i.Key)
+	}
+	return nil
+}
+
+// defaultIncidentLimit is how many incidents Incidents lists when the
+// filter sets no limit.
+const defaultIncidentLimit = 100

@@ -9,7 +9,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 var _ certfleet.AuditStore = (*Store)(nil)
@@ -60,7 +59,7 @@ func (s *Store) Events(ctx context.Context, f certfleet.EventFilter) ([]certflee
 	if f.BeforeID > 0 {
 		err := q.QueryRow(qEventCursor, f.BeforeID).Scan(&cursorAt)
 		if noRows(err) {
-			return nil, storeutil.NoSuchEventCursor(f.BeforeID)
+			return nil, noSuchEventCursor(f.BeforeID)
 		} else if err != nil {
 			return nil, fmt.Errorf("list events: %w", err)
 		}
@@ -145,4 +144,10 @@ func EventQuery(f certfleet.EventFilter, cursorAt time.Time) (Q, []any) {
 	}
 	q += ` ORDER BY at DESC, id DESC LIMIT ` + arg(f.Limit)
 	return SQL(q), args
+}
+
+// noSuchEventCursor is the error of an event filter whose before_id names
+// no event.
+func noSuchEventCursor(id int64) error {
+	return certfleet.Errorf(certfleet.EINVALID, "event filter: before_id %d: no such event (use the id of the last event of the previous page)", id)
 }

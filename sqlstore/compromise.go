@@ -3,9 +3,9 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 var _ certfleet.KeyBlocklist = (*Store)(nil)
@@ -19,7 +19,7 @@ var (
 
 // BlockKey implements certfleet.KeyBlocklist.
 func (s *Store) BlockKey(ctx context.Context, b certfleet.BlockedKey) error {
-	b, err := storeutil.PrepareBlockedKey(b, s.now())
+	b, err := prepareBlockedKey(b, s.now())
 	if err != nil {
 		return err
 	}
@@ -72,4 +72,17 @@ func (s *Store) BlockedKeys(ctx context.Context) ([]certfleet.BlockedKey, error)
 		return nil, fmt.Errorf("list blocked keys: %w", err)
 	}
 	return out, nil
+}
+
+// prepareBlockedKey validates b for certfleet.KeyBlocklist.BlockKey and
+// stamps a missing BlockedAt with now. It insists on a full key ID: a
+// prefix in the blocklist would block nothing (lookups use full IDs).
+func prepareBlockedKey(b certfleet.BlockedKey, now time.Time) (certfleet.BlockedKey, error) {
+	if err := certfleet.ValidKeyIDPrefix(b.KeyID); err != nil || len(b.KeyID) != 64 {
+		return b, certfleet.Errorf(certfleet.EINVALID, "block key %q: a full key ID (64 hex digits) is required", b.KeyID)
+	}
+	if b.BlockedAt.IsZero() {
+		b.BlockedAt = now
+	}
+	return b, nil
 }

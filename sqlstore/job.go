@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 // attemptsKept is how many attempts are kept per job: enough to see a
@@ -342,7 +341,7 @@ func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certflee
 // is recorded as certfleet.OutcomeFailed; LastErrorAt is the attempt's
 // FinishedAt (now when zero).
 func (s *Store) FailJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
-	a, err := storeutil.PrepareJobAttempt("fail", key, a, certfleet.OutcomeFailed, nextAt, s.now())
+	a, err := prepareJobAttempt("fail", key, a, certfleet.OutcomeFailed, nextAt, s.now())
 	if err != nil {
 		return err
 	}
@@ -355,7 +354,7 @@ func (s *Store) FailJob(ctx context.Context, key certfleet.JobKey, owner string,
 // DeferJob implements certfleet.RateLimitStore. An attempt with an empty
 // Outcome is recorded as certfleet.OutcomeDeferred.
 func (s *Store) DeferJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
-	a, err := storeutil.PrepareJobAttempt("defer", key, a, certfleet.OutcomeDeferred, nextAt, s.now())
+	a, err := prepareJobAttempt("defer", key, a, certfleet.OutcomeDeferred, nextAt, s.now())
 	if err != nil {
 		return err
 	}
@@ -500,4 +499,21 @@ func (s *Store) Attempts(ctx context.Context, key certfleet.JobKey, limit int) (
 		return nil, certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
 	}
 	return out, nil
+}
+
+// prepareJobAttempt validates a FailJob or DeferJob call (op, "fail" or
+// "defer", names it in the error) and returns the attempt to record: for
+// key, with outcome unless a has one, finished at now unless a says when.
+func prepareJobAttempt(op string, key certfleet.JobKey, a certfleet.Attempt, outcome string, nextAt, now time.Time) (certfleet.Attempt, error) {
+	if nextAt.IsZero() {
+		return a, certfleet.Errorf(certfleet.EINVALID, "%s job %s: next attempt time required", op, key)
+	}
+	a.JobKey = key
+	if a.Outcome == "" {
+		a.Outcome = outcome
+	}
+	if a.FinishedAt.IsZero() {
+		a.FinishedAt = now
+	}
+	return a, nil
 }

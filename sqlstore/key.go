@@ -132,9 +132,3 @@ func (s *Store) RewrapDataKey(ctx context.Context, oldKEKID string, d seal.Wrapp
 	}
 	return swapped, nil
 }
-
-// Keyring returns the sealing policy of the attached store.
-//
-// Deprecated: for store code not yet moved into this package; removed once
-// the drivers hold no store logic.
-func (s *Store) Keyring() seal.Keyring { return s.keys }

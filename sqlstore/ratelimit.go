@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/storeutil"
 )
 
 // TODO(arch): var _ certfleet.RateLimitStore = (*Store)(nil) once DeferJob
@@ -48,7 +47,7 @@ var (
 // reservation committed before it); on SQLite a write transaction
 // excludes every other writer, of this process or another on the file.
 func (s *Store) ReserveBudget(ctx context.Context, r certfleet.BudgetRequest) (certfleet.BudgetResult, error) {
-	if err := storeutil.CheckBudgetRequest(r); err != nil {
+	if err := checkBudgetRequest(r); err != nil {
 		return certfleet.BudgetResult{}, err
 	}
 	var res certfleet.BudgetResult
@@ -117,7 +116,7 @@ func (s *Store) RefundBudget(ctx context.Context, reservation int64) error {
 
 // RecordBudgetEvent implements certfleet.RateLimitStore.
 func (s *Store) RecordBudgetEvent(ctx context.Context, ca, bucket string, at time.Time) error {
-	if err := storeutil.CheckBudgetEvent(ca, bucket, at); err != nil {
+	if err := checkBudgetEvent(ca, bucket, at); err != nil {
 		return err
 	}
 	return s.write(ctx, func(tx Tx) error {
@@ -149,7 +148,7 @@ func (s *Store) PruneBudget(ctx context.Context, before time.Time) (int, error) 
 // instances sharing the database (certfleet.Notifier), whose schedulers
 // then see the hold.
 func (s *Store) SetRateHold(ctx context.Context, h certfleet.RateHold) error {
-	h, err := storeutil.PrepareRateHold(h, s.now())
+	h, err := prepareRateHold(h, s.now())
 	if err != nil {
 		return err
 	}
@@ -184,4 +183,38 @@ func (s *Store) RateHolds(ctx context.Context, now time.Time) ([]certfleet.RateH
 		return nil, fmt.Errorf("list rate-limit holds: %w", err)
 	}
 	return out, nil
+}
+
+// checkBudgetRequest is the validation of certfleet.RateLimitStore.ReserveBudget.
+func checkBudgetRequest(r certfleet.BudgetRequest) error {
+	if r.CA == "" || r.At.IsZero() {
+		return certfleet.Errorf(certfleet.EINVALID, "reserve rate-limit budget for %s: CA and time required", r.Job)
+	}
+	for _, l := range r.Limits {
+		if l.Bucket == "" || l.Limit < 1 || l.Window <= 0 {
+			return certfleet.Errorf(certfleet.EINVALID,
+				"reserve rate-limit budget for %s: limit %q needs a bucket, a limit of at least 1 and a positive window", r.Job, l.Name)
+		}
+	}
+	return nil
+}
+
+// checkBudgetEvent is the validation of certfleet.RateLimitStore.RecordBudgetEvent.
+func checkBudgetEvent(ca, bucket string, at time.Time) error {
+	if ca == "" || bucket == "" || at.IsZero() {
+		return certfleet.Errorf(certfleet.EINVALID, "record rate-limit event: CA, bucket and time required")
+	}
+	return nil
+}
+
+// prepareRateHold validates h for certfleet.RateLimitStore.SetRateHold and
+// stamps a missing SetAt with now.
+func prepareRateHold(h certfleet.RateHold, now time.Time) (certfleet.RateHold, error) {
+	if h.CA == "" || h.Account == "" || h.Until.IsZero() {
+		return h, certfleet.Errorf(certfleet.EINVALID, "set rate-limit hold: CA, account and time required")
+	}
+	if h.SetAt.IsZero() {
+		h.SetAt = now
+	}
+	return h, nil
 }

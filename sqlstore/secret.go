@@ -2,10 +2,11 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/storeutil"
+	"github.com/certfleet/certfleet/seal"
 )
 
 var _ certfleet.SecretStore = (*Store)(nil)
@@ -24,7 +25,7 @@ func (s *Store) PutSecret(ctx context.Context, name string, value []byte) error 
 	if err := certfleet.CheckSecret(name, value); err != nil {
 		return err
 	}
-	sealed, err := storeutil.SealSecret(s.keys, name, value)
+	sealed, err := sealSecret(s.keys, name, value)
 	if err != nil {
 		return err
 	}
@@ -53,7 +54,7 @@ func (s *Store) Secret(ctx context.Context, name string) ([]byte, error) {
 	} else if err != nil {
 		return nil, fmt.Errorf("read secret %q: %w", name, err)
 	}
-	return storeutil.OpenSecret(s.keys, name, stored)
+	return openSecret(s.keys, name, stored)
 }
 
 // Secrets implements certfleet.SecretStore.
@@ -93,4 +94,25 @@ func (s *Store) DeleteSecret(ctx context.Context, name string) error {
 		}
 		return nil
 	})
+}
+
+// sealSecret is how a store seals a stored secret (certfleet.SecretStore):
+// always sealed, bound to its name; a store without a master key refuses
+// it with an error saying what to set.
+func sealSecret(k seal.Keyring, name string, value []byte) ([]byte, error) {
+	b, err := k.SealSecret(name, value)
+	if errors.Is(err, seal.ErrNoSealer) {
+		return nil, certfleet.ErrSecretsNeedMasterKey(name)
+	}
+	return b, err
+}
+
+// openSecret reverses SealSecret. A value stored in the clear is refused,
+// not trusted: nothing certfleet writes puts one there.
+func openSecret(k seal.Keyring, name string, stored []byte) ([]byte, error) {
+	b, err := k.OpenSecret(name, stored)
+	if errors.Is(err, seal.ErrNotSealed) {
+		return nil, certfleet.Errorf(certfleet.EINTERNAL, "secret %q is stored unsealed, which certfleet never does; set it again with `certfleet secret set %s`", name, name)
+	}
+	return b, err
 }

@@ -60,7 +60,7 @@ type Store struct {
 	keys    seal.Keyring // sealKey/openKey policy, set by Attach
 }
 
-// TODO(arch): var _ certfleet.Store = (*Store)(nil) once every feature is here.
+var _ certfleet.Store = (*Store)(nil)
 
 // Attach makes s use db, which must be open and migrated, and opens its
 // sealer: with a master key it unwraps the data key (creating it in an
@@ -99,14 +99,6 @@ func (s *Store) now() time.Time {
 	return time.Now()
 }
 
-// Logger returns the store's logger, never nil.
-func (s *Store) logger() *slog.Logger {
-	if s.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return s.Logger
-}
-
 var errNotOpen = certfleet.Errorf(certfleet.EUNAVAILABLE, "store is not open")
 
 // read returns a Querier outside any transaction.
@@ -115,14 +107,6 @@ func (s *Store) read(ctx context.Context) (Querier, error) {
 		return nil, errNotOpen
 	}
 	return s.db.Read(ctx), nil
-}
-
-// view runs fn in one read-only transaction.
-func (s *Store) view(ctx context.Context, fn func(q Querier) error) error {
-	if s.db == nil {
-		return errNotOpen
-	}
-	return s.db.View(ctx, fn)
 }
 
 // write runs fn in one write transaction (see DB.Write).

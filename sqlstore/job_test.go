@@ -1,4 +1,4 @@
-package storeutil
+package sqlstore
 
 import (
 	"strings"
@@ -11,7 +11,7 @@ import (
 func TestPrepareJobAttempt(t *testing.T) {
 	key := certfleet.JobKey{Spec: "web", KeyType: certfleet.ECDSAP256}
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	a, err := PrepareJobAttempt("fail", key, certfleet.Attempt{Error: "boom"}, certfleet.OutcomeFailed, now.Add(time.Hour), now)
+	a, err := prepareJobAttempt("fail", key, certfleet.Attempt{Error: "boom"}, certfleet.OutcomeFailed, now.Add(time.Hour), now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -19,10 +19,10 @@ func TestPrepareJobAttempt(t *testing.T) {
 		t.Errorf("defaults: got %+v; want the job key, outcome %q and FinishedAt now", a, certfleet.OutcomeFailed)
 	}
 	given := certfleet.Attempt{Outcome: "other", FinishedAt: now.Add(-time.Minute)}
-	if a, _ := PrepareJobAttempt("defer", key, given, certfleet.OutcomeDeferred, now, now); a.Outcome != "other" || !a.FinishedAt.Equal(given.FinishedAt) {
+	if a, _ := prepareJobAttempt("defer", key, given, certfleet.OutcomeDeferred, now, now); a.Outcome != "other" || !a.FinishedAt.Equal(given.FinishedAt) {
 		t.Errorf("given outcome and time: got %+v; want them kept", a)
 	}
-	_, err = PrepareJobAttempt("defer", key, certfleet.Attempt{}, certfleet.OutcomeDeferred, time.Time{}, now)
+	_, err = prepareJobAttempt("defer", key, certfleet.Attempt{}, certfleet.OutcomeDeferred, time.Time{}, now)
 	if certfleet.ErrorCode(err) != certfleet.EINVALID || !strings.Contains(err.Error(), "defer job web") {
 		t.Errorf("no next time: %v; want EINVALID naming the deferred job", err)
 	}

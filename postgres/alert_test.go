@@ -1,8 +1,9 @@
 package postgres_test
 
 import (
-	"github.com/certfleet/certfleet/internal/pgtest"
 	"testing"
+
+	"github.com/certfleet/certfleet/internal/pgtest"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/storetest"

@@ -120,7 +120,7 @@ func (q *querier) Query(s sqlstore.Q, args ...any) (sqlstore.Rows, error) {
 
 func (q *querier) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
 	rs, err := q.Query(s, args...)
-	return row{rs: rs, err: err}
+	return sqlstore.FirstRow(rs, err)
 }
 
 // dbTx is a write transaction; queued statements wait in batch.
@@ -168,7 +168,7 @@ func (t *dbTx) Query(s sqlstore.Q, args ...any) (sqlstore.Rows, error) {
 
 func (t *dbTx) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
 	if err := t.flush(); err != nil {
-		return row{err: err}
+		return sqlstore.FirstRow(nil, err)
 	}
 	return t.querier.QueryRow(s, args...)
 }
@@ -209,26 +209,6 @@ func (r *rows) Scan(dest ...any) error {
 func isTime(d any) bool {
 	_, ok := d.(*time.Time)
 	return ok
-}
-
-// row is QueryRow's result: the first row of a query, closed after Scan.
-type row struct {
-	rs  sqlstore.Rows
-	err error
-}
-
-func (r row) Scan(dest ...any) error {
-	if r.err != nil {
-		return r.err
-	}
-	defer r.rs.Close()
-	if !r.rs.Next() {
-		if err := r.rs.Err(); err != nil {
-			return err
-		}
-		return sqlstore.ErrNoRows
-	}
-	return r.rs.Scan(dest...)
 }
 
 // timestamptz scans a nullable timestamptz into *t, in UTC; NULL is the

@@ -9,9 +9,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"path/filepath"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/internal/pgtest"

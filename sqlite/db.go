@@ -191,7 +191,7 @@ func (q *querier) Query(s sqlstore.Q, args ...any) (sqlstore.Rows, error) {
 
 func (q *querier) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
 	rs, err := q.Query(s, args...)
-	return row{rs: rs, err: err}
+	return sqlstore.FirstRow(rs, err)
 }
 
 // txn is a write transaction.
@@ -225,7 +225,7 @@ func (t *dbTx) Query(s sqlstore.Q, args ...any) (sqlstore.Rows, error) {
 
 func (t *dbTx) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
 	if t.queued != nil {
-		return row{err: t.queued}
+		return sqlstore.FirstRow(nil, t.queued)
 	}
 	return t.querier.QueryRow(s, args...)
 }
@@ -260,26 +260,6 @@ func (r *rows) Scan(dest ...any) error {
 func isTime(d any) bool {
 	_, ok := d.(*time.Time)
 	return ok
-}
-
-// row is QueryRow's result: the first row of a query, closed after Scan.
-type row struct {
-	rs  sqlstore.Rows
-	err error
-}
-
-func (r row) Scan(dest ...any) error {
-	if r.err != nil {
-		return r.err
-	}
-	defer r.rs.Close()
-	if !r.rs.Next() {
-		if err := r.rs.Err(); err != nil {
-			return err
-		}
-		return sqlstore.ErrNoRows
-	}
-	return r.rs.Scan(dest...)
 }
 
 // encodeArgs turns time.Time arguments into the stored form (Unix

@@ -5,13 +5,9 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/sqlstore"
 )
 
 // migrationFS holds the schema migrations. A file is named NNNN_what.sql;
@@ -21,39 +17,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
 // migrations returns the embedded migrations in version order.
-func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, n := range names {
-		base := path.Base(n)
-		num, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive version and '_'", base)
-		}
-		b, err := migrationFS.ReadFile(n)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].version)
-		}
-	}
-	return ms, nil
+func migrations() ([]sqlstore.Migration, error) {
+	return sqlstore.Migrations(migrationFS, "migrations/*.sql")
 }
 
 // migrate applies the pending migrations in order, each in its own
@@ -65,7 +31,7 @@ func (s *Store) migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	latest := ms[len(ms)-1].version
+	latest := ms[len(ms)-1].Version
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
 		name       TEXT    NOT NULL,
@@ -101,7 +67,7 @@ func (s *Store) migrate(ctx context.Context, db *sql.DB) error {
 		return translate(err)
 	}
 	for _, m := range ms {
-		if done[m.version] {
+		if done[m.Version] {
 			continue
 		}
 		if err := s.apply(ctx, db, m); err != nil {
@@ -121,7 +87,7 @@ func schemaVersion(ctx context.Context, q interface {
 	return int(v.Int64), nil
 }
 
-func (s *Store) apply(ctx context.Context, db *sql.DB, m migration) error {
+func (s *Store) apply(ctx context.Context, db *sql.DB, m sqlstore.Migration) error {
 	tx, err := db.BeginTx(ctx, nil) // BEGIN IMMEDIATE: another process migrating waits
 	if err != nil {
 		return translate(err)
@@ -129,22 +95,22 @@ func (s *Store) apply(ctx context.Context, db *sql.DB, m migration) error {
 	defer tx.Rollback()
 	// Another process may have applied it while we waited for the lock.
 	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.version).Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil {
 		return translate(err)
 	}
 	if n > 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return fmt.Errorf("apply %s: %w", m.name, translate(err))
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return fmt.Errorf("apply %s: %w", m.Name, translate(err))
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-		m.version, m.name, s.now().UnixMicro()); err != nil {
-		return fmt.Errorf("record %s: %w", m.name, translate(err))
+		m.Version, m.Name, s.now().UnixMicro()); err != nil {
+		return fmt.Errorf("record %s: %w", m.Name, translate(err))
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit %s: %w", m.name, translate(err))
+		return fmt.Errorf("commit %s: %w", m.Name, translate(err))
 	}
-	s.logger().Info("schema migration applied", "version", m.version, "name", m.name)
+	s.logger().Info("schema migration applied", "version", m.Version, "name", m.Name)
 	return nil
 }

@@ -19,8 +19,10 @@
 //
 // Beside that layout it writes extra copies (WriteCopies: a combined PEM
 // for HAProxy, a chain at a path a server names), runs a certificate's
-// prepare and cleanup commands around an order (Writer.Prepare), and runs
-// commands once per batch of changed certificates (Batch). Which files and
+// prepare and cleanup commands and long-running prepare helpers around an
+// order (Writer.Prepare), and runs commands once per batch of changed
+// certificates, and actions for the batch's certificates that match their
+// names (Batch). Which files and
 // commands a certificate has is the caller's to say: this package reads no
 // configuration.
 //
@@ -166,6 +168,10 @@ type Writer struct {
 	// Logger receives an info event per deployment that changed files
 	// and per command run. Nil discards.
 	Logger *slog.Logger
+	// StateDir, when set, is where running prepare helpers are recorded
+	// (in its "helpers" subdirectory), so that StopLeftHelpers can stop
+	// the ones a killed certfleet left behind. "" records nothing.
+	StateDir string
 }
 
 // KeyTypeDir returns the directory the files of spec's key type kt go to:

@@ -132,3 +132,17 @@ func TestOutputPathControlCharacters(t *testing.T) {
 		t.Errorf("problems %+v", p)
 	}
 }
+
+func TestExampleActions(t *testing.T) {
+	cfg, err := Load("../examples/certfleet.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Action{
+		{Name: "mail servers", Identifiers: []string{"mail.example.org", "*.dev.example.org"}, Commands: [][]string{{"ssh", "mail1", "systemctl reload postfix dovecot"}}},
+		{Name: "action 2", Unmatched: true, Commands: [][]string{{"systemctl", "reload", "nginx"}}},
+	}
+	if !reflect.DeepEqual(cfg.Deploy.Actions, want) {
+		t.Errorf("example actions %+v, want %+v", cfg.Deploy.Actions, want)
+	}
+}

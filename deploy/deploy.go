@@ -44,6 +44,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -172,6 +173,9 @@ type Writer struct {
 	// (in its "helpers" subdirectory), so that StopLeftHelpers can stop
 	// the ones a killed certfleet left behind. "" records nothing.
 	StateDir string
+
+	mu      sync.Mutex            // guards helpers
+	helpers map[string]*helperSet // running prepare helpers by certificate name
 }
 
 // KeyTypeDir returns the directory the files of spec's key type kt go to:

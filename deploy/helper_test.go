@@ -296,3 +296,45 @@ func TestStopLeftHelpers(t *testing.T) {
 		t.Errorf("%d records left, want 1 (this process's helper)", got)
 	}
 }
+
+// TestHelperSharedByKeyTypes: the two orders of a dual certificate run at
+// once and share its helper (a forwarder bound to the CA's port could not
+// start twice): it starts once, and stops when the last order ended.
+func TestHelperSharedByKeyTypes(t *testing.T) {
+	dir := t.TempDir()
+	starts := filepath.Join(dir, "starts")
+	w := new(deploy.Writer)
+	spec := testSpec(certfleet.RSA2048, certfleet.ECDSAP256)
+	hooks := deploy.Hooks{Helpers: []deploy.Helper{{Argv: []string{"sh", "-c", `echo $$ >> "$1"; echo ready; exec sleep 60`, "sh", starts},
+		ReadyLine: regexp.MustCompile("ready")}}}
+	doneRSA, err := w.Prepare(t.Context(), spec, hooks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doneECDSA, err := w.Prepare(t.Context(), spec, hooks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := strings.Fields(string(mustRead(t, starts)))
+	if len(pids) != 1 {
+		t.Fatalf("the helper started %d times, want once", len(pids))
+	}
+	pid, _ := strconv.Atoi(pids[0])
+	doneRSA()
+	if !running(pid) {
+		t.Fatal("the helper stopped while the other order still ran")
+	}
+	doneECDSA()
+	if running(pid) {
+		t.Error("the helper still runs after both orders ended")
+	}
+	// The next order starts it afresh.
+	done, err := w.Prepare(t.Context(), spec, hooks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done()
+	if n := len(strings.Fields(string(mustRead(t, starts)))); n != 2 {
+		t.Errorf("the helper started %d times in all, want 2", n)
+	}
+}

@@ -36,6 +36,9 @@ type Hooks struct {
 // its own). With print set (test mode), all are printed instead of run.
 // It returns a nil function when there is nothing to run.
 //
+// The orders of one certificate that run at once (its key types) share
+// its helpers: the first starts them, the last to finish stops them.
+//
 // If certfleet is killed while helpers run, Linux sends each helper
 // SIGTERM; their children, and helpers elsewhere, are stopped at the next
 // start by StopLeftHelpers (with StateDir set).
@@ -78,13 +81,75 @@ func (w *Writer) Prepare(ctx context.Context, spec certfleet.CertificateSpec, h 
 			return nil, r.Err
 		}
 	}
-	running, err := w.startHelpers(ctx, spec, h.Helpers, env)
+	release, err := w.acquireHelpers(ctx, spec, h.Helpers, env)
 	if err != nil {
 		runCleanup()
 		return nil, err
 	}
 	return func() {
-		stopHelpers(running)
+		release()
 		runCleanup()
 	}, nil
+}
+
+// helperSet is the helpers of one certificate, shared by its orders that
+// run at once (one per key type of a dual certificate: a forwarder bound
+// to the CA's port cannot be started twice).
+type helperSet struct {
+	refs    int           // orders using it; guarded by Writer.mu
+	started chan struct{} // closed once running and err are set
+	running []*runningHelper
+	err     error
+}
+
+// acquireHelpers starts the helpers of spec, or joins those another order
+// of spec started, and returns the function that lets go of them: the
+// last order to let go stops them.
+func (w *Writer) acquireHelpers(ctx context.Context, spec certfleet.CertificateSpec, helpers []Helper, env []string) (release func(), err error) {
+	if len(helpers) == 0 {
+		return func() {}, nil
+	}
+	w.mu.Lock()
+	s, joined := w.helpers[spec.Name]
+	if joined {
+		s.refs++
+	} else {
+		if w.helpers == nil {
+			w.helpers = make(map[string]*helperSet)
+		}
+		s = &helperSet{refs: 1, started: make(chan struct{})}
+		w.helpers[spec.Name] = s
+	}
+	w.mu.Unlock()
+	release = func() { w.releaseHelpers(spec.Name, s) }
+	if joined {
+		select {
+		case <-s.started:
+		case <-ctx.Done():
+			release()
+			return nil, ctx.Err()
+		}
+	} else {
+		s.running, s.err = w.startHelpers(ctx, spec, helpers, env)
+		close(s.started)
+	}
+	if s.err != nil {
+		release()
+		return nil, s.err
+	}
+	return release, nil
+}
+
+func (w *Writer) releaseHelpers(name string, s *helperSet) {
+	w.mu.Lock()
+	s.refs--
+	last := s.refs == 0
+	if last && w.helpers[name] == s {
+		delete(w.helpers, name)
+	}
+	w.mu.Unlock()
+	if last {
+		<-s.started
+		stopHelpers(s.running)
+	}
 }

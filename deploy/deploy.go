@@ -27,8 +27,10 @@
 // configuration.
 //
 // It deliberately does not fetch certificates (see the archive store, or the
-// HTTP API client on remote hosts), keep history (the archive does), or
-// interpret commands with a shell.
+// HTTP API client on remote hosts), keep history (the archive does),
+// interpret commands with a shell, or touch the network: a helper's
+// readiness probe of a port or URL is the caller's (Helper.Ready; the
+// daemon package builds them).
 package deploy
 
 import (

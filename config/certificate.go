@@ -16,7 +16,7 @@ import (
 )
 
 var certKeys = []string{"name", "identifiers", "key_types", "challenge", "webroot", "dns_provider", "profile", "account",
-	"renew_before", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands", "endpoints", "copy", "prepare", "cleanup"}
+	"renew_before", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands", "endpoints", "copy", "prepare", "prepare_helpers", "cleanup"}
 
 var profileRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -90,7 +90,7 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 		RenewBefore: cfg.Renewal.RenewBefore,
 	}
 	cert := Certificate{Output: Output{Owner: defs.owner, Group: defs.group, KeyMode: defs.keyMode, Commands: defs.commands, Copies: defs.copies},
-		Prepare: defs.prepare, Cleanup: defs.cleanup}
+		Prepare: defs.prepare, Helpers: defs.helpers, Cleanup: defs.cleanup}
 	crossOK := defs.clean
 
 	// Identifiers first: the name defaults to the first one.
@@ -207,6 +207,9 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 	if cmds, ok := d.commandsAt(t, "prepare"); ok {
 		cert.Prepare = cmds
 	}
+	if hs, ok := d.helpers(t); ok {
+		cert.Helpers = hs
+	}
 	if cmds, ok := d.commandsAt(t, "cleanup"); ok {
 		cert.Cleanup = cmds
 	}
@@ -236,6 +239,7 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 	cert.Output.Commands = cloneCommands(cert.Output.Commands)
 	cert.Output.Copies = slices.Clone(cert.Output.Copies)
 	cert.Prepare, cert.Cleanup = cloneCommands(cert.Prepare), cloneCommands(cert.Cleanup)
+	cert.Helpers = cloneHelpers(cert.Helpers)
 	if len(cert.Output.Copies) > 0 && len(spec.KeyTypes) > 1 {
 		d.problemf(t.p.key("copy"), "copy needs a certificate with one key type (this one has %d): the copies of each would overwrite the other; split it into one certificate per key type", len(spec.KeyTypes))
 		return Certificate{}, false

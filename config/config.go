@@ -207,6 +207,10 @@ type Certificate struct {
 	// forwarder); Cleanup commands run after the order ended, issued or
 	// failed. Argv lists; [defaults] gives them to certificates without.
 	Prepare, Cleanup [][]string
+	// Helpers are long-running prepare commands, started after Prepare
+	// and stopped before Cleanup (prepare_helpers); [defaults] gives them
+	// to certificates without.
+	Helpers []Helper
 	// Endpoints are where the certificate is served, checked after each
 	// renewal and on a schedule: is the newest certificate the one served?
 	// Each has its protocol, port and SNI name filled in (the SNI name

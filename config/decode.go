@@ -187,6 +187,11 @@ func (d *decoder) abs(p path, s string) (string, bool) {
 	case strings.ContainsRune(s, 0):
 		d.problemf(p, "path contains a NUL byte")
 		return "", false
+	case strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }):
+		// Tabs and newlines would also break the lists of files that
+		// batch commands get (CERTFLEET_CHANGED_FILE).
+		d.problemf(p, "%q contains a control character (a tab or newline?)", s)
+		return "", false
 	case s == "~" || strings.HasPrefix(s, "~/"):
 		d.problemf(p, "%q: ~ is not expanded; write the full path", s)
 		return "", false

@@ -9,7 +9,7 @@ import (
 	"github.com/certfleet/certfleet"
 )
 
-var defaultsKeys = []string{"key_types", "challenge", "webroot", "dns_provider", "output_dir", "owner", "group", "key_mode", "commands", "copy", "prepare", "cleanup"}
+var defaultsKeys = []string{"key_types", "challenge", "webroot", "dns_provider", "output_dir", "owner", "group", "key_mode", "commands", "copy", "prepare", "prepare_helpers", "cleanup"}
 
 // certDefaults are the decoded [defaults]; clean is false when any of them
 // had a problem, so that certificates inheriting them skip the cross-checks
@@ -25,6 +25,7 @@ type certDefaults struct {
 	commands     [][]string
 	copies       []Copy
 	prepare      [][]string
+	helpers      []Helper
 	cleanup      [][]string
 	clean        bool
 }
@@ -70,6 +71,9 @@ func (d *decoder) defaults(t *table) certDefaults {
 	}
 	if cmds, ok := d.commandsAt(t, "prepare"); ok {
 		defs.prepare = cmds
+	}
+	if hs, ok := d.helpers(t); ok {
+		defs.helpers = hs
 	}
 	if cmds, ok := d.commandsAt(t, "cleanup"); ok {
 		defs.cleanup = cmds

@@ -365,12 +365,16 @@ func (c Certificate) outputPaths() []string {
 // Deploy holds the actions for every certificate ([deploy]).
 type Deploy struct {
 	// Commands run, in order and without a shell, once per batch of
-	// certificates whose files changed (after all of them were written),
-	// with CERTFLEET_CHANGED listing their names. Argv lists.
+	// certificates whose files changed (after all of them were written,
+	// and after the Actions), with CERTFLEET_CHANGED listing their names
+	// and the other batch variables (docs/deploy.md). Argv lists.
 	Commands [][]string
+	// Actions run once per batch for the changed certificates they match
+	// ([[deploy.action]]), in order.
+	Actions []Action
 }
 
-var deployKeys = []string{"commands"}
+var deployKeys = []string{"commands", "action"}
 
 // deploy decodes [deploy].
 func (d *decoder) deploy(top *table, cfg *Config) {
@@ -381,5 +385,6 @@ func (d *decoder) deploy(top *table, cfg *Config) {
 	if cmds, ok := d.commands(t); ok {
 		cfg.Deploy.Commands = cloneCommands(cmds)
 	}
+	d.actions(t, cfg)
 	d.unknown(t, deployKeys)
 }

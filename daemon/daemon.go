@@ -216,8 +216,10 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 		return nil, err
 	}
 	d.events = append(d.events, d.Alerts) // events wake the evaluator
-	writer := &deploy.Writer{Logger: log}
-	d.global = &deploy.Batch{Writer: writer, Commands: func() [][]string { return d.live.config().Deploy.Commands }, Print: opts.PrintCommands}
+	writer := &deploy.Writer{Logger: log, StateDir: stateDir(cfg)}
+	d.global = &deploy.Batch{Writer: writer, Print: opts.PrintCommands,
+		Commands: func() [][]string { return d.live.config().Deploy.Commands },
+		Actions:  func() []deploy.Action { return actionsOf(d.live.config()) }}
 	d.Manager = &manager.Manager{
 		Store:       store,
 		Issuers:     issuers,
@@ -232,6 +234,11 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 	d.Manager.Budget = newBudget(cfg, store, log) // rate-limit budgets (docs/ratelimits.md)
 
 	if opts.StartResponders {
+		// Prepare helpers a killed certfleet left running (a forwarder
+		// still holding a port) are stopped before anything is ordered.
+		if _, err := deploy.StopLeftHelpers(writer.StateDir, log); err != nil {
+			log.Warn("left prepare helpers", certfleet.LogError, err)
+		}
 		// Work a killed certfleet on this host held is resumed now, not
 		// when its lease runs out.
 		if _, err := d.Manager.ReleaseLeases(ctx, deadLocalProcess); err != nil {

@@ -40,7 +40,7 @@ func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpe
 			return err
 		}
 		env := deploy.CopyCommandEnv(spec.Name, copies, iss)
-		f.global.Note(spec.Name, env)
+		f.global.Note(deploy.NewChange(spec, iss, "", copies, env))
 		if f.printCommands != nil {
 			deploy.PrintSkipped(f.printCommands, spec.Name, c.Output.Commands)
 			return nil
@@ -64,7 +64,7 @@ func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpe
 		return fmt.Errorf("write %s to %s: %w", spec.Name, c.Output.Dir, err)
 	}
 	if res.Changed || copied {
-		f.global.Note(spec.Name, deploy.CommandEnv(res.Dir, spec, iss))
+		f.global.Note(deploy.NewChange(spec, iss, res.Dir, copies, deploy.CommandEnv(res.Dir, spec, iss)))
 	}
 	if copied && !res.Changed && f.printCommands == nil {
 		if err := f.runCommands(ctx, spec.Name, c.Output.Commands, deploy.CommandEnv(res.Dir, spec, iss)); err != nil {
@@ -101,15 +101,20 @@ func copiesOf(c config.Certificate) []deploy.Copy {
 	return out
 }
 
-// prepareHook is manager.Manager.Prepare: the prepare and cleanup commands
-// of the certificate in the configuration in force (deploy.Writer.Prepare).
-// In test mode without run_commands both are printed, not run.
+// prepareHook is manager.Manager.Prepare: the prepare commands, prepare
+// helpers and cleanup commands of the certificate in the configuration in
+// force (deploy.Writer.Prepare). In test mode without run_commands they
+// are printed, not run.
 func prepareHook(live *liveConfig, writer *deploy.Writer, printCommands io.Writer) func(context.Context, certfleet.CertificateSpec) (func(), error) {
 	return func(ctx context.Context, spec certfleet.CertificateSpec) (func(), error) {
 		c, ok := live.config().Certificate(spec.Name)
 		if !ok {
 			return nil, nil
 		}
-		return writer.Prepare(ctx, spec, c.Prepare, c.Cleanup, printCommands)
+		hooks, err := hooksOf(c)
+		if err != nil {
+			return nil, err
+		}
+		return writer.Prepare(ctx, spec, hooks, printCommands)
 	}
 }

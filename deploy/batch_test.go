@@ -17,9 +17,9 @@ func TestBatchDebounce(t *testing.T) {
 	cmds := [][]string{{"sh", "-c", "echo \"$CERTFLEET_CHANGED|$CERTFLEET_CERTIFICATE\" >> " + log}}
 	g := &deploy.Batch{Writer: &deploy.Writer{}, Commands: func() [][]string { return cmds }}
 	g.Debounce(200 * time.Millisecond)
-	g.Note("a", []string{"CERTFLEET_CERTIFICATE=a"})
-	g.Note("b", []string{"CERTFLEET_CERTIFICATE=b"})
-	g.Note("a", []string{"CERTFLEET_CERTIFICATE=a"})
+	g.Note(deploy.Change{Name: "a", Env: []string{"CERTFLEET_CERTIFICATE=a"}})
+	g.Note(deploy.Change{Name: "b", Env: []string{"CERTFLEET_CERTIFICATE=b"}})
+	g.Note(deploy.Change{Name: "a", Env: []string{"CERTFLEET_CERTIFICATE=a"}})
 	read := func() string {
 		b, _ := os.ReadFile(log)
 		return string(b)
@@ -31,7 +31,7 @@ func TestBatchDebounce(t *testing.T) {
 	if got := read(); got != "a b|a\n" {
 		t.Fatalf("first batch logged %q, want \"a b|a\\n\"", got)
 	}
-	g.Note("c", []string{"CERTFLEET_CERTIFICATE=c"})
+	g.Note(deploy.Change{Name: "c", Env: []string{"CERTFLEET_CERTIFICATE=c"}})
 	if err := g.Flush(t.Context()); err != nil { // serve's shutdown flush
 		t.Fatal(err)
 	}

@@ -19,14 +19,18 @@
 //
 // Beside that layout it writes extra copies (WriteCopies: a combined PEM
 // for HAProxy, a chain at a path a server names), runs a certificate's
-// prepare and cleanup commands around an order (Writer.Prepare), and runs
-// commands once per batch of changed certificates (Batch). Which files and
+// prepare and cleanup commands and long-running prepare helpers around an
+// order (Writer.Prepare), and runs commands once per batch of changed
+// certificates, and actions for the batch's certificates that match their
+// names (Batch). Which files and
 // commands a certificate has is the caller's to say: this package reads no
 // configuration.
 //
 // It deliberately does not fetch certificates (see the archive store, or the
-// HTTP API client on remote hosts), keep history (the archive does), or
-// interpret commands with a shell.
+// HTTP API client on remote hosts), keep history (the archive does),
+// interpret commands with a shell, or touch the network: a helper's
+// readiness probe of a port or URL is the caller's (Helper.Ready; the
+// daemon package builds them).
 package deploy
 
 import (
@@ -42,6 +46,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -166,6 +171,13 @@ type Writer struct {
 	// Logger receives an info event per deployment that changed files
 	// and per command run. Nil discards.
 	Logger *slog.Logger
+	// StateDir, when set, is where running prepare helpers are recorded
+	// (in its "helpers" subdirectory), so that StopLeftHelpers can stop
+	// the ones a killed certfleet left behind. "" records nothing.
+	StateDir string
+
+	mu      sync.Mutex            // guards helpers
+	helpers map[string]*helperSet // running prepare helpers by certificate name
 }
 
 // KeyTypeDir returns the directory the files of spec's key type kt go to:

@@ -3,7 +3,9 @@
 // (cmd/certfleet): an in-process Pebble with the port its http-01
 // validation dials, a config file that points at it, a DNS server with a
 // Pebble that validates through it, a receiver of alert webhooks, a clock
-// the daemon reads, and ways to make validation fail for real.
+// the daemon reads, ways to make validation fail for real, and the test
+// binary in other roles (RunRole): a TCP forwarder for prepare helpers, and
+// a certfleet in a process of its own for a test to kill.
 //
 // It is imported from _test.go files only. It starts real components (no
 // fakes); the daemon itself is the caller's (or OpenDaemon's) to open.

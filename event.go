@@ -40,7 +40,8 @@ type Event struct {
 	Kind string    `json:"kind"`
 	// Actor is who acted: "instance:NAME" (a certfleet scheduler),
 	// "token:ID" (an API client), "cli:USER" (a command run by an
-	// operator), "agent:NAME", or "config:FILE".
+	// operator), "agent:NAME", "config:FILE", or "inventory:NAME" (an
+	// inventory source).
 	Actor string `json:"actor"`
 	// Remote is where the actor acted from (an API client's address).
 	Remote string `json:"remote,omitempty"`

@@ -526,3 +526,31 @@ func InventoryProblems(err error, file string) []Problem {
 	}
 	return []Problem{{File: file, Message: err.Error()}}
 }
+
+// InventoryCertificate returns the certificate of a stored spec of the
+// source named source, with the outputs, commands and DNS provider its
+// defaults give: what the daemon writes while the source cannot be read
+// (its specs stay in force, and are renewed, in the meantime). ok is
+// false when there is no such source.
+func (c *Config) InventoryCertificate(source string, spec certfleet.CertificateSpec) (Certificate, bool) {
+	inv, ok := c.InventorySource(source)
+	if !ok {
+		return Certificate{}, false
+	}
+	defs := inv.defs
+	cert := Certificate{Spec: spec, Output: Output{Owner: defs.owner, Group: defs.group, KeyMode: defs.keyMode,
+		Commands: cloneCommands(defs.commands), Copies: slices.Clone(defs.copies)},
+		Prepare: cloneCommands(defs.prepare), Cleanup: cloneCommands(defs.cleanup)}
+	if defs.outputDir != "" {
+		cert.Output.Dir = filepath.Join(defs.outputDir, spec.Name)
+	}
+	if spec.Challenge == certfleet.ChallengeDNS01 {
+		cert.DNSProvider = defs.dnsProvider
+		if cert.DNSProvider == "" && len(c.DNS01.Providers) == 1 {
+			for n := range c.DNS01.Providers {
+				cert.DNSProvider = n
+			}
+		}
+	}
+	return cert, true
+}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -236,5 +237,24 @@ identifiers = ["web2.example.org"]
 	}
 	if certs, _, err := cfg.InventoryFile("teams", "/x/empty.toml", nil); err != nil || len(certs) != 0 {
 		t.Errorf("empty file = %v, %v", certs, err)
+	}
+}
+
+// TestInventoryCertificateOfStoredSpec: the outputs of a stored spec are
+// those its entry had.
+func TestInventoryCertificateOfStoredSpec(t *testing.T) {
+	cfg := mustParse(t, inventorySources)
+	for _, src := range []string{"customers", "ldap-main"} {
+		cert, _, err := cfg.InventoryEntry(src, "row 1", map[string]any{"name": "shop", "identifiers": []any{"shop.example.org"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := cfg.InventoryCertificate(src, cert.Spec)
+		if !ok || !reflect.DeepEqual(got, cert) {
+			t.Errorf("%s: InventoryCertificate = %+v, want %+v", src, got, cert)
+		}
+	}
+	if _, ok := cfg.InventoryCertificate("nope", certfleet.CertificateSpec{}); ok {
+		t.Error("an unknown source gave a certificate")
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,6 +121,7 @@ type Reconciler struct {
 	// certs are the certificates in force from this source (declared, or
 	// held or pending as stored), for the deployer.
 	certs    map[string]config.Certificate
+	routes   map[string]string // dns-01 identifier → provider, of certs
 	origin   map[string]string // name → where it was declared at the last read
 	digest   [32]byte          // of the last read synced
 	clean    bool              // the last sync left nothing pending and no conflict: an equal digest needs no sync
@@ -299,6 +301,7 @@ func (r *Reconciler) Pass(ctx context.Context) (Plan, error) {
 	if err != nil {
 		if ctx.Err() == nil {
 			r.reportFailure(err, inv.Interval)
+			r.fallback(ctx, cfg)
 		}
 		return Plan{}, err
 	}
@@ -335,8 +338,9 @@ func (r *Reconciler) Pass(ctx context.Context) (Plan, error) {
 	}
 	r.recovered()
 	r.reportProblems(p.Problems)
+	r.setCerts(p.certs)
 	r.mu.Lock()
-	r.certs, r.origin, r.digest = p.certs, dec.origin, digest
+	r.origin, r.digest = dec.origin, digest
 	r.clean = len(p.Pending) == 0 && !hasConflict(p, dec)
 	r.mu.Unlock()
 	r.record(ctx, res, p)
@@ -344,6 +348,57 @@ func (r *Reconciler) Pass(ctx context.Context) (Plan, error) {
 		r.Changed()
 	}
 	return p, nil
+}
+
+// setCerts makes certs the certificates in force, and indexes their dns-01
+// providers.
+func (r *Reconciler) setCerts(certs map[string]config.Certificate) {
+	routes := make(map[string]string)
+	for _, c := range certs {
+		if c.Spec.Challenge != certfleet.ChallengeDNS01 {
+			continue
+		}
+		for _, id := range c.Spec.Identifiers {
+			routes[strings.TrimPrefix(id.Value, "*.")] = c.DNSProvider
+		}
+	}
+	r.mu.Lock()
+	r.certs, r.routes = certs, routes
+	r.mu.Unlock()
+}
+
+// fallback makes the source's stored specs its certificates in force, with
+// the outputs its defaults give, when it has not been read since the
+// start: they stay in force (and are renewed) while it cannot be read, and
+// their files must still be written.
+func (r *Reconciler) fallback(ctx context.Context, cfg *config.Config) {
+	r.mu.Lock()
+	known := r.certs != nil
+	r.mu.Unlock()
+	if known {
+		return
+	}
+	specs, err := r.Store.Specs(ctx, certfleet.SpecFilter{Source: r.source()})
+	if err != nil {
+		r.log().Error("inventory source: load its certificates from the store", certfleet.LogError, err)
+		return
+	}
+	certs := make(map[string]config.Certificate, len(specs))
+	for _, sp := range specs {
+		if c, ok := cfg.InventoryCertificate(r.Name, sp); ok {
+			certs[sp.Name] = c
+		}
+	}
+	r.setCerts(certs)
+}
+
+// DNSProvider returns the dns-01 provider of an identifier (a wildcard as
+// its base name) of one of the source's certificates in force.
+func (r *Reconciler) DNSProvider(domain string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.routes[domain]
+	return p, ok
 }
 
 // hasConflict reports whether a valid entry was skipped because another
@@ -373,6 +428,8 @@ func (r *Reconciler) plan(ctx context.Context, dec decoded, inv config.Inventory
 
 // Diff reads the source and returns what a sync would do, changing
 // nothing: for `certfleet inventory diff`, before a source is switched on.
+// The config file's certificates count as the store's, as they will be
+// once the daemon starts.
 func (r *Reconciler) Diff(ctx context.Context) (Plan, error) {
 	cfg, inv, err := r.settings()
 	if err != nil {
@@ -382,7 +439,21 @@ func (r *Reconciler) Diff(ctx context.Context) (Plan, error) {
 	if err != nil {
 		return Plan{}, fmt.Errorf("read inventory source %s: %w", r.Name, err)
 	}
-	return r.plan(ctx, decode(cfg, inv.Name, entries), inv, nil, nil)
+	stored, err := r.Store.Specs(ctx, certfleet.SpecFilter{IncludeDisabled: true})
+	if err != nil {
+		return Plan{}, fmt.Errorf("read the store's certificates: %w", err)
+	}
+	declared := make(map[string]bool)
+	for _, sp := range cfg.Specs() {
+		declared[sp.Name] = true
+	}
+	stored = slices.DeleteFunc(stored, func(sp certfleet.CertificateSpec) bool { return declared[sp.Name] })
+	stored = append(stored, cfg.Specs()...)
+	pending, err := r.Store.PendingWithdrawals(ctx, r.source())
+	if err != nil {
+		return Plan{}, err
+	}
+	return plan(r.source(), decode(cfg, inv.Name, entries), stored, pending, r.now(), inv.Grace, nil, nil), nil
 }
 
 // reportFailure logs a failed pass once per distinct failure.

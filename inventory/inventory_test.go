@@ -424,3 +424,21 @@ func TestDiffChangesNothing(t *testing.T) {
 		t.Errorf("Diff made withdrawals pending: %v", pending)
 	}
 }
+
+// TestReconcileFailingAtStartKeepsStoredCertificates: a daemon started
+// while its source is down still knows the source's certificates (from the
+// store, with the source's outputs), so renewals are written.
+func TestReconcileFailingAtStartKeepsStoredCertificates(t *testing.T) {
+	f := newFixture(t)
+	f.src.set(row("row 1", "a", "a.example.org"))
+	mustPass(t, f.reconciler("main", f.store))
+	r := f.reconciler("main", f.store) // a restart
+	f.src.fail(errors.New("connection refused"))
+	if _, err := r.Pass(t.Context()); err == nil {
+		t.Fatal("no error")
+	}
+	c, ok := r.Certificate("a")
+	if !ok || c.Output.Dir != "/etc/certfleet/live/a" || len(c.Spec.Identifiers) != 1 {
+		t.Fatalf("Certificate(a) = %+v, %v; want the stored spec with the source's output", c, ok)
+	}
+}

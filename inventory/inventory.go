@@ -24,7 +24,6 @@ package inventory
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -521,21 +520,20 @@ func (r *Reconciler) record(ctx context.Context, res certfleet.SyncResult, p Pla
 	if r.Events == nil {
 		return
 	}
-	now := time.Now()
-	var errs []error
+	now, detail := time.Now(), res.String()
+	events := make([]certfleet.Event, 0, len(res.Added)+len(res.Changed)+len(res.Disabled))
 	for _, c := range []struct {
 		reason string
 		names  []string
 	}{{"added", res.Added}, {"changed", res.Changed}, {"disabled", res.Disabled}} {
 		for _, name := range c.names {
-			e := certfleet.Event{At: now, Kind: certfleet.EventConfigChanged, Actor: r.source(),
-				Certificate: name, Reason: c.reason, Detail: res.String()}
-			if err := r.Events.RecordEvent(ctx, e); err != nil {
-				errs = append(errs, err)
-			}
+			events = append(events, certfleet.Event{At: now, Kind: certfleet.EventConfigChanged, Actor: r.source(),
+				Certificate: name, Reason: c.reason, Detail: detail})
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	// At once where the sink takes batches (the store: one transaction per
+	// few thousand, not one per certificate).
+	if err := certfleet.RecordEvents(ctx, r.Events, events); err != nil {
 		r.log().Error("record inventory events", certfleet.LogError, err)
 	}
 }

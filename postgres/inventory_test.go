@@ -10,3 +10,7 @@ import (
 func TestInventoryStore(t *testing.T) {
 	storetest.RunInventory(t, func(t *testing.T) certfleet.InventoryStore { return newTestStore(t) })
 }
+
+func TestEventBatch(t *testing.T) {
+	storetest.RunEventBatch(t, func(t *testing.T) storetest.AuditStore { return newTestStore(t) })
+}

@@ -122,7 +122,8 @@ type Reconciler struct {
 	certs    map[string]config.Certificate
 	routes   map[string]string // dns-01 identifier → provider, of certs
 	origin   map[string]string // name → where it was declared at the last read
-	digest   [32]byte          // of the last read synced
+	digest   [32]byte          // of the entries of the last read synced
+	cfg      *config.Config    // the configuration they were decoded with
 	clean    bool              // the last sync left nothing pending and no conflict: an equal digest needs no sync
 	failing  string            // the failure last reported, "" when the last read worked
 	watchErr string            // the watch failure last reported
@@ -304,16 +305,19 @@ func (r *Reconciler) Pass(ctx context.Context) (Plan, error) {
 		}
 		return Plan{}, err
 	}
-	dec := decode(cfg, inv.Name, entries)
-	digest := dec.digest()
+	// What is decoded depends on the entries and the configuration alone:
+	// the same entries under the same configuration, after a sync that
+	// left nothing to come back to, need neither decoding nor the store.
+	digest := entriesDigest(entries)
 	r.mu.Lock()
-	skip := r.clean && digest == r.digest
-	prevOrigin, prevCerts := r.origin, r.certs
+	skip := r.clean && digest == r.digest && cfg == r.cfg
+	prevOrigin, prevCerts, unchanged := r.origin, r.certs, len(r.certs)
 	r.mu.Unlock()
 	if skip {
 		r.recovered()
-		return Plan{Source: r.source(), Grace: inv.Grace, Unchanged: len(dec.certs)}, nil
+		return Plan{Source: r.source(), Grace: inv.Grace, Unchanged: unchanged}, nil
 	}
+	dec := decode(cfg, inv.Name, entries)
 	p, err := r.plan(ctx, dec, inv, prevOrigin, prevCerts)
 	if err != nil {
 		r.reportFailure(err, inv.Interval)
@@ -339,7 +343,7 @@ func (r *Reconciler) Pass(ctx context.Context) (Plan, error) {
 	r.reportProblems(p.Problems)
 	r.setCerts(p.certs)
 	r.mu.Lock()
-	r.origin, r.digest = dec.origin, digest
+	r.origin, r.digest, r.cfg = dec.origin, digest, cfg
 	r.clean = len(p.Pending) == 0 && !hasConflict(p, dec)
 	r.mu.Unlock()
 	r.record(ctx, res, p)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,25 +81,47 @@ func decode(cfg *config.Config, source string, entries []Entry) decoded {
 	return dec
 }
 
-// digest fingerprints what a read declares and what is wrong with it: the
-// same digest twice means the same sync and nothing new to report.
-func (dec decoded) digest() [32]byte {
+// entriesDigest fingerprints what a read returned.
+func entriesDigest(entries []Entry) [32]byte {
 	h := sha256.New()
-	for _, name := range slices.Sorted(maps.Keys(dec.certs)) {
-		fmt.Fprintf(h, "%#v\n", dec.certs[name]) // spec, outputs and commands
-	}
-	for _, pr := range dec.problems { // reported at a sync: a new one must not be skipped
-		fmt.Fprintf(h, "%s\n", pr)
-	}
-	for _, set := range []map[string]bool{dec.held, dec.broken} {
-		for _, k := range slices.Sorted(maps.Keys(set)) {
-			fmt.Fprintf(h, "%q\n", k)
+	var buf []byte
+	for _, e := range entries {
+		buf = strconv.AppendQuote(buf[:0], e.Where)
+		if e.File != nil {
+			buf = append(buf, " file "...)
+			buf = strconv.AppendInt(buf, int64(len(e.File)), 10)
+			h.Write(buf)
+			h.Write(e.File)
+			h.Write([]byte{'\n'})
+			continue
 		}
-		h.Write([]byte{1})
+		for _, k := range slices.Sorted(maps.Keys(e.Fields)) {
+			buf = append(buf, ' ')
+			buf = strconv.AppendQuote(buf, k)
+			buf = appendValue(buf, e.Fields[k])
+		}
+		buf = append(buf, '\n')
+		h.Write(buf)
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])
 	return sum
+}
+
+func appendValue(buf []byte, v any) []byte {
+	switch x := v.(type) {
+	case string:
+		return strconv.AppendQuote(append(buf, "s"...), x)
+	case bool:
+		return strconv.AppendBool(append(buf, "b"...), x)
+	case []any:
+		buf = append(buf, '[')
+		for _, e := range x {
+			buf = appendValue(append(buf, ' '), e)
+		}
+		return append(buf, ']')
+	}
+	return fmt.Appendf(append(buf, "v"...), "%T %#v", v, v)
 }
 
 // specJSON is a spec as the stores compare it: without Source and

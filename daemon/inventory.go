@@ -169,6 +169,9 @@ func InventoryDiff(ctx context.Context, w io.Writer, cfg *config.Config, store c
 	if len(cfg.Inventory) == 0 {
 		return fmt.Errorf("%s has no [inventory.NAME] source", cfg.File)
 	}
+	if _, err := NewReconcilers(cfg, store, names, InventoryOptions{}); err != nil {
+		return err // an unknown name, before any secret is looked up
+	}
 	rcfg, err := ResolveSecrets(ctx, cfg, store)
 	if err != nil {
 		return err

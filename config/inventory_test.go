@@ -258,3 +258,40 @@ func TestInventoryCertificateOfStoredSpec(t *testing.T) {
 		t.Error("an unknown source gave a certificate")
 	}
 }
+
+// TestStagingReroutesInventoryOutputs: test mode writes an inventory
+// source's certificates under the staging root, never where production
+// writes them.
+func TestStagingReroutesInventoryOutputs(t *testing.T) {
+	cfg := mustParse(t, ca+`
+[inventory.teams]
+type = "directory"
+dir = "/etc/certfleet/conf.d"
+[inventory.teams.defaults]
+copy = [{ path = "/etc/haproxy/certs/{name}.pem", content = "combined" }]
+`)
+	st, err := cfg.StagingConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cfg       *Config
+		dir, copy string
+	}{
+		{cfg, "/etc/certfleet/live/web", "/etc/haproxy/certs/web.pem"},
+		{st, "/etc/certfleet/live/staging/web", "/etc/certfleet/live/staging/etc/haproxy/certs/web.pem"},
+	} {
+		cert, _, err := c.cfg.InventoryEntry("teams", "web.toml", map[string]any{"name": "web", "identifiers": []any{"web.example.org"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cert.Output.Dir != c.dir || len(cert.CopyPaths()) != 1 || cert.CopyPaths()[0].Path != c.copy {
+			t.Errorf("output %q, copies %+v; want %q and %q", cert.Output.Dir, cert.CopyPaths(), c.dir, c.copy)
+		}
+	}
+	// Without an output root, test mode refuses a source that writes files.
+	cfg.Staging.OutputRoot = ""
+	if _, err := cfg.StagingConfig(); err == nil || !strings.Contains(err.Error(), "output_root") {
+		t.Errorf("StagingConfig without output_root = %v", err)
+	}
+}

@@ -286,7 +286,8 @@ func (r *Reconciler) watch(ctx context.Context, w Watcher) {
 	}
 }
 
-// Pass reads the source once and syncs what it declares: the valid entries
+// Pass reads the source once and syncs what it declares (not at the same
+// time as another Pass or Run of the same reconciler): the valid entries
 // are added or changed, the certificates it no longer declares are
 // withdrawn once their grace is over. A read that fails changes nothing;
 // the error is reported once (and returned). An unchanged read costs no

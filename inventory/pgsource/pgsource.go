@@ -31,6 +31,10 @@ import (
 // database must not hold the reconciler for ever.
 const DefaultReadTimeout = 2 * time.Minute
 
+// connectTimeout bounds Watch's connecting: a server that drops packets
+// must not keep it waiting for ever.
+const connectTimeout = 30 * time.Second
+
 // idColumn is the one column that is not a certificate key: it names the
 // row in problems ("row id=17").
 const idColumn = "id"
@@ -192,7 +196,9 @@ func (s *Source) Watch(ctx context.Context, changed func()) error {
 	if s.Channel == "" {
 		return nil
 	}
-	conn, err := s.connect(ctx)
+	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	conn, err := s.connect(cctx)
+	cancel()
 	if err != nil {
 		return err
 	}

@@ -295,3 +295,42 @@ copy = [{ path = "/etc/haproxy/certs/{name}.pem", content = "combined" }]
 		t.Errorf("StagingConfig without output_root = %v", err)
 	}
 }
+
+// FuzzInventoryFile checks that a file of a directory source — written by a
+// team, not by the operator — never panics the decoder, fails only with an
+// *Error naming the file, and that every certificate it accepts is valid,
+// belongs to the source and sets nothing a source may not set.
+func FuzzInventoryFile(f *testing.F) {
+	f.Add([]byte("[[certificate]]\nname = \"web\"\nidentifiers = [\"web.example.org\", \"*.example.org\"]\nchallenge = \"dns-01\"\n"))
+	f.Add([]byte("[[certificate]]\nidentifiers = [\"a.example.org\"]\ncommands = [[\"sh\"]]\noutput_dir = \"/etc\"\nkey_types = [\"rsa2048\", \"ecdsa-p256\"]\n"))
+	f.Add([]byte("certificate = 3\n[x]\n"))
+	cfg := mustParseFuzz(f, inventorySources)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		certs, _, err := cfg.InventoryFile("teams", "/conf.d/team.toml", data)
+		if err != nil {
+			var cerr *Error
+			if !errors.As(err, &cerr) || len(cerr.Problems) == 0 || cerr.Problems[0].File != "/conf.d/team.toml" {
+				t.Fatalf("error %T %v, want *Error naming the file", err, err)
+			}
+		}
+		for _, c := range certs {
+			if err := c.Spec.Validate(); err != nil || c.Spec.Source != "inventory:teams" {
+				t.Fatalf("accepted %+v: %v", c.Spec, err)
+			}
+			if c.Output.Dir != "/etc/certfleet/live/"+c.Spec.Name && c.Output.Dir != "/srv/live/"+c.Spec.Name {
+				t.Fatalf("output_dir %q of %q is not the source's default", c.Output.Dir, c.Spec.Name)
+			}
+			if len(c.Output.Commands) > 0 || c.Webroot != "" || len(c.Endpoints) > 0 {
+				t.Fatalf("a file set what only the config may: %+v", c)
+			}
+		}
+	})
+}
+
+func mustParseFuzz(f *testing.F, src string) *Config {
+	cfg, err := Parse("/etc/certfleet/certfleet.toml", []byte(src))
+	if err != nil {
+		f.Fatal(err)
+	}
+	return cfg
+}

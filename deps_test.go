@@ -57,6 +57,8 @@ var badDeps = map[string]map[string]string{
 		"net/http": "config is pure parsing",
 		"github.com/certfleet/certfleet/solver/dns01/lego": "config owns the provider keys; cmd hands them to the adapter",
 		"github.com/go-acme/lego/v5/challenge":             "lego and its SDKs stay behind solver/dns01/lego",
+		"github.com/go-ldap/ldap/v3":                       "config only describes an LDAP source; inventory/ldapsource speaks LDAP",
+		"github.com/jackc/pgx/v5":                          "config only describes a PostgreSQL source; inventory/pgsource connects",
 	},
 	"github.com/certfleet/certfleet/solver/dns01": {
 		"github.com/go-acme/lego/v5/challenge": "lego writes records only, behind solver/dns01/lego; propagation, CNAMEs and the journal are ours",
@@ -165,6 +167,29 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/acmeissuer": "status prints; it contacts no CA",
 		"github.com/certfleet/certfleet/httpapi":    "status prints text; the machine-readable views are the API's",
 		"github.com/certfleet/certfleet/daemon":     "status is handed what the daemon computed; it assembles nothing",
+	},
+	"github.com/certfleet/certfleet/inventory": {
+		"github.com/certfleet/certfleet/sqlite":   "the reconciler reaches the store through inventory.Store",
+		"github.com/certfleet/certfleet/postgres": "the reconciler reaches the store through inventory.Store",
+		"github.com/jackc/pgx/v5":                 "each kind of source is its own package (inventory/pgsource)",
+		"github.com/go-ldap/ldap/v3":              "each kind of source is its own package (inventory/ldapsource)",
+		"github.com/certfleet/certfleet/manager":  "the scheduler is woken through Reconciler.Changed, not its type",
+		"github.com/certfleet/certfleet/daemon":   "the daemon wires the reconcilers, not the other way round",
+	},
+	"github.com/certfleet/certfleet/inventory/pgsource": {
+		"github.com/certfleet/certfleet/postgres": "the operator's table is not certfleet's store; the source only reads it",
+		"github.com/certfleet/certfleet/sqlite":   "a source reads its inventory; the reconciler writes the store",
+		"github.com/go-ldap/ldap/v3":              "sources do not import each other",
+	},
+	"github.com/certfleet/certfleet/inventory/ldapsource": {
+		"github.com/certfleet/certfleet/sqlite":   "a source reads its inventory; the reconciler writes the store",
+		"github.com/certfleet/certfleet/postgres": "a source reads its inventory; the reconciler writes the store",
+		"github.com/jackc/pgx/v5":                 "sources do not import each other",
+	},
+	"github.com/certfleet/certfleet/inventory/dirsource": {
+		"github.com/certfleet/certfleet/sqlite":   "a source reads its inventory; the reconciler writes the store",
+		"github.com/certfleet/certfleet/postgres": "a source reads its inventory; the reconciler writes the store",
+		"net/http": "a directory source reads local files",
 	},
 	"github.com/certfleet/certfleet/compromise": {
 		"github.com/certfleet/certfleet/daemon":     "the playbook acts through Playbook's fields; cmd wires them from a daemon",

@@ -17,4 +17,5 @@ const (
 	LogPath        = "path"
 	LogCommand     = "command"
 	LogError       = "error"
+	LogSource      = "source" // an inventory source's name
 )

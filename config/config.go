@@ -120,6 +120,9 @@ type Config struct {
 	// Metrics configures the Prometheus endpoint ([metrics], see
 	// metrics.go).
 	Metrics Metrics
+	// Inventory lists the [inventory.NAME] sources of certificates kept
+	// outside this file, by name (see inventory.go).
+	Inventory []Inventory
 }
 
 // Log configures logging.
@@ -316,11 +319,17 @@ func (c *Config) Certificate(name string) (Certificate, bool) {
 	return Certificate{}, false
 }
 
-// Uses reports whether any certificate is validated with challenge ct, so
-// that cmd/certfleet starts only the responders that are needed.
+// Uses reports whether any certificate is validated with challenge ct, or
+// any inventory source's certificates are by default, so that
+// cmd/certfleet starts only the responders that are needed.
 func (c *Config) Uses(ct certfleet.ChallengeType) bool {
 	for _, cert := range c.Certificates {
 		if cert.Spec.Challenge == ct {
+			return true
+		}
+	}
+	for _, inv := range c.Inventory {
+		if inv.defs.challenge == ct {
 			return true
 		}
 	}

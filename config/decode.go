@@ -20,7 +20,7 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key
 // problems): the top level's here, each section's in its own file.
-var topKeys = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics"}
+var topKeys = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics", "inventory"}
 
 // keyHints suggest the right key for likely mistakes.
 var keyHints = map[string]string{
@@ -240,6 +240,7 @@ func (d *decoder) config(doc map[string]any) *Config {
 		}
 	}
 	d.certificates(top, cfg, defs)
+	d.inventory(top, cfg, defs)
 	d.deploy(top, cfg)
 	d.alerts(top, cfg)
 	d.api(top, cfg)

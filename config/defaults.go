@@ -31,13 +31,18 @@ type certDefaults struct {
 }
 
 func (d *decoder) defaults(t *table) certDefaults {
-	defs := certDefaults{
+	return d.defaultsOver(certDefaults{
 		keyTypes:  []certfleet.KeyType{DefaultKeyType},
 		challenge: DefaultChallenge,
 		outputDir: DefaultOutputDir,
 		keyMode:   DefaultKeyMode,
 		clean:     true,
-	}
+	}, t)
+}
+
+// defaultsOver decodes a table of defaultsKeys over defs: [defaults] over
+// the built-in defaults, an inventory source's defaults over [defaults].
+func (d *decoder) defaultsOver(defs certDefaults, t *table) certDefaults {
 	if t == nil {
 		return defs
 	}
@@ -51,15 +56,21 @@ func (d *decoder) defaults(t *table) certDefaults {
 	if s, p, ok := d.str(t, "webroot"); ok && s != "" {
 		defs.webroot, _ = d.abs(p, s)
 	}
-	defs.dnsProvider, _, _ = d.str(t, "dns_provider")
+	if s, _, ok := d.str(t, "dns_provider"); ok {
+		defs.dnsProvider = s
+	}
 	if s, p, ok := d.str(t, "output_dir"); ok {
 		defs.outputDir = ""
 		if s != "" {
 			defs.outputDir, _ = d.abs(p, s)
 		}
 	}
-	defs.owner, _ = d.principal(t, "owner")
-	defs.group, _ = d.principal(t, "group")
+	if s, ok := d.principal(t, "owner"); ok {
+		defs.owner = s
+	}
+	if s, ok := d.principal(t, "group"); ok {
+		defs.group = s
+	}
 	if m, ok := d.keyMode(t); ok {
 		defs.keyMode = m
 	}
@@ -79,7 +90,7 @@ func (d *decoder) defaults(t *table) certDefaults {
 		defs.cleanup = cmds
 	}
 	d.unknown(t, defaultsKeys)
-	defs.clean = d.mark() == start
+	defs.clean = defs.clean && d.mark() == start
 	return defs
 }
 

@@ -134,7 +134,9 @@ func (c *Config) StagingConfig() (*Config, error) {
 	if st.State == "" {
 		missing = append(missing, "[staging] state (a separate SQLite file or PostgreSQL database for test mode)")
 	}
-	if st.OutputRoot == "" && slices.ContainsFunc(c.Certificates, func(cert Certificate) bool { return cert.Output.Dir != "" || len(cert.Output.Copies) > 0 }) {
+	writes := slices.ContainsFunc(c.Certificates, func(cert Certificate) bool { return cert.Output.Dir != "" || len(cert.Output.Copies) > 0 }) ||
+		slices.ContainsFunc(c.Inventory, func(inv Inventory) bool { return inv.defs.outputDir != "" || len(inv.defs.copies) > 0 })
+	if st.OutputRoot == "" && writes {
 		missing = append(missing, "[staging] output_root (where test-mode certificates are written)")
 	}
 	if len(missing) > 0 {
@@ -167,6 +169,19 @@ func (c *Config) StagingConfig() (*Config, error) {
 			cert.Output.Copies[j].Path = st.reroot(cert.Output.Copies[j].Path)
 		}
 		s.Certificates[i] = cert
+	}
+	// So are the inventory sources' certificates (read from the real
+	// sources into the staging store).
+	s.Inventory = slices.Clone(c.Inventory)
+	for i := range s.Inventory {
+		d := &s.Inventory[i].defs
+		if d.outputDir != "" {
+			d.outputDir = st.reroot(d.outputDir)
+		}
+		d.copies = slices.Clone(d.copies)
+		for j := range d.copies {
+			d.copies[j].Path = st.reroot(d.copies[j].Path)
+		}
 	}
 	// Production's pager is production's: a rehearsal keeps its alert
 	// incidents (certfleet status shows them) but notifies nobody.

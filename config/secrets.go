@@ -12,7 +12,7 @@ import (
 
 // Secrets kept in the store. A secret-valued key (rfc2136 secret, webhook
 // bearer_token and password, the secret keys of the types written through
-// lego, eab_hmac_key) may name a stored secret,
+// lego, eab_hmac_key, an inventory source's password) may name a stored secret,
 // "store:NAME", instead of holding it; the daemon resolves the names when it
 // opens the store (ResolveSecrets). The config file, often kept in Git, then
 // holds no secret at all.
@@ -81,6 +81,16 @@ func (c *Config) eachSecret(fn func(where string, v *string, valid func(string) 
 		}
 		c.DNS01.Providers[name] = p
 	}
+	for i := range c.Inventory {
+		inv := &c.Inventory[i]
+		where := fmt.Sprintf("[inventory.%s] password", quoteKey(inv.Name))
+		if inv.Postgres.Password != "" {
+			fn(where, &inv.Postgres.Password, nil, "")
+		}
+		if inv.LDAP.Password != "" {
+			fn(where, &inv.LDAP.Password, nil, "")
+		}
+	}
 }
 
 // Clone returns a copy of c whose account and DNS provider tables can be
@@ -93,6 +103,7 @@ func (c *Config) Clone() *Config {
 		p.Keys = maps.Clone(p.Keys)
 		out.DNS01.Providers[name] = p
 	}
+	out.Inventory = slices.Clone(c.Inventory)
 	return &out
 }
 

@@ -233,6 +233,17 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 	}
 	d.Manager.Budget = newBudget(cfg, store, log) // rate-limit budgets (docs/ratelimits.md)
 
+	// Inventory sources (docs/inventory.md): built now, read by Serve and
+	// IssueOnce; dns-01 routes their certificates' names too.
+	d.live.inventory, err = NewReconcilers(rcfg, store, nil, InventoryOptions{
+		Current: d.live.config, Events: &d.events, Changed: d.Manager.Wake, Now: opts.Now, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if dnsSolver != nil {
+		dnsSolver.Route = d.live.dnsRoute
+	}
+
 	if opts.StartResponders {
 		// Prepare helpers a killed certfleet left running (a forwarder
 		// still holding a port) are stopped before anything is ordered.

@@ -16,7 +16,8 @@ import (
 // batch (one reload of the load balancer, not one per certificate).
 const globalQuiet = 2 * time.Second
 
-// fileDeployer writes a certificate to the output its config entry names.
+// fileDeployer writes a certificate to the output its config entry (or its
+// inventory source) names.
 type fileDeployer struct {
 	live    *liveConfig
 	writer  *deploy.Writer
@@ -30,7 +31,7 @@ type fileDeployer struct {
 
 func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
 	f.changes.Notify() // a new certificate: wake long-polls, whoever declared it
-	c, ok := f.live.config().Certificate(spec.Name)
+	c, ok := f.live.certificate(spec.Name)
 	if !ok {
 		return nil // declared elsewhere (API)
 	}
@@ -107,7 +108,7 @@ func copiesOf(c config.Certificate) []deploy.Copy {
 // are printed, not run.
 func prepareHook(live *liveConfig, writer *deploy.Writer, printCommands io.Writer) func(context.Context, certfleet.CertificateSpec) (func(), error) {
 	return func(ctx context.Context, spec certfleet.CertificateSpec) (func(), error) {
-		c, ok := live.config().Certificate(spec.Name)
+		c, ok := live.certificate(spec.Name)
 		if !ok {
 			return nil, nil
 		}

@@ -65,14 +65,14 @@ func (d *Daemon) recordSync(ctx context.Context, cfg *config.Config, res certfle
 	if abs, err := filepath.Abs(file); err == nil {
 		file = abs
 	}
-	now := time.Now()
+	now, detail := time.Now(), res.String() // once: it walks every name of the sync
 	for _, c := range []struct {
 		reason string
 		names  []string
 	}{{"added", res.Added}, {"changed", res.Changed}, {"disabled", res.Disabled}} {
 		for _, name := range c.names {
 			e := certfleet.Event{At: now, Kind: certfleet.EventConfigChanged, Actor: "config:" + file, Remote: Host(),
-				Certificate: name, Reason: c.reason, Detail: res.String()}
+				Certificate: name, Reason: c.reason, Detail: detail}
 			if err := d.events.RecordEvent(ctx, e); err != nil {
 				d.Logger.Error("record audit event", "event", e, certfleet.LogError, err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/inventory"
 )
 
 // liveConfig is the configuration in force, swapped whole on reload, with
@@ -17,6 +18,10 @@ import (
 type liveConfig struct {
 	cfg     atomic.Pointer[config.Config]
 	webroot atomic.Pointer[webrootRouter]
+	// inventory are the reconcilers of the [inventory] sources, set by
+	// Open before anything runs and fixed afterwards (a change of the
+	// sources needs a restart).
+	inventory []*inventory.Reconciler
 }
 
 func newLiveConfig(cfg *config.Config) *liveConfig {
@@ -47,10 +52,12 @@ func (w liveWebroot) CleanUp(ctx context.Context, chal certfleet.Challenge) erro
 func (d *Daemon) CurrentConfig() *config.Config { return d.live.config() }
 
 // Reload applies a new configuration without a restart: certificates added,
-// changed or removed, their outputs, commands and web roots. Changes that
+// changed or removed, their outputs, commands and web roots, and the
+// defaults of the inventory sources' certificates. Changes that
 // need new connections or listeners (the store, accounts, responder
 // addresses, a challenge whose responder is not running, concurrency,
-// [metrics], [alerts], [rate_limits], [dns01], state_dir) are
+// [metrics], [alerts], [rate_limits], [dns01], state_dir, the [inventory]
+// sources themselves) are
 // refused with an error that lists them; the old configuration then stays in
 // force, so a typo never stops a running daemon.
 func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
@@ -88,6 +95,9 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 	if next.StateDir != cur.StateDir {
 		need = append(need, "state_dir")
 	}
+	if !config.SameInventory(next.Inventory, cur.Inventory) {
+		need = append(need, "[inventory] sources (their defaults reload)")
+	}
 	if len(need) > 0 {
 		return fmt.Errorf("not reloaded: changes to %v need a restart (systemctl restart certfleet); the running configuration stays in force", need)
 	}
@@ -100,6 +110,9 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 	d.Logger.Info("configuration reloaded", "file", next.File, "summary", res.String())
 	d.recordSync(ctx, next, res)
 	d.Manager.Wake()
+	for _, r := range d.live.inventory {
+		r.Wake() // the defaults their certificates inherit may have changed
+	}
 	if err := d.SyncOutputs(ctx); err != nil {
 		return errors.Join(fmt.Errorf("reloaded, but some certificate files could not be written"), err)
 	}

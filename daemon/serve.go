@@ -10,9 +10,11 @@ import (
 	"github.com/certfleet/certfleet/manager"
 )
 
-// Serve writes any outputs that are behind, then runs the scheduler until ctx
+// Serve reads the inventory sources once, writes any outputs that are
+// behind, then runs the scheduler (and the sources' reconcilers) until ctx
 // ends or a responder fails.
 func (d *Daemon) Serve(ctx context.Context) error {
+	d.reconcileOnce(ctx) // their certificates known before anything is issued and written
 	if err := d.SyncOutputs(ctx); err != nil {
 		d.Logger.Warn("some certificate files could not be written; will retry after the next issuance", certfleet.LogError, err)
 	}
@@ -31,6 +33,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	helpers.Go(func() { d.endpoints.run(runCtx) })
 	helpers.Go(func() { d.watchReadiness(runCtx) })
 	helpers.Go(func() { _ = d.Alerts.Run(runCtx) }) // fails only without an Instance, which newAlerts always sets
+	for _, r := range d.live.inventory {
+		helpers.Go(func() { r.Run(runCtx) })
+	}
 	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
 	select {
 	case err := <-d.Errors():
@@ -43,8 +48,10 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 }
 
-// IssueOnce writes outputs that are behind, then runs one scheduler pass.
+// IssueOnce syncs the inventory sources once, writes outputs that are
+// behind, then runs one scheduler pass.
 func (d *Daemon) IssueOnce(ctx context.Context) (manager.Report, error) {
+	d.reconcileOnce(ctx)
 	syncErr := d.SyncOutputs(ctx)
 	rep, err := d.Manager.RunOnce(ctx)
 	if err == nil && syncErr != nil {
@@ -57,13 +64,14 @@ func (d *Daemon) IssueOnce(ctx context.Context) (manager.Report, error) {
 	return rep, err
 }
 
-// SyncOutputs writes every configured certificate's current issuance to its
-// output directory, if the files differ (after a crash between issuing and
-// writing, or when files were changed by hand). It returns the first error.
+// SyncOutputs writes every configured certificate's current issuance (and
+// every inventory certificate's) to its output directory, if the files
+// differ (after a crash between issuing and writing, or when files were
+// changed by hand). It returns the first error.
 func (d *Daemon) SyncOutputs(ctx context.Context) error {
 	var first error
 	fd := d.Manager.Deployer.(*fileDeployer)
-	for _, c := range d.CurrentConfig().Certificates {
+	for _, c := range d.live.certificates() {
 		if c.Output.Dir == "" && len(c.Output.Copies) == 0 {
 			continue
 		}

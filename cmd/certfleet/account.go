@@ -19,11 +19,8 @@ the others): list them, roll an account's key over (RFC 8555 §7.3.5),
 deactivate one (§7.3.6), or register one again after deactivation. NAME is
 the account's name. Run a subcommand with --help for its flags; see
 docs/accounts.md.`,
-		subcommand{"list", accountList},
-		subcommand{"rollover", accountRollover},
-		subcommand{"deactivate", accountDeactivate},
-		subcommand{"register", accountRegister},
-	)
+		subcommand{"list", accountList}, subcommand{"rollover", accountRollover},
+		subcommand{"deactivate", accountDeactivate}, subcommand{"register", accountRegister})
 }
 
 // openAdmin opens the store and the issuers of the config, without

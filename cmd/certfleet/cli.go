@@ -37,6 +37,7 @@ func commands() []command {
 		{"audit", "show the audit trail: who did what, to which certificate, from where", cmdAudit},
 		{"agent", "on a host: keep certificates in sync with a certfleet server", cmdAgent},
 		{"fleet", "forget an agent whose host is out of service (its reports, its alerts)", cmdFleet},
+		{"inventory", "show what an [inventory] source would add, change and withdraw (diff)", cmdInventory},
 		{"master-key", "generate a master key file for keys encrypted at rest", cmdMasterKey},
 		{"rotate-master-key", "re-wrap the store's data key under a new master key, without downtime", cmdRotateMasterKey},
 		{"version", "print the version", cmdVersion},

@@ -229,3 +229,20 @@ contacts no CA and starts no responder, so it is safe to run beside serve.`, std
 	}
 	return nil
 }
+
+func cmdInventory(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return dispatch(ctx, args, stdout, stderr, "usage: certfleet inventory diff -config FILE [SOURCE...]", "Usage: certfleet inventory diff -config FILE [SOURCE...]\n\n"+daemon.InventoryDiffHelp,
+		subcommand{"diff", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+			fs := newFlagSet("inventory diff", "-config FILE [SOURCE...]", daemon.InventoryDiffHelp, stdout, stderr)
+			cfgPath := fs.String("config", "", configFlagHelp)
+			if err := parseOnly(fs, args, stdout); err != nil {
+				return err
+			}
+			cfg, st, err := openQuiet(ctx, *cfgPath, false)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return daemon.InventoryDiff(ctx, stdout, cfg, st, fs.Args())
+		}})
+}

@@ -10,11 +10,9 @@ import (
 )
 
 func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return dispatch(ctx, args, stdout, stderr,
-		"usage: certfleet fleet forget -config FILE AGENT (see certfleet fleet forget --help)",
+	return dispatch(ctx, args, stdout, stderr, "usage: certfleet fleet forget -config FILE AGENT (see certfleet fleet forget --help)",
 		"Usage: certfleet fleet forget -config FILE AGENT\n\nManage the fleet of agents the server knows from their reports. Run a subcommand with --help for its flags.",
-		subcommand{"forget", fleetForget},
-	)
+		subcommand{"forget", fleetForget})
 }
 
 func fleetForget(ctx context.Context, args []string, stdout, stderr io.Writer) error {

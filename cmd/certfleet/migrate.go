@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/certfleet/certfleet/daemon"
 	"io"
 
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/postgres"
 )
 

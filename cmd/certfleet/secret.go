@@ -23,10 +23,7 @@ func cmdSecret(ctx context.Context, args []string, stdout, stderr io.Writer) err
 Keep secrets (TSIG secrets, EAB MAC keys, DNS API passwords and tokens) in the
 store, sealed under the master key, instead of in the config file. The config
 then names them: secret = "store:NAME". See docs/keys-at-rest.md.`,
-		subcommand{"set", secretSet},
-		subcommand{"list", secretList},
-		subcommand{"delete", secretDelete},
-	)
+		subcommand{"set", secretSet}, subcommand{"list", secretList}, subcommand{"delete", secretDelete})
 }
 
 // secretStagingHelp is the --staging flag of the secret commands.

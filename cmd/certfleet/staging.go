@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/certfleet/certfleet/daemon"
-	"github.com/certfleet/certfleet/deploy"
 	"io"
 
+	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/deploy"
 	"github.com/certfleet/certfleet/staging"
 )
 

@@ -16,10 +16,7 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return dispatch(ctx, args, stdout, stderr,
 		"usage: certfleet token create|list|revoke -config FILE ... (see certfleet token create --help)",
 		"Usage: certfleet token create|list|revoke -config FILE [flags]\n\nManage the HTTP API's bearer tokens. Run a subcommand with --help for its flags.",
-		subcommand{"create", tokenCreate},
-		subcommand{"list", tokenList},
-		subcommand{"revoke", tokenRevoke},
-	)
+		subcommand{"create", tokenCreate}, subcommand{"list", tokenList}, subcommand{"revoke", tokenRevoke})
 }
 
 // tokenStagingHelp is the --staging flag of the token commands.

@@ -116,8 +116,14 @@ type Solver struct {
 	// Providers maps provider names to providers. Required.
 	Providers map[string]Provider
 	// Routes maps identifiers (lower case, wildcards as their base name)
-	// to provider names; identifiers not in it use DefaultProvider.
-	Routes          map[string]string
+	// to provider names; identifiers not in it use Route, then
+	// DefaultProvider.
+	Routes map[string]string
+	// Route, when set, names the provider of identifiers Routes does not
+	// list (those of inventory sources, which change while the solver
+	// runs); "" falls back to DefaultProvider. It must be safe for
+	// concurrent use.
+	Route           func(domain string) string
 	DefaultProvider string
 	// Resolver finds CNAME targets, zones and nameservers.
 	Resolver *Resolver
@@ -180,6 +186,9 @@ func (s *Solver) resolver() *Resolver {
 func (s *Solver) ProviderFor(domain string) (string, Provider, error) {
 	d := strings.TrimPrefix(strings.ToLower(strings.TrimSuffix(domain, ".")), "*.")
 	name := s.Routes[d]
+	if name == "" && s.Route != nil {
+		name = s.Route(d)
+	}
 	if name == "" {
 		name = s.DefaultProvider
 	}

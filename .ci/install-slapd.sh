@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs OpenLDAP's slapd and the ldap-utils from Debian's packages for the
+# LDAP inventory source's end-to-end test (inventory/ldapsource), unless they
+# are already there. The test runs its own slapd on a loopback port with its
+# own configuration and data directories; the system one is not needed.
+set -euo pipefail
+if [ -x /usr/sbin/slapd ] && command -v ldapadd >/dev/null 2>&1; then
+	echo "slapd already installed: $(dpkg-query -W -f='${Version}' slapd 2>/dev/null || echo unknown)"
+	exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+$sudo apt-get update
+$sudo apt-get install -y --no-install-recommends slapd ldap-utils
+# The package may start a system slapd on port 389; stop it (the test runs
+# its own). Without systemd, its init script is the way.
+$sudo systemctl disable --now slapd 2>/dev/null || $sudo service slapd stop 2>/dev/null || true
+test -x /usr/sbin/slapd

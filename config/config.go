@@ -120,6 +120,9 @@ type Config struct {
 	// Metrics configures the Prometheus endpoint ([metrics], see
 	// metrics.go).
 	Metrics Metrics
+	// Events configures the events sent to hooks ([events], see
+	// events.go).
+	Events Events
 }
 
 // Log configures logging.

@@ -123,6 +123,8 @@ type Config struct {
 	// Events configures the events sent to hooks ([events], see
 	// events.go).
 	Events Events
+	// Export configures certfleet export ([export], see export.go).
+	Export Export
 }
 
 // Log configures logging.

@@ -174,6 +174,8 @@ func (c *Config) StagingConfig() (*Config, error) {
 	// Nor does it tell production's receivers of its events (an LDAP
 	// write-back would put a staging certificate into production).
 	s.Events = Events{}
+	// Nor does it export into production's inventory.
+	s.Export = Export{}
 	// Production's listeners stay production's: a rehearsal serves the API
 	// only on [staging] api_listen, from the staging store.
 	s.API = API{}

@@ -36,7 +36,7 @@ func (d *Daemon) openHooks(cfg *config.Config, opts Options) error {
 		if opts.StartResponders {
 			switch h.Type {
 			case config.HookWebhook:
-				secret, err := readSecretFile(fmt.Sprintf("[events.hooks.%s] secret_file", name), h.SecretFile)
+				secret, err := readSecretFile(fmt.Sprintf("[events.hooks.%s] secret_file", name), h.SecretFile, minHookSecret)
 				if err != nil {
 					return err
 				}
@@ -63,6 +63,10 @@ func (d *Daemon) openHooks(cfg *config.Config, opts Options) error {
 	d.events[0] = rec // in the audit trail's place: it writes the trail
 	return nil
 }
+
+// minHookSecret is the shortest webhook secret accepted: 128 bits of hex
+// or text are beyond guessing.
+const minHookSecret = 16
 
 // expiringEvents makes the alert evaluator's expiry notifications
 // (opened, worsened) expiring events for the hooks that want them. The
@@ -108,10 +112,11 @@ func (d *Daemon) HookRound(ctx context.Context) (hook.Report, error) {
 	return rep, nil
 }
 
-// readSecretFile reads a secret from a file that only its owner may read:
-// the content, with surrounding white space trimmed. what names the
+// readSecretFile reads a secret of at least minLen bytes from a file that
+// not every user may read: the content, with surrounding white space
+// trimmed (as ansible-vault reads a password file). what names the
 // setting in errors; the secret is never printed.
-func readSecretFile(what, path string) ([]byte, error) {
+func readSecretFile(what, path string, minLen int) ([]byte, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
@@ -124,8 +129,8 @@ func readSecretFile(what, path string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	s := []byte(strings.TrimSpace(string(b)))
-	if len(s) < 16 {
-		return nil, fmt.Errorf("%s %s: the secret is %d bytes; use at least 16 (e.g. openssl rand -hex 32 > %s)", what, path, len(s), path)
+	if len(s) < max(minLen, 1) {
+		return nil, fmt.Errorf("%s %s: the secret is %d bytes; use at least %d (e.g. openssl rand -hex 32 > %s)", what, path, len(s), max(minLen, 1), path)
 	}
 	return s, nil
 }

@@ -35,6 +35,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	if d.Hooks != nil {
 		helpers.Go(func() { _ = d.Hooks.Run(runCtx) }) // the same for openHooks
 	}
+	helpers.Go(func() { d.runExports(runCtx) }) // [export] after_renewal (docs/export.md)
 	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
 	select {
 	case err := <-d.Errors():

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -124,4 +125,36 @@ func WebhookHookSection(t testing.TB, dir, name string, r *HookReceiver, extra s
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("\n[events.hooks.%s]\ntype = \"webhook\"\nurl = %q\nsecret_file = %q\n%s", name, r.URL(), secret, extra)
+}
+
+// AnsibleVault returns the path of Debian's ansible-vault
+// (.ci/install-ansible.sh). Without it the test is skipped, loudly, or
+// fails under CI.
+func AnsibleVault(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("ansible-vault")
+	if err != nil {
+		msg := "the export's vault files are checked with the real ansible-vault: bash .ci/install-ansible.sh"
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set but ansible-vault is missing: %s", msg)
+		}
+		t.Skip("SKIPPING: " + msg)
+	}
+	return p
+}
+
+// VaultView decrypts the Ansible Vault file at path with the real
+// ansible-vault and the password in passwordFile, and returns the
+// plaintext.
+func VaultView(t testing.TB, path, passwordFile string) []byte {
+	t.Helper()
+	cmd := exec.Command(AnsibleVault(t), "decrypt", "--vault-password-file", passwordFile, "--output", "-", path)
+	cmd.Env = append(os.Environ(), "ANSIBLE_LOCAL_TEMP="+t.TempDir(), "HOME="+t.TempDir())
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ansible-vault decrypt %s: %v\n%s", path, err, stderr.String())
+	}
+	return out
 }

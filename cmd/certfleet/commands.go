@@ -102,8 +102,8 @@ as they come due, and write them to their output directories. Stops cleanly on
 SIGINT or SIGTERM; orders in flight are resumed at the next start. SIGHUP
 reloads the config file: certificates, outputs and commands change at once;
 changes to accounts, the store, the responders, [dns01], [rate_limits],
-[alerts], [metrics] or state_dir need a restart (the reload is refused and
-says which).`, stdout, stderr)
+[alerts], [events], [metrics] or state_dir need a restart (the reload is
+refused and says which).`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	testMode := fs.Bool("staging", false, stagingFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {

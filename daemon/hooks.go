@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/alert"
@@ -29,9 +30,13 @@ func (d *Daemon) openHooks(cfg *config.Config, opts Options) error {
 	if !ok {
 		return fmt.Errorf("[events]: the store cannot keep event deliveries")
 	}
-	var hooks []hook.Hook
+	var (
+		hooks   []hook.Hook
+		longest time.Duration
+	)
 	for _, name := range cfg.Events.HookNames() {
 		h := cfg.Events.Hooks[name]
+		longest = max(longest, h.Timeout)
 		hk := hook.Hook{Name: name, Types: h.Types, Certificates: h.Certificates}
 		if opts.StartResponders {
 			switch h.Type {
@@ -55,8 +60,10 @@ func (d *Daemon) openHooks(cfg *config.Config, opts Options) error {
 		if instance == "" {
 			instance = manager.DefaultInstance()
 		}
+		// A claim outlasts the slowest hook's attempt twice over, so that
+		// no other instance sends a delivery still being tried.
 		d.Hooks = &hook.Dispatcher{Store: store, Hooks: hooks, Instance: instance, Now: opts.Now,
-			Logger: d.Logger.With("component", "events")}
+			Claim: max(hook.DefaultClaim, 2*longest), Logger: d.Logger.With("component", "events")}
 		rec.Wake = d.Hooks.Wake
 	}
 	d.recorder = rec

@@ -246,3 +246,41 @@ identifiers = ["web.certfleet.test"]
 		t.Errorf("expiring events in the audit trail = %d, %v; want 1 though the notification was tried 4 times", len(trail), err)
 	}
 }
+
+// TestHookSecretFile: a webhook's secret file must exist, be readable by
+// its owner only and hold at least 16 bytes; errors name the setting,
+// never the secret.
+func TestHookSecretFile(t *testing.T) {
+	ca, port := daemontest.StartCA(t)
+	recv := daemontest.NewHookReceiver(t, 0)
+	for _, tc := range []struct {
+		content string
+		mode    os.FileMode
+		want    string
+	}{
+		{daemontest.HookSecret, 0o644, "can be read by every user"},
+		{"s3cret\n", 0o600, "the secret is 6 bytes; use at least 16"},
+	} {
+		dir := t.TempDir()
+		path := daemontest.WriteConfig(t, dir, ca, port, daemontest.WebhookHookSection(t, dir, "ops", recv, ""))
+		if err := os.WriteFile(filepath.Join(dir, "ops-secret"), []byte(tc.content), tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Join(dir, "ops-secret"), tc.mode)
+		cfg, err := config.Load(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true, Instance: "secret-test"})
+		if err == nil {
+			d.Close()
+			t.Fatalf("%q mode %o: opened; want %q", tc.content, tc.mode, tc.want)
+		}
+		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "[events.hooks.ops] secret_file") {
+			t.Errorf("%q mode %o: %v; want %q naming the setting", tc.content, tc.mode, err, tc.want)
+		}
+		if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), daemontest.HookSecret) {
+			t.Errorf("the error shows the secret: %v", err)
+		}
+	}
+}

@@ -93,10 +93,11 @@ func (d *Daemon) runExports(ctx context.Context) {
 		}()
 	}
 	log := d.Logger.With("component", "export")
+	var x *export.Exporter // kept across runs: it skips decrypting the keys it wrote
 	for {
 		wait := d.changes.Wait()
 		if cfg := d.CurrentConfig(); cfg.Export.AfterRenewal {
-			d.exportOnce(ctx, cfg, log)
+			x = d.exportOnce(ctx, cfg, x, log)
 		}
 		timer := time.NewTimer(exportInterval)
 		select {
@@ -117,10 +118,16 @@ func (d *Daemon) runExports(ctx context.Context) {
 	}
 }
 
-// exportOnce runs one export of cfg and logs what it did.
-func (d *Daemon) exportOnce(ctx context.Context, cfg *config.Config, log *slog.Logger) {
+// exportOnce runs one export of cfg with prev (nil at first) brought up
+// to date with cfg, logs what it did, and returns the exporter for the
+// next run.
+func (d *Daemon) exportOnce(ctx context.Context, cfg *config.Config, prev *export.Exporter, log *slog.Logger) *export.Exporter {
 	x, err := newExporter(cfg, d.Store, log)
 	if err == nil {
+		if prev != nil {
+			prev.Dir, prev.Layout, prev.Hosts, prev.VaultPassword = x.Dir, x.Layout, x.Hosts, x.VaultPassword
+			x = prev
+		}
 		var rep export.Report
 		rep, err = x.Run(ctx)
 		if len(rep.Written)+len(rep.Removed) > 0 {
@@ -130,4 +137,8 @@ func (d *Daemon) exportOnce(ctx context.Context, cfg *config.Config, log *slog.L
 	if err != nil && ctx.Err() == nil {
 		log.Error("export failed; trying again after the next certificate or within the hour", certfleet.LogError, err)
 	}
+	if x == nil {
+		return prev
+	}
+	return x
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/export"
 	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 )
@@ -302,4 +303,47 @@ func pemLeafSerial(b []byte) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%x", leaf.SerialNumber), nil
+}
+
+// TestExporterRunsAgain: an Exporter that runs again (serve's) trusts
+// what it remembers of a key file only while the file and the password are
+// as it left them: a key file changed behind its back, or a new vault
+// password, is written again.
+func TestExporterRunsAgain(t *testing.T) {
+	ca, port := daemontest.StartCA(t)
+	dir := t.TempDir()
+	d := daemontest.OpenDaemon(t, daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n"), nil)
+	if issued, _ := daemontest.RunOnce(t, d); issued != 1 {
+		t.Fatal("issuance failed")
+	}
+	x := &export.Exporter{Store: d.Store, Dir: filepath.Join(dir, "inventory"), Hosts: []export.Host{{Name: "web1", Certificates: []string{"web"}}},
+		VaultPassword: []byte("first-password")}
+	run := func(wantWritten int) {
+		t.Helper()
+		rep, err := x.Run(t.Context())
+		if err != nil || len(rep.Written) != wantWritten {
+			t.Fatalf("run = %+v, %v; want %d written", rep, err, wantWritten)
+		}
+	}
+	run(4)
+	run(0)
+	key := filepath.Join(dir, "inventory", "host_files", "web1", "web", "privkey.pem")
+	other, err := export.EncryptVault([]byte("someone else's key\n"), x.VaultPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, other, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run(1)
+	want := current(t, d, "web", certfleet.ECDSAP256).KeyPEM
+	if got, err := export.DecryptVault(mustRead(t, key), x.VaultPassword); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the key file changed behind the exporter's back was not rewritten (%v)", err)
+	}
+	x.VaultPassword = []byte("second-password")
+	run(1)
+	if got, err := export.DecryptVault(mustRead(t, key), x.VaultPassword); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("the key is not under the new password (%v)", err)
+	}
+	run(0)
 }

@@ -21,6 +21,7 @@ package export
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/certfleet/certfleet"
 )
@@ -91,7 +93,10 @@ type Store interface {
 	Issuance(ctx context.Context, id int64) (certfleet.Issuance, error)
 }
 
-// Exporter writes the tree. Set the fields and call Run; it may run again.
+// Exporter writes the tree. Set the fields and call Run; it may run again
+// (the fields may change between runs), and runs of one Exporter take
+// turns. One that runs again skips decrypting the key files it wrote or
+// read before, when they are as it left them.
 type Exporter struct {
 	Store Store
 	// Dir is the root of the tree (the inventory's directory). Required.
@@ -105,6 +110,18 @@ type Exporter struct {
 	VaultPassword []byte
 	// Logger receives a record per file written or removed; nil discards.
 	Logger *slog.Logger
+
+	mu    sync.Mutex            // serialises Run; guards known
+	known map[string]knownVault // vault files this Exporter wrote or read, by path under Dir
+}
+
+// knownVault remembers a vault file's content and its plaintext by their
+// SHA-256, and the password's, so that a later run in the same process
+// knows an unchanged file's plaintext without decrypting it: PBKDF2's
+// 10000 iterations cost milliseconds per key, every run. Only sums are
+// kept, and only in memory.
+type knownVault struct {
+	file, plain, password [sha256.Size]byte
 }
 
 // Report is what a run did; paths are relative to Dir, sorted.
@@ -129,6 +146,8 @@ type file struct {
 // write are errors (joined, the rest is still written); then nothing is
 // removed, so a failing run never takes a file away.
 func (x *Exporter) Run(ctx context.Context) (Report, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	var rep Report
 	if x.Dir == "" {
 		return rep, errors.New("export: no directory given")
@@ -334,7 +353,7 @@ func (x *Exporter) put(f file, ours bool) (changed bool, err error) {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return false, fmt.Errorf("export: %w", err)
-	case x.same(cur, f):
+	case x.same(f.rel, cur, f):
 		return false, nil
 	case !ours:
 		return false, fmt.Errorf("export: %s exists and was not written by certfleet export (it is not in %s); move it away or choose another layout", abs, ManifestName)
@@ -349,19 +368,39 @@ func (x *Exporter) put(f file, ours bool) (changed bool, err error) {
 	if err := writeAtomic(abs, data, mode); err != nil {
 		return false, fmt.Errorf("export: %w", err)
 	}
+	if f.vault {
+		x.remember(f.rel, data, f.data)
+	}
 	return true, nil
 }
 
-// same reports whether cur, the file's content, already holds f.
-func (x *Exporter) same(cur []byte, f file) bool {
+// same reports whether cur, the content of the file at rel, already
+// holds f.
+func (x *Exporter) same(rel string, cur []byte, f file) bool {
 	if !f.vault {
 		return bytes.Equal(cur, f.data)
 	}
 	if !IsVault(cur) {
 		return false
 	}
+	if k, ok := x.known[rel]; ok && k.file == sha256.Sum256(cur) && k.password == sha256.Sum256(x.VaultPassword) {
+		return k.plain == sha256.Sum256(f.data)
+	}
 	plain, err := DecryptVault(cur, x.VaultPassword)
-	return err == nil && bytes.Equal(plain, f.data) // another password: rewrite it under this one
+	if err != nil {
+		return false // another password: rewrite it under this one
+	}
+	x.remember(rel, cur, plain)
+	return bytes.Equal(plain, f.data)
+}
+
+// remember notes that the vault file at rel holds data, encrypting plain
+// under the current password.
+func (x *Exporter) remember(rel string, data, plain []byte) {
+	if x.known == nil {
+		x.known = make(map[string]knownVault)
+	}
+	x.known[rel] = knownVault{file: sha256.Sum256(data), plain: sha256.Sum256(plain), password: sha256.Sum256(x.VaultPassword)}
 }
 
 // remove deletes rel and the directories it leaves empty, up to Dir.
@@ -370,6 +409,7 @@ func (x *Exporter) remove(rel string) error {
 	if err := os.Remove(abs); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("export: %w", err)
 	}
+	delete(x.known, rel)
 	root := filepath.Clean(x.Dir)
 	for dir := filepath.Dir(abs); dir != root && strings.HasPrefix(dir, root+string(filepath.Separator)); dir = filepath.Dir(dir) {
 		if os.Remove(dir) != nil { // not empty (or not ours to judge): stop

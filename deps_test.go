@@ -191,6 +191,22 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/postgres": "a source reads its inventory; the reconciler writes the store",
 		"net/http": "a directory source reads local files",
 	},
+	"github.com/certfleet/certfleet/hook": {
+		"github.com/certfleet/certfleet/sqlite":     "hooks reach the store through certfleet.DeliveryStore",
+		"github.com/certfleet/certfleet/postgres":   "hooks reach the store through certfleet.DeliveryStore",
+		"github.com/certfleet/certfleet/manager":    "events arrive through certfleet.EventSink, not the scheduler's type",
+		"github.com/certfleet/certfleet/alert":      "expiry notifications become events in the daemon; hooks know only certfleet.Event",
+		"github.com/certfleet/certfleet/config":     "the daemon maps [events] onto hook's types",
+		"github.com/certfleet/certfleet/acmeissuer": "hooks never speak ACME",
+	},
+	"github.com/certfleet/certfleet/export": {
+		"github.com/certfleet/certfleet/sqlite":   "the export reads the store through its small Store interface",
+		"github.com/certfleet/certfleet/postgres": "the export reads the store through its small Store interface",
+		"github.com/certfleet/certfleet/config":   "the daemon maps [export] onto export's types",
+		"github.com/certfleet/certfleet/deploy":   "the export writes an inventory tree, not the certificates' output directories",
+		"net/http":                                "the export writes files; Ansible pushes them",
+		"os/exec":                                 "the vault format is implemented here; ansible-vault is for tests only",
+	},
 	"github.com/certfleet/certfleet/compromise": {
 		"github.com/certfleet/certfleet/daemon":     "the playbook acts through Playbook's fields; cmd wires them from a daemon",
 		"github.com/certfleet/certfleet/httpapi":    "the playbook serves nothing; agents' reports come from the store",

@@ -30,6 +30,7 @@ const (
 	EventAccount       = "account"         // an ACME account registered, rolled over or deactivated
 	EventSecretChanged = "secret_changed"  // a stored secret set or deleted (never its value)
 	EventAgentForgot   = "agent_forgotten" // an operator removed an agent's reports (a host out of service)
+	EventExpiring      = "expiring"        // a certificate close to expiry while its renewal fails, or expired (an alert incident opened or worsened)
 )
 
 // Event is one entry of the audit trail. Who did what, to which certificate,

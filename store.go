@@ -34,5 +34,6 @@ type Store interface {
 	KeyBlocklist   // issue 6 §8: keys declared compromised are never reused
 	RateLimitStore // issue 6 §6: rate-limit budgets (ratelimit.go)
 	InventoryStore // issue 18: withdrawals an inventory source has pending (inventory.go)
+	DeliveryStore  // issue 18 §2: audit events owed to hooks (delivery.go)
 	Close() error
 }

@@ -123,6 +123,11 @@ type Config struct {
 	// Inventory lists the [inventory.NAME] sources of certificates kept
 	// outside this file, by name (see inventory.go).
 	Inventory []Inventory
+	// Events configures the events sent to hooks ([events], see
+	// events.go).
+	Events Events
+	// Export configures certfleet export ([export], see export.go).
+	Export Export
 }
 
 // Log configures logging.

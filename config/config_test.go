@@ -72,6 +72,14 @@ func TestParseExample(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Alerts, wantAlerts) {
 		t.Errorf("Alerts = %+v, want %+v", cfg.Alerts, wantAlerts)
 	}
+	if got := cfg.Events.HookNames(); strings.Join(got, " ") != "inventory ldap ops" || cfg.Events.Hooks["ops"].SecretFile != "/etc/certfleet/ops-hook-secret" ||
+		!cfg.Events.Hooks["inventory"].Ack || len(cfg.Events.Hooks["ldap"].Command) != 5 {
+		t.Errorf("Events = %+v", cfg.Events)
+	}
+	if e := cfg.Export; e.Dir != "/srv/ansible/inventory" || e.Layout != DefaultExportLayout || !e.AfterRenewal ||
+		strings.Join(e.HostNames(), " ") != "lb1.example.org web1.example.org" || len(e.Hosts["lb1.example.org"]) != 2 {
+		t.Errorf("Export = %+v", e)
+	}
 	staging := "https://acme-staging-v02.api.letsencrypt.org/directory"
 	wantAccounts := map[string]Account{
 		"default":   {Name: "default", Directory: staging, Email: "ops@example.org"},

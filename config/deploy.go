@@ -186,6 +186,11 @@ func (c *Config) StagingConfig() (*Config, error) {
 	// Production's pager is production's: a rehearsal keeps its alert
 	// incidents (certfleet status shows them) but notifies nobody.
 	s.Alerts.WebhookURL, s.Alerts.WebhookBearerTokenFile, s.Alerts.Command = "", "", nil
+	// Nor does it tell production's receivers of its events (an LDAP
+	// write-back would put a staging certificate into production).
+	s.Events = Events{}
+	// Nor does it export into production's inventory.
+	s.Export = Export{}
 	// Production's listeners stay production's: a rehearsal serves the API
 	// only on [staging] api_listen, from the staging store.
 	s.API = API{}

@@ -36,6 +36,7 @@ import (
 	"github.com/certfleet/certfleet/alert"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/deploy"
+	"github.com/certfleet/certfleet/hook"
 	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/metrics"
 	"github.com/certfleet/certfleet/solver/http01"
@@ -60,6 +61,9 @@ type Daemon struct {
 	// Alerts evaluates the alert conditions and notifies; it runs under
 	// Serve.
 	Alerts *alert.Evaluator
+	// Hooks sends the events owed to [events] hooks; it runs under Serve.
+	// Nil without hooks, or for a daemon opened without responders.
+	Hooks *hook.Dispatcher
 
 	// HTTP01Addr and TLSALPN01Addr are the responders' bound addresses
 	// ("" when not started), so tests can listen on port 0.
@@ -69,6 +73,9 @@ type Daemon struct {
 	// syncs'): the store's audit trail first. Other sinks (metrics, alerts)
 	// append theirs in Open, before anything runs.
 	events certfleet.EventSinks
+	// recorder, with [events] hooks, is events' first sink instead of the
+	// store: it writes the audit trail and what is owed to the hooks.
+	recorder *hook.Recorder
 
 	live      *liveConfig
 	global    *deploy.Batch      // [deploy] commands
@@ -140,6 +147,9 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 	d.Metrics = newMetrics(store, log)     // before the issuers (Observer) and the manager (an event sink)
 	if d.Metrics != nil {
 		d.events = append(d.events, d.Metrics)
+	}
+	if err := d.openHooks(cfg, opts); err != nil { // events owed to hooks (docs/events.md)
+		return nil, err
 	}
 
 	// Secrets the config names as "store:NAME" are read from the store
@@ -216,6 +226,9 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 		return nil, err
 	}
 	d.events = append(d.events, d.Alerts) // events wake the evaluator
+	if d.recorder != nil && opts.StartResponders && wantsExpiring(d.recorder.Hooks) {
+		d.Alerts.Notifiers = append(d.Alerts.Notifiers, expiringEvents{d.recorder})
+	}
 	writer := &deploy.Writer{Logger: log, StateDir: stateDir(cfg)}
 	d.global = &deploy.Batch{Writer: writer, Print: opts.PrintCommands,
 		Commands: func() [][]string { return d.live.config().Deploy.Commands },

@@ -56,8 +56,8 @@ func (d *Daemon) CurrentConfig() *config.Config { return d.live.config() }
 // defaults of the inventory sources' certificates. Changes that
 // need new connections or listeners (the store, accounts, responder
 // addresses, a challenge whose responder is not running, concurrency,
-// [metrics], [alerts], [rate_limits], [dns01], state_dir, the [inventory]
-// sources themselves) are
+// [metrics], [alerts], [events], [rate_limits], [dns01], state_dir, the
+// [inventory] sources themselves) are
 // refused with an error that lists them; the old configuration then stays in
 // force, so a typo never stops a running daemon.
 func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
@@ -83,6 +83,9 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 	}
 	if !reflect.DeepEqual(next.Alerts, cur.Alerts) {
 		need = append(need, "[alerts]")
+	}
+	if !reflect.DeepEqual(next.Events, cur.Events) {
+		need = append(need, "[events]") // the recorder and the hooks' senders are built at the start
 	}
 	// The rate-limit budgets, the dns-01 solver and its journal are built
 	// once, at the start, from these.

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -36,6 +37,10 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	for _, r := range d.live.inventory {
 		helpers.Go(func() { r.Run(runCtx) })
 	}
+	if d.Hooks != nil {
+		helpers.Go(func() { _ = d.Hooks.Run(runCtx) }) // the same for openHooks
+	}
+	helpers.Go(func() { d.runExports(runCtx) }) // [export] after_renewal (docs/export.md)
 	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
 	select {
 	case err := <-d.Errors():
@@ -103,7 +108,8 @@ func cmp(first, err error) error {
 
 // AlertRound runs one round of the alert evaluator after a one-shot pass
 // (certfleet issue; Serve runs them continuously): it opens, worsens or
-// resolves incidents and sends what is owed. A notification that cannot be
+// resolves incidents and sends what is owed; then it sends the events
+// owed to hooks (HookRound). A notification or event that cannot be
 // delivered stays owed and is an error, so that cron's own mail is the
 // fallback.
 func (d *Daemon) AlertRound(ctx context.Context) (alert.Report, error) {
@@ -113,9 +119,10 @@ func (d *Daemon) AlertRound(ctx context.Context) (alert.Report, error) {
 	rep, err := d.Alerts.Round(ctx)
 	switch {
 	case err != nil:
-		return rep, fmt.Errorf("the alert round after the pass failed: %w", err)
+		err = fmt.Errorf("the alert round after the pass failed: %w", err)
 	case rep.Failed > 0:
-		return rep, fmt.Errorf("%d alert notification(s) could not be delivered (they stay owed; see the log and `certfleet status -config %s`)", rep.Failed, d.Config.File)
+		err = fmt.Errorf("%d alert notification(s) could not be delivered (they stay owed; see the log and `certfleet status -config %s`)", rep.Failed, d.Config.File)
 	}
-	return rep, nil
+	_, herr := d.HookRound(ctx)
+	return rep, errors.Join(err, herr)
 }

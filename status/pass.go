@@ -52,6 +52,21 @@ func Pass(w io.Writer, rep manager.Report) {
 	fmt.Fprintf(w, "%d issued, %d failed, %d not due, in %s\n", rep.Issued, rep.Failed, rep.Deferred, took)
 }
 
+// PassFailure is the error a one-shot pass (certfleet issue) exits with:
+// nil when every certificate was issued or written and the rounds after
+// the pass (alerts, events) went well (roundsErr nil); else what failed,
+// pointing at certfleet status for the config file file.
+func PassFailure(rep manager.Report, file string, roundsErr error) error {
+	if rep.OK() {
+		return roundsErr
+	}
+	err := fmt.Errorf("%d certificate(s) failed, %d could not be written; see above and `certfleet status -config %s`", rep.Failed, rep.DeployFailed, file)
+	if roundsErr != nil {
+		err = fmt.Errorf("%w; also, %v", err, roundsErr)
+	}
+	return err
+}
+
 // Alerts prints the line certfleet issue prints about the alert round
 // after its pass; nothing when the round did nothing.
 func Alerts(w io.Writer, rep alert.Report) {

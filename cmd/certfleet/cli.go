@@ -35,6 +35,7 @@ func commands() []command {
 		{"compromise", "a key is compromised: revoke its certificates, replace them, track the rollout", cmdCompromise},
 		{"secret", "keep TSIG/EAB/DNS API secrets sealed in the store (set, list, delete)", cmdSecret},
 		{"audit", "show the audit trail: who did what, to which certificate, from where", cmdAudit},
+		{"export", "write the certificates each host needs into an Ansible inventory, keys vaulted", cmdExport},
 		{"agent", "on a host: keep certificates in sync with a certfleet server", cmdAgent},
 		{"fleet", "forget an agent whose host is out of service (its reports, its alerts)", cmdFleet},
 		{"inventory", "show what an [inventory] source would add, change and withdraw (diff)", cmdInventory},

@@ -102,8 +102,8 @@ as they come due, and write them to their output directories. Stops cleanly on
 SIGINT or SIGTERM; orders in flight are resumed at the next start. SIGHUP
 reloads the config file: certificates, outputs and commands change at once;
 changes to accounts, the store, the responders, [dns01], [rate_limits],
-[alerts], [metrics] or state_dir need a restart (the reload is refused and
-says which).`, stdout, stderr)
+[alerts], [events], [metrics] or state_dir need a restart (the reload is
+refused and says which).`, stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	testMode := fs.Bool("staging", false, stagingFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
@@ -162,7 +162,6 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 		return err
 	}
 	defer d.Close()
-	cfg := d.Config
 	rep, err := d.IssueOnce(ctx)
 	status.Pass(stdout, rep)
 	if err != nil {
@@ -170,17 +169,24 @@ so cron mails you. Certificates that are not due are left alone.`, stdout, stder
 	}
 	arep, alertErr := d.AlertRound(ctx)
 	status.Alerts(stdout, arep)
-	if !rep.OK() {
-		err := fmt.Errorf("%d certificate(s) failed, %d could not be written; see above and `certfleet status -config %s`", rep.Failed, rep.DeployFailed, cfg.File)
-		if alertErr != nil {
-			err = fmt.Errorf("%w; also, %v", err, alertErr)
-		}
+	if err := status.PassFailure(rep, d.Config.File, alertErr); err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	if alertErr != nil {
-		return &exitError{code: 1, err: alertErr}
-	}
 	return nil
+}
+
+func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("export", "-config FILE", daemon.ExportHelp, stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	cfg, st, err := openQuiet(ctx, *cfgPath, false)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return daemon.Export(ctx, cfg, st, stdout)
 }
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -304,6 +304,10 @@ func populate(ctx context.Context, n int, dir string) (result, error) {
 	if _, err := store.SyncSpecs(ctx, certfleet.SourceAPI, specs); err != nil {
 		return result{}, err
 	}
+	byName := make(map[string]*certfleet.CertificateSpec, n)
+	for i := range specs {
+		byName[specs[i].Name] = &specs[i]
+	}
 	chain, keyPEM, leaf, err := syntheticChain()
 	if err != nil {
 		return result{}, err
@@ -319,8 +323,15 @@ func populate(ctx context.Context, n int, dir string) (result, error) {
 			break
 		}
 		for k, j := range jobs {
+			// Each certificate carries its own spec's identifiers and
+			// revision: one of another spec would make the job outdated,
+			// and the scheduler would take it as due at once.
+			sp, ok := byName[j.Spec]
+			if !ok {
+				return result{}, fmt.Errorf("populate: claimed job %s of no spec written here", j.JobKey)
+			}
 			iss := certfleet.Issuance{
-				Spec: j.Spec, KeyType: j.KeyType, SpecRevision: specs[0].Revision(j.KeyType), Identifiers: specs[0].Identifiers,
+				Spec: j.Spec, KeyType: j.KeyType, SpecRevision: sp.Revision(j.KeyType), Identifiers: sp.Identifiers,
 				Serial: leaf.SerialNumber.Text(16), Fingerprint: certfleet.Fingerprint(leaf), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
 				ChainPEM: chain, KeyPEM: keyPEM, IssuedAt: now,
 			}
@@ -354,6 +365,13 @@ func daemon(ctx context.Context, n int, dir string) (result, error) {
 	}
 	defer store.Close()
 	start := time.Now()
+	// What the scheduler will find due: 1% of the certificates, as the
+	// fill scheduled them (a fill whose certificates did not match their
+	// specs made nearly all of them due).
+	stats, err := store.JobStats(ctx, time.Now())
+	if err != nil {
+		return result{}, err
+	}
 	// The lookups the scheduler makes each time it wakes: the next due
 	// time, and a claim of due work (released again, so every sample sees
 	// the same 1% of due jobs).
@@ -392,8 +410,8 @@ func daemon(ctx context.Context, n int, dir string) (result, error) {
 	}
 	m.Run(runCtx)
 	return result{Mode: "daemon", N: n, Wall: time.Since(start),
-		Extra: fmt.Sprintf("NextDue median %v p99 %v; ClaimDue(16) median %v p99 %v (%d jobs in store, 1%% due)",
-			pct(nextDue, 50), pct(nextDue, 99), pct(claim, 50), pct(claim, 99), n)}, nil
+		Extra: fmt.Sprintf("NextDue median %v p99 %v; ClaimDue(16) median %v p99 %v (%d jobs in store, %d due)",
+			pct(nextDue, 50), pct(nextDue, 99), pct(claim, 50), pct(claim, 99), stats.Jobs, stats.Due)}, nil
 }
 
 func pct(d []time.Duration, p int) time.Duration {

@@ -1,0 +1,16 @@
+-- Rate-limit queues (issue 13), as in the SQLite store's 0011_ratequeue.sql:
+-- the jobs waiting for a budget, one row per job, in the queue of the bucket
+-- that blocks it, ordered by ticket. Rows are written and read under the
+-- CA's advisory lock (the one reservations take), so instances sharing the
+-- database never hand out the same ticket or the same freed slot twice.
+CREATE TABLE rate_waits (
+	job_id bigint PRIMARY KEY REFERENCES jobs (id),
+	ticket bigint           NOT NULL,
+	ca     text COLLATE "C" NOT NULL,
+	bucket text COLLATE "C" NOT NULL,
+	name   text             NOT NULL,
+	since  timestamptz      NOT NULL,
+	turn   timestamptz      NOT NULL
+);
+CREATE INDEX rate_waits_queue ON rate_waits (ca, bucket, ticket);
+CREATE INDEX rate_waits_ticket ON rate_waits (ca, ticket);

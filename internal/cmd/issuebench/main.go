@@ -314,6 +314,9 @@ func populate(ctx context.Context, n int, dir string) (result, error) {
 	}
 	const batch = 256
 	now := time.Now()
+	// Every job is claimed once: the ones scheduled due are due only
+	// after the fill (a second after its clock), so the fill's own
+	// claims never take them again.
 	for done := 0; done < n; {
 		jobs, err := store.ClaimDue(ctx, certfleet.ClaimRequest{Owner: "populate", Now: now, Lease: time.Hour, Limit: batch})
 		if err != nil {
@@ -335,10 +338,12 @@ func populate(ctx context.Context, n int, dir string) (result, error) {
 				Serial: leaf.SerialNumber.Text(16), Fingerprint: certfleet.Fingerprint(leaf), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
 				ChainPEM: chain, KeyPEM: keyPEM, IssuedAt: now,
 			}
-			// Spread renewals over the next 60 days; 1% are due now.
-			next := now.Add(time.Duration((done+k)%6000) * 15 * time.Minute)
-			if (done+k)%100 == 0 {
-				next = now.Add(-time.Minute)
+			// Spread renewals over the next 60 days; 1% are due once
+			// the fill is over.
+			i := done + k
+			next := now.Add(time.Duration(1+i%6000) * 15 * time.Minute)
+			if i%100 == 0 {
+				next = now.Add(time.Second)
 			}
 			if _, err := store.CompleteIssuance(ctx, "populate", iss, certfleet.ScheduleUpdate{NextAt: next},
 				certfleet.Attempt{JobKey: j.JobKey, Outcome: certfleet.OutcomeIssued, StartedAt: now, FinishedAt: now}); err != nil {

@@ -23,7 +23,7 @@ type JobStats struct {
 }
 
 // CurrentCertificate is the validity of one job's current issuance, without
-// its chain or key.
+// its chain or key, and the job's schedule.
 type CurrentCertificate struct {
 	Spec        string
 	KeyType     KeyType
@@ -33,6 +33,47 @@ type CurrentCertificate struct {
 	NotBefore   time.Time
 	NotAfter    time.Time
 	IssuedAt    time.Time
+	// NextAt, Failures and LastError are the job's (Job's fields of the
+	// same names).
+	NextAt    time.Time
+	Failures  int
+	LastError string
+}
+
+// CurrentFilter pages CurrentCertificates in (spec, key type) order, so that
+// a caller going through every certificate holds one page at a time.
+type CurrentFilter struct {
+	// After is the last key of the previous page; zero starts at the
+	// beginning.
+	After JobKey
+	// Limit is the most to return; 0 returns all.
+	Limit int
+}
+
+// EachCurrentCertificate calls fn with every current certificate of s, page
+// by page (pageSize at a time; 1,000 when not positive), and stops at the
+// first error fn or s returns.
+func EachCurrentCertificate(ctx context.Context, s StatsStore, pageSize int, fn func(CurrentCertificate) error) error {
+	if pageSize <= 0 {
+		pageSize = 1000
+	}
+	f := CurrentFilter{Limit: pageSize}
+	for {
+		page, err := s.CurrentCertificates(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, c := range page {
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		last := page[len(page)-1]
+		f.After = JobKey{Spec: last.Spec, KeyType: last.KeyType}
+	}
 }
 
 // Lifetime is NotAfter - NotBefore.
@@ -45,6 +86,7 @@ type StatsStore interface {
 	// JobStats counts the jobs by state as of now.
 	JobStats(ctx context.Context, now time.Time) (JobStats, error)
 	// CurrentCertificates lists the current issuance of every enabled job
-	// that has one, ordered by spec name and key type.
-	CurrentCertificates(ctx context.Context) ([]CurrentCertificate, error)
+	// that has one, ordered by spec name and key type, the page f selects
+	// (an index range: a page costs the same anywhere in 100,000).
+	CurrentCertificates(ctx context.Context, f CurrentFilter) ([]CurrentCertificate, error)
 }

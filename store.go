@@ -33,5 +33,6 @@ type Store interface {
 	AccountAdmin   // issue 6 §7: account list, key rollover, deactivation
 	KeyBlocklist   // issue 6 §8: keys declared compromised are never reused
 	RateLimitStore // issue 6 §6: rate-limit budgets (ratelimit.go)
+	StatsStore     // job counts and current certificates, a page at a time (stats.go)
 	Close() error
 }

@@ -2,6 +2,8 @@ package certfleet
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -40,9 +42,14 @@ type CurrentCertificate struct {
 	LastError string
 }
 
-// CurrentFilter pages CurrentCertificates in (spec, key type) order, so that
-// a caller going through every certificate holds one page at a time.
+// CurrentFilter selects and pages CurrentCertificates in (spec, key type)
+// order, so that a caller going through every certificate holds one page at
+// a time. Zero fields select everything.
 type CurrentFilter struct {
+	// Spec selects one spec's certificates.
+	Spec string
+	// NotAfterBefore selects the certificates that expire before it.
+	NotAfterBefore time.Time
 	// After is the last key of the previous page; zero starts at the
 	// beginning.
 	After JobKey
@@ -50,14 +57,14 @@ type CurrentFilter struct {
 	Limit int
 }
 
-// EachCurrentCertificate calls fn with every current certificate of s, page
-// by page (pageSize at a time; 1,000 when not positive), and stops at the
-// first error fn or s returns.
-func EachCurrentCertificate(ctx context.Context, s StatsStore, pageSize int, fn func(CurrentCertificate) error) error {
-	if pageSize <= 0 {
-		pageSize = 1000
+// EachCurrentCertificate calls fn with every current certificate of s that
+// f selects, page by page (f.Limit at a time; 1,000 when not positive,
+// from f.After on), and stops at the first error fn or s returns.
+func EachCurrentCertificate(ctx context.Context, s StatsStore, f CurrentFilter, fn func(CurrentCertificate) error) error {
+	if f.Limit <= 0 {
+		f.Limit = 1000
 	}
-	f := CurrentFilter{Limit: pageSize}
+	pageSize := f.Limit
 	for {
 		page, err := s.CurrentCertificates(ctx, f)
 		if err != nil {
@@ -89,4 +96,39 @@ type StatsStore interface {
 	// that has one, ordered by spec name and key type, the page f selects
 	// (an index range: a page costs the same anywhere in 100,000).
 	CurrentCertificates(ctx context.Context, f CurrentFilter) ([]CurrentCertificate, error)
+}
+
+// fewSpecs is how many specs CurrentCertificatesOf looks up one by one;
+// for more it reads every page instead.
+const fewSpecs = 100
+
+// CurrentCertificatesOf returns the current certificates of the lineages in
+// keys, in (spec, key type) order: a lookup per spec when they are few, a
+// pass over every page otherwise. Either way it holds only those it returns
+// and a page.
+func CurrentCertificatesOf(ctx context.Context, s StatsStore, keys map[JobKey]bool) ([]CurrentCertificate, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	specs := map[string]bool{}
+	for k := range keys {
+		specs[k.Spec] = true
+	}
+	var out []CurrentCertificate
+	keep := func(c CurrentCertificate) error {
+		if keys[JobKey{Spec: c.Spec, KeyType: c.KeyType}] {
+			out = append(out, c)
+		}
+		return nil
+	}
+	if len(specs) > fewSpecs {
+		return out, EachCurrentCertificate(ctx, s, CurrentFilter{}, keep)
+	}
+	names := slices.Sorted(maps.Keys(specs))
+	for _, name := range names {
+		if err := EachCurrentCertificate(ctx, s, CurrentFilter{Spec: name}, keep); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

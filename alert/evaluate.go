@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -126,39 +127,77 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
 // pageSize is how many current certificates a round reads at a time.
 const pageSize = 1000
 
-// load reads the current certificates of the enabled jobs, a page at a
-// time, and keeps the lineages the round looks at: those expiry() may
-// report (within their warning window and failing or not scheduled in
-// time, or expired) and those agents reported on or endpoints were
-// observed for. The others are dropped page by page, so a round holds a
-// page and the lineages in question, not every certificate (issue 13).
+// load reads the lineages the round looks at, a page of current
+// certificates at a time: those expiry() may report (expired, or within
+// their warning window and failing or not scheduled in time), which the
+// store selects by expiry (nothing expires later than the widest warning
+// window and is still reported), and those agents reported on or
+// endpoints were observed for. A round holds those lineages and a page,
+// not every certificate (issue 13).
 func (r *round) load(ctx context.Context, reports []certfleet.AgentReport, observed []EndpointObservation) error {
-	reported := make(map[certfleet.JobKey]bool, len(reports))
-	for _, rep := range reports {
-		reported[certfleet.JobKey{Spec: rep.Certificate, KeyType: rep.KeyType}] = true
-	}
-	checked := make(map[string]bool, len(observed))
-	for _, o := range observed {
-		checked[o.Certificate] = true
-	}
-	err := certfleet.EachCurrentCertificate(ctx, r.e.Store, pageSize, func(c certfleet.CurrentCertificate) error {
-		key := certfleet.JobKey{Spec: c.Spec, KeyType: c.KeyType}
-		l := &lineage{
-			job: certfleet.Job{JobKey: key, CurrentID: c.IssuanceID, NextAt: c.NextAt, Failures: c.Failures, LastError: c.LastError},
-			current: certfleet.Issuance{ID: c.IssuanceID, Spec: c.Spec, KeyType: c.KeyType, Serial: c.Serial,
-				Fingerprint: c.Fingerprint, NotBefore: c.NotBefore, NotAfter: c.NotAfter, IssuedAt: c.IssuedAt},
+	add := func(l *lineage) {
+		if _, ok := r.lineages[l.job.JobKey]; ok {
+			return
 		}
-		if !r.expiring(l) && !reported[key] && !checked[c.Spec] {
-			return nil
+		r.lineages[l.job.JobKey] = l
+		r.bySpec[l.job.Spec] = append(r.bySpec[l.job.Spec], l)
+	}
+	widest := r.e.Settings.Warning(math.MaxInt64)
+	f := certfleet.CurrentFilter{NotAfterBefore: r.now.Add(widest + time.Second), Limit: pageSize}
+	err := certfleet.EachCurrentCertificate(ctx, r.e.Store, f, func(c certfleet.CurrentCertificate) error {
+		if l := newLineage(c); r.expiring(l) {
+			add(l)
 		}
-		r.lineages[key] = l
-		r.bySpec[c.Spec] = append(r.bySpec[c.Spec], l)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("list current certificates: %w", err)
+		return fmt.Errorf("list current certificates expiring soon: %w", err)
+	}
+	// The lineages agents reported on, and every lineage of a
+	// certificate whose endpoints were observed.
+	reported, checked := map[certfleet.JobKey]bool{}, map[string]bool{}
+	specs := map[string]bool{}
+	for _, rep := range reports {
+		reported[certfleet.JobKey{Spec: rep.Certificate, KeyType: rep.KeyType}] = true
+		specs[rep.Certificate] = true
+	}
+	for _, o := range observed {
+		checked[o.Certificate] = true
+		specs[o.Certificate] = true
+	}
+	keep := func(c certfleet.CurrentCertificate) error {
+		if checked[c.Spec] || reported[certfleet.JobKey{Spec: c.Spec, KeyType: c.KeyType}] {
+			add(newLineage(c))
+		}
+		return nil
+	}
+	if len(specs) > fewSpecs {
+		// Many: one pass over every page costs less than a lookup each.
+		if err := certfleet.EachCurrentCertificate(ctx, r.e.Store, certfleet.CurrentFilter{Limit: pageSize}, keep); err != nil {
+			return fmt.Errorf("list current certificates: %w", err)
+		}
+		return nil
+	}
+	for name := range specs {
+		if err := certfleet.EachCurrentCertificate(ctx, r.e.Store, certfleet.CurrentFilter{Spec: name, Limit: pageSize}, keep); err != nil {
+			return fmt.Errorf("current certificates of %s: %w", name, err)
+		}
 	}
 	return nil
+}
+
+// fewSpecs is how many certificates load looks up one by one for agents
+// and endpoints; for more it reads every page instead.
+const fewSpecs = 100
+
+// newLineage is what a round knows of c's lineage.
+func newLineage(c certfleet.CurrentCertificate) *lineage {
+	key := certfleet.JobKey{Spec: c.Spec, KeyType: c.KeyType}
+	return &lineage{
+		job: certfleet.Job{JobKey: key, CurrentID: c.IssuanceID, NextAt: c.NextAt, Failures: c.Failures, LastError: c.LastError},
+		current: certfleet.Issuance{ID: c.IssuanceID, Spec: c.Spec, KeyType: c.KeyType, Serial: c.Serial,
+			Fingerprint: c.Fingerprint, NotBefore: c.NotBefore, NotAfter: c.NotAfter, IssuedAt: c.IssuedAt},
+	}
 }
 
 // summary drops what alerts never need of an issuance, above all its

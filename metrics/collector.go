@@ -79,7 +79,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	// those it looks at.
 	need := m.readiness.needed(reports)
 	var certs []certfleet.CurrentCertificate
-	err := certfleet.EachCurrentCertificate(ctx, m.store, 0, func(cc certfleet.CurrentCertificate) error {
+	err := certfleet.EachCurrentCertificate(ctx, m.store, certfleet.CurrentFilter{}, func(cc certfleet.CurrentCertificate) error {
 		kt := string(cc.KeyType)
 		ch <- prometheus.MustNewConstMetric(descNotAfter, prometheus.GaugeValue, unix(cc.NotAfter), cc.Spec, kt)
 		ch <- prometheus.MustNewConstMetric(descNotBefore, prometheus.GaugeValue, unix(cc.NotBefore), cc.Spec, kt)

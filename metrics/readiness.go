@@ -128,18 +128,9 @@ func (m *Metrics) CheckReadiness(ctx context.Context) ([]certfleet.ReadinessViol
 	if err != nil {
 		return nil, fmt.Errorf("readiness: %w", err)
 	}
-	need := m.readiness.needed(reports)
-	var certs []certfleet.CurrentCertificate
-	if len(need) > 0 {
-		err = certfleet.EachCurrentCertificate(ctx, m.store, 0, func(c certfleet.CurrentCertificate) error {
-			if need[certfleet.JobKey{Spec: c.Spec, KeyType: c.KeyType}] {
-				certs = append(certs, c)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("readiness: %w", err)
-		}
+	certs, err := certfleet.CurrentCertificatesOf(ctx, m.store, m.readiness.needed(reports))
+	if err != nil {
+		return nil, fmt.Errorf("readiness: %w", err)
 	}
 	return m.readiness.evaluate(m.now(), certs, reports), nil
 }

@@ -10,6 +10,10 @@ import (
 
 var _ certfleet.StatsStore = (*Store)(nil)
 
+// endOfTime bounds a time filter that has none: later than any
+// certificate, and within both databases' time range.
+var endOfTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
 var (
 	qJobStats = SQL(`SELECT
 			count(*) FILTER (WHERE NOT disabled),
@@ -23,7 +27,7 @@ var (
 	qCurrentCertificates = SQL(`SELECT j.spec, j.key_type, i.id, i.serial, i.fingerprint, i.not_before, i.not_after, i.issued_at,
 			j.next_at, j.failures, j.last_error
 		FROM jobs j JOIN issuances i ON i.id = j.current_id
-		WHERE NOT j.disabled AND (j.spec, j.key_type) > ($1, $2)
+		WHERE NOT j.disabled AND (j.spec, j.key_type) > ($1, $2) AND ($4 = '' OR j.spec = $4) AND i.not_after < $5
 		ORDER BY j.spec, j.key_type LIMIT $3`)
 )
 
@@ -53,7 +57,11 @@ func (s *Store) CurrentCertificates(ctx context.Context, f certfleet.CurrentFilt
 	if f.Limit > 0 {
 		limit = int64(f.Limit)
 	}
-	rows, err := q.Query(qCurrentCertificates, f.After.Spec, string(f.After.KeyType), limit)
+	notAfter := f.NotAfterBefore
+	if notAfter.IsZero() {
+		notAfter = endOfTime
+	}
+	rows, err := q.Query(qCurrentCertificates, f.After.Spec, string(f.After.KeyType), limit, f.Spec, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("list current certificates: %w", err)
 	}

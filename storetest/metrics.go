@@ -135,9 +135,26 @@ func testCurrentCertificates(t *testing.T, s StatsStore) {
 	if page, err = s.CurrentCertificates(ctx, certfleet.CurrentFilter{After: after, Limit: 2}); err != nil || len(page) != 0 {
 		t.Fatalf("page after %s = %+v, %v; want none", after, page, err)
 	}
+	// One spec's; those expiring before a time.
+	if page, err := s.CurrentCertificates(ctx, certfleet.CurrentFilter{Spec: "a"}); err != nil || len(page) != 2 ||
+		page[0].IssuanceID != aEC.ID || page[1].IssuanceID != aRSA.ID {
+		t.Fatalf("a's = %+v, %v; want its two", page, err)
+	}
+	if page, err := s.CurrentCertificates(ctx, certfleet.CurrentFilter{NotAfterBefore: bNew.NotAfter}); err != nil || len(page) != 2 ||
+		page[0].IssuanceID != aEC.ID || page[1].IssuanceID != aRSA.ID {
+		t.Fatalf("expiring before b's = %+v, %v; want a's two (issued before b's renewal)", page, err)
+	}
+	if page, err := s.CurrentCertificates(ctx, certfleet.CurrentFilter{Spec: "b", NotAfterBefore: bNew.NotAfter}); err != nil || len(page) != 0 {
+		t.Fatalf("b's expiring before its own expiry = %+v, %v; want none", page, err)
+	}
+	of, err := certfleet.CurrentCertificatesOf(ctx, s, map[certfleet.JobKey]bool{bKey: true, keyOf("a", certfleet.RSA2048): true,
+		keyOf("gone", certfleet.ECDSAP256): true})
+	if err != nil || len(of) != 2 || of[0].IssuanceID != aRSA.ID || of[1].IssuanceID != bNew.ID {
+		t.Fatalf("CurrentCertificatesOf = %+v, %v; want a's RSA and b's (gone is withdrawn)", of, err)
+	}
 	// EachCurrentCertificate walks them all, a page at a time.
 	var seen []int64
-	err = certfleet.EachCurrentCertificate(ctx, s, 1, func(c certfleet.CurrentCertificate) error {
+	err = certfleet.EachCurrentCertificate(ctx, s, certfleet.CurrentFilter{Limit: 1}, func(c certfleet.CurrentCertificate) error {
 		seen = append(seen, c.IssuanceID)
 		return nil
 	})

@@ -73,7 +73,7 @@ type BudgetResult struct {
 // BudgetWait is a job waiting for a rate-limit budget: its place in the
 // queue of one bucket (issue 13). Jobs blocked by a bucket wait in it in
 // ticket order, and a job passes a bucket only when the slots free in its
-// window outnumber the live waiters ahead of it: a slot that frees goes
+// window outnumber the jobs waiting ahead of it: a slot that frees goes
 // to the next in the queue, not to whichever job asks first, and a job
 // that waits is deferred to its own turn instead of to the moment the
 // first slot frees (when every waiting job would ask at once).
@@ -88,8 +88,8 @@ type BudgetWait struct {
 	// waits, also when another bucket blocks it next, so it is never
 	// sent to the back of a queue it waited in.
 	Ticket int64
-	// Place is 1 for the next job to pass, counting the live (enabled)
-	// jobs ahead in the same bucket.
+	// Place is 1 for the next job to pass, counting the jobs ahead in
+	// the same bucket.
 	Place int
 	// Turn is when its turn can come: when as many slots of the window
 	// have freed as there are jobs ahead of it, each of those taking
@@ -165,7 +165,7 @@ type RateLimitStore interface {
 	// BudgetWaits lists the jobs waiting for a budget that f selects,
 	// each with its place counted now, ordered by CA, bucket and place.
 	// A job stops waiting when a reservation passes it (Released), when
-	// its attempt fails or it is rescheduled without an order, and while
+	// its attempt fails or it is rescheduled without an order, and when
 	// it is disabled.
 	BudgetWaits(ctx context.Context, f BudgetWaitFilter) ([]BudgetWait, error)
 }

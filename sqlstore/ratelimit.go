@@ -190,12 +190,8 @@ func (s *Store) PruneBudget(ctx context.Context, before time.Time) (int, error) 
 	var n int64
 	err := s.write(ctx, func(tx Tx) error {
 		n = 0
-		for _, q := range []Q{qPruneRateLog, qPruneReservation, qPruneRateHolds, qPruneWaits} {
-			args := []any{before}
-			if q == qPruneWaits {
-				args = nil // every wait of a disabled job, whatever its age
-			}
-			k, err := tx.Exec(q, args...)
+		for _, q := range []Q{qPruneRateLog, qPruneReservation, qPruneRateHolds} {
+			k, err := tx.Exec(q, before)
 			if err != nil {
 				return fmt.Errorf("prune rate-limit log: %w", err)
 			}

@@ -25,16 +25,16 @@ var (
 	qJobWait = SQL(`SELECT j.id, coalesce(w.ticket, 0), coalesce(w.ca, ''), coalesce(w.bucket, ''), coalesce(w.name, ''), w.since, w.turn
 		FROM jobs j LEFT JOIN rate_waits w ON w.job_id = j.id
 		WHERE j.spec = $1 AND j.key_type = $2`)
-	// qWaitsAhead counts the live (enabled) jobs waiting in a bucket
-	// ahead of a ticket: a disabled job is never claimed, so it would
-	// hold its place for ever.
-	qWaitsAhead = SQL(`SELECT count(*) FROM rate_waits w JOIN jobs j ON j.id = w.job_id
-		WHERE w.ca = $1 AND w.bucket = $2 AND w.ticket < $3 AND NOT j.disabled`)
-	// qWaitTurnAhead is the turn of the $4-th (from 0) live job waiting
-	// ahead of a ticket.
-	qWaitTurnAhead = SQL(`SELECT w.turn FROM rate_waits w JOIN jobs j ON j.id = w.job_id
-		WHERE w.ca = $1 AND w.bucket = $2 AND w.ticket < $3 AND NOT j.disabled
-		ORDER BY w.ticket LIMIT 1 OFFSET $4`)
+	// qWaitsAhead counts the jobs waiting in a bucket ahead of a ticket,
+	// in the rate_waits_queue index alone. A disabled job waits for
+	// nothing: migration 0011's trigger takes it out of its queue, so it
+	// never holds a place that the jobs behind it count.
+	qWaitsAhead = SQL(`SELECT count(*) FROM rate_waits WHERE ca = $1 AND bucket = $2 AND ticket < $3`)
+	// qWaitTurnBehind is the turn of the job $4 places (from 0) before
+	// the last job waiting ahead of a ticket: counted from the end, so a
+	// job joining a long queue reads a window's worth of it, not all.
+	qWaitTurnBehind = SQL(`SELECT turn FROM rate_waits WHERE ca = $1 AND bucket = $2 AND ticket < $3
+		ORDER BY ticket DESC LIMIT 1 OFFSET $4`)
 	qNextTicket = SQL(`SELECT coalesce(max(ticket), 0) + 1 FROM rate_waits WHERE ca = $1`)
 	qJoinQueue  = SQL(`INSERT INTO rate_waits (job_id, ticket, ca, bucket, name, since, turn) VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (job_id) DO UPDATE SET ticket = excluded.ticket, ca = excluded.ca, bucket = excluded.bucket,
@@ -45,32 +45,27 @@ var (
 	qLeaveQueue = SQL(`DELETE FROM rate_waits WHERE job_id = $1`)
 	// qRefundedBuckets lists the buckets a refund gives a slot back to.
 	qRefundedBuckets = SQL(`SELECT ca, bucket FROM rate_log WHERE reservation = $1 AND refundable`)
-	// qWakeFirst moves the turn of the first live job waiting in a
-	// bucket whose turn is still to come to now: a slot given back
-	// early goes to it. Its job is made due in qWakeJob.
+	// qWakeFirst moves the turn of the first job waiting in a bucket
+	// whose turn is still to come to now: a slot given back early goes
+	// to it. Its job is made due in qWakeJob.
 	qWakeFirst = SQL(`UPDATE rate_waits SET turn = $1 WHERE job_id = (
-			SELECT w.job_id FROM rate_waits w JOIN jobs j ON j.id = w.job_id
-			WHERE w.ca = $2 AND w.bucket = $3 AND w.turn > $1 AND NOT j.disabled
-			ORDER BY w.ticket LIMIT 1)
+			SELECT job_id FROM rate_waits WHERE ca = $2 AND bucket = $3 AND turn > $1
+			ORDER BY ticket LIMIT 1)
 		RETURNING job_id`)
 	qWakeJob = SQL(`UPDATE jobs SET next_at = $1 WHERE id = $2 AND next_at > $1`)
-	// qPruneWaits forgets the waits of disabled jobs.
-	qPruneWaits = SQL(`DELETE FROM rate_waits WHERE job_id IN (SELECT id FROM jobs WHERE disabled)`)
 
 	waitColumns = `j.spec, j.key_type, w.ca, w.bucket, w.name, w.ticket, w.since, w.turn`
-	// qBudgetWaits lists every live waiting job with its place.
+	// qBudgetWaits lists every waiting job with its place.
 	qBudgetWaits = SQL(`SELECT ` + waitColumns + `,
 			row_number() OVER (PARTITION BY w.ca, w.bucket ORDER BY w.ticket)
 		FROM rate_waits w JOIN jobs j ON j.id = w.job_id
-		WHERE NOT j.disabled
 		ORDER BY w.ca, w.bucket, w.ticket`)
 	// qBudgetWaitsOf lists the waits of one spec, each place counted in
 	// its bucket.
 	qBudgetWaitsOf = SQL(`SELECT ` + waitColumns + `,
-			(SELECT count(*) FROM rate_waits o JOIN jobs oj ON oj.id = o.job_id
-			 WHERE o.ca = w.ca AND o.bucket = w.bucket AND o.ticket < w.ticket AND NOT oj.disabled) + 1
+			(SELECT count(*) FROM rate_waits o WHERE o.ca = w.ca AND o.bucket = w.bucket AND o.ticket < w.ticket) + 1
 		FROM rate_waits w JOIN jobs j ON j.id = w.job_id
-		WHERE j.spec = $1 AND ($2 = '' OR j.key_type = $2) AND NOT j.disabled
+		WHERE j.spec = $1 AND ($2 = '' OR j.key_type = $2)
 		ORDER BY w.ca, w.bucket, w.ticket`)
 )
 
@@ -107,7 +102,7 @@ func (w jobWait) ticketAt(ca string) int64 {
 	return notWaiting
 }
 
-// aheadOf counts the live jobs waiting ahead of ticket for l. A
+// aheadOf counts the jobs waiting ahead of ticket for l. A
 // check-only limit has no queue: its entries come from events (failed
 // validations), not from the jobs that pass it, so a job ahead takes
 // nothing from the one behind.
@@ -135,8 +130,12 @@ func turnOf(tx Tx, r certfleet.BudgetRequest, l certfleet.BudgetLimit, n, ahead 
 		if err := tx.QueryRow(qBudgetFreesAt, r.CA, l.Bucket, r.At.Add(-l.Window), k).Scan(&at); err != nil {
 			return at, fmt.Errorf("oldest entry of %s: %w", l.Name, err)
 		}
-	} else if err := tx.QueryRow(qWaitTurnAhead, r.CA, l.Bucket, ticket, k-n).Scan(&at); err != nil {
-		return at, fmt.Errorf("turn of the jobs waiting for %s: %w", l.Name, err)
+	} else {
+		// The (k-n)-th job ahead from the first is the
+		// (ahead-1-(k-n))-th, that is the (l.Limit-1)-th, from the last.
+		if err := tx.QueryRow(qWaitTurnBehind, r.CA, l.Bucket, ticket, l.Limit-1).Scan(&at); err != nil {
+			return at, fmt.Errorf("turn of the jobs waiting for %s: %w", l.Name, err)
+		}
 	}
 	at = at.Add(l.Window)
 	if at.Before(r.At) {

@@ -14,3 +14,14 @@ CREATE TABLE rate_waits (
 );
 CREATE INDEX rate_waits_queue ON rate_waits (ca, bucket, ticket);
 CREATE INDEX rate_waits_ticket ON rate_waits (ca, ticket);
+
+-- A disabled job (its certificate withdrawn, its key type removed) is never
+-- claimed: it must not keep a place that the jobs behind it count.
+CREATE FUNCTION jobs_disabled_leave_queue() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	DELETE FROM rate_waits WHERE job_id = NEW.id;
+	RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_disabled_leave_queue AFTER UPDATE OF disabled ON jobs
+	FOR EACH ROW WHEN (NEW.disabled AND NOT OLD.disabled) EXECUTE FUNCTION jobs_disabled_leave_queue();

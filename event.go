@@ -16,6 +16,7 @@ const (
 	EventRenewed       = "renewed"         // a certificate replaced by a new one
 	EventOrderFailed   = "order_failed"    // an attempt failed; Reason classifies it
 	EventDeferred      = "deferred"        // work put off on purpose (a rate-limit budget); Detail says why and until when
+	EventReleased      = "released"        // work that waited for a rate-limit budget got its turn; Detail says which and since when
 	EventRevoked       = "revoked"         // a certificate revoked at the CA
 	EventKeyRead       = "key_read"        // a private key sent to an API client
 	EventTokenCreated  = "token_created"   // an API token made

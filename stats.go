@@ -2,6 +2,8 @@ package certfleet
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -23,7 +25,7 @@ type JobStats struct {
 }
 
 // CurrentCertificate is the validity of one job's current issuance, without
-// its chain or key.
+// its chain or key, and the job's schedule.
 type CurrentCertificate struct {
 	Spec        string
 	KeyType     KeyType
@@ -33,6 +35,52 @@ type CurrentCertificate struct {
 	NotBefore   time.Time
 	NotAfter    time.Time
 	IssuedAt    time.Time
+	// NextAt, Failures and LastError are the job's (Job's fields of the
+	// same names).
+	NextAt    time.Time
+	Failures  int
+	LastError string
+}
+
+// CurrentFilter selects and pages CurrentCertificates in (spec, key type)
+// order, so that a caller going through every certificate holds one page at
+// a time. Zero fields select everything.
+type CurrentFilter struct {
+	// Spec selects one spec's certificates.
+	Spec string
+	// NotAfterBefore selects the certificates that expire before it.
+	NotAfterBefore time.Time
+	// After is the last key of the previous page; zero starts at the
+	// beginning.
+	After JobKey
+	// Limit is the most to return; 0 returns all.
+	Limit int
+}
+
+// EachCurrentCertificate calls fn with every current certificate of s that
+// f selects, page by page (f.Limit at a time; 1,000 when not positive,
+// from f.After on), and stops at the first error fn or s returns.
+func EachCurrentCertificate(ctx context.Context, s StatsStore, f CurrentFilter, fn func(CurrentCertificate) error) error {
+	if f.Limit <= 0 {
+		f.Limit = 1000
+	}
+	pageSize := f.Limit
+	for {
+		page, err := s.CurrentCertificates(ctx, f)
+		if err != nil {
+			return err
+		}
+		for _, c := range page {
+			if err := fn(c); err != nil {
+				return err
+			}
+		}
+		if len(page) < pageSize {
+			return nil
+		}
+		last := page[len(page)-1]
+		f.After = JobKey{Spec: last.Spec, KeyType: last.KeyType}
+	}
 }
 
 // Lifetime is NotAfter - NotBefore.
@@ -45,6 +93,42 @@ type StatsStore interface {
 	// JobStats counts the jobs by state as of now.
 	JobStats(ctx context.Context, now time.Time) (JobStats, error)
 	// CurrentCertificates lists the current issuance of every enabled job
-	// that has one, ordered by spec name and key type.
-	CurrentCertificates(ctx context.Context) ([]CurrentCertificate, error)
+	// that has one, ordered by spec name and key type, the page f selects
+	// (an index range: a page costs the same anywhere in 100,000).
+	CurrentCertificates(ctx context.Context, f CurrentFilter) ([]CurrentCertificate, error)
+}
+
+// fewSpecs is how many specs CurrentCertificatesOf looks up one by one;
+// for more it reads every page instead.
+const fewSpecs = 100
+
+// CurrentCertificatesOf returns the current certificates of the lineages in
+// keys, in (spec, key type) order: a lookup per spec when they are few, a
+// pass over every page otherwise. Either way it holds only those it returns
+// and a page.
+func CurrentCertificatesOf(ctx context.Context, s StatsStore, keys map[JobKey]bool) ([]CurrentCertificate, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	specs := map[string]bool{}
+	for k := range keys {
+		specs[k.Spec] = true
+	}
+	var out []CurrentCertificate
+	keep := func(c CurrentCertificate) error {
+		if keys[JobKey{Spec: c.Spec, KeyType: c.KeyType}] {
+			out = append(out, c)
+		}
+		return nil
+	}
+	if len(specs) > fewSpecs {
+		return out, EachCurrentCertificate(ctx, s, CurrentFilter{}, keep)
+	}
+	names := slices.Sorted(maps.Keys(specs))
+	for _, name := range names {
+		if err := EachCurrentCertificate(ctx, s, CurrentFilter{Spec: name}, keep); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }

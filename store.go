@@ -35,5 +35,6 @@ type Store interface {
 	RateLimitStore // issue 6 §6: rate-limit budgets (ratelimit.go)
 	InventoryStore // issue 18: withdrawals an inventory source has pending (inventory.go)
 	DeliveryStore  // issue 18 §2: audit events owed to hooks (delivery.go)
+	StatsStore     // job counts and current certificates, a page at a time (stats.go)
 	Close() error
 }

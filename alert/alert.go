@@ -153,8 +153,7 @@ type Evaluator struct {
 	once sync.Once
 	wake chan struct{}
 
-	cacheMu sync.Mutex
-	cache   map[int64]certfleet.Issuance // current issuances by ID, without keys
+	cacheMu sync.Mutex // guards archives
 	// archives are the lineages' archives the last round read (stale
 	// agents and endpoints), by lineage, as of the current issuance: a
 	// lineage's archive changes only when a new issuance becomes current.

@@ -11,22 +11,45 @@ import (
 	"github.com/certfleet/certfleet/storetest"
 )
 
-// BenchmarkRound measures one steady-state round (its issuances already
-// cached) over a SQLite store of 2,000 certificates, a tenth of them near
-// expiry with failing renewals (incidents open and already notified), and
-// a webhook notifier with nothing owed.
+// BenchmarkRound measures one steady-state round over a SQLite store of
+// 2,000 certificates, a tenth of them near expiry with failing renewals
+// (incidents open and already notified), and a webhook notifier with
+// nothing owed.
 func BenchmarkRound(b *testing.B) {
 	const n = 2000
 	s := openSQLite(b, filepath.Join(b.TempDir(), "certfleet.db"))
 	ctx := b.Context()
+	t0 := fillFailing(b, s, n, 10)
+	r := newReceiver(b)
+	clk := &clock{now: t0.Add(80 * 24 * time.Hour)}
+	e := &alert.Evaluator{Store: s, Instance: "bench", Now: clk.Now, Notifiers: []alert.Notifier{&alert.Webhook{URL: r.srv.URL}}}
+	rep, err := e.Round(ctx) // opens and notifies the incidents
+	if err != nil || rep.Opened != n/10 || rep.Sent != n/10 {
+		b.Fatalf("first round = %+v, %v", rep, err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := e.Round(ctx)
+		if err != nil || rep.Opened != 0 || rep.Sent != 0 || rep.Updated != n/10 {
+			b.Fatalf("round = %+v, %v", rep, err)
+		}
+	}
+}
+
+// fillFailing issues n certificates in s, valid 90 days from the time it
+// returns (t0), next checked at t0+60 days; every every-th has a failed
+// renewal (due again at t0+1h).
+func fillFailing(tb testing.TB, s certfleet.Store, n, every int) time.Time {
+	tb.Helper()
+	ctx := tb.Context()
 	specs := storetest.NewSpecs("bench", n)
 	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, specs); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	t0 := time.Now().UTC()
 	jobs, err := s.ClaimDue(ctx, certfleet.ClaimRequest{Owner: "bench", Now: time.Now().Add(time.Second), Lease: time.Hour, Limit: n})
 	if err != nil || len(jobs) != n {
-		b.Fatalf("claimed %d: %v", len(jobs), err)
+		tb.Fatalf("claimed %d: %v", len(jobs), err)
 	}
 	byName := map[string]certfleet.CertificateSpec{}
 	for _, sp := range specs {
@@ -38,34 +61,21 @@ func BenchmarkRound(b *testing.B) {
 		iss.Fingerprint = fmt.Sprintf("%064x", i)
 		if _, err := s.CompleteIssuance(ctx, "bench", iss, certfleet.ScheduleUpdate{NextAt: t0.Add(60 * 24 * time.Hour)},
 			certfleet.Attempt{JobKey: j.JobKey, Instance: "bench", Outcome: certfleet.OutcomeIssued}); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
-		if i%10 == 0 {
+		if i%every == 0 {
 			if err := s.RetryNow(ctx, j.JobKey); err != nil {
-				b.Fatal(err)
+				tb.Fatal(err)
 			}
 			claimed, err := s.ClaimDue(ctx, certfleet.ClaimRequest{Owner: "bench", Now: time.Now().Add(time.Second), Lease: time.Hour, Limit: 1})
 			if err != nil || len(claimed) != 1 {
-				b.Fatal(err)
+				tb.Fatal(err)
 			}
 			if err := s.FailJob(ctx, claimed[0].JobKey, "bench", certfleet.Attempt{JobKey: claimed[0].JobKey, Instance: "bench",
 				Outcome: certfleet.OutcomeFailed, Error: "refused"}, t0.Add(time.Hour)); err != nil {
-				b.Fatal(err)
+				tb.Fatal(err)
 			}
 		}
 	}
-	r := newReceiver(b)
-	clk := &clock{now: t0.Add(80 * 24 * time.Hour)}
-	e := &alert.Evaluator{Store: s, Instance: "bench", Now: clk.Now, Notifiers: []alert.Notifier{&alert.Webhook{URL: r.srv.URL}}}
-	rep, err := e.Round(ctx) // opens and notifies the incidents, fills the cache
-	if err != nil || rep.Opened != n/10 || rep.Sent != n/10 {
-		b.Fatalf("first round = %+v, %v", rep, err)
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		rep, err := e.Round(ctx)
-		if err != nil || rep.Opened != 0 || rep.Sent != 0 || rep.Updated != n/10 {
-			b.Fatalf("round = %+v, %v", rep, err)
-		}
-	}
+	return t0
 }

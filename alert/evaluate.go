@@ -3,6 +3,7 @@ package alert
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -44,20 +45,30 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
 	for _, i := range open {
 		before[i.Key] = i
 	}
-	if err := r.load(ctx); err != nil {
+	var reports []certfleet.AgentReport
+	if fs, ok := e.Store.(certfleet.FleetStore); ok {
+		if reports, err = fs.AgentReports(ctx, certfleet.AgentReportFilter{}); err != nil {
+			return rep, fmt.Errorf("list agent reports: %w", err)
+		}
+	}
+	var observed []EndpointObservation
+	if e.Endpoints != nil {
+		observed = e.Endpoints.EndpointObservations()
+	}
+	if err := r.load(ctx, reports, observed); err != nil {
 		return rep, err
 	}
 	found := map[string]certfleet.Incident{}
 	add := func(i certfleet.Incident) { found[i.Key] = i }
 	r.expiry(add)
-	if err := r.agents(ctx, add); err != nil {
+	if err := r.agents(ctx, reports, add); err != nil {
 		return rep, err
 	}
 	// Endpoint incidents are judged by their own observations: known
 	// holds the endpoints observed (not stale) and when.
 	known, listed := map[string]time.Time{}, map[string]bool{}
 	if e.Endpoints != nil {
-		if err := r.endpoints(ctx, add, known, listed); err != nil {
+		if err := r.endpoints(ctx, observed, add, known, listed); err != nil {
 			return rep, err
 		}
 	}
@@ -113,35 +124,80 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
 	return rep, nil
 }
 
-// load reads the enabled jobs and their current certificates.
-func (r *round) load(ctx context.Context) error {
-	jobs, err := r.e.Store.Jobs(ctx, certfleet.JobFilter{})
+// pageSize is how many current certificates a round reads at a time.
+const pageSize = 1000
+
+// load reads the lineages the round looks at, a page of current
+// certificates at a time: those expiry() may report (expired, or within
+// their warning window and failing or not scheduled in time), which the
+// store selects by expiry (nothing expires later than the widest warning
+// window and is still reported), and those agents reported on or
+// endpoints were observed for. A round holds those lineages and a page,
+// not every certificate (issue 13).
+func (r *round) load(ctx context.Context, reports []certfleet.AgentReport, observed []EndpointObservation) error {
+	add := func(l *lineage) {
+		if _, ok := r.lineages[l.job.JobKey]; ok {
+			return
+		}
+		r.lineages[l.job.JobKey] = l
+		r.bySpec[l.job.Spec] = append(r.bySpec[l.job.Spec], l)
+	}
+	widest := r.e.Settings.Warning(math.MaxInt64)
+	f := certfleet.CurrentFilter{NotAfterBefore: r.now.Add(widest + time.Second), Limit: pageSize}
+	err := certfleet.EachCurrentCertificate(ctx, r.e.Store, f, func(c certfleet.CurrentCertificate) error {
+		if l := newLineage(c); r.expiring(l) {
+			add(l)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("list jobs: %w", err)
+		return fmt.Errorf("list current certificates expiring soon: %w", err)
 	}
-	r.e.cacheMu.Lock()
-	defer r.e.cacheMu.Unlock()
-	keep := make(map[int64]certfleet.Issuance, len(jobs))
-	for _, j := range jobs {
-		if j.Disabled || j.CurrentID == 0 {
-			continue
-		}
-		// Issuances never change: each is read once, not every round.
-		iss, ok := r.e.cache[j.CurrentID]
-		if !ok {
-			full, err := r.e.Store.Issuance(ctx, j.CurrentID)
-			if err != nil {
-				return fmt.Errorf("load issuance %d of %s: %w", j.CurrentID, j.JobKey, err)
-			}
-			iss = summary(full)
-		}
-		keep[j.CurrentID] = iss
-		l := &lineage{job: j, current: iss}
-		r.lineages[j.JobKey] = l
-		r.bySpec[j.Spec] = append(r.bySpec[j.Spec], l)
+	// The lineages agents reported on, and every lineage of a
+	// certificate whose endpoints were observed.
+	reported, checked := map[certfleet.JobKey]bool{}, map[string]bool{}
+	specs := map[string]bool{}
+	for _, rep := range reports {
+		reported[certfleet.JobKey{Spec: rep.Certificate, KeyType: rep.KeyType}] = true
+		specs[rep.Certificate] = true
 	}
-	r.e.cache = keep
+	for _, o := range observed {
+		checked[o.Certificate] = true
+		specs[o.Certificate] = true
+	}
+	keep := func(c certfleet.CurrentCertificate) error {
+		if checked[c.Spec] || reported[certfleet.JobKey{Spec: c.Spec, KeyType: c.KeyType}] {
+			add(newLineage(c))
+		}
+		return nil
+	}
+	if len(specs) > fewSpecs {
+		// Many: one pass over every page costs less than a lookup each.
+		if err := certfleet.EachCurrentCertificate(ctx, r.e.Store, certfleet.CurrentFilter{Limit: pageSize}, keep); err != nil {
+			return fmt.Errorf("list current certificates: %w", err)
+		}
+		return nil
+	}
+	for name := range specs {
+		if err := certfleet.EachCurrentCertificate(ctx, r.e.Store, certfleet.CurrentFilter{Spec: name, Limit: pageSize}, keep); err != nil {
+			return fmt.Errorf("current certificates of %s: %w", name, err)
+		}
+	}
 	return nil
+}
+
+// fewSpecs is how many certificates load looks up one by one for agents
+// and endpoints; for more it reads every page instead.
+const fewSpecs = 100
+
+// newLineage is what a round knows of c's lineage.
+func newLineage(c certfleet.CurrentCertificate) *lineage {
+	key := certfleet.JobKey{Spec: c.Spec, KeyType: c.KeyType}
+	return &lineage{
+		job: certfleet.Job{JobKey: key, CurrentID: c.IssuanceID, NextAt: c.NextAt, Failures: c.Failures, LastError: c.LastError},
+		current: certfleet.Issuance{ID: c.IssuanceID, Spec: c.Spec, KeyType: c.KeyType, Serial: c.Serial,
+			Fingerprint: c.Fingerprint, NotBefore: c.NotBefore, NotAfter: c.NotAfter, IssuedAt: c.IssuedAt},
+	}
 }
 
 // summary drops what alerts never need of an issuance, above all its
@@ -170,12 +226,12 @@ func (r *round) severity(notAfter time.Time, life time.Duration) certfleet.Sever
 // renew_before), and expired ones.
 func (r *round) expiry(add func(certfleet.Incident)) {
 	for _, l := range r.lineages {
-		iss, j := l.current, l.job
-		left := iss.NotAfter.Sub(r.now)
-		late := j.NextAt.After(iss.NotAfter.Add(-r.e.Settings.Critical(lifetime(iss))))
-		if left > 0 && (j.Failures == 0 && !late || left > r.e.Settings.Warning(lifetime(iss))) {
+		if !r.expiring(l) {
 			continue
 		}
+		iss, j := l.current, l.job
+		left := iss.NotAfter.Sub(r.now)
+		late := r.late(l)
 		sev := r.severity(iss.NotAfter, lifetime(iss))
 		var summary string
 		if sev == certfleet.SeverityExpired {
@@ -195,6 +251,20 @@ func (r *round) expiry(add func(certfleet.Incident)) {
 			Failures: j.Failures, LastError: oneLine(j.LastError, 1000), UpdatedAt: r.now,
 		})
 	}
+}
+
+// late reports whether the lineage's next renewal is not scheduled before
+// its certificate turns critical.
+func (r *round) late(l *lineage) bool {
+	return l.job.NextAt.After(l.current.NotAfter.Add(-r.e.Settings.Critical(lifetime(l.current))))
+}
+
+// expiring reports whether expiry() reports the lineage: its certificate
+// expired, or is within its warning window and its renewal is failing or
+// late.
+func (r *round) expiring(l *lineage) bool {
+	left := l.current.NotAfter.Sub(r.now)
+	return left <= 0 || (l.job.Failures > 0 || r.late(l)) && left <= r.e.Settings.Warning(lifetime(l.current))
 }
 
 // archive returns the lineage's issuances, newest first. They are read
@@ -245,16 +315,8 @@ func (r *round) replacedAt(ctx context.Context, l *lineage, match func(certfleet
 
 // agents finds agents whose installed copy was replaced longer than the
 // grace period ago.
-func (r *round) agents(ctx context.Context, add func(certfleet.Incident)) error {
-	fs, ok := r.e.Store.(certfleet.FleetStore)
-	if !ok {
-		return nil
-	}
-	reps, err := fs.AgentReports(ctx, certfleet.AgentReportFilter{})
-	if err != nil {
-		return fmt.Errorf("list agent reports: %w", err)
-	}
-	for _, rep := range reps {
+func (r *round) agents(ctx context.Context, reports []certfleet.AgentReport, add func(certfleet.Incident)) error {
+	for _, rep := range reports {
 		l, ok := r.lineages[certfleet.JobKey{Spec: rep.Certificate, KeyType: rep.KeyType}]
 		if !ok || rep.Fingerprint == l.current.Fingerprint {
 			continue
@@ -303,8 +365,8 @@ func (r *round) agents(ctx context.Context, add func(certfleet.Incident)) error 
 // counts as of its check: known gets the check time of the endpoints
 // observed serving something else (evidence that an incident cleared), and
 // listed every endpoint configured.
-func (r *round) endpoints(ctx context.Context, add func(certfleet.Incident), known map[string]time.Time, listed map[string]bool) error {
-	for _, o := range r.e.Endpoints.EndpointObservations() {
+func (r *round) endpoints(ctx context.Context, observed []EndpointObservation, add func(certfleet.Incident), known map[string]time.Time, listed map[string]bool) error {
+	for _, o := range observed {
 		// The incident is per endpoint, whatever key type it serves.
 		key := certfleet.IncidentKey(certfleet.IncidentEndpointStale, o.Certificate, "", o.Endpoint)
 		listed[key] = true

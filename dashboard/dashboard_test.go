@@ -630,6 +630,41 @@ func TestListShowsDeferral(t *testing.T) {
 	}
 }
 
+// TestListShowsQueuePlace: a job waiting in a rate-limit budget's queue
+// shows its place as it is now (issue 13), in the list and on the
+// certificate page.
+func TestListShowsQueuePlace(t *testing.T) {
+	web, api := storetest.NewSpec("web"), storetest.NewSpec("api")
+	e := newEnv(t, web, api)
+	now := time.Now()
+	const ca = "https://acme-v02.api.letsencrypt.org/directory"
+	orders := certfleet.BudgetLimit{Bucket: "orders|default", Limit: 1, Window: time.Hour, Name: `new orders of account "default"`}
+	if res, err := e.store.ReserveBudget(t.Context(), certfleet.BudgetRequest{CA: ca, At: now, Limits: []certfleet.BudgetLimit{orders}}); err != nil || !res.OK {
+		t.Fatalf("fill the budget: %+v, %v", res, err)
+	}
+	for _, sp := range []certfleet.CertificateSpec{api, web} {
+		key := certfleet.JobKey{Spec: sp.Name, KeyType: sp.KeyTypes[0]}
+		e.claim(key)
+		res, err := e.store.ReserveBudget(t.Context(), certfleet.BudgetRequest{CA: ca, Job: key, At: now, Limits: []certfleet.BudgetLimit{orders}})
+		if err != nil || res.Wait == nil {
+			t.Fatalf("%s: %+v, %v; want waiting", sp.Name, res, err)
+		}
+		if err := e.store.DeferJob(t.Context(), key, "test", certfleet.Attempt{Instance: "test", StartedAt: now, FinishedAt: now,
+			Outcome: certfleet.OutcomeDeferred, Error: "deferred when it started waiting"}, res.Until); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, secret := e.token("ops", []string{"*"}, certfleet.PermReadCerts)
+	c := e.login(secret)
+	want := `waiting for budget new orders of account &#34;default&#34;: place 2, turn at `
+	if list := e.do("GET", "/dashboard/", c, nil, nil); !strings.Contains(list.body, want) {
+		t.Errorf("the list does not show %q:\n%s", want, list.body)
+	}
+	if d := e.do("GET", "/dashboard/cert/web", c, nil, nil); !strings.Contains(d.body, want) {
+		t.Errorf("the certificate page does not show %q:\n%s", want, d.body)
+	}
+}
+
 // goneAfterRetry is the real store, except that the browser goes away
 // (the request's context ends) once the first job has been made due.
 type goneAfterRetry struct {

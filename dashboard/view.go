@@ -150,6 +150,12 @@ func (s *Server) certStatus(ctx context.Context, now time.Time, sp certfleet.Cer
 	return v, nil
 }
 
+// budgetWaits is what a store that keeps the rate-limit queues has
+// (certfleet.RateLimitStore): the dashboard shows a waiting job's place.
+type budgetWaits interface {
+	BudgetWaits(ctx context.Context, f certfleet.BudgetWaitFilter) ([]certfleet.BudgetWait, error)
+}
+
 // addAttempts reads up to limit attempts of each key type and notes the
 // newest failure's problem type and a deferral still in force at now.
 func (s *Server) addAttempts(ctx context.Context, now time.Time, v *certView, limit int) error {
@@ -162,6 +168,16 @@ func (s *Server) addAttempts(ctx context.Context, now time.Time, v *certView, li
 		kv.Attempts = atts
 		if len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred && kv.NextAt.After(now) {
 			kv.Deferred = atts[0].Error
+			// Waiting in a budget's queue: its place as it is now.
+			if ws, ok := s.Store.(budgetWaits); ok {
+				waits, err := ws.BudgetWaits(ctx, certfleet.BudgetWaitFilter{Spec: v.Spec.Name, KeyType: kv.KeyType})
+				if err != nil {
+					return err
+				}
+				if len(waits) > 0 {
+					kv.Deferred = waits[0].String()
+				}
+			}
 		}
 		for _, a := range atts {
 			if a.Outcome == certfleet.OutcomeFailed {

@@ -107,6 +107,14 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 		}
 		if len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred && job.NextAt.After(s.Now()) {
 			ks.Deferred, ks.DeferredUntil = atts[0].Error, job.NextAt
+			// Waiting in a budget's queue: its place as it is now.
+			waits, err := s.Store.BudgetWaits(ctx, certfleet.BudgetWaitFilter{Spec: k.Spec, KeyType: k.KeyType})
+			if err != nil {
+				return st, err
+			}
+			if len(waits) > 0 {
+				ks.Deferred = waits[0].String()
+			}
 		}
 		st.Keys = append(st.Keys, ks)
 	}

@@ -116,12 +116,23 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 }
 
 // deferJob puts a job off to the time a rate-limit budget (or the CA) named:
-// a deferred attempt with the reason, no failure, no backoff.
+// no failure, no backoff. A job that starts waiting is reported once (a
+// deferred attempt with the reason, an event, a log line); a job that was
+// waiting already and was asked again before its turn keeps its place and
+// its report, and only its time moves.
 func (m *Manager) deferJob(ctx context.Context, job certfleet.Job, start time.Time, de *certfleet.DeferError, log *slog.Logger) Result {
 	now := m.Now()
 	until := de.Until
 	if !until.After(now) {
 		until = now.Add(minIdle) // freed meanwhile: try again at once
+	}
+	res := Result{Key: job.JobKey, Outcome: certfleet.OutcomeDeferred, Err: de, NextAt: until, Duration: now.Sub(start)}
+	if de.Wait != nil && !de.Wait.New {
+		if err := m.Store.PostponeJob(ctx, job.JobKey, m.Instance, until); err != nil {
+			log.Error("record deferral", certfleet.LogError, err)
+		}
+		log.Debug("still waiting for a rate-limit budget", "limit", de.Limit, "place", de.Wait.Place, certfleet.LogNextAt, until)
+		return res
 	}
 	attempt := certfleet.Attempt{
 		JobKey: job.JobKey, Instance: m.Instance, StartedAt: start, FinishedAt: now,
@@ -133,7 +144,7 @@ func (m *Manager) deferJob(ctx context.Context, job certfleet.Job, start time.Ti
 	log.Info("order deferred to stay within the CA's rate limits", "limit", de.Limit, certfleet.LogNextAt, until, "reason", de.Reason)
 	m.emit(ctx, certfleet.Event{Kind: certfleet.EventDeferred, Certificate: job.Spec, KeyType: job.KeyType,
 		Reason: de.Limit, Detail: de.Error()})
-	return Result{Key: job.JobKey, Outcome: certfleet.OutcomeDeferred, Err: de, NextAt: until, Duration: now.Sub(start)}
+	return res
 }
 
 // emit stamps e with the time and this instance and hands it to Events.

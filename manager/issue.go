@@ -108,11 +108,14 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 				return nil
 			}
 			intent.Renewal, intent.At = replaces, m.Now()
-			id, err := m.Budget.Reserve(ctx, intent)
+			r, err := m.Budget.Reserve(ctx, intent)
 			if err != nil {
 				return err
 			}
-			reservation, reserved, intent.OrderURL = id, true, ""
+			reservation, reserved, intent.OrderURL = r.ID, true, ""
+			if w := r.Released; w != nil {
+				m.released(ctx, job, *w, r.ReleasedLimit)
+			}
 			return nil
 		}
 	}
@@ -171,4 +174,16 @@ func parseSpecCSR(sp certfleet.CertificateSpec) (*x509.CertificateRequest, error
 		return nil, certfleet.Errorf(certfleet.EINVALID, "certificate %q: its CSR is invalid: %v", sp.Name, err)
 	}
 	return csr, nil
+}
+
+// released reports the end of a job's wait for a rate-limit budget: its
+// turn came and its order is being placed. With the deferral that started
+// the wait, it is the whole of the wait in the audit trail.
+func (m *Manager) released(ctx context.Context, job certfleet.Job, w certfleet.BudgetWait, limit string) {
+	waited := m.Now().Sub(w.Since).Round(time.Second)
+	m.Logger.Info("rate-limit budget's turn came; ordering", certfleet.LogCertificate, job.Spec,
+		certfleet.LogKeyType, string(job.KeyType), "budget", w.Name, "waited", waited)
+	m.emit(ctx, certfleet.Event{Kind: certfleet.EventReleased, Certificate: job.Spec, KeyType: job.KeyType,
+		Reason: limit, Detail: fmt.Sprintf("turn came for budget %s at %s after waiting %s (since %s)",
+			w.Name, w.CA, waited, w.Since.UTC().Format(time.RFC3339))})
 }

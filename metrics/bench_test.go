@@ -118,7 +118,7 @@ func BenchmarkScrape100k(b *testing.B) {
 			if _, err := store.JobStats(ctx, time.Now()); err != nil {
 				b.Fatal(err)
 			}
-			certs, err := store.CurrentCertificates(ctx)
+			certs, err := store.CurrentCertificates(ctx, certfleet.CurrentFilter{})
 			if err != nil || len(certs) != n {
 				b.Fatalf("CurrentCertificates: %d, %v", len(certs), err)
 			}

@@ -56,22 +56,13 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLeases, prometheus.GaugeValue, float64(st.LeasesExpired), "expired")
 	}
 
-	certs, err := m.store.CurrentCertificates(ctx)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(descNotAfter, err)
-		return
-	}
-	for _, cc := range certs {
-		kt := string(cc.KeyType)
-		ch <- prometheus.MustNewConstMetric(descNotAfter, prometheus.GaugeValue, unix(cc.NotAfter), cc.Spec, kt)
-		ch <- prometheus.MustNewConstMetric(descNotBefore, prometheus.GaugeValue, unix(cc.NotBefore), cc.Spec, kt)
-	}
-
 	var reports []certfleet.AgentReport
+	reportsOK := true
 	if m.fleet != nil {
-		if reports, err = m.fleet.AgentReports(ctx, certfleet.AgentReportFilter{}); err != nil {
+		var err error
+		if reports, err = m.agentReports(ctx); err != nil {
 			ch <- prometheus.NewInvalidMetric(descAgentLast, err)
-			return
+			reportsOK = false
 		}
 		last := map[string]time.Time{}
 		for _, r := range reports {
@@ -82,6 +73,27 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		for agent, at := range last {
 			ch <- prometheus.MustNewConstMetric(descAgentLast, prometheus.GaugeValue, unix(at), agent)
 		}
+	}
+
+	// Every current certificate, a page at a time; readiness keeps only
+	// those it looks at.
+	need := m.readiness.needed(reports)
+	var certs []certfleet.CurrentCertificate
+	err := certfleet.EachCurrentCertificate(ctx, m.store, certfleet.CurrentFilter{}, func(cc certfleet.CurrentCertificate) error {
+		kt := string(cc.KeyType)
+		ch <- prometheus.MustNewConstMetric(descNotAfter, prometheus.GaugeValue, unix(cc.NotAfter), cc.Spec, kt)
+		ch <- prometheus.MustNewConstMetric(descNotBefore, prometheus.GaugeValue, unix(cc.NotBefore), cc.Spec, kt)
+		if need[certfleet.JobKey{Spec: cc.Spec, KeyType: cc.KeyType}] {
+			certs = append(certs, cc)
+		}
+		return nil
+	})
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descNotAfter, err)
+		return
+	}
+	if !reportsOK {
+		return
 	}
 
 	seen := map[[3]string]bool{}

@@ -124,23 +124,41 @@ func (m *Metrics) RetainEndpoints(keep func(certificate, endpoint string) bool) 
 // does), logs what changed, and returns the violations. The daemon calls it
 // periodically so warnings reach the log without a scrape.
 func (m *Metrics) CheckReadiness(ctx context.Context) ([]certfleet.ReadinessViolation, error) {
-	certs, reports, err := readinessInputs(ctx, m.store, m.fleet)
+	reports, err := m.agentReports(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("readiness: %w", err)
+	}
+	certs, err := certfleet.CurrentCertificatesOf(ctx, m.store, m.readiness.needed(reports))
+	if err != nil {
+		return nil, fmt.Errorf("readiness: %w", err)
 	}
 	return m.readiness.evaluate(m.now(), certs, reports), nil
 }
 
-func readinessInputs(ctx context.Context, store certfleet.StatsStore, fleet certfleet.FleetStore) ([]certfleet.CurrentCertificate, []certfleet.AgentReport, error) {
-	certs, err := store.CurrentCertificates(ctx)
+// agentReports lists every agent's reports (none without a FleetStore).
+func (m *Metrics) agentReports(ctx context.Context) ([]certfleet.AgentReport, error) {
+	if m.fleet == nil {
+		return nil, nil
+	}
+	reports, err := m.fleet.AgentReports(ctx, certfleet.AgentReportFilter{})
 	if err != nil {
-		return nil, nil, fmt.Errorf("readiness: %w", err)
+		return nil, fmt.Errorf("list agent reports: %w", err)
 	}
-	var reports []certfleet.AgentReport
-	if fleet != nil {
-		if reports, err = fleet.AgentReports(ctx, certfleet.AgentReportFilter{}); err != nil {
-			return nil, nil, fmt.Errorf("readiness: list agent reports: %w", err)
-		}
+	return reports, nil
+}
+
+// needed returns the lineages readiness looks at: those an agent reported
+// on or an endpoint was observed serving. Only their current certificates
+// are kept for evaluate, not every certificate in the store.
+func (r *readiness) needed(reports []certfleet.AgentReport) map[certfleet.JobKey]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	need := make(map[certfleet.JobKey]bool, len(reports)+len(r.endpoints))
+	for _, rep := range reports {
+		need[certfleet.JobKey{Spec: rep.Certificate, KeyType: rep.KeyType}] = true
 	}
-	return certs, reports, nil
+	for k := range r.endpoints {
+		need[certfleet.JobKey{Spec: k.certificate, KeyType: k.keyType}] = true
+	}
+	return need
 }

@@ -269,9 +269,12 @@ func summary(rep manager.Report) string {
 // hostnames means: 500 single-name certificates), with a budget of 50
 // certificates per registered domain per week. Exactly 50 are issued and
 // the CA saw exactly 50 orders — none refused, none placed past the
-// budget; the other 450 are deferred, not failed, each with the reason and
-// the time the budget frees, visible in its job, its latest attempt and an
-// event. A week later the next 50 go out.
+// budget; the other 450 are deferred, not failed, each with the reason,
+// its place in the budget's queue and the time its turn comes (issue 13:
+// the 50 slots that free after a week go to places 1–50, the next 50 a
+// week after that, ...), visible in its job, its latest attempt and an
+// event. A week later the next 50 go out, and only they are worked on:
+// the 400 still waiting are not deferred again.
 func TestBurst500(t *testing.T) {
 	if testing.Short() {
 		t.Skip("500 jobs against Pebble")
@@ -298,29 +301,41 @@ func TestBurst500(t *testing.T) {
 	if n := e.events.count(certfleet.EventDeferred); n != 450 {
 		t.Errorf("%d deferred events, want 450", n)
 	}
-	wantUntil := t0.Add(week)
+	waits, err := e.store.BudgetWaits(t.Context(), certfleet.BudgetWaitFilter{})
+	if err != nil || len(waits) != 450 {
+		t.Fatalf("BudgetWaits: %d, %v; want the 450 deferred jobs waiting", len(waits), err)
+	}
 	deferred := 0
-	for _, sp := range specs {
-		j := e.job(sp.Name)
+	for i, w := range waits {
+		sp := w.Job.Spec
+		j := e.job(sp)
 		if j.CurrentID != 0 {
-			continue
+			t.Fatalf("%s waits for the budget but has a certificate", sp)
 		}
 		deferred++
-		a := e.lastAttempt(sp.Name)
+		// Places 1–50 get the slots the first 50 certificates free a
+		// week later, 51–100 the week after, and so on.
+		wantUntil := t0.Add(time.Duration((i/50)+1) * week)
+		if w.Place != i+1 || w.Bucket != "domain|example.com" || w.Turn.Sub(wantUntil).Abs() > time.Millisecond {
+			t.Fatalf("wait %d: %+v; want place %d in the domain's queue, turn at %v", i, w, i+1, wantUntil)
+		}
+		a := e.lastAttempt(sp)
 		if j.Failures != 0 || j.LastError != "" {
-			t.Fatalf("%s: failures %d, last error %q: a deferral is not a failure", sp.Name, j.Failures, j.LastError)
+			t.Fatalf("%s: failures %d, last error %q: a deferral is not a failure", sp, j.Failures, j.LastError)
 		}
 		if a.Outcome != certfleet.OutcomeDeferred || !strings.Contains(a.Error, "certificates for registered domain example.com") ||
-			!strings.Contains(a.Error, "50 of 50") || !strings.Contains(a.Error, wantUntil.UTC().Format(time.RFC3339)) {
-			t.Fatalf("%s: latest attempt %+v; want deferred, naming the domain budget and %v", sp.Name, a, wantUntil)
+			!strings.Contains(a.Error, "50 of 50") || !strings.Contains(a.Error, wantUntil.UTC().Format(time.RFC3339)) ||
+			!strings.Contains(a.Error, fmt.Sprintf("at place %d,", i+1)) {
+			t.Fatalf("%s: latest attempt %+v; want deferred, naming the domain budget, place %d and %v", sp, a, i+1, wantUntil)
 		}
-		if !j.NextAt.Equal(wantUntil.Truncate(time.Microsecond)) && j.NextAt.Sub(wantUntil).Abs() > time.Millisecond {
-			t.Fatalf("%s: next at %v, want %v (when the first slot frees)", sp.Name, j.NextAt, wantUntil)
+		if j.NextAt.Sub(wantUntil).Abs() > time.Millisecond {
+			t.Fatalf("%s: next at %v, want %v (its turn)", sp, j.NextAt, wantUntil)
 		}
 	}
 	if deferred != 450 {
 		t.Fatalf("%d jobs without a certificate, want 450", deferred)
 	}
+	place51 := waits[50].Job.Spec
 
 	// Nothing is ordered before the week is over: the deferred jobs are
 	// not even due (the issued ones are only re-checked for ARI).
@@ -334,12 +349,20 @@ func TestBurst500(t *testing.T) {
 	if rep.Issued != 0 || rep.Failed != 0 || e.ca.NewOrders() != 50 {
 		t.Fatalf("a minute before the budget frees: %s, CA orders %d; want no order", summary(rep), e.ca.NewOrders())
 	}
-	// A week later the budget has room for 50 more; the rest wait again.
+	// A week later the budget has room for 50 more: the first 50 in the
+	// queue are issued; the other 400 are neither worked on nor deferred
+	// again.
 	e.clock.Advance(2 * time.Minute)
 	rep = runOnce(t, m)
-	if rep.Issued != 50 || rep.Failed != 0 || e.ca.NewOrders() != 100 || e.events.count(certfleet.EventDeferred) != 850 {
-		t.Fatalf("a week later: %s, CA orders %d, deferred events %d; want 50 more issued, 400 more deferred",
-			summary(rep), e.ca.NewOrders(), e.events.count(certfleet.EventDeferred))
+	if len(rep.Results) != 50 || rep.Issued != 50 || rep.Failed != 0 || e.ca.NewOrders() != 100 ||
+		e.events.count(certfleet.EventDeferred) != 450 || e.events.count(certfleet.EventReleased) != 50 {
+		t.Fatalf("a week later: %d worked on, %s, CA orders %d, deferred events %d, released %d; want 50 worked on and issued, none deferred again, 50 released",
+			len(rep.Results), summary(rep), e.ca.NewOrders(), e.events.count(certfleet.EventDeferred), e.events.count(certfleet.EventReleased))
+	}
+	// The queue moved up: the 51st is now first.
+	if waits, err := e.store.BudgetWaits(t.Context(), certfleet.BudgetWaitFilter{}); err != nil || len(waits) != 400 ||
+		waits[0].Place != 1 || waits[0].Job.Spec != place51 {
+		t.Fatalf("still waiting: %d, %v; want 400, led by %s (place 51 before)", len(waits), err, place51)
 	}
 }
 

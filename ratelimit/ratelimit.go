@@ -3,9 +3,10 @@
 // reserves the order's share of every configured limit — new orders per
 // account, certificates per registered domain, certificates per exact set
 // of names — and checks the recent failed validations of each name; when
-// one is exhausted the order is not placed and the work is deferred until
-// the budget frees. A rateLimited answer from the CA becomes a hold on the
-// account until its Retry-After, kept in the store across restarts.
+// one is exhausted the order is not placed and the job waits in the
+// budget's queue until its turn. A rateLimited answer from the CA becomes
+// a hold on the account until its Retry-After, kept in the store across
+// restarts.
 //
 // Let's Encrypt's published limits are the defaults for its production and
 // staging directories (LetsEncrypt); other CAs have none unless configured.
@@ -149,57 +150,61 @@ func (b *Budget) logger() *slog.Logger {
 	return b.Logger
 }
 
-// Check implements certfleet.Budget: Reserve's verdict, with every limit
-// only checked.
+// Check implements certfleet.Budget: Reserve's verdict, with nothing
+// taken. A job it defers waits in the budget's queue as Reserve's would.
 func (b *Budget) Check(ctx context.Context, o certfleet.OrderIntent) error {
 	_, err := b.reserve(ctx, o, true)
 	return err
 }
 
 // Reserve implements certfleet.Budget.
-func (b *Budget) Reserve(ctx context.Context, o certfleet.OrderIntent) (int64, error) {
+func (b *Budget) Reserve(ctx context.Context, o certfleet.OrderIntent) (certfleet.Reservation, error) {
 	return b.reserve(ctx, o, false)
 }
 
-func (b *Budget) reserve(ctx context.Context, o certfleet.OrderIntent, checkOnly bool) (int64, error) {
+func (b *Budget) reserve(ctx context.Context, o certfleet.OrderIntent, check bool) (certfleet.Reservation, error) {
 	acct, ok := b.Accounts[o.Account]
 	if !ok {
-		return 0, nil
+		return certfleet.Reservation{}, nil
 	}
 	holds, err := b.Store.RateHolds(ctx, o.At)
 	if err != nil {
-		return 0, err
+		return certfleet.Reservation{}, err
 	}
 	for _, h := range holds {
 		if h.CA == acct.CA && h.Account == o.Account {
-			return 0, &certfleet.DeferError{Limit: KindCAHold, Until: h.Until,
+			return certfleet.Reservation{}, &certfleet.DeferError{Limit: KindCAHold, Until: h.Until,
 				Reason: fmt.Sprintf("the CA %s answered rateLimited for account %q at %s and asked to wait until then: %s",
 					h.CA, h.Account, h.SetAt.UTC().Format(time.RFC3339), h.Reason)}
 		}
 	}
 	limits := Request(acct.Limits, o)
 	if len(limits) == 0 {
-		return 0, nil
+		return certfleet.Reservation{}, nil
 	}
-	if checkOnly {
-		for i := range limits {
-			limits[i].CheckOnly = true
-		}
-	} else {
+	if !check {
 		b.prune(ctx, o.At)
 	}
-	res, err := b.Store.ReserveBudget(ctx, certfleet.BudgetRequest{CA: acct.CA, Job: o.Job, At: o.At, Limits: limits})
+	res, err := b.Store.ReserveBudget(ctx, certfleet.BudgetRequest{CA: acct.CA, Job: o.Job, At: o.At, Limits: limits, Check: check})
 	if err != nil {
-		return 0, err
+		return certfleet.Reservation{}, err
 	}
 	if !res.OK {
 		kind, _, _ := strings.Cut(res.Blocked.Bucket, "|")
-		d := &certfleet.DeferError{Limit: kindOfBucket[kind], Until: res.Until,
-			Reason: fmt.Sprintf("rate-limit budget of %s exhausted: %s, %d of %d used in the last %s",
-				acct.CA, res.Blocked.Name, res.Count, res.Blocked.Limit, FormatWindow(res.Blocked.Window))}
-		return 0, d
+		reason := fmt.Sprintf("rate-limit budget of %s exhausted: %s, %d of %d used in the last %s",
+			acct.CA, res.Blocked.Name, res.Count, res.Blocked.Limit, FormatWindow(res.Blocked.Window))
+		if w := res.Wait; w != nil {
+			reason += fmt.Sprintf("; waiting in its queue since %s at place %d, turn at %s",
+				w.Since.UTC().Format(time.RFC3339), w.Place, w.Turn.UTC().Format(time.RFC3339))
+		}
+		return certfleet.Reservation{}, &certfleet.DeferError{Limit: kindOfBucket[kind], Until: res.Until, Reason: reason, Wait: res.Wait}
 	}
-	return res.Reservation, nil
+	r := certfleet.Reservation{ID: res.Reservation, Released: res.Released}
+	if res.Released != nil {
+		kind, _, _ := strings.Cut(res.Released.Bucket, "|")
+		r.ReleasedLimit = kindOfBucket[kind]
+	}
+	return r, nil
 }
 
 // Finish implements certfleet.Budget.

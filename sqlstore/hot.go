@@ -13,7 +13,7 @@ var hot = []Q{
 	qInsertSpec, qInsertJob,
 	qClaimDue, qLeasedJob, qInsertIssuance, qCompleteJob, qFailJob, qInsertAttempt, qPruneAttempts,
 	qExtendLease, qSetPendingOrder, qReschedule, qReleaseLease,
-	qJob, qNextDue,
+	qJob, qNextDue, qLeaveQueue,
 }
 
 // HotStatements returns the statements worth preparing once (see hot).

@@ -242,7 +242,9 @@ func (s *Store) fenced(ctx context.Context, key certfleet.JobKey, owner string, 
 
 // fencedAttempt is fenced for a job's attempt that ends without an
 // issuance (FailJob, DeferJob): update, then the attempt a, in the same
-// transaction, which notifies the other instances.
+// transaction, which notifies the other instances. A failed attempt ends
+// the job's wait for a rate-limit budget (qLeaveQueue): a job backing off
+// must not hold a place that the jobs behind it count.
 func (s *Store) fencedAttempt(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, update Q, args ...any) error {
 	return s.write(ctx, func(tx Tx) error {
 		id, err := leasedJob(tx, key, owner)
@@ -250,6 +252,9 @@ func (s *Store) fencedAttempt(ctx context.Context, key certfleet.JobKey, owner s
 			return err
 		}
 		tx.Queue(update, append(args, id)...)
+		if a.Outcome != certfleet.OutcomeDeferred {
+			tx.Queue(qLeaveQueue, id)
+		}
 		addAttempt(tx, id, a)
 		return tx.Notify()
 	})
@@ -366,13 +371,21 @@ func (s *Store) DeferJob(ctx context.Context, key certfleet.JobKey, owner string
 
 // Reschedule implements certfleet.JobStore. When the spec changed while
 // the job was leased (its current issuance is of another revision), the
-// job is made due at once instead of at u.NextAt.
+// job is made due at once instead of at u.NextAt. A job found not due
+// leaves the queue of a rate-limit budget it waited in.
 func (s *Store) Reschedule(ctx context.Context, key certfleet.JobKey, owner string, u certfleet.ScheduleUpdate) error {
 	if u.NextAt.IsZero() {
 		return certfleet.Errorf(certfleet.EINVALID, "reschedule %s: next time required", key)
 	}
-	err := s.fenced(ctx, key, owner, announce, qReschedule,
-		s.now(), u.NextAt, NullTime(u.ARIStart), NullTime(u.ARIEnd), NullTime(u.ARIRetryAt))
+	err := s.write(ctx, func(tx Tx) error {
+		id, err := leasedJob(tx, key, owner)
+		if err != nil {
+			return err
+		}
+		tx.Queue(qReschedule, s.now(), u.NextAt, NullTime(u.ARIStart), NullTime(u.ARIEnd), NullTime(u.ARIRetryAt), id)
+		tx.Queue(qLeaveQueue, id) // not due: it waits for no budget
+		return tx.Notify()
+	})
 	if err != nil {
 		return fmt.Errorf("reschedule %s: %w", key, err)
 	}

@@ -9,8 +9,7 @@ import (
 	"github.com/certfleet/certfleet"
 )
 
-// TODO(arch): var _ certfleet.RateLimitStore = (*Store)(nil) once DeferJob
-// moves here with the jobs.
+var _ certfleet.RateLimitStore = (*Store)(nil)
 
 var (
 	// qLockBudget serialises the reservations of one CA across instances
@@ -46,6 +45,11 @@ var (
 // (read committed is enough under the lock: each statement sees every
 // reservation committed before it); on SQLite a write transaction
 // excludes every other writer, of this process or another on the file.
+//
+// A limit passes when its window has more free slots than there are jobs
+// waiting ahead of the request's job in its queue (ratequeue.go); a
+// blocked job waits in the queue of the limit whose turn comes last, and a
+// job that passes leaves its queue.
 func (s *Store) ReserveBudget(ctx context.Context, r certfleet.BudgetRequest) (certfleet.BudgetResult, error) {
 	if err := checkBudgetRequest(r); err != nil {
 		return certfleet.BudgetResult{}, err
@@ -56,32 +60,48 @@ func (s *Store) ReserveBudget(ctx context.Context, r certfleet.BudgetRequest) (c
 		if _, err := tx.Exec(qLockBudget, r.CA); err != nil {
 			return fmt.Errorf("lock the budget of %s: %w", r.CA, err)
 		}
+		w, err := loadJobWait(tx, r)
+		if err != nil {
+			return err
+		}
+		ticket := w.ticketAt(r.CA)
+		blockedAhead := 0
 		for _, l := range r.Limits {
 			since := r.At.Add(-l.Window)
 			var n int
 			if err := tx.QueryRow(qCountBudget, r.CA, l.Bucket, since).Scan(&n); err != nil {
 				return fmt.Errorf("count %s: %w", l.Name, err)
 			}
-			if n < l.Limit {
+			ahead, err := aheadOf(tx, r.CA, l, ticket)
+			if err != nil {
+				return err
+			}
+			if n+ahead < l.Limit {
 				continue
 			}
-			// The slot frees when the entry that puts the bucket at its
-			// limit leaves the window: the (n-limit+1)-th oldest.
-			var oldest time.Time
-			if err := tx.QueryRow(qBudgetFreesAt, r.CA, l.Bucket, since, n-l.Limit).Scan(&oldest); err != nil {
-				return fmt.Errorf("oldest entry of %s: %w", l.Name, err)
+			until, err := turnOf(tx, r, l, n, ahead, ticket)
+			if err != nil {
+				return err
 			}
-			until := oldest.Add(l.Window)
 			if !res.Until.After(until) {
-				res.Blocked, res.Count, res.Until = l, n, until
+				res.Blocked, res.Count, res.Until, blockedAhead = l, n, until, ahead
 			}
 		}
 		if !res.Until.IsZero() {
-			return nil
+			if w.jobID != 0 {
+				res.Wait, err = w.wait(tx, r, res.Blocked, blockedAhead, res.Until)
+			}
+			return err
+		}
+		res.OK = true
+		if r.Check {
+			return nil // nothing taken; a waiting job keeps its place
+		}
+		if res.Released, err = w.release(tx); err != nil {
+			return err
 		}
 		if !slices.ContainsFunc(r.Limits, func(l certfleet.BudgetLimit) bool { return !l.CheckOnly }) {
-			res.OK = true // a check: nothing to add, no reservation
-			return nil
+			return nil // only checks: nothing to add, no reservation
 		}
 		var id int64
 		if err := tx.QueryRow(qInsertReserve, r.CA, r.Job.Spec, string(r.Job.KeyType), r.At).Scan(&id); err != nil {
@@ -95,7 +115,7 @@ func (s *Store) ReserveBudget(ctx context.Context, r certfleet.BudgetRequest) (c
 				return fmt.Errorf("record %s: %w", l.Name, err)
 			}
 		}
-		res.OK, res.Reservation = true, id
+		res.Reservation = id
 		return nil
 	})
 	if err != nil {
@@ -104,11 +124,49 @@ func (s *Store) ReserveBudget(ctx context.Context, r certfleet.BudgetRequest) (c
 	return res, nil
 }
 
-// RefundBudget implements certfleet.RateLimitStore.
+// RefundBudget implements certfleet.RateLimitStore. Each slot given back
+// wakes the first job waiting for it whose turn is still to come (under
+// the CA's lock, so two refunds never wake the same job for one slot),
+// and the other instances are told.
 func (s *Store) RefundBudget(ctx context.Context, reservation int64) error {
+	now := s.now()
 	return s.write(ctx, func(tx Tx) error {
+		rows, err := tx.Query(qRefundedBuckets, reservation)
+		if err != nil {
+			return fmt.Errorf("refund rate-limit reservation %d: %w", reservation, err)
+		}
+		var freed [][2]string
+		for rows.Next() {
+			var b [2]string
+			if err := rows.Scan(&b[0], &b[1]); err != nil {
+				rows.Close()
+				return fmt.Errorf("refund rate-limit reservation %d: %w", reservation, err)
+			}
+			freed = append(freed, b)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("refund rate-limit reservation %d: %w", reservation, err)
+		}
+		if len(freed) == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(qLockBudget, freed[0][0]); err != nil {
+			return fmt.Errorf("lock the budget of %s: %w", freed[0][0], err)
+		}
 		if _, err := tx.Exec(qRefundBudget, reservation); err != nil {
 			return fmt.Errorf("refund rate-limit reservation %d: %w", reservation, err)
+		}
+		woke := false
+		for _, b := range freed {
+			ok, err := wakeFirst(tx, b[0], b[1], now)
+			if err != nil {
+				return err
+			}
+			woke = woke || ok
+		}
+		if woke {
+			return tx.Notify()
 		}
 		return nil
 	})

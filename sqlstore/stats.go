@@ -10,6 +10,10 @@ import (
 
 var _ certfleet.StatsStore = (*Store)(nil)
 
+// endOfTime bounds a time filter that has none: later than any
+// certificate, and within both databases' time range.
+var endOfTime = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
 var (
 	qJobStats = SQL(`SELECT
 			count(*) FILTER (WHERE NOT disabled),
@@ -18,9 +22,13 @@ var (
 			count(*) FILTER (WHERE lease_owner <> '' AND (lease_until IS NULL OR lease_until <= $1)),
 			count(*) FILTER (WHERE NOT disabled AND failures > 0)
 		FROM jobs`)
-	qCurrentCertificates = SQL(`SELECT j.spec, j.key_type, i.id, i.serial, i.fingerprint, i.not_before, i.not_after, i.issued_at
+	// qCurrentCertificates walks the jobs' (spec, key_type) index from a
+	// key on: a page is an index range, wherever it starts.
+	qCurrentCertificates = SQL(`SELECT j.spec, j.key_type, i.id, i.serial, i.fingerprint, i.not_before, i.not_after, i.issued_at,
+			j.next_at, j.failures, j.last_error
 		FROM jobs j JOIN issuances i ON i.id = j.current_id
-		WHERE NOT j.disabled ORDER BY j.spec, j.key_type`)
+		WHERE NOT j.disabled AND (j.spec, j.key_type) > ($1, $2) AND ($4 = '' OR j.spec = $4) AND i.not_after < $5
+		ORDER BY j.spec, j.key_type LIMIT $3`)
 )
 
 // JobStats implements certfleet.StatsStore in one pass over the jobs table
@@ -40,12 +48,20 @@ func (s *Store) JobStats(ctx context.Context, now time.Time) (certfleet.JobStats
 
 // CurrentCertificates implements certfleet.StatsStore: a join of the
 // enabled jobs with their current issuances, reading neither chain nor key.
-func (s *Store) CurrentCertificates(ctx context.Context) ([]certfleet.CurrentCertificate, error) {
+func (s *Store) CurrentCertificates(ctx context.Context, f certfleet.CurrentFilter) ([]certfleet.CurrentCertificate, error) {
 	q, err := s.read(ctx)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.Query(qCurrentCertificates)
+	limit := int64(noLimit)
+	if f.Limit > 0 {
+		limit = int64(f.Limit)
+	}
+	notAfter := f.NotAfterBefore
+	if notAfter.IsZero() {
+		notAfter = endOfTime
+	}
+	rows, err := q.Query(qCurrentCertificates, f.After.Spec, string(f.After.KeyType), limit, f.Spec, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("list current certificates: %w", err)
 	}
@@ -56,7 +72,8 @@ func (s *Store) CurrentCertificates(ctx context.Context) ([]certfleet.CurrentCer
 			c  certfleet.CurrentCertificate
 			kt string
 		)
-		if err := rows.Scan(&c.Spec, &kt, &c.IssuanceID, &c.Serial, &c.Fingerprint, &c.NotBefore, &c.NotAfter, &c.IssuedAt); err != nil {
+		if err := rows.Scan(&c.Spec, &kt, &c.IssuanceID, &c.Serial, &c.Fingerprint, &c.NotBefore, &c.NotAfter, &c.IssuedAt,
+			&c.NextAt, &c.Failures, &c.LastError); err != nil {
 			return nil, fmt.Errorf("list current certificates: %w", err)
 		}
 		c.KeyType = certfleet.KeyType(kt)

@@ -38,6 +38,15 @@ func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all b
 	for _, s := range specs {
 		byName[s.Name] = s
 	}
+	// The jobs waiting for a rate-limit budget, with their places now.
+	waitList, err := store.BudgetWaits(ctx, certfleet.BudgetWaitFilter{})
+	if err != nil {
+		return fmt.Errorf("list jobs waiting for a rate-limit budget: %w", err)
+	}
+	waits := make(map[certfleet.JobKey]certfleet.BudgetWait, len(waitList))
+	for _, bw := range waitList {
+		waits[bw.Job] = bw
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKEY\tKEY ID\tIDENTIFIERS\tNOT AFTER\tNEXT CHECK\tSTATE\tLAST ERROR")
 	for _, j := range jobs {
@@ -68,7 +77,7 @@ func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all b
 		if j.LastError != "" {
 			lastErr = OneLine(j.LastError, 100)
 		}
-		if why, err := deferral(ctx, store, j, now); err != nil {
+		if why, err := deferral(ctx, store, j, waits, now); err != nil {
 			return err
 		} else if why != "" {
 			state, lastErr = "deferred ("+state+")", OneLine(why, 160) // rate-limit budget; NEXT CHECK is when
@@ -104,10 +113,15 @@ func shortKeyID(iss certfleet.Issuance) string {
 }
 
 // deferral returns the reason a job is waiting for a rate-limit budget, if
-// its latest attempt was deferred and the deferral still holds.
-func deferral(ctx context.Context, store certfleet.Store, j certfleet.Job, now time.Time) (string, error) {
+// its latest attempt was deferred and the deferral still holds: its place
+// in the budget's queue as it is now (waits), or the deferral's own reason
+// (the CA's hold).
+func deferral(ctx context.Context, store certfleet.Store, j certfleet.Job, waits map[certfleet.JobKey]certfleet.BudgetWait, now time.Time) (string, error) {
 	if !j.NextAt.After(now) || j.Disabled {
 		return "", nil
+	}
+	if w, ok := waits[j.JobKey]; ok {
+		return w.String(), nil
 	}
 	atts, err := store.Attempts(ctx, j.JobKey, 1)
 	if err != nil {

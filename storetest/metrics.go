@@ -69,7 +69,7 @@ func testJobStats(t *testing.T, s StatsStore) {
 
 func testCurrentCertificates(t *testing.T, s StatsStore) {
 	ctx := t.Context()
-	if got, err := s.CurrentCertificates(ctx); err != nil || len(got) != 0 {
+	if got, err := s.CurrentCertificates(ctx, certfleet.CurrentFilter{}); err != nil || len(got) != 0 {
 		t.Fatalf("empty store: CurrentCertificates = %+v, %v", got, err)
 	}
 	a := NewSpec("a", certfleet.ECDSAP256, certfleet.RSA2048)
@@ -85,7 +85,18 @@ func testCurrentCertificates(t *testing.T, s StatsStore) {
 	mustComplete(t, s, gone, certfleet.ECDSAP256)
 	mustSync(t, s, certfleet.SourceConfig, a, b, pending) // withdraws gone
 
-	got, err := s.CurrentCertificates(ctx)
+	// b fails once after its renewal: the row carries the job's state.
+	bKey := keyOf("b", certfleet.ECDSAP256)
+	if err := s.RetryNow(ctx, bKey); err != nil {
+		t.Fatal(err)
+	}
+	mustClaimKey(t, s, "owner-a", bKey)
+	bNext := time.Now().Add(time.Hour).UTC()
+	if err := s.FailJob(ctx, bKey, "owner-a", certfleet.Attempt{Instance: "owner-a", Error: "dns down"}, bNext); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := s.CurrentCertificates(ctx, certfleet.CurrentFilter{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,5 +114,51 @@ func testCurrentCertificates(t *testing.T, s StatsStore) {
 		if g.Lifetime() <= 0 {
 			t.Errorf("row %d: lifetime %s", i, g.Lifetime())
 		}
+	}
+	if g := got[2]; !sameTime(g.NextAt, bNext) || g.Failures != 1 || g.LastError != "dns down" {
+		t.Errorf("b's row: next %v, failures %d, last error %q; want the job's %v, 1, dns down", g.NextAt, g.Failures, g.LastError, bNext)
+	}
+	if g := got[0]; g.Failures != 0 || g.LastError != "" || g.NextAt.IsZero() {
+		t.Errorf("a's row: next %v, failures %d, last error %q; want its schedule, no failure", g.NextAt, g.Failures, g.LastError)
+	}
+	// Pages: two rows, then the one after the last key, then none.
+	page, err := s.CurrentCertificates(ctx, certfleet.CurrentFilter{Limit: 2})
+	if err != nil || len(page) != 2 || page[1].IssuanceID != aRSA.ID {
+		t.Fatalf("first page = %+v, %v; want a's two", page, err)
+	}
+	after := certfleet.JobKey{Spec: page[1].Spec, KeyType: page[1].KeyType}
+	page, err = s.CurrentCertificates(ctx, certfleet.CurrentFilter{After: after, Limit: 2})
+	if err != nil || len(page) != 1 || page[0].IssuanceID != bNew.ID {
+		t.Fatalf("page after %s = %+v, %v; want b's", after, page, err)
+	}
+	after = certfleet.JobKey{Spec: page[0].Spec, KeyType: page[0].KeyType}
+	if page, err = s.CurrentCertificates(ctx, certfleet.CurrentFilter{After: after, Limit: 2}); err != nil || len(page) != 0 {
+		t.Fatalf("page after %s = %+v, %v; want none", after, page, err)
+	}
+	// One spec's; those expiring before a time.
+	if page, err := s.CurrentCertificates(ctx, certfleet.CurrentFilter{Spec: "a"}); err != nil || len(page) != 2 ||
+		page[0].IssuanceID != aEC.ID || page[1].IssuanceID != aRSA.ID {
+		t.Fatalf("a's = %+v, %v; want its two", page, err)
+	}
+	if page, err := s.CurrentCertificates(ctx, certfleet.CurrentFilter{NotAfterBefore: bNew.NotAfter}); err != nil || len(page) != 2 ||
+		page[0].IssuanceID != aEC.ID || page[1].IssuanceID != aRSA.ID {
+		t.Fatalf("expiring before b's = %+v, %v; want a's two (issued before b's renewal)", page, err)
+	}
+	if page, err := s.CurrentCertificates(ctx, certfleet.CurrentFilter{Spec: "b", NotAfterBefore: bNew.NotAfter}); err != nil || len(page) != 0 {
+		t.Fatalf("b's expiring before its own expiry = %+v, %v; want none", page, err)
+	}
+	of, err := certfleet.CurrentCertificatesOf(ctx, s, map[certfleet.JobKey]bool{bKey: true, keyOf("a", certfleet.RSA2048): true,
+		keyOf("gone", certfleet.ECDSAP256): true})
+	if err != nil || len(of) != 2 || of[0].IssuanceID != aRSA.ID || of[1].IssuanceID != bNew.ID {
+		t.Fatalf("CurrentCertificatesOf = %+v, %v; want a's RSA and b's (gone is withdrawn)", of, err)
+	}
+	// EachCurrentCertificate walks them all, a page at a time.
+	var seen []int64
+	err = certfleet.EachCurrentCertificate(ctx, s, certfleet.CurrentFilter{Limit: 1}, func(c certfleet.CurrentCertificate) error {
+		seen = append(seen, c.IssuanceID)
+		return nil
+	})
+	if err != nil || len(seen) != 3 || seen[0] != aEC.ID || seen[2] != bNew.ID {
+		t.Fatalf("EachCurrentCertificate = %v, %v; want the three in order", seen, err)
 	}
 }

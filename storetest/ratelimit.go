@@ -14,8 +14,9 @@ import (
 // when the next slot frees, check-only limits count without adding,
 // refunds give back only refundable entries, buckets slide with time and
 // are per CA, holds keep the later time and survive as stored, pruning
-// deletes old rows, DeferJob is no failure, and concurrent reservations
-// never exceed a limit.
+// deletes old rows, DeferJob is no failure, concurrent reservations
+// never exceed a limit, and jobs a limit blocks wait in its queue
+// (ratequeue.go).
 func RunRateLimit(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 	t.Run("ReserveUpToLimit", func(t *testing.T) { testReserveUpToLimit(t, newStore(t)) })
 	t.Run("CheckOnlyAndEvents", func(t *testing.T) { testCheckOnly(t, newStore(t)) })
@@ -28,6 +29,11 @@ func RunRateLimit(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 		RunReserveConcurrent(t, []certfleet.RateLimitStore{s, s})
 	})
 	t.Run("Invalid", func(t *testing.T) { testBudgetInvalid(t, newStore(t)) })
+	t.Run("Queue", func(t *testing.T) { testQueue(t, newStore(t)) })
+	t.Run("QueueTurns", func(t *testing.T) { testQueueTurns(t, newStore(t)) })
+	t.Run("QueueLeave", func(t *testing.T) { testQueueLeave(t, newStore(t)) })
+	t.Run("QueueRefund", func(t *testing.T) { testQueueRefund(t, newStore(t)) })
+	t.Run("PostponeJob", func(t *testing.T) { testPostponeJob(t, newStore(t)) })
 }
 
 const testCA = "https://ca.test/directory"

@@ -34,9 +34,16 @@ func TestRateLimitBudgetCLI(t *testing.T) {
 	if n := ca.NewOrders(); n != 3 {
 		t.Fatalf("the CA saw %d orders, want 3", n)
 	}
+	// Status shows each waiting job's place in the budget's queue (issue
+	// 13) and, in NEXT CHECK, its turn.
 	_, out, _ = runCLI(t, "status", "-config", path)
-	if strings.Count(out, "deferred (pending)") != 3 || !strings.Contains(out, "rate-limit budget of "+ca.DirectoryURL()+" exhausted") {
+	if strings.Count(out, "deferred (pending)") != 3 {
 		t.Fatalf("status does not show the deferrals:\n%s", out)
+	}
+	for place := 1; place <= 3; place++ {
+		if want := fmt.Sprintf("waiting for budget certificates for registered domain example.org: place %d, turn at ", place); !strings.Contains(out, want) {
+			t.Fatalf("status does not show %q:\n%s", want, out)
+		}
 	}
 	// Running again places no order: the deferred ones are not due.
 	if code, out, _ := runCLI(t, "issue", "-config", path); code != 0 || ca.NewOrders() != 3 || !strings.Contains(out, "nothing due") {

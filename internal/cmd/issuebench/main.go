@@ -4,7 +4,7 @@
 // resident memory are its own.
 //
 //	go run ./internal/cmd/issuebench -n 1000 -c 16        # certfleet vs bare acmez, 1,000 certificates
-//	go run ./internal/cmd/issuebench -store 100000        # due-work lookup and daemon memory with 100,000 certificates
+//	go run ./internal/cmd/issuebench -store 100000        # due-work lookup, daemon memory and the rounds' memory with 100,000 certificates
 //
 // Issuance runs against an in-process Pebble with real http-01 validation
 // over loopback. Both clients share the process with their Pebble, so the CPU
@@ -41,8 +41,10 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/alert"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/manager"
+	"github.com/certfleet/certfleet/metrics"
 	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/sqlite"
 )
@@ -92,6 +94,9 @@ func main() {
 		d := child("daemon", *store, *c, *poll, scratch)
 		fmt.Printf("  find due work:     %s\n", d.Extra)
 		fmt.Printf("  daemon peak RSS:   %.1f MB (store open, scheduler running %v, responder up)\n", float64(d.MaxRSSKB)/1024, d.Wall.Round(time.Second))
+		l := child("loops", *store, *c, *poll, scratch)
+		fmt.Printf("  scheduler loops:   %s\n", l.Extra)
+		fmt.Printf("  loops peak RSS:    %.1f MB (scheduler, alert rounds and readiness checks each second for %v)\n", float64(l.MaxRSSKB)/1024, l.Wall.Round(time.Second))
 		return
 	}
 	fmt.Printf("issuing %d single-name ECDSA P-256 certificates, %d in flight, real http-01, in-process Pebble, poll %v\n", *n, *c, *poll)
@@ -139,6 +144,8 @@ func runChild(mode string, n, c int, poll time.Duration, dir string) (result, er
 		return populate(ctx, n, dir)
 	case "daemon":
 		return daemon(ctx, n, dir)
+	case "loops":
+		return loops(ctx, n, dir)
 	}
 	return result{}, fmt.Errorf("unknown mode %q", mode)
 }
@@ -304,12 +311,19 @@ func populate(ctx context.Context, n int, dir string) (result, error) {
 	if _, err := store.SyncSpecs(ctx, certfleet.SourceAPI, specs); err != nil {
 		return result{}, err
 	}
+	byName := make(map[string]*certfleet.CertificateSpec, n)
+	for i := range specs {
+		byName[specs[i].Name] = &specs[i]
+	}
 	chain, keyPEM, leaf, err := syntheticChain()
 	if err != nil {
 		return result{}, err
 	}
 	const batch = 256
 	now := time.Now()
+	// Every job is claimed once: the ones scheduled due are due only
+	// after the fill (a second after its clock), so the fill's own
+	// claims never take them again.
 	for done := 0; done < n; {
 		jobs, err := store.ClaimDue(ctx, certfleet.ClaimRequest{Owner: "populate", Now: now, Lease: time.Hour, Limit: batch})
 		if err != nil {
@@ -319,15 +333,24 @@ func populate(ctx context.Context, n int, dir string) (result, error) {
 			break
 		}
 		for k, j := range jobs {
+			// Each certificate carries its own spec's identifiers and
+			// revision: one of another spec would make the job outdated,
+			// and the scheduler would take it as due at once.
+			sp, ok := byName[j.Spec]
+			if !ok {
+				return result{}, fmt.Errorf("populate: claimed job %s of no spec written here", j.JobKey)
+			}
 			iss := certfleet.Issuance{
-				Spec: j.Spec, KeyType: j.KeyType, SpecRevision: specs[0].Revision(j.KeyType), Identifiers: specs[0].Identifiers,
+				Spec: j.Spec, KeyType: j.KeyType, SpecRevision: sp.Revision(j.KeyType), Identifiers: sp.Identifiers,
 				Serial: leaf.SerialNumber.Text(16), Fingerprint: certfleet.Fingerprint(leaf), NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
 				ChainPEM: chain, KeyPEM: keyPEM, IssuedAt: now,
 			}
-			// Spread renewals over the next 60 days; 1% are due now.
-			next := now.Add(time.Duration((done+k)%6000) * 15 * time.Minute)
-			if (done+k)%100 == 0 {
-				next = now.Add(-time.Minute)
+			// Spread renewals over the next 60 days; 1% are due once
+			// the fill is over.
+			i := done + k
+			next := now.Add(time.Duration(1+i%6000) * 15 * time.Minute)
+			if i%100 == 0 {
+				next = now.Add(time.Second)
 			}
 			if _, err := store.CompleteIssuance(ctx, "populate", iss, certfleet.ScheduleUpdate{NextAt: next},
 				certfleet.Attempt{JobKey: j.JobKey, Outcome: certfleet.OutcomeIssued, StartedAt: now, FinishedAt: now}); err != nil {
@@ -354,6 +377,13 @@ func daemon(ctx context.Context, n int, dir string) (result, error) {
 	}
 	defer store.Close()
 	start := time.Now()
+	// What the scheduler will find due: 1% of the certificates, as the
+	// fill scheduled them (a fill whose certificates did not match their
+	// specs made nearly all of them due).
+	stats, err := store.JobStats(ctx, time.Now())
+	if err != nil {
+		return result{}, err
+	}
 	// The lookups the scheduler makes each time it wakes: the next due
 	// time, and a claim of due work (released again, so every sample sees
 	// the same 1% of due jobs).
@@ -392,8 +422,74 @@ func daemon(ctx context.Context, n int, dir string) (result, error) {
 	}
 	m.Run(runCtx)
 	return result{Mode: "daemon", N: n, Wall: time.Since(start),
-		Extra: fmt.Sprintf("NextDue median %v p99 %v; ClaimDue(16) median %v p99 %v (%d jobs in store, 1%% due)",
-			pct(nextDue, 50), pct(nextDue, 99), pct(claim, 50), pct(claim, 99), n)}, nil
+		Extra: fmt.Sprintf("NextDue median %v p99 %v; ClaimDue(16) median %v p99 %v (%d jobs in store, %d due)",
+			pct(nextDue, 50), pct(nextDue, 99), pct(claim, 50), pct(claim, 99), stats.Jobs, stats.Due)}, nil
+}
+
+// loopsFor is how long loops runs the rounds.
+const loopsFor = 30 * time.Second
+
+// loops opens the populated store as serve does and runs what serve runs
+// per round besides the API, for loopsFor: the scheduler (the 1% due fail
+// against no CA and back off), an alert round every second (the most
+// often events wake it) and a readiness check every second (the metrics
+// watcher's loop; its default interval is longer). Its peak RSS is what
+// those rounds hold.
+func loops(ctx context.Context, n int, dir string) (result, error) {
+	store, err := sqlite.Open(ctx, filepath.Join(dir, "store100k.db"))
+	if err != nil {
+		return result{}, err
+	}
+	defer store.Close()
+	start := time.Now()
+	runCtx, cancel := context.WithTimeout(ctx, loopsFor)
+	defer cancel()
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := &manager.Manager{Store: store, Issuers: map[string]certfleet.Issuer{}, Concurrency: 8, PollInterval: time.Second, Logger: discard}
+	ev := &alert.Evaluator{Store: store, Instance: "bench", Logger: discard}
+	met := metrics.New(metrics.Options{Store: store, Fleet: store, Logger: discard})
+	var wg sync.WaitGroup
+	wg.Go(func() { m.Run(runCtx) })
+	var rounds, checks []time.Duration
+	var roundErr, checkErr error
+	wg.Go(func() {
+		for runCtx.Err() == nil {
+			t0 := time.Now()
+			if _, err := ev.Evaluate(runCtx); err != nil && runCtx.Err() == nil {
+				roundErr = err
+				return
+			}
+			rounds = append(rounds, time.Since(t0))
+			select {
+			case <-runCtx.Done():
+			case <-time.After(time.Second - time.Since(t0)):
+			}
+		}
+	})
+	wg.Go(func() {
+		for runCtx.Err() == nil {
+			t0 := time.Now()
+			if _, err := met.CheckReadiness(runCtx); err != nil && runCtx.Err() == nil {
+				checkErr = err
+				return
+			}
+			checks = append(checks, time.Since(t0))
+			select {
+			case <-runCtx.Done():
+			case <-time.After(time.Second - time.Since(t0)):
+			}
+		}
+	})
+	wg.Wait()
+	if roundErr != nil || checkErr != nil {
+		return result{}, fmt.Errorf("alert round: %v; readiness: %v", roundErr, checkErr)
+	}
+	if len(rounds) == 0 || len(checks) == 0 {
+		return result{}, fmt.Errorf("no alert round (%d) or readiness check (%d) finished in %v", len(rounds), len(checks), loopsFor)
+	}
+	return result{Mode: "loops", N: n, Wall: time.Since(start),
+		Extra: fmt.Sprintf("alert round first %v, median %v (%d rounds); readiness check median %v (%d)",
+			rounds[0].Round(time.Millisecond), pct(rounds, 50), len(rounds), pct(checks, 50), len(checks))}, nil
 }
 
 func pct(d []time.Duration, p int) time.Duration {

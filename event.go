@@ -27,9 +27,10 @@ const (
 	EventDeployFailed  = "deploy_failed"   // a deploy (central or on an agent) failed
 	EventAgentReport   = "agent_report"    // an agent reported what it installed
 	EventCompromise    = "key_compromise"  // a key declared compromised
-	EventAccount       = "account"         // an ACME account registered, rolled over or deactivated
+	EventAccount       = "account"         // an ACME account registered, rolled over, deactivated, declared or deleted at runtime
 	EventSecretChanged = "secret_changed"  // a stored secret set or deleted (never its value)
 	EventAgentForgot   = "agent_forgotten" // an operator removed an agent's reports (a host out of service)
+	EventTenant        = "tenant"          // a tenant created, changed or deleted (Reason says which)
 )
 
 // Event is one entry of the audit trail. Who did what, to which certificate,

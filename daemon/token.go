@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -34,18 +33,5 @@ func CreateToken(ctx context.Context, ts TokenStore, description string, names [
 }
 
 // TokenDetail describes a token for the audit trail: never its secret or
-// hash.
-func TokenDetail(t certfleet.Token) string {
-	perms := make([]string, len(t.Permissions))
-	for i, p := range t.Permissions {
-		perms[i] = string(p)
-	}
-	d := fmt.Sprintf("%s: names %s; permissions %s", t.ID, strings.Join(t.Names, ","), strings.Join(perms, ","))
-	if t.URLCredential {
-		d += "; URL credential"
-	}
-	if t.Description != "" {
-		d += fmt.Sprintf("; description %q", t.Description)
-	}
-	return d
-}
+// hash (Token.AuditDetail).
+func TokenDetail(t certfleet.Token) string { return t.AuditDetail() }

@@ -8,11 +8,9 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -135,17 +133,7 @@ func (d *Daemon) wireTenants() {
 // config, or one declared at runtime. The error (EINVALID) says which
 // accounts there are and how to declare one.
 func (d *Daemon) CheckAccount(ctx context.Context, name string) error {
-	if _, ok := d.Config.Accounts[name]; ok {
-		return nil
-	}
-	if ts := d.tenantStore(); ts != nil {
-		_, err := ts.AccountSettings(ctx, name)
-		if err == nil || certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
-			return err
-		}
-	}
-	return certfleet.Errorf(certfleet.EINVALID, "account %q is not configured: declare it (PUT /v1/accounts/%s, certfleet account declare) or use one of the config's (%s)",
-		name, name, strings.Join(slices.Sorted(maps.Keys(d.Config.Accounts)), ", "))
+	return checkAccountIn(ctx, d.Config, d.tenantStore(), name)
 }
 
 // apiSolvers is what the API is told this daemon can answer challenges
@@ -179,7 +167,3 @@ func (d *Daemon) tenantAPI(srv *httpapi.Server) {
 	srv.ConfigAccounts = slices.Sorted(maps.Keys(d.Config.Accounts))
 	srv.ResolveRevoker = d.resolveRevoker
 }
-
-// ErrNoTenantStore is the error of tenant administration on a store that
-// keeps no tenants.
-var ErrNoTenantStore = errors.New("this store keeps no tenants")

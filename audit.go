@@ -48,7 +48,7 @@ var EventKinds = []string{
 	EventIssued, EventRenewed, EventOrderFailed, EventDeferred, EventRevoked, EventKeyRead,
 	EventTokenCreated, EventTokenRevoked, EventConfigChanged, EventSpecChanged, EventRetry,
 	EventDeployed, EventDeployFailed, EventAgentReport, EventCompromise, EventAccount,
-	EventSecretChanged, EventAgentForgot,
+	EventSecretChanged, EventAgentForgot, EventTenant,
 }
 
 // ClipEventDetail returns d if it fits MaxEventDetail, else its longest

@@ -168,6 +168,10 @@ identifiers = ["old.a.certfleet.test"]
 	wantProblem(t, "tenant a requests the operator's name", err, 409, certfleet.ECONFLICT)
 	_, err = client["a"].PutName(ctx, "x.b.certfleet.test", nil)
 	wantProblem(t, "tenant a requests tenant b's name", err, 403, "forbidden")
+	// Among the identifiers of its own name too: the answer is the one of
+	// a name outside the token, not that the name is someone's.
+	_, err = client["a"].PutName(ctx, "n.a.certfleet.test", &httpapi.NameRequest{Identifiers: []string{"n.a.certfleet.test", "x.b.certfleet.test"}})
+	wantProblem(t, "tenant a lists tenant b's name among its identifiers", err, 403, "forbidden", `does not cover "x.b.certfleet.test"`)
 	wantProblem(t, "a tenant's token lists the tenants", client["a"].JSON(ctx, "GET", "/v1/tenants", nil, nil), 403, "forbidden")
 
 	rep, err := x.d.IssueOnce(ctx)

@@ -206,10 +206,10 @@ func (s *Server) desiredSpec(ctx context.Context, p principal, req NameRequest) 
 	return rq, nil
 }
 
-// checkRequest checks what rq asks for, with its identifiers set: every
-// name within the token's patterns and the tenant's, each provable by the
-// challenge, and a challenge this server can answer.
-func (s *Server) checkRequest(p principal, rq request) *Problem {
+// checkScope checks that every name rq asks for is within the token's
+// patterns and the tenant's: before anything is looked up, so that no
+// answer tells about names outside them.
+func checkScope(p principal, rq request) *Problem {
 	for _, x := range rq.want.Identifiers {
 		if !p.token.Covers(x.Value) {
 			return outOfScope(x.Value)
@@ -217,6 +217,18 @@ func (s *Server) checkRequest(p principal, rq request) *Problem {
 		if rq.tenant != nil && !rq.tenant.Covers(x.Value) {
 			return problemf(codeForbidden, "tenant %q may not request %q: its names are %s (the operator changes them)", rq.tenant.Name, x.Value, strings.Join(rq.tenant.Names, ", "))
 		}
+	}
+	return nil
+}
+
+// checkRequest checks what rq asks for, with its identifiers set: every
+// name within the token's patterns and the tenant's, each provable by the
+// challenge, and a challenge this server can answer.
+func (s *Server) checkRequest(p principal, rq request) *Problem {
+	if prob := checkScope(p, rq); prob != nil {
+		return prob
+	}
+	for _, x := range rq.want.Identifiers {
 		if err := rq.want.Challenge.CanProve(x); err != nil {
 			return problemf(certfleet.EINVALID, "%v", err)
 		}
@@ -287,6 +299,10 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 		rq.want.Identifiers, rq.explicit = ids, true
 	}
 
+	if prob := checkScope(p, rq); prob != nil {
+		s.fail(w, r, false, prob)
+		return
+	}
 	s.writeMu.Lock()
 	name, changed, prob, err := s.placeName(ctx, p, id, rq)
 	s.writeMu.Unlock()

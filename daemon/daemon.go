@@ -3,8 +3,9 @@
 // config's state and master key), the ACME issuers of its accounts, the
 // challenge solvers and responders, the renewal scheduler (manager), the
 // writer of certificate files and commands, the endpoint watcher, the alert
-// evaluator, the metrics, the rate-limit budgets, and the HTTP API with the
-// dashboard. Open builds it; Serve runs it until its context ends;
+// evaluator, the metrics, the rate-limit budgets (tenants' quotas among
+// them), the issuers of ACME accounts declared at runtime, and the HTTP API
+// with the dashboard. Open builds it; Serve runs it until its context ends;
 // IssueOnce runs one pass (for cron); Reload applies a new configuration
 // without a restart; Close releases it. The serve, issue, status and demo
 // commands run one, and so do end-to-end tests and programs that embed

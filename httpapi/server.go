@@ -5,6 +5,10 @@
 // get_certificate http module, which carry their credential in the URL, on a
 // handler meant for a separate, private listener.
 //
+// Every read is decided by one rule, certfleet.Token.MayRead; tenants, their
+// tokens and ACME accounts declared at runtime are administered under
+// /v1/tenants and /v1/accounts.
+//
 // Server is the http.Handler; Client is the Go client (the agent uses it).
 // Every error is an RFC 9457 problem document. Requests are asynchronous: a
 // PUT declares the wish for a name and returns at once; clients long-poll

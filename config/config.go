@@ -90,8 +90,8 @@ type Config struct {
 	// "" when disabled. Default DefaultTLSALPN01Listen.
 	TLSALPN01Listen string
 	// HTTP01ListenSet and TLSALPN01ListenSet report whether the file sets
-	// the address itself, which starts the responder whatever the
-	// certificates (see RespondsTo).
+	// the address itself, which, with the API served, starts the responder
+	// whatever the certificates (see RespondsTo).
 	HTTP01ListenSet, TLSALPN01ListenSet bool
 	// Webroots maps the names of [webroots] to absolute directories: the
 	// web roots that certificates requested over the API may name.

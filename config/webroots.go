@@ -40,18 +40,20 @@ func (d *decoder) webroots(top *table, cfg *Config) {
 }
 
 // RespondsTo reports whether the built-in responder of ct (http-01 or
-// tls-alpn-01) is to run: when its listen address is set explicitly in the
-// file ([http01] listen = "…"), whatever the certificates, which is how a
-// set-up whose names all come over the API enables it; and, at its default
-// address (":80", ":443"), when a [[certificate]] of the file uses ct, so
-// that a daemon never takes port 443 from a web server it was not asked
-// to. An address of "" disables it.
+// tls-alpn-01) is to run: when a [[certificate]] of the file uses ct, and,
+// when the API is served (names may come over it), when the file sets the
+// responder's address ([http01] listen = "…"), whatever the certificates:
+// that is how a set-up whose names all come over the API enables it. So a
+// daemon without the API, or with the address left at its default (":80",
+// ":443"), starts only what its certificates need, and never takes port 443
+// from a web server it was not asked to. An address of "" disables it.
 func (c *Config) RespondsTo(ct certfleet.ChallengeType) bool {
+	api := c.API.Listen != ""
 	switch ct {
 	case certfleet.ChallengeHTTP01:
-		return c.HTTP01Listen != "" && (c.HTTP01ListenSet || c.Uses(ct))
+		return c.HTTP01Listen != "" && (c.Uses(ct) || api && c.HTTP01ListenSet)
 	case certfleet.ChallengeTLSALPN01:
-		return c.TLSALPN01Listen != "" && (c.TLSALPN01ListenSet || c.Uses(ct))
+		return c.TLSALPN01Listen != "" && (c.Uses(ct) || api && c.TLSALPN01ListenSet)
 	}
 	return false
 }

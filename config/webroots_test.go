@@ -24,22 +24,25 @@ func TestWebroots(t *testing.T) {
 	}
 }
 
-// TestRespondsTo is issue 12's rule for the responders: an address set in
-// the file starts the responder whatever the certificates (an API-only
-// set-up); left at its default, it starts only for the file's
+// TestRespondsTo is issue 12's rule for the responders: with the API
+// served, an address set in the file starts the responder whatever the
+// certificates (an API-only set-up); otherwise it starts for the file's
 // certificates that use it; "" never.
 func TestRespondsTo(t *testing.T) {
 	http01, alpn := certfleet.ChallengeHTTP01, certfleet.ChallengeTLSALPN01
+	const api = "[api]\nlisten = \"127.0.0.1:8555\"\n"
 	for _, tc := range []struct {
 		name       string
 		src        string
 		http, alpn bool
 	}{
-		{"no certificates, defaults", ca, false, false},
-		{"no certificates, set", ca + "[http01]\nlisten = \":8402\"\n[tlsalpn01]\nlisten = \":8443\"\n", true, true},
-		{"set to the default address", ca + "[http01]\nlisten = \":80\"\n", true, false},
+		{"no certificates, defaults", ca + api, false, false},
+		{"no certificates, set, API", ca + api + "[http01]\nlisten = \":8402\"\n[tlsalpn01]\nlisten = \":8443\"\n", true, true},
+		{"no certificates, set, no API", ca + "[http01]\nlisten = \":8402\"\n[tlsalpn01]\nlisten = \":8443\"\n", false, false},
+		{"set to the default address, API", ca + api + "[http01]\nlisten = \":80\"\n", true, false},
 		{"certificate, defaults", ca + "[[certificate]]\nidentifiers = [\"a.example.org\"]\n", true, false},
-		{"certificate, disabled", ca + "[http01]\nlisten = \"\"\n[[certificate]]\nidentifiers = [\"a.example.org\"]\n", false, false},
+		{"certificate, set, no API", ca + "[tlsalpn01]\nlisten = \":443\"\n[[certificate]]\nidentifiers = [\"a.example.org\"]\n", true, false},
+		{"certificate, disabled", ca + api + "[http01]\nlisten = \"\"\n[[certificate]]\nidentifiers = [\"a.example.org\"]\n", false, false},
 		{"tls-alpn-01 certificate", ca + "[[certificate]]\nidentifiers = [\"a.example.org\"]\nchallenge = \"tls-alpn-01\"\n", false, true},
 	} {
 		cfg := mustParse(t, tc.src)

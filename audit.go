@@ -48,7 +48,7 @@ var EventKinds = []string{
 	EventIssued, EventRenewed, EventOrderFailed, EventDeferred, EventReleased, EventRevoked, EventKeyRead,
 	EventTokenCreated, EventTokenRevoked, EventConfigChanged, EventSpecChanged, EventRetry,
 	EventDeployed, EventDeployFailed, EventAgentReport, EventCompromise, EventAccount,
-	EventSecretChanged, EventAgentForgot, EventExpiring,
+	EventSecretChanged, EventAgentForgot, EventExpiring, EventTenant,
 }
 
 // ClipEventDetail returns d if it fits MaxEventDetail, else its longest

@@ -48,6 +48,18 @@ type CertificateSpec struct {
 	// no key is made or stored, and KeyTypes holds the CSR key's type.
 	// Submitting another CSR re-issues (it is part of the Revision).
 	CSR []byte `json:"csr,omitempty"`
+	// Tenant is the customer the certificate belongs to (issue 12); ""
+	// is the operator's. Only the tenant's tokens (and the operator's)
+	// see it, and its orders count against the tenant's quotas.
+	Tenant string `json:"tenant,omitempty"`
+	// DNSProvider names the [dns01.providers] entry that writes the
+	// records of a dns-01 certificate requested over the API; "" routes
+	// by identifier as the config does (its dns_provider, [defaults]).
+	DNSProvider string `json:"dns_provider,omitempty"`
+	// Webroot names a web root of the config's [webroots] for a webroot
+	// certificate requested over the API; config certificates keep their
+	// directory in the config.
+	Webroot string `json:"webroot,omitempty"`
 	// Source says who declared the spec (SourceConfig or SourceAPI).
 	Source string `json:"source"`
 	// Disabled specs are kept (with their archive) but no longer renewed.
@@ -106,6 +118,22 @@ func (s CertificateSpec) Validate() error {
 	if s.RenewBefore < 0 {
 		return fmt.Errorf("certificate %q: renew_before must not be negative", s.Name)
 	}
+	if s.Tenant != "" {
+		if err := ValidateTenantName(s.Tenant); err != nil {
+			return fmt.Errorf("certificate %q: %w", s.Name, err)
+		}
+	}
+	if s.DNSProvider != "" && s.Challenge != ChallengeDNS01 {
+		return fmt.Errorf("certificate %q: dns_provider is for dns-01, not %s", s.Name, s.Challenge)
+	}
+	if s.Webroot != "" && s.Challenge != ChallengeWebroot {
+		return fmt.Errorf("certificate %q: webroot is for the webroot challenge, not %s", s.Name, s.Challenge)
+	}
+	for _, f := range [...]struct{ key, v string }{{"dns_provider", s.DNSProvider}, {"webroot", s.Webroot}} {
+		if f.v != "" && !specNameRE.MatchString(f.v) {
+			return fmt.Errorf("certificate %q: %s %q: use letters, digits, '.', '_' or '-'", s.Name, f.key, f.v)
+		}
+	}
 	return nil
 }
 
@@ -118,10 +146,11 @@ func (s CertificateSpec) AccountName() string {
 }
 
 // Revision fingerprints what a certificate of key type kt must contain to
-// satisfy s: its identifiers (as a set), key type and profile. A current
-// certificate made for another revision is re-issued at once. Fields that do
-// not change the certificate (challenge, renewal policy) are left out, so
-// editing them never triggers an order.
+// satisfy s: its identifiers (as a set), key type, profile, account and
+// tenant. A current certificate made for another revision is re-issued at
+// once. Fields that do not change the certificate (challenge, renewal
+// policy, DNS provider, web root) are left out, so editing them never
+// triggers an order.
 func (s CertificateSpec) Revision(kt KeyType) string {
 	h := sha256.New()
 	for _, id := range SortedIdentifiers(s.Identifiers) {
@@ -130,6 +159,9 @@ func (s CertificateSpec) Revision(kt KeyType) string {
 	fmt.Fprintf(h, "key=%s\nprofile=%s\naccount=%s\n", kt, s.Profile, s.AccountName())
 	if len(s.CSR) > 0 { // only then, so other specs' revisions stay as they were
 		fmt.Fprintf(h, "csr=%x\n", sha256.Sum256(s.CSR))
+	}
+	if s.Tenant != "" { // likewise: a certificate moved to another tenant is made anew, with a new key
+		fmt.Fprintf(h, "tenant=%s\n", s.Tenant)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
@@ -147,6 +179,7 @@ func (s CertificateSpec) JobKeys() []JobKey {
 type SpecFilter struct {
 	Name            string
 	Source          string
+	Tenant          string // only this tenant's specs (served by an index)
 	IncludeDisabled bool
 }
 

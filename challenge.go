@@ -64,6 +64,10 @@ type Challenge struct {
 	KeyAuthorization string
 	// URL is the challenge's URL at the CA, unique per challenge.
 	URL string
+	// DNSProvider and Webroot are the certificate's own choice of dns-01
+	// provider and named web root (CertificateSpec.DNSProvider, Webroot;
+	// ours), for solvers that route by them; "" routes by identifier.
+	DNSProvider, Webroot string
 }
 
 // Solver answers challenges. Implementations must be safe for concurrent use

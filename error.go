@@ -19,6 +19,10 @@ const (
 	EUNAVAILABLE  = "unavailable"  // a dependency (CA, database, DNS) is unreachable; retry later
 )
 
+// EQUOTA: a tenant's quota does not allow the request; the message says
+// which quota and how to raise it (issue 12).
+const EQUOTA = "quota_exceeded"
+
 // Error is an application error: a code for programs and a message for people.
 type Error struct {
 	Code    string

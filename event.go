@@ -28,10 +28,11 @@ const (
 	EventDeployFailed  = "deploy_failed"   // a deploy (central or on an agent) failed
 	EventAgentReport   = "agent_report"    // an agent reported what it installed
 	EventCompromise    = "key_compromise"  // a key declared compromised
-	EventAccount       = "account"         // an ACME account registered, rolled over or deactivated
+	EventAccount       = "account"         // an ACME account registered, rolled over, deactivated, declared or deleted at runtime
 	EventSecretChanged = "secret_changed"  // a stored secret set or deleted (never its value)
 	EventAgentForgot   = "agent_forgotten" // an operator removed an agent's reports (a host out of service)
 	EventExpiring      = "expiring"        // a certificate close to expiry while its renewal fails, or expired (an alert incident opened or worsened)
+	EventTenant        = "tenant"          // a tenant created, changed or deleted (Reason says which)
 )
 
 // Event is one entry of the audit trail. Who did what, to which certificate,

@@ -36,6 +36,11 @@ type Issuance struct {
 	CertURL    string
 	IssuedAt   time.Time
 	Replaces   int64 // ID of the issuance this one renewed, 0 for none
+	// Tenant is the tenant of the spec when the certificate was ordered
+	// ("" the operator's): the authorization rule (Token.MayRead) is
+	// applied to the certificate as issued too, so one made for a
+	// customer is never served to another that took over its names.
+	Tenant string
 }
 
 // LogValue keeps the key (and the bulky chain) out of logs.

@@ -174,6 +174,7 @@ type RateLimitStore interface {
 type OrderIntent struct {
 	Job         JobKey
 	Account     string // the account's name (CertificateSpec.AccountName)
+	Tenant      string // the spec's tenant ("" the operator's): its quota counts the order
 	Identifiers []Identifier
 	// Renewal is true when the order carries ARI "replaces" (RFC 9773
 	// §5): the CA exempts such renewals from its issuance limits.

@@ -62,6 +62,11 @@ type Token struct {
 	// them, and only for reads. Ordinary tokens are accepted only in the
 	// Authorization header, so a URL in a shared log never holds one.
 	URLCredential bool `json:"url_credential,omitempty"`
+	// Tenant binds the token to a tenant (issue 12): it may request only
+	// names within the tenant's patterns, its requests become the
+	// tenant's certificates, and it sees only the tenant's certificates.
+	// "" is an operator's token. A tenant's token never holds admin.
+	Tenant string `json:"tenant,omitempty"`
 	// Hash is SHA-256 of the secret. Never shown.
 	Hash      []byte    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
@@ -95,12 +100,31 @@ func (t Token) Covers(name string) bool {
 	return false
 }
 
-// CoversSpec reports whether every identifier of sp is within the token's
-// name patterns: the rule for which certificates a token may see (the API
-// and the dashboard both apply it; outside it a certificate is "not
-// found").
-func (t Token) CoversSpec(sp CertificateSpec) bool {
-	for _, id := range sp.Identifiers {
+// MayRead is the one authorization rule for reads (docs/api.md,
+// "Authorization"): a token may read a certificate — its status, its PEM
+// documents and above all anything that carries its private key (privkey,
+// bud, get_certificate, the agent's sync, the dashboard) — only if the
+// token covers every identifier of that certificate, and, for a tenant's
+// token, the certificate is the tenant's. Whoever holds a key can
+// impersonate every name in its certificate: covering some is not enough.
+// Every read path applies it to the certificate's spec, and the paths that
+// send a certificate apply it again, with MayReadCertificate, to the
+// certificate as issued. Outside it a certificate is answered as "not
+// found" (lists, by name) or as a name outside the token (name endpoints),
+// so the answer reveals nothing about it.
+func (t Token) MayRead(sp CertificateSpec) bool {
+	return t.MayReadCertificate(sp.Tenant, sp.Identifiers)
+}
+
+// MayReadCertificate is MayRead for a certificate of tenant with the
+// identifiers ids (an Issuance's, which may differ from its spec's while a
+// re-issue is due). A certificate without identifiers is readable by no
+// one.
+func (t Token) MayReadCertificate(tenant string, ids []Identifier) bool {
+	if len(ids) == 0 || (t.Tenant != "" && t.Tenant != tenant) {
+		return false
+	}
+	for _, id := range ids {
 		if !t.Covers(id.Value) {
 			return false
 		}
@@ -136,6 +160,57 @@ func ValidateNamePattern(p string) error {
 		return fmt.Errorf("name pattern %q: write it in its normalised form %q", p, id.Value)
 	}
 	return nil
+}
+
+// ValidateToken checks a token about to be made (CLI or API): at least one
+// valid name pattern, at least one permission, a URL credential for reads
+// only, and a tenant's token within the tenant (CheckTenantToken, for the
+// caller that has the tenant). The error is EINVALID and says what to
+// change.
+func ValidateToken(t Token) error {
+	if len(t.Names) == 0 {
+		return Errorf(EINVALID, "names: give at least one pattern, e.g. '*.example.org' (or '*' for all)")
+	}
+	for _, p := range t.Names {
+		if err := ValidateNamePattern(p); err != nil {
+			return Errorf(EINVALID, "names: %v", err)
+		}
+	}
+	if len(t.Permissions) == 0 {
+		return Errorf(EINVALID, "permissions: give at least one of read-certs, read-keys, request-names, admin")
+	}
+	for _, p := range t.Permissions {
+		if _, err := ParsePermission(string(p)); err != nil {
+			return Errorf(EINVALID, "permissions: %v", err)
+		}
+	}
+	if t.URLCredential && slices.ContainsFunc(t.Permissions, func(p Permission) bool { return p == PermAdmin || p == PermRequestNames }) {
+		return Errorf(EINVALID, "URL credentials are for reads only: give read-certs and/or read-keys")
+	}
+	if len(t.Description) > 1000 {
+		return Errorf(EINVALID, "description: longer than 1000 bytes")
+	}
+	return nil
+}
+
+// AuditDetail describes a token for the audit trail: never its secret or
+// hash.
+func (t Token) AuditDetail() string {
+	perms := make([]string, len(t.Permissions))
+	for i, p := range t.Permissions {
+		perms[i] = string(p)
+	}
+	d := fmt.Sprintf("%s: names %s; permissions %s", t.ID, strings.Join(t.Names, ","), strings.Join(perms, ","))
+	if t.URLCredential {
+		d += "; URL credential"
+	}
+	if t.Tenant != "" {
+		d += "; tenant " + t.Tenant
+	}
+	if t.Description != "" {
+		d += fmt.Sprintf("; description %q", t.Description)
+	}
+	return d
 }
 
 // NewTokenSecret makes a new token secret (256 random bits) and its ID, and

@@ -237,7 +237,7 @@ func (i *Issuer) complete(ctx context.Context, acct acme.Account, order acme.Ord
 	for range maxOrderSteps {
 		switch order.Status {
 		case acme.StatusPending:
-			if err := i.authorize(ctx, acct, order, req.Spec.Challenge, solver, lg); err != nil {
+			if err := i.authorize(ctx, acct, order, req.Spec, solver, lg); err != nil {
 				return certfleet.IssueResult{}, fmt.Errorf("order %s: %w", url, err)
 			}
 			// RFC 8555 §7.4: "Once the client believes it has fulfilled
@@ -428,7 +428,8 @@ func (p *poller) next(rec *recorder) {
 // it presents every pending authorization's challenge, waits until the
 // solver says they are answerable, then answers and polls them all
 // concurrently. Valid authorizations (reused by the CA) are skipped.
-func (i *Issuer) authorize(ctx context.Context, acct acme.Account, order acme.Order, ct certfleet.ChallengeType, solver certfleet.Solver, lg *slog.Logger) error {
+func (i *Issuer) authorize(ctx context.Context, acct acme.Account, order acme.Order, spec certfleet.CertificateSpec, solver certfleet.Solver, lg *slog.Logger) error {
+	ct := spec.Challenge
 	authzs := make([]acme.Authorization, len(order.Authorizations))
 	if err := parallel(ctx, len(authzs), func(ctx context.Context, k int) error {
 		_, err := i.call(withEndpoint(ctx, EndpointAuthz), func(ctx context.Context) error {
@@ -477,6 +478,8 @@ func (i *Issuer) authorize(ctx context.Context, acct acme.Account, order acme.Or
 			Token:            ch.Token,
 			KeyAuthorization: ch.KeyAuthorization,
 			URL:              ch.URL,
+			DNSProvider:      spec.DNSProvider,
+			Webroot:          spec.Webroot,
 		}})
 	}
 	if len(todo) == 0 {

@@ -83,12 +83,19 @@ type Config struct {
 	// Log configures the daemon's logger.
 	Log Log
 	// HTTP01Listen is the address of the built-in http-01 responder, ""
-	// when disabled. Default DefaultHTTP01Listen. The responder is needed
-	// only when a certificate uses http-01 (see Uses).
+	// when disabled. Default DefaultHTTP01Listen. Whether it runs: see
+	// RespondsTo.
 	HTTP01Listen string
 	// TLSALPN01Listen is the address of the built-in tls-alpn-01 responder,
 	// "" when disabled. Default DefaultTLSALPN01Listen.
 	TLSALPN01Listen string
+	// HTTP01ListenSet and TLSALPN01ListenSet report whether the file sets
+	// the address itself, which, with the API served, starts the responder
+	// whatever the certificates (see RespondsTo).
+	HTTP01ListenSet, TLSALPN01ListenSet bool
+	// Webroots maps the names of [webroots] to absolute directories: the
+	// web roots that certificates requested over the API may name.
+	Webroots map[string]string
 	// Renewal holds the scheduler's settings.
 	Renewal Renewal
 	// DNS01 configures dns-01: the DNS providers and propagation checks.

@@ -20,7 +20,7 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key
 // problems): the top level's here, each section's in its own file.
-var topKeys = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics", "inventory", "events", "export"}
+var topKeys = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics", "inventory", "events", "export", "webroots"}
 
 // keyHints suggest the right key for likely mistakes.
 var keyHints = map[string]string{
@@ -225,8 +225,9 @@ func (d *decoder) config(doc map[string]any) *Config {
 		d.log(t, &cfg.Log)
 	}
 	d.accounts(top, cfg)
-	cfg.HTTP01Listen = d.listen(top, "http01", cfg.HTTP01Listen)
-	cfg.TLSALPN01Listen = d.listen(top, "tlsalpn01", cfg.TLSALPN01Listen)
+	cfg.HTTP01Listen, cfg.HTTP01ListenSet = d.listen(top, "http01", cfg.HTTP01Listen)
+	cfg.TLSALPN01Listen, cfg.TLSALPN01ListenSet = d.listen(top, "tlsalpn01", cfg.TLSALPN01Listen)
+	d.webroots(top, cfg)
 	if t := d.subtable(top, "renewal"); t != nil {
 		d.renewal(t, &cfg.Renewal)
 	}

@@ -52,23 +52,24 @@ func (d *decoder) log(t *table, l *Log) {
 	d.unknown(t, logKeys)
 }
 
-func (d *decoder) listen(top *table, key, def string) string {
+// listen decodes [KEY] listen, and reports whether the file sets it.
+func (d *decoder) listen(top *table, key, def string) (string, bool) {
 	t := d.subtable(top, key)
 	if t == nil {
-		return def
+		return def, false
 	}
 	defer d.unknown(t, listenKeys)
 	s, p, ok := d.str(t, "listen")
 	if !ok {
-		return def
+		return def, false
 	}
 	if s == "" {
-		return ""
+		return "", true
 	}
 	if _, port, err := net.SplitHostPort(s); err != nil || port == "" {
 		d.problemf(p, "%q is not a listen address; use host:port or :port, as in %q, or \"\" to disable the responder", s, def)
 	}
-	return s
+	return s, true
 }
 
 func (d *decoder) renewal(t *table, r *Renewal) {

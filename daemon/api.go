@@ -71,6 +71,7 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 	if d.Metrics != nil {
 		srv.OnAgentReport = d.Metrics.AgentCheckin // every check-in, for metrics
 	}
+	d.tenantAPI(srv) // tenants, declared accounts, what the solvers can answer (issue 12)
 	var tlsConf *tls.Config
 	if cfg.TLSCertificate != "" {
 		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: (&apiCert{store: store, spec: cfg.TLSCertificate}).get}

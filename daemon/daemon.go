@@ -3,8 +3,9 @@
 // config's state and master key), the ACME issuers of its accounts, the
 // challenge solvers and responders, the renewal scheduler (manager), the
 // writer of certificate files and commands, the endpoint watcher, the alert
-// evaluator, the metrics, the rate-limit budgets, and the HTTP API with the
-// dashboard. Open builds it; Serve runs it until its context ends;
+// evaluator, the metrics, the rate-limit budgets (tenants' quotas among
+// them), the issuers of ACME accounts declared at runtime, and the HTTP API
+// with the dashboard. Open builds it; Serve runs it until its context ends;
 // IssueOnce runs one pass (for cron); Reload applies a new configuration
 // without a restart; Close releases it. The serve, issue, status and demo
 // commands run one, and so do end-to-end tests and programs that embed
@@ -39,6 +40,7 @@ import (
 	"github.com/certfleet/certfleet/hook"
 	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/metrics"
+	"github.com/certfleet/certfleet/solver/dns01"
 	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/solver/tlsalpn01"
 	"github.com/certfleet/certfleet/solver/webroot"
@@ -90,6 +92,13 @@ type Daemon struct {
 	// acme holds the issuers by account name, unwrapped, for account
 	// management and compromise revocations.
 	acme map[string]*acmeissuer.Issuer
+	// declared builds and keeps the issuers of accounts declared at
+	// runtime (tenant.go).
+	declared declaredAccounts
+	// solvers, dnsSolver and version are what every issuer is built with.
+	solvers   map[certfleet.ChallengeType]certfleet.Solver
+	dnsSolver *dns01.Solver
+	version   string
 }
 
 // Options are the knobs that do not belong in the config file.
@@ -181,10 +190,11 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 		solvers[certfleet.ChallengeDNS01] = dnsSolver
 	}
 
-	version := opts.Version
-	if version == "" {
-		version = "(devel)"
+	d.version = opts.Version
+	if d.version == "" {
+		d.version = "(devel)"
 	}
+	d.solvers, d.dnsSolver = solvers, dnsSolver
 	issuers := make(map[string]certfleet.Issuer, len(rcfg.Accounts))
 	d.acme = make(map[string]*acmeissuer.Issuer, len(rcfg.Accounts))
 	for name, acct := range rcfg.Accounts {
@@ -199,23 +209,10 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 		if acct.EABKeyID != "" {
 			eab = &acmeissuer.EAB{KeyID: acct.EABKeyID, HMAC: acct.EABHMACKey}
 		}
-		iss, err := acmeissuer.New(acmeissuer.Config{
-			DirectoryURL:    acct.Directory,
-			TrustedRootsPEM: roots,
-			Contact:         acct.Contact(),
-			AccountName:     name,
-			EAB:             eab,
-			Accounts:        store,
-			Solvers:         solvers,
-			UserAgent:       "certfleet/" + version,
-			Logger:          log.With("account", name),
-			Observer:        d.observer(), // ACME latency and challenge metrics
-		})
+		d.acme[name], issuers[name], err = d.newIssuer(name, acct.Directory, roots, acct.Contact(), eab)
 		if err != nil {
 			return nil, fmt.Errorf("account %q: %w", name, err)
 		}
-		issuers[name] = withDNSPreflight(iss, dnsSolver)
-		d.acme[name] = iss
 	}
 
 	d.endpoints = newEndpointWatcher(d)
@@ -245,6 +242,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 		Events:      &d.events,
 	}
 	d.Manager.Budget = newBudget(cfg, store, log) // rate-limit budgets (docs/ratelimits.md)
+	d.wireTenants()                               // accounts declared at runtime, tenants' quotas (issue 12)
 
 	// Inventory sources (docs/inventory.md): built now, read by Serve and
 	// IssueOnce; dns-01 routes their certificates' names too.
@@ -311,11 +309,12 @@ func deadLocalProcess(owner string) bool {
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
-// startResponders listens for the challenges the config uses.
+// startResponders listens for the challenges the config uses, and those
+// whose listen address it sets (config.RespondsTo: an API-only set-up).
 func (d *Daemon) startResponders(ctx context.Context, store certfleet.Store, tokens *http01.Tokens, opts Options) error {
 	d.serveCtx, d.stopServe = context.WithCancel(context.WithoutCancel(ctx))
 	cfg := d.Config
-	if ln := opts.HTTP01Listener; ln != nil || (cfg.Uses(certfleet.ChallengeHTTP01) && cfg.HTTP01Listen != "") {
+	if ln := opts.HTTP01Listener; ln != nil || cfg.RespondsTo(certfleet.ChallengeHTTP01) {
 		if ln == nil {
 			var err error
 			if ln, err = net.Listen("tcp", cfg.HTTP01Listen); err != nil {
@@ -328,7 +327,7 @@ func (d *Daemon) startResponders(ctx context.Context, store certfleet.Store, tok
 		d.serve("http-01 responder", func() error { return r.Serve(d.serveCtx, ln) })
 		d.Logger.Info("http-01 responder listening", "addr", d.HTTP01Addr)
 	}
-	if ln := opts.TLSALPN01Listener; ln != nil || (cfg.Uses(certfleet.ChallengeTLSALPN01) && cfg.TLSALPN01Listen != "") {
+	if ln := opts.TLSALPN01Listener; ln != nil || cfg.RespondsTo(certfleet.ChallengeTLSALPN01) {
 		if ln == nil {
 			var err error
 			if ln, err = net.Listen("tcp", cfg.TLSALPN01Listen); err != nil {
@@ -388,13 +387,18 @@ func (d *Daemon) Close() error {
 }
 
 // webrootRouter answers http-01 for "webroot" certificates by writing into
-// the web root configured for the identifier's certificate(s).
+// the web root configured for the identifier's certificate(s), or, for a
+// certificate requested over the API, into the [webroots] entry it names.
 type webrootRouter struct {
 	byIdentifier map[string][]*webroot.Solver
+	named        map[string]*webroot.Solver
 }
 
 func newWebrootRouter(cfg *config.Config) *webrootRouter {
-	r := &webrootRouter{byIdentifier: make(map[string][]*webroot.Solver)}
+	r := &webrootRouter{byIdentifier: make(map[string][]*webroot.Solver), named: make(map[string]*webroot.Solver)}
+	for name, dir := range cfg.Webroots {
+		r.named[name] = &webroot.Solver{Dir: dir}
+	}
 	solvers := make(map[string]*webroot.Solver)
 	for _, c := range cfg.Certificates {
 		if c.Spec.Challenge != certfleet.ChallengeWebroot {
@@ -412,8 +416,22 @@ func newWebrootRouter(cfg *config.Config) *webrootRouter {
 	return r
 }
 
+// solvers returns the web roots chal goes to.
+func (r *webrootRouter) solvers(chal certfleet.Challenge) ([]*webroot.Solver, error) {
+	if chal.Webroot == "" {
+		return r.byIdentifier[chal.Identifier.Value], nil
+	}
+	if s, ok := r.named[chal.Webroot]; ok {
+		return []*webroot.Solver{s}, nil
+	}
+	return nil, certfleet.Errorf(certfleet.EINVALID, "web root %q (for %q) is not in [webroots] of the config; add it there, or request the name with another web root", chal.Webroot, chal.Identifier.Value)
+}
+
 func (r *webrootRouter) Present(ctx context.Context, chal certfleet.Challenge) error {
-	solvers := r.byIdentifier[chal.Identifier.Value]
+	solvers, err := r.solvers(chal)
+	if err != nil {
+		return err
+	}
 	if len(solvers) == 0 {
 		return certfleet.Errorf(certfleet.EINVALID, "no webroot is configured for %q", chal.Identifier.Value)
 	}
@@ -426,8 +444,9 @@ func (r *webrootRouter) Present(ctx context.Context, chal certfleet.Challenge) e
 }
 
 func (r *webrootRouter) CleanUp(ctx context.Context, chal certfleet.Challenge) error {
-	var errs []error
-	for _, s := range r.byIdentifier[chal.Identifier.Value] {
+	solvers, err := r.solvers(chal)
+	errs := []error{err}
+	for _, s := range solvers {
 		errs = append(errs, s.CleanUp(ctx, chal))
 	}
 	return errors.Join(errs...)

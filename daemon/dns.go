@@ -128,7 +128,7 @@ type preflightIssuer struct {
 
 func (p preflightIssuer) Issue(ctx context.Context, req certfleet.IssueRequest) (certfleet.IssueResult, error) {
 	if req.Spec.Challenge == certfleet.ChallengeDNS01 && req.ResumeOrderURL == "" {
-		if err := p.solver.Preflight(ctx, req.Spec.Identifiers); err != nil {
+		if err := p.solver.PreflightVia(ctx, req.Spec.DNSProvider, req.Spec.Identifiers); err != nil {
 			return certfleet.IssueResult{}, fmt.Errorf("dns-01 preflight failed, no order placed (run certfleet check): %w", err)
 		}
 	}

@@ -69,10 +69,10 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 	if !reflect.DeepEqual(next.Accounts, cur.Accounts) {
 		need = append(need, "[ca] or [accounts]")
 	}
-	if next.HTTP01Listen != cur.HTTP01Listen || next.Uses(certfleet.ChallengeHTTP01) && d.HTTP01Addr == "" {
+	if next.HTTP01Listen != cur.HTTP01Listen || next.RespondsTo(certfleet.ChallengeHTTP01) && d.HTTP01Addr == "" {
 		need = append(need, "[http01]")
 	}
-	if next.TLSALPN01Listen != cur.TLSALPN01Listen || next.Uses(certfleet.ChallengeTLSALPN01) && d.TLSALPN01Addr == "" {
+	if next.TLSALPN01Listen != cur.TLSALPN01Listen || next.RespondsTo(certfleet.ChallengeTLSALPN01) && d.TLSALPN01Addr == "" {
 		need = append(need, "[tlsalpn01]")
 	}
 	if next.Renewal.Concurrency != cur.Renewal.Concurrency {

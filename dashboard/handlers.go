@@ -98,7 +98,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, u *user) {
 	counts := make(map[string]int)
 	var rows []certView
 	for _, sp := range specs {
-		if !u.token.CoversSpec(sp) || !matches(sp, lv.Q) {
+		if !u.token.MayRead(sp) || !matches(sp, lv.Q) {
 			continue
 		}
 		v, err := s.certStatus(ctx, now, sp, jobs)
@@ -162,7 +162,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, u *user) {
 func (s *Server) visibleSpec(w http.ResponseWriter, r *http.Request, u *user) (certfleet.CertificateSpec, bool) {
 	name := r.PathValue("name")
 	sp, err := s.Store.Spec(r.Context(), name)
-	if certfleet.ErrorCode(err) == certfleet.ENOTFOUND || (err == nil && (sp.Disabled || !u.token.CoversSpec(sp))) {
+	if certfleet.ErrorCode(err) == certfleet.ENOTFOUND || (err == nil && (sp.Disabled || !u.token.MayRead(sp))) {
 		s.errorPage(w, r, u, http.StatusNotFound, fmt.Sprintf("There is no certificate %q within this token's names.", name))
 		return sp, false
 	} else if err != nil {

@@ -77,7 +77,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, p principal) {
 		return
 	}
 	if !p.token.Covers(id.Value) {
-		s.fail(w, r, false, problemf(codeForbidden, "this token does not cover %q", id.Value))
+		s.fail(w, r, false, outOfScope(id.Value))
 		return
 	}
 	if len(req.Commands) > certfleet.MaxAgentCommands {
@@ -85,9 +85,13 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, p principal) {
 		return
 	}
 	ctx := r.Context()
-	sp, err := s.specFor(ctx, id.Value)
+	sp, prob, err := s.readable(ctx, p, id.Value, s.specFor)
 	if err != nil {
 		s.internal(w, r, "agent report", err)
+		return
+	}
+	if prob != nil {
+		s.fail(w, r, false, prob)
 		return
 	}
 	if sp == nil {

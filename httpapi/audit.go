@@ -229,6 +229,15 @@ func specEvent(name string, id certfleet.Identifier, want certfleet.CertificateS
 		kts[i] = string(k)
 	}
 	e.Detail = fmt.Sprintf("PUT %s: key types %s, challenge %s, account %s", id.Value, strings.Join(kts, ","), want.Challenge, want.AccountName())
+	if len(want.Identifiers) > 1 {
+		e.Detail += "; names " + strings.Join(certfleet.IdentifierValues(want.Identifiers), ", ")
+	}
+	if want.Profile != "" {
+		e.Detail += "; profile " + want.Profile
+	}
+	if want.Tenant != "" {
+		e.Detail += "; tenant " + want.Tenant
+	}
 	if csr {
 		e.Reason = "csr"
 		e.Detail = fmt.Sprintf("CSR for %s: names %s, key type %s (the key stays on the host)", id.Value,

@@ -150,9 +150,12 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request, p principal) {
 	}
 	html := wantsHTML(r)
 	s.longPoll(w, r, func(ctx context.Context) reply {
-		sp, err := s.specFor(ctx, id.Value)
+		sp, prob, err := s.readable(ctx, p, id.Value, s.specFor)
 		if err != nil {
 			return s.errReply(r, "status", err)
+		}
+		if prob != nil {
+			return s.problemReply(r, prob)
 		}
 		if sp == nil {
 			return s.notFound(r, "%q is not managed; request it with PUT /v1/names/%s", id.Value, id.Value)
@@ -190,6 +193,14 @@ func (s *Server) errReply(r *http.Request, what string, err error) reply {
 		p.Instance = r.URL.Path
 	}
 	return problemReply(p)
+}
+
+// problemReply is the reply of prob to r.
+func (s *Server) problemReply(r *http.Request, prob *Problem) reply {
+	if !strings.HasPrefix(r.URL.Path, "/u/") {
+		prob.Instance = r.URL.Path
+	}
+	return problemReply(prob)
 }
 
 func (s *Server) notFound(r *http.Request, format string, args ...any) reply {
@@ -244,13 +255,13 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, p prin
 	s.longPoll(w, r, func(ctx context.Context) reply {
 		// TODO(issue 7): page in the store (SpecFilter with After/Limit)
 		// instead of reading every spec, for fleets of 100k.
-		specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{})
+		specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{Tenant: p.token.Tenant})
 		if err != nil {
 			return s.errReply(r, "list certificates", err)
 		}
 		list := CertificateList{Certificates: []CertificateInfo{}}
 		for _, sp := range specs {
-			if sp.Name <= after || !p.token.CoversSpec(sp) {
+			if sp.Name <= after || !p.token.MayRead(sp) {
 				continue
 			}
 			if len(list.Certificates) == limit {
@@ -273,7 +284,7 @@ func (s *Server) getCertificateSpec(w http.ResponseWriter, r *http.Request, p pr
 		sp, err := s.Store.Spec(ctx, name)
 		// Out of scope answers as "not found": a certificate's names are
 		// only known after the lookup, and a 403 would confirm it exists.
-		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND || (err == nil && (sp.Disabled || !p.token.CoversSpec(sp))) {
+		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND || (err == nil && (sp.Disabled || !p.token.MayRead(sp))) {
 			return s.notFound(r, "certificate %q not found (or not within this token's names)", name)
 		} else if err != nil {
 			return s.errReply(r, "certificate", err)

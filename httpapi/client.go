@@ -289,3 +289,47 @@ func (c *Client) Report(ctx context.Context, agent string, r ReportRequest) erro
 	_, _, err = c.do(ctx, http.MethodPost, "/v1/agents/"+url.PathEscape(agent)+"/report", nil, http.Header{"Content-Type": {"application/json"}}, body)
 	return err
 }
+
+// JSON sends in (nil for no body) as a JSON request to path and decodes
+// the answer into out (nil to ignore it): the administration endpoints
+// (tenants, their tokens, accounts) and any other JSON endpoint.
+func (c *Client) JSON(ctx context.Context, method, path string, in, out any) error {
+	var (
+		body []byte
+		hdr  http.Header
+	)
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("certfleet API: %s %s: encode: %w", method, path, err)
+		}
+		hdr = http.Header{"Content-Type": {"application/json"}}
+	}
+	_, data, err := c.do(ctx, method, path, nil, hdr, body)
+	if err != nil || out == nil {
+		return err
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("certfleet API: %s %s: decode: %w", method, path, err)
+	}
+	return nil
+}
+
+// PutTenant creates tenant name, or replaces its settings.
+func (c *Client) PutTenant(ctx context.Context, name string, req TenantRequest) (TenantInfo, error) {
+	var info TenantInfo
+	return info, c.JSON(ctx, http.MethodPut, "/v1/tenants/"+url.PathEscape(name), req, &info)
+}
+
+// CreateTenantToken creates a token bound to tenant; the answer holds its
+// secret, shown this once.
+func (c *Client) CreateTenantToken(ctx context.Context, tenant string, req TokenRequest) (TokenCreated, error) {
+	var tok TokenCreated
+	return tok, c.JSON(ctx, http.MethodPost, "/v1/tenants/"+url.PathEscape(tenant)+"/tokens", req, &tok)
+}
+
+// PutAccount declares the ACME account name, or replaces it.
+func (c *Client) PutAccount(ctx context.Context, name string, req AccountRequest) (AccountInfo, error) {
+	var info AccountInfo
+	return info, c.JSON(ctx, http.MethodPut, "/v1/accounts/"+url.PathEscape(name), req, &info)
+}

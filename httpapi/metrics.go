@@ -36,7 +36,7 @@ func (s *Server) MetricsHandler(h http.Handler) http.Handler {
 			s.fail(w, r, false, problemf(codeForbidden, "this token lacks the %s permission", certfleet.PermReadCerts))
 			return
 		}
-		if !slices.Contains(p.token.Names, "*") {
+		if !slices.Contains(p.token.Names, "*") || p.token.Tenant != "" {
 			s.fail(w, r, false, problemf(codeForbidden,
 				"the metrics name every certificate: use a token for all names (certfleet token create -names '*' -permissions read-certs)"))
 			return

@@ -10,32 +10,65 @@ import (
 	"encoding/pem"
 	"fmt"
 	"mime"
-	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/certfleet/certfleet"
 )
 
-// NameRequest is the optional JSON body of PUT /v1/names/{hostname}.
+// NameRequest is the optional JSON body of PUT /v1/names/{hostname}: what
+// a [[certificate]] of the config file can say, for a control panel.
 // Unknown fields are refused.
 type NameRequest struct {
+	// Identifiers, when given, are every name of the certificate (DNS
+	// names, wildcards, IP addresses; at most 100), {hostname} among
+	// them: the certificate is the hostname's own, never packed. Default:
+	// {hostname} alone (or, for a name that has its own certificate, the
+	// names it has).
+	Identifiers []string `json:"identifiers,omitempty"`
 	// KeyTypes: one, or one RSA and one ECDSA (dual). Default: the
 	// server's (ecdsa-p256).
 	KeyTypes []string `json:"key_types,omitempty"`
-	// Challenge: http-01, tls-alpn-01, dns-01 (wildcards). Default: the
-	// server's (http-01).
+	// Challenge: http-01, tls-alpn-01, dns-01 (wildcards) or webroot.
+	// Default: the server's (http-01). A challenge this server cannot
+	// answer is refused, saying what the operator must configure.
 	Challenge string `json:"challenge,omitempty"`
-	// Account: which configured ACME account orders. Default: the server's.
+	// DNSProvider names the [dns01.providers] entry that writes the TXT
+	// records (dns-01). Default: the config's default provider.
+	DNSProvider string `json:"dns_provider,omitempty"`
+	// Webroot names a web root of the config's [webroots] (challenge
+	// webroot; required with it).
+	Webroot string `json:"webroot,omitempty"`
+	// Profile is the ACME profile to request (e.g. "shortlived" at
+	// Let's Encrypt). Default: the CA's.
+	Profile string `json:"profile,omitempty"`
+	// RenewBefore renews this long before expiry ("30d", "12h"), or
+	// earlier when ARI says so. Default: automatic.
+	RenewBefore string `json:"renew_before,omitempty"`
+	// ReuseKey keeps the private key across renewals. Default false.
+	ReuseKey bool `json:"reuse_key,omitempty"`
+	// Account: which ACME account orders (of the config, or declared at
+	// runtime). Default: the tenant's, else the server's.
 	Account string `json:"account,omitempty"`
+	// Tenant: whose certificate it is. Only an operator's admin token
+	// sets it; a tenant's token always requests for its own tenant.
+	Tenant string `json:"tenant,omitempty"`
 	// Group: names packed together share a group (with PackSize > 1).
 	Group string `json:"group,omitempty"`
 	// CSR: a PEM certificate request, for CSR mode (the host keeps the
 	// key); same as POST /v1/names/{hostname}/csr.
 	CSR string `json:"csr,omitempty"`
+}
+
+// outOfScope is the answer for a name the token may not act on: the same
+// whether the name is outside the token's patterns, or its certificate
+// holds names outside them or is another tenant's, so that it reveals
+// nothing about the certificate.
+func outOfScope(name string) *Problem {
+	return problemf(codeForbidden, "this token does not cover %q", name)
 }
 
 // parseHostname reads and normalises {hostname} and checks the caller's
@@ -47,7 +80,7 @@ func (s *Server) parseHostname(r *http.Request, p principal) (certfleet.Identifi
 		return id, problemf(certfleet.EINVALID, "%v", err)
 	}
 	if !p.token.Covers(id.Value) {
-		return id, problemf(codeForbidden, "this token does not cover %q", id.Value)
+		return id, outOfScope(id.Value)
 	}
 	return id, nil
 }
@@ -79,19 +112,33 @@ func decodeJSON(r *http.Request, v any) *Problem {
 	return nil
 }
 
-// desiredSpec builds the spec a request asks for (its Name and Identifiers
-// are set by the caller).
-func (s *Server) desiredSpec(req NameRequest) (certfleet.CertificateSpec, *Problem) {
+var profileRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// request is a PUT or CSR as the server understands it: the spec wanted
+// (its Name set by placeName), the tenant it is for, and whether its
+// identifiers were given explicitly (then the certificate is the name's
+// own).
+type request struct {
+	want     certfleet.CertificateSpec
+	tenant   *certfleet.Tenant // nil: the operator's
+	explicit bool
+	group    string
+}
+
+// desiredSpec builds the spec a request asks for, but its Name and
+// Identifiers: the settings, the tenant and the account.
+func (s *Server) desiredSpec(ctx context.Context, p principal, req NameRequest) (request, *Problem) {
 	sp := certfleet.CertificateSpec{
 		KeyTypes: slices.Clone(s.Defaults.KeyTypes), Challenge: s.Defaults.Challenge,
-		Account: s.Defaults.Account, Source: certfleet.SourceAPI,
+		Account: s.Defaults.Account, Source: certfleet.SourceAPI, ReuseKey: req.ReuseKey,
 	}
+	rq := request{group: req.Group}
 	if len(req.KeyTypes) > 0 {
 		sp.KeyTypes = nil
 		for _, k := range req.KeyTypes {
 			kt, err := certfleet.ParseKeyType(k)
 			if err != nil {
-				return sp, problemf(certfleet.EINVALID, "key_types: %v", err)
+				return rq, problemf(certfleet.EINVALID, "key_types: %v", err)
 			}
 			sp.KeyTypes = append(sp.KeyTypes, kt)
 		}
@@ -99,23 +146,99 @@ func (s *Server) desiredSpec(req NameRequest) (certfleet.CertificateSpec, *Probl
 	if req.Challenge != "" {
 		ct, err := certfleet.ParseChallengeType(req.Challenge)
 		if err != nil {
-			return sp, problemf(certfleet.EINVALID, "challenge: %v", err)
-		}
-		if ct == certfleet.ChallengeWebroot {
-			return sp, problemf(certfleet.EINVALID, "challenge: webroot needs a web root from the config file; use http-01")
+			return rq, problemf(certfleet.EINVALID, "challenge: %v", err)
 		}
 		sp.Challenge = ct
 	}
-	if req.Account != "" {
-		if err := certfleet.ValidateName(req.Account); err != nil {
-			return sp, problemf(certfleet.EINVALID, "account: %v", err)
+	sp.DNSProvider, sp.Webroot = req.DNSProvider, req.Webroot
+	if sp.Challenge == certfleet.ChallengeWebroot && sp.Webroot == "" {
+		return rq, problemf(certfleet.EINVALID, "challenge webroot: give webroot, the name of a web root of the config's [webroots]%s", s.offered(func(sv Solvers) []string { return sv.Webroots }))
+	}
+	if req.Profile != "" {
+		if !profileRE.MatchString(req.Profile) {
+			return rq, problemf(certfleet.EINVALID, "profile %q: use the name the CA gives its profile (letters, digits, '.', '_', '-')", req.Profile)
 		}
+		sp.Profile = req.Profile
+	}
+	if req.RenewBefore != "" {
+		d, err := certfleet.ParseDuration(req.RenewBefore)
+		if err != nil {
+			return rq, problemf(certfleet.EINVALID, "renew_before: %v", err)
+		}
+		sp.RenewBefore = d
+	}
+	tenant := p.token.Tenant
+	if req.Tenant != "" && req.Tenant != tenant {
+		if tenant != "" || !p.token.Has(certfleet.PermAdmin) {
+			return rq, problemf(codeForbidden, "tenant: only an operator's admin token sets the tenant; a tenant's token requests for its own")
+		}
+		tenant = req.Tenant
+	}
+	if tenant != "" {
+		t, err := s.Store.Tenant(ctx, tenant)
+		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND {
+			return rq, problemf(certfleet.EINVALID, "tenant %q does not exist; create it first (PUT /v1/tenants/%s)", tenant, tenant)
+		} else if err != nil {
+			return rq, problemFor(err)
+		}
+		rq.tenant, sp.Tenant = &t, t.Name
+		if req.Account != "" && req.Account != t.AccountName() {
+			return rq, problemf(certfleet.EINVALID, "account: tenant %q orders with account %q; its certificates cannot use another (the operator changes the tenant's account)", t.Name, t.AccountName())
+		}
+		sp.Account = t.Account
+	} else if req.Account != "" {
 		sp.Account = req.Account
 	}
 	if sp.Account == certfleet.DefaultAccount {
 		sp.Account = ""
 	}
-	return sp, nil
+	if sp.Account != "" {
+		if err := certfleet.ValidateAccountName(sp.Account); err != nil {
+			return rq, problemf(certfleet.EINVALID, "account: %v", err)
+		}
+	}
+	if s.Accounts != nil {
+		if err := s.Accounts(ctx, sp.AccountName()); err != nil {
+			return rq, problemFor(err)
+		}
+	}
+	rq.want = sp
+	return rq, nil
+}
+
+// checkScope checks that every name rq asks for is within the token's
+// patterns and the tenant's: before anything is looked up, so that no
+// answer tells about names outside them.
+func checkScope(p principal, rq request) *Problem {
+	for _, x := range rq.want.Identifiers {
+		if !p.token.Covers(x.Value) {
+			return outOfScope(x.Value)
+		}
+		if rq.tenant != nil && !rq.tenant.Covers(x.Value) {
+			return problemf(codeForbidden, "tenant %q may not request %q: its names are %s (the operator changes them)", rq.tenant.Name, x.Value, strings.Join(rq.tenant.Names, ", "))
+		}
+	}
+	return nil
+}
+
+// checkRequest checks what rq asks for, with its identifiers set: every
+// name within the token's patterns and the tenant's, each provable by the
+// challenge, and a challenge this server can answer.
+func (s *Server) checkRequest(p principal, rq request) *Problem {
+	if prob := checkScope(p, rq); prob != nil {
+		return prob
+	}
+	for _, x := range rq.want.Identifiers {
+		if err := rq.want.Challenge.CanProve(x); err != nil {
+			return problemf(certfleet.EINVALID, "%v", err)
+		}
+	}
+	v := rq.want
+	v.Name = "requested" // placeName names it
+	if err := v.Validate(); err != nil {
+		return problemf(certfleet.EINVALID, "%v", strings.Replace(err.Error(), `certificate "requested": `, "", 1))
+	}
+	return s.checkSolvable(rq.want)
 }
 
 func (s *Server) putName(w http.ResponseWriter, r *http.Request, p principal) {
@@ -141,13 +264,17 @@ func (s *Server) putName(w http.ResponseWriter, r *http.Request, p principal) {
 // certificate, else 202.
 func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal, id certfleet.Identifier, req NameRequest, csrPEM []byte) {
 	ctx := r.Context()
-	want, prob := s.desiredSpec(req)
+	rq, prob := s.desiredSpec(ctx, p, req)
 	if prob != nil {
 		s.fail(w, r, false, prob)
 		return
 	}
-	want.Identifiers = []certfleet.Identifier{id}
-	if csrPEM != nil {
+	rq.want.Identifiers = []certfleet.Identifier{id}
+	switch {
+	case csrPEM != nil && len(req.Identifiers) > 0:
+		s.fail(w, r, false, problemf(certfleet.EINVALID, "give identifiers or a CSR, not both: a CSR names its identifiers"))
+		return
+	case csrPEM != nil:
 		csr, ids, kt, err := ParseCSR(csrPEM)
 		if err != nil {
 			s.fail(w, r, false, problemFor(err))
@@ -157,31 +284,41 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 			s.fail(w, r, false, problemf(certfleet.EINVALID, "the CSR does not name %q", id.Value))
 			return
 		}
-		for _, other := range ids {
-			if !p.token.Covers(other.Value) {
-				s.fail(w, r, false, problemf(codeForbidden, "the CSR names %q, which this token does not cover", other.Value))
-				return
-			}
-		}
-		want.Identifiers, want.KeyTypes = ids, []certfleet.KeyType{kt}
-		want.CSR = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw})
-	}
-	for _, x := range want.Identifiers {
-		if err := want.Challenge.CanProve(x); err != nil {
-			s.fail(w, r, false, problemf(certfleet.EINVALID, "%v", err))
+		rq.want.Identifiers, rq.want.KeyTypes, rq.explicit = ids, []certfleet.KeyType{kt}, true
+		rq.want.CSR = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr.Raw})
+	case len(req.Identifiers) > 0:
+		ids, err := certfleet.ParseIdentifiers(req.Identifiers)
+		if err != nil {
+			s.fail(w, r, false, problemf(certfleet.EINVALID, "identifiers: %v", err))
 			return
 		}
+		if !slices.Contains(ids, id) {
+			s.fail(w, r, false, problemf(certfleet.EINVALID, "identifiers: %q, the name requested, must be one of them", id.Value))
+			return
+		}
+		rq.want.Identifiers, rq.explicit = ids, true
 	}
 
+	if prob := checkScope(p, rq); prob != nil {
+		s.fail(w, r, false, prob)
+		return
+	}
 	s.writeMu.Lock()
-	name, changed, err := s.placeName(ctx, id, want, req.Group)
+	name, changed, prob, err := s.placeName(ctx, p, id, rq)
 	s.writeMu.Unlock()
-	if err != nil {
+	if prob != nil {
+		s.fail(w, r, false, prob)
+		return
+	}
+	if code := certfleet.ErrorCode(err); code == certfleet.EQUOTA || code == certfleet.ECONFLICT || code == certfleet.EINVALID {
+		s.fail(w, r, false, problemFor(err))
+		return
+	} else if err != nil {
 		s.internal(w, r, "request name", err)
 		return
 	}
 	if changed {
-		s.emit(r, p, specEvent(name, id, want, csrPEM != nil))
+		s.emit(r, p, specEvent(name, id, rq.want, csrPEM != nil))
 	}
 	s.index.invalidate()
 	if s.Wake != nil {
@@ -202,32 +339,58 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 }
 
 // placeName puts the name into a spec, by the lumping policy, and returns
-// the spec's name and whether the store changed. Called with writeMu held.
-func (s *Server) placeName(ctx context.Context, id certfleet.Identifier, want certfleet.CertificateSpec, group string) (string, bool, error) {
+// the spec's name and whether the store changed; a problem is the
+// caller's to send. Called with writeMu held.
+func (s *Server) placeName(ctx context.Context, p principal, id certfleet.Identifier, rq request) (string, bool, *Problem, error) {
+	want := rq.want
 	cur, err := s.freshSpecFor(ctx, id.Value)
 	if err != nil {
-		return "", false, err
+		return "", false, nil, err
 	}
-	if cur != nil && cur.Source != certfleet.SourceAPI {
-		return cur.Name, false, nil // the config file already declares it
-	}
-	if cur != nil && len(cur.Identifiers) > 1 && len(want.CSR) == 0 {
-		return cur.Name, false, nil // packed with others already
-	}
-	if s.PackSize <= 1 || len(want.CSR) > 0 || (cur != nil && cur.Name == specName(id.Value)) {
-		if cur != nil && len(want.CSR) == 0 && len(cur.CSR) > 0 {
-			// A PUT without a CSR on a CSR-mode name keeps the CSR.
-			want.CSR, want.KeyTypes, want.Identifiers = cur.CSR, cur.KeyTypes, cur.Identifiers
+	// A name is one owner's: a tenant never takes over, or joins, a
+	// certificate of another tenant or of the operator. (Tenants' patterns
+	// never overlap: only the operator's names can be in the way.)
+	for _, x := range want.Identifiers {
+		holder := cur
+		if x != id {
+			if holder, err = s.specFor(ctx, x.Value); err != nil {
+				return "", false, nil, err
+			}
 		}
+		if holder != nil && holder.Tenant != want.Tenant {
+			return "", false, problemf(certfleet.ECONFLICT, "%q is already managed by certfleet for another owner; ask the operator", x.Value), nil
+		}
+		if rq.explicit && holder != nil && holder.Name != specName(id.Value) {
+			return "", false, problemf(certfleet.ECONFLICT, "%q is already in certificate %q: withdraw it there first (DELETE /v1/names/%s), then request it here", x.Value, holder.Name, x.Value), nil
+		}
+	}
+	own := cur != nil && cur.Name == specName(id.Value) && cur.Source == certfleet.SourceAPI
+	if !rq.explicit && own {
+		// A PUT without identifiers on a name with its own certificate
+		// changes its settings and keeps its names (and its CSR).
+		want.Identifiers = cur.Identifiers
+		if len(cur.CSR) > 0 {
+			want.CSR, want.KeyTypes = cur.CSR, cur.KeyTypes
+		}
+	}
+	if !rq.explicit && !own && cur != nil {
+		// Declared in the config file, or packed with others already.
+		if !p.token.MayRead(*cur) {
+			return "", false, outOfScope(id.Value), nil
+		}
+		return cur.Name, false, nil, nil
+	}
+	rq.want = want
+	if prob := s.checkRequest(p, rq); prob != nil {
+		return "", false, prob, nil
+	}
+	if s.PackSize <= 1 || rq.explicit || own {
 		want.Name = specName(id.Value)
 		changed, err := s.Store.PutSpec(ctx, want)
-		if err != nil {
-			return "", false, err
-		}
-		return want.Name, changed, nil
+		return want.Name, changed, nil, err
 	}
-	name, err := s.pack(ctx, id, want, group)
-	return name, err == nil, err
+	name, err := s.pack(ctx, p, id, want, rq.group)
+	return name, err == nil, nil, err
 }
 
 // freshSpecFor is specFor on a just-rebuilt index.
@@ -236,19 +399,39 @@ func (s *Server) freshSpecFor(ctx context.Context, name string) (*certfleet.Cert
 	return s.specFor(ctx, name)
 }
 
-// packPrefix names the packs of one kind: same account, key types,
-// challenge, profile and group.
-func packPrefix(sp certfleet.CertificateSpec, group string) string {
+// packPrefix names the packs of one kind. A pack never crosses a tenant,
+// an account, a challenge or any setting of its certificate (key types,
+// profile, DNS provider, web root, renewal policy), nor a group; nor the
+// token pattern that covers the name (scope), so that every token that
+// requested a name of a pack covers all of its names and may read it
+// (Token.MayRead): two customers never share a key.
+func packPrefix(sp certfleet.CertificateSpec, group, scope string) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s|%v|%s|%s|%s", sp.AccountName(), sp.KeyTypes, sp.Challenge, sp.Profile, group)
+	if sp.Tenant != "" || sp.DNSProvider != "" || sp.Webroot != "" || sp.RenewBefore != 0 || sp.ReuseKey || scope != "*" {
+		// Only then, so that the packs made before tenants keep their
+		// names.
+		fmt.Fprintf(h, "|tenant=%s|dns=%s|webroot=%s|renew=%s|reuse=%v|scope=%s", sp.Tenant, sp.DNSProvider, sp.Webroot, sp.RenewBefore, sp.ReuseKey, scope)
+	}
 	return "pack-" + hex.EncodeToString(h.Sum(nil))[:12] + "-"
+}
+
+// scopeOf returns the pattern of the token that covers name: the first
+// one listed ("*" for an operator's token for everything).
+func scopeOf(t certfleet.Token, name string) string {
+	for _, p := range t.Names {
+		if certfleet.MatchNamePattern(p, name) {
+			return strings.ToLower(p)
+		}
+	}
+	return ""
 }
 
 // pack adds id to the first pack of its kind with room, or to a new one.
 // Only that pack's certificate is re-issued.
-func (s *Server) pack(ctx context.Context, id certfleet.Identifier, want certfleet.CertificateSpec, group string) (string, error) {
-	prefix := packPrefix(want, group)
-	specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{Source: certfleet.SourceAPI, IncludeDisabled: true})
+func (s *Server) pack(ctx context.Context, p principal, id certfleet.Identifier, want certfleet.CertificateSpec, group string) (string, error) {
+	prefix := packPrefix(want, group, scopeOf(p.token, id.Value))
+	specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{Source: certfleet.SourceAPI, Tenant: want.Tenant, IncludeDisabled: true})
 	if err != nil {
 		return "", err
 	}
@@ -261,7 +444,7 @@ func (s *Server) pack(ctx context.Context, id certfleet.Identifier, want certfle
 		if n, err := strconv.Atoi(rest); err == nil && n >= next {
 			next = n + 1
 		}
-		if sp.Disabled || len(sp.Identifiers) >= min(s.PackSize, certfleet.MaxIdentifiers) {
+		if sp.Disabled || sp.Tenant != want.Tenant || len(sp.Identifiers) >= min(s.PackSize, certfleet.MaxIdentifiers) {
 			continue
 		}
 		sp.Identifiers = append(sp.Identifiers, id)
@@ -301,7 +484,8 @@ func (s *Server) deleteName(w http.ResponseWriter, r *http.Request, p principal)
 		return
 	}
 	switch {
-	case sp == nil:
+	case sp == nil || (p.token.Tenant != "" && sp.Tenant != p.token.Tenant):
+		// Another tenant's name reads as one not requested.
 		s.fail(w, r, false, problemf(certfleet.ENOTFOUND, "%q is not requested", id.Value))
 		return
 	case sp.Source != certfleet.SourceAPI:
@@ -353,6 +537,12 @@ func (s *Server) deleteName(w http.ResponseWriter, r *http.Request, p principal)
 // handing record the revoked event of each.
 func (s *Server) revokeAll(ctx context.Context, sp certfleet.CertificateSpec, record func(certfleet.Event)) error {
 	rv := s.Revokers[sp.AccountName()]
+	if rv == nil && s.ResolveRevoker != nil {
+		var err error
+		if rv, err = s.ResolveRevoker(ctx, sp.AccountName()); err != nil && certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+			return err
+		}
+	}
 	if rv == nil {
 		return errorf(certfleet.ECONFLICT, "account %q cannot revoke (no revoker configured)", sp.AccountName())
 	}
@@ -386,9 +576,13 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, p principal) {
 		s.fail(w, r, false, prob)
 		return
 	}
-	sp, err := s.specFor(ctx, id.Value)
+	sp, prob, err := s.readable(ctx, p, id.Value, s.specFor)
 	if err != nil {
 		s.internal(w, r, "retry", err)
+		return
+	}
+	if prob != nil {
+		s.fail(w, r, false, prob)
 		return
 	}
 	if sp == nil {
@@ -494,6 +688,3 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, []certfleet.Identifier, ce
 	}
 	return csr, ids, kt, nil
 }
-
-var _ = net.IP{}
-var _ = time.Second

@@ -100,6 +100,11 @@ func TestOpenAPI(t *testing.T) {
 		"CertificateInfo": CertificateInfo{}, "CertificateList": CertificateList{}, "Problem": Problem{},
 		"ReportRequest": ReportRequest{}, "FleetEntry": FleetEntry{}, "AgentCommand": certfleet.AgentCommand{},
 		"AuditPage": AuditPage{}, "Event": certfleet.Event{},
+		"Tenant": certfleet.Tenant{}, "TenantRequest": TenantRequest{}, "TenantUpdate": TenantUpdate{},
+		"TenantInfo": TenantInfo{}, "TenantList": TenantList{}, "TenantUsage": certfleet.TenantUsage{},
+		"TenantDeletion": certfleet.TenantDeletion{}, "Token": certfleet.Token{}, "TokenCreated": TokenCreated{},
+		"TokenList": TokenList{}, "TokenRequest": TokenRequest{}, "AccountRequest": AccountRequest{},
+		"AccountInfo": AccountInfo{}, "AccountList": AccountList{},
 	} {
 		sc, ok := doc.Components.Schemas[name]
 		if !ok {
@@ -142,8 +147,38 @@ func jsonFields(v any) []string {
 			full[k] = true
 		}
 	case NameRequest:
-		for _, k := range []string{"key_types", "challenge", "account", "group", "csr"} {
+		for _, k := range []string{"identifiers", "key_types", "challenge", "dns_provider", "webroot", "profile", "renew_before",
+			"reuse_key", "account", "tenant", "group", "csr"} {
 			full[k] = true
+		}
+	case certfleet.Tenant, TenantInfo, TenantRequest, TenantUpdate:
+		for _, k := range []string{"description", "names", "account", "max_names", "orders_per_week"} {
+			full[k] = true
+		}
+		if _, ok := v.(TenantUpdate); !ok {
+			full["names"] = true
+		}
+		if _, ok := v.(TenantRequest); !ok {
+			if _, ok := v.(TenantUpdate); !ok {
+				full["created_at"], full["updated_at"] = true, true
+			}
+		}
+	case certfleet.TenantDeletion:
+		full["withdrawn"], full["tokens_revoked"] = true, true
+	case certfleet.Token, TokenCreated:
+		for _, k := range []string{"url_credential", "tenant", "revoked_at"} {
+			full[k] = true
+		}
+	case TokenRequest:
+		for _, k := range []string{"description", "names", "url_credential"} {
+			full[k] = true
+		}
+	case AccountRequest, AccountInfo:
+		for _, k := range []string{"email", "eab_key_id", "trusted_roots"} {
+			full[k] = true
+		}
+		if _, ok := v.(AccountRequest); ok {
+			full["eab_hmac_key"] = true
 		}
 	case CertificateList:
 		full["next"] = true

@@ -23,9 +23,27 @@ const (
 
 var partNames = [...]string{"cert", "chain", "fullchain", "privkey"}
 
+// readable returns the spec serving name (lookup: specFor or specCovering)
+// if p may read it (Token.MayRead), nil when there is none, and the
+// out-of-scope problem when p may not: the same answer as for a name
+// outside the token.
+func (s *Server) readable(ctx context.Context, p principal, name string,
+	lookup func(context.Context, string) (*certfleet.CertificateSpec, error)) (*certfleet.CertificateSpec, *Problem, error) {
+	sp, err := lookup(ctx, name)
+	if err != nil || sp == nil {
+		return nil, nil, err
+	}
+	if !p.token.MayRead(*sp) {
+		return nil, outOfScope(name), nil
+	}
+	return sp, nil, nil
+}
+
 // current returns the current issuance of sp's key type of family ("" picks
-// the only one, or ECDSA of a dual certificate) if it holds name.
-func (s *Server) current(ctx context.Context, sp *certfleet.CertificateSpec, family, name string) (*certfleet.Issuance, error) {
+// the only one, or ECDSA of a dual certificate) if it holds name and p may
+// read it as issued: a certificate made before the spec lost names, or for
+// another tenant, is "not yet" until its replacement is issued.
+func (s *Server) current(ctx context.Context, p principal, sp *certfleet.CertificateSpec, family, name string) (*certfleet.Issuance, error) {
 	var kt certfleet.KeyType
 	for _, k := range sp.KeyTypes {
 		if family == "" && (len(sp.KeyTypes) == 1 || k.Family() == "ecdsa") || k.Family() == family {
@@ -47,9 +65,11 @@ func (s *Server) current(ctx context.Context, sp *certfleet.CertificateSpec, fam
 	if err != nil {
 		return nil, err
 	}
-	if !holds(iss.Identifiers, name) {
+	if !holds(iss.Identifiers, name) || !p.token.MayReadCertificate(iss.Tenant, iss.Identifiers) || iss.Tenant != sp.Tenant {
 		// A name just added to a pack: the pack's current certificate
-		// does not hold it until the re-issue.
+		// does not hold it until the re-issue. Names just removed: the
+		// current one holds names the token may not read. Moved to
+		// another tenant: the current one is the former tenant's.
 		return nil, errorf(certfleet.ENOTFOUND, "no %s certificate for %q yet; long-poll with ?wait=30s or see its status", kt, name)
 	}
 	return iss, nil
@@ -112,14 +132,17 @@ func pemHandler(pt part) func(s *Server, w http.ResponseWriter, r *http.Request,
 			var fam string
 			if fam, prob = keyFamily(r); prob == nil {
 				s.longPoll(w, r, func(ctx context.Context) reply {
-					sp, err := s.specFor(ctx, id.Value)
+					sp, prob, err := s.readable(ctx, p, id.Value, s.specFor)
 					if err != nil {
 						return s.errReply(r, "certificate", err)
+					}
+					if prob != nil {
+						return s.problemReply(r, prob)
 					}
 					if sp == nil {
 						return s.notFound(r, "%q is not managed; request it with PUT /v1/names/%s", id.Value, id.Value)
 					}
-					iss, err := s.current(ctx, sp, fam, id.Value)
+					iss, err := s.current(ctx, p, sp, fam, id.Value)
 					if err != nil {
 						return s.errReply(r, "certificate", err)
 					}
@@ -149,9 +172,13 @@ func (s *Server) bud(w http.ResponseWriter, r *http.Request, p principal) {
 		return
 	}
 	ctx := r.Context()
-	sp, err := s.specCovering(ctx, id.Value)
+	sp, prob, err := s.readable(ctx, p, id.Value, s.specCovering)
 	if err != nil {
 		s.internal(w, r, "bud", err)
+		return
+	}
+	if prob != nil {
+		s.fail(w, r, p.urlCred, prob)
 		return
 	}
 	if sp == nil {
@@ -161,7 +188,7 @@ func (s *Server) bud(w http.ResponseWriter, r *http.Request, p principal) {
 	var certs, keys []string
 	var reads []certfleet.KeyRead
 	for _, kt := range sp.KeyTypes {
-		iss, err := s.current(ctx, sp, kt.Family(), id.Value)
+		iss, err := s.current(ctx, p, sp, kt.Family(), id.Value)
 		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND {
 			continue
 		} else if err != nil {
@@ -218,13 +245,17 @@ func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, p princi
 		return
 	}
 	if !p.token.Covers(id.Value) {
-		s.fail(w, r, p.urlCred, problemf(codeForbidden, "this token does not cover %q", id.Value))
+		s.fail(w, r, p.urlCred, outOfScope(id.Value))
 		return
 	}
 	ctx := r.Context()
-	sp, err := s.specCovering(ctx, id.Value)
+	sp, prob, err := s.readable(ctx, p, id.Value, s.specCovering)
 	if err != nil {
 		s.internal(w, r, "get_certificate", err)
+		return
+	}
+	if prob != nil {
+		s.fail(w, r, p.urlCred, prob)
 		return
 	}
 	if sp == nil {
@@ -238,7 +269,7 @@ func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, p princi
 			fam = "ecdsa"
 		}
 	}
-	iss, err := s.current(ctx, sp, fam, id.Value)
+	iss, err := s.current(ctx, p, sp, fam, id.Value)
 	if certfleet.ErrorCode(err) == certfleet.ENOTFOUND {
 		w.WriteHeader(http.StatusNoContent) // not issued yet: Caddy falls back
 		return

@@ -53,6 +53,7 @@ var statusOf = map[string]int{
 	certfleet.ELEASELOST:    http.StatusConflict,
 	certfleet.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	certfleet.EINTERNAL:     http.StatusInternalServerError,
+	certfleet.EQUOTA:        http.StatusForbidden, // a tenant's limit: raised by the operator, not by waiting
 	codeUnauthenticated:     http.StatusUnauthorized,
 	codeForbidden:           http.StatusForbidden,
 	codeMethodNotAllowed:    http.StatusMethodNotAllowed,

@@ -5,6 +5,10 @@
 // get_certificate http module, which carry their credential in the URL, on a
 // handler meant for a separate, private listener.
 //
+// Every read is decided by one rule, certfleet.Token.MayRead; tenants, their
+// tokens and ACME accounts declared at runtime are administered under
+// /v1/tenants and /v1/accounts.
+//
 // Server is the http.Handler; Client is the Go client (the agent uses it).
 // Every error is an RFC 9457 problem document. Requests are asynchronous: a
 // PUT declares the wish for a name and returns at once; clients long-poll
@@ -57,6 +61,7 @@ type Store interface {
 	certfleet.Store
 	certfleet.TokenStore
 	certfleet.SpecWriter
+	certfleet.TenantStore
 }
 
 // Server serves the API. Set the fields, then use Handler and URLHandler.
@@ -73,6 +78,21 @@ type Server struct {
 	// Revokers revoke certificates at the CA, by account name, for
 	// DELETE ?revoke=true. An account without one answers 409.
 	Revokers map[string]certfleet.Revoker
+	// ResolveRevoker, if set, returns the revoker of an account Revokers
+	// lacks (declared at runtime).
+	ResolveRevoker func(ctx context.Context, account string) (certfleet.Revoker, error)
+	// Accounts, if set, checks that an account name can order (the
+	// config's, or declared at runtime), with an error to send
+	// (EINVALID) when it cannot. Nil accepts every name.
+	Accounts func(ctx context.Context, name string) error
+	// ConfigAccounts are the names of the config's accounts: an account
+	// declared at runtime may not take one (PUT /v1/accounts).
+	ConfigAccounts []string
+	// Solvers, if set, says which challenges this certfleet can answer
+	// now; a request that none can serve is refused with a problem
+	// saying what the operator must configure, instead of failing at the
+	// CA. Nil accepts every challenge.
+	Solvers func() Solvers
 	// Defaults fills what a PUT body leaves out.
 	Defaults NameDefaults
 	// PackSize is the lumping policy: 0 or 1 gives each requested name its
@@ -230,6 +250,30 @@ var routes = []route{
 		summary: "An agent reports what it installed for a name (JSON); shown in the name's status as the fleet"},
 	{method: "GET", path: "/v1/audit", perm: certfleet.PermAdmin, h: (*Server).audit,
 		summary: "The audit trail, newest first, filtered and paged (?certificate=, kind=, actor=, since=, until=, before_id=, limit=); admins only"},
+	{method: "GET", path: "/v1/tenants", perm: certfleet.PermAdmin, h: (*Server).listTenants,
+		summary: "The tenants, with what each uses of its quotas; operator admins only"},
+	{method: "GET", path: "/v1/tenants/{tenant}", perm: certfleet.PermAdmin, h: (*Server).getTenant,
+		summary: "One tenant and its usage"},
+	{method: "PUT", path: "/v1/tenants/{tenant}", perm: certfleet.PermAdmin, h: (*Server).putTenant,
+		summary: "Create a tenant (201) or replace its settings (200): name patterns, account, quotas"},
+	{method: "PATCH", path: "/v1/tenants/{tenant}", perm: certfleet.PermAdmin, h: (*Server).patchTenant,
+		summary: "Change some of a tenant's settings"},
+	{method: "DELETE", path: "/v1/tenants/{tenant}", perm: certfleet.PermAdmin, h: (*Server).deleteTenant,
+		summary: "Delete a tenant and revoke its tokens; refused while it has certificates, unless ?withdraw=true"},
+	{method: "GET", path: "/v1/tenants/{tenant}/tokens", perm: certfleet.PermAdmin, h: (*Server).listTenantTokens,
+		summary: "The tenant's tokens (never their secrets)"},
+	{method: "POST", path: "/v1/tenants/{tenant}/tokens", perm: certfleet.PermAdmin, h: (*Server).createTenantToken,
+		summary: "Create a token bound to the tenant; its secret is in the answer, once"},
+	{method: "DELETE", path: "/v1/tenants/{tenant}/tokens/{id}", perm: certfleet.PermAdmin, h: (*Server).revokeTenantToken,
+		summary: "Revoke a token of the tenant"},
+	{method: "GET", path: "/v1/accounts", perm: certfleet.PermAdmin, h: (*Server).listAccounts,
+		summary: "The ACME accounts: the config's names, and those declared at runtime (never a MAC key)"},
+	{method: "GET", path: "/v1/accounts/{account}", perm: certfleet.PermAdmin, h: (*Server).getAccount,
+		summary: "One ACME account declared at runtime"},
+	{method: "PUT", path: "/v1/accounts/{account}", perm: certfleet.PermAdmin, h: (*Server).putAccount,
+		summary: "Declare an ACME account (CA, contact, EAB), or replace it; every instance uses it at once"},
+	{method: "DELETE", path: "/v1/accounts/{account}", perm: certfleet.PermAdmin, h: (*Server).deleteAccount,
+		summary: "Delete a declared account; refused while a tenant or certificate orders with it"},
 	{method: "GET", path: "/v1/openapi.json", public: true, h: (*Server).openAPI,
 		summary: "This API, described in OpenAPI 3"},
 }
@@ -296,6 +340,10 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rts []route, u
 		}
 		if !p.token.Has(rt.perm) {
 			s.fail(w, r, urlCred, problemf(codeForbidden, "this token lacks the %s permission", rt.perm))
+			return
+		}
+		if rt.perm == certfleet.PermAdmin && p.token.Tenant != "" {
+			s.fail(w, r, urlCred, problemf(codeForbidden, "this is a token of tenant %q; administration is the operator's", p.token.Tenant))
 			return
 		}
 	}

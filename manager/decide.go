@@ -36,9 +36,9 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 		return d, fmt.Errorf("load spec %q: %w", job.Spec, err)
 	}
 	d.spec = spec
-	iss, ok := m.Issuers[spec.AccountName()]
-	if !ok {
-		return d, certfleet.ErrNoRetry{Err: certfleet.Errorf(certfleet.EINVALID, "certificate %q uses account %q, which is not configured", spec.Name, spec.AccountName())}
+	iss, err := m.issuer(ctx, spec)
+	if err != nil {
+		return d, err
 	}
 	d.issuer = iss
 	if job.CurrentID != 0 {
@@ -96,6 +96,24 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 	d.deferUntil = &upd
 	d.reason = "renewal not due"
 	return d, nil
+}
+
+// issuer returns the Issuer of spec's account: Issuers first, then
+// ResolveIssuer (accounts declared at runtime).
+func (m *Manager) issuer(ctx context.Context, spec certfleet.CertificateSpec) (certfleet.Issuer, error) {
+	if iss, ok := m.Issuers[spec.AccountName()]; ok {
+		return iss, nil
+	}
+	if m.ResolveIssuer != nil {
+		iss, err := m.ResolveIssuer(ctx, spec.AccountName())
+		if err == nil {
+			return iss, nil
+		}
+		if certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+			return nil, fmt.Errorf("certificate %q: account %q: %w", spec.Name, spec.AccountName(), err)
+		}
+	}
+	return nil, certfleet.ErrNoRetry{Err: certfleet.Errorf(certfleet.EINVALID, "certificate %q uses account %q, which is not configured", spec.Name, spec.AccountName())}
 }
 
 // renewalTime returns when the current certificate should be renewed, asking

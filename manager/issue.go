@@ -18,7 +18,7 @@ import (
 // (a like-for-like renewal; whether "replaces" is sent depends on the CA
 // offering ARI), corrected by the issuer's BeforeNewOrder.
 func (m *Manager) orderIntent(job certfleet.Job, d decision) certfleet.OrderIntent {
-	return certfleet.OrderIntent{Job: job.JobKey, Account: d.spec.AccountName(), Identifiers: d.spec.Identifiers,
+	return certfleet.OrderIntent{Job: job.JobKey, Account: d.spec.AccountName(), Tenant: d.spec.Tenant, Identifiers: d.spec.Identifiers,
 		Renewal: d.leaf != nil && job.CurrentRevision == d.spec.Revision(job.KeyType), At: m.Now()}
 }
 
@@ -145,7 +145,7 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 		ChainPEM: res.ChainPEM, KeyPEM: keyPEM,
 		ARICertID: certfleet.ARICertID(leaf),
 		CA:        res.CA, AccountURL: res.AccountURL, OrderURL: res.OrderURL, CertURL: res.CertURL,
-		IssuedAt: now,
+		IssuedAt: now, Tenant: d.spec.Tenant,
 	}
 	if d.current != nil {
 		iss.Replaces = d.current.ID

@@ -33,7 +33,9 @@ func (m *Manager) certificateKey(ctx context.Context, job certfleet.Job, d decis
 		}
 		resume = false
 	}
-	if d.spec.ReuseKey && d.current != nil && len(d.current.KeyPEM) > 0 {
+	// A key is reused only within one tenant: a certificate moved to
+	// another customer gets a key its former owner never had.
+	if d.spec.ReuseKey && d.current != nil && len(d.current.KeyPEM) > 0 && d.current.Tenant == d.spec.Tenant {
 		k, err := certfleet.ParsePrivateKey(d.current.KeyPEM)
 		if err == nil {
 			if kt, err := certfleet.KeyTypeOf(k.Public()); err == nil && kt == job.KeyType {

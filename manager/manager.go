@@ -58,6 +58,11 @@ type Manager struct {
 	// Issuers maps account names (certfleet.CertificateSpec.AccountName)
 	// to the Issuer ordering with that account. Required.
 	Issuers map[string]certfleet.Issuer
+	// ResolveIssuer, if set, returns the Issuer of an account name that
+	// Issuers lacks (an account declared at runtime, issue 12), or an
+	// ENOTFOUND error. It is called for every decision on such a job, so
+	// a change of the account is seen at once; it should cache.
+	ResolveIssuer func(ctx context.Context, account string) (certfleet.Issuer, error)
 	// Deployer, if set, gets every new certificate.
 	Deployer Deployer
 	// Prepare, if set, runs before an order is placed or resumed (never

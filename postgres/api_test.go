@@ -18,6 +18,17 @@ func TestStoreAPIContract(t *testing.T) {
 	storetest.RunAPI(t, func(t *testing.T) storetest.APIStore { return newTestStore(t) })
 }
 
+func TestStoreTenantContract(t *testing.T) {
+	storetest.RunTenants(t, func(t *testing.T) storetest.TenantStore { return newTestStore(t) },
+		func(t *testing.T) storetest.TenantStore {
+			s, err := openSealed(t, pgtest.DSN(t), newKEK(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
+}
+
 // TestKeyReadsAppendOnly: the database refuses to change, delete or
 // truncate the key-read log, whoever asks.
 func TestKeyReadsAppendOnly(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -100,6 +101,9 @@ func Defaults(directoryURL string) Limits {
 	return Limits{}
 }
 
+// TenantWindow is the window of a tenant's orders_per_week quota.
+const TenantWindow = 7 * 24 * time.Hour
+
 // DefaultHold is how long a rateLimited answer without a Retry-After holds
 // the account back.
 const DefaultHold = time.Hour
@@ -122,9 +126,22 @@ type Budget struct {
 	Accounts map[string]Account
 	// Logger receives deferrals and holds; nil discards.
 	Logger *slog.Logger
+	// Resolve, if set, returns the CA and limits of an account Accounts
+	// does not list (declared at runtime, issue 12); ok false leaves it
+	// unlimited, as an unlisted account.
+	Resolve func(ctx context.Context, account string) (acct Account, ok bool, err error)
+	// TenantQuota, if set, returns the orders-per-week quota of a tenant
+	// (OrderIntent.Tenant); a Limit that is not Enabled is no quota. The
+	// tenant's new orders are counted in the bucket "tenant|NAME" of the
+	// account's CA, with the CA's own limits and in the same reservation,
+	// and are never refunded: every order placed counts. Renewals the CA
+	// exempts (ARI "replaces") do not count, so a tenant at its quota
+	// still renews what it has.
+	TenantQuota func(ctx context.Context, tenant string) (Limit, error)
 
 	mu        sync.Mutex
 	lastPrune time.Time
+	resolved  map[string]Account // guarded by mu: accounts Resolve returned, for prune
 }
 
 var _ certfleet.Budget = (*Budget)(nil)
@@ -137,10 +154,12 @@ const (
 	KindPerNameSet        = "certificates_per_name_set"
 	KindFailedValidations = "failed_validations_per_name"
 	KindCAHold            = "ca_rate_limited"
+	KindTenantOrders      = "tenant_orders_per_week"
 )
 
 var kindOfBucket = map[string]string{
 	"orders": KindNewOrders, "domain": KindPerDomain, "names": KindPerNameSet, "failed": KindFailedValidations,
+	"tenant": KindTenantOrders,
 }
 
 func (b *Budget) logger() *slog.Logger {
@@ -162,10 +181,44 @@ func (b *Budget) Reserve(ctx context.Context, o certfleet.OrderIntent) (certflee
 	return b.reserve(ctx, o, false)
 }
 
+// account returns the budget's account of name: Accounts', else
+// Resolve's.
+func (b *Budget) account(ctx context.Context, name string) (Account, bool, error) {
+	if acct, ok := b.Accounts[name]; ok || b.Resolve == nil {
+		return acct, ok, nil
+	}
+	acct, ok, err := b.Resolve(ctx, name)
+	if err != nil || !ok {
+		return acct, false, err
+	}
+	b.mu.Lock()
+	if b.resolved == nil {
+		b.resolved = make(map[string]Account)
+	}
+	b.resolved[name] = acct
+	b.mu.Unlock()
+	return acct, true, nil
+}
+
+// tenantLimit returns the limit of o's tenant quota, if it has one and o
+// counts against it.
+func (b *Budget) tenantLimit(ctx context.Context, o certfleet.OrderIntent) (*certfleet.BudgetLimit, error) {
+	if o.Tenant == "" || o.Renewal || b.TenantQuota == nil {
+		return nil, nil
+	}
+	l, err := b.TenantQuota(ctx, o.Tenant)
+	if err != nil || !l.Enabled() {
+		return nil, err
+	}
+	return &certfleet.BudgetLimit{Bucket: "tenant|" + o.Tenant, Limit: l.Count, Window: l.Window,
+		Name: fmt.Sprintf("new orders of tenant %q (its quota: orders_per_week = %d; the operator raises it with certfleet tenant set %s orders_per_week=N)",
+			o.Tenant, l.Count, o.Tenant)}, nil
+}
+
 func (b *Budget) reserve(ctx context.Context, o certfleet.OrderIntent, check bool) (certfleet.Reservation, error) {
-	acct, ok := b.Accounts[o.Account]
-	if !ok {
-		return certfleet.Reservation{}, nil
+	acct, ok, err := b.account(ctx, o.Account)
+	if err != nil || !ok {
+		return certfleet.Reservation{}, err
 	}
 	holds, err := b.Store.RateHolds(ctx, o.At)
 	if err != nil {
@@ -179,6 +232,13 @@ func (b *Budget) reserve(ctx context.Context, o certfleet.OrderIntent, check boo
 		}
 	}
 	limits := Request(acct.Limits, o)
+	tl, err := b.tenantLimit(ctx, o)
+	if err != nil {
+		return certfleet.Reservation{}, err
+	}
+	if tl != nil {
+		limits = append(limits, *tl)
+	}
 	if len(limits) == 0 {
 		return certfleet.Reservation{}, nil
 	}
@@ -209,8 +269,14 @@ func (b *Budget) reserve(ctx context.Context, o certfleet.OrderIntent, check boo
 
 // Finish implements certfleet.Budget.
 func (b *Budget) Finish(ctx context.Context, o certfleet.OrderIntent, reservation int64, err error) {
-	acct, ok := b.Accounts[o.Account]
-	if !ok || err == nil {
+	if err == nil {
+		return
+	}
+	acct, ok, aerr := b.account(ctx, o.Account)
+	if aerr != nil {
+		b.logger().Error("rate-limit budget: look up account", "account", o.Account, certfleet.LogError, aerr)
+	}
+	if !ok {
 		return
 	}
 	if _, deferred := certfleet.AsDeferError(err); deferred {
@@ -259,9 +325,13 @@ func (b *Budget) prune(ctx context.Context, now time.Time) {
 		return
 	}
 	b.lastPrune = now
+	accounts := slices.Collect(maps.Values(b.resolved))
 	b.mu.Unlock()
 	var longest time.Duration
-	for _, a := range b.Accounts {
+	if b.TenantQuota != nil {
+		longest = TenantWindow
+	}
+	for _, a := range append(slices.Collect(maps.Values(b.Accounts)), accounts...) {
 		for _, l := range []Limit{a.Limits.NewOrdersPerAccount, a.Limits.CertificatesPerDomain,
 			a.Limits.CertificatesPerNameSet, a.Limits.FailedValidationsPerName} {
 			longest = max(longest, l.Window)

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/certfleet/certfleet/storetest"
@@ -12,4 +13,15 @@ func TestStoreAPIContract(t *testing.T) {
 
 func TestStoreFleetContract(t *testing.T) {
 	storetest.RunFleet(t, func(t *testing.T) storetest.FleetStore { return newTestStore(t) })
+}
+
+func TestStoreTenantContract(t *testing.T) {
+	storetest.RunTenants(t, func(t *testing.T) storetest.TenantStore { return newTestStore(t) },
+		func(t *testing.T) storetest.TenantStore {
+			s, err := openSealed(t, filepath.Join(t.TempDir(), "certfleet.db"), newKEK(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
 }

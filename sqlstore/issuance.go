@@ -9,12 +9,12 @@ import (
 )
 
 const issuanceColumns = `id, spec, key_type, spec_revision, identifiers, serial, fingerprint, not_before, not_after,
-	chain_pem, key_pem, ari_cert_id, ca, account_url, order_url, cert_url, issued_at, replaces`
+	chain_pem, key_pem, ari_cert_id, ca, account_url, order_url, cert_url, issued_at, replaces, tenant`
 
 var (
 	qInsertIssuance = SQL(`INSERT INTO issuances (spec, key_type, spec_revision, identifiers, serial, fingerprint,
-		not_before, not_after, chain_pem, key_pem, ari_cert_id, ca, account_url, order_url, cert_url, issued_at, replaces)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id`)
+		not_before, not_after, chain_pem, key_pem, ari_cert_id, ca, account_url, order_url, cert_url, issued_at, replaces, tenant)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id`)
 	qIssuance  = SQL(`SELECT ` + issuanceColumns + ` FROM issuances WHERE id = $1`)
 	qIssuances = SQL(`SELECT ` + issuanceColumns + ` FROM issuances
 		WHERE ($1 = '' OR spec = $1) AND ($2 = '' OR key_type = $2) ORDER BY id DESC LIMIT $3`)
@@ -43,7 +43,7 @@ func (s *Store) insertIssuance(tx Tx, iss certfleet.Issuance) (int64, error) {
 	err = tx.QueryRow(qInsertIssuance,
 		iss.Spec, string(iss.KeyType), iss.SpecRevision, string(ids), iss.Serial, iss.Fingerprint,
 		NullTime(iss.NotBefore), NullTime(iss.NotAfter), chain, key, iss.ARICertID, iss.CA, iss.AccountURL, iss.OrderURL,
-		iss.CertURL, NullTime(iss.IssuedAt), replaces).Scan(&id)
+		iss.CertURL, NullTime(iss.IssuedAt), replaces, iss.Tenant).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("archive issuance: %w", err)
 	}
@@ -59,7 +59,7 @@ func (s *Store) scanIssuance(r Row) (certfleet.Issuance, error) {
 		key      []byte
 	)
 	err := r.Scan(&iss.ID, &iss.Spec, &kt, &iss.SpecRevision, &ids, &iss.Serial, &iss.Fingerprint, &iss.NotBefore, &iss.NotAfter,
-		&iss.ChainPEM, &key, &iss.ARICertID, &iss.CA, &iss.AccountURL, &iss.OrderURL, &iss.CertURL, &iss.IssuedAt, &replaces)
+		&iss.ChainPEM, &key, &iss.ARICertID, &iss.CA, &iss.AccountURL, &iss.OrderURL, &iss.CertURL, &iss.IssuedAt, &replaces, &iss.Tenant)
 	if err != nil {
 		return iss, err
 	}

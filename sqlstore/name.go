@@ -20,7 +20,7 @@ const lockSpecsKey = 0x6366_0002
 var (
 	qLockSpecs = SQLEach("", `SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))`)
 
-	qReenableSpec      = SQL(`UPDATE specs SET source = $1, disabled = false, spec = $2, updated_at = $3 WHERE name = $4`)
+	qReenableSpec      = SQL(`UPDATE specs SET source = $1, disabled = false, spec = $2, updated_at = $3, tenant = $5 WHERE name = $4`)
 	qEraseIssuanceKeys = SQL(`UPDATE issuances SET key_pem = $1 WHERE spec = $2`)
 	qForgetCurrent     = SQL(`UPDATE jobs SET current_id = NULL, current_revision = '', pending_order_url = '', pending_key = $1
 		WHERE spec = $2`)
@@ -42,6 +42,12 @@ func lockSpecs(tx Tx) error {
 // PutSpec implements certfleet.SpecWriter. A change tells every instance
 // (certfleet.Notifier) in the same transaction, so every scheduler and
 // long-poll hears of it.
+//
+// A spec of a tenant is checked under the spec lock, so the checks hold
+// across instances: the tenant must exist (EINVALID), a spec of another
+// tenant that is not withdrawn is not taken over (ECONFLICT), and a change
+// that adds names must keep the tenant within its MaxNames (EQUOTA; fewer
+// names are always accepted).
 func (s *Store) PutSpec(ctx context.Context, sp certfleet.CertificateSpec) (bool, error) {
 	if err := sp.Validate(); err != nil {
 		return false, certfleet.Errorf(certfleet.EINVALID, "%v", err)
@@ -62,28 +68,43 @@ func (s *Store) PutSpec(ctx context.Context, sp certfleet.CertificateSpec) (bool
 			return err
 		}
 		var (
-			source, old string
-			disabled    bool
+			source, old, tenant string
+			disabled            bool
 		)
-		err := tx.QueryRow(qSpec, sp.Name).Scan(&source, &disabled, &old)
+		err := tx.QueryRow(qSpec, sp.Name).Scan(&source, &disabled, &old, &tenant)
+		if err != nil && !noRows(err) {
+			return fmt.Errorf("load spec: %w", err)
+		}
+		exists := err == nil
 		switch {
-		case noRows(err):
-			tx.Queue(qInsertSpec, sp.Name, sp.Source, false, js, now)
+		case exists && source == sp.Source && !disabled && old == js && tenant == sp.Tenant:
+			return nil
+		case exists && !disabled && tenant != sp.Tenant:
+			return certfleet.Errorf(certfleet.ECONFLICT, "certificate %q belongs to %s", sp.Name, tenantWord(tenant))
+		}
+		if sp.Tenant != "" {
+			var held int
+			if exists && !disabled {
+				held = len(decodedIdentifiers(old))
+			}
+			if err := checkTenantQuota(tx, sp, held); err != nil {
+				return err
+			}
+		}
+		switch {
+		case !exists:
+			tx.Queue(qInsertSpec, sp.Name, sp.Source, false, js, now, sp.Tenant)
 			for _, kt := range sp.KeyTypes {
 				tx.Queue(qInsertJob, sp.Name, string(kt), sp.Revision(kt), now, false)
 			}
-		case err != nil:
-			return fmt.Errorf("load spec: %w", err)
 		case source != sp.Source && !disabled:
 			return certfleet.Errorf(certfleet.ECONFLICT, "certificate %q is already declared by source %q", sp.Name, source)
-		case source == sp.Source && !disabled && old == js:
-			return nil
 		default:
 			jobs, err := loadJobs(tx, sp.Name)
 			if err != nil {
 				return err
 			}
-			tx.Queue(qReenableSpec, sp.Source, js, now, sp.Name)
+			tx.Queue(qReenableSpec, sp.Source, js, now, sp.Name, sp.Tenant)
 			syncJobs(tx, sp, jobs, now)
 		}
 		changed = true

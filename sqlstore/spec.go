@@ -12,30 +12,35 @@ import (
 )
 
 var (
-	qInsertSpec = SQL(`INSERT INTO specs (name, source, disabled, spec, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)`)
+	qInsertSpec = SQL(`INSERT INTO specs (name, source, disabled, spec, created_at, updated_at, tenant) VALUES ($1, $2, $3, $4, $5, $5, $6)`)
 	qInsertJob  = SQL(`INSERT INTO jobs (spec, key_type, target_revision, next_at, disabled) VALUES ($1, $2, $3, $4, $5)`)
-	qUpdateSpec = SQL(`UPDATE specs SET source = $1, disabled = $2, spec = $3, updated_at = $4 WHERE name = $5`)
+	qUpdateSpec = SQL(`UPDATE specs SET source = $1, disabled = $2, spec = $3, updated_at = $4, tenant = $6 WHERE name = $5`)
 	// qDisableSpec and qDisableJobsOfSpec withdraw a spec: SyncSpecs for
 	// one its source no longer lists, WithdrawSpec.
 	qDisableSpec       = SQL(`UPDATE specs SET disabled = true, updated_at = $1 WHERE name = $2`)
 	qDisableJobsOfSpec = SQL(`UPDATE jobs SET disabled = true WHERE spec = $1`)
-	qAllSpecs          = SQL(`SELECT name, source, disabled, spec FROM specs`)
+	qAllSpecs          = SQL(`SELECT name, source, disabled, spec, tenant FROM specs`)
 	qJobsOfSpec        = SQL(`SELECT id, key_type, current_revision, disabled FROM jobs WHERE spec = $1`)
 	// qSyncJob and qSyncJobDue bring a job in line with its changed spec;
 	// qSyncJobDue also makes it due at once.
 	qSyncJob    = SQL(`UPDATE jobs SET target_revision = $1, disabled = $2 WHERE id = $3`)
 	qSyncJobDue = SQL(`UPDATE jobs SET target_revision = $1, disabled = $2, next_at = $3 WHERE id = $4`)
 	qDisableJob = SQL(`UPDATE jobs SET disabled = true WHERE id = $1`)
-	qSpec       = SQL(`SELECT source, disabled, spec FROM specs WHERE name = $1`)
-	qSpecs      = SQL(`SELECT source, disabled, spec FROM specs
+	qSpec       = SQL(`SELECT source, disabled, spec, tenant FROM specs WHERE name = $1`)
+	qSpecs      = SQL(`SELECT source, disabled, spec, tenant FROM specs
 		WHERE ($1 = '' OR name = $1) AND ($2 = '' OR source = $2) AND ($3 OR NOT disabled)
 		ORDER BY name`)
+	// qTenantSpecs lists a tenant's specs through specs_tenant (tenant,
+	// name).
+	qTenantSpecs = SQL(`SELECT source, disabled, spec, tenant FROM specs
+		WHERE tenant = $1 AND ($2 = '' OR name = $2) AND ($3 = '' OR source = $3) AND ($4 OR NOT disabled)
+		ORDER BY tenant, name`)
 )
 
-// specJSON is the stored form of a spec: everything but Source and Disabled,
-// which are columns (the sync compares and filters on them).
+// specJSON is the stored form of a spec: everything but Source, Disabled and
+// Tenant, which are columns (the sync compares and filters on them).
 func specJSON(sp certfleet.CertificateSpec) (string, error) {
-	sp.Source, sp.Disabled = "", false
+	sp.Source, sp.Disabled, sp.Tenant = "", false, ""
 	b, err := json.Marshal(sp)
 	if err != nil {
 		return "", fmt.Errorf("encode spec %q: %w", sp.Name, err)
@@ -43,12 +48,12 @@ func specJSON(sp certfleet.CertificateSpec) (string, error) {
 	return string(b), nil
 }
 
-func decodeSpec(source string, disabled bool, js string) (certfleet.CertificateSpec, error) {
+func decodeSpec(source string, disabled bool, js, tenant string) (certfleet.CertificateSpec, error) {
 	var sp certfleet.CertificateSpec
 	if err := json.Unmarshal([]byte(js), &sp); err != nil {
 		return sp, fmt.Errorf("decode spec: %w", err)
 	}
-	sp.Source, sp.Disabled = source, disabled
+	sp.Source, sp.Disabled, sp.Tenant = source, disabled, tenant
 	return sp, nil
 }
 
@@ -56,6 +61,7 @@ type storedSpec struct {
 	source   string
 	disabled bool
 	js       string
+	tenant   string
 }
 
 type storedJob struct {
@@ -118,7 +124,7 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 				continue
 			case old.source != source && !old.disabled:
 				return certfleet.Errorf(certfleet.ECONFLICT, "certificate %q is already declared by source %q", sp.Name, old.source)
-			case old.source == source && old.disabled == sp.Disabled && old.js == it.js:
+			case old.source == source && old.disabled == sp.Disabled && old.js == it.js && old.tenant == sp.Tenant:
 				res.Unchanged++
 				continue
 			}
@@ -132,13 +138,13 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 			sp := it.spec
 			switch {
 			case it.added:
-				tx.Queue(qInsertSpec, sp.Name, source, sp.Disabled, it.js, now)
+				tx.Queue(qInsertSpec, sp.Name, source, sp.Disabled, it.js, now, sp.Tenant)
 				for _, kt := range sp.KeyTypes {
 					tx.Queue(qInsertJob, sp.Name, string(kt), sp.Revision(kt), now, sp.Disabled)
 				}
 				res.Added = append(res.Added, sp.Name)
 			case it.changed:
-				tx.Queue(qUpdateSpec, source, sp.Disabled, it.js, now, sp.Name)
+				tx.Queue(qUpdateSpec, source, sp.Disabled, it.js, now, sp.Name, sp.Tenant)
 				syncJobs(tx, sp, it.jobs, now)
 				res.Changed = append(res.Changed, sp.Name)
 			}
@@ -226,7 +232,7 @@ func loadSpecs(tx Tx) (map[string]storedSpec, error) {
 			name string
 			sp   storedSpec
 		)
-		if err := rows.Scan(&name, &sp.source, &sp.disabled, &sp.js); err != nil {
+		if err := rows.Scan(&name, &sp.source, &sp.disabled, &sp.js, &sp.tenant); err != nil {
 			return nil, fmt.Errorf("load specs: %w", err)
 		}
 		m[name] = sp
@@ -244,16 +250,16 @@ func (s *Store) Spec(ctx context.Context, name string) (certfleet.CertificateSpe
 		return certfleet.CertificateSpec{}, err
 	}
 	var (
-		source, js string
-		disabled   bool
+		source, js, tenant string
+		disabled           bool
 	)
-	err = q.QueryRow(qSpec, name).Scan(&source, &disabled, &js)
+	err = q.QueryRow(qSpec, name).Scan(&source, &disabled, &js, &tenant)
 	if noRows(err) {
 		return certfleet.CertificateSpec{}, certfleet.Errorf(certfleet.ENOTFOUND, "certificate %q not found", name)
 	} else if err != nil {
 		return certfleet.CertificateSpec{}, fmt.Errorf("load spec %q: %w", name, err)
 	}
-	sp, err := decodeSpec(source, disabled, js)
+	sp, err := decodeSpec(source, disabled, js, tenant)
 	if err != nil {
 		return sp, fmt.Errorf("load spec %q: %w", name, err)
 	}
@@ -266,21 +272,31 @@ func (s *Store) Specs(ctx context.Context, f certfleet.SpecFilter) ([]certfleet.
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.Query(qSpecs, f.Name, f.Source, f.IncludeDisabled)
+	var rows Rows
+	if f.Tenant != "" {
+		rows, err = q.Query(qTenantSpecs, f.Tenant, f.Name, f.Source, f.IncludeDisabled)
+	} else {
+		rows, err = q.Query(qSpecs, f.Name, f.Source, f.IncludeDisabled)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list specs: %w", err)
 	}
+	return scanSpecs(rows)
+}
+
+// scanSpecs reads and closes rows of (source, disabled, spec, tenant).
+func scanSpecs(rows Rows) ([]certfleet.CertificateSpec, error) {
 	defer rows.Close()
 	var out []certfleet.CertificateSpec
 	for rows.Next() {
 		var (
-			source, js string
-			disabled   bool
+			source, js, tenant string
+			disabled           bool
 		)
-		if err := rows.Scan(&source, &disabled, &js); err != nil {
+		if err := rows.Scan(&source, &disabled, &js, &tenant); err != nil {
 			return nil, fmt.Errorf("list specs: %w", err)
 		}
-		sp, err := decodeSpec(source, disabled, js)
+		sp, err := decodeSpec(source, disabled, js, tenant)
 		if err != nil {
 			return nil, fmt.Errorf("list specs: %w", err)
 		}

@@ -11,10 +11,10 @@ import (
 
 var _ certfleet.TokenStore = (*Store)(nil)
 
-const tokenColumns = `id, description, names, permissions, url_credential, hash, created_at, revoked_at`
+const tokenColumns = `id, description, names, permissions, url_credential, hash, created_at, revoked_at, tenant`
 
 var (
-	qCreateToken = SQL(`INSERT INTO api_tokens (` + tokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
+	qCreateToken = SQL(`INSERT INTO api_tokens (` + tokenColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`)
 	qTokenByHash = SQL(`SELECT ` + tokenColumns + ` FROM api_tokens WHERE hash = $1`)
 	qToken       = SQL(`SELECT ` + tokenColumns + ` FROM api_tokens WHERE id = $1`)
 	qTokens      = SQL(`SELECT ` + tokenColumns + ` FROM api_tokens ORDER BY created_at, id`)
@@ -49,7 +49,7 @@ func (s *Store) CreateToken(ctx context.Context, t certfleet.Token) error {
 	}
 	return s.write(ctx, func(tx Tx) error {
 		_, err := tx.Exec(qCreateToken, t.ID, t.Description, string(names), string(perms), t.URLCredential, t.Hash,
-			created, NullTime(t.RevokedAt))
+			created, NullTime(t.RevokedAt), t.Tenant)
 		if err != nil {
 			return fmt.Errorf("create token %s: %w", t.ID, err)
 		}
@@ -62,7 +62,7 @@ func scanToken(row Row) (certfleet.Token, error) {
 		t            certfleet.Token
 		names, perms string
 	)
-	if err := row.Scan(&t.ID, &t.Description, &names, &perms, &t.URLCredential, &t.Hash, &t.CreatedAt, &t.RevokedAt); err != nil {
+	if err := row.Scan(&t.ID, &t.Description, &names, &perms, &t.URLCredential, &t.Hash, &t.CreatedAt, &t.RevokedAt, &t.Tenant); err != nil {
 		return certfleet.Token{}, err
 	}
 	if err := json.Unmarshal([]byte(names), &t.Names); err != nil {

@@ -4,48 +4,70 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/status"
 )
 
 func cmdAccount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return dispatch(ctx, args, stdout, stderr,
-		"usage: certfleet account list|rollover|deactivate|register -config FILE [NAME] (see certfleet account --help)",
-		`Usage: certfleet account list|rollover|deactivate|register -config FILE [flags] [NAME]
+		"usage: certfleet account list|rollover|deactivate|register|declare|forget -config FILE [NAME] (see certfleet account --help)",
+		`Usage: certfleet account list|rollover|deactivate|register|declare|forget -config FILE [flags] [NAME]
 
 Manage the ACME accounts of the config ([ca] is "default", [accounts.NAME]
 the others): list them, roll an account's key over (RFC 8555 §7.3.5),
-deactivate one (§7.3.6), or register one again after deactivation. NAME is
+deactivate one (§7.3.6), or register one again after deactivation; declare
+one in the store, used at once without a restart, or forget it. NAME is
 the account's name. Run a subcommand with --help for its flags; see
 docs/accounts.md.`,
-		subcommand{"list", accountList}, subcommand{"rollover", accountRollover},
-		subcommand{"deactivate", accountDeactivate}, subcommand{"register", accountRegister})
+		subcommand{"list", accountList},
+		subcommand{"rollover", accountRollover},
+		subcommand{"deactivate", accountDeactivate},
+		subcommand{"register", accountRegister},
+		subcommand{"declare", func(ctx context.Context, a []string, o, e io.Writer) error {
+			return declareAccount(ctx, "declare", a, o, e)
+		}},
+		subcommand{"forget", func(ctx context.Context, a []string, o, e io.Writer) error {
+			return declareAccount(ctx, "forget", a, o, e)
+		}},
+	)
 }
 
-// openAdmin opens the store and the issuers of the config, without
-// responders (account commands contact the CA, but answer no challenge).
-func openAdmin(ctx context.Context, cfgPath string, stderr io.Writer) (*daemon.Daemon, error) {
-	cfg, err := loadConfig(cfgPath)
-	if err != nil {
-		return nil, err
+// declareAccount is certfleet account declare|forget: accounts declared in
+// the store at runtime (daemon.AccountCommand).
+func declareAccount(ctx context.Context, verb string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("account "+verb, "-config FILE NAME [KEY=VALUE ...]", daemon.AccountHelp, stdout, stderr)
+	cfgPath := fs.String("config", "", configFlagHelp)
+	if err := parseOnly(fs, args, stdout); err != nil {
+		return err
 	}
-	return openDaemon(ctx, cfg, stderr, false)
+	return onStore(ctx, *cfgPath, false, func(cfg *config.Config, st certfleet.Store) error {
+		a, err := daemon.AccountCommand(ctx, cfg, st, verb, fs.Args())
+		if err == nil {
+			fmt.Fprintf(stdout, "account %s %sed %s\n", a.Name, strings.TrimSuffix(verb, "e"), a.Directory)
+		}
+		return err
+	})
 }
 
-// openAccount is openAdmin and the account name of its config, an account
-// the config does not name being a usage error.
-func openAccount(ctx context.Context, cfgPath, name string, stderr io.Writer) (*daemon.Daemon, *daemon.Account, error) {
-	d, err := openAdmin(ctx, cfgPath, stderr)
+// onAccount runs fn on the account name of the config, opened with its
+// issuers but without responders (account commands contact the CA, but
+// answer no challenge), an account the config does not name being a usage
+// error.
+func onAccount(ctx context.Context, cfgPath, name string, stderr io.Writer, fn func(acct *daemon.Account) error) error {
+	d, err := openFile(ctx, cfgPath, stderr, false)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	a, err := d.Account(name)
+	defer d.Close()
+	acct, err := d.Account(name)
 	if err != nil {
-		d.Close()
-		return nil, nil, &exitError{code: 2, err: err}
+		return &exitError{code: 2, err: err}
 	}
-	return d, a, nil
+	return fn(acct)
 }
 
 func accountList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -57,7 +79,7 @@ status, key type and dates. Keys are never shown. Reads the store only.`, stdout
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	d, err := openAdmin(ctx, *cfgPath, io.Discard) // reads only: no log lines between the rows
+	d, err := openFile(ctx, *cfgPath, io.Discard, false) // reads only: no log lines between the rows
 	if err != nil {
 		return err
 	}
@@ -82,17 +104,13 @@ orders in flight with the old key fail once and are retried with the new one.`, 
 	if err != nil {
 		return err
 	}
-	d, acct, err := openAccount(ctx, *cfgPath, pos[0], stderr)
-	if err != nil {
+	return onAccount(ctx, *cfgPath, pos[0], stderr, func(acct *daemon.Account) error {
+		a, err := acct.RolloverKey(ctx)
+		if err == nil {
+			fmt.Fprintf(stdout, "account %q (%s): key rolled over at %s; the CA refuses the old key from now on\n", a.Name, a.URL, status.Time(a.KeyChangedAt))
+		}
 		return err
-	}
-	defer d.Close()
-	a, err := acct.RolloverKey(ctx)
-	if err != nil {
-		return &exitError{code: 1, err: err}
-	}
-	fmt.Fprintf(stdout, "account %q (%s): key rolled over at %s; the CA refuses the old key from now on\n", a.Name, a.URL, status.Time(a.KeyChangedAt))
-	return nil
+	})
 }
 
 func accountDeactivate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -113,20 +131,17 @@ certfleet compromise to revoke them). Requires --yes.`, stdout, stderr)
 	if !*yes {
 		return &exitError{code: 2, err: fmt.Errorf("deactivating account %q cannot be undone: add --yes to confirm", pos[0])}
 	}
-	d, acct, err := openAccount(ctx, *cfgPath, pos[0], stderr)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	a, err := acct.Deactivate(ctx)
-	if err != nil {
-		return &exitError{code: 1, err: err}
-	}
-	fmt.Fprintf(stdout, "account %q (%s) deactivated; certificates that use it fail until they use another account or you run `certfleet account register %s`\n", a.Name, a.URL, a.Name)
-	if users := acct.Users(); len(users) > 0 {
-		fmt.Fprintf(stdout, "certificates using it: %v\n", users)
-	}
-	return nil
+	return onAccount(ctx, *cfgPath, pos[0], stderr, func(acct *daemon.Account) error {
+		a, err := acct.Deactivate(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "account %q (%s) deactivated; certificates that use it fail until they use another account or you run `certfleet account register %s`\n", a.Name, a.URL, a.Name)
+		if users := acct.Users(); len(users) > 0 {
+			fmt.Fprintf(stdout, "certificates using it: %v\n", users)
+		}
+		return nil
+	})
 }
 
 func accountRegister(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -141,19 +156,16 @@ valid registered account is left alone (exit 1).`, stdout, stderr)
 	if err != nil {
 		return err
 	}
-	d, acct, err := openAccount(ctx, *cfgPath, pos[0], stderr)
-	if err != nil {
+	return onAccount(ctx, *cfgPath, pos[0], stderr, func(acct *daemon.Account) error {
+		a, err := acct.Register(ctx)
+		if err != nil { // acmeissuer.ErrAccountExists too: nothing was done
+			return err
+		}
+		fmt.Fprintf(stdout, "account %q registered at %s: %s\n", a.Name, a.CA, a.URL)
+		retried, err := acct.RetryFailed(ctx)
+		for _, jk := range retried {
+			fmt.Fprintf(stdout, "retrying %s now\n", jk)
+		}
 		return err
-	}
-	defer d.Close()
-	a, err := acct.Register(ctx)
-	if err != nil { // acmeissuer.ErrAccountExists too: nothing was done
-		return &exitError{code: 1, err: err}
-	}
-	fmt.Fprintf(stdout, "account %q registered at %s: %s\n", a.Name, a.CA, a.URL)
-	retried, err := acct.RetryFailed(ctx)
-	for _, jk := range retried {
-		fmt.Fprintf(stdout, "retrying %s now\n", jk)
-	}
-	return err
+	})
 }

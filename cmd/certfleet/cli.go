@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 )
 
@@ -31,6 +32,7 @@ func commands() []command {
 		{"migrate", "create or upgrade the store's schema and print its version", cmdMigrate},
 		{"demo", "quickstart: issue certificates from an embedded test CA, offline", cmdDemo},
 		{"token", "create, list or revoke HTTP API tokens", cmdToken},
+		{"tenant", "the customers of a shared certfleet: names, account, quotas (create, set, list, delete)", cmdTenant},
 		{"account", "list ACME accounts, roll a key over, deactivate or register one", cmdAccount},
 		{"compromise", "a key is compromised: revoke its certificates, replace them, track the rollout", cmdCompromise},
 		{"secret", "keep TSIG/EAB/DNS API secrets sealed in the store (set, list, delete)", cmdSecret},
@@ -60,14 +62,16 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, usag
 				return s.run(ctx, args[1:], stdout, stderr)
 			}
 		}
-		switch args[0] {
-		case "-h", "--help", "-help", "help":
+		if isHelp(args[0]) {
 			fmt.Fprintln(stdout, help)
 			return nil
 		}
 	}
 	return &exitError{code: 2, err: errors.New(usage)}
 }
+
+// isHelp reports whether a is a request for help.
+func isHelp(a string) bool { return a == "-h" || a == "--help" || a == "-help" || a == "help" }
 
 // exitError carries a process exit code through the command functions.
 type exitError struct {
@@ -86,7 +90,7 @@ func (e *exitError) Unwrap() error { return e.err }
 // Run runs the command line args (without the program name) and returns the
 // process exit code: 0 on success, 1 when the work failed, 2 on usage errors.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		usage(stdout)
 		if len(args) == 0 {
 			return 2
@@ -165,12 +169,10 @@ func parseFlagsArgs(fs *flag.FlagSet, args []string, stdout io.Writer, what ...s
 
 // parseOnly parses args, printing the usage for a --help.
 func parseOnly(fs *flag.FlagSet, args []string, stdout io.Writer) error {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fs.SetOutput(stdout)
-			fs.Usage()
-			return flag.ErrHelp
-		}
+	if slices.ContainsFunc(args, func(a string) bool { return isHelp(a) && a != "help" }) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return flag.ErrHelp
 	}
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: 2}

@@ -70,6 +70,22 @@ func openQuiet(ctx context.Context, path string, testMode bool) (*config.Config,
 	return cfg, s, err
 }
 
+// onStore opens the store of the config file at path quietly (openQuiet)
+// and runs fn on it, closing it after; an EINVALID error of fn is a usage
+// error (exit 2).
+func onStore(ctx context.Context, path string, testMode bool, fn func(cfg *config.Config, st certfleet.Store) error) error {
+	cfg, st, err := openQuiet(ctx, path, testMode)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := fn(cfg, st); certfleet.ErrorCode(err) == certfleet.EINVALID {
+		return &exitError{code: 2, err: err}
+	} else {
+		return err
+	}
+}
+
 // options are the daemon options of a command: its logger, the master
 // key from the environment, the version.
 func options(log *slog.Logger) daemon.Options {
@@ -84,14 +100,19 @@ func openDaemon(ctx context.Context, cfg *config.Config, logTo io.Writer, respon
 	return daemon.Open(ctx, cfg, opts)
 }
 
-// openWorking loads the config file and opens a daemon that issues: store,
-// issuers and responders, logging to stderr.
-func openWorking(ctx context.Context, path string, stderr io.Writer) (*daemon.Daemon, error) {
+// openFile loads the config file and opens its daemon, logging to stderr,
+// with the challenge responders when responders (openDaemon).
+func openFile(ctx context.Context, path string, stderr io.Writer, responders bool) (*daemon.Daemon, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, err
 	}
-	return openDaemon(ctx, cfg, stderr, true)
+	return openDaemon(ctx, cfg, stderr, responders)
+}
+
+// openWorking opens a daemon that issues: store, issuers and responders.
+func openWorking(ctx context.Context, path string, stderr io.Writer) (*daemon.Daemon, error) {
+	return openFile(ctx, path, stderr, true)
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {

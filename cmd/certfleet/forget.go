@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
 )
 
@@ -31,14 +32,11 @@ agent that reports again is known again. Recorded in the audit trail.`, stdout, 
 	if err := certfleet.ValidateAgentName(name); err != nil {
 		return &exitError{code: 2, err: err}
 	}
-	_, st, err := openQuiet(ctx, *cfgPath, false)
-	if err != nil {
+	return onStore(ctx, *cfgPath, false, func(_ *config.Config, st certfleet.Store) error {
+		n, err := daemon.ForgetAgent(ctx, st, name)
+		if n >= 0 {
+			fmt.Fprintf(stdout, "agent %s forgotten (%d report(s) deleted)\n", name, n)
+		}
 		return err
-	}
-	defer st.Close()
-	n, err := daemon.ForgetAgent(ctx, st, name)
-	if n >= 0 {
-		fmt.Fprintf(stdout, "agent %s forgotten (%d report(s) deleted)\n", name, n)
-	}
-	return err
+	})
 }

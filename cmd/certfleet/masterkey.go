@@ -1,11 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/seal"
@@ -13,7 +13,7 @@ import (
 
 func cmdMasterKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	const synopsis = "usage: certfleet master-key generate FILE"
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help") {
+	if len(args) > 0 && isHelp(args[0]) {
 		fmt.Fprintln(stdout, "Usage: certfleet master-key generate FILE\n\n"+
 			"Write a new random master key (32 bytes, base64) to FILE, created with mode\n"+
 			"0600; an existing file is never overwritten. Point master_key_file at it\n"+
@@ -87,15 +87,9 @@ restarting any instance. Safe to run twice or from two places at once.`, stdout,
 	if len(res.Rewrapped) == 0 {
 		fmt.Fprintf(stdout, "nothing to do: the store's %d data key(s) are wrapped by %s already\n", res.DataKeys, res.KEKID)
 	}
-	var b strings.Builder
-	target := *newFile
-	if target == "" {
-		target = cfg.MasterKey.File
-	}
-	fmt.Fprintf(&b, "\nNow, in %s, set\n  master_key_file = %q\n", cfg.File, target)
-	b.WriteString("and remove previous_master_key_files (or unset " + daemon.MasterKeyEnv + ", or set it to the new key),\n")
-	b.WriteString("then restart the instances when convenient: running ones keep working meanwhile.\n")
-	b.WriteString("Keep the old key only as long as you keep database backups taken before now.\n")
-	fmt.Fprint(stdout, b.String())
+	target := cmp.Or(*newFile, cfg.MasterKey.File)
+	fmt.Fprintf(stdout, "\nNow, in %s, set\n  master_key_file = %q\nand remove previous_master_key_files (or unset %s, or set it to the new key),\n"+
+		"then restart the instances when convenient: running ones keep working meanwhile.\n"+
+		"Keep the old key only as long as you keep database backups taken before now.\n", cfg.File, target, daemon.MasterKeyEnv)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/status"
 )
@@ -62,16 +63,13 @@ Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
 		}
 	}
 	value = bytes.TrimSuffix(bytes.TrimSuffix(value, []byte("\n")), []byte("\r"))
-	_, st, err := openQuiet(ctx, *cfgPath, *testMode)
-	if err != nil {
+	return onStore(ctx, *cfgPath, *testMode, func(_ *config.Config, st certfleet.Store) error {
+		err := daemon.PutSecret(ctx, st, name, value)
+		if err == nil {
+			fmt.Fprintf(stdout, "secret %s stored (%d bytes, sealed); use it as \"%s%s\"\n", name, len(value), certfleet.SecretRefPrefix, name)
+		}
 		return err
-	}
-	defer st.Close()
-	if err := daemon.PutSecret(ctx, st, name, value); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "secret %s stored (%d bytes, sealed); use it as \"%s%s\"\n", name, len(value), certfleet.SecretRefPrefix, name)
-	return nil
+	})
 }
 
 func secretList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -81,16 +79,13 @@ func secretList(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	_, st, err := openQuiet(ctx, *cfgPath, *testMode)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	infos, err := st.Secrets(ctx)
-	if err != nil {
-		return err
-	}
-	return status.Secrets(stdout, infos)
+	return onStore(ctx, *cfgPath, *testMode, func(_ *config.Config, st certfleet.Store) error {
+		infos, err := st.Secrets(ctx)
+		if err != nil {
+			return err
+		}
+		return status.Secrets(stdout, infos)
+	})
 }
 
 func secretDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -101,15 +96,11 @@ func secretDelete(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	name := pos[0]
-	_, st, err := openQuiet(ctx, *cfgPath, *testMode)
-	if err != nil {
+	return onStore(ctx, *cfgPath, *testMode, func(_ *config.Config, st certfleet.Store) error {
+		err := daemon.DeleteSecret(ctx, st, pos[0])
+		if err == nil {
+			fmt.Fprintf(stdout, "secret %s deleted\n", pos[0])
+		}
 		return err
-	}
-	defer st.Close()
-	if err := daemon.DeleteSecret(ctx, st, name); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "secret %s deleted\n", name)
-	return nil
+	})
 }

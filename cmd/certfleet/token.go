@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/status"
 )
@@ -22,20 +22,17 @@ func cmdToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // tokenStagingHelp is the --staging flag of the token commands.
 const tokenStagingHelp = "the tokens of test mode's API ([staging] state and api_listen), not production's"
 
-// openTokenStore opens the configured store for token commands: with
+// onTokens runs fn on the configured store's tokens (onStore): with
 // testMode, test mode's store ([staging] state), whose tokens are valid
 // only on [staging] api_listen.
-func openTokenStore(ctx context.Context, cfgPath string, testMode bool) (daemon.TokenStore, func(), error) {
-	_, s, err := openQuiet(ctx, cfgPath, testMode)
-	if err != nil {
-		return nil, nil, err
-	}
-	ts, err := daemon.APIStore(s)
-	if err != nil {
-		s.Close()
-		return nil, nil, err
-	}
-	return ts, func() { s.Close() }, nil
+func onTokens(ctx context.Context, cfgPath string, testMode bool, fn func(ts daemon.TokenStore) error) error {
+	return onStore(ctx, cfgPath, testMode, func(_ *config.Config, s certfleet.Store) error {
+		ts, err := daemon.APIStore(s)
+		if err != nil {
+			return err
+		}
+		return fn(ts)
+	})
 }
 
 func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,47 +51,22 @@ headers: it works only on [api] url_listen, only in the path
 	perms := fs.String("permissions", "read-certs", "comma-separated `permissions`")
 	url := fs.Bool("url", false, "make a URL credential (Bud, Caddy)")
 	desc := fs.String("description", "", "whose token it is")
+	tenant := fs.String("tenant", "", "bind the token to this `tenant`: names within its own, never admin (see certfleet tenant)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	var pats []string
-	for _, p := range strings.Split(*names, ",") {
-		if p = strings.TrimSpace(p); p == "" {
-			continue
-		}
-		if err := certfleet.ValidateNamePattern(p); err != nil {
-			return &exitError{code: 2, err: fmt.Errorf("-names: %w", err)}
-		}
-		pats = append(pats, p)
-	}
-	if len(pats) == 0 {
-		return &exitError{code: 2, err: fmt.Errorf("-names: give at least one pattern, e.g. -names '*.example.org' (or '*' for all)")}
-	}
-	var ps []certfleet.Permission
-	for _, p := range strings.Split(*perms, ",") {
-		perm, err := certfleet.ParsePermission(p)
-		if err != nil {
-			return &exitError{code: 2, err: fmt.Errorf("-permissions: %w", err)}
-		}
-		if !slices.Contains(ps, perm) {
-			ps = append(ps, perm)
-		}
-	}
-	if *url && slices.ContainsFunc(ps, func(p certfleet.Permission) bool { return p == certfleet.PermAdmin || p == certfleet.PermRequestNames }) {
-		return &exitError{code: 2, err: fmt.Errorf("-url tokens are for reads only: give read-certs and/or read-keys")}
-	}
-	ts, closeStore, err := openTokenStore(ctx, *cfgPath, *testMode)
+	pats, ps, err := daemon.ParseTokenScope(*names, *perms, *url)
 	if err != nil {
-		return err
+		return &exitError{code: 2, err: err}
 	}
-	defer closeStore()
-	t, secret, err := daemon.CreateToken(ctx, ts, *desc, pats, ps, *url)
-	if secret == "" {
+	return onTokens(ctx, *cfgPath, *testMode, func(ts daemon.TokenStore) error {
+		t, secret, err := daemon.CreateTenantToken(ctx, ts, *tenant, *desc, pats, ps, *url)
+		if secret != "" {
+			fmt.Fprintf(stderr, "token %s created; it is shown only now:\n", t.ID)
+			fmt.Fprintln(stdout, secret)
+		}
 		return err
-	}
-	fmt.Fprintf(stderr, "token %s created; it is shown only now:\n", t.ID)
-	fmt.Fprintln(stdout, secret)
-	return err
+	})
 }
 
 func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -104,41 +76,33 @@ func tokenList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	ts, closeStore, err := openTokenStore(ctx, *cfgPath, *testMode)
-	if err != nil {
-		return err
-	}
-	defer closeStore()
-	toks, err := ts.Tokens(ctx)
-	if err != nil {
-		return err
-	}
-	return status.Tokens(stdout, toks)
+	return onTokens(ctx, *cfgPath, *testMode, func(ts daemon.TokenStore) error {
+		toks, err := ts.Tokens(ctx)
+		if err != nil {
+			return err
+		}
+		return status.Tokens(stdout, toks)
+	})
 }
 
 func tokenRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("token revoke", "-config FILE ID", "Revoke an API token at once.", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	testMode := fs.Bool("staging", false, tokenStagingHelp)
+	id := ""
 	if len(args) > 0 && !strings.HasPrefix(args[len(args)-1], "-") {
-		// The ID comes last: certfleet token revoke -config F tok_…
-		id := args[len(args)-1]
-		if err := parseFlags(fs, args[:len(args)-1], stdout); err != nil {
-			return err
-		}
-		ts, closeStore, err := openTokenStore(ctx, *cfgPath, *testMode)
-		if err != nil {
-			return err
-		}
-		defer closeStore()
+		id, args = args[len(args)-1], args[:len(args)-1] // the ID comes last: token revoke -config F tok_…
+	}
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	} else if id == "" {
+		return &exitError{code: 2, err: fmt.Errorf("give the token's ID (see certfleet token list)")}
+	}
+	return onTokens(ctx, *cfgPath, *testMode, func(ts daemon.TokenStore) error {
 		revoked, err := daemon.RevokeToken(ctx, ts, id)
 		if revoked {
 			fmt.Fprintf(stdout, "token %s revoked\n", id)
 		}
 		return err
-	}
-	if err := parseFlags(fs, args, stdout); err != nil {
-		return err
-	}
-	return &exitError{code: 2, err: fmt.Errorf("give the token's ID (see certfleet token list)")}
+	})
 }

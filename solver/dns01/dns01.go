@@ -184,6 +184,19 @@ func (s *Solver) resolver() *Resolver {
 
 // ProviderFor returns the provider name and provider for an identifier.
 func (s *Solver) ProviderFor(domain string) (string, Provider, error) {
+	return s.providerVia("", domain)
+}
+
+// providerVia is ProviderFor, but through the provider named route when a
+// certificate names its own (certfleet.Challenge.DNSProvider).
+func (s *Solver) providerVia(route, domain string) (string, Provider, error) {
+	if route != "" {
+		p, ok := s.Providers[route]
+		if !ok {
+			return "", nil, certfleet.Errorf(certfleet.EINVALID, "dns-01 provider %q (for %q) is not defined; add [dns01.providers.%s]", route, domain, route)
+		}
+		return route, p, nil
+	}
 	d := strings.TrimPrefix(strings.ToLower(strings.TrimSuffix(domain, ".")), "*.")
 	name := s.Routes[d]
 	if name == "" && s.Route != nil {
@@ -228,7 +241,7 @@ func (s *Solver) Locate(ctx context.Context, domain string) (Record, []string, e
 func (s *Solver) Present(ctx context.Context, chal certfleet.Challenge) error {
 	s.init()
 	s.cleanupJournalOnce(ctx)
-	pname, p, err := s.ProviderFor(chal.Identifier.Value)
+	pname, p, err := s.providerVia(chal.DNSProvider, chal.Identifier.Value)
 	if err != nil {
 		return err
 	}
@@ -324,13 +337,19 @@ const preflightTTL = time.Hour
 // at the CA. Successful checks are remembered for an hour per provider and
 // zone.
 func (s *Solver) Preflight(ctx context.Context, ids []certfleet.Identifier) error {
+	return s.PreflightVia(ctx, "", ids)
+}
+
+// PreflightVia is Preflight through the provider named provider, for a
+// certificate that names its own ("" routes by identifier).
+func (s *Solver) PreflightVia(ctx context.Context, provider string, ids []certfleet.Identifier) error {
 	s.init()
 	var errs []error
 	for _, id := range ids {
 		if id.Type != certfleet.IdentifierDNS {
 			continue
 		}
-		pname, p, err := s.ProviderFor(id.Value)
+		pname, p, err := s.providerVia(provider, id.Value)
 		if err != nil {
 			errs = append(errs, err)
 			continue

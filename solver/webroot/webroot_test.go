@@ -163,3 +163,100 @@ func TestRejects(t *testing.T) {
 		t.Errorf("files created by rejected challenges: %v", found)
 	}
 }
+
+// TestPlantedSymlinkNotFollowed is issue 17's finding: whoever owns the web
+// root plants a symbolic link at .well-known (or at acme-challenge) that
+// points out of it; the solver must neither write, chmod nor remove where
+// it points.
+func TestPlantedSymlinkNotFollowed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		plant func(t *testing.T, root, outside string)
+	}{
+		{"well-known absolute", func(t *testing.T, root, outside string) {
+			mustSymlink(t, outside, filepath.Join(root, ".well-known"))
+		}},
+		{"well-known relative", func(t *testing.T, root, outside string) {
+			rel, err := filepath.Rel(root, outside)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustSymlink(t, rel, filepath.Join(root, ".well-known"))
+		}},
+		{"acme-challenge", func(t *testing.T, root, outside string) {
+			if err := os.Mkdir(filepath.Join(root, ".well-known"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			mustSymlink(t, outside, filepath.Join(root, ".well-known", "acme-challenge"))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := t.TempDir()
+			root := filepath.Join(base, "www")
+			outside := filepath.Join(base, "elsewhere")
+			for _, d := range []string{root, outside, filepath.Join(outside, "acme-challenge")} {
+				if err := os.Mkdir(d, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A file where the link would make the token land.
+			victim := filepath.Join(outside, "acme-challenge", testToken)
+			if tc.name == "acme-challenge" {
+				victim = filepath.Join(outside, testToken)
+			}
+			if err := os.WriteFile(victim, []byte("precious"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadDir(filepath.Dir(victim))
+			tc.plant(t, root, outside)
+
+			s := &webroot.Solver{Dir: root}
+			err := s.Present(t.Context(), testChallenge(testToken))
+			if certfleet.ErrorCode(err) != certfleet.EINVALID {
+				t.Fatalf("Present through a link out of the web root: err = %v, want EINVALID", err)
+			}
+			if err := s.CleanUp(t.Context(), testChallenge(testToken)); certfleet.ErrorCode(err) != certfleet.EINVALID {
+				t.Fatalf("CleanUp through a link out of the web root: err = %v, want EINVALID", err)
+			}
+			got, err := os.ReadFile(victim)
+			if err != nil || string(got) != "precious" {
+				t.Fatalf("file outside the web root: %q, %v; want it untouched", got, err)
+			}
+			ents, _ := os.ReadDir(filepath.Dir(victim))
+			if len(ents) != len(before) {
+				t.Errorf("outside directory holds %d entries, want the %d it had", len(ents), len(before))
+			}
+			if st, _ := os.Stat(filepath.Dir(victim)); st.Mode().Perm() != 0o700 {
+				t.Errorf("outside directory mode %v, want 0700 unchanged", st.Mode().Perm())
+			}
+		})
+	}
+}
+
+// TestSymlinkInsideRootFollowed: a link that stays inside the web root (an
+// operator sharing one .well-known between sites below it) keeps working.
+func TestSymlinkInsideRootFollowed(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "shared"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mustSymlink(t, "shared", filepath.Join(root, ".well-known"))
+	s := &webroot.Solver{Dir: root}
+	if err := s.Present(t.Context(), testChallenge(testToken)); err != nil {
+		t.Fatalf("Present: %v", err)
+	}
+	got, err := os.ReadFile(filepath.Join(root, "shared", "acme-challenge", testToken))
+	if err != nil || string(got) != testKeyAuth {
+		t.Fatalf("token file = %q, %v", got, err)
+	}
+	if err := s.CleanUp(t.Context(), testChallenge(testToken)); err != nil {
+		t.Fatalf("CleanUp: %v", err)
+	}
+}
+
+func mustSymlink(t *testing.T, target, link string) {
+	t.Helper()
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -61,8 +61,9 @@ type Config struct {
 	// StateDir keeps what must survive a restart: which certificate's
 	// commands last succeeded (so a failed command is retried, and a
 	// restart does not re-run commands for unchanged files), and in CSR
-	// mode the pending key (mode 0600) and the key's age. "" keeps it in
-	// memory only; CSR mode requires it.
+	// mode the pending key (mode 0600) and the key's age. Run and Once
+	// create it mode 0700 (and tighten one readable by others). "" keeps
+	// it in memory only; CSR mode requires it.
 	StateDir string
 	// Certificates are the certificates the host needs.
 	Certificates []Certificate
@@ -274,6 +275,9 @@ func (a *Agent) Name() string { return a.cfg.Name }
 // unreachable, a file not written, a command failed, the report not
 // delivered); files already on disk are kept in every case.
 func (a *Agent) Once(ctx context.Context) error {
+	if err := a.prepareStateDir(); err != nil {
+		return err
+	}
 	errs := make([]error, len(a.watchers))
 	var wg sync.WaitGroup
 	for i, w := range a.watchers {
@@ -289,6 +293,9 @@ func (a *Agent) Once(ctx context.Context) error {
 // certificate, a full resync every Resync, and backoff while the server is
 // unreachable. It returns ctx's error.
 func (a *Agent) Run(ctx context.Context) error {
+	if err := a.prepareStateDir(); err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	for _, w := range a.watchers {
 		wg.Go(func() { w.run(ctx) })

@@ -395,7 +395,7 @@ func writeFile(dir, name string, data []byte, mode os.FileMode, uid, gid int) (e
 	}
 	if uid >= 0 || gid >= 0 {
 		if err := f.Chown(uid, gid); err != nil {
-			return err
+			return chownError(filepath.Join(dir, name), uid, gid, err)
 		}
 	}
 	if err := f.Chmod(mode); err != nil {
@@ -432,7 +432,7 @@ func mkdirs(dir string, mode os.FileMode, uid, gid int) error {
 	}
 	if uid >= 0 || gid >= 0 {
 		if err := os.Chown(dir, uid, gid); err != nil {
-			return err
+			return chownError(dir, uid, gid, err)
 		}
 	}
 	return os.Chmod(dir, mode)

@@ -1,6 +1,10 @@
 package deploy
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"os/user"
 	"strconv"
 
@@ -42,4 +46,36 @@ func parseID(s string) (int, error) {
 		return -1, strconv.ErrSyntax
 	}
 	return n, nil
+}
+
+// chownError words a failed chown of path to uid/gid (-1: unchanged). The
+// kernel refuses (EPERM) a non-root process giving a file to another owner,
+// or to a group it is not a member of; the bare "operation not permitted"
+// says neither which nor what to do, so this names the group (or owner),
+// the process's user and the fix. Other errors are returned wrapped.
+func chownError(path string, uid, gid int, err error) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("chown %s: %w", path, err)
+	}
+	me := strconv.Itoa(os.Geteuid())
+	if u, lerr := user.LookupId(me); lerr == nil {
+		me = u.Username
+	}
+	if uid >= 0 && uid != os.Geteuid() {
+		owner := strconv.Itoa(uid)
+		if u, lerr := user.LookupId(owner); lerr == nil {
+			owner = u.Username
+		}
+		return certfleet.Errorf(certfleet.EINVALID,
+			"cannot give %s to owner %q: only root may give a file to another user, and this process runs as %q; "+
+				"leave owner unset (and use group with a 0640 mode) or run as root", path, owner, me)
+	}
+	group := strconv.Itoa(gid)
+	if g, lerr := user.LookupGroupId(group); lerr == nil {
+		group = g.Name
+	}
+	return certfleet.Errorf(certfleet.EINVALID,
+		"cannot give %s to group %q: user %q is not a member of group %q, and only root may give a file to a group "+
+			"its user is not in; add it (usermod -aG %s %s) and restart the process so the membership takes effect, "+
+			"or remove group from the configuration", path, group, me, group, group, me)
 }

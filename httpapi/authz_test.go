@@ -73,6 +73,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"POST", "/v1/names/c.matrix.test/csr", csrPEM, scoped | write, 202},
 		{"GET", "/v1/tls/get_certificate?server_name=m.matrix.test", nil, scoped | keys, 200},
 		{"GET", "/v1/bud/ocsp/xyz", nil, 0, 404},
+		{"POST", "/v1/bud/ocsp/xyz", []byte(`{"url": "http://ocsp.example/", "ocsp": "MAA="}`), 0, 404},
 		{"GET", "/v1/certificates", nil, 0, 200},
 		{"GET", "/v1/certificates/m.matrix.test", nil, 0, 200},
 		{"GET", "/v1/openapi.json", nil, public, 200},

@@ -240,6 +240,8 @@ var routes = []route{
 		summary: "Request the name in CSR mode: the host keeps its key; body is a PEM CSR"},
 	{method: "GET", path: "/v1/bud/ocsp/{id}", perm: certfleet.PermReadCerts, urlOK: true, h: (*Server).budOCSP,
 		summary: "Bud OCSP stapling lookup: always a JSON 404 ({}); CAs are retiring OCSP"},
+	{method: "POST", path: "/v1/bud/ocsp/{id}", perm: certfleet.PermReadCerts, urlOK: true, h: (*Server).budOCSPPost,
+		summary: "Bud OCSP stapling POST: always a JSON 404 ({}); certfleet never contacts the URL it names"},
 	{method: "GET", path: "/v1/tls/get_certificate", perm: certfleet.PermReadKeys, urlOK: true, h: (*Server).getCertificate,
 		summary: "Caddy get_certificate http: chain and key PEM for ?server_name=, 204 if unmanaged"},
 	{method: "GET", path: "/v1/certificates", perm: certfleet.PermReadCerts, h: (*Server).listCertificates,

@@ -21,7 +21,11 @@ const dashboardKeySecret = "dashboard-session-key"
 // opens the bare address there.
 func (d *Daemon) withDashboard(ctx context.Context, api http.Handler, store httpapi.Store) http.Handler {
 	dash := &dashboard.Server{Store: store, Events: &d.events, Wake: d.Manager.Wake, // retries go to the audit trail like the API's
-		SessionKey: d.dashboardSessionKey(ctx), Logger: d.Logger.With("component", "dashboard")}
+		SessionKey: d.dashboardSessionKey(ctx), Logger: d.Logger.With("component", "dashboard"),
+		// The alerts' thresholds as the daemon started (a reload that
+		// changes them applies to the dashboard at the next start), and
+		// this instance's endpoint checks.
+		Thresholds: d.Alerts.Settings, Endpoints: d.endpoints}
 	mux := http.NewServeMux()
 	mux.Handle(dashboard.DefaultPrefix+"/", dash.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler(dashboard.DefaultPrefix+"/", http.StatusSeeOther))

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/alert"
 )
 
 // Defaults of Server's zero fields.
@@ -97,6 +98,15 @@ type Server struct {
 	// requests (set it behind a TLS-terminating proxy). Requests that
 	// arrive over TLS always get a Secure cookie.
 	SecureCookie bool
+	// Thresholds are the alerts' expiry thresholds (config [alerts]): a
+	// certificate within the warning window shows as expiring, with the
+	// severity an expiry incident would have. Zero fields are automatic,
+	// as in package alert.
+	Thresholds alert.Settings
+	// Endpoints, when set, supplies the latest endpoint checks (the
+	// daemon's endpoint watcher), shown per certificate and on the
+	// endpoints page.
+	Endpoints alert.EndpointSource
 	// PageSize is the number of certificates per list page; default
 	// DefaultPageSize.
 	PageSize int
@@ -153,6 +163,9 @@ func (s *Server) init() {
 		mux.HandleFunc("GET "+p+"/{$}", s.withUser(s.list))
 		mux.HandleFunc("GET "+p+"/cert/{name}", s.withUser(s.detail))
 		mux.HandleFunc("POST "+p+"/cert/{name}/retry", s.withUser(s.retry))
+		mux.HandleFunc("GET "+p+"/incidents", s.withUser(s.incidents))
+		mux.HandleFunc("GET "+p+"/audit", s.withUser(s.audit))
+		mux.HandleFunc("GET "+p+"/endpoints", s.withUser(s.endpoints))
 		mux.HandleFunc("GET "+p+"/login", s.loginForm)
 		mux.HandleFunc("POST "+p+"/login", s.login)
 		mux.HandleFunc("POST "+p+"/logout", s.withUser(s.logout))

@@ -25,6 +25,14 @@ type page struct {
 	Error  string
 	List   *listView
 	Cert   *certView
+	// The other views; Nav names the one shown (the header's links).
+	Incidents *incidentsView
+	Audit     *auditView
+	Endpoints *endpointsView
+	Nav       string
+	// Everything: the user is an operator's admin and sees every
+	// incident and event, not only those of its certificates.
+	Everything bool
 	// SessionTTL says how long a login lasts ("8 hours").
 	SessionTTL string
 }
@@ -206,6 +214,7 @@ func (s *Server) detail(w http.ResponseWriter, r *http.Request, u *user) {
 		}
 		addFleet(&v, reps)
 	}
+	v.Endpoints = s.certEndpoints(sp.Name)
 	p := page{Title: sp.Name, User: u, Cert: &v}
 	if r.URL.Query().Has("retried") {
 		p.Flash = "Retry requested: every key type of " + sp.Name + " is due now, and the scheduler has been woken. Reload to follow it."
@@ -269,10 +278,11 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, u *user, stat
 // render executes a page into a buffer first, so a template error never
 // sends half a page.
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
-	p.Prefix, p.Now = s.Prefix, s.Now()
+	p.Prefix, p.Now, p.Nav = s.Prefix, s.Now(), name
 	p.SessionTTL = strings.TrimPrefix(relTime(p.Now, p.Now.Add(s.SessionTTL)), "in ")
 	if p.User != nil {
 		p.CSRF = s.csrfToken(p.User.session)
+		p.Everything = operatorAdmin(p.User)
 	}
 	var b bytes.Buffer
 	if err := s.pages[name].ExecuteTemplate(&b, "layout", p); err != nil {
@@ -305,12 +315,28 @@ var funcs = template.FuncMap{
 		return strings.ToValidUTF8(s[:n], "") + "…"
 	},
 	"pathEscape": url.PathEscape,
-	"problem": func(pt string) string { // the problem type's last word
-		if i := strings.LastIndexByte(pt, ':'); i >= 0 {
-			return pt[i+1:]
+	// dict passes several values to a shared template.
+	"dict": func(kv ...any) map[string]any {
+		m := make(map[string]any, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			k, _ := kv[i].(string)
+			m[k] = kv[i+1]
 		}
-		return pt
+		return m
 	},
+	// epBadge is the badge colour of an endpoint check's status.
+	"epBadge": func(status string) string {
+		switch status {
+		case "ok":
+			return StatusOK
+		case "":
+			return StatusPending
+		case "expiring":
+			return StatusExpiring
+		}
+		return StatusFailing
+	},
+	"problem": problemWord, // the problem type's last word
 }
 
 // relTime says how far t is from now in one rounded unit: "in 3 days",
@@ -353,9 +379,9 @@ func plural(n int, unit string) string {
 
 // parsePages parses each page together with the layout.
 func parsePages() map[string]*template.Template {
-	layout := template.Must(template.New("layout").Funcs(funcs).ParseFS(assets, "templates/layout.html"))
+	layout := template.Must(template.New("layout").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/parts.html"))
 	pages := make(map[string]*template.Template)
-	for _, name := range []string{"login", "list", "detail", "error"} {
+	for _, name := range []string{"login", "list", "detail", "error", "incidents", "audit", "endpoints"} {
 		pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(assets, "templates/"+name+".html"))
 	}
 	return pages

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/alert"
 )
 
 // Statuses of a certificate, from best to worst. A certificate with several
@@ -17,11 +18,16 @@ const (
 	StatusRenewing = "renewing" // valid, and a new certificate is being ordered (an order in flight, a lease held, or the spec changed)
 	StatusPending  = "pending"  // never issued yet, and nothing has failed
 	StatusFailing  = "failing"  // the last attempt failed (it will be retried with backoff)
-	StatusExpired  = "expired"  // the current certificate's not-after has passed
+	// StatusExpiring: the current certificate is within the alerts'
+	// warning window of its expiry (alert.Settings.Warning, the threshold
+	// the expiry incidents use), whether or not its renewal is failing: a
+	// certificate this close to its end is never just "ok".
+	StatusExpiring = "expiring"
+	StatusExpired  = "expired" // the current certificate's not-after has passed
 )
 
 // Statuses lists the statuses from best to worst.
-var Statuses = []string{StatusOK, StatusRenewing, StatusPending, StatusFailing, StatusExpired}
+var Statuses = []string{StatusOK, StatusRenewing, StatusPending, StatusFailing, StatusExpiring, StatusExpired}
 
 func statusRank(s string) int { return slices.Index(Statuses, s) }
 
@@ -40,6 +46,25 @@ func JobStatus(now time.Time, job certfleet.Job, cur *IssuedCert, currentRev boo
 		return StatusRenewing
 	}
 	return StatusOK
+}
+
+// ExpirySeverity grades a certificate valid until cur.NotAfter with the
+// alert thresholds th, as the expiry incidents do: "" while it is outside
+// the warning window, else warning, critical or expired.
+func ExpirySeverity(now time.Time, cur *IssuedCert, th alert.Settings) certfleet.Severity {
+	if cur == nil {
+		return ""
+	}
+	life := cur.NotAfter.Sub(cur.NotBefore)
+	switch left := cur.NotAfter.Sub(now); {
+	case left <= 0:
+		return certfleet.SeverityExpired
+	case left <= th.Critical(life):
+		return certfleet.SeverityCritical
+	case left <= th.Warning(life):
+		return certfleet.SeverityWarning
+	}
+	return ""
 }
 
 // IssuedCert is what the dashboard shows of an issuance: never its key.
@@ -90,6 +115,13 @@ type keyView struct {
 	// CA's Retry-After) when the newest attempt was deferred and the wait
 	// is not over; the job's NextAt is when it ends.
 	Deferred string
+	// Expiry is the certificate's place in the alert thresholds ("",
+	// warning, critical, expired; see ExpirySeverity).
+	Expiry certfleet.Severity
+	// Reason classifies the newest failure (certfleet.FailureReason, from
+	// the audit trail's order_failed event) and Hint says what it means
+	// for the next try and what to do; both empty unless failing.
+	Reason, Hint string
 }
 
 // fleetView is one agent's copy of a certificate.
@@ -109,6 +141,8 @@ type certView struct {
 	// names those with an old one (or none).
 	FleetCurrent int
 	OldAgents    []string
+	// Endpoints are the latest checks of its endpoints (certificate page).
+	Endpoints []alert.EndpointObservation
 }
 
 // ShownNames and MoreNames keep long name lists short in the list.
@@ -141,6 +175,10 @@ func (s *Server) certStatus(ctx context.Context, now time.Time, sp certfleet.Cer
 				kv.Cert = c
 			}
 			kv.Status = JobStatus(now, job, kv.Cert, job.CurrentRevision == sp.Revision(k.KeyType))
+			kv.Expiry = ExpirySeverity(now, kv.Cert, s.Thresholds)
+			if kv.Expiry != "" && statusRank(kv.Status) < statusRank(StatusExpiring) {
+				kv.Status = StatusExpiring
+			}
 		}
 		if statusRank(kv.Status) > statusRank(v.Status) {
 			v.Status = kv.Status
@@ -184,6 +222,9 @@ func (s *Server) addAttempts(ctx context.Context, now time.Time, v *certView, li
 				kv.Problem = a.ProblemType
 				break
 			}
+		}
+		if err := s.addHint(ctx, now, v.Spec.Name, kv); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -15,14 +15,7 @@ import (
 func cmdAccount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return dispatch(ctx, args, stdout, stderr,
 		"usage: certfleet account list|rollover|deactivate|register|declare|forget -config FILE [NAME] (see certfleet account --help)",
-		`Usage: certfleet account list|rollover|deactivate|register|declare|forget -config FILE [flags] [NAME]
-
-Manage the ACME accounts of the config ([ca] is "default", [accounts.NAME]
-the others): list them, roll an account's key over (RFC 8555 §7.3.5),
-deactivate one (§7.3.6), or register one again after deactivation; declare
-one in the store, used at once without a restart, or forget it. NAME is
-the account's name. Run a subcommand with --help for its flags; see
-docs/accounts.md.`,
+		help("account"),
 		subcommand{"list", accountList},
 		subcommand{"rollover", accountRollover},
 		subcommand{"deactivate", accountDeactivate},
@@ -71,10 +64,7 @@ func onAccount(ctx context.Context, cfgPath, name string, stderr io.Writer, fn f
 }
 
 func accountList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("account list", "-config FILE", `
-List the ACME accounts: every account of the config and every account in the
-store (an account of a CA no longer configured is kept), with its CA, URL,
-status, key type and dates. Keys are never shown. Reads the store only.`, stdout, stderr)
+	fs := newFlagSet("account list", "-config FILE", help("account list"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -92,13 +82,7 @@ status, key type and dates. Keys are never shown. Reads the store only.`, stdout
 }
 
 func accountRollover(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("account rollover", "-config FILE NAME", `
-Replace the key of account NAME with a new one (RFC 8555 §7.3.5): the account
-and its URL stay, the CA refuses the old key from then on. The new key is
-stored (sealed, as pending) before the CA is asked and becomes the account key
-once the CA accepted it; if certfleet is interrupted in between, the next use
-of the account asks the CA which key it knows. Safe beside a running serve:
-orders in flight with the old key fail once and are retried with the new one.`, stdout, stderr)
+	fs := newFlagSet("account rollover", "-config FILE NAME", help("account rollover"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	pos, err := parseFlagsArgs(fs, args, stdout, "NAME")
 	if err != nil {
@@ -114,14 +98,7 @@ orders in flight with the old key fail once and are retried with the new one.`, 
 }
 
 func accountDeactivate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("account deactivate", "-config FILE --yes NAME", `
-Deactivate account NAME at its CA (RFC 8555 §7.3.6). This cannot be undone:
-the CA refuses the account for good. The store marks it deactivated first, so
-no instance orders with it; certificates that use it then fail with an error
-saying what to do, and certfleet never registers a new account for NAME by
-itself. To order again: point those certificates at another account, or run
-certfleet account register NAME. Certificates already issued stay valid (use
-certfleet compromise to revoke them). Requires --yes.`, stdout, stderr)
+	fs := newFlagSet("account deactivate", "-config FILE --yes NAME", help("account deactivate"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	yes := fs.Bool("yes", false, "confirm: the deactivation cannot be undone")
 	pos, err := parseFlagsArgs(fs, args, stdout, "NAME")
@@ -145,12 +122,7 @@ certfleet compromise to revoke them). Requires --yes.`, stdout, stderr)
 }
 
 func accountRegister(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("account register", "-config FILE NAME", `
-Register account NAME at its CA now: a new account when none is stored (which
-certfleet otherwise does at the first order), or a new account in place of a
-deactivated one (the only way a deactivated account's name is used again).
-The certificates of the account that failed meanwhile are made due at once. A
-valid registered account is left alone (exit 1).`, stdout, stderr)
+	fs := newFlagSet("account register", "-config FILE NAME", help("account register"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	pos, err := parseFlagsArgs(fs, args, stdout, "NAME")
 	if err != nil {

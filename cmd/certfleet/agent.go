@@ -13,15 +13,7 @@ import (
 )
 
 func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("agent", "-config agent.toml [--once] [--staging]", `
-Keep this host's certificates in sync with a certfleet server: long-poll
-the server, write the files atomically (key first), run the reload commands
-once per change, and report what was installed (certfleet status -fleet).
-With --once, sync every certificate once and exit: 1 if the server was
-unreachable or anything failed (the files on disk are kept). With
---staging, rehearse against a server in test mode: the [staging] server,
-outputs under [staging] output_root, state_dir with "-staging", commands
-printed unless [staging] run_commands = true. See docs/agent.md.`, stdout, stderr)
+	fs := newFlagSet("agent", "-config agent.toml [--once] [--staging]", help("agent"), stdout, stderr)
 	cfgPath := fs.String("config", "", "agent configuration `file` (TOML; see docs/agent.md)")
 	once := fs.Bool("once", false, "sync once and exit (for cron)")
 	testMode := fs.Bool("staging", false, "test mode: sync from the [staging] server into [staging] output_root, never production's files (see docs/agent.md)")

@@ -15,20 +15,7 @@ import (
 )
 
 func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("audit", "-config FILE [--certificate NAME] [--kind KIND] [--actor WHO] [--since T] [--until T] [--limit N] [--json]", `
-Show the audit trail: who did what, to which certificate, from where, newest
-first. It records issuances and renewals, failed orders with their reason,
-revocations, every private-key read over the API (token and address), token
-changes, config changes, names requested or withdrawn over the API, retries
-and deploy results (central and agents'). Nothing is ever deleted from it.
-
-Times (--since, --until) are RFC 3339 (2026-03-01T12:00:00Z), a date
-(2026-03-01, UTC) or an age counted back from now (24h, 90m, 7d). --actor is
-exact (token:tok_1a2b, cli:root, agent:lb1, config:/etc/certfleet.toml) or a
-prefix ending in ':' (token: for every API client). Kinds: `+strings.Join(certfleet.EventKinds, ", ")+`.
-
-It reads the store only (SQLite or PostgreSQL, as configured), so it is safe
-to run beside serve. See docs/audit.md.`, stdout, stderr)
+	fs := newFlagSet("audit", "-config FILE [--certificate NAME] [--kind KIND] [--actor WHO] [--since T] [--until T] [--limit N] [--json]", help("audit")+"\n\nKinds: "+strings.Join(certfleet.EventKinds, ", ")+".", stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	testMode := fs.Bool("staging", false, "the audit trail of test mode's store ([staging] state), not production's")
 	cert := fs.String("certificate", "", "only events about this certificate `name`")

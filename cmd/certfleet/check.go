@@ -12,15 +12,7 @@ import (
 )
 
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check", "-config FILE", `
-Preflight, without contacting the CA: for every dns-01 name, check that its
-zone is found, that a CNAME at _acme-challenge leads into a zone we can
-update, that a test TXT record can be added (and is then served by every
-authoritative nameserver) and removed with the configured credentials, and
-that CAA records permit the certificate's CA. For http-01 names, present a
-test token and fetch it through the public name (the responder of a running
-certfleet serve must be reachable there). Prints one line per name; the
-exit status is 1 if any check failed.`, stdout, stderr)
+	fs := newFlagSet("check", "-config FILE", help("check"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	skipHTTP := fs.Bool("no-http01", false, "skip the http-01 self-tests")
 	if err := parseFlags(fs, args, stdout); err != nil {

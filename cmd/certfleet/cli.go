@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -201,3 +202,20 @@ func version() string {
 
 // getenv is the one place cmd reads the environment (STYLE.md §8).
 func getenv(key string) string { return os.Getenv(key) }
+
+// helpTexts holds each command's description for --help, one file a
+// command (help/NAME.txt, the command's words joined by '-'): prose kept out
+// of the Go code, read like a man page.
+//
+//go:embed help/*.txt
+var helpTexts embed.FS
+
+// help returns the --help description of command name ("account rollover").
+// Every name the code asks for is checked by TestEveryCommandHasHelp.
+func help(name string) string {
+	b, err := helpTexts.ReadFile("help/" + strings.ReplaceAll(name, " ", "-") + ".txt")
+	if err != nil {
+		return "(no description: " + err.Error() + ")"
+	}
+	return strings.TrimSpace(string(b))
+}

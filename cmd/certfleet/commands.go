@@ -116,15 +116,7 @@ func openWorking(ctx context.Context, path string, stderr io.Writer) (*daemon.Da
 }
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("serve", "-config FILE", `
-Run the daemon: load the certificates of the config file into the store,
-answer challenges with the built-in responders, obtain and renew certificates
-as they come due, and write them to their output directories. Stops cleanly on
-SIGINT or SIGTERM; orders in flight are resumed at the next start. SIGHUP
-reloads the config file: certificates, outputs and commands change at once;
-changes to accounts, the store, the responders, [dns01], [rate_limits],
-[alerts], [events], [metrics] or state_dir need a restart (the reload is
-refused and says which).`, stdout, stderr)
+	fs := newFlagSet("serve", "-config FILE", help("serve"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	testMode := fs.Bool("staging", false, stagingFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
@@ -165,10 +157,7 @@ refused and says which).`, stdout, stderr)
 }
 
 func cmdIssue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("issue", "-config FILE", `
-One pass for cron: obtain or renew every certificate that is due, write the
-files, print what was done, and exit. The exit status is 1 if anything failed,
-so cron mails you. Certificates that are not due are left alone.`, stdout, stderr)
+	fs := newFlagSet("issue", "-config FILE", help("issue"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	testMode := fs.Bool("staging", false, stagingFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
@@ -211,10 +200,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "-config FILE", `
-Print a table of the certificates in the store: name, key type, identifiers,
-expiry, next renewal check and the last error. It reads the store only: it
-contacts no CA and starts no responder, so it is safe to run beside serve.`, stdout, stderr)
+	fs := newFlagSet("status", "-config FILE", help("status"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	all := fs.Bool("all", false, "include withdrawn certificates")
 	endpoints := fs.Bool("endpoints", false, "also connect to every configured endpoint and check it serves the current certificate (exit 1 if one does not)")

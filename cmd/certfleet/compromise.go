@@ -20,34 +20,7 @@ const (
 )
 
 func cmdCompromise(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("compromise", "-config FILE --yes [--no-wait] [--timeout D] [--issue] NAME|KEY-ID", `
-A private key is compromised: act on it in one step. NAME is a certificate
-(its current keys, one per key type) or KEY-ID a key (the KEY ID column of
-certfleet status: the SHA-256 of the public key, or an unambiguous prefix of
-at least 8 hex digits).
-
-certfleet then:
- 1. blocks the key: no certificate is ever ordered with it again (reuse_key
-    certificates get a new key; a CSR with it is refused);
- 2. finds every certificate in the archive made with the key, whatever its
-    name (older renewals and other certificates too), and revokes each one
-    that has not expired at its CA with reason keyCompromise (signed with
-    the compromised key itself where the archive has it, else with the
-    account); already revoked is fine;
- 3. makes the certificates that currently use the key due now: a running
-    certfleet serve orders the replacements with new keys (PostgreSQL: at
-    once; SQLite: within its 30 s poll), writes the files and wakes the
-    agents' long-polls; with --issue this command orders them itself (for
-    setups without a daemon: it starts the challenge responders like
-    certfleet issue);
- 4. tracks the rollout, printing progress, until every replacement is issued
-    and no agent (from their reports) and no configured endpoint serves a
-    certificate with the key.
-
-Exit status: 0 done (with --no-wait: revoked and made due), 1 a revocation or
-another step failed (the rest was still done), 2 usage error, 3 --timeout ran
-out before the rollout finished. Requires --yes: revocation cannot be undone.
-See docs/compromise.md.`, stdout, stderr)
+	fs := newFlagSet("compromise", "-config FILE --yes [--no-wait] [--timeout D] [--issue] NAME|KEY-ID", help("compromise"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	yes := fs.Bool("yes", false, "confirm: revoke every certificate of the key at its CA (cannot be undone)")
 	noWait := fs.Bool("no-wait", false, "exit after revoking and making the replacements due, without tracking the rollout")

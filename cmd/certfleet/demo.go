@@ -13,17 +13,7 @@ import (
 )
 
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", "[--dir DIR] [--once]", `
-The quickstart, entirely offline. It starts an embedded test CA (Pebble, in
-this process), whose validator resolves every name to 127.0.0.1 so that it
-reaches certfleet's own http-01 and tls-alpn-01 responders on loopback. It then
-writes a config file for that CA into DIR and issues an ECDSA certificate, an
-RSA certificate (tls-alpn-01) and a multi-name dual (ECDSA + RSA) certificate
-through real validation, writes the files, and prints where they are.
-
-Without --once it keeps serving and renews the certificates as they come due
-(the demo CA issues short-lived certificates so renewals happen while you
-watch). The test CA and its certificates are for trying certfleet only.`, stdout, stderr)
+	fs := newFlagSet("demo", "[--dir DIR] [--once]", help("demo"), stdout, stderr)
 	dir := fs.String("dir", "certfleet-demo", "`directory` for the state, config and certificate files")
 	once := fs.Bool("once", false, "issue the demo certificates, print a summary and exit")
 	validity := fs.Duration("validity", 10*time.Minute, "lifetime of the demo CA's certificates (renewed at half of it)")

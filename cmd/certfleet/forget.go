@@ -17,12 +17,7 @@ func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func fleetForget(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("fleet forget", "-config FILE AGENT", `
-Forget an agent: delete every report it made, for a host taken out of service.
-Until then it counts as running whatever it last reported, so a host that is
-gone keeps an "old certificate" alert open and shows in certfleet status and
-the dashboard. The next serve or issue alert round resolves its incidents. An
-agent that reports again is known again. Recorded in the audit trail.`, stdout, stderr)
+	fs := newFlagSet("fleet forget", "-config FILE AGENT", help("fleet forget"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	pos, err := parseFlagsArgs(fs, args, stdout, "AGENT")
 	if err != nil {

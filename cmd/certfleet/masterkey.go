@@ -40,17 +40,7 @@ func cmdMasterKey(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 func cmdRotateMasterKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("rotate-master-key", "-config FILE [-new NEWKEYFILE]", `
-Re-wrap the store's data key under a new master key (make one with
-"certfleet master-key generate FILE"). The current master key is the one
-the config names (master_key_file, or CERTFLEET_MASTER_KEY), and
-previous_master_key_files are accepted too. Without -new, the data key is
-re-wrapped under the config's master_key_file, unwrapping it with
-previous_master_key_files (the rotation procedure of docs/keys-at-rest.md).
-No private key is re-encrypted:
-it takes milliseconds, and running instances carry on (they hold the
-unwrapped data key). Afterwards, set master_key_file to the new key before
-restarting any instance. Safe to run twice or from two places at once.`, stdout, stderr)
+	fs := newFlagSet("rotate-master-key", "-config FILE [-new NEWKEYFILE]", help("rotate-master-key"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	newFile := fs.String("new", "", "the new master key `file` (default: the config's master_key_file)")
 	if err := parseFlags(fs, args, stdout); err != nil {

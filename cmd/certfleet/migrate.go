@@ -10,12 +10,7 @@ import (
 )
 
 func cmdMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("migrate", "-config FILE", `
-Create or upgrade the store's schema and print its version. serve and issue
-migrate at start too; run migrate on its own to upgrade a shared PostgreSQL
-database before rolling out a new certfleet to every instance. Safe while
-other instances run or migrate (an advisory lock serialises migrations), and
-a no-op when the schema is current.`, stdout, stderr)
+	fs := newFlagSet("migrate", "-config FILE", help("migrate"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err

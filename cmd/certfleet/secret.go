@@ -19,11 +19,7 @@ var stdin io.Reader = os.Stdin
 func cmdSecret(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return dispatch(ctx, args, stdout, stderr,
 		"usage: certfleet secret set|list|delete -config FILE ... (see certfleet secret --help)",
-		`Usage: certfleet secret set|list|delete -config FILE [flags] [NAME]
-
-Keep secrets (TSIG secrets, EAB MAC keys, DNS API passwords and tokens) in the
-store, sealed under the master key, instead of in the config file. The config
-then names them: secret = "store:NAME". See docs/keys-at-rest.md.`,
+		help("secret"),
 		subcommand{"set", secretSet}, subcommand{"list", secretList}, subcommand{"delete", secretDelete})
 }
 
@@ -31,14 +27,7 @@ then names them: secret = "store:NAME". See docs/keys-at-rest.md.`,
 const secretStagingHelp = "the secrets of test mode's store ([staging] state), which test mode reads instead of production's"
 
 func secretSet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("secret set", "-config FILE [-from-file PATH] NAME", `
-Store a secret under NAME, sealed under the master key, replacing any earlier
-value. The value is read from -from-file, or else from standard input (never
-from the command line, where other users and shell history would see it); one
-trailing newline is removed. The store must have a master key.
-
-Then use it in the config as "store:NAME", e.g. for an RFC 2136 provider:
-  secret = "store:tsig-example"`, stdout, stderr)
+	fs := newFlagSet("secret set", "-config FILE [-from-file PATH] NAME", help("secret set"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	testMode := fs.Bool("staging", false, secretStagingHelp)
 	from := fs.String("from-file", "", "read the value from this `file` instead of standard input")

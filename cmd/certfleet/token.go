@@ -36,15 +36,7 @@ func onTokens(ctx context.Context, cfgPath string, testMode bool, fn func(ts dae
 }
 
 func tokenCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("token create", "-config FILE -names PATTERNS -permissions PERMS [-url] [-description TEXT]", `
-Create an API token and print it. It is shown this once: certfleet keeps only
-its SHA-256. Names are comma-separated patterns: "example.org" (that name),
-"*.example.org" (every name below it), "*" (all). Permissions, comma-separated:
-read-certs, read-keys, request-names, admin.
-
-With -url the token is a URL credential, for Bud and Caddy, which cannot send
-headers: it works only on [api] url_listen, only in the path
-(/u/TOKEN/v1/...), and only for reads. Keep such URLs out of shared logs.`, stdout, stderr)
+	fs := newFlagSet("token create", "-config FILE -names PATTERNS -permissions PERMS [-url] [-description TEXT]", help("token create"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	testMode := fs.Bool("staging", false, tokenStagingHelp)
 	names := fs.String("names", "", "comma-separated name `patterns` the token covers")

@@ -40,6 +40,10 @@ type CertificateSpec struct {
 	// when ARI suggests it). Zero means automatic: ARI, else a third of the
 	// lifetime before expiry (half for certificates of 10 days or less).
 	RenewBefore time.Duration `json:"renew_before,omitempty"`
+	// RenewAfter, when non-zero, renews once the certificate is this old
+	// (or earlier, by the rules above): renewal by age. Zero: not used.
+	// Neither margin can make a renewal later than LatestRenewal.
+	RenewAfter time.Duration `json:"renew_after,omitempty"`
 	// ReuseKey keeps the private key across renewals. The default (false)
 	// makes a new key at every renewal.
 	ReuseKey bool `json:"reuse_key,omitempty"`
@@ -117,6 +121,9 @@ func (s CertificateSpec) Validate() error {
 	}
 	if s.RenewBefore < 0 {
 		return fmt.Errorf("certificate %q: renew_before must not be negative", s.Name)
+	}
+	if s.RenewAfter < 0 {
+		return fmt.Errorf("certificate %q: renew_after must not be negative", s.Name)
 	}
 	if s.Tenant != "" {
 		if err := ValidateTenantName(s.Tenant); err != nil {

@@ -1,9 +1,12 @@
 package certfleet
 
 import (
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/base64"
+	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"time"
 )
@@ -13,43 +16,151 @@ import (
 // (2 days) leaves too little room for a failing CA to recover.
 const ShortLived = 10 * 24 * time.Hour
 
-// DefaultRenewalTime returns when to renew a certificate valid from notBefore
-// to notAfter when the CA offers no ARI window: renewBefore ahead of expiry if
-// set (and shorter than the lifetime), else with a third of the lifetime left,
-// or at half of it for short-lived certificates.
-func DefaultRenewalTime(notBefore, notAfter time.Time, renewBefore time.Duration) time.Time {
-	lifetime := notAfter.Sub(notBefore)
-	if renewBefore > 0 && renewBefore < lifetime {
-		return notAfter.Add(-renewBefore)
-	}
-	if lifetime <= ShortLived {
-		return notBefore.Add(lifetime / 2)
-	}
-	return notAfter.Add(-lifetime / 3)
+// SafetyMargins is how many readiness limits (ReadinessLimit: a tenth of
+// the lifetime each) a renewal leaves before expiry at the latest: one for
+// retrying the order (a CA outage, a failed validation, a rate-limit
+// wait) and one for distributing the new certificate (agent check-in,
+// deploy, reload; each of them must fit in one readiness limit). Ours,
+// issue 16: so no renewal is ever placed later than 80% into the
+// lifetime, whatever the CA's ARI window or the configured margins say.
+const SafetyMargins = 2
+
+// SafetyMargin returns how long before expiry a certificate of the given
+// lifetime is renewed at the latest: SafetyMargins readiness limits, a
+// fifth of the lifetime (18 days of 90, 2.4 h of 12, 12 s of a minute).
+func SafetyMargin(lifetime time.Duration) time.Duration {
+	return SafetyMargins * ReadinessLimit(lifetime)
 }
 
-// ARIRenewalTime picks the renewal time inside a suggested window. RFC 9773
-// §4.2: "the client SHOULD select a uniform random time within the suggested
-// window". r is a number in [0, 1) (rand.Float64 in production). When the
-// window ends in the past, the time is now: renew immediately.
-// renewBefore, when set, can only make the time earlier (ours: an operator's
-// explicit margin is respected even under ARI).
-func ARIRenewalTime(w RenewalInfo, notBefore, notAfter time.Time, renewBefore time.Duration, now time.Time, r float64) time.Time {
-	t := w.Start
-	if span := w.End.Sub(w.Start); span > 0 {
-		t = w.Start.Add(time.Duration(float64(span) * r))
+// LatestRenewal returns the latest time a certificate valid from
+// notBefore to notAfter may be renewed: notAfter less its SafetyMargin.
+func LatestRenewal(notBefore, notAfter time.Time) time.Time {
+	return notAfter.Add(-SafetyMargin(notAfter.Sub(notBefore)))
+}
+
+// JitterFraction spreads renewals without ARI: each certificate is renewed
+// up to 1/JitterFraction of its lifetime earlier than its policy says, at
+// a point derived from the certificate (RenewalRand), so a fleet issued
+// together does not renew in lockstep (a 90-day certificate within 4.5
+// days, a 1-minute one within 3 s). Ours: ARI windows carry the CA's own
+// spread (RFC 9773 §4.2) and get none added. The jitter only moves the
+// time earlier, never past a limit.
+const JitterFraction = 20
+
+// RenewalInput is what RenewalTime decides from.
+type RenewalInput struct {
+	// NotBefore and NotAfter are the current certificate's validity.
+	NotBefore, NotAfter time.Time
+	// RenewBefore, when set and shorter than the lifetime, renews at the
+	// latest this long before expiry (renew_before).
+	RenewBefore time.Duration
+	// RenewAfter, when set and shorter than the lifetime, renews at the
+	// latest once the certificate is this old (renew_after: renewal by
+	// age, as lematt's generateNewCertsAfterDays).
+	RenewAfter time.Duration
+	// ARI is the CA's suggested window (RFC 9773); zero for none.
+	ARI RenewalInfo
+	// Now is the current time: a window that ended means renew now.
+	Now time.Time
+	// R is a number in [0, 1): the point in the ARI window, or the jitter
+	// without one. RenewalRand derives it from the certificate.
+	R float64
+}
+
+// RenewalTime returns when to renew a certificate: with an ARI window, a
+// point in it (RFC 9773 §4.2: "the client SHOULD select a uniform random
+// time within the suggested window"), or now when the window has ended;
+// without one, DefaultRenewalTime moved earlier by up to
+// 1/JitterFraction of the lifetime. renew_before and renew_after can only
+// make it earlier, and it is never later than LatestRenewal (ours: a
+// CA's window running to expiry, as Pebble's does for short
+// certificates, leaves room for retries and distribution).
+func RenewalTime(in RenewalInput) time.Time {
+	lifetime := in.NotAfter.Sub(in.NotBefore)
+	var t time.Time
+	if !in.ARI.Start.IsZero() && !in.ARI.End.IsZero() {
+		if !in.ARI.End.After(in.Now) {
+			return in.Now
+		}
+		t = in.ARI.Start
+		if span := in.ARI.End.Sub(in.ARI.Start); span > 0 {
+			t = in.ARI.Start.Add(time.Duration(float64(span) * in.R))
+		}
+	} else {
+		t = DefaultRenewalTime(in.NotBefore, in.NotAfter, in.RenewBefore)
+		t = t.Add(-time.Duration(float64(lifetime/JitterFraction) * in.R))
 	}
 	// A margin as long as the lifetime would renew at once, again and
-	// again: it is ignored, as in DefaultRenewalTime.
-	if renewBefore > 0 && renewBefore < notAfter.Sub(notBefore) {
-		if limit := notAfter.Add(-renewBefore); limit.Before(t) {
-			t = limit
-		}
+	// again: it is ignored.
+	if in.RenewBefore > 0 && in.RenewBefore < lifetime {
+		t = earliest(t, in.NotAfter.Add(-in.RenewBefore))
 	}
-	if !w.End.After(now) {
-		return now
+	if in.RenewAfter > 0 && in.RenewAfter < lifetime {
+		t = earliest(t, in.NotBefore.Add(in.RenewAfter))
+	}
+	if lifetime > 0 {
+		t = earliest(t, LatestRenewal(in.NotBefore, in.NotAfter))
 	}
 	return t
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// DefaultRenewalTime returns when to renew a certificate valid from notBefore
+// to notAfter when the CA offers no ARI window, before jitter:
+// renewBefore ahead of expiry if set (and shorter than the lifetime), else
+// with a third of the lifetime left, or at half of it for short-lived
+// certificates; never later than LatestRenewal.
+func DefaultRenewalTime(notBefore, notAfter time.Time, renewBefore time.Duration) time.Time {
+	lifetime := notAfter.Sub(notBefore)
+	var t time.Time
+	switch {
+	case renewBefore > 0 && renewBefore < lifetime:
+		t = notAfter.Add(-renewBefore)
+	case lifetime <= ShortLived:
+		t = notBefore.Add(lifetime / 2)
+	default:
+		t = notAfter.Add(-lifetime / 3)
+	}
+	if lifetime > 0 {
+		t = earliest(t, LatestRenewal(notBefore, notAfter))
+	}
+	return t
+}
+
+// ARIRenewalTime picks the renewal time inside a suggested window: RenewalTime
+// with the window, renewBefore and r (a number in [0, 1), the point in the
+// window).
+func ARIRenewalTime(w RenewalInfo, notBefore, notAfter time.Time, renewBefore time.Duration, now time.Time, r float64) time.Time {
+	return RenewalTime(RenewalInput{NotBefore: notBefore, NotAfter: notAfter, RenewBefore: renewBefore, ARI: w, Now: now, R: r})
+}
+
+// PlannedRenewal returns when iss, the current issuance of spec, is
+// renewed given the CA's ARI window w (zero: none) at now: RenewalTime
+// with the spec's margins and R derived from the certificate, so the
+// scheduler on every instance and certfleet status agree on it.
+func PlannedRenewal(spec CertificateSpec, iss Issuance, w RenewalInfo, now time.Time) time.Time {
+	return RenewalTime(RenewalInput{
+		NotBefore: iss.NotBefore, NotAfter: iss.NotAfter,
+		RenewBefore: spec.RenewBefore, RenewAfter: spec.RenewAfter,
+		ARI: w, Now: now, R: RenewalRand(iss.Fingerprint, w),
+	})
+}
+
+// RenewalRand derives RenewalTime's R from the certificate and the window
+// (zero without ARI), so that every instance, every re-check of an
+// unchanged window, and certfleet status pick the same time instead of
+// re-rolling it (which would drift renewals towards the window's end), and
+// certificates issued together still get different times.
+func RenewalRand(fingerprint string, w RenewalInfo) float64 {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%d|%d", fingerprint, w.Start.Unix(), w.End.Unix())
+	return float64(binary.BigEndian.Uint64(h.Sum(nil))>>11) / (1 << 53)
 }
 
 // Backoff steps for failed attempts: the first retry after BackoffMin, each

@@ -2,6 +2,7 @@ package certfleet_test
 
 import (
 	"crypto/x509"
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -24,7 +25,10 @@ func TestDefaultRenewalTime(t *testing.T) {
 		{name: "6 days: half", lifetime: 6 * day, want: t0.Add(3 * day)},
 		{name: "10 days is short-lived", lifetime: 10 * day, want: t0.Add(5 * day)},
 		{name: "configured days before", lifetime: 90 * day, renewBefore: 30 * day, want: t0.Add(60 * day)},
-		{name: "configured 10 days before", lifetime: 90 * day, renewBefore: 10 * day, want: t0.Add(80 * day)},
+		// Issue 16: a margin shorter than the safety margin (a fifth of
+		// the lifetime) is not honoured: renewal at 80% at the latest.
+		{name: "configured 10 days before is capped at 80%", lifetime: 90 * day, renewBefore: 10 * day, want: t0.Add(72 * day)},
+		{name: "configured 18 days before is the limit", lifetime: 90 * day, renewBefore: 18 * day, want: t0.Add(72 * day)},
 		{name: "configured longer than lifetime is ignored", lifetime: 6 * day, renewBefore: 30 * day, want: t0.Add(3 * day)},
 		{name: "180 s test profile", lifetime: 180 * time.Second, want: t0.Add(90 * time.Second)},
 	}
@@ -62,6 +66,123 @@ func TestARIRenewalTime(t *testing.T) {
 	past := certfleet.RenewalInfo{Start: t0.Add(-2 * time.Hour), End: t0.Add(-time.Hour)}
 	if got := certfleet.ARIRenewalTime(past, t0, notAfter, 0, t0, 0.5); !got.Equal(t0) {
 		t.Errorf("past window: got %v, want now %v", got, t0)
+	}
+}
+
+// TestRenewalTimeWindowToExpiry is issue 16's first finding: a CA whose
+// ARI window runs to expiry (Pebble clamps it to [issued, expiry] for
+// short certificates) had renewals placed up to 98% into the lifetime.
+// Every point of such a window must give a time at most 80% in.
+func TestRenewalTimeWindowToExpiry(t *testing.T) {
+	for _, lifetime := range []time.Duration{time.Minute, 2 * time.Minute, 10 * time.Minute, 6 * 24 * time.Hour, 90 * 24 * time.Hour} {
+		notAfter := t0.Add(lifetime)
+		w := certfleet.RenewalInfo{Start: t0, End: notAfter}
+		limit := t0.Add(lifetime * 8 / 10)
+		for i := range 1000 {
+			r := float64(i) / 1000
+			got := certfleet.RenewalTime(certfleet.RenewalInput{NotBefore: t0, NotAfter: notAfter, ARI: w, Now: t0, R: r})
+			if got.After(limit) {
+				t.Fatalf("lifetime %v, r=%.3f: renewal at %.3f of the lifetime, want at most 0.800", lifetime, r, float64(got.Sub(t0))/float64(lifetime))
+			}
+			if got.Before(t0) {
+				t.Fatalf("lifetime %v, r=%.3f: renewal %v before issuance", lifetime, r, got)
+			}
+		}
+		// The early part of the window is used as the CA said.
+		if got, want := certfleet.RenewalTime(certfleet.RenewalInput{NotBefore: t0, NotAfter: notAfter, ARI: w, Now: t0, R: 0.5}), t0.Add(lifetime/2); !got.Equal(want) {
+			t.Errorf("lifetime %v, r=0.5: got %v, want %v", lifetime, got, want)
+		}
+	}
+	// The same through the older entry point.
+	w := certfleet.RenewalInfo{Start: t0, End: t0.Add(time.Minute)}
+	if got, want := certfleet.ARIRenewalTime(w, t0, t0.Add(time.Minute), 0, t0, 0.98), t0.Add(48*time.Second); !got.Equal(want) {
+		t.Errorf("ARIRenewalTime r=0.98: got %v, want %v (80%%)", got, want)
+	}
+}
+
+func TestSafetyMargin(t *testing.T) {
+	tests := []struct {
+		lifetime, want time.Duration
+	}{
+		{90 * 24 * time.Hour, 18 * 24 * time.Hour},
+		{12 * time.Hour, 144 * time.Minute},
+		{time.Minute, 12 * time.Second},
+		{0, 0},
+	}
+	for _, tc := range tests {
+		if got := certfleet.SafetyMargin(tc.lifetime); got != tc.want {
+			t.Errorf("SafetyMargin(%v) = %v, want %v", tc.lifetime, got, tc.want)
+		}
+	}
+}
+
+// TestRenewalTimeJitter: without ARI a fleet issued at one moment renewed
+// at one moment (issue 16). The jitter spreads it over a twentieth of the
+// lifetime, only earlier than the policy's time.
+func TestRenewalTimeJitter(t *testing.T) {
+	day := 24 * time.Hour
+	for _, lifetime := range []time.Duration{time.Minute, 90 * day} {
+		notAfter := t0.Add(lifetime)
+		base := certfleet.DefaultRenewalTime(t0, notAfter, 0)
+		seen := make(map[time.Time]bool)
+		lo, hi := notAfter, t0
+		for i := range 300 {
+			r := certfleet.RenewalRand(fmt.Sprintf("fingerprint-%d", i), certfleet.RenewalInfo{})
+			got := certfleet.RenewalTime(certfleet.RenewalInput{NotBefore: t0, NotAfter: notAfter, Now: t0, R: r})
+			if got.After(base) || got.Before(base.Add(-lifetime/certfleet.JitterFraction)) {
+				t.Fatalf("lifetime %v: %v outside [base-%v, base=%v]", lifetime, got, lifetime/certfleet.JitterFraction, base)
+			}
+			seen[got] = true
+			if got.Before(lo) {
+				lo = got
+			}
+			if got.After(hi) {
+				hi = got
+			}
+		}
+		// 300 certificates: (almost) all distinct, spread over most of
+		// the jitter range.
+		if len(seen) < 250 {
+			t.Errorf("lifetime %v: only %d distinct renewal times of 300", lifetime, len(seen))
+		}
+		if spread := hi.Sub(lo); spread < lifetime/certfleet.JitterFraction*8/10 {
+			t.Errorf("lifetime %v: renewals spread over %v, want most of %v", lifetime, spread, lifetime/certfleet.JitterFraction)
+		}
+	}
+	// The same certificate gets the same time (status and every instance
+	// agree with the scheduler).
+	a := certfleet.RenewalRand("fp", certfleet.RenewalInfo{})
+	if b := certfleet.RenewalRand("fp", certfleet.RenewalInfo{}); a != b {
+		t.Errorf("RenewalRand not stable: %v, %v", a, b)
+	}
+}
+
+// TestRenewalTimeRenewAfter: renewal by age (renew_after, lematt's
+// generateNewCertsAfterDays).
+func TestRenewalTimeRenewAfter(t *testing.T) {
+	day := 24 * time.Hour
+	notAfter := t0.Add(90 * day)
+	tests := []struct {
+		name        string
+		renewAfter  time.Duration
+		renewBefore time.Duration
+		ari         certfleet.RenewalInfo
+		want        time.Time
+	}{
+		{name: "30 days old", renewAfter: 30 * day, want: t0.Add(30 * day)},
+		{name: "later than the default is no later than the default", renewAfter: 80 * day, want: t0.Add(60 * day)},
+		{name: "with renew_before the earlier wins", renewAfter: 50 * day, renewBefore: 45 * day, want: t0.Add(45 * day)},
+		{name: "earlier than an ARI window", renewAfter: 20 * day, ari: certfleet.RenewalInfo{Start: t0.Add(60 * day), End: t0.Add(62 * day)}, want: t0.Add(20 * day)},
+		{name: "as long as the lifetime is ignored", renewAfter: 90 * day, want: t0.Add(60 * day)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := certfleet.RenewalTime(certfleet.RenewalInput{NotBefore: t0, NotAfter: notAfter, RenewAfter: tc.renewAfter,
+				RenewBefore: tc.renewBefore, ARI: tc.ari, Now: t0, R: 0})
+			if !got.Equal(tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 

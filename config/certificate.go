@@ -16,7 +16,7 @@ import (
 )
 
 var certKeys = []string{"name", "identifiers", "key_types", "challenge", "webroot", "dns_provider", "profile", "account",
-	"renew_before", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands", "endpoints", "copy", "prepare", "prepare_helpers", "cleanup"}
+	"renew_before", "renew_after", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands", "endpoints", "copy", "prepare", "prepare_helpers", "cleanup"}
 
 var profileRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -88,6 +88,7 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 		KeyTypes:    defs.keyTypes,
 		Challenge:   defs.challenge,
 		RenewBefore: cfg.Renewal.RenewBefore,
+		RenewAfter:  cfg.Renewal.RenewAfter,
 	}
 	cert := Certificate{Output: Output{Owner: defs.owner, Group: defs.group, KeyMode: defs.keyMode, Commands: defs.commands, Copies: defs.copies},
 		Prepare: defs.prepare, Helpers: defs.helpers, Cleanup: defs.cleanup}
@@ -172,6 +173,12 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 		spec.RenewBefore = 0
 		if s != "" {
 			spec.RenewBefore = d.duration(p, s)
+		}
+	}
+	if s, p, ok := d.str(t, "renew_after"); ok {
+		spec.RenewAfter = 0
+		if s != "" {
+			spec.RenewAfter = d.duration(p, s)
 		}
 	}
 	if v, p, ok := d.get(t, "reuse_key"); ok {

@@ -151,6 +151,10 @@ type Renewal struct {
 	// RenewBefore is the renew_before of certificates that set none; zero
 	// means automatic (see certfleet.CertificateSpec.RenewBefore).
 	RenewBefore time.Duration
+	// RenewAfter is the renew_after of certificates that set none: renew
+	// once a certificate is this old (lematt's generateNewCertsAfterDays);
+	// zero means not by age (see certfleet.CertificateSpec.RenewAfter).
+	RenewAfter time.Duration
 }
 
 // Account is one ACME account at one CA.

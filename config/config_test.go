@@ -215,6 +215,7 @@ directory = "letsencrypt"
 
 [renewal]
 renew_before = "10d"
+renew_after = "30d"
 
 [defaults]
 key_types = ["rsa3072"]
@@ -229,6 +230,7 @@ account = "a"
 [[certificate]]
 identifiers = ["b.example"]
 renew_before = ""      # back to automatic
+renew_after = "45d"
 commands = []          # none, despite [defaults]
 output_dir = "out/b"
 account = "default"    # the same as leaving it out
@@ -243,6 +245,10 @@ account = "default"    # the same as leaving it out
 	a, b := cfg.Certificates[0], cfg.Certificates[1]
 	if a.Spec.RenewBefore != 10*24*time.Hour || b.Spec.RenewBefore != 0 {
 		t.Errorf("RenewBefore = %v, %v; want 240h, 0", a.Spec.RenewBefore, b.Spec.RenewBefore)
+	}
+	// renew_after (issue 16): renewal by age, defaulted from [renewal].
+	if a.Spec.RenewAfter != 30*24*time.Hour || b.Spec.RenewAfter != 45*24*time.Hour {
+		t.Errorf("RenewAfter = %v, %v; want 720h, 1080h", a.Spec.RenewAfter, b.Spec.RenewAfter)
 	}
 	if a.Spec.KeyTypes[0] != certfleet.RSA3072 || a.Spec.Challenge != certfleet.ChallengeTLSALPN01 {
 		t.Errorf("a = %+v, want [defaults] key type and challenge", a.Spec)
@@ -363,6 +369,10 @@ var problemCases = []struct {
 		`certfleet.toml:2: defaults.renew_before: |set in [renewal]`}},
 	{"renewal duration", "[renewal]\nrenew_before = \"30 days\"\n", []string{
 		`certfleet.toml:2: renewal.renew_before: |invalid duration "30 days"`}},
+	{"renew_after in defaults", "[defaults]\nrenew_after = \"30d\"\n", []string{
+		`certfleet.toml:2: defaults.renew_after: |set in [renewal]`}},
+	{"renew_after duration", "[renewal]\nrenew_after = \"a month\"\n", []string{
+		`certfleet.toml:2: renewal.renew_after: |invalid duration "a month"`}},
 	{"missing ca", "[[certificate]]\nidentifiers = [\"example.org\"]\n", []string{
 		`certfleet.toml: ca.directory: |required: certificates use the default account`}},
 	{"ca without directory", "[ca]\nemail = \"a@example.org\"\n", []string{
@@ -453,6 +463,7 @@ identifiers = ["example.org", "www.example.org"]
 		"[[certificate]]\nidentifiers = [\"b.example\"]\noutput_dir = \"/x/\"\n", []string{
 		`certfleet.toml:8: certificate[1].output_dir: |/x is already the output directory of certificate[0]`}},
 	{"bad duration", cert("renew_before = \"-30d\"\n"), []string{`certfleet.toml:5: certificate[0].renew_before: |invalid duration "-30d"`}},
+	{"bad renew_after", cert("renew_after = \"-30d\"\n"), []string{`certfleet.toml:5: certificate[0].renew_after: |invalid duration "-30d"`}},
 	{"duration without unit", cert("renew_before = \"30\"\n"), []string{`certfleet.toml:5: certificate[0].renew_before: |invalid duration`}},
 	{"reuse_key type", cert("reuse_key = \"yes\"\n"), []string{`certfleet.toml:5: certificate[0].reuse_key: |must be true or false`}},
 	{"profile", cert("profile = \"short lived\"\n"), []string{`certfleet.toml:5: certificate[0].profile: |not a profile name`}},

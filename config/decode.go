@@ -83,8 +83,8 @@ func (d *decoder) unknown(t *table, known []string) {
 		if t.used[k] {
 			continue
 		}
-		if k == "renew_before" && t.p.String() == "defaults" {
-			d.problemf(t.p.key(k), "unknown key renew_before: the default margin is set in [renewal]")
+		if (k == "renew_before" || k == "renew_after") && t.p.String() == "defaults" {
+			d.problemf(t.p.key(k), "unknown key %s: the default is set in [renewal]", k)
 			continue
 		}
 		if hint, ok := keyHints[k]; ok && slices.Contains(known, hint) {

@@ -12,7 +12,7 @@ import (
 var (
 	logKeys     = []string{"level", "format"}
 	listenKeys  = []string{"listen"}
-	renewalKeys = []string{"concurrency", "renew_before"}
+	renewalKeys = []string{"concurrency", "renew_before", "renew_after"}
 )
 
 func (d *decoder) state(p path, s string) string {
@@ -86,6 +86,9 @@ func (d *decoder) renewal(t *table, r *Renewal) {
 	}
 	if s, p, ok := d.str(t, "renew_before"); ok && s != "" {
 		r.RenewBefore = d.duration(p, s)
+	}
+	if s, p, ok := d.str(t, "renew_after"); ok && s != "" {
+		r.RenewAfter = d.duration(p, s)
 	}
 	d.unknown(t, renewalKeys)
 }

@@ -6,9 +6,7 @@ package manager
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -138,28 +136,18 @@ func (m *Manager) renewalTime(ctx context.Context, job certfleet.Job, d decision
 			upd.ARIRetryAt = now.Add(min(m.ARIInterval, time.Hour))
 		}
 	}
+	var w certfleet.RenewalInfo
 	if !upd.ARIStart.IsZero() && !upd.ARIEnd.IsZero() {
-		w := certfleet.RenewalInfo{Start: upd.ARIStart, End: upd.ARIEnd}
-		return certfleet.ARIRenewalTime(w, d.leaf.NotBefore, d.leaf.NotAfter, d.spec.RenewBefore, now, stableRand(d.current.Fingerprint, w)), upd
+		w = certfleet.RenewalInfo{Start: upd.ARIStart, End: upd.ARIEnd}
 	}
-	return certfleet.DefaultRenewalTime(d.leaf.NotBefore, d.leaf.NotAfter, d.spec.RenewBefore), upd
+	return certfleet.PlannedRenewal(d.spec, *d.current, w, now), upd
 }
 
-// stableRand derives the "uniform random time within the suggested window"
-// (RFC 9773 §4.2) from the certificate and the window, so that every
-// instance, and every re-check of an unchanged window, picks the same time
-// instead of re-rolling it (which would drift renewals towards the window's
-// end).
-func stableRand(fingerprint string, w certfleet.RenewalInfo) float64 {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s|%d|%d", fingerprint, w.Start.Unix(), w.End.Unix())
-	return float64(binary.BigEndian.Uint64(h.Sum(nil))>>11) / (1 << 53)
-}
-
-// firstCheck schedules the first look at a new certificate: its default
-// renewal time, or sooner when the CA offers ARI (whose window may differ).
-func (m *Manager) firstCheck(d decision, leaf *x509.Certificate, now time.Time) certfleet.ScheduleUpdate {
-	at := certfleet.DefaultRenewalTime(leaf.NotBefore, leaf.NotAfter, d.spec.RenewBefore)
+// firstCheck schedules the first look at a new certificate: its renewal
+// time without ARI, or sooner when the CA offers ARI (whose window may
+// differ).
+func (m *Manager) firstCheck(d decision, iss certfleet.Issuance, now time.Time) certfleet.ScheduleUpdate {
+	at := certfleet.PlannedRenewal(d.spec, iss, certfleet.RenewalInfo{}, now)
 	if _, ok := d.issuer.(certfleet.RenewalInfoer); ok {
 		if check := now.Add(m.ARIInterval); check.Before(at) {
 			at = check

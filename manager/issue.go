@@ -150,7 +150,7 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 	if d.current != nil {
 		iss.Replaces = d.current.ID
 	}
-	d.next = m.firstCheck(*d, leaf, now)
+	d.next = m.firstCheck(*d, iss, now)
 	attempt := certfleet.Attempt{
 		JobKey: job.JobKey, Instance: m.Instance, StartedAt: now, FinishedAt: now,
 		Outcome: certfleet.OutcomeIssued, OrderURL: res.OrderURL,

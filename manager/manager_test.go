@@ -292,9 +292,16 @@ func TestRenewalAtDefaultTime(t *testing.T) {
 		t.Fatalf("first pass issued %d", rep.Issued)
 	}
 	first, leaf := e.current("short", certfleet.ECDSAP256)
-	wantNext := certfleet.DefaultRenewalTime(leaf.NotBefore, leaf.NotAfter, 0)
-	if got := e.job("short", certfleet.ECDSAP256).NextAt; !got.Equal(wantNext) {
-		t.Fatalf("NextAt = %v, want half-life %v", got, wantNext)
+	// Half-life, moved earlier by the certificate's own jitter (issue 16:
+	// no lockstep without ARI).
+	base := certfleet.DefaultRenewalTime(leaf.NotBefore, leaf.NotAfter, 0)
+	wantNext := certfleet.RenewalTime(certfleet.RenewalInput{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
+		R: certfleet.RenewalRand(first.Fingerprint, certfleet.RenewalInfo{})})
+	if wantNext.After(base) || wantNext.Before(base.Add(-time.Hour/certfleet.JitterFraction)) {
+		t.Fatalf("renewal time %v outside the jitter range before half-life %v", wantNext, base)
+	}
+	if got := e.job("short", certfleet.ECDSAP256).NextAt; got.Sub(wantNext).Abs() > time.Millisecond {
+		t.Fatalf("NextAt = %v, want %v", got, wantNext)
 	}
 
 	// Just before the renewal time: nothing happens.

@@ -23,8 +23,14 @@ import (
 )
 
 // Certificates prints the status table of every lineage (withdrawn ones
-// too with all): key ID, names, expiry, next check, state and last error,
-// then the CA rate-limit holds in force.
+// too with all): key ID, names, expiry, planned renewal, next check,
+// state and last error, then the CA rate-limit holds in force.
+//
+// RENEWAL is when the current certificate is renewed
+// (certfleet.PlannedRenewal, the scheduler's own rule, with the CA's ARI
+// window as last seen); NEXT CHECK is when the scheduler next looks at
+// the job, which is earlier when it asks the CA's ARI in between, and is
+// the retry time after a failure.
 func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all bool, now time.Time) error {
 	jobs, err := store.Jobs(ctx, certfleet.JobFilter{IncludeDisabled: all})
 	if err != nil {
@@ -48,10 +54,10 @@ func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all b
 		waits[bw.Job] = bw
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tKEY\tKEY ID\tIDENTIFIERS\tNOT AFTER\tNEXT CHECK\tSTATE\tLAST ERROR")
+	fmt.Fprintln(tw, "NAME\tKEY\tKEY ID\tIDENTIFIERS\tNOT AFTER\tRENEWAL\tNEXT CHECK\tSTATE\tLAST ERROR")
 	for _, j := range jobs {
 		spec := byName[j.Spec]
-		notAfter, state, keyID := "-", "pending", "-"
+		notAfter, renewal, state, keyID := "-", "-", "pending", "-"
 		if j.CurrentID != 0 {
 			iss, err := store.Issuance(ctx, j.CurrentID)
 			if err != nil {
@@ -59,6 +65,7 @@ func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all b
 			}
 			notAfter = Time(iss.NotAfter)
 			keyID = shortKeyID(iss)
+			renewal = plannedRenewal(spec, iss, j, now)
 			switch left := iss.NotAfter.Sub(now); {
 			case left <= 0:
 				state = "EXPIRED"
@@ -82,7 +89,7 @@ func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all b
 		} else if why != "" {
 			state, lastErr = "deferred ("+state+")", OneLine(why, 160) // rate-limit budget; NEXT CHECK is when
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Spec, j.KeyType, keyID, idList(spec.Identifiers), notAfter, Time(j.NextAt), state, lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Spec, j.KeyType, keyID, idList(spec.Identifiers), notAfter, renewal, Time(j.NextAt), state, lastErr)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -91,6 +98,24 @@ func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all b
 		fmt.Fprintln(w, "(no certificates in the store)")
 	}
 	return rateHolds(ctx, w, store, now)
+}
+
+// plannedRenewal is the RENEWAL column: the current certificate's renewal
+// time as the scheduler computes it, "now" once it has come (the job is
+// due or being worked on), "-" for a withdrawn job.
+func plannedRenewal(spec certfleet.CertificateSpec, iss certfleet.Issuance, j certfleet.Job, now time.Time) string {
+	if j.Disabled || spec.Name == "" {
+		return "-"
+	}
+	var w certfleet.RenewalInfo
+	if !j.ARIStart.IsZero() && !j.ARIEnd.IsZero() {
+		w = certfleet.RenewalInfo{Start: j.ARIStart, End: j.ARIEnd}
+	}
+	at := certfleet.PlannedRenewal(spec, iss, w, now)
+	if !at.After(now) || j.CurrentRevision != spec.Revision(j.KeyType) {
+		return "now"
+	}
+	return Time(at)
 }
 
 func idList(ids []certfleet.Identifier) string {

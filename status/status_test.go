@@ -10,6 +10,7 @@ import (
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/sqlite"
 	"github.com/certfleet/certfleet/status"
+	"github.com/certfleet/certfleet/storetest"
 )
 
 // TestStatusShowsCAHold: a rateLimited answer held in the store is listed
@@ -70,5 +71,46 @@ func TestFleet(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestStatusShowsPlannedRenewal is issue 16's: for a CA without ARI,
+// status showed the scheduler's next look (the ARI poll, 6 h after
+// issuance) as if it were the renewal. RENEWAL shows the renewal itself,
+// the time the scheduler computes, within the safety margin.
+func TestStatusShowsPlannedRenewal(t *testing.T) {
+	ctx := t.Context()
+	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "certfleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	sp := storetest.NewSpec("web")
+	sp.RenewAfter = 20 * 24 * time.Hour // renewal by age wins over a third left
+	if _, err := store.SyncSpecs(ctx, certfleet.SourceConfig, []certfleet.CertificateSpec{sp}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	jobs, err := store.ClaimDue(ctx, certfleet.ClaimRequest{Owner: "o", Now: now, Lease: time.Minute, Limit: 1})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("claim: %v, %v", jobs, err)
+	}
+	poll := now.Add(6 * time.Hour)
+	iss, err := store.CompleteIssuance(ctx, "o", storetest.NewIssuance(sp, certfleet.ECDSAP256),
+		certfleet.ScheduleUpdate{NextAt: poll}, certfleet.Attempt{Instance: "o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := certfleet.PlannedRenewal(sp, iss, certfleet.RenewalInfo{}, now)
+	if d := want.Sub(iss.NotBefore); d > 20*24*time.Hour || d < 20*24*time.Hour-90*24*time.Hour/certfleet.JitterFraction {
+		t.Fatalf("planned renewal %v after issuance, want 20 days less the jitter", d)
+	}
+	var b bytes.Buffer
+	if err := status.Certificates(ctx, &b, store, false, now); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.Contains(out, "RENEWAL") || !strings.Contains(out, status.Time(want)) {
+		t.Fatalf("status does not show the renewal at %s:\n%s", status.Time(want), out)
 	}
 }

@@ -98,6 +98,9 @@ type Config struct {
 	Webroots map[string]string
 	// Renewal holds the scheduler's settings.
 	Renewal Renewal
+	// Scheduler holds how instances hand work over ([scheduler], see
+	// scheduler.go).
+	Scheduler Scheduler
 	// DNS01 configures dns-01: the DNS providers and propagation checks.
 	DNS01 DNS01
 	// CAAIdentities maps account names to the caa_identities they set:

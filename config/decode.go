@@ -20,7 +20,7 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key
 // problems): the top level's here, each section's in its own file.
-var topKeys = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics", "inventory", "events", "export", "webroots"}
+var topKeys = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics", "inventory", "events", "export", "webroots", "scheduler"}
 
 // keyHints suggest the right key for likely mistakes.
 var keyHints = map[string]string{
@@ -231,6 +231,7 @@ func (d *decoder) config(doc map[string]any) *Config {
 	if t := d.subtable(top, "renewal"); t != nil {
 		d.renewal(t, &cfg.Renewal)
 	}
+	d.scheduler(top, cfg)
 	cfg.CAAIdentities = d.caa
 	d.dns01(top, cfg)
 	defs := d.defaults(d.subtable(top, "defaults"))

@@ -236,6 +236,8 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 		Deployer:    &fileDeployer{live: d.live, writer: writer, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands, global: d.global},
 		Prepare:     prepareHook(d.live, writer, opts.PrintCommands),
 		Concurrency: cfg.Renewal.Concurrency,
+		Lease:       cfg.Scheduler.Takeover,  // [scheduler]: zero is the default
+		Heartbeat:   cfg.Scheduler.Heartbeat, // (docs/postgres.md)
 		Logger:      log,
 		Now:         opts.Now,
 		Instance:    opts.Instance,

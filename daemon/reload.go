@@ -78,6 +78,9 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 	if next.Renewal.Concurrency != cur.Renewal.Concurrency {
 		need = append(need, "[renewal] concurrency")
 	}
+	if next.Scheduler != cur.Scheduler {
+		need = append(need, "[scheduler]")
+	}
 	if next.Metrics != cur.Metrics {
 		need = append(need, "[metrics]")
 	}

@@ -32,9 +32,9 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 
 	d, err := m.decide(workCtx, job)
 	if err == nil && d.deferUntil != nil {
-		cctx, ccancel := cleanupCtx()
-		defer ccancel()
-		if err := m.Store.Reschedule(cctx, job.JobKey, m.Instance, *d.deferUntil); err != nil {
+		if err := m.save(workCtx, "the next check", log, func(ctx context.Context) error {
+			return m.Store.Reschedule(ctx, job.JobKey, m.Instance, *d.deferUntil)
+		}); err != nil {
 			log.Error("reschedule job", certfleet.LogError, err)
 		}
 		log.Debug("not due yet", certfleet.LogNextAt, d.deferUntil.NextAt, "reason", d.reason)
@@ -75,12 +75,26 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 			res.Outcome, res.Err = certfleet.OutcomeFailed, err
 			return res
 		}
+		if storeDown(err) {
+			// The store, not the job, failed: no failed attempt, no
+			// backoff. The job is given back once the store answers,
+			// and claimed again at once (here or elsewhere).
+			if rerr := m.save(workCtx, "the job's release", log, func(ctx context.Context) error {
+				return m.Store.ReleaseLease(ctx, job.JobKey, m.Instance)
+			}); rerr != nil {
+				log.Error("release the job after a store outage", certfleet.LogError, rerr)
+			}
+			res.Outcome, res.Err = certfleet.OutcomeFailed, err
+			return res
+		}
 		next := m.retryTime(job.Failures+1, err)
 		attempt := certfleet.Attempt{
 			JobKey: job.JobKey, Instance: m.Instance, StartedAt: start, FinishedAt: m.Now(),
 			Outcome: certfleet.OutcomeFailed, OrderURL: d.orderURL, Error: err.Error(), ProblemType: certfleet.ProblemType(err),
 		}
-		if ferr := m.Store.FailJob(cctx, job.JobKey, m.Instance, attempt, next); ferr != nil {
+		if ferr := m.save(workCtx, "the failed attempt", log, func(ctx context.Context) error {
+			return m.Store.FailJob(ctx, job.JobKey, m.Instance, attempt, next)
+		}); ferr != nil {
 			log.Error("record failed attempt", certfleet.LogError, ferr)
 		}
 		log.Error("certificate order failed; will retry", certfleet.LogError, err,

@@ -31,7 +31,7 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 	var d decision
 	spec, err := m.Store.Spec(ctx, job.Spec)
 	if err != nil {
-		return d, fmt.Errorf("load spec %q: %w", job.Spec, err)
+		return d, storeError{fmt.Errorf("load spec %q: %w", job.Spec, err)}
 	}
 	d.spec = spec
 	iss, err := m.issuer(ctx, spec)
@@ -42,7 +42,7 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 	if job.CurrentID != 0 {
 		cur, err := m.Store.Issuance(ctx, job.CurrentID)
 		if err != nil {
-			return d, fmt.Errorf("load current issuance %d: %w", job.CurrentID, err)
+			return d, storeError{fmt.Errorf("load current issuance %d: %w", job.CurrentID, err)}
 		}
 		leaf, err := cur.Leaf()
 		if err != nil {

@@ -37,7 +37,11 @@ func (m *Manager) prepareAndIssue(ctx context.Context, job certfleet.Job, d *dec
 }
 
 // issue orders the certificate, archives it and schedules the next check.
+// The order's URL and the certificate are saved through store outages
+// (save): an order the store does not know is placed again by whoever
+// works on the job next, and a certificate not archived is fetched again.
 func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (certfleet.Issuance, error) {
+	log := m.Logger.With(certfleet.LogCertificate, job.Spec, certfleet.LogKeyType, string(job.KeyType))
 	var (
 		key    crypto.Signer
 		keyPEM []byte
@@ -75,7 +79,9 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 		ResumeOrderURL: job.PendingOrderURL,
 		OnOrder: func(ctx context.Context, orderURL string) error {
 			d.orderURL = orderURL
-			return m.Store.SetPendingOrder(ctx, job.JobKey, m.Instance, orderURL, keyPEM)
+			return m.save(ctx, "the order's URL", log, func(ctx context.Context) error {
+				return m.Store.SetPendingOrder(ctx, job.JobKey, m.Instance, orderURL, keyPEM)
+			})
 		},
 	}
 	if job.PendingOrderURL != "" {
@@ -155,7 +161,12 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 		JobKey: job.JobKey, Instance: m.Instance, StartedAt: now, FinishedAt: now,
 		Outcome: certfleet.OutcomeIssued, OrderURL: res.OrderURL,
 	}
-	stored, err := m.Store.CompleteIssuance(context.WithoutCancel(ctx), m.Instance, iss, d.next, attempt)
+	var stored certfleet.Issuance
+	err = m.save(ctx, "the issued certificate", log, func(ctx context.Context) error {
+		var err error
+		stored, err = m.Store.CompleteIssuance(ctx, m.Instance, iss, d.next, attempt)
+		return err
+	})
 	if err != nil {
 		return certfleet.Issuance{}, fmt.Errorf("archive certificate %s: %w", iss.Serial, err)
 	}

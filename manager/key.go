@@ -65,7 +65,7 @@ func (m *Manager) keyBlocked(ctx context.Context, pub crypto.PublicKey) (bool, e
 	}
 	blocked, err := m.Store.KeyBlocked(ctx, id)
 	if err != nil {
-		return false, fmt.Errorf("check the compromised-key list: %w", err)
+		return false, storeError{fmt.Errorf("check the compromised-key list: %w", err)}
 	}
 	return blocked, nil
 }

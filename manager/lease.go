@@ -78,15 +78,19 @@ func (m *Manager) ReleaseLeases(ctx context.Context, dead func(owner string) boo
 	return n, nil
 }
 
-// keepLease extends the job's lease every Lease/3 until stopped; when the
-// store says the lease is lost, it cancels the work with that error.
+// keepLease extends the job's lease every Heartbeat until stopped, also
+// while the job's outcome waits for the store (save); when the store says
+// the lease is lost, it cancels the work with that error. A store that
+// cannot be reached is logged when the heartbeats start failing and when
+// they succeed again, not at every beat.
 func (m *Manager) keepLease(ctx context.Context, key certfleet.JobKey, cancel context.CancelCauseFunc, log *slog.Logger) (stop func()) {
 	stopped := make(chan struct{})
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(m.Lease / 3)
+		t := time.NewTicker(m.Heartbeat)
 		defer t.Stop()
+		failing := 0
 		for {
 			select {
 			case <-stopped:
@@ -94,12 +98,21 @@ func (m *Manager) keepLease(ctx context.Context, key certfleet.JobKey, cancel co
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				err := m.Store.ExtendLease(ctx, key, m.Instance, m.Now().Add(m.Lease))
-				if certfleet.ErrorCode(err) == certfleet.ELEASELOST {
+				tctx, tcancel := context.WithTimeout(ctx, m.Lease)
+				err := m.Store.ExtendLease(tctx, key, m.Instance, m.Now().Add(m.Lease))
+				tcancel()
+				switch {
+				case certfleet.ErrorCode(err) == certfleet.ELEASELOST:
 					cancel(err)
 					return
-				} else if err != nil && ctx.Err() == nil {
-					log.Warn("extend lease", certfleet.LogError, err)
+				case err != nil && ctx.Err() == nil:
+					if failing == 0 {
+						log.Warn("cannot extend the lease; retrying at every heartbeat", certfleet.LogError, err, "heartbeat", m.Heartbeat)
+					}
+					failing++
+				case err == nil && failing > 0:
+					log.Info("lease extended again", "failed_heartbeats", failing)
+					failing = 0
 				}
 			}
 		}

@@ -322,3 +322,9 @@ func expect(t *testing.T, ch <-chan struct{}, want bool, what string) {
 		}
 	}
 }
+
+// TestStoreShared: the claim's order for instances sharing the database
+// (abandoned work first; issue 16).
+func TestStoreShared(t *testing.T) {
+	storetest.RunShared(t, func(t *testing.T) certfleet.Store { return newTestStore(t) })
+}

@@ -35,19 +35,36 @@ var (
 	// another instance is claiming this very moment (SKIP LOCKED). A row
 	// another claim committed meanwhile is re-checked against the WHERE
 	// clause after locking (READ COMMITTED's re-evaluation), so it is
-	// never leased twice.
+	// never leased twice. Abandoned work comes first: a job whose lease
+	// ran out with its owner still named (an instance died or lost the
+	// store while working on it, its order perhaps in flight) is claimed
+	// before the due jobs nobody started, so a takeover does not wait
+	// behind a backlog (issue 16). They are found through jobs_leased,
+	// which holds only leased rows (a few per instance).
+	//
+	// SQLite has one instance: a dead process's leases are released when
+	// the next one starts (manager.ReleaseLeases), so its claim keeps the
+	// plain walk of jobs_due.
 	qClaimDue = SQLEach(`UPDATE jobs SET lease_owner = $1, lease_until = $2
 		WHERE id IN (
 			SELECT id FROM jobs
 			WHERE disabled = 0 AND next_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
 			ORDER BY next_at LIMIT $4)
 		RETURNING `+jobColumns,
-		`WITH due AS (
-			SELECT id FROM jobs
+		`WITH abandoned AS (
+			SELECT id, 0 AS rank, lease_until AS at FROM jobs
+			WHERE lease_owner <> '' AND lease_until <= $3 AND NOT disabled AND next_at <= $3
+			ORDER BY lease_until LIMIT $4
+			FOR UPDATE SKIP LOCKED),
+		due AS (
+			SELECT id, 1 AS rank, next_at AS at FROM jobs
 			WHERE NOT disabled AND next_at <= $3 AND (lease_until IS NULL OR lease_until <= $3)
 			ORDER BY next_at LIMIT $4
-			FOR UPDATE SKIP LOCKED)
-		UPDATE jobs SET lease_owner = $1, lease_until = $2 FROM due WHERE jobs.id = due.id
+			FOR UPDATE SKIP LOCKED),
+		pick AS (
+			SELECT id FROM (SELECT id, rank, at FROM abandoned UNION ALL SELECT id, rank, at FROM due) u
+			GROUP BY id ORDER BY min(rank), min(at) LIMIT $4)
+		UPDATE jobs SET lease_owner = $1, lease_until = $2 FROM pick WHERE jobs.id = pick.id
 		RETURNING jobs.spec, jobs.key_type, jobs.current_id, jobs.current_revision, jobs.next_at, jobs.failures,
 			jobs.last_error, jobs.last_error_at, jobs.ari_start, jobs.ari_end, jobs.ari_retry_at, jobs.pending_order_url,
 			jobs.pending_key, jobs.lease_owner, jobs.lease_until, jobs.disabled`)
@@ -87,6 +104,10 @@ var (
 	qPruneAttempts = SQL(`DELETE FROM attempts WHERE job_id = $1 AND id <
 		(SELECT id FROM attempts WHERE job_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)`)
 	qRetryNow = SQL(`UPDATE jobs SET next_at = $1 WHERE spec = $2 AND key_type = $3`)
+	// qCurrentSerial reads the serial and fingerprint of a job's current
+	// issuance (CompleteIssuance tried again).
+	qCurrentSerial = SQL(`SELECT i.id, i.serial, i.fingerprint FROM jobs j JOIN issuances i ON i.id = j.current_id
+		WHERE j.spec = $1 AND j.key_type = $2`)
 
 	qJob = SQL(`SELECT ` + jobColumns + ` FROM jobs WHERE spec = $1 AND key_type = $2`)
 	// qNextDue reads the first entry of the jobs_due index; SQLite's
@@ -299,6 +320,12 @@ func (s *Store) SetPendingOrder(ctx context.Context, key certfleet.JobKey, owner
 // next.NextAt, so the change is not lost. An attempt with an empty Outcome
 // is recorded as certfleet.OutcomeIssued; a zero iss.IssuedAt or
 // attempt.FinishedAt is set to now.
+//
+// It may be called again with the same certificate after an error that
+// left the outcome unknown (the connection broke at commit): when the
+// lease is gone because that very certificate (serial and fingerprint)
+// became the job's current one, it returns the stored issuance and
+// changes nothing (issue 16).
 func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certfleet.Issuance, next certfleet.ScheduleUpdate, a certfleet.Attempt) (certfleet.Issuance, error) {
 	key := certfleet.JobKey{Spec: iss.Spec, KeyType: iss.KeyType}
 	if iss.Spec == "" || iss.KeyType == "" {
@@ -321,8 +348,21 @@ func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certflee
 	if a.FinishedAt.IsZero() {
 		a.FinishedAt = now
 	}
+	var already bool
 	err := s.write(ctx, func(tx Tx) error {
+		already = false
 		id, err := leasedJob(tx, key, owner)
+		if certfleet.ErrorCode(err) == certfleet.ELEASELOST {
+			var (
+				cur         int64
+				serial, fpr string
+			)
+			if cerr := tx.QueryRow(qCurrentSerial, key.Spec, string(key.KeyType)).Scan(&cur, &serial, &fpr); cerr == nil &&
+				serial == iss.Serial && fpr == iss.Fingerprint {
+				iss.ID, already = cur, true
+				return nil
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -336,6 +376,13 @@ func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certflee
 	})
 	if err != nil {
 		return iss, fmt.Errorf("complete issuance of %s: %w", key, err)
+	}
+	if already {
+		stored, err := s.Issuance(ctx, iss.ID)
+		if err != nil {
+			return iss, fmt.Errorf("complete issuance of %s: already stored as %d: %w", key, iss.ID, err)
+		}
+		return stored, nil
 	}
 	// Return the times as they were stored (UTC, microseconds).
 	iss.NotBefore, iss.NotAfter, iss.IssuedAt = Stored(iss.NotBefore), Stored(iss.NotAfter), Stored(iss.IssuedAt)

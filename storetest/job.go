@@ -144,6 +144,19 @@ func testCompleteIssuance(t *testing.T, newStore func(t *testing.T) certfleet.St
 		t.Errorf("claimed %+v right after issuance, want nothing due", got)
 	}
 
+	// The same certificate saved again (the first save's reply was lost,
+	// issue 16): the stored issuance, nothing added.
+	again, err := s.CompleteIssuance(t.Context(), "owner-a", want, next, attempt)
+	if err != nil {
+		t.Fatalf("CompleteIssuance of the same certificate again: %v", err)
+	}
+	if again.ID != got.ID {
+		t.Errorf("CompleteIssuance again returned issuance %d, want %d", again.ID, got.ID)
+	}
+	if as, _ := s.Attempts(t.Context(), key, 0); len(as) != 2 {
+		t.Errorf("CompleteIssuance again: %d attempts, want 2", len(as))
+	}
+
 	// CompleteIssuance without the lease leaves no trace.
 	_, err = s.CompleteIssuance(t.Context(), "owner-a", NewIssuance(sp, certfleet.ECDSAP256), next, attempt)
 	wantCode(t, "CompleteIssuance after release", err, certfleet.ELEASELOST)

@@ -1,0 +1,187 @@
+package manager_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/sqlite"
+)
+
+// outageStore is a store that is "down" while down is set: the writes a
+// job's end needs and the heartbeat fail as an unreachable PostgreSQL's do
+// (EUNAVAILABLE), and so does the spec read when specDown is set. It
+// counts what the manager tried.
+type outageStore struct {
+	*sqlite.Store
+	down, specDown atomic.Bool
+	// lostReply makes the next CompleteIssuance commit and then report a
+	// broken connection, as when the database restarts at commit.
+	lostReply atomic.Bool
+
+	mu                                  sync.Mutex
+	completes, fails, extends, releases int
+	extendsWhileDown                    int
+}
+
+func unavailable() error {
+	return certfleet.Errorf(certfleet.EUNAVAILABLE, "database unreachable (test outage)")
+}
+
+func (s *outageStore) CompleteIssuance(ctx context.Context, owner string, iss certfleet.Issuance, next certfleet.ScheduleUpdate, a certfleet.Attempt) (certfleet.Issuance, error) {
+	s.mu.Lock()
+	s.completes++
+	s.mu.Unlock()
+	if s.down.Load() {
+		return certfleet.Issuance{}, unavailable()
+	}
+	stored, err := s.Store.CompleteIssuance(ctx, owner, iss, next, a)
+	if err == nil && s.lostReply.CompareAndSwap(true, false) {
+		return certfleet.Issuance{}, unavailable()
+	}
+	return stored, err
+}
+
+func (s *outageStore) FailJob(ctx context.Context, key certfleet.JobKey, owner string, a certfleet.Attempt, nextAt time.Time) error {
+	s.mu.Lock()
+	s.fails++
+	s.mu.Unlock()
+	if s.down.Load() {
+		return unavailable()
+	}
+	return s.Store.FailJob(ctx, key, owner, a, nextAt)
+}
+
+func (s *outageStore) ExtendLease(ctx context.Context, key certfleet.JobKey, owner string, until time.Time) error {
+	s.mu.Lock()
+	s.extends++
+	if s.down.Load() {
+		s.extendsWhileDown++
+	}
+	s.mu.Unlock()
+	if s.down.Load() {
+		return unavailable()
+	}
+	return s.Store.ExtendLease(ctx, key, owner, until)
+}
+
+func (s *outageStore) ReleaseLease(ctx context.Context, key certfleet.JobKey, owner string) error {
+	s.mu.Lock()
+	s.releases++
+	s.mu.Unlock()
+	if s.down.Load() {
+		return unavailable()
+	}
+	return s.Store.ReleaseLease(ctx, key, owner)
+}
+
+func (s *outageStore) Spec(ctx context.Context, name string) (certfleet.CertificateSpec, error) {
+	if s.specDown.Load() {
+		return certfleet.CertificateSpec{}, unavailable()
+	}
+	return s.Store.Spec(ctx, name)
+}
+
+// downOnSave is an Issuer that takes the store down just as the
+// certificate is ready to be saved, and brings it back after outage.
+type downOnSave struct {
+	certfleet.Issuer
+	s      *outageStore
+	outage time.Duration
+}
+
+func (d downOnSave) Issue(ctx context.Context, req certfleet.IssueRequest) (certfleet.IssueResult, error) {
+	res, err := d.Issuer.Issue(ctx, req)
+	if err == nil {
+		d.s.down.Store(true)
+		time.AfterFunc(d.outage, func() { d.s.down.Store(false) })
+	}
+	return res, err
+}
+
+// TestSaveThroughStoreOutage: issue 16 finding 2. The store goes down as
+// the certificate arrives (a PostgreSQL restart); the job keeps its lease,
+// heartbeating, and saves the certificate once the store is back, instead
+// of recording a failure and leaving its lease to run out. One order, no
+// failed attempt.
+func TestSaveThroughStoreOutage(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.sync(spec(t, "outage", certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, "outage.certfleet.test"))
+	os := &outageStore{Store: e.store}
+	m := e.manager(downOnSave{Issuer: e.issuer(e.ca.DirectoryURL(), nil), s: os, outage: 1500 * time.Millisecond})
+	m.Store = os
+	m.Lease, m.Heartbeat = 3*time.Second, 200*time.Millisecond
+	rep := mustRunOnce(t, m)
+	if rep.Issued != 1 || rep.Failed != 0 {
+		for _, r := range rep.Results {
+			t.Logf("%s: %s %v", r.Key, r.Outcome, r.Err)
+		}
+		t.Fatalf("issued %d, failed %d; want the certificate saved once the store is back", rep.Issued, rep.Failed)
+	}
+	j := e.job("outage", certfleet.ECDSAP256)
+	if j.CurrentID == 0 || j.Failures != 0 || j.LeaseOwner != "" {
+		t.Errorf("job: current %d, failures %d, lease %q; want issued, no failure, released", j.CurrentID, j.Failures, j.LeaseOwner)
+	}
+	os.mu.Lock()
+	defer os.mu.Unlock()
+	if os.completes < 2 || os.fails != 0 {
+		t.Errorf("CompleteIssuance tried %d times, FailJob %d; want retries of the save and no failure", os.completes, os.fails)
+	}
+	if os.extendsWhileDown == 0 {
+		t.Errorf("no heartbeat during the outage: the lease was left to run out")
+	}
+	if n := e.ca.NewOrders(); n != 1 {
+		t.Errorf("CA saw %d orders, want 1", n)
+	}
+}
+
+// TestSaveAfterLostReply: the database committed the certificate but the
+// reply was lost (connection broken at commit). Saving it again finds it
+// stored: issued once, no failure, nothing archived twice.
+func TestSaveAfterLostReply(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.sync(spec(t, "reply", certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, "reply.certfleet.test"))
+	os := &outageStore{Store: e.store}
+	os.lostReply.Store(true)
+	m := e.manager(e.issuer(e.ca.DirectoryURL(), nil))
+	m.Store = os
+	rep := mustRunOnce(t, m)
+	if rep.Issued != 1 || rep.Failed != 0 {
+		t.Fatalf("issued %d, failed %d: %+v", rep.Issued, rep.Failed, rep.Results)
+	}
+	if rep.Results[0].Issuance == nil || rep.Results[0].Issuance.ID != e.job("reply", certfleet.ECDSAP256).CurrentID {
+		t.Errorf("reported issuance %+v, want the stored one", rep.Results[0].Issuance)
+	}
+	all, err := e.store.Issuances(t.Context(), certfleet.IssuanceFilter{})
+	if err != nil || len(all) != 1 {
+		t.Errorf("archive: %d issuances, %v; want 1", len(all), err)
+	}
+	if j := e.job("reply", certfleet.ECDSAP256); j.Failures != 0 {
+		t.Errorf("failures %d, last error %q", j.Failures, j.LastError)
+	}
+}
+
+// TestStoreReadOutageIsNoFailure: a job whose decision cannot read the
+// store is given back without a failed attempt or a backoff: the store
+// failed, not the job.
+func TestStoreReadOutageIsNoFailure(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.sync(spec(t, "read", certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, "read.certfleet.test"))
+	os := &outageStore{Store: e.store}
+	os.specDown.Store(true)
+	m := e.manager(e.issuer(e.ca.DirectoryURL(), nil))
+	m.Store = os
+	mustRunOnce(t, m)
+	j := e.job("read", certfleet.ECDSAP256)
+	if j.Failures != 0 || j.LeaseOwner != "" || j.NextAt.After(e.clock.Now()) {
+		t.Errorf("after a store read outage: failures %d (%q), lease %q, next %v; want no failure, released, due now",
+			j.Failures, j.LastError, j.LeaseOwner, j.NextAt)
+	}
+	os.specDown.Store(false)
+	if rep := mustRunOnce(t, m); rep.Issued != 1 {
+		t.Errorf("after the outage: %+v", rep.Results)
+	}
+}

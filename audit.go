@@ -48,7 +48,7 @@ var EventKinds = []string{
 	EventIssued, EventRenewed, EventOrderFailed, EventDeferred, EventReleased, EventRevoked, EventKeyRead,
 	EventTokenCreated, EventTokenRevoked, EventConfigChanged, EventSpecChanged, EventRetry,
 	EventDeployed, EventDeployFailed, EventAgentReport, EventCompromise, EventAccount,
-	EventSecretChanged, EventAgentForgot, EventExpiring, EventTenant,
+	EventSecretChanged, EventAgentForgot, EventExpiring, EventTenant, EventIdentity,
 }
 
 // ClipEventDetail returns d if it fits MaxEventDetail, else its longest
@@ -142,7 +142,7 @@ func (f EventFilter) ActorPrefix() bool { return strings.HasSuffix(f.Actor, ":")
 // same transaction as the key_reads row (TokenStore.RecordKeyRead), so the
 // audit trail holds every read without a second source to merge.
 func KeyReadEvent(r KeyRead) Event {
-	return Event{At: r.At, Kind: EventKeyRead, Actor: "token:" + r.TokenID, Remote: r.Remote,
+	return Event{At: r.At, Kind: EventKeyRead, Actor: ActorOf(r.TokenID), Remote: r.Remote,
 		Certificate: r.Spec, KeyType: r.KeyType, Serial: r.Serial, IssuanceID: r.IssuanceID}
 }
 

@@ -33,6 +33,7 @@ const (
 	EventAgentForgot   = "agent_forgotten" // an operator removed an agent's reports (a host out of service)
 	EventExpiring      = "expiring"        // a certificate close to expiry while its renewal fails, or expired (an alert incident opened or worsened)
 	EventTenant        = "tenant"          // a tenant created, changed or deleted (Reason says which)
+	EventIdentity      = "identity"        // a host identity's enrollment token made, enrolled, renewed or revoked (Reason says which)
 )
 
 // Event is one entry of the audit trail. Who did what, to which certificate,
@@ -42,7 +43,8 @@ type Event struct {
 	At   time.Time `json:"at"`
 	Kind string    `json:"kind"`
 	// Actor is who acted: "instance:NAME" (a certfleet scheduler),
-	// "token:ID" (an API client), "cli:USER" (a command run by an
+	// "token:ID" (an API client), "identity:ID" (a host identity or a
+	// client certificate of the operator's CA), "cli:USER" (a command run by an
 	// operator), "agent:NAME", "config:FILE", or "inventory:NAME" (an
 	// inventory source).
 	Actor string `json:"actor"`

@@ -148,7 +148,7 @@ func (s *Server) emit(r *http.Request, p principal, e certfleet.Event) {
 		return
 	}
 	if e.Actor == "" {
-		e.Actor = "token:" + p.token.ID
+		e.Actor = certfleet.ActorOf(p.token.ID)
 	}
 	e.At, e.Remote = s.Now(), r.RemoteAddr
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)

@@ -194,3 +194,14 @@ func TestConcurrentPutSpec(t *testing.T) {
 func TestStoreFleetContract(t *testing.T) {
 	storetest.RunFleet(t, func(t *testing.T) storetest.FleetStore { return newTestStore(t) })
 }
+
+func TestStoreIdentityContract(t *testing.T) {
+	storetest.RunIdentities(t, func(t *testing.T) certfleet.IdentityStore { return newTestStore(t) },
+		func(t *testing.T) certfleet.IdentityStore {
+			s, err := openSealed(t, pgtest.DSN(t), newKEK(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
+}

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"github.com/certfleet/certfleet"
 	"path/filepath"
 	"testing"
 
@@ -18,6 +19,17 @@ func TestStoreFleetContract(t *testing.T) {
 func TestStoreTenantContract(t *testing.T) {
 	storetest.RunTenants(t, func(t *testing.T) storetest.TenantStore { return newTestStore(t) },
 		func(t *testing.T) storetest.TenantStore {
+			s, err := openSealed(t, filepath.Join(t.TempDir(), "certfleet.db"), newKEK(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		})
+}
+
+func TestStoreIdentityContract(t *testing.T) {
+	storetest.RunIdentities(t, func(t *testing.T) certfleet.IdentityStore { return newTestStore(t) },
+		func(t *testing.T) certfleet.IdentityStore {
 			s, err := openSealed(t, filepath.Join(t.TempDir(), "certfleet.db"), newKEK(t))
 			if err != nil {
 				t.Fatal(err)

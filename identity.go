@@ -157,6 +157,14 @@ type IdentityCA struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// IdentityCertificate is what enrollment and renewal send the host: its
+// identity, its new client certificate and the identity CA's certificate.
+type IdentityCertificate struct {
+	Identity Identity
+	CertPEM  []byte
+	CAPEM    []byte
+}
+
 // IdentityStore keeps the identity CA, enrollment tokens and identities.
 // Safe for concurrent use.
 type IdentityStore interface {

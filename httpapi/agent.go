@@ -43,6 +43,10 @@ type FleetEntry struct {
 	LastSeen    time.Time                `json:"last_seen"`
 	Commands    []certfleet.AgentCommand `json:"commands,omitempty"`
 	Error       string                   `json:"error,omitempty"`
+	// Identity is the host identity the agent reported with (idn_…, or
+	// ext:SUBJECT for a client certificate of the operator's CA); empty
+	// for an agent with a bearer token.
+	Identity string `json:"identity,omitempty"`
 }
 
 func clip(s string, n int) string {
@@ -159,9 +163,13 @@ func (s *Server) fleet(ctx context.Context, spec string, current map[certfleet.K
 	}
 	var out []FleetEntry
 	for _, r := range reps {
-		out = append(out, FleetEntry{Agent: r.Agent, KeyType: r.KeyType, Serial: r.Serial, Fingerprint: r.Fingerprint,
+		e := FleetEntry{Agent: r.Agent, KeyType: r.KeyType, Serial: r.Serial, Fingerprint: r.Fingerprint,
 			Current:     r.Fingerprint != "" && r.Fingerprint == current[r.KeyType],
-			InstalledAt: r.InstalledAt, LastSeen: r.ReportedAt, Commands: r.Commands, Error: r.Error})
+			InstalledAt: r.InstalledAt, LastSeen: r.ReportedAt, Commands: r.Commands, Error: r.Error}
+		if certfleet.IsIdentityID(r.TokenID) {
+			e.Identity = r.TokenID
+		}
+		out = append(out, e)
 	}
 	return out, nil
 }

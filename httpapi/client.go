@@ -333,3 +333,23 @@ func (c *Client) PutAccount(ctx context.Context, name string, req AccountRequest
 	var info AccountInfo
 	return info, c.JSON(ctx, http.MethodPut, "/v1/accounts/"+url.PathEscape(name), req, &info)
 }
+
+// EnrollIdentity enrolls a host (POST /v1/identities/enroll) with a
+// one-time enrollment token (cfe_…, sent instead of c.Token) and the PEM
+// CSR of a key made on the host.
+func (c *Client) EnrollIdentity(ctx context.Context, enrollToken, name string, csrPEM []byte) (IdentityIssued, error) {
+	cc := *c
+	cc.Token = enrollToken
+	var out IdentityIssued
+	err := cc.JSON(ctx, http.MethodPost, "/v1/identities/enroll", IdentityRequest{Name: name, CSR: string(csrPEM)}, &out)
+	return out, err
+}
+
+// RenewIdentity renews the client certificate the HTTP client presents
+// (POST /v1/identities/renew) for the key of a new PEM CSR. c.Token must
+// be empty: the client certificate is the credential.
+func (c *Client) RenewIdentity(ctx context.Context, csrPEM []byte) (IdentityIssued, error) {
+	var out IdentityIssued
+	err := c.JSON(ctx, http.MethodPost, "/v1/identities/renew", IdentityRequest{CSR: string(csrPEM)}, &out)
+	return out, err
+}

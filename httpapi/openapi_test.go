@@ -105,6 +105,7 @@ func TestOpenAPI(t *testing.T) {
 		"TenantDeletion": certfleet.TenantDeletion{}, "Token": certfleet.Token{}, "TokenCreated": TokenCreated{},
 		"TokenList": TokenList{}, "TokenRequest": TokenRequest{}, "AccountRequest": AccountRequest{},
 		"AccountInfo": AccountInfo{}, "AccountList": AccountList{},
+		"IdentityRequest": IdentityRequest{Name: "x"}, "IdentityIssued": IdentityIssued{Tenant: "x"},
 	} {
 		sc, ok := doc.Components.Schemas[name]
 		if !ok {
@@ -137,7 +138,7 @@ func jsonFields(v any) []string {
 			full[k] = true
 		}
 	case FleetEntry:
-		for _, k := range []string{"serial", "fingerprint", "installed_at", "commands", "error"} {
+		for _, k := range []string{"serial", "fingerprint", "installed_at", "commands", "error", "identity"} {
 			full[k] = true
 		}
 	case certfleet.AgentCommand:

@@ -16,7 +16,10 @@
 //
 // It does not issue certificates: it writes specs into the store and wakes
 // the manager, which does. It does not render the operator dashboard beyond
-// a plain status page, and does not do mTLS client authentication yet.
+// a plain status page. On a TLS listener it authenticates hosts by their
+// client certificate when the daemon sets Identities (host identities,
+// package identity): such a request's principal is the identity, and
+// /v1/identities/enroll and /renew hand hosts their certificates.
 package httpapi
 
 import (
@@ -111,6 +114,15 @@ type Server struct {
 	// change something (names, CSRs, retries, revocations, agent deploys);
 	// see audit.go. Key reads are recorded by the store itself.
 	Events certfleet.EventSink
+	// Identities, when set, authenticates requests that come with a TLS
+	// client certificate and no Authorization header (host identities,
+	// issue 17), and serves enrollment and renewal; nil refuses both.
+	Identities Identities
+	// RequireClientCertForKeys refuses bearer tokens on the main handler
+	// for reads of private keys: only a host identity's client
+	// certificate may read one there. URL credentials (Bud, Caddy) are
+	// not affected: they have their own listener.
+	RequireClientCertForKeys bool
 	// OnAgentReport, if set, is called with every agent report once it is
 	// stored: every check-in, where Events gets only changes. Metrics
 	// count check-ins with it. It must return quickly.
@@ -211,9 +223,14 @@ type route struct {
 	// urlOK: also served to URL credentials (reads only).
 	urlOK bool
 	// public: no credentials needed.
-	public  bool
-	summary string
-	h       func(s *Server, w http.ResponseWriter, r *http.Request, p principal)
+	public bool
+	// enroll: authenticated by an enrollment token, in the handler.
+	enroll bool
+	// identityOnly: only a host identity's client certificate, whatever
+	// its permissions.
+	identityOnly bool
+	summary      string
+	h            func(s *Server, w http.ResponseWriter, r *http.Request, p principal)
 }
 
 // routes is the API. Keep GET /v1/openapi.json in step: TestOpenAPI checks.
@@ -276,6 +293,10 @@ var routes = []route{
 		summary: "Declare an ACME account (CA, contact, EAB), or replace it; every instance uses it at once"},
 	{method: "DELETE", path: "/v1/accounts/{account}", perm: certfleet.PermAdmin, h: (*Server).deleteAccount,
 		summary: "Delete a declared account; refused while a tenant or certificate orders with it"},
+	{method: "POST", path: "/v1/identities/enroll", enroll: true, h: (*Server).enrollIdentity,
+		summary: "A host enrolls once: an enrollment token (Authorization: Bearer cfe_…) and its CSR; answers its client certificate"},
+	{method: "POST", path: "/v1/identities/renew", identityOnly: true, h: (*Server).renewIdentity,
+		summary: "A host identity renews its client certificate (mTLS with the current one) for a new CSR"},
 	{method: "GET", path: "/v1/openapi.json", public: true, h: (*Server).openAPI,
 		summary: "This API, described in OpenAPI 3"},
 }
@@ -330,7 +351,7 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rts []route, u
 		return
 	}
 	var p principal
-	if !rt.public {
+	if !rt.public && !rt.enroll {
 		var prob *Problem
 		p, prob = s.authenticate(r, urlCred)
 		if prob != nil {
@@ -340,8 +361,18 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rts []route, u
 			s.fail(w, r, urlCred, prob)
 			return
 		}
-		if !p.token.Has(rt.perm) {
-			s.fail(w, r, urlCred, problemf(codeForbidden, "this token lacks the %s permission", rt.perm))
+		switch {
+		case rt.identityOnly:
+			if !p.identity {
+				s.fail(w, r, urlCred, problemf(codeForbidden, "only a host identity, with its client certificate, may do this"))
+				return
+			}
+		case !p.token.Has(rt.perm):
+			s.fail(w, r, urlCred, problemf(codeForbidden, "this %s lacks the %s permission", p.kind(), rt.perm))
+			return
+		case rt.perm == certfleet.PermReadKeys && s.RequireClientCertForKeys && !urlCred && !p.identity:
+			s.fail(w, r, urlCred, problemf(codeForbidden,
+				"private keys are read here only with a host identity's client certificate (require_client_cert_for_keys); enroll the host (certfleet agent --enroll-token)"))
 			return
 		}
 		if rt.perm == certfleet.PermAdmin && p.token.Tenant != "" {
@@ -365,8 +396,19 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, urlCred bool, p *P
 
 // principal is the authenticated caller.
 type principal struct {
+	// token is the API token, or the scope of the host identity.
 	token   certfleet.Token
 	urlCred bool
+	// identity: authenticated by a client certificate (token.ID is the
+	// identity's).
+	identity bool
+}
+
+func (p principal) kind() string {
+	if p.identity {
+		return "identity"
+	}
+	return "token"
 }
 
 // authenticate finds the caller's token: from the Authorization header on
@@ -378,6 +420,9 @@ func (s *Server) authenticate(r *http.Request, urlCred bool) (principal, *Proble
 		secret = r.PathValue("secret")
 	} else {
 		h := r.Header.Get("Authorization")
+		if h == "" && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			return s.authenticateCert(r)
+		}
 		scheme, rest, ok := strings.Cut(h, " ")
 		if h == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
 			return principal{}, problemf(codeUnauthenticated, "send a token: Authorization: Bearer cft_…")

@@ -45,7 +45,7 @@ func ValidateEventKind(kind string) error {
 // EventKinds lists the kinds certfleet emits, for help texts and to warn
 // about a filter that can match nothing. Add a new kind here too.
 var EventKinds = []string{
-	EventIssued, EventRenewed, EventOrderFailed, EventDeferred, EventReleased, EventRevoked, EventKeyRead,
+	EventIssued, EventRenewed, EventOrderFailed, EventDeferred, EventReleased, EventWaiting, EventReady, EventRevoked, EventKeyRead,
 	EventTokenCreated, EventTokenRevoked, EventConfigChanged, EventSpecChanged, EventRetry,
 	EventDeployed, EventDeployFailed, EventAgentReport, EventCompromise, EventAccount,
 	EventSecretChanged, EventAgentForgot, EventExpiring, EventTenant, EventIdentity,

@@ -65,7 +65,11 @@ type CertificateSpec struct {
 	// directory in the config.
 	Webroot string `json:"webroot,omitempty"`
 	// Source says who declared the spec (SourceConfig or SourceAPI).
-	Source string `json:"source"`
+	// NoSelfTest turns off the self-test before orders (issue 14) for
+	// this certificate: for names only the CA can reach. Not part of the
+	// revision: switching it never triggers an order.
+	NoSelfTest bool   `json:"no_self_test,omitempty"`
+	Source     string `json:"source"`
 	// Disabled specs are kept (with their archive) but no longer renewed.
 	Disabled bool `json:"disabled,omitempty"`
 }

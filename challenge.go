@@ -16,10 +16,15 @@ const (
 	ChallengeWebroot   ChallengeType = "webroot"
 	ChallengeTLSALPN01 ChallengeType = "tls-alpn-01"
 	ChallengeDNS01     ChallengeType = "dns-01"
+	// ChallengeDNSPersist01 is draft-ietf-acme-dns-persist: the domain's
+	// owner publishes, once, a TXT record at _validation-persist.NAME that
+	// authorizes one ACME account of one CA (§3, §4); certfleet never
+	// writes it and needs no DNS credentials.
+	ChallengeDNSPersist01 ChallengeType = "dns-persist-01"
 )
 
 // ChallengeTypes lists the challenge types a spec may name.
-var ChallengeTypes = []ChallengeType{ChallengeHTTP01, ChallengeWebroot, ChallengeTLSALPN01, ChallengeDNS01}
+var ChallengeTypes = []ChallengeType{ChallengeHTTP01, ChallengeWebroot, ChallengeTLSALPN01, ChallengeDNS01, ChallengeDNSPersist01}
 
 // ParseChallengeType parses a challenge type name.
 func ParseChallengeType(s string) (ChallengeType, error) {
@@ -28,7 +33,7 @@ func ParseChallengeType(s string) (ChallengeType, error) {
 			return ct, nil
 		}
 	}
-	return "", fmt.Errorf("unknown challenge %q (use http-01, webroot, tls-alpn-01 or dns-01)", s)
+	return "", fmt.Errorf("unknown challenge %q (use http-01, webroot, tls-alpn-01, dns-01 or dns-persist-01)", s)
 }
 
 // ACMEType returns the challenge type as the CA names it: webroot is http-01.
@@ -42,13 +47,15 @@ func (c ChallengeType) ACMEType() string {
 // CanProve reports whether challenge c can prove control of id.
 // RFC 8555 §7.1.3: wildcard authorizations are proven with dns-01 only ("the
 // server MUST NOT offer http-01 or tls-alpn-01"); RFC 8738 §7: dns-01 cannot
-// prove an IP address.
+// prove an IP address. draft-ietf-acme-dns-persist (§5, wildcards): a
+// dns-persist-01 record with policy=wildcard proves a wildcard; like dns-01
+// it cannot prove an IP address.
 func (c ChallengeType) CanProve(id Identifier) error {
 	switch {
-	case id.IsWildcard() && c != ChallengeDNS01:
-		return fmt.Errorf("wildcard %q can only be validated with dns-01, not %s", id.Value, c)
-	case id.Type == IdentifierIP && c == ChallengeDNS01:
-		return fmt.Errorf("IP address %q cannot be validated with dns-01; use http-01 or tls-alpn-01", id.Value)
+	case id.IsWildcard() && c != ChallengeDNS01 && c != ChallengeDNSPersist01:
+		return fmt.Errorf("wildcard %q can only be validated with dns-01 or dns-persist-01, not %s", id.Value, c)
+	case id.Type == IdentifierIP && (c == ChallengeDNS01 || c == ChallengeDNSPersist01):
+		return fmt.Errorf("IP address %q cannot be validated with %s; use http-01 or tls-alpn-01", id.Value, c)
 	}
 	return nil
 }
@@ -68,6 +75,13 @@ type Challenge struct {
 	// provider and named web root (CertificateSpec.DNSProvider, Webroot;
 	// ours), for solvers that route by them; "" routes by identifier.
 	DNSProvider, Webroot string
+	// For dns-persist-01 (draft-ietf-acme-dns-persist §3.1): the CA's
+	// issuer-domain-names offered in the challenge, the URL of the account
+	// answering it, and whether the authorization is for the wildcard of
+	// Identifier (RFC 8555 §7.1.4 "wildcard"), which needs policy=wildcard.
+	IssuerDomainNames []string
+	AccountURL        string
+	Wildcard          bool
 }
 
 // Solver answers challenges. Implementations must be safe for concurrent use

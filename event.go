@@ -34,6 +34,8 @@ const (
 	EventExpiring      = "expiring"        // a certificate close to expiry while its renewal fails, or expired (an alert incident opened or worsened)
 	EventTenant        = "tenant"          // a tenant created, changed or deleted (Reason says which)
 	EventIdentity      = "identity"        // a host identity's enrollment token made, enrolled, renewed or revoked (Reason says which)
+	EventWaiting       = "waiting"         // a name failed its self-test before an order (issue 14); Reason is a Wait* code, Detail says what to fix
+	EventReady         = "ready"           // a waiting name passed its self-test and rejoins its certificate's orders
 )
 
 // Event is one entry of the audit trail. Who did what, to which certificate,

@@ -2,8 +2,10 @@ package certfleet
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -169,4 +171,170 @@ func Readiness(in ReadinessInput) []ReadinessViolation {
 			cmp.Compare(a.Source, b.Source), cmp.Compare(a.Subject, b.Subject))
 	})
 	return out
+}
+
+// Name readiness (issue 14): before certfleet places an order for a name
+// it has not yet proven (first issuance, a name new to its certificate, or
+// after a failed validation), a self-test checks that the CA could
+// validate it now, the way the CA would. A name that cannot pass is
+// "waiting": no order and no failed validation are spent on it; it is
+// re-tested on its own backoff (RetestDelay) and leaves its certificate's
+// pack until it passes. This is a different readiness from the one above
+// (how fast a certificate gets into use); both answer "is the path in
+// place", one before the order, one after.
+
+// Why a name waits, for the metric's label and for docs/readiness.md,
+// which says what each means and how to fix it.
+const (
+	// WaitDNS: the name does not resolve, or resolves to an address the
+	// probe did not reach certfleet through (http-01, tls-alpn-01).
+	WaitDNS = "dns"
+	// WaitHTTP: the name resolves and something answers on port 80, but
+	// the probe token's request did not reach certfleet (no forwarding
+	// rule for /.well-known/acme-challenge/, a wrong redirect).
+	WaitHTTP = "http"
+	// WaitTLSALPN: the acme-tls/1 probe handshake did not reach
+	// certfleet's tls-alpn-01 responder.
+	WaitTLSALPN = "tls_alpn"
+	// WaitDNS01: a dns-01 precondition fails: zone, CNAME delegation
+	// (as the public resolvers see it), or the provider's credentials.
+	WaitDNS01 = "dns01"
+	// WaitPersist: the dns-persist-01 record is missing, names another
+	// account or CA, lacks policy=wildcard for a wildcard, or is past
+	// its persistUntil.
+	WaitPersist = "dns_persist"
+	// WaitProbe: the self-test itself could not run (store unavailable
+	// for the probe token, no resolver answered).
+	WaitProbe = "probe"
+)
+
+// Default re-test backoff of a waiting name: the first re-test after
+// DefaultRetestMin, doubling to DefaultRetestMax. Ours: a DNS change
+// usually reaches the resolvers within minutes (TTLs of 300 s are
+// common), and a forwarding rule is fixed by a person who then expects
+// to see the effect soon; an hour bounds the delay after a fix nobody
+// announced (an API retry tests at once).
+const (
+	DefaultRetestMin = 30 * time.Second
+	DefaultRetestMax = time.Hour
+)
+
+// RetestDelay is how long a name that has failed tests consecutive
+// self-tests (tests >= 1) waits before the next: min doubled per earlier
+// failure, capped at max. Zero min or max take the defaults.
+func RetestDelay(tests int, min, max time.Duration) time.Duration {
+	if min <= 0 {
+		min = DefaultRetestMin
+	}
+	if max <= 0 {
+		max = DefaultRetestMax
+	}
+	d := min
+	for i := 1; i < tests && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	return d
+}
+
+// SelfTestResult is the outcome of one name's self-test.
+type SelfTestResult struct {
+	Identifier Identifier
+	// Code is "" when the name can pass, else one of the Wait* reasons.
+	Code string
+	// Reason says in words what was found and what to fix, e.g.
+	// "www.example.com resolves to 198.51.100.7, and nothing there
+	// answered the probe: point it at certfleet".
+	Reason string
+}
+
+// OK reports whether the name can pass its challenge now.
+func (r SelfTestResult) OK() bool { return r.Code == "" }
+
+// SelfTester checks, without contacting the CA, whether names can pass
+// their certificate's challenge now, the way the CA would see them
+// (package selftest). Implementations must be safe for concurrent use,
+// honour ctx, and return one result per identifier in ids, in order; an
+// error is for a tester that could not run at all (the caller orders as
+// it would without self-tests). A test of one name should take seconds,
+// not minutes.
+type SelfTester interface {
+	SelfTest(ctx context.Context, spec CertificateSpec, ids []Identifier) ([]SelfTestResult, error)
+}
+
+// WaitingName is a name that failed its latest self-test: it is left out
+// of its certificate's orders until a re-test passes.
+type WaitingName struct {
+	Spec       string
+	Identifier Identifier
+	Challenge  ChallengeType
+	Code       string // a Wait* reason
+	Reason     string // in words
+	// Since is the first failed test of this streak; CheckedAt the
+	// latest; Tests how many failed in a row; NextAt the next re-test.
+	Since, CheckedAt, NextAt time.Time
+	Tests                    int
+	Tenant                   string
+}
+
+// WaitingFilter selects waiting names. Zero fields match everything.
+type WaitingFilter struct {
+	Spec   string
+	Tenant string
+	Limit  int // 0: all
+}
+
+// ReadinessStore keeps the waiting names. Safe for concurrent use.
+type ReadinessStore interface {
+	// SetWaiting records, for spec, the names in waiting (replacing what
+	// was recorded of them) and forgets those in ready, in one
+	// transaction.
+	SetWaiting(ctx context.Context, spec string, waiting []WaitingName, ready []Identifier) error
+	// WaitingNames lists waiting names ordered by spec and identifier.
+	WaitingNames(ctx context.Context, f WaitingFilter) ([]WaitingName, error)
+	// RetestNow makes every waiting name of spec due for a re-test at
+	// once (an operator's retry) and returns how many there were.
+	RetestNow(ctx context.Context, spec string) (int, error)
+	// CountWaiting counts the waiting names by Code (the metric).
+	CountWaiting(ctx context.Context) (map[string]int, error)
+}
+
+// PersistIdentity is what a dns-persist-01 record must name to authorize
+// an account (draft-ietf-acme-dns-persist-01 §4.1, as Pebble v2.10.1 and
+// Let's Encrypt check it): the account's URL (accounturi) and one of the
+// CA's issuer domain names (the challenge's issuer-domain-names, §3.1).
+// Draft -02 replaces the URL by a hashed URI; certfleet does not speak
+// that form yet (docs/readiness.md).
+type PersistIdentity struct {
+	AccountURL        string
+	IssuerDomainNames []string
+}
+
+// PersistRecordName is the name of the dns-persist-01 TXT record for a
+// domain (a wildcard's base name): draft-ietf-acme-dns-persist §4: "The
+// Validation Domain Name is formed by prepending the label
+// '_validation-persist' to the domain name being validated."
+func PersistRecordName(domain string) string {
+	return "_validation-persist." + strings.TrimSuffix(strings.TrimPrefix(domain, "*."), ".")
+}
+
+// PersistRecordValue is the TXT value that authorizes the account of id
+// through the CA's issuer domain name issuer: draft-ietf-acme-dns-persist
+// §4.1 uses the issue-value syntax of RFC 8659 §4.2, "issuer-domain-name;
+// accounturi=URL", with "policy=wildcard" (§4.1 item 4, §5) to allow
+// wildcards and subdomains too.
+func PersistRecordValue(issuer, accountURL string, wildcard bool) string {
+	v := issuer + "; accounturi=" + accountURL
+	if wildcard {
+		v += "; policy=wildcard"
+	}
+	return v
+}
+
+// PersistIdentifier is an optional interface of an Issuer that can say
+// what a dns-persist-01 record must name for its account (acmeissuer).
+type PersistIdentifier interface {
+	PersistIdentity(ctx context.Context) (PersistIdentity, error)
 }

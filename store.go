@@ -36,5 +36,6 @@ type Store interface {
 	InventoryStore // issue 18: withdrawals an inventory source has pending (inventory.go)
 	DeliveryStore  // issue 18 §2: audit events owed to hooks (delivery.go)
 	StatsStore     // job counts and current certificates, a page at a time (stats.go)
+	ReadinessStore // issue 14: names waiting for their self-test to pass (readiness.go)
 	Close() error
 }

@@ -480,6 +480,11 @@ func (i *Issuer) authorize(ctx context.Context, acct acme.Account, order acme.Or
 			URL:              ch.URL,
 			DNSProvider:      spec.DNSProvider,
 			Webroot:          spec.Webroot,
+			// draft-ietf-acme-dns-persist §3.1, §4.2: what the record
+			// must name (dns-persist-01 only; empty otherwise).
+			IssuerDomainNames: ch.IssuerDomainNames,
+			AccountURL:        acct.Location,
+			Wildcard:          a.Wildcard,
 		}})
 	}
 	if len(todo) == 0 {

@@ -16,7 +16,7 @@ import (
 )
 
 var certKeys = []string{"name", "identifiers", "key_types", "challenge", "webroot", "dns_provider", "profile", "account",
-	"renew_before", "renew_after", "reuse_key", "output_dir", "owner", "group", "key_mode", "commands", "endpoints", "copy", "prepare", "prepare_helpers", "cleanup"}
+	"renew_before", "renew_after", "reuse_key", "self_test", "output_dir", "owner", "group", "key_mode", "commands", "endpoints", "copy", "prepare", "prepare_helpers", "cleanup"}
 
 var profileRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -187,6 +187,13 @@ func (d *decoder) certificate(t *table, cfg *Config, defs certDefaults) (Certifi
 			d.problemf(p, "must be true or false, not %s", typeName(v))
 		}
 		spec.ReuseKey = b
+	}
+	if v, p, ok := d.get(t, "self_test"); ok {
+		b, isBool := v.(bool)
+		if !isBool {
+			d.problemf(p, "must be true or false, not %s", typeName(v))
+		}
+		spec.NoSelfTest = !b // docs/readiness.md: for names only the CA can reach
 	}
 
 	if s, p, ok := d.str(t, "output_dir"); ok {

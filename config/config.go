@@ -127,6 +127,9 @@ type Config struct {
 	// them ([rate_limits."CA"], see ratelimit.go); CAs not listed keep
 	// their defaults.
 	RateLimits map[string]RateLimits
+	// SelfTest is [self_test]: names tested before they are ordered
+	// (selftest.go, docs/readiness.md).
+	SelfTest SelfTest
 	// Metrics configures the Prometheus endpoint ([metrics], see
 	// metrics.go).
 	Metrics Metrics

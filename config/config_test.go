@@ -423,7 +423,7 @@ identifiers = [
 	{"too many identifiers", ca + "[[certificate]]\nidentifiers = [" + manyIdentifiers(101) + "]\n", []string{
 		`certfleet.toml:4: certificate[0].identifiers: |101 identifiers; a certificate may hold at most 100`}},
 	{"wildcard with http-01", ca + "[[certificate]]\nidentifiers = [\"*.example.org\"]\n", []string{
-		`certfleet.toml:4: certificate[0].identifiers[0]: |wildcard "*.example.org" can only be validated with dns-01, not http-01`}},
+		`certfleet.toml:4: certificate[0].identifiers[0]: |wildcard "*.example.org" can only be validated with dns-01 or dns-persist-01, not http-01`}},
 	{"wildcard beside an invalid name", ca + "[[certificate]]\nidentifiers = [\"*.example.org\", \"a..b\"]\n", []string{
 		`certfleet.toml:4: certificate[0].identifiers[1]: |DNS name has an empty label`,
 		`certfleet.toml:4: certificate[0].identifiers[0]: |wildcard "*.example.org" can only be validated with dns-01`}},

@@ -20,7 +20,7 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key
 // problems): the top level's here, each section's in its own file.
-var topKeys = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics", "inventory", "events", "export", "webroots", "scheduler"}
+var topKeys = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics", "inventory", "events", "export", "webroots", "scheduler", "self_test"}
 
 // keyHints suggest the right key for likely mistakes.
 var keyHints = map[string]string{
@@ -251,6 +251,7 @@ func (d *decoder) config(doc map[string]any) *Config {
 	d.metrics(top, cfg) // after [api]: listen must differ from it
 	d.events(top, cfg)
 	d.export(top, cfg)
+	d.selfTest(top, cfg) // docs/readiness.md
 	d.unknown(top, topKeys)
 	return cfg
 }

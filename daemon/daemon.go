@@ -189,6 +189,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 	if dnsSolver != nil {
 		solvers[certfleet.ChallengeDNS01] = dnsSolver
 	}
+	solvers[certfleet.ChallengeDNSPersist01] = d.persistSolver() // never writes DNS (selftest.go)
 
 	d.version = opts.Version
 	if d.version == "" {
@@ -244,7 +245,11 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 		Events:      &d.events,
 	}
 	d.Manager.Budget = newBudget(cfg, store, log) // rate-limit budgets (docs/ratelimits.md)
-	d.wireTenants()                               // accounts declared at runtime, tenants' quotas (issue 12)
+	if t := d.newSelfTester(cfg, log); t != nil { // names tested before orders (docs/readiness.md)
+		d.Manager.SelfTester = t
+		d.Manager.RetestMin, d.Manager.RetestMax = cfg.SelfTest.RetestMin, cfg.SelfTest.RetestMax
+	}
+	d.wireTenants() // accounts declared at runtime, tenants' quotas (issue 12)
 
 	// Inventory sources (docs/inventory.md): built now, read by Serve and
 	// IssueOnce; dns-01 routes their certificates' names too.

@@ -24,6 +24,10 @@ type decision struct {
 	deferUntil *certfleet.ScheduleUpdate // non-nil: not due, reschedule
 	next       certfleet.ScheduleUpdate  // after a successful issuance
 	orderURL   string
+	// waiting are the spec's names held back by their self-tests (not in
+	// spec.Identifiers, which gate narrowed); retestAt the earliest re-test.
+	waiting  []certfleet.WaitingName
+	retestAt time.Time
 }
 
 // decide works out whether job needs a certificate now, and why.
@@ -61,6 +65,13 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 			return d, nil
 		}
 	}
+	// Names that fail their self-test leave the order (selftest.go); the
+	// revision compared below is that of the names that may be ordered.
+	m.gate(ctx, job, &d)
+	if d.deferUntil != nil {
+		return d, nil
+	}
+	spec = d.spec
 	now := m.Now()
 	switch {
 	case d.current == nil:
@@ -91,6 +102,7 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 	if !upd.ARIRetryAt.IsZero() && upd.ARIRetryAt.Before(at) {
 		upd.NextAt = upd.ARIRetryAt
 	}
+	upd = d.withRetest(upd)
 	d.deferUntil = &upd
 	d.reason = "renewal not due"
 	return d, nil
@@ -153,7 +165,7 @@ func (m *Manager) firstCheck(d decision, iss certfleet.Issuance, now time.Time) 
 			at = check
 		}
 	}
-	return certfleet.ScheduleUpdate{NextAt: at}
+	return d.withRetest(certfleet.ScheduleUpdate{NextAt: at})
 }
 
 // retryTime returns when to try a failed job again: exponential backoff with

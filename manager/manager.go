@@ -112,6 +112,14 @@ type Manager struct {
 	// an attempt with OutcomeDeferred and emitted as EventDeferred, and
 	// neither counted as a failure nor backed off.
 	Budget certfleet.Budget
+	// SelfTester, if set, tests names not yet proven before they are
+	// ordered (first issuance, names new to a certificate, after a failed
+	// attempt): a name that fails waits, out of the order, and is
+	// re-tested after RetestMin, doubling up to RetestMax (defaults
+	// certfleet.DefaultRetestMin and DefaultRetestMax). Certificates with
+	// NoSelfTest skip it. See selftest.go.
+	SelfTester           certfleet.SelfTester
+	RetestMin, RetestMax time.Duration
 
 	once sync.Once
 	wake chan struct{} // buffered(1); a send means "look at the store now"

@@ -105,6 +105,7 @@ func Run(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 		{"Accounts/Race", testAccountRace},
 		{"Challenges", testChallenges},
 		{"NotFound", testNotFound},
+		{"Waiting", testWaiting},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore) })

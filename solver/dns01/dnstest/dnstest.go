@@ -154,6 +154,18 @@ func (s *Server) SetTXT(name string, values ...string) {
 	}
 }
 
+// SetA replaces the A records at name (on this server only): a test moves
+// a name to another address, or back.
+func (s *Server) SetA(name string, ips ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := canon(name)
+	s.rrs[n] = slices.DeleteFunc(s.rrs[n], func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeA })
+	for _, ip := range ips {
+		s.addLocked(&dns.A{Hdr: hdr(n, dns.TypeA), A: net.ParseIP(ip)})
+	}
+}
+
 // TXT returns the TXT values at name.
 func (s *Server) TXT(name string) []string {
 	s.mu.Lock()

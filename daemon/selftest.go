@@ -1,0 +1,85 @@
+package daemon
+
+// Ready before ordering (issue 14): the self-tester the scheduler consults
+// before it orders names not yet proven, the dns-persist-01 solver, and
+// the record a domain's owner publishes for dns-persist-01.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/selftest"
+	"github.com/certfleet/certfleet/solver/dns01"
+	"github.com/certfleet/certfleet/solver/dnspersist01"
+)
+
+// newSelfTester builds the self-tester of cfg's [self_test]; nil when it
+// is turned off.
+func (d *Daemon) newSelfTester(cfg *config.Config, log *slog.Logger) *selftest.Tester {
+	st := cfg.SelfTest
+	if st.Disabled {
+		return nil
+	}
+	return &selftest.Tester{
+		Store:          d.Store,
+		Resolver:       &dns01.Resolver{Nameservers: st.Resolvers},
+		HTTPPort:       st.HTTPPort,
+		TLSPort:        st.TLSPort,
+		DNS01:          d.dnsSolver,
+		Persist:        d.PersistIdentity,
+		PersistWarning: st.PersistWarning,
+		Timeout:        st.Timeout,
+		Logger:         log.With("component", "selftest"),
+	}
+}
+
+// PersistIdentity returns what a dns-persist-01 record must name for an
+// account (of the config, or declared at runtime): its URL, registering
+// the account at the CA when it has none yet, and the CA's issuer domain
+// names.
+func (d *Daemon) PersistIdentity(ctx context.Context, account string) (certfleet.PersistIdentity, error) {
+	if iss, ok := d.acme[account]; ok {
+		return iss.PersistIdentity(ctx)
+	}
+	di, err := d.declaredIssuer(ctx, account)
+	if err != nil {
+		return certfleet.PersistIdentity{}, err
+	}
+	return di.acme.PersistIdentity(ctx)
+}
+
+// PersistRecords returns, for each name, the dns-persist-01 TXT record
+// its owner publishes so that account may validate it ("NAME TXT VALUE"
+// lines; a wildcard's record, with policy=wildcard, also covers its base
+// name). certfleet never writes these records.
+func (d *Daemon) PersistRecords(ctx context.Context, account string, names []string) ([]string, error) {
+	who, err := d.PersistIdentity(ctx, account)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		id, err := certfleet.ParseIdentifier(n)
+		if err != nil {
+			return nil, err
+		}
+		if err := certfleet.ChallengeDNSPersist01.CanProve(id); err != nil {
+			return nil, err
+		}
+		out = append(out, fmt.Sprintf("%s. TXT %q", certfleet.PersistRecordName(id.Value), selftest.PersistRecord(who, id)))
+	}
+	return out, nil
+}
+
+// persistSolver answers dns-persist-01 challenges: it writes nothing, and
+// before a challenge is answered checks the record as the CA will, so a
+// missing one fails before the CA counts a failed validation.
+func (d *Daemon) persistSolver() certfleet.Solver {
+	return &dnspersist01.Solver{Check: func(ctx context.Context, chal certfleet.Challenge) error {
+		t := &selftest.Tester{Resolver: &dns01.Resolver{Nameservers: d.live.config().SelfTest.Resolvers}}
+		return t.CheckPersist(ctx, chal)
+	}}
+}

@@ -1,0 +1,152 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/internal/daemontest"
+	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/solver/dns01/dnstest"
+)
+
+// readyNet is a DNS server the test controls (zone example.test; it also
+// answers as the resolver) and a Pebble that validates through it, with
+// http-01 on port HTTPPort.
+type readyNet struct {
+	DNS      *dnstest.Server
+	CA       *pebbleca.CA
+	HTTPPort int
+}
+
+func startReadyNet(t *testing.T) *readyNet {
+	t.Helper()
+	srv, err := dnstest.Start("127.0.0.1", "0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	srv.ChaseCNAME = true
+	srv.AddZone("example.test", "ns1.example.test")
+	srv.Add("ns1.example.test. 60 IN A 127.0.0.1")
+	n := &readyNet{DNS: srv, HTTPPort: daemontest.FreePort(t)}
+	n.CA, err = pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: n.HTTPPort, ResolverAddr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.CA.Close() })
+	return n
+}
+
+// serve opens and serves a daemon of the net with certs (and a
+// [self_test] re-testing every 1 to 2 s) and returns it; it stops when
+// the test ends.
+func (n *readyNet) serve(t *testing.T, extra, certs string) *daemon.Daemon {
+	t.Helper()
+	dir := t.TempDir()
+	path := daemontest.WriteConfig(t, dir, n.CA, n.HTTPPort, fmt.Sprintf(`
+[self_test]
+resolvers = [%q]
+http_port = %d
+retest_min = "1s"
+retest_max = "2s"
+%s
+%s`, n.DNS.Addr(), n.HTTPPort, extra, certs))
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log daemontest.SyncBuffer
+	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true, Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		d.Close()
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", log.String())
+		}
+	})
+	return d
+}
+
+// waitFor polls cond every 50 ms until it holds or limit passes.
+func waitWithin(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > limit {
+			t.Fatalf("after %s: %s", limit, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func waiting(t *testing.T, st certfleet.Store, spec string) []certfleet.WaitingName {
+	t.Helper()
+	w, err := st.WaitingNames(t.Context(), certfleet.WaitingFilter{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func issuedNow(t *testing.T, st certfleet.Store, spec string) *certfleet.Issuance {
+	t.Helper()
+	j, err := st.Job(t.Context(), certfleet.JobKey{Spec: spec, KeyType: certfleet.ECDSAP256})
+	if err != nil || j.CurrentID == 0 {
+		return nil
+	}
+	iss, err := st.Issuance(t.Context(), j.CurrentID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &iss
+}
+
+// TestSelfTestWaitsForDNS (issue 14): a name whose A record points
+// elsewhere waits with that reason and costs no order at the CA over
+// several re-tests; once the record points at certfleet it is issued
+// within one re-test interval.
+func TestSelfTestWaitsForDNS(t *testing.T) {
+	n := startReadyNet(t)
+	n.DNS.SetA("www.example.test", "127.0.0.2") // nothing of ours listens there
+	d := n.serve(t, "", "[[certificate]]\nname = \"www\"\nidentifiers = [\"www.example.test\"]\n")
+
+	waitWithin(t, 15*time.Second, "www.example.test never waited", func() bool { return len(waiting(t, d.Store, "www")) == 1 })
+	w := waiting(t, d.Store, "www")[0]
+	if w.Code != certfleet.WaitDNS || !strings.Contains(w.Reason, "www.example.test resolves to 127.0.0.2") || !strings.Contains(w.Reason, "did not reach certfleet") {
+		t.Errorf("waiting %s: %q, want the dns reason naming 127.0.0.2", w.Code, w.Reason)
+	}
+	waitWithin(t, 20*time.Second, "fewer than 4 self-tests", func() bool {
+		w := waiting(t, d.Store, "www")
+		return len(w) == 1 && w[0].Tests >= 4
+	})
+	if got := n.CA.NewOrders(); got != 0 {
+		t.Fatalf("%d orders placed for a waiting name, want 0", got)
+	}
+	if evs, _ := d.Store.Events(t.Context(), certfleet.EventFilter{Kind: certfleet.EventWaiting}); len(evs) != 1 {
+		t.Errorf("%d waiting events, want 1 (the first failed test only)", len(evs))
+	}
+
+	n.DNS.SetA("www.example.test", "127.0.0.1")
+	fixed := time.Now()
+	waitWithin(t, 2*time.Second+time.Second, "not re-tested within one re-test interval (2s) of the fix", func() bool { return len(waiting(t, d.Store, "www")) == 0 })
+	waitWithin(t, 30*time.Second, "never issued after the fix", func() bool { return issuedNow(t, d.Store, "www") != nil })
+	t.Logf("issued %s after the fix", time.Since(fixed).Round(time.Millisecond))
+	if got := n.CA.NewOrders(); got != 1 {
+		t.Errorf("%d orders, want exactly 1", got)
+	}
+}

@@ -72,6 +72,9 @@ func TestGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := e.store.PutHeartbeat(ctx, certfleet.Heartbeat{Instance: "golden-1", StartedAt: now.Add(-time.Hour), RoundAt: now.Add(-12 * time.Second), Interval: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
 	_, secret, hash := certfleet.NewTokenSecret()
 	if err := e.store.CreateToken(ctx, certfleet.Token{ID: "tok_golden", Description: "ops", Names: []string{"*"},
 		Permissions: []certfleet.Permission{certfleet.PermAdmin}, Hash: hash, CreatedAt: now}); err != nil {

@@ -29,6 +29,8 @@ type page struct {
 	Incidents *incidentsView
 	Audit     *auditView
 	Endpoints *endpointsView
+	// Live is the schedulers' liveness (logged-in pages).
+	Live *liveView
 	Nav       string
 	// Everything: the user is an operator's admin and sees every
 	// incident and event, not only those of its certificates.
@@ -283,6 +285,7 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	if p.User != nil {
 		p.CSRF = s.csrfToken(p.User.session)
 		p.Everything = operatorAdmin(p.User)
+		p.Live = s.liveness(r.Context(), p.Now)
 	}
 	var b bytes.Buffer
 	if err := s.pages[name].ExecuteTemplate(&b, "layout", p); err != nil {

@@ -299,3 +299,40 @@ func TestAuditFilters(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveness (issue 15, finding 7): every page says when a scheduler
+// last looked for due work, from the store, and warns when none has.
+func TestLiveness(t *testing.T) {
+	e := newEnv(t, storetest.NewSpec("web"))
+	_, secret := e.token("ops", []string{"*"}, certfleet.PermReadCerts)
+	c := e.login(secret)
+	live := regexp.MustCompile(`<span class="live ([a-z]+)" id="liveness"[^>]*>([^<]*)</span>`)
+	check := func(t *testing.T, class, text, warning string) {
+		t.Helper()
+		for _, path := range []string{"/dashboard/", "/dashboard/cert/web", "/dashboard/incidents", "/dashboard/audit"} {
+			r := e.do("GET", path, c, nil, nil)
+			m := live.FindStringSubmatch(r.body)
+			if m == nil || m[1] != class || !strings.Contains(m[2], text) {
+				t.Errorf("GET %s: liveness %q, want class %s saying %q", path, m, class, text)
+			}
+			w := regexp.MustCompile(`id="liveness-warning" role="alert">([^<]*)<`).FindStringSubmatch(r.body)
+			if (warning == "") != (w == nil) || (w != nil && !strings.Contains(w[1], warning)) {
+				t.Errorf("GET %s: warning %q, want %q", path, w, warning)
+			}
+		}
+	}
+	t.Run("never", func(t *testing.T) { check(t, "stale", "no scheduler running", "No scheduler has looked for due work in the last week") })
+	now := time.Now()
+	if err := e.store.PutHeartbeat(t.Context(), certfleet.Heartbeat{Instance: "a", StartedAt: now.Add(-time.Hour), RoundAt: now.Add(-5 * time.Second), Interval: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("fresh", func(t *testing.T) { check(t, "ok", "scheduler ran just now", "") })
+	if r := e.do("GET", "/dashboard/", c, nil, nil); !strings.Contains(r.body, `<tr class="instance live"><td><code>a</code>`) {
+		t.Errorf("the list does not list scheduler a as running:\n%s", r.body)
+	}
+	e.offset.Store(int64(5 * time.Minute)) // 2 × 30 s + 1 min have passed
+	defer e.offset.Store(0)
+	t.Run("stale", func(t *testing.T) {
+		check(t, "stale", "scheduler silent since 5 minutes ago", "No scheduler has looked for due work since")
+	})
+}

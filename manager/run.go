@@ -34,6 +34,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		changes = n.Changes(ctx)
 	}
 	storeFailures := 0
+	hb := m.heartbeat()
 	for {
 		select {
 		case <-ctx.Done():
@@ -59,6 +60,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		sleep := m.PollInterval
 		if free := m.Concurrency - running; free > 0 {
 			jobs, err := m.Store.ClaimDue(ctx, certfleet.ClaimRequest{Owner: m.Instance, Now: m.Now(), Lease: m.Lease, Limit: free})
+			hb.beat(ctx, err)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -90,6 +92,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		if running >= m.Concurrency {
 			sleep = m.PollInterval // a finishing job wakes us via done
+			hb.beat(ctx, nil)      // busy is alive: the round is the jobs running
 		}
 		if !timer.Stop() {
 			select {
@@ -99,4 +102,49 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		timer.Reset(sleep)
 	}
+}
+
+// heartbeatEvery bounds how often a scheduler writes its heartbeat: rounds
+// come as often as jobs finish, and a sign of life every few seconds is
+// plenty for a page that calls a scheduler stale after minutes.
+const heartbeatEvery = 10 * time.Second
+
+// heartbeater writes the scheduler's heartbeat (certfleet.HeartbeatStore)
+// after its rounds, at most every heartbeatEvery unless the round's error
+// changed. A store without heartbeats makes it a no-op.
+type heartbeater struct {
+	m       *Manager
+	store   certfleet.HeartbeatStore
+	started time.Time
+	last    time.Time
+	lastErr string
+	warned  bool
+}
+
+func (m *Manager) heartbeat() *heartbeater {
+	hs, _ := m.Store.(certfleet.HeartbeatStore)
+	return &heartbeater{m: m, store: hs, started: m.Now()}
+}
+
+func (h *heartbeater) beat(ctx context.Context, roundErr error) {
+	if h.store == nil || ctx.Err() != nil {
+		return
+	}
+	now := h.m.Now()
+	msg := ""
+	if roundErr != nil {
+		msg = roundErr.Error()
+	}
+	if msg == h.lastErr && now.Sub(h.last) < heartbeatEvery {
+		return
+	}
+	err := h.store.PutHeartbeat(ctx, certfleet.Heartbeat{Instance: h.m.Instance, StartedAt: h.started, RoundAt: now, Interval: h.m.PollInterval, Error: msg})
+	if err != nil {
+		if !h.warned && ctx.Err() == nil {
+			h.m.Logger.Warn("cannot record the scheduler's heartbeat; the dashboard will call this instance stale", certfleet.LogError, err)
+			h.warned = true
+		}
+		return
+	}
+	h.last, h.lastErr, h.warned = now, msg, false
 }

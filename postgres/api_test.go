@@ -205,3 +205,7 @@ func TestStoreIdentityContract(t *testing.T) {
 			return s
 		})
 }
+
+func TestHeartbeats(t *testing.T) {
+	storetest.RunHeartbeats(t, func(t *testing.T) certfleet.HeartbeatStore { return newTestStore(t) })
+}

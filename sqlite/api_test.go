@@ -1,10 +1,10 @@
 package sqlite_test
 
 import (
-	"github.com/certfleet/certfleet"
 	"path/filepath"
 	"testing"
 
+	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/storetest"
 )
 
@@ -36,4 +36,8 @@ func TestStoreIdentityContract(t *testing.T) {
 			}
 			return s
 		})
+}
+
+func TestHeartbeats(t *testing.T) {
+	storetest.RunHeartbeats(t, func(t *testing.T) certfleet.HeartbeatStore { return newTestStore(t) })
 }

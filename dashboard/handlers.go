@@ -31,7 +31,7 @@ type page struct {
 	Endpoints *endpointsView
 	// Live is the schedulers' liveness (logged-in pages).
 	Live *liveView
-	Nav       string
+	Nav  string
 	// Everything: the user is an operator's admin and sees every
 	// incident and event, not only those of its certificates.
 	Everything bool

@@ -321,7 +321,9 @@ func TestLiveness(t *testing.T) {
 			}
 		}
 	}
-	t.Run("never", func(t *testing.T) { check(t, "stale", "no scheduler running", "No scheduler has looked for due work in the last week") })
+	t.Run("never", func(t *testing.T) {
+		check(t, "stale", "no scheduler running", "No scheduler has looked for due work in the last week")
+	})
 	now := time.Now()
 	if err := e.store.PutHeartbeat(t.Context(), certfleet.Heartbeat{Instance: "a", StartedAt: now.Add(-time.Hour), RoundAt: now.Add(-5 * time.Second), Interval: 30 * time.Second}); err != nil {
 		t.Fatal(err)

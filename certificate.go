@@ -191,6 +191,7 @@ type SpecFilter struct {
 	Name            string
 	Source          string
 	Tenant          string // only this tenant's specs (served by an index)
+	Prefix          string // only the specs whose name starts with it (an index range)
 	IncludeDisabled bool
 }
 

@@ -37,5 +37,6 @@ type Store interface {
 	DeliveryStore  // issue 18 §2: audit events owed to hooks (delivery.go)
 	StatsStore     // job counts and current certificates, a page at a time (stats.go)
 	ReadinessStore // issue 14: names waiting for their self-test to pass (readiness.go)
+	NameIndex      // issue 13: a name's certificate and the listings' pages, by index (listing.go)
 	Close() error
 }

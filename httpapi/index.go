@@ -13,96 +13,141 @@ import (
 	"github.com/certfleet/certfleet"
 )
 
-// nameIndex maps every identifier of the enabled specs to the spec that
-// serves it. It is rebuilt from the store when the API changed a spec, or
-// when it is older than ttl (specs changed by the config file or another
-// instance).
+// nameIndex caches, per name, the spec that serves it, as the store's
+// name index (certfleet.NameIndex) says: a miss is one index lookup, and
+// nothing is ever rebuilt from every spec (issue 13: the map of every spec
+// this replaced was rebuilt after each PUT, O(specs) per request). An
+// entry is dropped when its name changes: at once for this server's own
+// writes, and for the writes of every instance (the config file's sync,
+// other servers on the same PostgreSQL) through the store's NameWatcher.
+// Without a watcher an entry lives ttl.
 type nameIndex struct {
-	ttl       time.Duration
-	gen       atomic.Uint64 // bumped by invalidate
-	snap      atomic.Pointer[indexSnap]
-	rebuildMu sync.Mutex // one rebuild at a time
+	ttl     time.Duration // DefaultIndexTTL; longer with a watcher (its backstop)
+	watched bool          // the store tells which names change
+	gen     atomic.Uint64 // bumped by every forget: a lookup that overlapped one does not cache
+	lookups atomic.Int64  // store lookups (SpecsByName), for tests and metrics
+
+	mu    sync.Mutex // guards names
+	names map[string]nameEntry
+
+	jobGen atomic.Uint64 // bumped when the API forgot jobs' certificates (withdraw with revoke, tenant deletion)
 
 	issMu    sync.Mutex                    // guards issCache
-	issCache map[int64]*certfleet.Issuance // archive rows are immutable but for key destruction (invalidate)
+	issCache map[int64]*certfleet.Issuance // archive rows are immutable but for key destruction (dropIssuances)
 }
 
-type indexSnap struct {
-	at      time.Time
-	gen     uint64
-	changed <-chan struct{} // Changes.Wait() when built: closed by the next change, here or (Notifier) elsewhere
-	byName  map[string]*certfleet.CertificateSpec
+type nameEntry struct {
+	spec *certfleet.CertificateSpec // nil: no spec holds the name
+	at   time.Time
 }
 
-func (x *nameIndex) invalidate() {
+// maxCachedNames bounds the cache (about 1 KB an entry): beyond it an
+// entry is evicted to make room, so serve's memory stays flat with the
+// number of names.
+const maxCachedNames = 50000
+
+// watchedIndexTTL is how long an entry lives when the store tells which
+// names change: only a backstop against a lost notification.
+const watchedIndexTTL = 30 * time.Second
+
+// forget drops the cached specs of names (nil: all).
+func (x *nameIndex) forget(names []string) {
 	x.gen.Add(1)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if names == nil {
+		x.names = nil
+		return
+	}
+	for _, n := range names {
+		delete(x.names, n)
+	}
+}
+
+// forgetSpec drops the names of sp (nil does nothing).
+func (x *nameIndex) forgetSpec(sp *certfleet.CertificateSpec) {
+	if sp != nil {
+		x.forget(certfleet.IdentifierValues(sp.Identifiers))
+	}
+}
+
+// dropIssuances empties the archive cache and the jobs' current
+// certificates: keys were destroyed or jobs forgot their certificates.
+func (x *nameIndex) dropIssuances() {
+	x.jobGen.Add(1)
 	x.issMu.Lock()
 	x.issCache = nil
 	x.issMu.Unlock()
 }
 
+// watch subscribes the index to the store's name changes, if it tells
+// them.
+func (s *Server) watchNames() {
+	x := &s.index
+	x.ttl = DefaultIndexTTL
+	if w, ok := s.Store.(certfleet.NameWatcher); ok {
+		w.WatchNames(x.forget)
+		x.watched, x.ttl = true, watchedIndexTTL
+	}
+}
+
 // specFor returns the spec serving name exactly; nil when none.
 func (s *Server) specFor(ctx context.Context, name string) (*certfleet.CertificateSpec, error) {
-	snap, err := s.indexSnap(ctx)
-	if err != nil {
-		return nil, err
+	x := &s.index
+	now := s.Now()
+	x.mu.Lock()
+	e, ok := x.names[name]
+	x.mu.Unlock()
+	if ok && now.Sub(e.at) < x.ttl {
+		return e.spec, nil
 	}
-	return snap.byName[name], nil
+	gen := x.gen.Load()
+	x.lookups.Add(1)
+	specs, err := s.Store.SpecsByName(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("look up %q: %w", name, err)
+	}
+	var best *certfleet.CertificateSpec
+	for i := range specs {
+		if sp := &specs[i]; best == nil || better(sp, best, name) {
+			best = sp
+		}
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.gen.Load() == gen { // no change was told while we read
+		if x.names == nil {
+			x.names = make(map[string]nameEntry)
+		}
+		if len(x.names) >= maxCachedNames {
+			for k := range x.names { // a random victim
+				delete(x.names, k)
+				break
+			}
+		}
+		x.names[name] = nameEntry{spec: best, at: now}
+	}
+	return best, nil
+}
+
+// freshSpecFor is specFor read from the store, for a write that decides
+// on it.
+func (s *Server) freshSpecFor(ctx context.Context, name string) (*certfleet.CertificateSpec, error) {
+	s.index.forget([]string{name})
+	return s.specFor(ctx, name)
 }
 
 // specCovering returns the spec serving name, or a wildcard's spec that
 // covers it (one label deep, RFC 6125 §6.4.3), for TLS lookups by SNI.
 func (s *Server) specCovering(ctx context.Context, name string) (*certfleet.CertificateSpec, error) {
-	snap, err := s.indexSnap(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if sp := snap.byName[name]; sp != nil {
-		return sp, nil
+	sp, err := s.specFor(ctx, name)
+	if err != nil || sp != nil {
+		return sp, err
 	}
 	if _, parent, ok := strings.Cut(name, "."); ok && strings.Contains(parent, ".") {
-		return snap.byName["*."+parent], nil
+		return s.specFor(ctx, "*."+parent)
 	}
 	return nil, nil
-}
-
-func (s *Server) indexSnap(ctx context.Context) (*indexSnap, error) {
-	x := &s.index
-	fresh := func(sn *indexSnap) bool {
-		if sn == nil || sn.gen != x.gen.Load() || s.Now().Sub(sn.at) >= x.ttl {
-			return false
-		}
-		select {
-		case <-sn.changed:
-			return false
-		default:
-			return true
-		}
-	}
-	if sn := x.snap.Load(); fresh(sn) {
-		return sn, nil
-	}
-	x.rebuildMu.Lock()
-	defer x.rebuildMu.Unlock()
-	if sn := x.snap.Load(); fresh(sn) {
-		return sn, nil
-	}
-	gen, changed := x.gen.Load(), s.Changes.Wait()
-	specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{})
-	if err != nil {
-		return nil, fmt.Errorf("index names: %w", err)
-	}
-	sn := &indexSnap{at: s.Now(), gen: gen, changed: changed, byName: make(map[string]*certfleet.CertificateSpec, len(specs))}
-	for i := range specs {
-		sp := &specs[i]
-		for _, id := range sp.Identifiers {
-			if cur := sn.byName[id.Value]; cur == nil || better(sp, cur, id.Value) {
-				sn.byName[id.Value] = sp
-			}
-		}
-	}
-	x.snap.Store(sn)
-	return sn, nil
 }
 
 // better prefers, for one name, the spec made for that name alone, then
@@ -127,14 +172,14 @@ func (s *Server) issuance(ctx context.Context, id int64) (*certfleet.Issuance, e
 	if iss != nil {
 		return iss, nil
 	}
-	gen := x.gen.Load()
+	gen := x.jobGen.Load()
 	got, err := s.Store.Issuance(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	x.issMu.Lock()
 	defer x.issMu.Unlock()
-	if x.gen.Load() == gen { // not invalidated while we read
+	if x.jobGen.Load() == gen { // not invalidated while we read
 		if x.issCache == nil || len(x.issCache) >= 10000 {
 			x.issCache = make(map[int64]*certfleet.Issuance)
 		}
@@ -216,14 +261,14 @@ func (s *Server) currentID(ctx context.Context, key certfleet.JobKey) (int64, er
 	c.mu.Lock()
 	e, ok := c.jobs[key]
 	c.mu.Unlock()
-	if ok && now.Sub(e.at) < cacheTTL && e.gen == s.index.gen.Load() {
+	if ok && now.Sub(e.at) < cacheTTL && e.gen == s.index.jobGen.Load() {
 		select {
 		case <-e.changed:
 		default:
 			return e.currentID, nil
 		}
 	}
-	changed, gen := s.Changes.Wait(), s.index.gen.Load()
+	changed, gen := s.Changes.Wait(), s.index.jobGen.Load()
 	job, err := s.Store.Job(ctx, key)
 	if err != nil {
 		return 0, err

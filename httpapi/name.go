@@ -320,7 +320,6 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 	if changed {
 		s.emit(r, p, specEvent(name, id, rq.want, csrPEM != nil))
 	}
-	s.index.invalidate()
 	if s.Wake != nil {
 		s.Wake()
 	}
@@ -384,6 +383,10 @@ func (s *Server) placeName(ctx context.Context, p principal, id certfleet.Identi
 	if prob := s.checkRequest(p, rq); prob != nil {
 		return "", false, prob, nil
 	}
+	// The names whose spec this changes are looked up again (the store
+	// tells every instance too; this is for our own next request).
+	defer s.index.forget(certfleet.IdentifierValues(want.Identifiers))
+	defer s.index.forgetSpec(cur)
 	if s.PackSize <= 1 || rq.explicit || own {
 		want.Name = specName(id.Value)
 		changed, err := s.Store.PutSpec(ctx, want)
@@ -391,12 +394,6 @@ func (s *Server) placeName(ctx context.Context, p principal, id certfleet.Identi
 	}
 	name, err := s.pack(ctx, p, id, want, rq.group)
 	return name, err == nil, nil, err
-}
-
-// freshSpecFor is specFor on a just-rebuilt index.
-func (s *Server) freshSpecFor(ctx context.Context, name string) (*certfleet.CertificateSpec, error) {
-	s.index.invalidate()
-	return s.specFor(ctx, name)
 }
 
 // packPrefix names the packs of one kind. A pack never crosses a tenant,
@@ -431,7 +428,8 @@ func scopeOf(t certfleet.Token, name string) string {
 // Only that pack's certificate is re-issued.
 func (s *Server) pack(ctx context.Context, p principal, id certfleet.Identifier, want certfleet.CertificateSpec, group string) (string, error) {
 	prefix := packPrefix(want, group, scopeOf(p.token, id.Value))
-	specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{Source: certfleet.SourceAPI, Tenant: want.Tenant, IncludeDisabled: true})
+	// The packs of this kind only (an index range), not every spec.
+	specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{Source: certfleet.SourceAPI, Tenant: want.Tenant, Prefix: prefix, IncludeDisabled: true})
 	if err != nil {
 		return "", err
 	}
@@ -493,7 +491,10 @@ func (s *Server) deleteName(w http.ResponseWriter, r *http.Request, p principal)
 		return
 	}
 	defer func() {
-		s.index.invalidate()
+		s.index.forgetSpec(sp)
+		if revoke {
+			s.index.dropIssuances()
+		}
 		s.Changes.Notify()
 	}()
 	if len(sp.Identifiers) > 1 && len(sp.CSR) == 0 {

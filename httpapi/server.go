@@ -166,7 +166,7 @@ func (s *Server) init() {
 		if s.Changes == nil {
 			s.Changes = &certfleet.Changes{}
 		}
-		s.index.ttl = DefaultIndexTTL
+		s.watchNames()
 		s.mux = s.buildMux(false)
 		s.urlMux = s.buildMux(true)
 	})

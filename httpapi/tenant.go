@@ -267,7 +267,8 @@ func (s *Server) deleteTenant(w http.ResponseWriter, r *http.Request, p principa
 		return
 	}
 	s.emit(r, p, certfleet.Event{Kind: certfleet.EventTenant, Reason: "deleted", Detail: DeletionDetail(name, res)})
-	s.index.invalidate()
+	s.index.forget(nil)
+	s.index.dropIssuances()
 	s.Changes.Notify()
 	writeReply(w, r, jsonReply(http.StatusOK, res))
 }

@@ -209,3 +209,7 @@ func TestStoreIdentityContract(t *testing.T) {
 func TestHeartbeats(t *testing.T) {
 	storetest.RunHeartbeats(t, func(t *testing.T) certfleet.HeartbeatStore { return newTestStore(t) })
 }
+
+func TestStoreNamesContract(t *testing.T) {
+	storetest.RunNames(t, func(t *testing.T) storetest.TenantStore { return newTestStore(t) })
+}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/certfleet/certfleet/sqlstore"
@@ -182,6 +183,39 @@ func (t *dbTx) Notify() error {
 }
 
 var qNotify = sqlstore.SQLEach("", `SELECT pg_notify($1, $2)`)
+
+// NotifyNames queues notifications naming what changed, delivered at
+// commit to every instance's listener (Store.WatchNames): the payload is
+// the schema, a newline, and the names one a line ("*" for all), cut into
+// notifications of at most maxNamesPayload bytes (PostgreSQL takes 8,000).
+func (t *dbTx) NotifyNames(names []string) error {
+	if names == nil {
+		t.Queue(qNotify, t.d.channel, t.d.schema+"\n*")
+		return nil
+	}
+	var b strings.Builder
+	flush := func() {
+		if b.Len() > 0 {
+			t.Queue(qNotify, t.d.channel, t.d.schema+"\n"+b.String())
+			b.Reset()
+		}
+	}
+	for _, n := range names {
+		if b.Len()+len(n)+1 > maxNamesPayload {
+			flush()
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(n)
+	}
+	flush()
+	return nil
+}
+
+// maxNamesPayload bounds the names of one notification, below
+// PostgreSQL's 8,000 bytes with room for the schema.
+const maxNamesPayload = 7000
 
 // rows reads every *time.Time scan destination through timestamptz.
 type rows struct {

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -115,6 +116,7 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 	connected()
 	// Changes may have been made while we were not listening.
 	s.broadcast()
+	s.DeliverNames(nil)
 	for {
 		wctx, cancel := context.WithTimeout(ctx, listenCheck)
 		n, err := conn.WaitForNotification(wctx)
@@ -125,6 +127,12 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 		case err == nil:
 			if n.Payload == s.schema {
 				s.broadcast()
+			} else if names, ok := strings.CutPrefix(n.Payload, s.schema+"\n"); ok {
+				if names == "*" {
+					s.DeliverNames(nil)
+				} else {
+					s.DeliverNames(strings.Split(names, "\n"))
+				}
 			}
 		case wctx.Err() != nil && !conn.IsClosed():
 			// Idle for listenCheck: is the connection still alive?
@@ -138,4 +146,13 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 			return translate(err)
 		}
 	}
+}
+
+// WatchNames implements certfleet.NameWatcher over LISTEN/NOTIFY: it
+// starts the notification connection (as Changes does) and delivers
+// every instance's NotifyNames; after a reconnection it delivers nil
+// (anything may have changed meanwhile).
+func (s *Store) WatchNames(fn func(names []string)) (stop func()) {
+	_ = s.Changes(context.Background()) // starts the listener; ends with Close
+	return s.Store.WatchNames(fn)
 }

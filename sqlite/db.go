@@ -28,6 +28,10 @@ type db struct {
 	// transaction holds the only writer connection.)
 	prepared  map[string]*sql.Stmt
 	rprepared map[string]*sql.Stmt
+
+	// names receives, after each commit, the names its NotifyNames
+	// gave (sqlstore.Store.DeliverNames); nil ignores them.
+	names func([]string)
 }
 
 var _ sqlstore.DB = (*db)(nil)
@@ -90,7 +94,13 @@ func (d *db) Write(ctx context.Context, fn func(sqlstore.Tx) error) error {
 		_ = sqltx.Rollback()
 		return err
 	}
-	return translate(sqltx.Commit())
+	if err := sqltx.Commit(); err != nil {
+		return translate(err)
+	}
+	if tx.notify && d.names != nil {
+		d.names(tx.names)
+	}
+	return nil
 }
 
 func (d *db) Close() error {
@@ -197,7 +207,9 @@ func (q *querier) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
 // txn is a write transaction.
 type dbTx struct {
 	querier
-	queued error // the first error of a queued statement
+	queued error    // the first error of a queued statement
+	notify bool     // NotifyNames was called
+	names  []string // what it gave; nil with notify: all
 }
 
 func (t *dbTx) Queue(s sqlstore.Q, args ...any) {
@@ -233,6 +245,21 @@ func (t *dbTx) QueryRow(s sqlstore.Q, args ...any) sqlstore.Row {
 // Notify does nothing: no other instance shares a SQLite file, and this
 // process learns of its own changes in-process (certfleet.Changes).
 func (t *dbTx) Notify() error { return nil }
+
+// NotifyNames keeps names for this process's watchers, told after commit:
+// no other instance shares a SQLite file.
+func (t *dbTx) NotifyNames(names []string) error {
+	if t.notify && t.names == nil {
+		return nil // already all
+	}
+	if names == nil {
+		t.names = nil
+	} else {
+		t.names = append(t.names, names...)
+	}
+	t.notify = true
+	return nil
+}
 
 // rows reads every *time.Time scan destination through unixMicro.
 type rows struct {

@@ -149,7 +149,7 @@ func (s *Store) Open(ctx context.Context) error {
 		r.Close()
 		return fmt.Errorf("open %s: %w", s.Path, translate(err))
 	}
-	s.db = &db{w: w, r: r}
+	s.db = &db{w: w, r: r, names: s.DeliverNames}
 	if err := s.db.prepare(ctx, sqlstore.HotStatements()); err != nil {
 		s.Close()
 		return fmt.Errorf("open %s: %w", s.Path, err)

@@ -104,6 +104,11 @@ type Tx interface {
 	// (certfleet.Notifier). A database no other instance shares does
 	// nothing.
 	Notify() error
+	// NotifyNames tells every instance sharing the database, this one
+	// included, once the transaction commits, that the certificates of
+	// names changed: the driver hands them to Store.DeliverNames there
+	// (certfleet.NameWatcher). nil names means any may have.
+	NotifyNames(names []string) error
 }
 
 // Rows is the result of a query.

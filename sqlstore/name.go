@@ -91,6 +91,7 @@ func (s *Store) PutSpec(ctx context.Context, sp certfleet.CertificateSpec) (bool
 				return err
 			}
 		}
+		var held []certfleet.Identifier // the names it had, for the index
 		switch {
 		case !exists:
 			tx.Queue(qInsertSpec, sp.Name, sp.Source, false, js, now, sp.Tenant)
@@ -106,8 +107,14 @@ func (s *Store) PutSpec(ctx context.Context, sp certfleet.CertificateSpec) (bool
 			}
 			tx.Queue(qReenableSpec, sp.Source, js, now, sp.Name, sp.Tenant)
 			syncJobs(tx, sp, jobs, now)
+			if !disabled {
+				held = decodedIdentifiers(old)
+			}
 		}
 		changed = true
+		if err := notifyNames(tx, indexSpec(tx, sp.Name, held, sp.Identifiers)); err != nil {
+			return err
+		}
 		return tx.Notify()
 	})
 	if err != nil {
@@ -133,6 +140,13 @@ func (s *Store) WithdrawSpec(ctx context.Context, name string, destroyKeys bool)
 			return certfleet.Errorf(certfleet.ENOTFOUND, "certificate %q not found", name)
 		}
 		tx.Queue(qDisableJobsOfSpec, name)
+		names, err := unindexSpec(tx, name)
+		if err != nil {
+			return err
+		}
+		if err := notifyNames(tx, names); err != nil {
+			return err
+		}
 		if destroyKeys {
 			tx.Queue(qEraseIssuanceKeys, erasedKey(), name)
 			tx.Queue(qForgetCurrent, erasedKey(), name)

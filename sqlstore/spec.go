@@ -29,11 +29,13 @@ var (
 	qSpec       = SQL(`SELECT source, disabled, spec, tenant FROM specs WHERE name = $1`)
 	qSpecs      = SQL(`SELECT source, disabled, spec, tenant FROM specs
 		WHERE ($1 = '' OR name = $1) AND ($2 = '' OR source = $2) AND ($3 OR NOT disabled)
+		AND name >= $4 AND ($5 = '' OR name < $5)
 		ORDER BY name`)
 	// qTenantSpecs lists a tenant's specs through specs_tenant (tenant,
 	// name).
 	qTenantSpecs = SQL(`SELECT source, disabled, spec, tenant FROM specs
 		WHERE tenant = $1 AND ($2 = '' OR name = $2) AND ($3 = '' OR source = $3) AND ($4 OR NOT disabled)
+		AND name >= $5 AND ($6 = '' OR name < $6)
 		ORDER BY tenant, name`)
 )
 
@@ -134,18 +136,29 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 			}
 		}
 
+		var names []string // whose certificates changed, for the watchers
 		for _, it := range items {
 			sp := it.spec
+			ids := sp.Identifiers
+			if sp.Disabled {
+				ids = nil
+			}
 			switch {
 			case it.added:
 				tx.Queue(qInsertSpec, sp.Name, source, sp.Disabled, it.js, now, sp.Tenant)
 				for _, kt := range sp.KeyTypes {
 					tx.Queue(qInsertJob, sp.Name, string(kt), sp.Revision(kt), now, sp.Disabled)
 				}
+				names = append(names, indexSpec(tx, sp.Name, nil, ids)...)
 				res.Added = append(res.Added, sp.Name)
 			case it.changed:
 				tx.Queue(qUpdateSpec, source, sp.Disabled, it.js, now, sp.Name, sp.Tenant)
 				syncJobs(tx, sp, it.jobs, now)
+				var old []certfleet.Identifier
+				if o := existing[sp.Name]; !o.disabled {
+					old = decodedIdentifiers(o.js)
+				}
+				names = append(names, indexSpec(tx, sp.Name, old, ids)...)
 				res.Changed = append(res.Changed, sp.Name)
 			}
 		}
@@ -157,11 +170,15 @@ func (s *Store) SyncSpecs(ctx context.Context, source string, specs []certfleet.
 			}
 			tx.Queue(qDisableSpec, now, name)
 			tx.Queue(qDisableJobsOfSpec, name)
+			names = append(names, indexSpec(tx, name, decodedIdentifiers(old.js), nil)...)
 			res.Disabled = append(res.Disabled, name)
 		}
 		sort.Strings(res.Disabled)
 		if len(res.Added)+len(res.Changed)+len(res.Disabled) == 0 {
 			return nil
+		}
+		if err := notifyNames(tx, names); err != nil {
+			return err
 		}
 		return tx.Notify()
 	})
@@ -272,11 +289,12 @@ func (s *Store) Specs(ctx context.Context, f certfleet.SpecFilter) ([]certfleet.
 	if err != nil {
 		return nil, err
 	}
+	lo, hi := f.Prefix, prefixEnd(f.Prefix)
 	var rows Rows
 	if f.Tenant != "" {
-		rows, err = q.Query(qTenantSpecs, f.Tenant, f.Name, f.Source, f.IncludeDisabled)
+		rows, err = q.Query(qTenantSpecs, f.Tenant, f.Name, f.Source, f.IncludeDisabled, lo, hi)
 	} else {
-		rows, err = q.Query(qSpecs, f.Name, f.Source, f.IncludeDisabled)
+		rows, err = q.Query(qSpecs, f.Name, f.Source, f.IncludeDisabled, lo, hi)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("list specs: %w", err)
@@ -306,4 +324,17 @@ func scanSpecs(rows Rows) ([]certfleet.CertificateSpec, error) {
 		return nil, fmt.Errorf("list specs: %w", err)
 	}
 	return out, nil
+}
+
+// prefixEnd is the least string above every string that starts with p
+// ("" for none: no upper bound), for an index range over a prefix.
+func prefixEnd(p string) string {
+	b := []byte(p)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1])
+		}
+	}
+	return ""
 }

@@ -58,6 +58,8 @@ type Store struct {
 	dialect Dialect
 	sealer  *seal.Sealer // nil without KEK
 	keys    seal.Keyring // sealKey/openKey policy, set by Attach
+
+	watchers nameWatchers // WatchNames
 }
 
 var _ certfleet.Store = (*Store)(nil)

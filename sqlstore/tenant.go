@@ -257,9 +257,18 @@ func (s *Store) DeleteTenant(ctx context.Context, name string, withdraw bool) (c
 				"tenant %q still has %d certificate(s) (%s%s): withdraw them first (DELETE /v1/names/NAME), or delete the tenant with withdraw (?withdraw=true, certfleet tenant delete -withdraw), which withdraws them too: their archive stays and nothing is revoked",
 				name, len(specs), strings.Join(shown, ", "), map[bool]string{true: ", …"}[len(specs) > len(shown)])
 		}
+		var names []string
 		for _, sp := range specs {
 			tx.Queue(qDisableSpec, now, sp)
 			tx.Queue(qDisableJobsOfSpec, sp)
+			held, err := unindexSpec(tx, sp)
+			if err != nil {
+				return err
+			}
+			names = append(names, held...)
+		}
+		if err := notifyNames(tx, names); err != nil {
+			return err
 		}
 		res.Withdrawn = specs
 		rows, err := tx.Query(qRevokeTenantToken, now, name)

@@ -6,7 +6,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -238,44 +237,6 @@ func (s *Server) certificateInfo(ctx context.Context, sp certfleet.CertificateSp
 		info.Keys = append(info.Keys, k)
 	}
 	return info, nil
-}
-
-func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, p principal) {
-	q := r.URL.Query()
-	limit := DefaultPageSize
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			s.fail(w, r, false, problemf(certfleet.EINVALID, "limit=%q: give a number from 1 to %d", v, MaxPageSize))
-			return
-		}
-		limit = min(n, MaxPageSize)
-	}
-	after := q.Get("after")
-	s.longPoll(w, r, func(ctx context.Context) reply {
-		// TODO(issue 7): page in the store (SpecFilter with After/Limit)
-		// instead of reading every spec, for fleets of 100k.
-		specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{Tenant: p.token.Tenant})
-		if err != nil {
-			return s.errReply(r, "list certificates", err)
-		}
-		list := CertificateList{Certificates: []CertificateInfo{}}
-		for _, sp := range specs {
-			if sp.Name <= after || !p.token.MayRead(sp) {
-				continue
-			}
-			if len(list.Certificates) == limit {
-				list.Next = "/v1/certificates?limit=" + strconv.Itoa(limit) + "&after=" + url.QueryEscape(list.Certificates[limit-1].Name)
-				break
-			}
-			info, err := s.certificateInfo(ctx, sp)
-			if err != nil {
-				return s.errReply(r, "list certificates", err)
-			}
-			list.Certificates = append(list.Certificates, info)
-		}
-		return jsonReply(http.StatusOK, list)
-	})
 }
 
 func (s *Server) getCertificateSpec(w http.ResponseWriter, r *http.Request, p principal) {

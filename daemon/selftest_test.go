@@ -4,7 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,11 +23,12 @@ import (
 
 // readyNet is a DNS server the test controls (zone example.test; it also
 // answers as the resolver) and a Pebble that validates through it, with
-// http-01 on port HTTPPort.
+// http-01 on port HTTPPort (where the self-test probes too); certfleet's
+// responder listens on RespPort (HTTPPort unless a proxy sits between).
 type readyNet struct {
-	DNS      *dnstest.Server
-	CA       *pebbleca.CA
-	HTTPPort int
+	DNS                *dnstest.Server
+	CA                 *pebbleca.CA
+	HTTPPort, RespPort int
 }
 
 func startReadyNet(t *testing.T) *readyNet {
@@ -36,6 +42,7 @@ func startReadyNet(t *testing.T) *readyNet {
 	srv.AddZone("example.test", "ns1.example.test")
 	srv.Add("ns1.example.test. 60 IN A 127.0.0.1")
 	n := &readyNet{DNS: srv, HTTPPort: daemontest.FreePort(t)}
+	n.RespPort = n.HTTPPort
 	n.CA, err = pebbleca.Start(t.Context(), pebbleca.Config{HTTPPort: n.HTTPPort, ResolverAddr: srv.Addr()})
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +57,7 @@ func startReadyNet(t *testing.T) *readyNet {
 func (n *readyNet) serve(t *testing.T, extra, certs string) *daemon.Daemon {
 	t.Helper()
 	dir := t.TempDir()
-	path := daemontest.WriteConfig(t, dir, n.CA, n.HTTPPort, fmt.Sprintf(`
+	path := daemontest.WriteConfig(t, dir, n.CA, n.RespPort, fmt.Sprintf(`
 [self_test]
 resolvers = [%q]
 http_port = %d
@@ -148,5 +155,89 @@ func TestSelfTestWaitsForDNS(t *testing.T) {
 	t.Logf("issued %s after the fix", time.Since(fixed).Round(time.Millisecond))
 	if got := n.CA.NewOrders(); got != 1 {
 		t.Errorf("%d orders, want exactly 1", got)
+	}
+}
+
+// TestSelfTestBehindProxy (issue 14): an http-01 name served by a real
+// forwarding proxy (Go's httputil.ReverseProxy) in front of certfleet
+// waits while the proxy lacks the /.well-known/acme-challenge/ rule (its
+// site answers 404), and is issued once the rule is added.
+func TestSelfTestBehindProxy(t *testing.T) {
+	n := startReadyNet(t)
+	n.RespPort = daemontest.FreePort(t)
+	target, _ := url.Parse(fmt.Sprintf("http://127.0.0.1:%d", n.RespPort))
+	forward := httputil.NewSingleHostReverseProxy(target)
+	var rule atomic.Bool
+	proxy := &http.Server{Addr: fmt.Sprintf("127.0.0.1:%d", n.HTTPPort), Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rule.Load() && strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
+			forward.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Server", "customer-site")
+		http.NotFound(w, r) // the customer's own site
+	})}
+	ln, err := net.Listen("tcp", proxy.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go proxy.Serve(ln) //nolint:errcheck // ends with Close
+	t.Cleanup(func() { proxy.Close() })
+
+	d := n.serve(t, "", "[[certificate]]\nname = \"shop\"\nidentifiers = [\"shop.example.test\"]\n")
+	waitWithin(t, 15*time.Second, "shop.example.test never waited", func() bool {
+		w := waiting(t, d.Store, "shop")
+		return len(w) == 1 && w[0].Tests >= 2
+	})
+	w := waiting(t, d.Store, "shop")[0]
+	if w.Code != certfleet.WaitHTTP || !strings.Contains(w.Reason, "answered 404 Not Found") || !strings.Contains(w.Reason, `server "customer-site"`) {
+		t.Errorf("waiting %s: %q, want the http reason with the proxy's 404", w.Code, w.Reason)
+	}
+	if got := n.CA.NewOrders(); got != 0 {
+		t.Fatalf("%d orders placed while the proxy lacks its rule, want 0", got)
+	}
+	rule.Store(true)
+	waitWithin(t, 30*time.Second, "never issued once the proxy forwards", func() bool { return issuedNow(t, d.Store, "shop") != nil })
+	if got := n.CA.NewOrders(); got != 1 {
+		t.Errorf("%d orders, want 1", got)
+	}
+}
+
+// TestDNSPersist01 (issue 14): a wildcard and its apex issued with
+// dns-persist-01 and no DNS provider configured at all, once the domain's
+// owner has published the record certfleet prints; before that, the names
+// wait (the record is missing) and no order is placed.
+func TestDNSPersist01(t *testing.T) {
+	n := startReadyNet(t)
+	d := n.serve(t, "", "[[certificate]]\nname = \"wild\"\nchallenge = \"dns-persist-01\"\nidentifiers = [\"*.persist.example.test\", \"persist.example.test\"]\n")
+	if len(d.Config.DNS01.Providers) != 0 {
+		t.Fatal("the config has DNS providers")
+	}
+	waitWithin(t, 15*time.Second, "the names never waited", func() bool { return len(waiting(t, d.Store, "wild")) == 2 })
+	for _, w := range waiting(t, d.Store, "wild") {
+		if w.Code != certfleet.WaitPersist || !strings.Contains(w.Reason, "record is missing") || !strings.Contains(w.Reason, "_validation-persist.persist.example.test") {
+			t.Errorf("waiting %s %s: %q, want the missing record", w.Identifier.Value, w.Code, w.Reason)
+		}
+	}
+	if got := n.CA.NewOrders(); got != 0 {
+		t.Fatalf("%d orders placed without the record, want 0", got)
+	}
+	recs, err := d.PersistRecords(t.Context(), "default", []string{"*.persist.example.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	who, _ := d.PersistIdentity(t.Context(), "default")
+	want := fmt.Sprintf(`_validation-persist.persist.example.test. TXT "pebble.letsencrypt.org; accounturi=%s; policy=wildcard"`, who.AccountURL)
+	if len(recs) != 1 || recs[0] != want || !strings.HasPrefix(who.AccountURL, "https://") {
+		t.Fatalf("record printed: %q, want %q", recs, want)
+	}
+	// The owner publishes it (certfleet never writes it).
+	n.DNS.SetTXT("_validation-persist.persist.example.test", certfleet.PersistRecordValue("pebble.letsencrypt.org", who.AccountURL, true))
+	waitWithin(t, 30*time.Second, "never issued once the record is published", func() bool { return issuedNow(t, d.Store, "wild") != nil })
+	iss := issuedNow(t, d.Store, "wild")
+	if got := certfleet.IdentifierValues(iss.Identifiers); len(got) != 2 {
+		t.Errorf("issued for %v, want the wildcard and its apex", got)
+	}
+	if got := n.CA.NewOrders(); got != 1 {
+		t.Errorf("%d orders, want 1", got)
 	}
 }

@@ -142,6 +142,7 @@ type JobStore interface {
 	Jobs(ctx context.Context, f JobFilter) ([]Job, error)
 	// Attempts lists a job's attempts, newest first, at most limit.
 	Attempts(ctx context.Context, key JobKey, limit int) ([]Attempt, error)
-	// RetryNow makes a job due at once (an operator's retry).
+	// RetryNow makes a job due at once (an operator's retry), and its
+	// spec's waiting names due for a re-test (ReadinessStore).
 	RetryNow(ctx context.Context, key JobKey) error
 }

@@ -1,11 +1,13 @@
 package daemon_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strings"
@@ -17,8 +19,10 @@ import (
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/internal/daemontest"
+	"github.com/certfleet/certfleet/internal/metricstest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/solver/dns01/dnstest"
+	"github.com/certfleet/certfleet/status"
 )
 
 // readyNet is a DNS server the test controls (zone example.test; it also
@@ -146,6 +150,19 @@ func TestSelfTestWaitsForDNS(t *testing.T) {
 	}
 	if evs, _ := d.Store.Events(t.Context(), certfleet.EventFilter{Kind: certfleet.EventWaiting}); len(evs) != 1 {
 		t.Errorf("%d waiting events, want 1 (the first failed test only)", len(evs))
+	}
+	// Shown in status and the metric.
+	var out bytes.Buffer
+	if err := status.Certificates(t.Context(), &out, d.Store, false, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "Names waiting for their self-test") || !strings.Contains(out.String(), "resolves to 127.0.0.2") {
+		t.Errorf("status does not show the waiting name:\n%s", out.String())
+	}
+	srv := httptest.NewServer(d.Metrics.Handler())
+	defer srv.Close()
+	if v, ok := metricstest.MustScrape(t, srv.URL).Value("certfleet_names_waiting", "reason", "dns"); !ok || v != 1 {
+		t.Errorf("certfleet_names_waiting{reason=dns} = %v (%v), want 1", v, ok)
 	}
 
 	n.DNS.SetA("www.example.test", "127.0.0.1")

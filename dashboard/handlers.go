@@ -204,6 +204,9 @@ func (s *Server) detail(w http.ResponseWriter, r *http.Request, u *user) {
 	if err == nil {
 		err = s.addAttempts(ctx, now, &v, recentAttempts)
 	}
+	if ws, ok := s.Store.(waitingNames); ok && err == nil {
+		v.Waiting, err = ws.WaitingNames(ctx, certfleet.WaitingFilter{Spec: sp.Name})
+	}
 	if err != nil {
 		s.storeError(w, r, u, "read certificate "+sp.Name, err)
 		return

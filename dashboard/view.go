@@ -143,6 +143,15 @@ type certView struct {
 	OldAgents    []string
 	// Endpoints are the latest checks of its endpoints (certificate page).
 	Endpoints []alert.EndpointObservation
+	// Waiting are its names whose self-test fails (certificate page):
+	// ordered without them until a re-test passes (docs/readiness.md).
+	Waiting []certfleet.WaitingName
+}
+
+// waitingNames is what a store that keeps self-test results has
+// (certfleet.ReadinessStore).
+type waitingNames interface {
+	WaitingNames(ctx context.Context, f certfleet.WaitingFilter) ([]certfleet.WaitingName, error)
 }
 
 // ShownNames and MoreNames keep long name lists short in the list.

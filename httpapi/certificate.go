@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,24 @@ type NameStatus struct {
 	// (POST /v1/agents/{agent}/report): which version each has, when it
 	// last checked in, and its command results.
 	Fleet []FleetEntry `json:"fleet,omitempty"`
+	// Waiting is set while the name waits for its self-test to pass
+	// (issue 14, docs/readiness.md): no order is placed for it, and its
+	// certificate is issued without it, until a re-test passes. A retry
+	// (RetryURL) re-tests it at once.
+	Waiting *WaitingStatus `json:"waiting,omitempty"`
+}
+
+// WaitingStatus is why a name waits and when it is tested again.
+type WaitingStatus struct {
+	// Reason is the kind (dns, http, tls_alpn, dns01, dns_persist,
+	// probe); Detail says in words what was found and what to fix.
+	Reason    string                  `json:"reason"`
+	Detail    string                  `json:"detail"`
+	Challenge certfleet.ChallengeType `json:"challenge"`
+	Since     time.Time               `json:"since"`
+	CheckedAt time.Time               `json:"checked_at"`
+	NextTest  time.Time               `json:"next_test"`
+	Tests     int                     `json:"tests"`
 }
 
 // KeyStatus is the state of one key type's certificate.
@@ -79,6 +98,25 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 	if len(sp.CSR) > 0 {
 		st.Mode = "csr"
 	}
+	// Names that wait for their self-test are left out of the order: the
+	// certificate is current when it matches the spec without them, as the
+	// scheduler sees it (manager/selftest.go).
+	waiting, err := s.Store.WaitingNames(ctx, certfleet.WaitingFilter{Spec: sp.Name})
+	if err != nil {
+		return st, err
+	}
+	ordered := sp
+	if len(waiting) > 0 {
+		held := map[certfleet.Identifier]bool{}
+		for _, w := range waiting {
+			held[w.Identifier] = true
+			if strings.EqualFold(w.Identifier.Value, name) {
+				st.Waiting = &WaitingStatus{Reason: w.Code, Detail: w.Reason, Challenge: w.Challenge, Since: w.Since,
+					CheckedAt: w.CheckedAt, NextTest: w.NextAt, Tests: w.Tests}
+			}
+		}
+		ordered.Identifiers = slices.DeleteFunc(slices.Clone(sp.Identifiers), func(id certfleet.Identifier) bool { return held[id] })
+	}
 	current := make(map[certfleet.KeyType]string)
 	for _, k := range sp.JobKeys() {
 		job, err := s.Store.Job(ctx, k)
@@ -87,7 +125,7 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 		}
 		ks := KeyStatus{KeyType: k.KeyType, NextCheck: job.NextAt, Pending: job.PendingOrderURL != "",
 			Failures: job.Failures, LastError: job.LastError, LastErrorAt: job.LastErrorAt}
-		if job.CurrentID != 0 && job.CurrentRevision == sp.Revision(k.KeyType) {
+		if job.CurrentID != 0 && job.CurrentRevision == ordered.Revision(k.KeyType) && st.Waiting == nil {
 			iss, err := s.issuance(ctx, job.CurrentID)
 			if err != nil {
 				return st, err

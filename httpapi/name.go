@@ -61,6 +61,9 @@ type NameRequest struct {
 	// CSR: a PEM certificate request, for CSR mode (the host keeps the
 	// key); same as POST /v1/names/{hostname}/csr.
 	CSR string `json:"csr,omitempty"`
+	// SelfTest false turns off the test before each order (for names
+	// only the CA can reach, docs/readiness.md). Default true.
+	SelfTest *bool `json:"self_test,omitempty"`
 }
 
 // outOfScope is the answer for a name the token may not act on: the same
@@ -131,6 +134,7 @@ func (s *Server) desiredSpec(ctx context.Context, p principal, req NameRequest) 
 	sp := certfleet.CertificateSpec{
 		KeyTypes: slices.Clone(s.Defaults.KeyTypes), Challenge: s.Defaults.Challenge,
 		Account: s.Defaults.Account, Source: certfleet.SourceAPI, ReuseKey: req.ReuseKey,
+		NoSelfTest: req.SelfTest != nil && !*req.SelfTest,
 	}
 	rq := request{group: req.Group}
 	if len(req.KeyTypes) > 0 {

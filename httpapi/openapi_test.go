@@ -106,6 +106,7 @@ func TestOpenAPI(t *testing.T) {
 		"TokenList": TokenList{}, "TokenRequest": TokenRequest{}, "AccountRequest": AccountRequest{},
 		"AccountInfo": AccountInfo{}, "AccountList": AccountList{},
 		"IdentityRequest": IdentityRequest{Name: "x"}, "IdentityIssued": IdentityIssued{Tenant: "x"},
+		"WaitingStatus": WaitingStatus{},
 	} {
 		sc, ok := doc.Components.Schemas[name]
 		if !ok {
@@ -132,7 +133,7 @@ func jsonFields(v any) []string {
 	}
 	switch v.(type) {
 	case NameStatus:
-		full["fleet"] = true
+		full["fleet"], full["waiting"] = true, true
 	case ReportRequest:
 		for _, k := range []string{"key_type", "serial", "fingerprint", "not_after", "installed_at", "commands", "error"} {
 			full[k] = true
@@ -149,7 +150,7 @@ func jsonFields(v any) []string {
 		}
 	case NameRequest:
 		for _, k := range []string{"identifiers", "key_types", "challenge", "dns_provider", "webroot", "profile", "renew_before",
-			"reuse_key", "account", "tenant", "group", "csr"} {
+			"reuse_key", "account", "tenant", "group", "csr", "self_test"} {
 			full[k] = true
 		}
 	case certfleet.Tenant, TenantInfo, TenantRequest, TenantUpdate:

@@ -29,13 +29,20 @@ var (
 	descReadiness = prometheus.NewDesc(Namespace+"_readiness_violation",
 		"1 for each step of a certificate's path that takes longer than a tenth of its lifetime: source agent_checkin, deploy or endpoint_reload; subject the agent or endpoint.",
 		[]string{"certificate", "source", "subject"}, nil)
+	descWaiting = prometheus.NewDesc(Namespace+"_names_waiting",
+		"Names waiting for their self-test to pass before they are ordered (docs/readiness.md), by reason: dns, http, tls_alpn, dns01, dns_persist, probe.",
+		[]string{"reason"}, nil)
 )
+
+// waitReasons are the reasons certfleet_names_waiting always reports (0
+// when none waits for it), so a dashboard's series never vanish.
+var waitReasons = []string{certfleet.WaitDNS, certfleet.WaitHTTP, certfleet.WaitTLSALPN, certfleet.WaitDNS01, certfleet.WaitPersist, certfleet.WaitProbe}
 
 // storeCollector reads the store at each scrape.
 type storeCollector struct{ m *Metrics }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descJobs, descJobsDue, descJobsFailing, descLeases, descAgentLast, descReadiness} {
+	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descJobs, descJobsDue, descJobsFailing, descLeases, descAgentLast, descReadiness, descWaiting} {
 		ch <- d
 	}
 }
@@ -54,6 +61,16 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descJobsFailing, prometheus.GaugeValue, float64(st.Failing))
 		ch <- prometheus.MustNewConstMetric(descLeases, prometheus.GaugeValue, float64(st.LeasesHeld), "held")
 		ch <- prometheus.MustNewConstMetric(descLeases, prometheus.GaugeValue, float64(st.LeasesExpired), "expired")
+	}
+
+	if ws, ok := m.store.(certfleet.ReadinessStore); ok {
+		if counts, err := ws.CountWaiting(ctx); err != nil {
+			ch <- prometheus.NewInvalidMetric(descWaiting, err)
+		} else {
+			for _, r := range waitReasons {
+				ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(counts[r]), r)
+			}
+		}
 	}
 
 	var reports []certfleet.AgentReport

@@ -508,6 +508,11 @@ func (s *Store) RetryNow(ctx context.Context, key certfleet.JobKey) error {
 		if n == 0 {
 			return certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
 		}
+		// Issue 14: an operator's retry re-tests the spec's waiting
+		// names now, whatever their backoff.
+		if _, err := tx.Exec(qRetestNow, s.now(), key.Spec); err != nil {
+			return err
+		}
 		return tx.Notify()
 	})
 	if err != nil {

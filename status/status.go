@@ -97,7 +97,30 @@ func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all b
 	if len(jobs) == 0 {
 		fmt.Fprintln(w, "(no certificates in the store)")
 	}
+	if err := Waiting(ctx, w, store, ""); err != nil {
+		return err
+	}
 	return rateHolds(ctx, w, store, now)
+}
+
+// Waiting lists the names waiting for their self-test to pass (issue 14,
+// docs/readiness.md), of one tenant ("" for all), if any: their
+// certificates are ordered without them until a re-test passes.
+func Waiting(ctx context.Context, w io.Writer, store certfleet.ReadinessStore, tenant string) error {
+	names, err := store.WaitingNames(ctx, certfleet.WaitingFilter{Tenant: tenant})
+	if err != nil {
+		return fmt.Errorf("list waiting names: %w", err)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w, "\nNames waiting for their self-test to pass (no order for them until then; certfleet retry tests now):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tCERTIFICATE\tCHALLENGE\tSINCE\tTESTS\tNEXT TEST\tWHY")
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", n.Identifier.Value, n.Spec, n.Challenge, Time(n.Since), n.Tests, Time(n.NextAt), OneLine(n.Reason, 200))
+	}
+	return tw.Flush()
 }
 
 // plannedRenewal is the RENEWAL column: the current certificate's renewal

@@ -60,6 +60,16 @@ func testWaiting(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 	if len(got) != 1 || got[0].NextAt.After(time.Now()) {
 		t.Errorf("after RetestNow: %+v, want next_at now", got)
 	}
+	// An operator's retry of a job re-tests its spec's waiting names.
+	if err := s.SetWaiting(ctx, b.Name, []certfleet.WaitingName{w(b, 0, certfleet.WaitDNS, 5)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RetryNow(ctx, certfleet.JobKey{Spec: b.Name, KeyType: certfleet.ECDSAP256}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ = s.WaitingNames(ctx, certfleet.WaitingFilter{Spec: b.Name}); len(got) != 1 || got[0].NextAt.After(time.Now()) {
+		t.Errorf("after RetryNow: %+v, want next_at now", got)
+	}
 	if err := s.SetWaiting(ctx, a.Name, nil, []certfleet.Identifier{a.Identifiers[0]}); err != nil {
 		t.Fatal(err)
 	}

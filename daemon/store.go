@@ -111,8 +111,10 @@ func isPostgres(state string) bool {
 // OpenStore opens (creating or migrating as needed) the store a config's
 // state names: a PostgreSQL database for a postgres:// or postgresql://
 // URL, else a SQLite file, whose directory is created (mode 0700). With a
-// master key (keys.KEK) private keys are encrypted at rest; without one
-// the store opens only if it holds no encrypted key, and a warning is
+// master key (keys.KEK) private keys are encrypted at rest, and keys
+// stored in plaintext before the master key was set are sealed at open
+// (sealStoredKeys; a warning with their count while any is left); without
+// one the store opens only if it holds no encrypted key, and a warning is
 // logged. An unreachable PostgreSQL server fails with
 // certfleet.EUNAVAILABLE and says what to check. A nil log discards.
 func OpenStore(ctx context.Context, state string, keys Keys, log *slog.Logger) (certfleet.Store, error) {
@@ -120,10 +122,15 @@ func OpenStore(ctx context.Context, state string, keys Keys, log *slog.Logger) (
 		log = slog.New(slog.DiscardHandler)
 	}
 	s, err := openStore(ctx, state, log, keys)
-	if err == nil && keys.KEK == nil {
-		log.Warn(noMasterKeyWarning)
+	if err != nil {
+		return s, err
 	}
-	return s, err
+	if keys.KEK == nil {
+		log.Warn(noMasterKeyWarning)
+	} else {
+		sealStoredKeys(ctx, s, log)
+	}
+	return s, nil
 }
 
 func openStore(ctx context.Context, state string, log *slog.Logger, keys Keys) (certfleet.Store, error) {

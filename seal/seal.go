@@ -78,6 +78,11 @@ var magic = [3]byte{0xCF, 'S', 'K'}
 // idLen bytes (the IDs New makes are 16 bytes: 49 bytes in all).
 func Overhead(idLen int) int { return len(magic) + 2 + idLen + nonceSize + tagSize }
 
+// Prefix returns the bytes every sealed value starts with, so that a store
+// can tell sealed values from plaintext in SQL (the pass that seals keys
+// stored before the master key). IsSealed is the check in Go.
+func Prefix() []byte { return append([]byte(nil), magic[:]...) }
+
 // IsSealed reports whether b starts like a sealed value: the magic and a
 // version byte, of any version, so that a value written by a newer certfleet
 // is not mistaken for plaintext (Open then says which version it is). It does

@@ -189,30 +189,11 @@ func (s *Server) URLHandler() http.Handler {
 	return s.urlMux
 }
 
-// Serve serves h on ln until ctx ends, then shuts down gracefully.
+// Serve serves h on ln until ctx ends, then shuts down gracefully, with
+// the default bounds of ServeOptions (slow headers, slow bodies, idle and
+// per-client connections).
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No WriteTimeout: long-polls last up to MaxWait.
-	}
-	done := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		case <-done:
-		}
-	}()
-	err := srv.Serve(ln)
-	close(done)
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return ServeWith(ctx, ln, h, ServeOptions{})
 }
 
 // route is one endpoint. The router, the authorization checks and the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/connlimit"
 )
 
 // PathPrefix is where the CA fetches tokens. RFC 8555 §8.3: the path "consists
@@ -48,6 +49,11 @@ type Responder struct {
 	LookupTimeout time.Duration
 	// Now returns the current time, for the Tokens cache. Default time.Now.
 	Now func() time.Time
+	// Limiter bounds the connections one client address may hold open in
+	// Serve (connlimit.DefaultPerIP when nil): with the read and idle
+	// timeouts it keeps a slowloris from taking the port the CA must
+	// reach.
+	Limiter *connlimit.Limiter
 }
 
 // ServeHTTP answers GET and HEAD /.well-known/acme-challenge/{token} with the
@@ -166,8 +172,13 @@ func (r *Responder) ListenAndServe(ctx context.Context, addr string) error {
 // gracefully (in-flight requests get a few seconds to finish) and returns
 // nil. It closes ln. Any other server error is returned.
 func (r *Responder) Serve(ctx context.Context, ln net.Listener) error {
+	lim := r.Limiter
+	if lim == nil {
+		lim = &connlimit.Limiter{}
+	}
 	srv := &http.Server{
 		Handler:           r,
+		ConnState:         lim.ConnState,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/connlimit"
 )
 
 // OIDACMEIdentifier is the id-pe-acmeIdentifier extension (RFC 8737 §6.1).
@@ -68,6 +69,10 @@ type Responder struct {
 	HandshakeTimeout time.Duration
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
+	// Limiter bounds the connections one client address may hold open in
+	// Serve (connlimit.DefaultPerIP when nil); HandshakeTimeout bounds
+	// each one's time.
+	Limiter *connlimit.Limiter
 
 	keyOnce sync.Once
 	key     *ecdsa.PrivateKey // one key signs every validation certificate
@@ -276,6 +281,11 @@ func (r *Responder) Serve(ctx context.Context, ln net.Listener) error {
 	if timeout <= 0 {
 		timeout = DefaultHandshakeTimeout
 	}
+	lim := r.Limiter
+	if lim == nil {
+		lim = &connlimit.Limiter{}
+	}
+	ln = lim.Listener(ln)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })

@@ -142,8 +142,13 @@ func (f EventFilter) ActorPrefix() bool { return strings.HasSuffix(f.Actor, ":")
 // same transaction as the key_reads row (TokenStore.RecordKeyRead), so the
 // audit trail holds every read without a second source to merge.
 func KeyReadEvent(r KeyRead) Event {
-	return Event{At: r.At, Kind: EventKeyRead, Actor: ActorOf(r.TokenID), Remote: r.Remote,
+	e := Event{At: r.At, Kind: EventKeyRead, Actor: ActorOf(r.TokenID), Remote: r.Remote,
 		Certificate: r.Spec, KeyType: r.KeyType, Serial: r.Serial, IssuanceID: r.IssuanceID}
+	if r.Count > 1 {
+		e.Reason = "repeated"
+		e.Detail = fmt.Sprintf("%d reads of this key by the same client since %s", r.Count, r.Since.UTC().Format(time.RFC3339))
+	}
+	return e
 }
 
 // ParseEventTime reads a --since/--until or since=/until= value: an RFC 3339

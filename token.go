@@ -242,6 +242,13 @@ type KeyRead struct {
 	Serial     string    `json:"serial"`
 	Remote     string    `json:"remote"` // the client's address
 	At         time.Time `json:"at"`
+	// Count is how many reads the record stands for when the API
+	// aggregated a consumer re-reading the same key version (Caddy's
+	// get_certificate, Bud: one read per TLS handshake) into one record
+	// per interval; 0 (or 1) is one read. At is then the last of them and
+	// Since the first.
+	Count int       `json:"count,omitempty"`
+	Since time.Time `json:"since,omitzero"`
 }
 
 // TokenStore keeps API tokens and the log of private key reads. Safe for

@@ -93,7 +93,9 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 		if what != "URL-credential API" {
 			handler = d.withDashboard(ctx, d.apiHandler(srv), store) // the dashboard and /metrics (behind a token) share the bearer-token listener
 		}
-		d.serve(what, func() error { return httpapi.Serve(d.serveCtx, ln, handler) })
+		// Key reads counted and not yet recorded are recorded once the
+		// listener has stopped (httpapi keyreads.go).
+		d.serve(what, func() error { defer srv.FlushKeyReads(); return httpapi.Serve(d.serveCtx, ln, handler) })
 		d.Logger.Info(what+" listening", "addr", ln.Addr().String(), "tls", tlsConf != nil)
 		return ln.Addr().String(), nil
 	}

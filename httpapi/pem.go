@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -212,15 +211,15 @@ func (s *Server) bud(w http.ResponseWriter, r *http.Request, p principal) {
 		body = budReply{Cert: certs, Key: keys}
 	}
 	rep := jsonReply(http.StatusOK, body)
+	// Bud asks at every handshake: its reads are aggregated per key
+	// version (keyreads.go), the second key's as the first's.
 	for i := range reads[1:] {
-		kr := reads[i+1]
-		kr.At, kr.Remote = s.Now(), r.RemoteAddr
-		if err := s.Store.RecordKeyRead(ctx, kr); err != nil {
-			s.internal(w, r, "record key read", err)
+		if prob := s.recordRepeatedRead(r, reply{keyRead: &reads[i+1], consumer: "bud"}); prob != nil {
+			s.fail(w, r, p.urlCred, prob)
 			return
 		}
 	}
-	rep.keyRead = &reads[0]
+	rep.keyRead, rep.consumer = &reads[0], "bud"
 	s.send(w, r, rep, p.urlCred)
 }
 
@@ -281,10 +280,12 @@ func (s *Server) getCertificate(w http.ResponseWriter, r *http.Request, p princi
 		w.WriteHeader(http.StatusNoContent) // CSR mode: the key is elsewhere
 		return
 	}
-	body := slices.Concat(iss.ChainPEM, iss.KeyPEM)
-	rep := reply{status: http.StatusOK, ctype: "application/x-pem-file", body: body,
-		etag:    `"` + iss.Fingerprint[:24] + "-bundle" + `"`,
-		keyRead: &certfleet.KeyRead{TokenID: p.token.ID, Spec: iss.Spec, KeyType: iss.KeyType, IssuanceID: iss.ID, Serial: iss.Serial}}
+	// From memory: the current issuance is cached until a new one is
+	// announced (currentID, issuance), its bundle by name and version.
+	rep := reply{status: http.StatusOK, ctype: "application/x-pem-file", body: s.bundle(id.Value, iss),
+		etag:     `"` + iss.Fingerprint[:24] + "-bundle" + `"`,
+		keyRead:  &certfleet.KeyRead{TokenID: p.token.ID, Spec: iss.Spec, KeyType: iss.KeyType, IssuanceID: iss.ID, Serial: iss.Serial},
+		consumer: "get_certificate"}
 	s.send(w, r, rep, p.urlCred)
 }
 

@@ -98,6 +98,10 @@ type reply struct {
 	// keyRead, when set, is recorded before a 200 is sent: the reply
 	// holds a private key.
 	keyRead *certfleet.KeyRead
+	// consumer, when set with keyRead, names a handshake-driven
+	// consumer's endpoint ("get_certificate", "bud"): its repeated reads
+	// of one key version are aggregated (keyreads.go).
+	consumer string
 }
 
 func problemReply(p *Problem) reply {

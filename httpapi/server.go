@@ -127,13 +127,19 @@ type Server struct {
 	// stored: every check-in, where Events gets only changes. Metrics
 	// count check-ins with it. It must return quickly.
 	OnAgentReport func(certfleet.AgentReport)
+	// KeyReadInterval aggregates the key reads of handshake-driven
+	// consumers (Caddy's get_certificate, Bud): see keyreads.go. Default
+	// DefaultKeyReadInterval; negative records every read.
+	KeyReadInterval time.Duration
 
-	once    sync.Once
-	mux     *http.ServeMux
-	urlMux  *http.ServeMux
-	index   nameIndex
-	hot     hotCache
-	writeMu sync.Mutex // serialises PUT/DELETE (packing reads then writes specs)
+	once        sync.Once
+	mux         *http.ServeMux
+	urlMux      *http.ServeMux
+	index       nameIndex
+	hot         hotCache
+	reads       readAggregator
+	bundleCache bundles
+	writeMu     sync.Mutex // serialises PUT/DELETE (packing reads then writes specs)
 }
 
 // NameDefaults are the settings of names requested without them.
@@ -534,7 +540,12 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, render func(ct
 // send writes rep, first recording the key read it carries (if it is sent:
 // not for a 304). No record, no key.
 func (s *Server) send(w http.ResponseWriter, r *http.Request, rep reply, urlCred bool) {
-	if rep.keyRead != nil && rep.status == http.StatusOK && !etagMatch(r.Header.Get("If-None-Match"), rep.etag) {
+	if rep.keyRead != nil && rep.consumer != "" && rep.status == http.StatusOK && !etagMatch(r.Header.Get("If-None-Match"), rep.etag) {
+		if prob := s.recordRepeatedRead(r, rep); prob != nil {
+			s.fail(w, r, urlCred, prob)
+			return
+		}
+	} else if rep.keyRead != nil && rep.status == http.StatusOK && !etagMatch(r.Header.Get("If-None-Match"), rep.etag) {
 		kr := *rep.keyRead
 		kr.At, kr.Remote = s.Now(), r.RemoteAddr
 		if err := s.Store.RecordKeyRead(r.Context(), kr); err != nil {

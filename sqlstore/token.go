@@ -20,12 +20,12 @@ var (
 	qTokens      = SQL(`SELECT ` + tokenColumns + ` FROM api_tokens ORDER BY created_at, id`)
 	qRevokeToken = SQL(`UPDATE api_tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2`)
 
-	qInsertKeyRead = SQL(`INSERT INTO key_reads (token_id, spec, key_type, issuance_id, serial, remote, at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`)
+	qInsertKeyRead = SQL(`INSERT INTO key_reads (token_id, spec, key_type, issuance_id, serial, remote, at, count)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
 	// Two forms of the listing: SQLite refuses LIMIT NULL, PostgreSQL a
 	// negative LIMIT, so "all" is the statement without one.
-	qKeyReads      = SQL(`SELECT token_id, spec, key_type, issuance_id, serial, remote, at FROM key_reads ORDER BY id DESC`)
-	qKeyReadsLimit = SQL(`SELECT token_id, spec, key_type, issuance_id, serial, remote, at FROM key_reads ORDER BY id DESC LIMIT $1`)
+	qKeyReads      = SQL(`SELECT token_id, spec, key_type, issuance_id, serial, remote, at, count FROM key_reads ORDER BY id DESC`)
+	qKeyReadsLimit = SQL(`SELECT token_id, spec, key_type, issuance_id, serial, remote, at, count FROM key_reads ORDER BY id DESC LIMIT $1`)
 )
 
 // CreateToken implements certfleet.TokenStore. Only the token's hash is
@@ -162,7 +162,7 @@ func (s *Store) RecordKeyRead(ctx context.Context, r certfleet.KeyRead) error {
 		return fmt.Errorf("record key read: %w", err)
 	}
 	return s.write(ctx, func(tx Tx) error {
-		_, err := tx.Exec(qInsertKeyRead, r.TokenID, r.Spec, string(r.KeyType), r.IssuanceID, r.Serial, r.Remote, r.At)
+		_, err := tx.Exec(qInsertKeyRead, r.TokenID, r.Spec, string(r.KeyType), r.IssuanceID, r.Serial, r.Remote, r.At, max(r.Count, 1))
 		if err != nil {
 			return fmt.Errorf("record key read: %w", err)
 		}
@@ -189,13 +189,17 @@ func (s *Store) KeyReads(ctx context.Context, limit int) ([]certfleet.KeyRead, e
 	var out []certfleet.KeyRead
 	for rows.Next() {
 		var (
-			r  certfleet.KeyRead
-			kt string
+			r     certfleet.KeyRead
+			kt    string
+			count int
 		)
-		if err := rows.Scan(&r.TokenID, &r.Spec, &kt, &r.IssuanceID, &r.Serial, &r.Remote, &r.At); err != nil {
+		if err := rows.Scan(&r.TokenID, &r.Spec, &kt, &r.IssuanceID, &r.Serial, &r.Remote, &r.At, &count); err != nil {
 			return nil, fmt.Errorf("list key reads: %w", err)
 		}
 		r.KeyType = certfleet.KeyType(kt)
+		if count > 1 {
+			r.Count = count // one read reads back as 0, as KeyRead documents
+		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {

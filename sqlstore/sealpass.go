@@ -97,8 +97,7 @@ func plaintext(c string) string {
 }
 
 // keyColumns are every column where certfleet keeps a private key. A new
-// one (a table of host identities' CA keys, say) is added here, so that the
-// seal pass and PlaintextKeys cover it. (Secrets and EAB MAC keys are never
+// one is added here, so that the seal pass and PlaintextKeys cover it. (Secrets and EAB MAC keys are never
 // stored plaintext: SealSecret refuses without a master key.)
 var keyColumns = []keyColumn{
 	{
@@ -154,6 +153,19 @@ var keyColumns = []keyColumn{
 			return []any{ca, name}, pendingAccountAAD(ca, name), v, err
 		},
 		update: SQL(`UPDATE accounts SET pending_key = $1 WHERE ca = $2 AND name = $3 AND pending_key = $4`),
+	},
+	{
+		name: "identity_cas.key_pem", table: "identity_cas", start: []any{""},
+		count: SQL(`SELECT count(*) FROM identity_cas WHERE ` + plaintext("key_pem")),
+		page: SQL(`SELECT id, key_pem FROM identity_cas
+			WHERE ` + plaintext("key_pem") + ` AND id > $2 ORDER BY id LIMIT $3`),
+		scan: func(r Rows) ([]any, []byte, []byte, error) {
+			var id string
+			var v []byte
+			err := r.Scan(&id, &v)
+			return []any{id}, identityCAAAD(id), v, err
+		},
+		update: SQL(`UPDATE identity_cas SET key_pem = $1 WHERE id = $2 AND key_pem = $3`),
 	},
 }
 

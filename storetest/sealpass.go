@@ -38,6 +38,9 @@ type FilledKeys struct {
 	// Account and AccountPending are the account key and its pending
 	// rollover key (CA "ca", account "default").
 	Account, AccountPending []byte
+	// IdentityCA is the host identities' CA key, when the store keeps
+	// identities.
+	IdentityCA []byte
 	// Count is how many key values that is.
 	Count int
 }
@@ -72,6 +75,14 @@ func FillPlaintext(t *testing.T, s SealPass, n int) FilledKeys {
 		t.Fatal(err)
 	}
 	fk.Count = len(fk.Issuances) + 3
+	if is, ok := s.(certfleet.IdentityStore); ok {
+		fk.IdentityCA = []byte("-----BEGIN PRIVATE KEY-----\nidentity CA key\n-----END PRIVATE KEY-----\n")
+		if _, err := is.CreateIdentityCA(ctx, certfleet.IdentityCA{ID: "ca-1", CertPEM: []byte("-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"),
+			KeyPEM: fk.IdentityCA, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		fk.Count++
+	}
 	return fk
 }
 
@@ -106,6 +117,12 @@ func CheckKeys(t *testing.T, s SealPass, fk FilledKeys) {
 	a, err := s.Account(ctx, "ca", certfleet.DefaultAccount)
 	if err != nil || !bytes.Equal(a.KeyPEM, fk.Account) || !bytes.Equal(a.PendingKeyPEM, fk.AccountPending) {
 		t.Fatalf("account keys after sealing: %q %q, %v", a.KeyPEM, a.PendingKeyPEM, err)
+	}
+	if fk.IdentityCA != nil {
+		cas, err := s.(certfleet.IdentityStore).IdentityCAs(ctx)
+		if err != nil || len(cas) != 1 || !bytes.Equal(cas[0].KeyPEM, fk.IdentityCA) {
+			t.Fatalf("identity CA key after sealing: %v, %v", cas, err)
+		}
 	}
 	jobs := mustJobs(t, s, certfleet.JobFilter{})
 	found := false
@@ -153,7 +170,7 @@ func RunSealPass(t *testing.T, open SealPassOpener, newKEK func(t *testing.T) se
 	if res.Total() != fk.Count || res.Remaining != 0 || !res.Compacted {
 		t.Fatalf("SealPlaintextKeys = %+v (total %d), want %d sealed, none remaining, compacted", res, res.Total(), fk.Count)
 	}
-	if want := 10/3 + 1 + 3; len(progress) < want || progress[len(progress)-1].Sealed != fk.Count || progress[0].Total != fk.Count {
+	if want := 4 + 1 + 1 + 1; len(progress) < want || progress[len(progress)-1].Sealed != fk.Count || progress[0].Total != fk.Count {
 		t.Errorf("progress reports = %+v, want at least %d ending at %d of %d", progress, want, fk.Count, fk.Count)
 	}
 	if left, err := s.PlaintextKeys(ctx); err != nil || len(left) != 0 {

@@ -119,7 +119,7 @@ func run(ctx context.Context, caddyBin string, dur time.Duration, conc int) erro
 		defer stop()
 	}
 	out, _ := exec.Command(caddyBin, "version").Output()
-	fmt.Printf("caddy %s, %d handshakes in flight, %v per run, GOMAXPROCS machine: %d CPUs\n", strings.TrimSpace(string(out)), conc, dur, numCPU())
+	fmt.Printf("caddy %s, %d handshakes in flight, %v per run, machine: %d CPUs\n", strings.TrimSpace(string(out)), conc, dur, numCPU())
 
 	type result struct {
 		what       string

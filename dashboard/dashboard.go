@@ -107,6 +107,10 @@ type Server struct {
 	// daemon's endpoint watcher), shown per certificate and on the
 	// endpoints page.
 	Endpoints alert.EndpointSource
+	// RetryWait is how long a retry waits for a running scheduler to
+	// take the work before the page says what became of it; default
+	// DefaultRetryWait. It does not wait when no scheduler runs.
+	RetryWait time.Duration
 	// PageSize is the number of certificates per list page; default
 	// DefaultPageSize.
 	PageSize int
@@ -142,6 +146,9 @@ func (s *Server) init() {
 		if s.SessionTTL <= 0 {
 			s.SessionTTL = DefaultSessionTTL
 		}
+		if s.RetryWait <= 0 {
+			s.RetryWait = DefaultRetryWait
+		}
 		if s.PageSize <= 0 {
 			s.PageSize = DefaultPageSize
 		}
@@ -163,6 +170,7 @@ func (s *Server) init() {
 		mux.HandleFunc("GET "+p+"/{$}", s.withUser(s.list))
 		mux.HandleFunc("GET "+p+"/cert/{name}", s.withUser(s.detail))
 		mux.HandleFunc("POST "+p+"/cert/{name}/retry", s.withUser(s.retry))
+		mux.HandleFunc("GET "+p+"/timeline", s.withUser(s.timeline))
 		mux.HandleFunc("GET "+p+"/incidents", s.withUser(s.incidents))
 		mux.HandleFunc("GET "+p+"/audit", s.withUser(s.audit))
 		mux.HandleFunc("GET "+p+"/endpoints", s.withUser(s.endpoints))

@@ -29,6 +29,9 @@ type page struct {
 	Incidents *incidentsView
 	Audit     *auditView
 	Endpoints *endpointsView
+	Timeline  *timelineView
+	// Retry says what became of a retry, per key type (certificate page).
+	Retry []retryLine
 	// Live is the schedulers' liveness (logged-in pages).
 	Live *liveView
 	Nav  string
@@ -222,7 +225,10 @@ func (s *Server) detail(w http.ResponseWriter, r *http.Request, u *user) {
 	v.Endpoints = s.certEndpoints(sp.Name)
 	p := page{Title: sp.Name, User: u, Cert: &v}
 	if r.URL.Query().Has("retried") {
-		p.Flash = "Retry requested: every key type of " + sp.Name + " is due now, and the scheduler has been woken. Reload to follow it."
+		p.Flash = "Retry requested: every key type of " + sp.Name + " was made due now, and the scheduler was woken."
+		if at, ok := retriedAt(r.URL.Query().Get("retried"), now); ok {
+			p.Retry = s.retryFeedback(ctx, now, at, &v, jobs)
+		}
 	}
 	s.render(w, r, http.StatusOK, "detail", p)
 }
@@ -244,6 +250,7 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, u *user) {
 	// would be worse than an answer nobody reads.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), retryTimeout)
 	defer cancel()
+	at := s.Now()
 	for _, k := range sp.JobKeys() {
 		if err := s.Store.RetryNow(ctx, k); err != nil {
 			s.storeError(w, r, u, "retry "+k.String(), err)
@@ -262,7 +269,10 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, u *user) {
 		s.Wake()
 	}
 	s.Logger.Info("dashboard retry", certfleet.LogCertificate, sp.Name, "token", u.token.ID, "remote", r.RemoteAddr)
-	http.Redirect(w, r, s.Prefix+"/cert/"+url.PathEscape(sp.Name)+"?retried=1", http.StatusSeeOther)
+	// The answer waits a moment for a scheduler to take the work, so that
+	// the page can say what became of it rather than only "due now".
+	s.awaitPickup(r.Context(), sp, at)
+	http.Redirect(w, r, s.Prefix+"/cert/"+url.PathEscape(sp.Name)+"?retried="+strconv.FormatInt(at.UnixMilli(), 10), http.StatusSeeOther)
 }
 
 // storeError answers a failed store read: the operator gets what failed
@@ -387,7 +397,7 @@ func plural(n int, unit string) string {
 func parsePages() map[string]*template.Template {
 	layout := template.Must(template.New("layout").Funcs(funcs).ParseFS(assets, "templates/layout.html", "templates/parts.html"))
 	pages := make(map[string]*template.Template)
-	for _, name := range []string{"login", "list", "detail", "error", "incidents", "audit", "endpoints"} {
+	for _, name := range []string{"login", "list", "detail", "error", "incidents", "audit", "endpoints", "timeline"} {
 		pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(assets, "templates/"+name+".html"))
 	}
 	return pages

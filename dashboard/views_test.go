@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -58,8 +59,7 @@ func TestExpiringState(t *testing.T) {
 
 	// The thresholds are the alerts' configured ones: with a warning
 	// window of an hour, nothing here is expiring yet.
-	e.srv = &dashboard.Server{Store: e.store, Thresholds: alert.Settings{ExpiryWarning: time.Hour, ExpiryCritical: 30 * time.Minute}}
-	e.http.Config.Handler = e.srv.Handler()
+	e.serve(&dashboard.Server{Store: e.store, Thresholds: alert.Settings{ExpiryWarning: time.Hour, ExpiryCritical: 30 * time.Minute}})
 	c = e.login(secret)
 	if r := e.do("GET", "/dashboard/?status=expiring", c, nil, nil); rows(r.body) != 0 {
 		t.Errorf("with [alerts] expiry_warning = 1h, %d rows are expiring, want 0", rows(r.body))
@@ -337,4 +337,212 @@ func TestLiveness(t *testing.T) {
 	t.Run("stale", func(t *testing.T) {
 		check(t, "stale", "scheduler silent since 5 minutes ago", "No scheduler has looked for due work since")
 	})
+}
+
+// TestRetryFeedback (issue 15, finding 7): after a retry the certificate
+// page says per key type what became of it, not only "due now". The
+// scheduler's part is played on the real store: taking the job, failing
+// or deferring it, or finding nothing to order.
+func TestRetryFeedback(t *testing.T) {
+	specs := map[string]certfleet.CertificateSpec{}
+	var list []certfleet.CertificateSpec
+	for _, n := range []string{"idle", "taken", "failed", "deferred", "notdue"} {
+		specs[n] = storetest.NewSpec(n)
+		list = append(list, specs[n])
+	}
+	e := newEnv(t, list...)
+	for _, sp := range list {
+		e.issue(sp, nil)
+	}
+	_, secret := e.token("ops", []string{"*"}, certfleet.PermAdmin)
+	c := e.login(secret)
+	csrf := e.csrf(c)
+	key := func(n string) certfleet.JobKey { return certfleet.JobKey{Spec: n, KeyType: certfleet.ECDSAP256} }
+	retry := func(t *testing.T, n string) string {
+		t.Helper()
+		r := e.do("POST", "/dashboard/cert/"+n+"/retry", c, url.Values{"csrf": {csrf}}, nil)
+		loc := r.header.Get("Location")
+		if r.status != http.StatusSeeOther || !regexp.MustCompile(`^/dashboard/cert/`+n+`\?retried=\d{13}$`).MatchString(loc) {
+			t.Fatalf("retry %s: status %d, location %q", n, r.status, loc)
+		}
+		return loc
+	}
+	feedback := func(t *testing.T, loc, state, text string) {
+		t.Helper()
+		r := e.do("GET", loc, c, nil, nil)
+		m := regexp.MustCompile(`<li class="rf rf-([a-z-]+)" data-key="ecdsa-p256"><b>ecdsa-p256</b>: ([^<]*)</li>`).FindStringSubmatch(r.body)
+		if m == nil || m[1] != state || !strings.Contains(m[2], text) {
+			t.Errorf("feedback %q, want state %s saying %q:\n%s", m, state, text, r.body)
+		}
+	}
+	now := func() time.Time { return time.Now() }
+	att := func(outcome, msg string) certfleet.Attempt {
+		return certfleet.Attempt{Instance: "sched", StartedAt: now(), FinishedAt: now(), Outcome: outcome, Error: msg}
+	}
+
+	t.Run("no scheduler", func(t *testing.T) {
+		start := time.Now()
+		loc := retry(t, "idle")
+		if time.Since(start) > 2*time.Second {
+			t.Errorf("the retry waited %v for a scheduler that is not running", time.Since(start))
+		}
+		feedback(t, loc, "waiting", "no scheduler is running")
+	})
+
+	// From here a scheduler is alive.
+	if err := e.store.PutHeartbeat(t.Context(), certfleet.Heartbeat{Instance: "sched", StartedAt: now(), RoundAt: now(), Interval: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("taken", func(t *testing.T) {
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			if _, err := e.store.ClaimDue(t.Context(), certfleet.ClaimRequest{Owner: "sched", Now: now().Add(time.Second), Lease: time.Minute, Limit: 10}); err != nil {
+				t.Error(err)
+			}
+		}()
+		start := time.Now()
+		loc := retry(t, "taken")
+		if d := time.Since(start); d < 250*time.Millisecond || d > 2500*time.Millisecond {
+			t.Errorf("the retry answered after %v, want once the scheduler took the job (~300ms)", d)
+		}
+		feedback(t, loc, "ordering", "Ordering now (scheduler sched holds it)")
+	})
+	t.Run("failed", func(t *testing.T) {
+		loc := retry(t, "failed")
+		e.claim(key("failed"))
+		if err := e.store.FailJob(t.Context(), key("failed"), "test", att(certfleet.OutcomeFailed, "connection refused by failed.example.org"), now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		feedback(t, loc, "failed", "Ordered, and the order failed: connection refused by failed.example.org")
+	})
+	t.Run("deferred", func(t *testing.T) {
+		loc := retry(t, "deferred")
+		e.claim(key("deferred"))
+		if err := e.store.DeferJob(t.Context(), key("deferred"), "test", att(certfleet.OutcomeDeferred, "50 of 50 certificates per registered domain used"), now().Add(3*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		feedback(t, loc, "deferred", "Not ordered now: 50 of 50 certificates per registered domain used. It will be ordered in 2 hours")
+	})
+	t.Run("not due", func(t *testing.T) {
+		loc := retry(t, "notdue")
+		e.claim(key("notdue"))
+		if err := e.store.Reschedule(t.Context(), key("notdue"), "test", certfleet.ScheduleUpdate{NextAt: now().Add(6 * time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		feedback(t, loc, "not-due", "found nothing to order")
+	})
+}
+
+// serve replaces the env's dashboard with srv on a new loopback server.
+func (e *env) serve(srv *dashboard.Server) {
+	e.t.Helper()
+	e.srv = srv
+	e.http.Close()
+	e.http = httptest.NewServer(srv.Handler())
+	e.t.Cleanup(e.http.Close)
+}
+
+// TestTimeline (issue 15): the timeline draws, per certificate, its
+// validity with the alerts' windows, its expiry, and its next renewal,
+// marked as a retry for a failing one and as a wait for one a rate-limit
+// budget deferred; lanes are paged in the store and scoped like the API.
+func TestTimeline(t *testing.T) {
+	names := []string{"bad", "fine", "late", "queued", "tenant"}
+	var specs []certfleet.CertificateSpec
+	for _, n := range names {
+		sp := storetest.NewSpec(n)
+		if n == "tenant" {
+			sp.Tenant = "a"
+		}
+		specs = append(specs, sp)
+	}
+	e := newEnv(t, specs...)
+	e.serve(&dashboard.Server{Store: e.store, PageSize: 3})
+	life := 90 * 24 * time.Hour
+	now := time.Now()
+	for i, sp := range specs {
+		left := map[string]time.Duration{"bad": 20 * 24 * time.Hour, "fine": 60 * 24 * time.Hour, "late": 5 * 24 * time.Hour,
+			"queued": 25 * 24 * time.Hour, "tenant": 50 * 24 * time.Hour}[sp.Name]
+		key := certfleet.JobKey{Spec: sp.Name, KeyType: sp.KeyTypes[0]}
+		e.claim(key)
+		iss := storetest.NewIssuance(sp, key.KeyType)
+		iss.NotAfter = now.Add(left)
+		iss.NotBefore = iss.NotAfter.Add(-life)
+		iss.Serial = fmt.Sprintf("%02x", i+1)
+		if _, err := e.store.CompleteIssuance(t.Context(), "test", iss, certfleet.ScheduleUpdate{NextAt: now.Add(15 * 24 * time.Hour)},
+			certfleet.Attempt{Instance: "test", StartedAt: now, FinishedAt: now, Outcome: certfleet.OutcomeIssued}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.fail(specs[0], "connection refused", "urn:ietf:params:acme:error:connection")
+	qk := certfleet.JobKey{Spec: "queued", KeyType: certfleet.ECDSAP256}
+	e.claim(qk)
+	if err := e.store.DeferJob(t.Context(), qk, "test", certfleet.Attempt{Instance: "test", StartedAt: now, FinishedAt: now, Outcome: certfleet.OutcomeDeferred,
+		Error: "waiting for budget new orders: place 3"}, now.Add(2*24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	_, admin := e.token("ops", []string{"*"}, certfleet.PermReadCerts)
+	tid, tenant, thash := certfleet.NewTokenSecret()
+	if err := e.store.CreateToken(t.Context(), certfleet.Token{ID: tid, Tenant: "a", Names: []string{"*"},
+		Permissions: []certfleet.Permission{certfleet.PermReadCerts}, Hash: thash, CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	lanes := regexp.MustCompile(`<g class="tl-lane([a-z ]*)" data-cert="([a-z]+)" data-key="ecdsa-p256">(?s:(.*?))</g>`)
+	get := func(t *testing.T, c *http.Cookie, path string) (map[string][2]string, string) {
+		t.Helper()
+		r := e.do("GET", path, c, nil, nil)
+		if r.status != http.StatusOK || !strings.Contains(r.body, `<svg id="timeline"`) {
+			t.Fatalf("GET %s: status %d, no timeline:\n%s", path, r.status, r.body)
+		}
+		out := map[string][2]string{}
+		for _, m := range lanes.FindAllStringSubmatch(r.body, -1) {
+			out[m[2]] = [2]string{strings.TrimSpace(m[1]), m[3]}
+		}
+		return out, r.body
+	}
+	c := e.login(admin)
+	p1, body := get(t, c, "/dashboard/timeline")
+	if len(p1) != 3 {
+		t.Fatalf("page 1 lanes %v, want bad, fine, late", p1)
+	}
+	// The window is x 250 to 1140 for 30 days: the failing job's next
+	// try in an hour is at the left, a renewal in 15 days in the middle.
+	for name, want := range map[string]struct{ class, mark string }{
+		"bad":  {"failing", `class="tl-mark tl-retry" cx="25[0-3]"`},
+		"fine": {"", `class="tl-mark tl-renew" cx="69[3-7]"`},
+		"late": {"expiring", `class="tl-seg tl-critical"`},
+	} {
+		l, ok := p1[name]
+		if !ok || l[0] != want.class || !regexp.MustCompile(want.mark).MatchString(l[1]) {
+			t.Errorf("lane %s: class %q, want %q with %s:\n%s", name, l[0], want.class, want.mark, l[1])
+		}
+	}
+	if b := p1["bad"][1]; !strings.Contains(b, "tl-seg tl-ok") || !strings.Contains(b, "tl-seg tl-warning") || !strings.Contains(b, "tl-seg tl-critical") {
+		t.Errorf("a certificate 20 days from expiry does not pass through the warning and critical windows:\n%s", b)
+	}
+	if !strings.Contains(p1["fine"][1], "expires in 59d →") || strings.Contains(p1["fine"][1], "tl-expiry") {
+		t.Errorf("a certificate expiring after the window is not labelled at the right:\n%s", p1["fine"][1])
+	}
+	if !strings.Contains(p1["late"][1], `class="tl-expiry"`) || strings.Contains(p1["late"][1], `class="tl-seg tl-ok"`) {
+		t.Errorf("a certificate expiring within the window has no expiry tick, or is drawn ok:\n%s", p1["late"][1])
+	}
+	next := regexp.MustCompile(`<a href="([^"]+)" rel="next" id="timeline-next">`).FindStringSubmatch(body)
+	if next == nil {
+		t.Fatalf("no link to the next lanes:\n%s", body)
+	}
+	p2, body := get(t, c, strings.ReplaceAll(next[1], "&amp;", "&"))
+	if len(p2) != 2 || p2["queued"][0] != "waiting" || !strings.Contains(p2["queued"][1], "tl-mark tl-wait") || p2["tenant"][0] != "" {
+		t.Errorf("page 2 lanes %v, want queued (waiting) and tenant", p2)
+	}
+	if strings.Contains(body, `id="timeline-next"`) {
+		t.Errorf("the last page links to a next one")
+	}
+	// Only those expiring within 7 days: late.
+	if soon, _ := get(t, c, "/dashboard/timeline?days=7&soon=1"); len(soon) != 1 || soon["late"][0] != "expiring" {
+		t.Errorf("days=7&soon=1 lanes %v, want late only", soon)
+	}
+	// Tenant a sees its lane only.
+	if tl, _ := get(t, e.login(tenant), "/dashboard/timeline"); len(tl) != 1 || tl["tenant"][1] == "" {
+		t.Errorf("tenant a's timeline lanes %v, want its own only", tl)
+	}
 }

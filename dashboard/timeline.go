@@ -28,7 +28,7 @@ const (
 	// Geometry of the SVG, in its own units (it scales to the page).
 	tlWidth   = 1200
 	tlLabel   = 250 // the names' column
-	tlRight   = 60  // room for "expires in 63d →"
+	tlRight   = 110 // room for "expires in 63d →"
 	tlLane    = 24
 	tlTop     = 34 // the day axis
 	tlBarH    = 10

@@ -505,11 +505,11 @@ func TestTimeline(t *testing.T) {
 	if len(p1) != 3 {
 		t.Fatalf("page 1 lanes %v, want bad, fine, late", p1)
 	}
-	// The window is x 250 to 1140 for 30 days: the failing job's next
+	// The window is x 250 to 1090 for 30 days: the failing job's next
 	// try in an hour is at the left, a renewal in 15 days in the middle.
 	for name, want := range map[string]struct{ class, mark string }{
 		"bad":  {"failing", `class="tl-mark tl-retry" cx="25[0-3]"`},
-		"fine": {"", `class="tl-mark tl-renew" cx="69[3-7]"`},
+		"fine": {"", `class="tl-mark tl-renew" cx="6[67][0-9]"`},
 		"late": {"expiring", `class="tl-seg tl-critical"`},
 	} {
 		l, ok := p1[name]

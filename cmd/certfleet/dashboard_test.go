@@ -45,8 +45,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	webroot := t.TempDir() // served by nobody: validation fails for real
-	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`[api]
+	const certs = `[api]
 listen = "127.0.0.1:0"
+[alerts]
+stale_grace = "1s"
+[self_test]
+enabled = false # the test's names resolve nowhere: broken fails at the CA, as it would without a self-test
 [[certificate]]
 name = "web"
 identifiers = ["web.certfleet.test", "www.web.certfleet.test"]
@@ -59,7 +63,19 @@ name = "broken"
 identifiers = ["broken.certfleet.test"]
 challenge = "webroot"
 webroot = %q
-`, webroot))
+[[certificate]]
+name = "flaky"
+`
+	// flaky is issued, then given a second name through the webroot
+	// nobody serves: an issued certificate whose renewal fails, for the
+	// timeline.
+	const flaky1 = `identifiers = ["flaky.certfleet.test"]
+`
+	const flaky2 = `identifiers = ["flaky.certfleet.test", "www.flaky.certfleet.test"]
+challenge = "webroot"
+webroot = %q
+`
+	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(certs+flaky1, webroot))
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -70,8 +86,19 @@ webroot = %q
 	}
 	defer d.Close()
 	rep, err := d.IssueOnce(ctx)
-	if err != nil || rep.Issued != 3 || rep.Failed != 1 {
-		t.Fatalf("issue: %d issued, %d failed (want 3 and 1): %v %+v", rep.Issued, rep.Failed, err, rep.Results)
+	if err != nil || rep.Issued != 4 || rep.Failed != 1 {
+		t.Fatalf("issue: %d issued, %d failed (want 4 and 1): %v %+v", rep.Issued, rep.Failed, err, rep.Results)
+	}
+	cfg2, err := config.Load(daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(certs+flaky2, webroot, webroot)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reload(ctx, cfg2); err != nil {
+		t.Fatal(err)
+	}
+
+	if rep, err := d.IssueOnce(ctx); err != nil || rep.Failed != 1 || len(rep.Results) != 1 || rep.Results[0].Key.Spec != "flaky" {
+		t.Fatalf("issue after flaky's change: %+v, %v; want flaky failing", rep, err)
 	}
 	brokenKey := certfleet.JobKey{Spec: "broken", KeyType: certfleet.ECDSAP256}
 	broken, err := d.Store.Job(ctx, brokenKey)
@@ -118,6 +145,19 @@ webroot = %q
 			t.Fatalf("agent report %s: %v", r.agent, err)
 		}
 	}
+
+	// The alerts find lb2 on an old certificate past the 1 s grace: a
+	// real incident for the incidents page.
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := d.Alerts.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A scheduler runs from here (its heartbeat is the liveness the
+	// pages show, and it takes the retry below).
+	schedCtx, stopSched := context.WithCancel(ctx)
+	schedDone := make(chan error, 1)
+	go func() { schedDone <- d.Manager.Run(schedCtx) }()
+	defer func() { stopSched(); <-schedDone }()
 
 	b, err := chromium.Start(ctx, browserPath, t.TempDir())
 	if err != nil {
@@ -172,6 +212,9 @@ webroot = %q
 			t.Errorf("the certificate list does not show %q; it shows:\n%s", want, list)
 		}
 	}
+	expectElements(t, ctx, page, "the certificate list", map[string]int{
+		`tr.row-failing[data-cert="flaky"] .hint-next`: 1, `#liveness.live.ok`: 1, `#schedulers tr.instance.live`: 1, `#nav-timeline`: 1,
+	})
 	saveScreenshot(t, ctx, page, "dashboard.png")
 	if t.Failed() {
 		t.FailNow()
@@ -182,17 +225,27 @@ webroot = %q
 		t.Fatal(err)
 	}
 	detail := text()
+	// The scheduler took the retried job: ordering it, or it failed again.
+	expectElements(t, ctx, page, "the page after the retry", map[string]int{
+		`#retry-feedback li.rf[data-key="ecdsa-p256"]`: 1, `#retry-feedback li.rf-waiting`: 0, `#retry-feedback li.rf-not-due`: 0,
+	})
 	for _, want := range []string{"Retry requested", "broken", "Recent attempts", "failed", atts[0].ProblemType} {
 		if !strings.Contains(detail, want) {
 			t.Errorf("after the retry the certificate page does not show %q; it shows:\n%s", want, detail)
 		}
 	}
+	// The job was made due: the running scheduler took it (a newer
+	// attempt, or its lease), or it is due still.
 	after, err := d.Store.Job(ctx, brokenKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.NextAt.After(time.Now()) {
-		t.Errorf("after the retry the job is due at %v, not now", after.NextAt)
+	newest, err := d.Store.Attempts(ctx, brokenKey, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.NextAt.After(time.Now()) && after.LeaseOwner == "" && (len(newest) == 0 || newest[0].ID == atts[0].ID) {
+		t.Errorf("after the retry the job is due at %v, not now, and no scheduler took it", after.NextAt)
 	}
 	// The retry is in the audit trail, with who asked.
 	evs, err := d.Store.Events(ctx, certfleet.EventFilter{Kind: certfleet.EventRetry})
@@ -208,6 +261,8 @@ webroot = %q
 	if got := text(); !strings.Contains(got, "lb1") || !strings.Contains(got, "an old one: lb2") || !strings.Contains(got, webIss.Serial) {
 		t.Errorf("the web certificate's page does not show its fleet and serial; it shows:\n%s", got)
 	}
+
+	browseViews(t, ctx, page, "http://"+addr)
 
 	// Logging out ends the session: the list asks for a token again.
 	if err := page.Click(ctx, "#logout", true); err != nil {

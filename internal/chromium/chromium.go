@@ -410,6 +410,15 @@ func (p *Page) Click(ctx context.Context, selector string, navigates bool) error
 	return nil
 }
 
+// Count returns how many elements of the page match the CSS selector: the
+// browser test checks what a page shows by its elements' ids and classes,
+// not by pixels.
+func (p *Page) Count(ctx context.Context, selector string) (int, error) {
+	var n int
+	err := p.Eval(ctx, "document.querySelectorAll("+jsString(selector)+").length", &n)
+	return n, err
+}
+
 // Screenshot returns a PNG of the whole page (not just the window).
 func (p *Page) Screenshot(ctx context.Context) ([]byte, error) {
 	var m struct {

@@ -21,6 +21,10 @@ const (
 	// certificate, longer than the grace period after the newer one was
 	// issued.
 	IncidentEndpointStale = "endpoint_stale"
+	// IncidentNotWritten: a certificate was issued but its files could
+	// not be written where the configuration says (issue 15); resolved
+	// once they are.
+	IncidentNotWritten = "not_written"
 )
 
 // Severity says how bad an incident is. Severities are ordered:

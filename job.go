@@ -47,7 +47,29 @@ type Job struct {
 	LeaseUntil time.Time
 	// Disabled jobs (spec withdrawn, key type removed) are never claimed.
 	Disabled bool
+	// Deploy is whether the current issuance is written where the
+	// configuration says (output_dir, copies, commands): a certificate
+	// issued but not written is failing as much as one not issued.
+	Deploy DeployState
 }
+
+// DeployState is the outcome of writing a job's current issuance to its
+// outputs. The zero value is "written, or nothing to write".
+type DeployState struct {
+	// Error is why the newest try to write the files failed; "" once
+	// they are written.
+	Error string `json:"error,omitempty"`
+	// Failures counts consecutive failed tries (0 once written).
+	Failures int `json:"failures,omitempty"`
+	// FailedAt is when the newest failed try ended.
+	FailedAt time.Time `json:"failed_at,omitzero"`
+	// NextAt is when the files are tried again (on their own schedule,
+	// not only after the next issuance).
+	NextAt time.Time `json:"next_at,omitzero"`
+}
+
+// NotWritten reports whether the current issuance is not written.
+func (d DeployState) NotWritten() bool { return d.Error != "" }
 
 // LogValue keeps the pending key out of logs.
 func (j Job) LogValue() slog.Value {
@@ -95,6 +117,12 @@ type JobFilter struct {
 	IncludeDisabled bool
 	// Leased selects only jobs with a lease owner (expired or not).
 	Leased bool
+	// NotWritten selects only jobs whose current issuance could not be
+	// written (Deploy.Error set).
+	NotWritten bool
+	// Failing selects only jobs in trouble: whose last attempt failed
+	// (Failures > 0) or whose current issuance is not written.
+	Failing bool
 }
 
 // ScheduleUpdate sets when a job is next due and its ARI state, without an
@@ -145,4 +173,11 @@ type JobStore interface {
 	// RetryNow makes a job due at once (an operator's retry), and its
 	// spec's waiting names due for a re-test (ReadinessStore).
 	RetryNow(ctx context.Context, key JobKey) error
+	// SetDeployState records the outcome of writing a job's current
+	// issuance: a zero d (Error "") marks it written and clears the
+	// failures; a failed one increments Failures (d.Failures is
+	// ignored). It takes no lease: files are written outside of orders
+	// too (at start-up, on the deploy retry schedule). ENOTFOUND for an
+	// unknown job.
+	SetDeployState(ctx context.Context, key JobKey, d DeployState) error
 }

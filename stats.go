@@ -22,6 +22,9 @@ type JobStats struct {
 	LeasesExpired int
 	// Failing counts enabled jobs whose last attempt failed (Failures > 0).
 	Failing int
+	// NotWritten counts enabled jobs whose current issuance could not be
+	// written to its outputs (Deploy.Error set).
+	NotWritten int
 }
 
 // CurrentCertificate is the validity of one job's current issuance, without
@@ -40,6 +43,8 @@ type CurrentCertificate struct {
 	NextAt    time.Time
 	Failures  int
 	LastError string
+	// Deploy is the job's (Job.Deploy): whether this issuance is written.
+	Deploy DeployState
 }
 
 // CurrentFilter selects and pages CurrentCertificates in (spec, key type)

@@ -61,6 +61,9 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
 	found := map[string]certfleet.Incident{}
 	add := func(i certfleet.Incident) { found[i.Key] = i }
 	r.expiry(add)
+	if err := r.notWritten(ctx, add); err != nil {
+		return rep, err
+	}
 	if err := r.agents(ctx, reports, add); err != nil {
 		return rep, err
 	}

@@ -76,6 +76,7 @@ func (d *decoder) certificates(top *table, cfg *Config, defs certDefaults) {
 			dirs[cp.Path] = seen{i, d.lineOf(t.p)}
 		}
 		cfg.Certificates = append(cfg.Certificates, cert)
+		d.notePositions(cfg, t) // for CheckHost (host.go)
 	}
 }
 

@@ -141,6 +141,8 @@ type Config struct {
 	Events Events
 	// Export configures certfleet export ([export], see export.go).
 	Export Export
+	// certPos is where each of Certificates is in the file (CheckHost).
+	certPos []certPos
 }
 
 // Log configures logging.

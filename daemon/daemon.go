@@ -143,6 +143,13 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 			opened.Close() // d is nil by now: the returns below say "return nil, err"
 		}
 	}()
+	if opts.StartResponders {
+		// A daemon that writes files checks first that it can: owners,
+		// groups, output paths (docs/deploy-state.md).
+		if err := cfg.CheckHost(); err != nil {
+			return nil, err
+		}
+	}
 	keys, err := LoadKeys(cfg.MasterKey, opts.MasterKey)
 	if err != nil {
 		return nil, err
@@ -232,9 +239,10 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 		Commands: func() [][]string { return d.live.config().Deploy.Commands },
 		Actions:  func() []deploy.Action { return actionsOf(d.live.config()) }}
 	d.Manager = &manager.Manager{
-		Store:       store,
-		Issuers:     issuers,
-		Deployer:    &fileDeployer{live: d.live, writer: writer, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands, global: d.global},
+		Store:   store,
+		Issuers: issuers,
+		Deployer: &fileDeployer{live: d.live, writer: writer, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands, global: d.global,
+			store: store, now: opts.Now, log: log},
 		Prepare:     prepareHook(d.live, writer, opts.PrintCommands),
 		Concurrency: cfg.Renewal.Concurrency,
 		Lease:       cfg.Scheduler.Takeover,  // [scheduler]: zero is the default

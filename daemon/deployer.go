@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -27,9 +28,22 @@ type fileDeployer struct {
 	// (test mode).
 	printCommands io.Writer
 	global        *deploy.Batch // [deploy] commands, once per batch of changes
+	// store and now record each write's outcome in the job's deploy
+	// state (deploystate.go); log reports changes of it.
+	store certfleet.JobStore
+	now   func() time.Time
+	log   *slog.Logger
 }
 
+// Deploy writes iss where spec's configuration says, and records the
+// outcome as the job's deploy state.
 func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
+	err := f.write(ctx, spec, iss)
+	f.record(ctx, certfleet.JobKey{Spec: spec.Name, KeyType: iss.KeyType}, err)
+	return err
+}
+
+func (f *fileDeployer) write(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
 	f.changes.Notify() // a new certificate: wake long-polls, whoever declared it
 	c, ok := f.live.certificate(spec.Name)
 	if !ok {

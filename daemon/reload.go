@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"strings"
 	"sync/atomic"
 
 	"github.com/certfleet/certfleet"
@@ -81,6 +82,9 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 	if next.Scheduler != cur.Scheduler {
 		need = append(need, "[scheduler]")
 	}
+	if next.API != cur.API {
+		need = append(need, "[api]") // its listeners and TLS certificate are set up once, at the start
+	}
 	if next.Metrics != cur.Metrics {
 		need = append(need, "[metrics]")
 	}
@@ -105,7 +109,10 @@ func (d *Daemon) Reload(ctx context.Context, next *config.Config) error {
 		need = append(need, "[inventory] sources (their defaults reload)")
 	}
 	if len(need) > 0 {
-		return fmt.Errorf("not reloaded: changes to %v need a restart (systemctl restart certfleet); the running configuration stays in force", need)
+		return fmt.Errorf("not reloaded: changes to %s need a restart (systemctl restart certfleet); the running configuration stays in force", strings.Join(need, ", "))
+	}
+	if err := next.CheckHost(); err != nil { // owners, groups, output paths (docs/deploy-state.md)
+		return fmt.Errorf("not reloaded: the certificates' outputs cannot be written on this host; the running configuration stays in force:\n%w", err)
 	}
 	res, err := d.Store.SyncSpecs(ctx, certfleet.SourceConfig, next.Specs())
 	if err != nil {

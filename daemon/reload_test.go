@@ -213,3 +213,46 @@ func TestReloadRefusesStartupSections(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadRefusesAPIAndNamesSections (issue 15, finding 8): a new [api]
+// listen was "reloaded" but not applied (the API's listeners are set up at
+// the start); now it is refused, naming [api], and the refusal names the
+// sections as they are written ([http01], not [[http01]]). A reload whose
+// outputs cannot be written on this host (an owner that does not exist)
+// is refused with the file and line.
+func TestReloadRefusesAPIAndNamesSections(t *testing.T) {
+	ca, port := daemontest.StartCA(t)
+	dir := t.TempDir()
+	one := "[[certificate]]\nname = \"one\"\nidentifiers = [\"one.certfleet.test\"]\n"
+	path := daemontest.WriteConfig(t, dir, ca, port, one+"[api]\nlisten = \"127.0.0.1:18555\"\n")
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	daemontest.WriteConfig(t, dir, ca, daemontest.FreePort(t), one+"[api]\nlisten = \"127.0.0.1:18556\"\n")
+	next, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Reload(t.Context(), next)
+	if err == nil || !strings.Contains(err.Error(), "changes to [http01], [api] need a restart") || strings.Contains(err.Error(), "[[") {
+		t.Errorf("reload with a new [api] listen and [http01] port: %v; want a refusal naming [http01], [api]", err)
+	}
+	if d.CurrentConfig().API.Listen != "127.0.0.1:18555" {
+		t.Errorf("the refused [api] listen is in force: %q", d.CurrentConfig().API.Listen)
+	}
+
+	daemontest.WriteConfig(t, dir, ca, port, one+"owner = \"certfleet-no-such-user\"\n[api]\nlisten = \"127.0.0.1:18555\"\n")
+	if next, err = config.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	err = d.Reload(t.Context(), next)
+	if err == nil || !strings.Contains(err.Error(), "certfleet.toml:") || !strings.Contains(err.Error(), `user "certfleet-no-such-user" does not exist`) {
+		t.Errorf("reload with an owner that does not exist: %v; want a refusal with file:line", err)
+	}
+}

@@ -17,7 +17,7 @@ import (
 func (d *Daemon) Serve(ctx context.Context) error {
 	d.reconcileOnce(ctx) // their certificates known before anything is issued and written
 	if err := d.SyncOutputs(ctx); err != nil {
-		d.Logger.Warn("some certificate files could not be written; will retry after the next issuance", certfleet.LogError, err)
+		d.Logger.Warn("some certificate files could not be written; each is tried again on its own schedule (certfleet status shows why and when)", certfleet.LogError, err)
 	}
 	_ = d.global.Flush(ctx) // logged
 	d.global.Debounce(globalQuiet)
@@ -32,6 +32,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- d.Manager.Run(runCtx) }()
 	helpers.Go(func() { d.endpoints.run(runCtx) })
+	helpers.Go(func() { d.retryDeploys(runCtx) }) // files not written, on their own schedule (deploystate.go)
 	helpers.Go(func() { d.watchReadiness(runCtx) })
 	helpers.Go(func() { _ = d.Alerts.Run(runCtx) }) // fails only without an Instance, which newAlerts always sets
 	for _, r := range d.live.inventory {
@@ -66,6 +67,11 @@ func (d *Daemon) IssueOnce(ctx context.Context) (manager.Report, error) {
 	if gerr := d.global.Flush(ctx); gerr != nil && err == nil {
 		rep.DeployFailed++ // logged by flush
 	}
+	if err == nil {
+		// Every certificate in trouble, tried in this pass or waiting
+		// for its next try: the pass fails while any is.
+		rep.Outstanding, rep.Problems, err = d.outstanding(ctx)
+	}
 	return rep, err
 }
 
@@ -90,8 +96,7 @@ func (d *Daemon) SyncOutputs(ctx context.Context) error {
 				first = cmp(first, fmt.Errorf("certificate %s (%s): load issuance %d: %w", c.Spec.Name, kt, job.CurrentID, err))
 				continue
 			}
-			if err := fd.Deploy(ctx, c.Spec, iss); err != nil {
-				d.Logger.Error("write certificate files", certfleet.LogCertificate, c.Spec.Name, certfleet.LogError, err)
+			if err := fd.Deploy(ctx, c.Spec, iss); err != nil { // logged and recorded by the deployer
 				first = cmp(first, err)
 			}
 		}
@@ -125,4 +130,27 @@ func (d *Daemon) AlertRound(ctx context.Context) (alert.Report, error) {
 	}
 	_, herr := d.HookRound(ctx)
 	return rep, errors.Join(err, herr)
+}
+
+// outstanding lists the jobs failing or not written, with the ACME problem
+// type of each failing one's newest attempt.
+func (d *Daemon) outstanding(ctx context.Context) ([]certfleet.Job, map[certfleet.JobKey]string, error) {
+	jobs, err := d.Store.Jobs(ctx, certfleet.JobFilter{Failing: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list the certificates failing or not written: %w", err)
+	}
+	problems := make(map[certfleet.JobKey]string)
+	for _, j := range jobs {
+		if j.Failures == 0 {
+			continue
+		}
+		atts, err := d.Store.Attempts(ctx, j.JobKey, 1)
+		if err != nil {
+			return nil, nil, fmt.Errorf("attempts of %s: %w", j.JobKey, err)
+		}
+		if len(atts) > 0 && atts[0].ProblemType != "" {
+			problems[j.JobKey] = atts[0].ProblemType
+		}
+	}
+	return jobs, problems, nil
 }

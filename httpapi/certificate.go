@@ -68,9 +68,19 @@ type KeyStatus struct {
 	// Deferred is why the next order waits for a rate-limit budget (or
 	// the CA's Retry-After), and DeferredUntil when it becomes possible:
 	// set while the newest attempt is a deferral still in force.
-	Deferred      string        `json:"deferred,omitempty"`
-	DeferredUntil time.Time     `json:"deferred_until,omitzero"`
-	Attempts      []AttemptInfo `json:"recent_attempts,omitempty"`
+	Deferred      string    `json:"deferred,omitempty"`
+	DeferredUntil time.Time `json:"deferred_until,omitzero"`
+	// NotWritten is true while the current certificate is issued but its
+	// files (output_dir, copies, commands) could not be written:
+	// DeployError says why, DeployNextAt when they are tried again,
+	// DeployFailures how many tries in a row failed, DeployFailedAt when
+	// the newest did (certfleet.DeployState).
+	NotWritten     bool          `json:"not_written"`
+	DeployError    string        `json:"deploy_error,omitempty"`
+	DeployFailures int           `json:"deploy_failures,omitempty"`
+	DeployFailedAt time.Time     `json:"deploy_failed_at,omitzero"`
+	DeployNextAt   time.Time     `json:"deploy_next_at,omitzero"`
+	Attempts       []AttemptInfo `json:"recent_attempts,omitempty"`
 }
 
 // AttemptInfo is one recent attempt, with the CA's problem type.
@@ -124,7 +134,9 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 			return st, err
 		}
 		ks := KeyStatus{KeyType: k.KeyType, NextCheck: job.NextAt, Pending: job.PendingOrderURL != "",
-			Failures: job.Failures, LastError: job.LastError, LastErrorAt: job.LastErrorAt}
+			Failures: job.Failures, LastError: job.LastError, LastErrorAt: job.LastErrorAt,
+			NotWritten: job.Deploy.NotWritten(), DeployError: job.Deploy.Error, DeployFailures: job.Deploy.Failures,
+			DeployFailedAt: job.Deploy.FailedAt, DeployNextAt: job.Deploy.NextAt}
 		if job.CurrentID != 0 && job.CurrentRevision == ordered.Revision(k.KeyType) && st.Waiting == nil {
 			iss, err := s.issuance(ctx, job.CurrentID)
 			if err != nil {

@@ -145,7 +145,8 @@ func jsonFields(v any) []string {
 	case certfleet.AgentCommand:
 		full["error"] = true
 	case KeyStatus:
-		for _, k := range []string{"serial", "not_after", "next_check", "last_error", "last_error_at", "deferred", "deferred_until", "recent_attempts"} {
+		for _, k := range []string{"serial", "not_after", "next_check", "last_error", "last_error_at", "deferred", "deferred_until", "recent_attempts",
+			"deploy_error", "deploy_failures", "deploy_failed_at", "deploy_next_at"} {
 			full[k] = true
 		}
 	case NameRequest:

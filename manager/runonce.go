@@ -31,10 +31,19 @@ type Report struct {
 	Issued, Failed, Deferred int
 	DeployFailed             int
 	Started, Finished        time.Time
+	// Outstanding lists the jobs in trouble after the pass, tried in it
+	// or not (a failing job waiting for its backoff, files not written):
+	// RunOnce leaves it empty, its caller (daemon.IssueOnce) fills it
+	// from the store, so that a one-shot pass keeps failing while they
+	// are (cron sees a failure on every pass, not only the first).
+	Outstanding []certfleet.Job
+	// Problems holds the ACME problem type of the newest failed attempt
+	// of the Outstanding jobs that have one (filled with them).
+	Problems map[certfleet.JobKey]string
 }
 
-// OK reports whether nothing failed.
-func (r Report) OK() bool { return r.Failed == 0 && r.DeployFailed == 0 }
+// OK reports whether nothing failed, in the pass or still outstanding.
+func (r Report) OK() bool { return r.Failed == 0 && r.DeployFailed == 0 && len(r.Outstanding) == 0 }
 
 // RunOnce works on every job that is due now, with bounded concurrency, and
 // returns when they are all done: one pass for cron users and the demo. Jobs

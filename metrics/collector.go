@@ -22,6 +22,10 @@ var (
 		"Queue depth: enabled jobs due now that no live lease holds.", nil, nil)
 	descJobsFailing = prometheus.NewDesc(Namespace+"_jobs_failing",
 		"Enabled jobs whose last attempt failed.", nil, nil)
+	descJobsNotWritten = prometheus.NewDesc(Namespace+"_jobs_not_written",
+		"Enabled jobs whose current certificate is issued but could not be written to its outputs (output_dir, copies, commands).", nil, nil)
+	descCertNotWritten = prometheus.NewDesc(Namespace+"_certificate_not_written",
+		"1 while a certificate lineage's current certificate is issued but not written to its outputs, else 0.", []string{"certificate", "key_type"}, nil)
 	descLeases = prometheus.NewDesc(Namespace+"_leases",
 		"Job leases by state: held (work in flight) or expired (an instance died or stalled holding it).", []string{"state"}, nil)
 	descAgentLast = prometheus.NewDesc(Namespace+"_agent_last_checkin_timestamp_seconds",
@@ -42,7 +46,7 @@ var waitReasons = []string{certfleet.WaitDNS, certfleet.WaitHTTP, certfleet.Wait
 type storeCollector struct{ m *Metrics }
 
 func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descJobs, descJobsDue, descJobsFailing, descLeases, descAgentLast, descReadiness, descWaiting} {
+	for _, d := range []*prometheus.Desc{descNotAfter, descNotBefore, descJobs, descJobsDue, descJobsFailing, descJobsNotWritten, descCertNotWritten, descLeases, descAgentLast, descReadiness, descWaiting} {
 		ch <- d
 	}
 }
@@ -59,6 +63,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descJobs, prometheus.GaugeValue, float64(st.Jobs))
 		ch <- prometheus.MustNewConstMetric(descJobsDue, prometheus.GaugeValue, float64(st.Due))
 		ch <- prometheus.MustNewConstMetric(descJobsFailing, prometheus.GaugeValue, float64(st.Failing))
+		ch <- prometheus.MustNewConstMetric(descJobsNotWritten, prometheus.GaugeValue, float64(st.NotWritten))
 		ch <- prometheus.MustNewConstMetric(descLeases, prometheus.GaugeValue, float64(st.LeasesHeld), "held")
 		ch <- prometheus.MustNewConstMetric(descLeases, prometheus.GaugeValue, float64(st.LeasesExpired), "expired")
 	}
@@ -100,6 +105,11 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		kt := string(cc.KeyType)
 		ch <- prometheus.MustNewConstMetric(descNotAfter, prometheus.GaugeValue, unix(cc.NotAfter), cc.Spec, kt)
 		ch <- prometheus.MustNewConstMetric(descNotBefore, prometheus.GaugeValue, unix(cc.NotBefore), cc.Spec, kt)
+		notWritten := 0.0
+		if cc.Deploy.NotWritten() {
+			notWritten = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descCertNotWritten, prometheus.GaugeValue, notWritten, cc.Spec, kt)
 		if need[certfleet.JobKey{Spec: cc.Spec, KeyType: cc.KeyType}] {
 			certs = append(certs, cc)
 		}

@@ -20,7 +20,8 @@ const attemptsKept = 50
 const noLimit = math.MaxInt64
 
 const jobColumns = `spec, key_type, current_id, current_revision, next_at, failures, last_error, last_error_at,
-	ari_start, ari_end, ari_retry_at, pending_order_url, pending_key, lease_owner, lease_until, disabled`
+	ari_start, ari_end, ari_retry_at, pending_order_url, pending_key, lease_owner, lease_until, disabled,
+	deploy_error, deploy_failures, deploy_failed_at, deploy_next_at`
 
 var (
 	// qClaimDue selects due, unleased jobs in NextAt order and leases them
@@ -67,7 +68,8 @@ var (
 		UPDATE jobs SET lease_owner = $1, lease_until = $2 FROM pick WHERE jobs.id = pick.id
 		RETURNING jobs.spec, jobs.key_type, jobs.current_id, jobs.current_revision, jobs.next_at, jobs.failures,
 			jobs.last_error, jobs.last_error_at, jobs.ari_start, jobs.ari_end, jobs.ari_retry_at, jobs.pending_order_url,
-			jobs.pending_key, jobs.lease_owner, jobs.lease_until, jobs.disabled`)
+			jobs.pending_key, jobs.lease_owner, jobs.lease_until, jobs.disabled,
+			jobs.deploy_error, jobs.deploy_failures, jobs.deploy_failed_at, jobs.deploy_next_at`)
 	// qLeasedJob reads the lease of a job. On PostgreSQL it locks the row
 	// until the end of the transaction, so the fenced update that follows
 	// cannot interleave with a claim; a SQLite write transaction already
@@ -116,7 +118,14 @@ var (
 		`SELECT next_at FROM jobs WHERE NOT disabled ORDER BY next_at LIMIT 1`)
 	qJobs = SQL(`SELECT ` + jobColumns + ` FROM jobs
 		WHERE ($1 = '' OR spec = $1) AND ($2 OR NOT disabled) AND (NOT $3 OR lease_owner <> '')
+			AND (NOT $4 OR deploy_error <> '') AND (NOT $5 OR failures > 0 OR deploy_error <> '')
 		ORDER BY spec, key_type`)
+	// qDeployed marks a job's current issuance written; qNotWritten
+	// records a failed try to write it.
+	qDeployed = SQL(`UPDATE jobs SET deploy_error = '', deploy_failures = 0, deploy_failed_at = NULL, deploy_next_at = NULL
+		WHERE spec = $1 AND key_type = $2`)
+	qNotWritten = SQL(`UPDATE jobs SET deploy_error = $1, deploy_failures = deploy_failures + 1, deploy_failed_at = $2,
+		deploy_next_at = $3 WHERE spec = $4 AND key_type = $5`)
 	// qAttempts reads a job's existence and its newest attempts in one
 	// statement, so both come from one snapshot: a job without attempts
 	// is one row of NULLs, an unknown job no row at all.
@@ -135,7 +144,8 @@ func (s *Store) scanJob(r Row) (certfleet.Job, error) {
 		pendingKey []byte
 	)
 	err := r.Scan(&j.Spec, &kt, &currentID, &j.CurrentRevision, &j.NextAt, &j.Failures, &j.LastError, &j.LastErrorAt,
-		&j.ARIStart, &j.ARIEnd, &j.ARIRetryAt, &j.PendingOrderURL, &pendingKey, &j.LeaseOwner, &j.LeaseUntil, &j.Disabled)
+		&j.ARIStart, &j.ARIEnd, &j.ARIRetryAt, &j.PendingOrderURL, &pendingKey, &j.LeaseOwner, &j.LeaseUntil, &j.Disabled,
+		&j.Deploy.Error, &j.Deploy.Failures, &j.Deploy.FailedAt, &j.Deploy.NextAt)
 	if err != nil {
 		return j, err
 	}
@@ -486,7 +496,7 @@ func (s *Store) Jobs(ctx context.Context, f certfleet.JobFilter) ([]certfleet.Jo
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.Query(qJobs, f.Spec, f.IncludeDisabled, f.Leased)
+	rows, err := q.Query(qJobs, f.Spec, f.IncludeDisabled, f.Leased, f.NotWritten, f.Failing)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
@@ -581,4 +591,34 @@ func prepareJobAttempt(op string, key certfleet.JobKey, a certfleet.Attempt, out
 		a.FinishedAt = now
 	}
 	return a, nil
+}
+
+// SetDeployState implements certfleet.JobStore.
+func (s *Store) SetDeployState(ctx context.Context, key certfleet.JobKey, d certfleet.DeployState) error {
+	err := s.write(ctx, func(tx Tx) error {
+		var (
+			n   int64
+			err error
+		)
+		if d.Error == "" {
+			n, err = tx.Exec(qDeployed, key.Spec, string(key.KeyType))
+		} else {
+			at := d.FailedAt
+			if at.IsZero() {
+				at = s.now()
+			}
+			n, err = tx.Exec(qNotWritten, d.Error, at, NullTime(d.NextAt), key.Spec, string(key.KeyType))
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return certfleet.Errorf(certfleet.ENOTFOUND, "job %s not found", key)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record the deploy state of %s: %w", key, err)
+	}
+	return nil
 }

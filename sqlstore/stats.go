@@ -20,12 +20,13 @@ var (
 			count(*) FILTER (WHERE NOT disabled AND next_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)),
 			count(*) FILTER (WHERE lease_owner <> '' AND lease_until > $1),
 			count(*) FILTER (WHERE lease_owner <> '' AND (lease_until IS NULL OR lease_until <= $1)),
-			count(*) FILTER (WHERE NOT disabled AND failures > 0)
+			count(*) FILTER (WHERE NOT disabled AND failures > 0),
+			count(*) FILTER (WHERE NOT disabled AND deploy_error <> '')
 		FROM jobs`)
 	// qCurrentCertificates walks the jobs' (spec, key_type) index from a
 	// key on: a page is an index range, wherever it starts.
 	qCurrentCertificates = SQL(`SELECT j.spec, j.key_type, i.id, i.serial, i.fingerprint, i.not_before, i.not_after, i.issued_at,
-			j.next_at, j.failures, j.last_error
+			j.next_at, j.failures, j.last_error, j.deploy_error, j.deploy_failures, j.deploy_failed_at, j.deploy_next_at
 		FROM jobs j JOIN issuances i ON i.id = j.current_id
 		WHERE NOT j.disabled AND (j.spec, j.key_type) > ($1, $2) AND ($4 = '' OR j.spec = $4) AND i.not_after < $5
 		ORDER BY j.spec, j.key_type LIMIT $3`)
@@ -39,7 +40,7 @@ func (s *Store) JobStats(ctx context.Context, now time.Time) (certfleet.JobStats
 		return certfleet.JobStats{}, err
 	}
 	var st certfleet.JobStats
-	err = q.QueryRow(qJobStats, now).Scan(&st.Jobs, &st.Due, &st.LeasesHeld, &st.LeasesExpired, &st.Failing)
+	err = q.QueryRow(qJobStats, now).Scan(&st.Jobs, &st.Due, &st.LeasesHeld, &st.LeasesExpired, &st.Failing, &st.NotWritten)
 	if err != nil {
 		return certfleet.JobStats{}, fmt.Errorf("count jobs: %w", err)
 	}
@@ -73,7 +74,7 @@ func (s *Store) CurrentCertificates(ctx context.Context, f certfleet.CurrentFilt
 			kt string
 		)
 		if err := rows.Scan(&c.Spec, &kt, &c.IssuanceID, &c.Serial, &c.Fingerprint, &c.NotBefore, &c.NotAfter, &c.IssuedAt,
-			&c.NextAt, &c.Failures, &c.LastError); err != nil {
+			&c.NextAt, &c.Failures, &c.LastError, &c.Deploy.Error, &c.Deploy.Failures, &c.Deploy.FailedAt, &c.Deploy.NextAt); err != nil {
 			return nil, fmt.Errorf("list current certificates: %w", err)
 		}
 		c.KeyType = certfleet.KeyType(kt)

@@ -22,7 +22,7 @@ func Pass(w io.Writer, rep manager.Report) {
 			}
 			fmt.Fprintln(w, line)
 		case certfleet.OutcomeFailed:
-			fmt.Fprintf(w, "FAILED   %-24s %-10s %v (next try %s)\n", r.Key.Spec, r.Key.KeyType, r.Err, Time(r.NextAt))
+			fmt.Fprintf(w, "FAILED   %-24s %-10s %s (next try %s)\n", r.Key.Spec, r.Key.KeyType, Cause(r.Err.Error(), certfleet.ProblemType(r.Err)), Time(r.NextAt))
 		case certfleet.OutcomeDeferred:
 			if de, ok := certfleet.AsDeferError(r.Err); ok { // a rate-limit budget: see docs/ratelimits.md
 				fmt.Fprintf(w, "DEFERRED %-24s %-10s until %s: %s\n", r.Key.Spec, r.Key.KeyType, Time(r.NextAt), de.Reason)
@@ -31,11 +31,14 @@ func Pass(w io.Writer, rep manager.Report) {
 			fmt.Fprintf(w, "ok       %-24s %-10s not due until %s\n", r.Key.Spec, r.Key.KeyType, Time(r.NextAt))
 		}
 	}
+	outstanding(w, rep)
 	took := rep.Finished.Sub(rep.Started).Round(time.Millisecond)
 	if len(rep.Results) == 0 {
-		// Not "every certificate is current": a failing one may be
-		// waiting for its retry.
-		fmt.Fprintln(w, "nothing due now (certfleet status shows each certificate's state and next check)")
+		if len(rep.Outstanding) > 0 {
+			fmt.Fprintf(w, "nothing due now, but %d certificate(s) still failing or not written (above)\n", len(rep.Outstanding))
+			return
+		}
+		fmt.Fprintln(w, "nothing due now: every certificate is issued and written (certfleet status shows each one's next check)")
 		return
 	}
 	budget := 0
@@ -60,7 +63,20 @@ func PassFailure(rep manager.Report, file string, roundsErr error) error {
 	if rep.OK() {
 		return roundsErr
 	}
-	err := fmt.Errorf("%d certificate(s) failed, %d could not be written; see above and `certfleet status -config %s`", rep.Failed, rep.DeployFailed, file)
+	failed, notWritten := rep.Failed, rep.DeployFailed
+	if len(rep.Outstanding) > 0 { // the store's view, this pass included
+		f, nw := 0, 0
+		for _, j := range rep.Outstanding {
+			if j.Failures > 0 {
+				f++
+			}
+			if j.Deploy.NotWritten() {
+				nw++
+			}
+		}
+		failed, notWritten = max(failed, f), max(notWritten, nw)
+	}
+	err := fmt.Errorf("%d certificate(s) failing, %d issued but not written; see above and `certfleet status -config %s`", failed, notWritten, file)
 	if roundsErr != nil {
 		err = fmt.Errorf("%w; also, %v", err, roundsErr)
 	}
@@ -73,5 +89,28 @@ func Alerts(w io.Writer, rep alert.Report) {
 	if rep.Opened+rep.Resolved+rep.Sent+rep.Failed > 0 {
 		fmt.Fprintf(w, "alerts: %d opened, %d changed, %d resolved; %d notification(s) sent, %d failed\n",
 			rep.Opened, rep.Updated, rep.Resolved, rep.Sent, rep.Failed)
+	}
+}
+
+// outstanding prints the certificates in trouble that the pass did not
+// work on (waiting for their next try): a failing certificate is reported
+// on every pass until it heals, not only on the pass that tried it.
+func outstanding(w io.Writer, rep manager.Report) {
+	tried := make(map[certfleet.JobKey]bool, len(rep.Results))
+	for _, r := range rep.Results {
+		tried[r.Key] = true
+	}
+	for _, j := range rep.Outstanding {
+		if tried[j.JobKey] {
+			continue
+		}
+		if j.Failures > 0 {
+			fmt.Fprintf(w, "FAILING  %-24s %-10s %s (failed %d time(s); next try %s, not in this pass)\n",
+				j.Spec, j.KeyType, Cause(j.LastError, rep.Problems[j.JobKey]), j.Failures, Time(j.NextAt))
+		}
+		if j.Deploy.NotWritten() {
+			fmt.Fprintf(w, "NOT WRITTEN %-21s %-10s issued, files not written: %s (next try %s)\n",
+				j.Spec, j.KeyType, OneLine(j.Deploy.Error, 300), Time(j.Deploy.NextAt))
+		}
 	}
 }

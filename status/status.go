@@ -82,7 +82,16 @@ func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all b
 		}
 		lastErr := "-"
 		if j.LastError != "" {
-			lastErr = OneLine(j.LastError, 100)
+			pt, err := lastProblem(ctx, store, j)
+			if err != nil {
+				return err
+			}
+			lastErr = OneLine(Cause(j.LastError, pt), 160)
+		}
+		if j.Deploy.NotWritten() && !j.Disabled {
+			// Issued but not in place: as much a failure as no issuance.
+			state = "issued, NOT WRITTEN"
+			lastErr = OneLine("files not written: "+j.Deploy.Error, 140) + "; next try " + Time(j.Deploy.NextAt)
 		}
 		if why, err := deferral(ctx, store, j, waits, now); err != nil {
 			return err
@@ -179,6 +188,22 @@ func deferral(ctx context.Context, store certfleet.Store, j certfleet.Job, waits
 		return "", nil
 	}
 	return atts[0].Error, nil
+}
+
+// lastProblem is the ACME problem type of j's newest attempt, if it
+// failed ("" otherwise): attempts are read only for failing jobs.
+func lastProblem(ctx context.Context, store certfleet.JobStore, j certfleet.Job) (string, error) {
+	if j.Failures == 0 {
+		return "", nil
+	}
+	atts, err := store.Attempts(ctx, j.JobKey, 1)
+	if err != nil {
+		return "", fmt.Errorf("attempts of %s: %w", j.JobKey, err)
+	}
+	if len(atts) == 0 || atts[0].Outcome != certfleet.OutcomeFailed {
+		return "", nil
+	}
+	return atts[0].ProblemType, nil
 }
 
 // rateHolds lists the accounts a CA asked to wait (rateLimited), if

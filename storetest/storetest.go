@@ -98,6 +98,7 @@ func Run(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 		{"CompleteIssuance", testCompleteIssuance},
 		{"Reschedule", testReschedule},
 		{"RetryNow", testRetryNow},
+		{"DeployState", testDeployState},
 		{"NextDue", testNextDue},
 		{"Jobs", testJobs},
 		{"Archive", testArchive},

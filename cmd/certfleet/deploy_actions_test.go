@@ -206,10 +206,11 @@ prepare = [["sh", "-c", "echo \"prepare bad\" >> %[1]s; echo port 80 is closed >
 		t.Errorf("bad's events %q, want %q", badEvents, want)
 	}
 
-	// A pass with nothing due runs no prepare.
+	// A pass with nothing due runs no prepare, and still fails while bad
+	// does (issue 15: cron sees a failure on every pass).
 	os.Remove(log)
-	if code, out, _ := runCLI(t, "issue", "-config", path); code != 0 || !strings.Contains(out, "nothing due") {
-		t.Fatalf("second pass exit %d:\n%s", code, out)
+	if code, out, _ := runCLI(t, "issue", "-config", path); code != 1 || !strings.Contains(out, "nothing due") || !strings.Contains(out, "FAILING  bad") {
+		t.Fatalf("second pass exit %d, want 1 naming bad:\n%s", code, out)
 	}
 	if _, err := os.Stat(log); !os.IsNotExist(err) {
 		b, _ := os.ReadFile(log)

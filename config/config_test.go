@@ -197,6 +197,7 @@ identifiers = ["Example.ORG."]
 		},
 		Alerts: Alerts{Interval: DefaultAlertInterval, WebhookTimeout: DefaultAlertWebhookTimeout,
 			WebhookRetries: DefaultAlertWebhookRetries, CommandTimeout: DefaultAlertCommandTimeout},
+		certPos: []certPos{{field: "certificate[0]", line: 4}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", cfg, want)

@@ -33,6 +33,8 @@ name = "bad"
 identifiers = ["bad.certfleet.test"]
 challenge = "webroot"
 webroot = "` + webroot + `"
+[self_test]
+enabled = false # not about self-tests: both orders are placed
 `
 	path := daemontest.WriteConfig(t, dir, ca, port, certs)
 	clk := daemontest.NewClock(time.Now())

@@ -29,6 +29,10 @@ type caError struct {
 
 func (e *caError) Error() string       { return e.err.Error() }
 func (e *caError) ProblemType() string { return e.problem }
+
+// CAOutage reports whether the CA was unreachable or failed on its side
+// (EUNAVAILABLE: connection failures, 5xx, serverInternal).
+func (e *caError) CAOutage() bool { return e.code != nil && e.code.Code == certfleet.EUNAVAILABLE }
 func (e *caError) Unwrap() []error {
 	if e.code == nil {
 		return []error{e.err}
@@ -36,7 +40,10 @@ func (e *caError) Unwrap() []error {
 	return []error{e.err, e.code}
 }
 
-var _ certfleet.ProblemTyper = (*caError)(nil)
+var (
+	_ certfleet.ProblemTyper = (*caError)(nil)
+	_ certfleet.CAOutager    = (*caError)(nil)
+)
 
 // Problem types acmez has no constant for.
 const (

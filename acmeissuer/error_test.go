@@ -3,6 +3,7 @@ package acmeissuer
 import (
 	"context"
 	"errors"
+	"net/url"
 	"slices"
 	"testing"
 	"time"
@@ -67,6 +68,7 @@ func TestClassify(t *testing.T) {
 		{"plain 503 with Retry-After", errors.New("HTTP 503"), 503, now.Add(time.Minute), certfleet.EUNAVAILABLE, false, true},
 		{"Retry-After on a success is ignored", prob("malformed", 0), 200, now.Add(time.Minute), certfleet.EINTERNAL, false, false},
 		{"malformed", prob("malformed", 400), 400, time.Time{}, certfleet.EINTERNAL, false, false},
+		{"connection refused", &url.Error{Op: "Get", URL: dir, Err: errors.New("dial tcp: connection refused")}, 0, time.Time{}, certfleet.EUNAVAILABLE, false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -89,6 +91,11 @@ func TestClassify(t *testing.T) {
 				}
 			} else if !errors.Is(err, tc.err) {
 				t.Errorf("the original error is not reachable from %v", err)
+			}
+			// Issue 16: the scheduler tells a CA outage (its circuit
+			// breaker) from this certificate's own failure.
+			if got, want := certfleet.IsCAOutage(err), tc.wantCode == certfleet.EUNAVAILABLE; got != want {
+				t.Errorf("IsCAOutage = %t, want %t", got, want)
 			}
 			if err.Error() != tc.err.Error() && !tc.wantRetry {
 				t.Errorf("message = %q, want the original %q", err.Error(), tc.err.Error())

@@ -141,7 +141,11 @@ type Issuer struct {
 var (
 	_ certfleet.Issuer        = (*Issuer)(nil)
 	_ certfleet.RenewalInfoer = (*Issuer)(nil)
+	_ certfleet.CANamer       = (*Issuer)(nil)
 )
+
+// CA returns the CA's directory URL (certfleet.CANamer).
+func (i *Issuer) CA() string { return i.cfg.DirectoryURL }
 
 // New returns an Issuer. It does not contact the CA: the directory and the
 // account are fetched on first use.
@@ -212,7 +216,9 @@ func New(cfg Config) (*Issuer, error) {
 			PollInterval: cfg.PollInterval,
 			PollTimeout:  cfg.PollTimeout,
 			// acmez logs HTTP exchanges at debug (headers only, no
-			// payloads) and retries at warn.
+			// payloads) and retries at warn: demoted to debug, since
+			// a CA outage is reported once by the scheduler (issue 16)
+			// and every request is counted by the Observer.
 			Logger: slog.New(demoted{logger.With("component", "acmez").Handler()}),
 		},
 	}, nil

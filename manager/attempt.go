@@ -42,6 +42,17 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		res.Duration = m.Now().Sub(start)
 		return res
 	}
+	// The CA's circuit breaker (outage.go): while the CA is down, one job
+	// at a time probes it and the others wait, without an attempt.
+	var ca string
+	probe := false
+	if err == nil {
+		ca = caOf(d.issuer, d.spec)
+		var hold bool
+		if probe, hold = m.gate(ca, job.JobKey); hold {
+			return m.holdJob(ctx, job, start, ca, log)
+		}
+	}
 	if err == nil && m.Budget != nil && job.PendingOrderURL == "" {
 		// A new order that a budget is certain to defer skips Prepare;
 		// the reservation itself is made just before the order.
@@ -49,7 +60,11 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 	}
 	var iss certfleet.Issuance
 	if err == nil {
-		log.Info("ordering certificate", "reason", d.reason, certfleet.LogIdentifiers, certfleet.IdentifierValues(d.spec.Identifiers))
+		level := slog.LevelInfo
+		if probe {
+			level = slog.LevelDebug // the outage's start and end are what the log says
+		}
+		log.Log(workCtx, level, "ordering certificate", "reason", d.reason, certfleet.LogIdentifiers, certfleet.IdentifierValues(d.spec.Identifiers))
 		iss, err = m.prepareAndIssue(workCtx, job, &d)
 	}
 	if cause := context.Cause(workCtx); err != nil && cause != nil && cause != context.Canceled && ctx.Err() == nil {
@@ -59,6 +74,22 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 
 	cctx, ccancel := cleanupCtx()
 	defer ccancel()
+	outage := err != nil && certfleet.IsCAOutage(err) && ctx.Err() == nil
+	var probeAt time.Time
+	if ca != "" {
+		switch {
+		case ctx.Err() != nil:
+			if probe {
+				m.probeEnded(ca)
+			}
+		case outage:
+			probeAt = m.caFailed(ca, job.JobKey, probe, err)
+		case err == nil || certfleet.ProblemType(err) != "":
+			m.caAnswered(cctx, ca, job.JobKey)
+		case probe:
+			m.probeEnded(ca)
+		}
+	}
 	if de, ok := certfleet.AsDeferError(err); ok && ctx.Err() == nil {
 		return m.deferJob(cctx, job, start, de, log)
 	}
@@ -88,6 +119,18 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 			return res
 		}
 		next := m.retryTime(job.Failures+1, err)
+		if outage {
+			// Not backed off: the job comes back as the CA's next
+			// probe, and is made due as soon as the CA answers
+			// (caAnswered) if another job's probe finds it first.
+			next = probeAt
+			if next.IsZero() {
+				next = m.Now().Add(outageHold)
+			}
+			if at, ok := certfleet.RetryAfter(err); ok && at.After(next) {
+				next = at
+			}
+		}
 		attempt := certfleet.Attempt{
 			JobKey: job.JobKey, Instance: m.Instance, StartedAt: start, FinishedAt: m.Now(),
 			Outcome: certfleet.OutcomeFailed, OrderURL: d.orderURL, Error: err.Error(), ProblemType: certfleet.ProblemType(err),
@@ -97,7 +140,11 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		}); ferr != nil {
 			log.Error("record failed attempt", certfleet.LogError, ferr)
 		}
-		log.Error("certificate order failed; will retry", certfleet.LogError, err,
+		level := slog.LevelError
+		if outage {
+			level = slog.LevelDebug // reported once per outage (caFailed)
+		}
+		log.Log(cctx, level, "certificate order failed; will retry", certfleet.LogError, err,
 			"failures", job.Failures+1, certfleet.LogNextAt, next)
 		m.emit(cctx, certfleet.Event{Kind: certfleet.EventOrderFailed, Certificate: job.Spec, KeyType: job.KeyType,
 			Reason: certfleet.FailureReason(err), Detail: err.Error()})
@@ -127,6 +174,22 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		m.emit(cctx, e)
 	}
 	return res
+}
+
+// holdJob puts off a job whose CA is down, without contacting it and
+// without recording an attempt: it is made due again when the CA answers
+// (or after outageHold). For a pass (RunOnce) it is a failure, so that
+// certfleet issue says the CA is down and exits non-zero.
+func (m *Manager) holdJob(ctx context.Context, job certfleet.Job, start time.Time, ca string, log *slog.Logger) Result {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	next := m.Now().Add(outageHold)
+	if err := m.Store.PostponeJob(cctx, job.JobKey, m.Instance, next); err != nil {
+		log.Error("put off a job while its CA is down", certfleet.LogError, err)
+	}
+	err := m.heldError(ca)
+	log.Debug("waiting for the CA", certfleet.LogError, err)
+	return Result{Key: job.JobKey, Outcome: certfleet.OutcomeFailed, Err: err, NextAt: next, Duration: m.Now().Sub(start)}
 }
 
 // deferJob puts a job off to the time a rate-limit budget (or the CA) named:

@@ -131,7 +131,8 @@ func (m *Manager) issuer(ctx context.Context, spec certfleet.CertificateSpec) (c
 func (m *Manager) renewalTime(ctx context.Context, job certfleet.Job, d decision) (time.Time, certfleet.ScheduleUpdate) {
 	now := m.Now()
 	upd := certfleet.ScheduleUpdate{ARIStart: job.ARIStart, ARIEnd: job.ARIEnd, ARIRetryAt: job.ARIRetryAt}
-	if ri, ok := d.issuer.(certfleet.RenewalInfoer); ok && !now.Before(job.ARIRetryAt) {
+	ca := caOf(d.issuer, d.spec)
+	if ri, ok := d.issuer.(certfleet.RenewalInfoer); ok && !now.Before(job.ARIRetryAt) && !m.caDown(ca) {
 		info, err := ri.RenewalInfo(ctx, d.leaf)
 		switch {
 		case err == nil:
@@ -143,8 +144,14 @@ func (m *Manager) renewalTime(ctx context.Context, job certfleet.Job, d decision
 		case certfleet.ErrorCode(err) == certfleet.ENOTFOUND:
 			upd = certfleet.ScheduleUpdate{} // the CA offers no ARI
 		default:
-			// ARI is advisory: on error keep what we knew and ask again later.
-			m.Logger.Warn("renewalInfo request failed; using the last known window", certfleet.LogCertificate, job.Spec, certfleet.LogError, err)
+			// ARI is advisory: on error keep what we knew and ask again
+			// later. A CA that is down is reported once (caFailed).
+			if certfleet.IsCAOutage(err) {
+				_ = m.caFailed(ca, certfleet.JobKey{}, false, err)
+				m.Logger.Debug("renewalInfo request failed; using the last known window", certfleet.LogCertificate, job.Spec, certfleet.LogError, err)
+			} else {
+				m.Logger.Warn("renewalInfo request failed; using the last known window", certfleet.LogCertificate, job.Spec, certfleet.LogError, err)
+			}
 			upd.ARIRetryAt = now.Add(min(m.ARIInterval, time.Hour))
 		}
 	}

@@ -121,8 +121,9 @@ type Manager struct {
 	SelfTester           certfleet.SelfTester
 	RetestMin, RetestMax time.Duration
 
-	once sync.Once
-	wake chan struct{} // buffered(1); a send means "look at the store now"
+	once    sync.Once
+	wake    chan struct{} // buffered(1); a send means "look at the store now"
+	outages outages       // the CAs' circuit breaker (outage.go)
 }
 
 func (m *Manager) init() {

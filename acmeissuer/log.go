@@ -11,7 +11,7 @@ import (
 // certfleet's own events already say what happened. During a CA outage
 // the retries were a line per request (1,047 in 60 s, issue 16); the
 // scheduler reports the outage once when it starts and once when it
-// ends, and the Observer counts every request.
+// ends, and the Observer counts every request (metrics).
 type demoted struct{ h slog.Handler }
 
 func demote(l slog.Level) slog.Level {

@@ -176,18 +176,30 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 	return res
 }
 
-// holdJob puts off a job whose CA is down, without contacting it and
-// without recording an attempt: it is made due again when the CA answers
-// (or after outageHold). For a pass (RunOnce) it is a failure, so that
+// holdJob puts off a job whose CA is down, without contacting it: it is
+// made due again when the CA answers (or after outageHold). The first
+// time, it is recorded as a failed attempt (so status and the expiry
+// alert see the renewal failing); while it keeps waiting only its time
+// moves, so its failure count (and a later backoff) does not grow with
+// the outage's length. For a pass (RunOnce) it is a failure, so that
 // certfleet issue says the CA is down and exits non-zero.
 func (m *Manager) holdJob(ctx context.Context, job certfleet.Job, start time.Time, ca string, log *slog.Logger) Result {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	next := m.Now().Add(outageHold)
-	if err := m.Store.PostponeJob(cctx, job.JobKey, m.Instance, next); err != nil {
-		log.Error("put off a job while its CA is down", certfleet.LogError, err)
-	}
 	err := m.heldError(ca)
+	var serr error
+	if job.Failures == 0 {
+		serr = m.Store.FailJob(cctx, job.JobKey, m.Instance, certfleet.Attempt{
+			JobKey: job.JobKey, Instance: m.Instance, StartedAt: start, FinishedAt: m.Now(),
+			Outcome: certfleet.OutcomeFailed, Error: err.Error(),
+		}, next)
+	} else {
+		serr = m.Store.PostponeJob(cctx, job.JobKey, m.Instance, next)
+	}
+	if serr != nil {
+		log.Error("put off a job while its CA is down", certfleet.LogError, serr)
+	}
 	log.Debug("waiting for the CA", certfleet.LogError, err)
 	return Result{Key: job.JobKey, Outcome: certfleet.OutcomeFailed, Err: err, NextAt: next, Duration: m.Now().Sub(start)}
 }

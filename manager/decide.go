@@ -145,9 +145,10 @@ func (m *Manager) renewalTime(ctx context.Context, job certfleet.Job, d decision
 			upd = certfleet.ScheduleUpdate{} // the CA offers no ARI
 		default:
 			// ARI is advisory: on error keep what we knew and ask again
-			// later. A CA that is down is reported once (caFailed).
-			if certfleet.IsCAOutage(err) {
-				_ = m.caFailed(ca, certfleet.JobKey{}, false, err)
+			// later. A CA known to be down was reported once (caFailed;
+			// only orders open the breaker, so that the job which asked
+			// is the one whose attempt finds the CA down).
+			if certfleet.IsCAOutage(err) && m.caDown(ca) {
 				m.Logger.Debug("renewalInfo request failed; using the last known window", certfleet.LogCertificate, job.Spec, certfleet.LogError, err)
 			} else {
 				m.Logger.Warn("renewalInfo request failed; using the last known window", certfleet.LogCertificate, job.Spec, certfleet.LogError, err)

@@ -275,9 +275,11 @@ func (a *Agent) Name() string { return a.cfg.Name }
 // unreachable, a file not written, a command failed, the report not
 // delivered); files already on disk are kept in every case.
 func (a *Agent) Once(ctx context.Context) error {
+	started := time.Now()
 	if err := a.prepareStateDir(); err != nil {
 		return err
 	}
+	a.removeStaleTemp(started)
 	errs := make([]error, len(a.watchers))
 	var wg sync.WaitGroup
 	for i, w := range a.watchers {
@@ -293,9 +295,11 @@ func (a *Agent) Once(ctx context.Context) error {
 // certificate, a full resync every Resync, and backoff while the server is
 // unreachable. It returns ctx's error.
 func (a *Agent) Run(ctx context.Context) error {
+	started := time.Now()
 	if err := a.prepareStateDir(); err != nil {
 		return err
 	}
+	a.removeStaleTemp(started)
 	var wg sync.WaitGroup
 	for _, w := range a.watchers {
 		wg.Go(func() { w.run(ctx) })

@@ -132,6 +132,7 @@ type Options struct {
 // responders. Close releases everything. A store that cannot be reached
 // fails with certfleet.EUNAVAILABLE (a caller may retry).
 func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err error) {
+	started := time.Now() // older temporary files are no write in progress here
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -271,6 +272,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 	}
 
 	if opts.StartResponders {
+		removeStaleTemp(cfg, started, log) // kill -9 mid-write (issue 16)
 		// Prepare helpers a killed certfleet left running (a forwarder
 		// still holding a port) are stopped before anything is ordered.
 		if _, err := deploy.StopLeftHelpers(writer.StateDir, log); err != nil {

@@ -49,7 +49,7 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 	if err == nil {
 		ca = caOf(d.issuer, d.spec)
 		var hold bool
-		if probe, hold = m.gate(ca, job.JobKey); hold {
+		if probe, hold = m.caGate(ca, job.JobKey); hold {
 			return m.holdJob(ctx, job, start, ca, log)
 		}
 	}

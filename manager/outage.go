@@ -62,10 +62,10 @@ func (m *Manager) caDown(ca string) bool {
 	return m.outages.cas[ca] != nil
 }
 
-// gate decides whether job may contact ca now: yes when the CA is not
+// caGate decides whether job may contact ca now: yes when the CA is not
 // known to be down, or as the outage's next probe; otherwise the job is
 // to wait (hold), and is made due again when the outage ends.
-func (m *Manager) gate(ca string, key certfleet.JobKey) (probe, hold bool) {
+func (m *Manager) caGate(ca string, key certfleet.JobKey) (probe, hold bool) {
 	m.outages.mu.Lock()
 	defer m.outages.mu.Unlock()
 	o := m.outages.cas[ca]

@@ -1,9 +1,13 @@
 // Package dashboard is certfleet's operator web page: a server-rendered
 // list of the certificates a token may see, with their status (ok,
-// renewing, pending, failing, expired), expiry, next renewal, recent errors
-// with the CA's problem type, and which agents run the current certificate
-// and which an old one; a page per certificate with its attempts; and, for
-// admin tokens, a retry button.
+// renewing, pending, failing, expiring on the alerts' thresholds, expired),
+// expiry, next renewal, recent errors with the CA's problem type and what
+// they mean for the next try, and which agents run the current certificate
+// and which an old one; a page per certificate with its attempts and
+// endpoints; a timeline of the coming expiries and renewals (SVG); the open
+// alert incidents; the audit trail with filters; the endpoint checks; the
+// schedulers' liveness from their heartbeats in the store; and, for admin
+// tokens, a retry button whose page says what the retry did.
 //
 // It is plain HTML from html/template with one embedded style sheet: no
 // JavaScript, no external assets, only links and forms, so it works in any

@@ -251,6 +251,14 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, u *user) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), retryTimeout)
 	defer cancel()
 	at := s.Now()
+	// Names waiting for their self-test (issue 14) are re-tested now:
+	// otherwise the retried job would only wait for them again.
+	if rt, ok := s.Store.(retester); ok {
+		if _, err := rt.RetestNow(ctx, sp.Name); err != nil {
+			s.storeError(w, r, u, "re-test the waiting names of "+sp.Name, err)
+			return
+		}
+	}
 	for _, k := range sp.JobKeys() {
 		if err := s.Store.RetryNow(ctx, k); err != nil {
 			s.storeError(w, r, u, "retry "+k.String(), err)

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -28,12 +29,13 @@ const (
 
 // Retry feedback states, the class of each key type's line.
 const (
-	RetryOrdering = "ordering" // a scheduler holds the job or its order is in flight
-	RetryIssued   = "issued"   // a certificate was issued since
-	RetryFailed   = "failed"   // an attempt since failed
-	RetryDeferred = "deferred" // an attempt since was deferred (a rate-limit budget, Retry-After)
-	RetryNotDue   = "not-due"  // the scheduler looked and found nothing to order
-	RetryWaiting  = "waiting"  // due, not taken yet
+	RetryOrdering = "ordering"  // a scheduler holds the job or its order is in flight
+	RetryIssued   = "issued"    // a certificate was issued since
+	RetryFailed   = "failed"    // an attempt since failed
+	RetryDeferred = "deferred"  // an attempt since was deferred (a rate-limit budget, Retry-After)
+	RetryNotDue   = "not-due"   // the scheduler looked and found nothing to order
+	RetrySelfTest = "self-test" // names fail their self-test before ordering (issue 14): re-tested, not ordered
+	RetryWaiting  = "waiting"   // due, not taken yet
 )
 
 // retryLine is what became of one key type's retry.
@@ -115,6 +117,11 @@ func (s *Server) retryFeedback(ctx context.Context, now, at time.Time, v *certVi
 				l.Text += " (scheduler " + j.LeaseOwner + " holds it)"
 			}
 			l.Text += ". Reload to see the result."
+		case len(v.Waiting) > 0:
+			w := v.Waiting[0]
+			l.State = RetrySelfTest
+			l.Text = fmt.Sprintf("Not ordered: %d name(s) fail the self-test certfleet runs before ordering (%s: %s). They were re-tested now; "+
+				"the order is placed once they pass (next re-test %s). Fix what the reason names.", len(v.Waiting), w.Identifier.Value, w.Reason, relTime(now, w.NextAt))
 		case j.NextAt.After(at.Add(time.Second)):
 			l.State = RetryNotDue
 			l.Text = "Not ordered: the scheduler looked and found nothing to order (the certificate is valid and outside its renewal window); its next check is " + relTime(now, j.NextAt) + "."
@@ -140,4 +147,10 @@ func retriedAt(v string, now time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return at, true
+}
+
+// retester is what a store that keeps waiting names has
+// (certfleet.ReadinessStore): a retry re-tests them at once, as the API's.
+type retester interface {
+	RetestNow(ctx context.Context, spec string) (int, error)
 }

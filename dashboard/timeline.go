@@ -248,12 +248,22 @@ func (s *Server) layoutTimeline(ctx context.Context, v *timelineView, rows []cer
 		if err != nil {
 			return err
 		}
+		var waiting []certfleet.WaitingName
+		if ws, ok := s.Store.(waitingNames); ok {
+			if waiting, err = ws.WaitingNames(ctx, certfleet.WaitingFilter{Spec: c.Spec, Limit: 1}); err != nil {
+				return err
+			}
+		}
 		switch {
 		case c.Failures > 0:
 			l.RenewClass, l.RenewText = "tl-retry", fmt.Sprintf("failing (%d in a row), next try ", c.Failures)
 		case len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred && c.NextAt.After(now):
 			l.Waiting = true
 			l.RenewClass, l.RenewText = "tl-wait", "waiting ("+oneLine(atts[0].Error, 120)+"), ordered "
+		case len(waiting) > 0:
+			// Names failing their self-test hold the order (issue 14).
+			l.Waiting = true
+			l.RenewClass, l.RenewText = "tl-wait", "names waiting for their self-test ("+waiting[0].Identifier.Value+": "+oneLine(waiting[0].Reason, 120)+"), next check "
 		}
 		l.RenewX, l.RenewOut = x(c.NextAt), c.NextAt.After(end)
 		l.Title = fmt.Sprintf("%s (%s): valid until %s (%s); %s%s (%s)", c.Spec, c.KeyType, c.NotAfter.UTC().Format("2006-01-02 15:04 UTC"),

@@ -346,7 +346,7 @@ func TestLiveness(t *testing.T) {
 func TestRetryFeedback(t *testing.T) {
 	specs := map[string]certfleet.CertificateSpec{}
 	var list []certfleet.CertificateSpec
-	for _, n := range []string{"idle", "taken", "failed", "deferred", "notdue"} {
+	for _, n := range []string{"idle", "taken", "failed", "deferred", "notdue", "selftest"} {
 		specs[n] = storetest.NewSpec(n)
 		list = append(list, specs[n])
 	}
@@ -423,6 +423,25 @@ func TestRetryFeedback(t *testing.T) {
 		}
 		feedback(t, loc, "deferred", "Not ordered now: 50 of 50 certificates per registered domain used. It will be ordered in 2 hours")
 	})
+	t.Run("waiting names", func(t *testing.T) {
+		id := certfleet.Identifier{Type: certfleet.IdentifierDNS, Value: "selftest.example.org"}
+		if err := e.store.SetWaiting(t.Context(), "selftest", []certfleet.WaitingName{{Spec: "selftest", Identifier: id, Challenge: certfleet.ChallengeHTTP01,
+			Code: certfleet.WaitDNS, Reason: "no address for selftest.example.org", Since: now(), CheckedAt: now(), NextAt: now().Add(time.Hour), Tests: 3}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		loc := retry(t, "selftest")
+		// The scheduler's self-test finds the name still failing and the
+		// job sleeps until the next re-test.
+		e.claim(key("selftest"))
+		if err := e.store.Reschedule(t.Context(), key("selftest"), "test", certfleet.ScheduleUpdate{NextAt: now().Add(30 * time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+		feedback(t, loc, "self-test", "Not ordered: 1 name(s) fail the self-test certfleet runs before ordering (selftest.example.org: no address for selftest.example.org)")
+		ws, err := e.store.WaitingNames(t.Context(), certfleet.WaitingFilter{Spec: "selftest"})
+		if err != nil || len(ws) != 1 || ws[0].NextAt.After(time.Now()) {
+			t.Errorf("after the retry the waiting name is next tested at %+v (%v), want now", ws, err)
+		}
+	})
 	t.Run("not due", func(t *testing.T) {
 		loc := retry(t, "notdue")
 		e.claim(key("notdue"))
@@ -481,6 +500,13 @@ func TestTimeline(t *testing.T) {
 		Error: "waiting for budget new orders: place 3"}, now.Add(2*24*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
+	// A name of tenant's fails its self-test (issue 14): the order waits.
+	if err := e.store.SetWaiting(t.Context(), "tenant", []certfleet.WaitingName{{Spec: "tenant", Tenant: "a",
+		Identifier: certfleet.Identifier{Type: certfleet.IdentifierDNS, Value: "tenant.example.org"}, Challenge: certfleet.ChallengeHTTP01,
+		Code: certfleet.WaitHTTP, Reason: "404 from http://tenant.example.org/.well-known/acme-challenge/x", Since: now, CheckedAt: now,
+		NextAt: now.Add(time.Hour), Tests: 1}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	_, admin := e.token("ops", []string{"*"}, certfleet.PermReadCerts)
 	tid, tenant, thash := certfleet.NewTokenSecret()
 	if err := e.store.CreateToken(t.Context(), certfleet.Token{ID: tid, Tenant: "a", Names: []string{"*"},
@@ -531,8 +557,9 @@ func TestTimeline(t *testing.T) {
 		t.Fatalf("no link to the next lanes:\n%s", body)
 	}
 	p2, body := get(t, c, strings.ReplaceAll(next[1], "&amp;", "&"))
-	if len(p2) != 2 || p2["queued"][0] != "waiting" || !strings.Contains(p2["queued"][1], "tl-mark tl-wait") || p2["tenant"][0] != "" {
-		t.Errorf("page 2 lanes %v, want queued (waiting) and tenant", p2)
+	if len(p2) != 2 || p2["queued"][0] != "waiting" || !strings.Contains(p2["queued"][1], "tl-mark tl-wait") || p2["tenant"][0] != "waiting" ||
+		!strings.Contains(p2["tenant"][1], "names waiting for their self-test (tenant.example.org: 404 from") {
+		t.Errorf("page 2 lanes %v, want queued (waiting for a budget) and tenant (a name waiting for its self-test)", p2)
 	}
 	if strings.Contains(body, `id="timeline-next"`) {
 		t.Errorf("the last page links to a next one")

@@ -249,7 +249,8 @@ func (d *decoder) dnsProvider(t *table, name string, cfg *Config) (DNSProvider, 
 		alg, algPath, algSet := str("algorithm")
 		p.Algorithm = "hmac-sha256"
 		if algSet {
-			alg = strings.ToLower(alg)
+			alg = strings.TrimSuffix(strings.ToLower(alg), ".") // lego and BIND write the DNS name: "hmac-sha256."
+
 			switch {
 			case !slices.Contains(tsigAlgorithms, alg):
 				d.problemf(algPath, "unknown TSIG algorithm %q (use hmac-sha256, hmac-sha384 or hmac-sha512)", alg)
@@ -394,6 +395,9 @@ func (d *decoder) dnsProviderOf(t *table, cfg *Config, defs certDefaults, spec c
 		return name
 	}
 	switch {
+	case name == "" && len(names) == 0 && len(d.dnsProviderBroken) > 0:
+		// The provider is there but has problems, reported already: one
+		// mistake, one error.
 	case name == "" && len(names) == 0:
 		d.problemf(t.p.key("challenge"), "dns-01 needs a DNS provider: define one in [dns01.providers.NAME] (type %s)", providerTypeList())
 	case name == "":

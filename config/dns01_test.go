@@ -162,3 +162,39 @@ func TestDNSDefaultProvider(t *testing.T) {
 		}
 	}
 }
+
+// TestDNS01OneMistakeOneError (issue 15, finding 4): lego's and BIND's
+// spelling of a TSIG algorithm, with its trailing dot, is accepted; and a
+// broken provider, the only one, is reported once, not also as "dns-01
+// needs a DNS provider" at every certificate.
+func TestDNS01OneMistakeOneError(t *testing.T) {
+	cfg := mustParse(t, ca+`
+[dns01.providers.bind]
+type = "rfc2136"
+key_name = "certfleet"
+algorithm = "HMAC-SHA512."
+secret = "`+tsigSecret+`"
+[[certificate]]
+identifiers = ["a.example.org"]
+challenge = "dns-01"
+`)
+	if alg := cfg.DNS01.Providers["bind"].Algorithm; alg != "hmac-sha512" {
+		t.Errorf("algorithm HMAC-SHA512. = %q, want hmac-sha512", alg)
+	}
+	ps := mustProblems(t, ca+`
+[dns01.providers.bind]
+type = "rfc2136"
+key_name = "certfleet"
+algorithm = "hmac-sha257"
+secret = "`+tsigSecret+`"
+[[certificate]]
+identifiers = ["a.example.org"]
+challenge = "dns-01"
+[[certificate]]
+identifiers = ["b.example.org"]
+challenge = "dns-01"
+`)
+	if len(ps) != 1 || !strings.Contains(ps[0].String(), `unknown TSIG algorithm "hmac-sha257"`) {
+		t.Errorf("problems = %v; want exactly one, the unknown algorithm", ps)
+	}
+}

@@ -174,7 +174,7 @@ challenge = "dns-01"
 	orders := ca.NewOrders()
 	bad := conf("d3Jvbmctc2VjcmV0LWQzSnZibWN0YzJWamNtVjBDZz09")
 	code, out, errOut = runCLI(t, "issue", "-config", bad)
-	if code != 1 || !strings.Contains(out+errOut, "TSIG key certfleet") {
+	if code != 1 || !strings.Contains(out+errOut, "BADSIG") {
 		t.Errorf("issue with a wrong secret: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if got := ca.NewOrders(); got != orders {

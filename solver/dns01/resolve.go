@@ -184,20 +184,29 @@ func cnameTarget(resp *dns.Msg, name string) (string, bool) {
 // the zone.
 func (r *Resolver) FindZone(ctx context.Context, name string) (string, *dns.SOA, error) {
 	name = canonical(name)
+	failed := "" // the first name whose SOA query failed (SERVFAIL, REFUSED), and how
 	for cand := name; ; {
 		resp, err := r.query(ctx, cand, dns.TypeSOA)
 		if err != nil {
-			return "", nil, err
+			return "", nil, fmt.Errorf("no zone holds %s (zone cut not found): %w (check the nameservers in [dns01] answer for it: dig +trace)", name, err)
 		}
 		if zone, soa, ok := zoneFromAnswer(resp, cand, name); ok {
 			return zone, soa, nil
+		}
+		if resp != nil && failed == "" && resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
+			failed = fmt.Sprintf("%s SOA: %s", cand, dns.RcodeToString[resp.Rcode])
 		}
 		if cand == "." {
 			break
 		}
 		cand = parent(cand)
 	}
-	return "", nil, fmt.Errorf("no zone holds %s: no SOA record at it or any parent name (is the domain registered and delegated?)", name)
+	if failed != "" {
+		// Not "no zone": a resolver failed to find it (a lame or
+		// broken delegation, DNSSEC failing, a resolver refusing us).
+		return "", nil, fmt.Errorf("no zone holds %s (zone cut not found): the resolver answered %s (a broken delegation, DNSSEC validation failing, or a resolver that refuses this host: check the nameservers in [dns01] and the delegation with dig +trace)", name, failed)
+	}
+	return "", nil, fmt.Errorf("no zone holds %s (zone cut not found): no SOA record at it or any parent name (is the domain registered and delegated?)", name)
 }
 
 // zoneFromAnswer reads the zone out of the answer to "cand SOA?" asked

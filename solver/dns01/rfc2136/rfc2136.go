@@ -42,6 +42,15 @@ var Algorithms = map[string]string{
 	"hmac-md5":    dns.HmacMD5,
 }
 
+// Algorithm returns the TSIG algorithm of a configured name, as Algorithms
+// has it: any case, and with or without the trailing dot of the DNS name
+// it is ("hmac-sha256." is lego's and BIND's spelling); ok is false for an
+// unknown one.
+func Algorithm(name string) (string, bool) {
+	alg, ok := Algorithms[strings.TrimSuffix(strings.ToLower(name), ".")]
+	return alg, ok
+}
+
 // Provider sends RFC 2136 updates. Safe for concurrent use.
 type Provider struct {
 	// Server is the primary's "host:port" (port 53 if left out). Default:
@@ -63,6 +72,8 @@ type Provider struct {
 	Resolver *dns01.Resolver
 	// Timeout bounds one update. Default DefaultTimeout.
 	Timeout time.Duration
+	// Now is the clock TSIG signatures are timed with. Default time.Now.
+	Now func() time.Time
 }
 
 var (
@@ -82,10 +93,11 @@ func (p *Provider) Validate() error {
 	if alg == "" {
 		alg = "hmac-sha256"
 	}
-	if _, ok := Algorithms[strings.ToLower(alg)]; !ok {
+	tsigAlg, ok := Algorithm(alg)
+	if !ok {
 		return fmt.Errorf("unknown TSIG algorithm %q (use hmac-sha256, hmac-sha384 or hmac-sha512)", p.Algorithm)
 	}
-	if strings.EqualFold(alg, "hmac-md5") && !p.AllowInsecure {
+	if tsigAlg == dns.HmacMD5 && !p.AllowInsecure {
 		return errors.New("TSIG algorithm hmac-md5 is weak: use hmac-sha256 (or set allow_insecure = true)")
 	}
 	if p.Secret == "" {
@@ -149,12 +161,25 @@ func (p *Provider) update(ctx context.Context, rec dns01.Record, op func(*dns.Ms
 			alg = "hmac-sha256"
 		}
 		c.TsigSecret = map[string]string{name: p.Secret}
-		m.SetTsig(name, Algorithms[strings.ToLower(alg)], 300, time.Now().Unix())
+		tsigAlg, _ := Algorithm(alg)
+		now := time.Now
+		if p.Now != nil {
+			now = p.Now
+		}
+		m.SetTsig(name, tsigAlg, 300, now().Unix())
 	}
 	resp, _, err := c.ExchangeContext(ctx, m, server)
+	if err != nil && resp != nil && resp.Rcode != dns.RcodeSuccess {
+		// An error answer: miekg/dns reports any NOTAUTH carrying a TSIG
+		// record as ErrAuth, before looking at it. The answer itself
+		// says what failed (the rcode and the TSIG error).
+		return rcodeError(resp, zone, server, p.KeyName, rec.FQDN)
+	}
 	switch {
+	case errors.Is(err, dns.ErrTime):
+		return fmt.Errorf("update of zone %s at %s: the server's answer is signed at a time more than 5 minutes from this host's clock (TSIG BADTIME): fix the clock (NTP) here or on the server", zone, server)
 	case errors.Is(err, dns.ErrSig), errors.Is(err, dns.ErrAuth), errors.Is(err, dns.ErrSecret), errors.Is(err, dns.ErrKeyAlg):
-		return fmt.Errorf("update of zone %s at %s: TSIG key %s was rejected (%v): check key_name, algorithm and secret against the server's key", zone, server, p.KeyName, err)
+		return fmt.Errorf("update of zone %s at %s: the server's answer does not verify with TSIG key %s (%v): check algorithm and secret against the server's key", zone, server, p.KeyName, err)
 	case err != nil:
 		return fmt.Errorf("update of zone %s at %s: %w", zone, server, err)
 	}
@@ -171,12 +196,33 @@ func rcodeError(resp *dns.Msg, zone, server, key, fqdn string) error {
 	if t := resp.IsTsig(); t != nil && t.Error != 0 {
 		rc += "/" + dns.RcodeToString[int(t.Error)]
 	}
+	var tsigErr uint16
+	if t := resp.IsTsig(); t != nil {
+		tsigErr = t.Error
+	}
+	switch {
+	case tsigErr == dns.RcodeBadKey:
+		return fmt.Errorf("update of zone %s at %s: %s: the server does not know a TSIG key named %s: set key_name to the name of the key in the server's configuration (key \"NAME\" { ... } in named.conf)", zone, server, rc, key)
+	case tsigErr == dns.RcodeBadSig:
+		return fmt.Errorf("update of zone %s at %s: %s: the server knows key %s but the signature does not verify: the secret or the algorithm differs from the server's; copy both from the key's definition (tsig-keygen output)", zone, server, rc, key)
+	case tsigErr == dns.RcodeBadTime:
+		return fmt.Errorf("update of zone %s at %s: %s: this host's clock and the server's differ by more than the 5 minutes TSIG allows: fix the clock (NTP) here or on the server; key and secret are fine", zone, server, rc)
+	case tsigErr != 0:
+		return fmt.Errorf("update of zone %s at %s: %s: the server refused TSIG key %s", zone, server, rc, key)
+	}
 	switch resp.Rcode {
 	case dns.RcodeNotAuth:
 		if key == "" {
 			return fmt.Errorf("update of zone %s at %s: %s: the server requires a TSIG key, or is not authoritative for the zone", zone, server, rc)
 		}
-		return fmt.Errorf("update of zone %s at %s: %s: the server rejected TSIG key %s (wrong secret, algorithm or name?) or is not authoritative for the zone", zone, server, rc, key)
+		if resp.IsTsig() == nil {
+			// BIND signs every answer to a signed request, naming the TSIG
+			// error; an unsigned NOTAUTH does not say which it is.
+			return fmt.Errorf("update of zone %s at %s: %s (unsigned answer): the server rejected TSIG key %s (check key_name, algorithm and secret) or is not authoritative for the zone (check server)", zone, server, rc, key)
+		}
+		return fmt.Errorf("update of zone %s at %s: %s: the server accepted key %s but is not authoritative for zone %s: set server to the zone's primary (or leave it out to use the zone's SOA MNAME) and check zone is the zone the name is in", zone, server, rc, key, zone)
+	case dns.RcodeServerFailure:
+		return fmt.Errorf("update of zone %s at %s: SERVFAIL: the server could not apply the update (zone not loaded, journal not writable?): see the server's log", zone, server)
 	case dns.RcodeRefused:
 		return fmt.Errorf("update of zone %s at %s: REFUSED: key %s may not change TXT records at %s (check the zone's update-policy, e.g. grant %s subdomain %s TXT;)", zone, server, keyOrNone(key), fqdn, strings.TrimSuffix(keyOrNone(key), "."), zone)
 	case dns.RcodeNotZone:

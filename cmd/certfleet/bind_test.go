@@ -144,6 +144,8 @@ secret = %q
 name = "wild"
 identifiers = ["*.example.test", "example.test", "www.example.test"]
 challenge = "dns-01"
+[self_test]
+enabled = false # the update's own diagnosis is under test, not the self-test's
 `, addr, port, secret))
 	}
 	path := conf(secret)

@@ -92,7 +92,12 @@ type ListedJob struct {
 	LeaseOwner      string
 	LeaseUntil      time.Time
 	Disabled        bool
-	Current         CurrentCertificate
+	// ARIStart and ARIEnd are the CA's renewal window as last seen
+	// (RFC 9773), zero without one.
+	ARIStart, ARIEnd time.Time
+	// Deploy is whether the current certificate is written (Job.Deploy).
+	Deploy  DeployState
+	Current CurrentCertificate
 	// ChainPEM is the current certificate's chain, with Chains only.
 	ChainPEM []byte
 }

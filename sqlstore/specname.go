@@ -150,7 +150,8 @@ const (
 	listColumns = `s.name, s.source, s.disabled, s.spec, s.tenant,
 		COALESCE(j.key_type, ''), COALESCE(j.target_revision, ''), COALESCE(j.current_revision, ''), j.next_at,
 		COALESCE(j.failures, 0), COALESCE(j.last_error, ''), j.last_error_at, COALESCE(j.pending_order_url, ''),
-		COALESCE(j.lease_owner, ''), j.lease_until, COALESCE(j.disabled, false),
+		COALESCE(j.lease_owner, ''), j.lease_until, COALESCE(j.disabled, false), j.ari_start, j.ari_end,
+		COALESCE(j.deploy_error, ''), COALESCE(j.deploy_failures, 0), j.deploy_failed_at, j.deploy_next_at,
 		COALESCE(i.id, 0), COALESCE(i.serial, ''), COALESCE(i.fingerprint, ''), i.not_before, i.not_after, i.issued_at`
 	listFilter = `s.name > $1 AND ($3 = '' OR s.source = $3) AND ($4 OR NOT s.disabled)
 		AND ($5 = '' OR s.name LIKE $5 ESCAPE '\' OR EXISTS (SELECT 1 FROM spec_names n WHERE n.spec = s.name AND n.name LIKE $5 ESCAPE '\'))
@@ -212,12 +213,15 @@ func (s *Store) CertificatePage(ctx context.Context, cq certfleet.CertificateQue
 				disabled, jobDisabled                    bool
 				j                                        certfleet.ListedJob
 				nextAt, lastErrAt, leaseUntil            time.Time
+				ariStart, ariEnd                         time.Time
+				deployFailedAt, deployNextAt             time.Time
 				c                                        = &j.Current
 			)
 			if err := rows.Scan(&name, &source, &disabled, &js, &tenant,
 				&kt, &j.TargetRevision, &j.CurrentRevision, &nextAt,
 				&j.Failures, &j.LastError, &lastErrAt, &pendingURL,
-				&j.LeaseOwner, &leaseUntil, &jobDisabled,
+				&j.LeaseOwner, &leaseUntil, &jobDisabled, &ariStart, &ariEnd,
+				&j.Deploy.Error, &j.Deploy.Failures, &deployFailedAt, &deployNextAt,
 				&c.IssuanceID, &c.Serial, &c.Fingerprint, &c.NotBefore, &c.NotAfter, &c.IssuedAt); err != nil {
 				return err
 			}
@@ -232,7 +236,8 @@ func (s *Store) CertificatePage(ctx context.Context, cq certfleet.CertificateQue
 				continue // a spec without jobs
 			}
 			j.KeyType, j.NextAt, j.LastErrorAt, j.LeaseUntil = certfleet.KeyType(kt), nextAt, lastErrAt, leaseUntil
-			j.Pending, j.Disabled = pendingURL != "", jobDisabled
+			j.Pending, j.Disabled, j.ARIStart, j.ARIEnd = pendingURL != "", jobDisabled, ariStart, ariEnd
+			j.Deploy.FailedAt, j.Deploy.NextAt = deployFailedAt, deployNextAt
 			if c.IssuanceID != 0 {
 				c.Spec, c.KeyType, c.NextAt, c.Failures, c.LastError = name, j.KeyType, nextAt, j.Failures, j.LastError
 			} else {

@@ -22,9 +22,16 @@ import (
 	"github.com/certfleet/certfleet"
 )
 
+// statusPage is how many certificates Certificates reads and prints at a
+// time: the table streams, its first lines come after one page whatever
+// the number of certificates, and it holds one page in memory.
+const statusPage = 500
+
 // Certificates prints the status table of every lineage (withdrawn ones
 // too with all): key ID, names, expiry, planned renewal, next check,
-// state and last error, then the CA rate-limit holds in force.
+// state and last error, then the CA rate-limit holds in force. It reads
+// the store a page at a time (certfleet.EachCertificate) and prints each
+// page as it comes, so columns are aligned within a page.
 //
 // RENEWAL is when the current certificate is renewed
 // (certfleet.PlannedRenewal, the scheduler's own rule, with the CA's ARI
@@ -32,18 +39,6 @@ import (
 // the job, which is earlier when it asks the CA's ARI in between, and is
 // the retry time after a failure.
 func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all bool, now time.Time) error {
-	jobs, err := store.Jobs(ctx, certfleet.JobFilter{IncludeDisabled: all})
-	if err != nil {
-		return fmt.Errorf("list jobs: %w", err)
-	}
-	specs, err := store.Specs(ctx, certfleet.SpecFilter{IncludeDisabled: true})
-	if err != nil {
-		return fmt.Errorf("list specs: %w", err)
-	}
-	byName := make(map[string]certfleet.CertificateSpec, len(specs))
-	for _, s := range specs {
-		byName[s.Name] = s
-	}
 	// The jobs waiting for a rate-limit budget, with their places now.
 	waitList, err := store.BudgetWaits(ctx, certfleet.BudgetWaitFilter{})
 	if err != nil {
@@ -55,55 +50,30 @@ func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all b
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKEY\tKEY ID\tIDENTIFIERS\tNOT AFTER\tRENEWAL\tNEXT CHECK\tSTATE\tLAST ERROR")
-	for _, j := range jobs {
-		spec := byName[j.Spec]
-		notAfter, renewal, state, keyID := "-", "-", "pending", "-"
-		if j.CurrentID != 0 {
-			iss, err := store.Issuance(ctx, j.CurrentID)
-			if err != nil {
-				return fmt.Errorf("load issuance %d of %s: %w", j.CurrentID, j.JobKey, err)
+	rows, inPage := 0, 0
+	err = certfleet.EachCertificate(ctx, store, certfleet.CertificateQuery{IncludeDisabled: all, Chains: true, Limit: statusPage},
+		func(c certfleet.CertificateListing) error {
+			for _, j := range c.Jobs {
+				line, err := jobLine(ctx, store, c.Spec, j, waits, now)
+				if err != nil {
+					return err
+				}
+				fmt.Fprint(tw, line)
+				rows++
 			}
-			notAfter = Time(iss.NotAfter)
-			keyID = shortKeyID(iss)
-			renewal = plannedRenewal(spec, iss, j, now)
-			switch left := iss.NotAfter.Sub(now); {
-			case left <= 0:
-				state = "EXPIRED"
-			case j.Failures > 0:
-				state = fmt.Sprintf("valid, %d failure(s)", j.Failures)
-			default:
-				state = "valid"
+			if inPage++; inPage == statusPage {
+				inPage = 0
+				return tw.Flush()
 			}
-		} else if j.Failures > 0 {
-			state = fmt.Sprintf("failing (%d)", j.Failures)
-		}
-		if j.Disabled {
-			state = "withdrawn"
-		}
-		lastErr := "-"
-		if j.LastError != "" {
-			pt, err := lastProblem(ctx, store, j)
-			if err != nil {
-				return err
-			}
-			lastErr = OneLine(Cause(j.LastError, pt), 160)
-		}
-		if j.Deploy.NotWritten() && !j.Disabled {
-			// Issued but not in place: as much a failure as no issuance.
-			state = "issued, NOT WRITTEN"
-			lastErr = OneLine("files not written: "+j.Deploy.Error, 140) + "; next try " + Time(j.Deploy.NextAt)
-		}
-		if why, err := deferral(ctx, store, j, waits, now); err != nil {
-			return err
-		} else if why != "" {
-			state, lastErr = "deferred ("+state+")", OneLine(why, 160) // rate-limit budget; NEXT CHECK is when
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.Spec, j.KeyType, keyID, idList(spec.Identifiers), notAfter, renewal, Time(j.NextAt), state, lastErr)
+			return nil
+		})
+	if err != nil {
+		return fmt.Errorf("list certificates: %w", err)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	if len(jobs) == 0 {
+	if rows == 0 {
 		fmt.Fprintln(w, "(no certificates in the store)")
 	}
 	if err := Waiting(ctx, w, store, ""); err != nil {
@@ -132,10 +102,52 @@ func Waiting(ctx context.Context, w io.Writer, store certfleet.ReadinessStore, t
 	return tw.Flush()
 }
 
+// jobLine is the table's line of one job.
+func jobLine(ctx context.Context, store certfleet.Store, sp certfleet.CertificateSpec, j certfleet.ListedJob, waits map[certfleet.JobKey]certfleet.BudgetWait, now time.Time) (string, error) {
+	notAfter, renewal, state, keyID := "-", "-", "pending", "-"
+	if j.Current.IssuanceID != 0 {
+		notAfter = Time(j.Current.NotAfter)
+		keyID = shortKeyID(certfleet.Issuance{ChainPEM: j.ChainPEM})
+		renewal = plannedRenewal(sp, j, now)
+		switch left := j.Current.NotAfter.Sub(now); {
+		case left <= 0:
+			state = "EXPIRED"
+		case j.Failures > 0:
+			state = fmt.Sprintf("valid, %d failure(s)", j.Failures)
+		default:
+			state = "valid"
+		}
+	} else if j.Failures > 0 {
+		state = fmt.Sprintf("failing (%d)", j.Failures)
+	}
+	if j.Disabled {
+		state = "withdrawn"
+	}
+	lastErr := "-"
+	if j.LastError != "" {
+		pt, err := lastProblem(ctx, store, j.Key(sp.Name), j.Failures)
+		if err != nil {
+			return "", err
+		}
+		lastErr = OneLine(Cause(j.LastError, pt), 160)
+	}
+	if j.Deploy.NotWritten() && !j.Disabled {
+		// Issued but not in place: as much a failure as no issuance.
+		state = "issued, NOT WRITTEN"
+		lastErr = OneLine("files not written: "+j.Deploy.Error, 140) + "; next try " + Time(j.Deploy.NextAt)
+	}
+	if why, err := deferral(ctx, store, sp, j, waits, now); err != nil {
+		return "", err
+	} else if why != "" {
+		state, lastErr = "deferred ("+state+")", OneLine(why, 160) // rate-limit budget; NEXT CHECK is when
+	}
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sp.Name, j.KeyType, keyID, idList(sp.Identifiers), notAfter, renewal, Time(j.NextAt), state, lastErr), nil
+}
+
 // plannedRenewal is the RENEWAL column: the current certificate's renewal
-// time as the scheduler computes it, "now" once it has come (the job is
-// due or being worked on), "-" for a withdrawn job.
-func plannedRenewal(spec certfleet.CertificateSpec, iss certfleet.Issuance, j certfleet.Job, now time.Time) string {
+// time by the scheduler's rule, "now" when it is due (or of an older
+// revision of its spec), "-" for a withdrawn one.
+func plannedRenewal(spec certfleet.CertificateSpec, j certfleet.ListedJob, now time.Time) string {
 	if j.Disabled || spec.Name == "" {
 		return "-"
 	}
@@ -143,6 +155,7 @@ func plannedRenewal(spec certfleet.CertificateSpec, iss certfleet.Issuance, j ce
 	if !j.ARIStart.IsZero() && !j.ARIEnd.IsZero() {
 		w = certfleet.RenewalInfo{Start: j.ARIStart, End: j.ARIEnd}
 	}
+	iss := certfleet.Issuance{NotBefore: j.Current.NotBefore, NotAfter: j.Current.NotAfter, Fingerprint: j.Current.Fingerprint}
 	at := certfleet.PlannedRenewal(spec, iss, w, now)
 	if !at.After(now) || j.CurrentRevision != spec.Revision(j.KeyType) {
 		return "now"
@@ -172,17 +185,24 @@ func shortKeyID(iss certfleet.Issuance) string {
 // deferral returns the reason a job is waiting for a rate-limit budget, if
 // its latest attempt was deferred and the deferral still holds: its place
 // in the budget's queue as it is now (waits), or the deferral's own reason
-// (the CA's hold).
-func deferral(ctx context.Context, store certfleet.Store, j certfleet.Job, waits map[certfleet.JobKey]certfleet.BudgetWait, now time.Time) (string, error) {
+// (the CA's hold). The attempts are read only for a job that waits to
+// order (no certificate of its spec's revision yet): a certificate in
+// force whose renewal a CA hold defers shows in the holds listed below
+// the table, not on its line.
+func deferral(ctx context.Context, store certfleet.Store, sp certfleet.CertificateSpec, j certfleet.ListedJob, waits map[certfleet.JobKey]certfleet.BudgetWait, now time.Time) (string, error) {
 	if !j.NextAt.After(now) || j.Disabled {
 		return "", nil
 	}
-	if w, ok := waits[j.JobKey]; ok {
+	key := j.Key(sp.Name)
+	if w, ok := waits[key]; ok {
 		return w.String(), nil
 	}
-	atts, err := store.Attempts(ctx, j.JobKey, 1)
+	if j.Current.IssuanceID != 0 && j.CurrentRevision == j.TargetRevision {
+		return "", nil
+	}
+	atts, err := store.Attempts(ctx, key, 1)
 	if err != nil {
-		return "", fmt.Errorf("attempts of %s: %w", j.JobKey, err)
+		return "", fmt.Errorf("attempts of %s: %w", key, err)
 	}
 	if len(atts) == 0 || atts[0].Outcome != certfleet.OutcomeDeferred {
 		return "", nil
@@ -192,13 +212,13 @@ func deferral(ctx context.Context, store certfleet.Store, j certfleet.Job, waits
 
 // lastProblem is the ACME problem type of j's newest attempt, if it
 // failed ("" otherwise): attempts are read only for failing jobs.
-func lastProblem(ctx context.Context, store certfleet.JobStore, j certfleet.Job) (string, error) {
-	if j.Failures == 0 {
+func lastProblem(ctx context.Context, store certfleet.JobStore, key certfleet.JobKey, failures int) (string, error) {
+	if failures == 0 {
 		return "", nil
 	}
-	atts, err := store.Attempts(ctx, j.JobKey, 1)
+	atts, err := store.Attempts(ctx, key, 1)
 	if err != nil {
-		return "", fmt.Errorf("attempts of %s: %w", j.JobKey, err)
+		return "", fmt.Errorf("attempts of %s: %w", key, err)
 	}
 	if len(atts) == 0 || atts[0].Outcome != certfleet.OutcomeFailed {
 		return "", nil

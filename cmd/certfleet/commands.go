@@ -14,7 +14,6 @@ import (
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
-	"github.com/certfleet/certfleet/endpoint"
 	"github.com/certfleet/certfleet/staging"
 	"github.com/certfleet/certfleet/status"
 )
@@ -200,12 +199,14 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("status", "-config FILE", help("status"), stdout, stderr)
+	fs := newFlagSet("status", "-config FILE [NAME]", help("status"), stdout, stderr)
 	cfgPath := fs.String("config", "", configFlagHelp)
 	all := fs.Bool("all", false, "include withdrawn certificates")
 	endpoints := fs.Bool("endpoints", false, "also connect to every configured endpoint and check it serves the current certificate (exit 1 if one does not)")
-	if err := parseFlags(fs, args, stdout); err != nil {
+	if err := parseOnly(fs, args, stdout); err != nil {
 		return err
+	} else if fs.NArg() > 1 {
+		return &exitError{code: 2, err: fmt.Errorf("status takes at most one certificate NAME, got %q (flags go before it)", fs.Args())}
 	}
 	cfg, err := loadConfig(*cfgPath)
 	if err != nil {
@@ -216,31 +217,11 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer d.Close()
-	if err := status.Certificates(ctx, stdout, d.Store, *all, time.Now()); err != nil {
-		return err
+	bad, err := daemon.Status(ctx, stdout, d, daemon.StatusOptions{Name: fs.Arg(0), All: *all, Endpoints: *endpoints}, time.Now())
+	if bad > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d endpoint(s) do not serve the current certificate", bad)}
 	}
-	if err := status.Fleet(ctx, stdout, d.Store, time.Now()); err != nil {
-		return err
-	}
-	var results []endpoint.Finding
-	if *endpoints {
-		results = daemon.CheckEndpoints(ctx, d.Store, cfg, &endpoint.Checker{}, time.Now())
-	}
-	vs, err := daemon.Readiness(ctx, d.Store, cfg, time.Now(), results)
-	if err != nil {
-		return err
-	}
-	status.Readiness(stdout, vs)
-	if err := status.Incidents(ctx, stdout, d.Store, time.Now()); err != nil {
-		return err
-	}
-	if *endpoints {
-		fmt.Fprintln(stdout)
-		if bad := status.Endpoints(stdout, results); bad > 0 {
-			return &exitError{code: 1, err: fmt.Errorf("%d endpoint(s) do not serve the current certificate", bad)}
-		}
-	}
-	return nil
+	return err
 }
 
 func cmdInventory(ctx context.Context, args []string, stdout, stderr io.Writer) error {

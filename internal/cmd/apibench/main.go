@@ -5,6 +5,9 @@
 //
 //	go run ./internal/cmd/apibench -d 10s -c 64
 //
+// With -scale N it measures instead how the API holds up as names
+// accumulate (issue 13, BENCHMARKS §10): see scale.go.
+//
 // The API serves a real SQLite store (in a temporary directory) through the
 // real httpapi.Server with a bearer token, as in production; nginx serves
 // the identical bytes with access logging off.
@@ -38,7 +41,13 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each wrk run")
 	conns := flag.Int("c", 64, "connections")
 	threads := flag.Int("t", 2, "wrk threads")
+	scaleN := flag.Int("scale", 0, "declare this many names with 8 PUT clients and measure as they accumulate (scale.go)")
+	dsn := flag.String("postgres", "", "with -scale: a PostgreSQL DSN instead of a SQLite file")
 	flag.Parse()
+	run := func(dur time.Duration, conns, threads int) error { return run(dur, conns, threads) }
+	if *scaleN > 0 {
+		run = func(time.Duration, int, int) error { return scale(*scaleN, *dsn) }
+	}
 	if err := run(*dur, *conns, *threads); err != nil {
 		fmt.Fprintln(os.Stderr, "apibench:", err)
 		os.Exit(1)

@@ -561,6 +561,7 @@ func TestJobStatus(t *testing.T) {
 		{"leased", certfleet.Job{LeaseOwner: "a", LeaseUntil: now.Add(time.Minute)}, valid, true, dashboard.StatusRenewing},
 		{"stale lease", certfleet.Job{LeaseOwner: "a", LeaseUntil: now.Add(-time.Minute)}, valid, true, dashboard.StatusOK},
 		{"spec changed", certfleet.Job{}, valid, false, dashboard.StatusRenewing},
+		{"issued, not written", certfleet.Job{Deploy: certfleet.DeployState{Error: "unknown user"}}, valid, true, dashboard.StatusFailing},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := dashboard.JobStatus(now, tc.job, tc.cur, tc.currentRev); got != tc.want {

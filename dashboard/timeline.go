@@ -88,13 +88,14 @@ type lane struct {
 	RenewOut   bool
 	RenewText  string
 	// Expiry: ExpX when within the window, else ExpLabel at the right.
-	ExpX     int
-	ExpIn    bool
-	ExpLabel string
-	Failing  bool
-	Waiting  bool
-	Expiring bool
-	URL      string
+	ExpX       int
+	ExpIn      bool
+	ExpLabel   string
+	Failing    bool
+	NotWritten bool // issued, not written (failing too)
+	Waiting    bool
+	Expiring   bool
+	URL        string
 }
 
 type seg struct {
@@ -255,6 +256,10 @@ func (s *Server) layoutTimeline(ctx context.Context, v *timelineView, rows []cer
 			}
 		}
 		switch {
+		case c.Deploy.NotWritten():
+			// Issued, not written: the files' next try is what comes next.
+			l.Failing, l.NotWritten = true, true
+			l.RenewClass, l.RenewText = "tl-retry", "issued, NOT WRITTEN ("+oneLine(c.Deploy.Error, 120)+"), next write "
 		case c.Failures > 0:
 			l.RenewClass, l.RenewText = "tl-retry", fmt.Sprintf("failing (%d in a row), next try ", c.Failures)
 		case len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred && c.NextAt.After(now):
@@ -265,9 +270,13 @@ func (s *Server) layoutTimeline(ctx context.Context, v *timelineView, rows []cer
 			l.Waiting = true
 			l.RenewClass, l.RenewText = "tl-wait", "names waiting for their self-test ("+waiting[0].Identifier.Value+": "+oneLine(waiting[0].Reason, 120)+"), next check "
 		}
-		l.RenewX, l.RenewOut = x(c.NextAt), c.NextAt.After(end)
+		next := c.NextAt
+		if l.NotWritten && !c.Deploy.NextAt.IsZero() {
+			next = c.Deploy.NextAt
+		}
+		l.RenewX, l.RenewOut = x(next), next.After(end)
 		l.Title = fmt.Sprintf("%s (%s): valid until %s (%s); %s%s (%s)", c.Spec, c.KeyType, c.NotAfter.UTC().Format("2006-01-02 15:04 UTC"),
-			relTime(now, c.NotAfter), l.RenewText, c.NextAt.UTC().Format("2006-01-02 15:04 UTC"), relTime(now, c.NextAt))
+			relTime(now, c.NotAfter), l.RenewText, next.UTC().Format("2006-01-02 15:04 UTC"), relTime(now, next))
 		if l.Failing {
 			v.Failing++
 		}

@@ -38,7 +38,9 @@ func JobStatus(now time.Time, job certfleet.Job, cur *IssuedCert, currentRev boo
 	switch {
 	case cur != nil && !now.Before(cur.NotAfter):
 		return StatusExpired
-	case job.Failures > 0:
+	case job.Failures > 0 || (cur != nil && job.Deploy.NotWritten()):
+		// Issued but not written (issue 15) is failing as much as not
+		// issued: the servers still have the old files, or none.
 		return StatusFailing
 	case cur == nil:
 		return StatusPending
@@ -115,6 +117,10 @@ type keyView struct {
 	// CA's Retry-After) when the newest attempt was deferred and the wait
 	// is not over; the job's NextAt is when it ends.
 	Deferred string
+	// Deploy is whether the current certificate is written where the
+	// configuration says: issued, not written (Deploy.Error), how often
+	// that failed, and the next try on its own schedule.
+	Deploy certfleet.DeployState
 	// Expiry is the certificate's place in the alert thresholds ("",
 	// warning, critical, expired; see ExpirySeverity).
 	Expiry certfleet.Severity
@@ -176,6 +182,7 @@ func (s *Server) certStatus(ctx context.Context, now time.Time, sp certfleet.Cer
 			kv.Status = StatusPending
 		} else {
 			kv.NextAt, kv.Failures, kv.LastError, kv.LastErrorAt, kv.OrderURL = job.NextAt, job.Failures, job.LastError, job.LastErrorAt, job.PendingOrderURL
+			kv.Deploy = job.Deploy
 			if job.CurrentID != 0 {
 				c, err := s.issued(ctx, job.CurrentID)
 				if err != nil {

@@ -573,3 +573,37 @@ func TestTimeline(t *testing.T) {
 		t.Errorf("tenant a's timeline lanes %v, want its own only", tl)
 	}
 }
+
+// TestNotWritten is issue 15, finding 2 on the dashboard: a certificate
+// issued but whose files could not be written showed "ok". It is failing,
+// says why and when the files are tried again, in the list, on its page
+// and on the timeline.
+func TestNotWritten(t *testing.T) {
+	web, api := storetest.NewSpec("web"), storetest.NewSpec("api")
+	e := newEnv(t, web, api)
+	e.issue(web, nil)
+	e.issue(api, nil)
+	const why = `owner "nginxx" of /srv/tls/web: unknown user`
+	key := certfleet.JobKey{Spec: "web", KeyType: certfleet.ECDSAP256}
+	if err := e.store.SetDeployState(t.Context(), key, certfleet.DeployState{Error: why, FailedAt: time.Now(), NextAt: time.Now().Add(10 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	_, secret := e.token("ops", []string{"*"}, certfleet.PermReadCerts)
+	c := e.login(secret)
+	l := e.do("GET", "/dashboard/", c, nil, nil)
+	if !strings.Contains(l.body, `<tr class="row-failing" data-cert="web">`) || !strings.Contains(l.body, `<tr class="row-ok" data-cert="api">`) {
+		t.Errorf("web (not written) is not failing, or api (written) not ok:\n%s", l.body)
+	}
+	if !strings.Contains(l.body, "issued, not written: owner &#34;nginxx&#34; of /srv/tls/web: unknown user") {
+		t.Errorf("the list does not say web is not written and why:\n%s", l.body)
+	}
+	d := e.do("GET", "/dashboard/cert/web", c, nil, nil)
+	m := regexp.MustCompile(`id="not-written-ecdsa-p256"><b>issued, not written:</b> ([^<]*)<span class="rel">\(1 failed tries, the newest just now; certfleet writes them again in (9|10) minutes`).FindStringSubmatch(d.body)
+	if m == nil || !strings.Contains(m[1], "unknown user") {
+		t.Errorf("the certificate page does not say it is not written, why and the next try:\n%s", d.body)
+	}
+	tl := e.do("GET", "/dashboard/timeline", c, nil, nil)
+	if !strings.Contains(tl.body, `<g class="tl-lane failing not-written" data-cert="web"`) || !strings.Contains(tl.body, "issued, NOT WRITTEN (owner") {
+		t.Errorf("the timeline does not mark web as not written:\n%s", tl.body)
+	}
+}

@@ -2,7 +2,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -178,4 +181,19 @@ func RedactDSN(dsn string) string {
 		}
 	}
 	return dsn
+}
+
+// NoStoreYet tells w, for a command that only reads (certfleet status),
+// that the configuration's SQLite store does not exist yet, and reports
+// whether it did: a store is not created by looking at it. It is false
+// when the store exists or is PostgreSQL.
+func NoStoreYet(cfg *config.Config, w io.Writer) bool {
+	if strings.HasPrefix(cfg.State, "postgres://") || strings.HasPrefix(cfg.State, "postgresql://") {
+		return false
+	}
+	if _, err := os.Stat(cfg.State); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	fmt.Fprintf(w, "no store yet at %s: nothing was issued with this configuration (certfleet issue or serve creates it)\n", cfg.State)
+	return true
 }

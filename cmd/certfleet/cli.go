@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/certfleet/certfleet/status"
 	"io"
 	"os"
 	"runtime/debug"
@@ -125,22 +126,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, "certfleet — a central ACME certificate manager\n\nUsage:\n  certfleet <command> [flags]\n\nCommands:\n")
+	var list [][2]string
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		list = append(list, [2]string{c.name, c.summary})
 	}
-	fmt.Fprintf(w, "\nRun \"certfleet <command> --help\" for a command's flags.\nQuickstart: certfleet demo --once\n")
+	status.Usage(w, list) // aligned however long a name is
 }
 
 // newFlagSet makes a FlagSet whose --help prints a usage text to stdout.
 func newFlagSet(name, synopsis, description string, stdout, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("certfleet "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		out := fs.Output()
-		fmt.Fprintf(out, "Usage: certfleet %s %s\n\n%s\n\nFlags:\n", name, synopsis, strings.TrimSpace(description))
-		fs.PrintDefaults()
-	}
+	fs.Usage = func() { status.FlagUsage(fs.Output(), "certfleet "+name+" "+synopsis, description, fs) }
 	return fs
 }
 

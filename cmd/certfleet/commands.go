@@ -212,6 +212,9 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	if daemon.NoStoreYet(cfg, stdout) { // a read creates nothing
+		return nil
+	}
 	d, err := openDaemon(ctx, cfg, io.Discard, false)
 	if err != nil {
 		return err

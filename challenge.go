@@ -126,3 +126,11 @@ type ChallengeStore interface {
 	// must be fast.
 	Challenge(ctx context.Context, typ ChallengeType, key string) (ChallengeToken, error)
 }
+
+// ChallengeLister is an optional interface of a ChallengeStore: the tokens
+// of a type that have not expired, for responders that keep a copy in
+// memory to answer from while the store is unreachable (issue 16). The
+// table holds only tokens in flight, so the list is short.
+type ChallengeLister interface {
+	Challenges(ctx context.Context, typ ChallengeType) ([]ChallengeToken, error)
+}

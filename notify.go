@@ -20,3 +20,14 @@ import "context"
 type Notifier interface {
 	Changes(ctx context.Context) <-chan struct{}
 }
+
+// ChallengeNotifier is an optional interface of a ChallengeStore shared by
+// several instances (postgres): ChallengeChanges returns a channel that
+// receives soon after a challenge token is presented or removed, possibly
+// by another instance, so that responders keeping the tokens in memory
+// (for a store outage) copy them at once. Receives carry no detail, are
+// coalesced and best effort, as Notifier's; the channel is closed when ctx
+// ends or the store closes.
+type ChallengeNotifier interface {
+	ChallengeChanges(ctx context.Context) <-chan struct{}
+}

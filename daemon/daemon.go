@@ -40,6 +40,7 @@ import (
 	"github.com/certfleet/certfleet/hook"
 	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/metrics"
+	"github.com/certfleet/certfleet/solver/answers"
 	"github.com/certfleet/certfleet/solver/dns01"
 	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/solver/tlsalpn01"
@@ -184,10 +185,12 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 	log.Info("certificates loaded from config", "file", cfg.File, "summary", res.String())
 	d.recordSync(ctx, cfg, res)
 
-	tokens := &http01.Tokens{}
+	// The answers of both responders are also kept in memory, so that
+	// they are given through a store outage (issue 16).
+	tokens, alpn := &http01.Tokens{}, &answers.Cache{}
 	solvers := map[certfleet.ChallengeType]certfleet.Solver{
 		certfleet.ChallengeHTTP01:    &http01.Solver{Store: store, Tokens: tokens},
-		certfleet.ChallengeTLSALPN01: &tlsalpn01.Solver{Store: store},
+		certfleet.ChallengeTLSALPN01: &tlsalpn01.Solver{Store: store, Answers: alpn},
 		certfleet.ChallengeWebroot:   liveWebroot{d.live},
 	}
 	dnsSolver, err := NewDNS01Solver(ctx, rcfg, store, log)
@@ -283,7 +286,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 		if _, err := d.Manager.ReleaseLeases(ctx, deadLocalProcess); err != nil {
 			return nil, err
 		}
-		if err := d.startResponders(ctx, store, tokens, opts); err != nil {
+		if err := d.startResponders(ctx, store, tokens, alpn, opts); err != nil {
 			return nil, err
 		}
 	}
@@ -328,7 +331,7 @@ func deadLocalProcess(owner string) bool {
 
 // startResponders listens for the challenges the config uses, and those
 // whose listen address it sets (config.RespondsTo: an API-only set-up).
-func (d *Daemon) startResponders(ctx context.Context, store certfleet.Store, tokens *http01.Tokens, opts Options) error {
+func (d *Daemon) startResponders(ctx context.Context, store certfleet.Store, tokens *http01.Tokens, alpn *answers.Cache, opts Options) error {
 	d.serveCtx, d.stopServe = context.WithCancel(context.WithoutCancel(ctx))
 	cfg := d.Config
 	if ln := opts.HTTP01Listener; ln != nil || cfg.RespondsTo(certfleet.ChallengeHTTP01) {
@@ -342,6 +345,8 @@ func (d *Daemon) startResponders(ctx context.Context, store certfleet.Store, tok
 		d.HTTP01Addr = ln.Addr().String()
 		r := &http01.Responder{Store: store, Tokens: tokens, Logger: d.Logger}
 		d.serve("http-01 responder", func() error { return r.Serve(d.serveCtx, ln) })
+		f := &answers.Follower{Cache: tokens, Store: store, Type: certfleet.ChallengeHTTP01, Logger: d.Logger}
+		d.serve("http-01 answers", func() error { f.Run(d.serveCtx); return nil })
 		d.Logger.Info("http-01 responder listening", "addr", d.HTTP01Addr)
 	}
 	if ln := opts.TLSALPN01Listener; ln != nil || cfg.RespondsTo(certfleet.ChallengeTLSALPN01) {
@@ -353,8 +358,10 @@ func (d *Daemon) startResponders(ctx context.Context, store certfleet.Store, tok
 		}
 		d.listeners = append(d.listeners, ln)
 		d.TLSALPN01Addr = ln.Addr().String()
-		r := &tlsalpn01.Responder{Store: store, Logger: d.Logger}
+		r := &tlsalpn01.Responder{Store: store, Answers: alpn, Logger: d.Logger}
 		d.serve("tls-alpn-01 responder", func() error { return r.Serve(d.serveCtx, ln) })
+		f := &answers.Follower{Cache: alpn, Store: store, Type: certfleet.ChallengeTLSALPN01, Logger: d.Logger}
+		d.serve("tls-alpn-01 answers", func() error { f.Run(d.serveCtx); return nil })
 		d.Logger.Info("tls-alpn-01 responder listening", "addr", d.TLSALPN01Addr)
 	}
 	return nil

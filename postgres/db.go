@@ -182,6 +182,13 @@ func (t *dbTx) Notify() error {
 	return nil
 }
 
+// NotifyChallenges queues the notification of a challenge token's change,
+// delivered at commit; see Store.ChallengeChanges.
+func (t *dbTx) NotifyChallenges() error {
+	t.Queue(qNotify, t.d.channel, t.d.schema+challengeTopic)
+	return nil
+}
+
 var qNotify = sqlstore.SQLEach("", `SELECT pg_notify($1, $2)`)
 
 // NotifyNames queues notifications naming what changed, delivered at

@@ -34,6 +34,24 @@ const (
 // too. When the connection drops it reconnects with backoff and, once
 // listening again, sends one receive for whatever was missed meanwhile.
 func (s *Store) Changes(ctx context.Context) <-chan struct{} {
+	return s.subscribe(ctx, func() map[chan struct{}]struct{} { return s.subs })
+}
+
+// ChallengeChanges implements certfleet.ChallengeNotifier on the same
+// LISTEN connection: challenge tokens are announced with their own payload
+// (the schema and challengeTopic), so that they wake the responders and
+// not the schedulers.
+func (s *Store) ChallengeChanges(ctx context.Context) <-chan struct{} {
+	return s.subscribe(ctx, func() map[chan struct{}]struct{} { return s.csubs })
+}
+
+// challengeTopic follows the schema in the payload of a challenge token's
+// notification.
+const challengeTopic = " challenges"
+
+// subscribe adds a channel to the set set returns (under s.mu), starting
+// the listener on first use.
+func (s *Store) subscribe(ctx context.Context, set func() map[chan struct{}]struct{}) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	s.mu.Lock()
 	if s.pool == nil || (s.lctx != nil && s.lctx.Err() != nil) {
@@ -44,10 +62,11 @@ func (s *Store) Changes(ctx context.Context) <-chan struct{} {
 	if s.lctx == nil {
 		s.lctx, s.lcancel = context.WithCancel(context.Background())
 		s.subs = make(map[chan struct{}]struct{})
+		s.csubs = make(map[chan struct{}]struct{})
 		s.lwg.Add(1)
 		go func() { defer s.lwg.Done(); s.listen(s.lctx) }()
 	}
-	s.subs[ch] = struct{}{}
+	set()[ch] = struct{}{}
 	lctx := s.lctx
 	s.lwg.Add(1)
 	s.mu.Unlock()
@@ -58,23 +77,32 @@ func (s *Store) Changes(ctx context.Context) <-chan struct{} {
 		case <-lctx.Done():
 		}
 		s.mu.Lock()
-		delete(s.subs, ch)
+		delete(set(), ch)
 		close(ch)
 		s.mu.Unlock()
 	}()
 	return ch
 }
 
-// broadcast wakes every subscriber without blocking: a subscriber that has
-// not read the previous wake-up keeps just that one (coalescing).
-func (s *Store) broadcast() {
+// broadcast wakes every subscriber of the sets without blocking: a
+// subscriber that has not read the previous wake-up keeps just that one
+// (coalescing).
+func (s *Store) broadcast(jobs, challenges bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for ch := range s.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
+	wake := func(set map[chan struct{}]struct{}) {
+		for ch := range set {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
 		}
+	}
+	if jobs {
+		wake(s.subs)
+	}
+	if challenges {
+		wake(s.csubs)
 	}
 }
 
@@ -115,7 +143,7 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 	}
 	connected()
 	// Changes may have been made while we were not listening.
-	s.broadcast()
+	s.broadcast(true, true)
 	s.DeliverNames(nil)
 	for {
 		wctx, cancel := context.WithTimeout(ctx, listenCheck)
@@ -126,7 +154,9 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 			return ctx.Err()
 		case err == nil:
 			if n.Payload == s.schema {
-				s.broadcast()
+				s.broadcast(true, false)
+			} else if n.Payload == s.schema+challengeTopic {
+				s.broadcast(false, true)
 			} else if names, ok := strings.CutPrefix(n.Payload, s.schema+"\n"); ok {
 				if names == "*" {
 					s.DeliverNames(nil)

@@ -83,9 +83,10 @@ type Store struct {
 	schema  string // current_schema() of the pool's connections
 	channel string // the NOTIFY channel
 
-	mu      sync.Mutex // guards subs, lctx
-	subs    map[chan struct{}]struct{}
-	lctx    context.Context // the listener's context; nil while none runs
+	mu      sync.Mutex                 // guards subs, csubs, lctx
+	subs    map[chan struct{}]struct{} // Changes
+	csubs   map[chan struct{}]struct{} // ChallengeChanges
+	lctx    context.Context            // the listener's context; nil while none runs
 	lcancel context.CancelFunc
 	lwg     sync.WaitGroup
 }

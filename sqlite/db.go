@@ -261,6 +261,9 @@ func (t *dbTx) NotifyNames(names []string) error {
 	return nil
 }
 
+// NotifyChallenges does nothing, for the same reason as Notify.
+func (t *dbTx) NotifyChallenges() error { return nil }
+
 // rows reads every *time.Time scan destination through unixMicro.
 type rows struct {
 	rs  *sql.Rows

@@ -14,7 +14,36 @@ var (
 	qDeleteChallenge = SQL(`DELETE FROM challenges WHERE type = $1 AND key = $2`)
 	qChallenge       = SQL(`SELECT key_authorization, expires FROM challenges
 		WHERE type = $1 AND key = $2 AND (expires IS NULL OR expires > $3)`)
+	qChallenges = SQL(`SELECT key, key_authorization, expires FROM challenges
+		WHERE type = $1 AND (expires IS NULL OR expires > $2) ORDER BY key`)
 )
+
+var _ certfleet.ChallengeLister = (*Store)(nil)
+
+// Challenges implements certfleet.ChallengeLister.
+func (s *Store) Challenges(ctx context.Context, typ certfleet.ChallengeType) ([]certfleet.ChallengeToken, error) {
+	q, err := s.read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.Query(qChallenges, string(typ), s.now())
+	if err != nil {
+		return nil, fmt.Errorf("list %s challenges: %w", typ, err)
+	}
+	defer rows.Close()
+	var out []certfleet.ChallengeToken
+	for rows.Next() {
+		t := certfleet.ChallengeToken{Type: typ}
+		if err := rows.Scan(&t.Key, &t.KeyAuthorization, &t.Expires); err != nil {
+			return nil, fmt.Errorf("list %s challenges: %w", typ, err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list %s challenges: %w", typ, err)
+	}
+	return out, nil
+}
 
 // PutChallenge implements certfleet.ChallengeStore. A zero Expires never
 // expires. Expired tokens are deleted in the same transaction, so the table
@@ -28,8 +57,10 @@ func (s *Store) PutChallenge(ctx context.Context, t certfleet.ChallengeToken) er
 		if _, err := tx.Exec(qDeleteExpiredChallenges, now); err != nil {
 			return err
 		}
-		_, err := tx.Exec(qPutChallenge, string(t.Type), t.Key, t.KeyAuthorization, NullTime(t.Expires))
-		return err
+		if _, err := tx.Exec(qPutChallenge, string(t.Type), t.Key, t.KeyAuthorization, NullTime(t.Expires)); err != nil {
+			return err
+		}
+		return tx.NotifyChallenges() // other instances' responders copy it
 	})
 	if err != nil {
 		return fmt.Errorf("put %s challenge %q: %w", t.Type, t.Key, err)
@@ -40,8 +71,10 @@ func (s *Store) PutChallenge(ctx context.Context, t certfleet.ChallengeToken) er
 // DeleteChallenge implements certfleet.ChallengeStore.
 func (s *Store) DeleteChallenge(ctx context.Context, typ certfleet.ChallengeType, key string) error {
 	err := s.write(ctx, func(tx Tx) error {
-		_, err := tx.Exec(qDeleteChallenge, string(typ), key)
-		return err
+		if _, err := tx.Exec(qDeleteChallenge, string(typ), key); err != nil {
+			return err
+		}
+		return tx.NotifyChallenges()
 	})
 	if err != nil {
 		return fmt.Errorf("delete %s challenge %q: %w", typ, key, err)

@@ -109,6 +109,11 @@ type Tx interface {
 	// names changed: the driver hands them to Store.DeliverNames there
 	// (certfleet.NameWatcher). nil names means any may have.
 	NotifyNames(names []string) error
+	// NotifyChallenges tells the responders of every instance, once the
+	// transaction commits, that challenge tokens changed
+	// (certfleet.ChallengeNotifier); it wakes no scheduler. A database no
+	// other instance shares does nothing.
+	NotifyChallenges() error
 }
 
 // Rows is the result of a query.

@@ -61,3 +61,36 @@ func checkChallenge(t *testing.T, s certfleet.Store, want certfleet.ChallengeTok
 		t.Errorf("Challenge = %+v, want %+v", got, want)
 	}
 }
+
+// testChallengeList: the live answers of one type, for responders that
+// copy them into memory (issue 16). Expired ones and other types are left
+// out.
+func testChallengeList(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
+	s := newStore(t)
+	lister, ok := s.(certfleet.ChallengeLister)
+	if !ok {
+		t.Fatalf("%T does not list challenges (certfleet.ChallengeLister)", s)
+	}
+	ctx := t.Context()
+	for _, tok := range []certfleet.ChallengeToken{
+		{Type: certfleet.ChallengeHTTP01, Key: "b", KeyAuthorization: "b.x", Expires: time.Now().Add(time.Hour)},
+		{Type: certfleet.ChallengeHTTP01, Key: "a", KeyAuthorization: "a.x", Expires: time.Now().Add(time.Hour)},
+		{Type: certfleet.ChallengeHTTP01, Key: "gone", KeyAuthorization: "gone.x", Expires: time.Now().Add(-time.Second)},
+		{Type: certfleet.ChallengeTLSALPN01, Key: "name.example", KeyAuthorization: "n.x", Expires: time.Now().Add(time.Hour)},
+	} {
+		if err := s.PutChallenge(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := lister.Challenges(ctx, certfleet.ChallengeHTTP01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Key != "a" || got[0].KeyAuthorization != "a.x" || got[1].Key != "b" || got[0].Type != certfleet.ChallengeHTTP01 {
+		t.Errorf("http-01 answers = %+v, want a and b", got)
+	}
+	got, err = lister.Challenges(ctx, certfleet.ChallengeTLSALPN01)
+	if err != nil || len(got) != 1 || got[0].Key != "name.example" {
+		t.Errorf("tls-alpn-01 answers = %+v, %v", got, err)
+	}
+}

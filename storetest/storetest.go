@@ -105,6 +105,7 @@ func Run(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 		{"Accounts", testAccounts},
 		{"Accounts/Race", testAccountRace},
 		{"Challenges", testChallenges},
+		{"Challenges/List", testChallengeList},
 		{"NotFound", testNotFound},
 		{"Waiting", testWaiting},
 	}

@@ -14,10 +14,10 @@ package http01
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/solver/answers"
 )
 
 // DefaultTTL is how long a presented token stays answerable when Solver.TTL
@@ -48,49 +48,13 @@ func ValidToken(s string) bool {
 	return true
 }
 
-// Tokens is an in-process cache of the tokens presented by this instance,
-// shared by a Solver and a Responder so that the Responder answers them
-// without a store query. The zero value is ready to use; it is safe for
-// concurrent use. It is only a fast path: the store remains the source of
-// truth for tokens presented by other instances.
-type Tokens struct {
-	mu sync.Mutex                          // guards m
-	m  map[string]certfleet.ChallengeToken // by token
-}
-
-func (t *Tokens) put(tok certfleet.ChallengeToken, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.m == nil {
-		t.m = make(map[string]certfleet.ChallengeToken)
-	}
-	// Drop expired entries (tokens whose CleanUp never ran) so the map
-	// cannot grow without bound.
-	for k, v := range t.m {
-		if !now.Before(v.Expires) {
-			delete(t.m, k)
-		}
-	}
-	t.m[tok.Key] = tok
-}
-
-func (t *Tokens) delete(token string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.m, token)
-}
-
-// get returns the key authorization of token if it is cached and not
-// expired at now.
-func (t *Tokens) get(token string, now time.Time) (string, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	tok, ok := t.m[token]
-	if !ok || !now.Before(tok.Expires) {
-		return "", false
-	}
-	return tok.KeyAuthorization, true
-}
+// Tokens is the in-process copy of http-01 answers (package answers)
+// shared by a Solver and a Responder: the tokens this instance presented,
+// answered without a store query, and, with a Follower running, copies of
+// every instance's, answered while the store is unreachable. The zero
+// value is ready to use; it is safe for concurrent use. The store remains
+// the source of truth while it answers.
+type Tokens = answers.Cache
 
 // Solver presents http-01 challenges by storing their key authorizations.
 // It is safe for concurrent use; its fields must not change after first use.
@@ -103,6 +67,9 @@ type Solver struct {
 	Tokens *Tokens
 	// TTL bounds how long a presented token is answered. Default DefaultTTL.
 	TTL time.Duration
+	// KeepFor bounds how long Present keeps trying to store a token while
+	// the store is unreachable. Default answers.DefaultKeepFor.
+	KeepFor time.Duration
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 }
@@ -134,13 +101,19 @@ func (s *Solver) Present(ctx context.Context, chal certfleet.Challenge) error {
 		KeyAuthorization: chal.KeyAuthorization,
 		Expires:          t.Add(ttl),
 	}
+	// Answerable here at once, whatever the store does; then in the
+	// store, for the other instances, through a short outage.
+	if s.Tokens != nil {
+		s.Tokens.Put(tok, t)
+	}
 	if s.Store != nil {
-		if err := s.Store.PutChallenge(ctx, tok); err != nil {
+		err := answers.Keep(ctx, s.KeepFor, func(ctx context.Context) error { return s.Store.PutChallenge(ctx, tok) })
+		if err != nil {
+			if s.Tokens != nil {
+				s.Tokens.Delete(tok.Key)
+			}
 			return fmt.Errorf("store http-01 token for %s: %w", chal.Identifier.Value, err)
 		}
-	}
-	if s.Tokens != nil {
-		s.Tokens.put(tok, t)
 	}
 	return nil
 }
@@ -153,7 +126,7 @@ func (s *Solver) CleanUp(ctx context.Context, chal certfleet.Challenge) error {
 		return err
 	}
 	if s.Tokens != nil {
-		s.Tokens.delete(chal.Token)
+		s.Tokens.Delete(chal.Token)
 	}
 	if s.Store != nil {
 		if err := s.Store.DeleteChallenge(ctx, certfleet.ChallengeHTTP01, chal.Token); err != nil {

@@ -111,16 +111,22 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// lookup finds token in the local cache, then in the store. source is
-// "local" or "store", for the log.
+// lookup finds token in Tokens (presented here, or copied from the store
+// by a Follower: a token is unique to its challenge, so a copy is never a
+// wrong answer), then in the store. source is "local", "copy" or "store",
+// for the log. When the store fails, a token copied before the failure is
+// still answered (issue 16).
 func (r *Responder) lookup(ctx context.Context, token string) (keyAuth, source string, err error) {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
 	if r.Tokens != nil {
-		now := time.Now
-		if r.Now != nil {
-			now = r.Now
+		if t, ok := r.Tokens.Own(token, now()); ok {
+			return t.KeyAuthorization, "local", nil
 		}
-		if ka, ok := r.Tokens.get(token, now()); ok {
-			return ka, "local", nil
+		if t, ok := r.Tokens.Get(token, now()); ok {
+			return t.KeyAuthorization, "copy", nil
 		}
 	}
 	if r.Store == nil {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/connlimit"
+	"github.com/certfleet/certfleet/solver/answers"
 )
 
 // OIDACMEIdentifier is the id-pe-acmeIdentifier extension (RFC 8737 §6.1).
@@ -54,6 +55,9 @@ const (
 type Responder struct {
 	// Store holds the presented challenges (see Solver).
 	Store certfleet.ChallengeStore
+	// Answers, when set, is shared with this process's Solver (and fed by
+	// an answers.Follower): it answers while the store is unreachable.
+	Answers *answers.Cache
 	// Fallback, when set, chooses the certificate for handshakes that do
 	// not offer "acme-tls/1", so that a TLS server of ours can share the
 	// port. Without it such handshakes fail. Serve still closes every
@@ -121,6 +125,9 @@ func (r *Responder) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 	}
 	log := r.logger()
 	ctx := hello.Context()
+	if ctx == nil { // a ClientHelloInfo made outside a handshake
+		ctx = context.Background()
+	}
 	remote := ""
 	if hello.Conn != nil {
 		remote = hello.Conn.RemoteAddr().String()
@@ -131,16 +138,10 @@ func (r *Responder) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 			"remote_addr", remote)
 		return nil, fmt.Errorf("tls-alpn-01 responder: missing or malformed server name")
 	}
-	if r.Store == nil {
+	if r.Store == nil && r.Answers == nil {
 		return nil, fmt.Errorf("tls-alpn-01 responder has no store")
 	}
-	timeout := r.LookupTimeout
-	if timeout <= 0 {
-		timeout = DefaultLookupTimeout
-	}
-	lctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tok, err := r.Store.Challenge(lctx, certfleet.ChallengeTLSALPN01, name)
+	tok, source, err := r.lookup(ctx, name)
 	if err != nil {
 		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND {
 			log.DebugContext(ctx, "tls-alpn-01 handshake for unknown name",
@@ -157,8 +158,40 @@ func (r *Responder) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 		return nil, err
 	}
 	log.DebugContext(ctx, "tls-alpn-01 validation handshake answered",
-		"remote_addr", remote, "server_name", name)
+		"remote_addr", remote, "server_name", name, "source", source)
 	return cert, nil
+}
+
+// lookup finds the answer for name in the store; when the store fails, or
+// failed within the last seconds, in Answers (presented here, or copied
+// from the store before the failure: issue 16). The store comes first
+// while it answers: one name has one answer at a time, and another
+// instance may have replaced the one copied here. source is "store",
+// "memory", for the log.
+func (r *Responder) lookup(ctx context.Context, name string) (certfleet.ChallengeToken, string, error) {
+	now := r.now()
+	if r.Answers != nil && (r.Store == nil || r.Answers.StoreDown(now)) {
+		if t, ok := r.Answers.Get(name, now); ok {
+			return t, "memory", nil
+		}
+	}
+	if r.Store == nil {
+		return certfleet.ChallengeToken{}, "", certfleet.Errorf(certfleet.ENOTFOUND, "no tls-alpn-01 challenge for %q", name)
+	}
+	timeout := r.LookupTimeout
+	if timeout <= 0 {
+		timeout = DefaultLookupTimeout
+	}
+	lctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tok, err := r.Store.Challenge(lctx, certfleet.ChallengeTLSALPN01, name)
+	if err != nil && certfleet.ErrorCode(err) != certfleet.ENOTFOUND && r.Answers != nil {
+		r.Answers.StoreFailed(now)
+		if t, ok := r.Answers.Get(name, now); ok {
+			return t, "memory", nil
+		}
+	}
+	return tok, "store", err
 }
 
 // validServerName accepts lower-case host names (letters, digits, '-', '_',

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/solver/answers"
 )
 
 // ALPNProto is the ALPN protocol of tls-alpn-01 validation handshakes
@@ -123,9 +124,16 @@ func addrFromReverse(name string) (netip.Addr, bool) {
 type Solver struct {
 	// Store receives the challenges; every instance's Responder reads it.
 	Store certfleet.ChallengeStore
+	// Answers, when set, also receives each answer: share it with the
+	// Responder of this process, which answers from it while the store is
+	// unreachable.
+	Answers *answers.Cache
 	// TTL bounds how long a presented challenge is answered. Default
 	// DefaultTTL.
 	TTL time.Duration
+	// KeepFor bounds how long Present keeps trying to store an answer
+	// while the store is unreachable. Default answers.DefaultKeepFor.
+	KeepFor time.Duration
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 }
@@ -153,13 +161,21 @@ func (s *Solver) Present(ctx context.Context, chal certfleet.Challenge) error {
 	if ttl <= 0 {
 		ttl = DefaultTTL
 	}
-	err = s.Store.PutChallenge(ctx, certfleet.ChallengeToken{
+	t := now()
+	tok := certfleet.ChallengeToken{
 		Type:             certfleet.ChallengeTLSALPN01,
 		Key:              name,
 		KeyAuthorization: chal.KeyAuthorization,
-		Expires:          now().Add(ttl),
-	})
+		Expires:          t.Add(ttl),
+	}
+	if s.Answers != nil {
+		s.Answers.Put(tok, t)
+	}
+	err = answers.Keep(ctx, s.KeepFor, func(ctx context.Context) error { return s.Store.PutChallenge(ctx, tok) })
 	if err != nil {
+		if s.Answers != nil {
+			s.Answers.Delete(name)
+		}
 		return fmt.Errorf("store tls-alpn-01 challenge for %s: %w", chal.Identifier.Value, err)
 	}
 	return nil
@@ -174,6 +190,9 @@ func (s *Solver) CleanUp(ctx context.Context, chal certfleet.Challenge) error {
 	}
 	if s.Store == nil {
 		return certfleet.Errorf(certfleet.EINVALID, "tls-alpn-01 solver has no store")
+	}
+	if s.Answers != nil {
+		s.Answers.Delete(name)
 	}
 	if err := s.Store.DeleteChallenge(ctx, certfleet.ChallengeTLSALPN01, name); err != nil {
 		return fmt.Errorf("delete tls-alpn-01 challenge for %s: %w", chal.Identifier.Value, err)

@@ -158,20 +158,30 @@ const (
 		AND (NOT $6 OR EXISTS (SELECT 1 FROM jobs f WHERE f.spec = s.name AND NOT f.disabled AND f.failures > 0))`
 	listJoin = ` LEFT JOIN jobs j ON j.spec = s.name AND ($4 OR NOT j.disabled)
 		LEFT JOIN issuances i ON i.id = j.current_id`
+	// listJoinPG is listJoin as lateral joins: PostgreSQL then looks each
+	// page's jobs and issuances up by index whatever its statistics say
+	// (right after 100,000 specs were added, before autoanalyze, it chose
+	// to hash every job: 0.3 s a page instead of 0.3 ms).
+	listJoinPG = ` LEFT JOIN LATERAL (SELECT * FROM jobs j WHERE j.spec = s.name AND ($4 OR NOT j.disabled)) j ON true
+		LEFT JOIN LATERAL (SELECT * FROM issuances i WHERE i.id = j.current_id) i ON true`
 )
 
 var (
-	qListCertificates = SQL(`SELECT ` + listColumns + `
-		FROM (SELECT name, source, disabled, spec, tenant FROM specs s WHERE ($2 = '' OR s.tenant = $2) AND ` + listFilter + `
-			ORDER BY s.name LIMIT $7) s` + listJoin + `
-		ORDER BY s.name, j.key_type`)
+	qListCertificates = listStatement(`($2 = '' OR s.tenant = $2)`, `s.name`)
 	// qListTenantCertificates walks specs_tenant (tenant, name).
-	qListTenantCertificates = SQL(`SELECT ` + listColumns + `
-		FROM (SELECT name, source, disabled, spec, tenant FROM specs s WHERE s.tenant = $2 AND ` + listFilter + `
-			ORDER BY s.tenant, s.name LIMIT $7) s` + listJoin + `
-		ORDER BY s.name, j.key_type`)
-	qChainOf = SQL(`SELECT chain_pem FROM issuances WHERE id = $1`)
+	qListTenantCertificates = listStatement(`s.tenant = $2`, `s.tenant, s.name`)
+	qChainOf                = SQL(`SELECT chain_pem FROM issuances WHERE id = $1`)
 )
+
+// listStatement is the listing with the tenant condition and the order of
+// the specs' index walk, in each dialect's join.
+func listStatement(tenant, order string) Q {
+	page := `SELECT ` + listColumns + `
+		FROM (SELECT name, source, disabled, spec, tenant FROM specs s WHERE ` + tenant + ` AND ` + listFilter + `
+			ORDER BY ` + order + ` LIMIT $7) s`
+	const end = ` ORDER BY s.name, j.key_type`
+	return SQLEach(page+listJoin+end, page+listJoinPG+end)
+}
 
 // likePattern is a LIKE pattern matching what contains sub.
 func likePattern(sub string) string {

@@ -74,6 +74,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (CSR-mode key age); default time.Now.
 	Now func() time.Time
+	// Identity, when set, is the host identity Client presents (issue
+	// 17): Run renews it at half its lifetime, Once when that is past.
+	Identity *Identity
 	// PrintCommands, when set, receives one line per command instead of
 	// running it (test mode, certfleet agent --staging): the commands count
 	// as succeeded and are not reported to the server.
@@ -280,6 +283,11 @@ func (a *Agent) Once(ctx context.Context) error {
 		return err
 	}
 	a.removeStaleTemp(started)
+	if id := a.cfg.Identity; id != nil && !a.cfg.Now().Before(id.RenewAt()) {
+		if err := id.Renew(ctx, a.cfg.Client); err != nil {
+			a.log.Warn("renew the host identity", "identity", id.ID(), certfleet.LogError, err)
+		}
+	}
 	errs := make([]error, len(a.watchers))
 	var wg sync.WaitGroup
 	for i, w := range a.watchers {
@@ -301,6 +309,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.removeStaleTemp(started)
 	var wg sync.WaitGroup
+	if id := a.cfg.Identity; id != nil {
+		wg.Go(func() { id.keepRenewed(ctx, a.cfg.Client, a.log, a.cfg.MaxBackoff) })
+	}
 	for _, w := range a.watchers {
 		wg.Go(func() { w.run(ctx) })
 	}

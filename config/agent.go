@@ -20,7 +20,8 @@ type AgentFile struct {
 	// Server is the certfleet API's base URL.
 	Server string
 	// TokenFile holds the bearer token (one line); readable by the agent's
-	// user only.
+	// user only. "" when the agent authenticates with its host identity
+	// (a client certificate in state_dir/identity; issue 17).
 	TokenFile string
 	// CAFile: PEM roots for the server's TLS; "" uses the system roots.
 	CAFile string
@@ -230,9 +231,10 @@ func (d *decoder) agentFile(doc map[string]any) *AgentFile {
 	} else {
 		f.Server = strings.TrimSuffix(s, "/")
 	}
-	if f.TokenFile = d.path(top, "token_file"); f.TokenFile == "" {
-		d.problemf(top.p.key("token_file"), "required: the file holding the API token (never the token itself)")
-	}
+	// Without token_file the agent authenticates with its host identity
+	// (state_dir/identity, made by certfleet agent --enroll-token);
+	// agent.FromFile says what to do when it has neither.
+	f.TokenFile = d.path(top, "token_file")
 	f.CAFile = d.path(top, "ca_file")
 	f.ClientCert, f.ClientKey = d.path(top, "client_cert"), d.path(top, "client_key")
 	if (f.ClientCert == "") != (f.ClientKey == "") {

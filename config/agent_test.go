@@ -61,7 +61,6 @@ fullchain = "/x.pem"
 	for _, want := range []string{
 		`agent.toml:1: server: "ftp://x": give an http:// or https:// URL`,
 		`agent.toml:2: token: unknown key token`,
-		`token_file: required`,
 		`agent.toml:4: certificate[0]: no files`,
 		`agent.toml:6: certificate[0].key_mode: 0644 lets every user`,
 		`agent.toml:10: certificate[1].csr: CSR mode makes the key on this host`,

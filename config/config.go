@@ -115,6 +115,8 @@ type Config struct {
 	Certificates []Certificate
 	// API configures the HTTP API ([api], see api.go).
 	API API
+	// Identities configures host identities ([identities]; issue 17).
+	Identities Identities
 	// Staging configures test mode ([staging], see deploy.go).
 	Staging Staging
 	// Deploy holds the actions for every certificate ([deploy], see

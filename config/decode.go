@@ -20,7 +20,7 @@ import (
 
 // Keys of each table, in documentation order (listed in unknown-key
 // problems): the top level's here, each section's in its own file.
-var topKeys = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics", "inventory", "events", "export", "webroots", "scheduler", "self_test"}
+var topKeys = []string{"state", "log", "ca", "accounts", "http01", "tlsalpn01", "renewal", "dns01", "defaults", "certificate", "api", "staging", "deploy", "alerts", "master_key_file", "previous_master_key_files", "state_dir", "rate_limits", "metrics", "inventory", "events", "export", "webroots", "scheduler", "self_test", "identities"}
 
 // keyHints suggest the right key for likely mistakes.
 var keyHints = map[string]string{
@@ -246,6 +246,7 @@ func (d *decoder) config(doc map[string]any) *Config {
 	d.deploy(top, cfg)
 	d.alerts(top, cfg)
 	d.api(top, cfg)
+	d.identities(top, cfg)
 	d.staging(top, cfg, defs.outputDir) // after [api]: api_listen needs tls_certificate
 	d.rateLimits(top, cfg)
 	d.metrics(top, cfg) // after [api]: listen must differ from it

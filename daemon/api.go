@@ -76,6 +76,9 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 	if cfg.TLSCertificate != "" {
 		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: (&apiCert{store: store, spec: cfg.TLSCertificate}).get}
 	}
+	if err := d.startIdentities(srv, tlsConf); err != nil { // mutual TLS (issue 17)
+		return "", "", err
+	}
 	start := func(what string, ln net.Listener, listen string, h func() any) (string, error) {
 		if ln == nil {
 			if listen == "" {

@@ -345,6 +345,12 @@ func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, rts []route, u
 			if prob.Status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="certfleet"`)
 			}
+			if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+				// A refused client certificate (expired, revoked) is
+				// the connection's: a client that has renewed must
+				// present the new one in a new handshake.
+				w.Header().Set("Connection", "close")
+			}
 			s.fail(w, r, urlCred, prob)
 			return
 		}

@@ -28,7 +28,9 @@ const (
 	// years keeps it out of the way, and its key is sealed in the store.
 	caValidity = 10 * 365 * 24 * time.Hour
 	// clockSkew backdates certificates so a host whose clock is a little
-	// behind accepts them at once.
+	// behind accepts them at once; a client certificate by a tenth of its
+	// lifetime at most, so that its half (when the agent renews) stays
+	// close to half of the time it is actually used.
 	clockSkew = 5 * time.Minute
 )
 
@@ -149,7 +151,7 @@ func (c *ca) sign(id string, pub crypto.PublicKey, now time.Time, lifetime time.
 	tmpl := &x509.Certificate{
 		SerialNumber: randomSerial(),
 		Subject:      pkix.Name{CommonName: id, Organization: []string{"certfleet identity"}},
-		NotBefore:    now.Add(-clockSkew),
+		NotBefore:    now.Add(-min(clockSkew, lifetime/10)),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},

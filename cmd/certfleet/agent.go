@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/certfleet/certfleet/agent"
 	"github.com/certfleet/certfleet/config"
@@ -16,6 +19,7 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("agent", "-config agent.toml [--once] [--staging]", help("agent"), stdout, stderr)
 	cfgPath := fs.String("config", "", "agent configuration `file` (TOML; see docs/agent.md)")
 	once := fs.Bool("once", false, "sync once and exit (for cron)")
+	enroll := fs.String("enroll-token", "", "enroll this host first with a one-time `token` (cfe_…, or @FILE holding it) from certfleet identity enroll-token (docs/identities.md)")
 	testMode := fs.Bool("staging", false, "test mode: sync from the [staging] server into [staging] output_root, never production's files (see docs/agent.md)")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -38,6 +42,17 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "test mode: server %s, state %s, outputs under %s\n", f.Server, f.Agent.StateDir, f.Staging.OutputRoot)
 	}
 	log := newLogger(stderr, f.Log)
+	if *enroll != "" {
+		tok, err := readArgOrFile(*enroll)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--enroll-token: %w", err)}
+		}
+		id, err := agent.EnrollFile(ctx, f, tok)
+		if err != nil {
+			return &exitError{code: 1, err: err}
+		}
+		fmt.Fprintf(stdout, "enrolled as host identity %s, valid until %s (renewed by the agent)\n", id.ID(), id.Leaf().NotAfter.UTC().Format(time.RFC3339))
+	}
 	cfg, err := agent.FromFile(f)
 	if err != nil {
 		return &exitError{code: 2, err: err}
@@ -58,4 +73,14 @@ func cmdAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	return nil
+}
+
+// readArgOrFile is a flag's value, or with a leading @ the content of the
+// file it names (so a secret stays out of the process list).
+func readArgOrFile(v string) (string, error) {
+	if f, ok := strings.CutPrefix(v, "@"); ok {
+		b, err := os.ReadFile(f)
+		return strings.TrimSpace(string(b)), err
+	}
+	return v, nil
 }

@@ -34,6 +34,7 @@ func commands() []command {
 		{"migrate", "create or upgrade the store's schema and print its version", cmdMigrate},
 		{"demo", "quickstart: issue certificates from an embedded test CA, offline", cmdDemo},
 		{"token", "create, list or revoke HTTP API tokens", cmdToken},
+		{"identity", "host identities: enrollment tokens, list, revoke (mutual TLS)", cmdIdentity},
 		{"tenant", "the customers of a shared certfleet: names, account, quotas (create, set, list, delete)", cmdTenant},
 		{"account", "list ACME accounts, roll a key over, deactivate or register one", cmdAccount},
 		{"compromise", "a key is compromised: revoke its certificates, replace them, track the rollout", cmdCompromise},

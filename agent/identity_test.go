@@ -91,7 +91,8 @@ privkey = %q
 	if cfg.Identity.ID() != id.ID() {
 		t.Fatalf("agent file identity %s, enrolled %s", cfg.Identity.ID(), id.ID())
 	}
-	id = cfg.Identity                                                              // the one the running agent renews
+	id = cfg.Identity // the one the running agent renews
+
 	cfg.Wait, cfg.Resync, cfg.MaxBackoff = 2*time.Second, time.Second, time.Second // a check-in every second
 	a, err := agent.New(cfg)
 	if err != nil {

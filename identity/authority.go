@@ -40,8 +40,9 @@ const (
 	DefaultLifetime = 24 * time.Hour
 	// DefaultRefresh is how often the identities are re-read without a
 	// notification: the store of one instance (SQLite) has none, and a
-	// `certfleet identity revoke` run there takes effect within it.
-	DefaultRefresh = time.Second
+	// `certfleet identity revoke` run there takes effect within it (a
+	// second at most, with the reload's own time).
+	DefaultRefresh = 500 * time.Millisecond
 	// NotifiedRefresh is the fallback re-read when the store notifies
 	// (PostgreSQL): notifications are best effort (lost while the store
 	// reconnects).

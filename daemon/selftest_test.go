@@ -18,6 +18,7 @@ import (
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/httpapi"
 	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/metricstest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
@@ -60,6 +61,14 @@ func startReadyNet(t *testing.T) *readyNet {
 // the test ends.
 func (n *readyNet) serve(t *testing.T, extra, certs string) *daemon.Daemon {
 	t.Helper()
+	d := n.open(t, extra, certs)
+	n.run(t, d)
+	return d
+}
+
+// open opens a daemon of the net (see serve) without serving it.
+func (n *readyNet) open(t *testing.T, extra, certs string) *daemon.Daemon {
+	t.Helper()
 	dir := t.TempDir()
 	path := daemontest.WriteConfig(t, dir, n.CA, n.RespPort, fmt.Sprintf(`
 [self_test]
@@ -73,23 +82,30 @@ retest_max = "2s"
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log daemontest.SyncBuffer
-	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true, Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	log := &daemontest.SyncBuffer{}
+	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true,
+		Logger: slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- d.Serve(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		<-done
 		d.Close()
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", log.String())
 		}
 	})
 	return d
+}
+
+// run serves d until the test ends.
+func (n *readyNet) run(t *testing.T, d *daemon.Daemon) {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
 }
 
 // waitFor polls cond every 50 ms until it holds or limit passes.
@@ -256,5 +272,66 @@ func TestDNSPersist01(t *testing.T) {
 	}
 	if got := n.CA.NewOrders(); got != 1 {
 		t.Errorf("%d orders, want 1", got)
+	}
+}
+
+// TestPackShedsWaitingName (issue 14): a pack of five names requested over
+// the API, one of which points elsewhere: the other four are issued in one
+// certificate without it, and the fifth joins once its record is fixed.
+func TestPackShedsWaitingName(t *testing.T) {
+	n := startReadyNet(t)
+	n.DNS.SetA("p5.example.test", "127.0.0.2")
+	d := n.open(t, "[api]\nlisten = \"127.0.0.1:0\"\npack_size = 5\n", "")
+	ts, err := daemon.APIStore(d.Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := daemon.CreateToken(t.Context(), ts, "panel", []string{"*"}, []certfleet.Permission{certfleet.PermAdmin}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _, err := d.StartAPI(t.Context(), daemon.APIOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &httpapi.Client{BaseURL: "http://" + addr, Token: secret}
+	var pack string
+	for i := 1; i <= 5; i++ {
+		st, err := c.PutName(t.Context(), fmt.Sprintf("p%d.example.test", i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pack != "" && st.Certificate != pack {
+			t.Fatalf("p%d in %s, want the pack %s", i, st.Certificate, pack)
+		}
+		pack = st.Certificate
+	}
+	n.run(t, d)
+	waitWithin(t, 30*time.Second, "the four ready names were never issued", func() bool { return issuedNow(t, d.Store, pack) != nil })
+	got := certfleet.IdentifierValues(issuedNow(t, d.Store, pack).Identifiers)
+	if strings.Join(got, ",") != "p1.example.test,p2.example.test,p3.example.test,p4.example.test" {
+		t.Fatalf("first certificate holds %v, want p1 to p4", got)
+	}
+	if o := n.CA.NewOrders(); o != 1 {
+		t.Errorf("%d orders for the four, want 1", o)
+	}
+	st, _, _, err := c.Status(t.Context(), "p5.example.test", httpapi.FetchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Waiting == nil || st.Waiting.Reason != certfleet.WaitDNS || st.Issued {
+		t.Errorf("p5's status: waiting %+v, issued %v; want waiting for dns", st.Waiting, st.Issued)
+	}
+	if st, _, _, err := c.Status(t.Context(), "p1.example.test", httpapi.FetchOptions{}); err != nil || !st.Issued || st.Waiting != nil {
+		t.Errorf("p1's status: issued %v, waiting %+v (%v); want issued", st.Issued, st.Waiting, err)
+	}
+
+	n.DNS.SetA("p5.example.test", "127.0.0.1")
+	waitWithin(t, 30*time.Second, "the fifth never joined", func() bool {
+		iss := issuedNow(t, d.Store, pack)
+		return iss != nil && len(iss.Identifiers) == 5
+	})
+	if o := n.CA.NewOrders(); o != 2 {
+		t.Errorf("%d orders in all, want 2", o)
 	}
 }

@@ -67,7 +67,9 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 	}
 	// Names that fail their self-test leave the order (selftest.go); the
 	// revision compared below is that of the names that may be ordered.
-	m.gate(ctx, job, &d)
+	if err := m.gate(ctx, job, &d); err != nil {
+		return d, err
+	}
 	if d.deferUntil != nil {
 		return d, nil
 	}

@@ -21,10 +21,11 @@ import (
 // names that may be ordered. When every name waits it sets d.deferUntil to
 // the earliest re-test. A tester or store failure is logged and the
 // decision left as it was: the gate only ever holds names back on a
-// failed test, never because it could not test.
-func (m *Manager) gate(ctx context.Context, job certfleet.Job, d *decision) {
+// failed test, never because it could not test. When ctx ends it returns
+// its error, so that no order is placed during a shutdown.
+func (m *Manager) gate(ctx context.Context, job certfleet.Job, d *decision) error {
 	if m.SelfTester == nil || d.spec.NoSelfTest || job.PendingOrderURL != "" {
-		return
+		return nil
 	}
 	log := m.Logger.With(certfleet.LogCertificate, job.Spec, certfleet.LogKeyType, string(job.KeyType))
 	covered := map[certfleet.Identifier]bool{}
@@ -41,12 +42,15 @@ func (m *Manager) gate(ctx context.Context, job certfleet.Job, d *decision) {
 		}
 	}
 	if len(candidates) == 0 {
-		return
+		return nil
 	}
 	stored, err := m.Store.WaitingNames(ctx, certfleet.WaitingFilter{Spec: d.spec.Name})
 	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		log.Warn("cannot read waiting names; ordering without self-tests", certfleet.LogError, err)
-		return
+		return nil
 	}
 	now := m.Now()
 	prev := make(map[certfleet.Identifier]certfleet.WaitingName, len(stored))
@@ -73,9 +77,12 @@ func (m *Manager) gate(ctx context.Context, job certfleet.Job, d *decision) {
 	}
 	if len(toTest) > 0 {
 		results, err := m.SelfTester.SelfTest(ctx, d.spec, toTest)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil || len(results) != len(toTest) {
 			log.Warn("self-test could not run; ordering without it", certfleet.LogError, err)
-			return
+			return nil
 		}
 		for _, r := range results {
 			w, was := prev[r.Identifier]
@@ -109,10 +116,13 @@ func (m *Manager) gate(ctx context.Context, job certfleet.Job, d *decision) {
 		}
 	}
 	if err := m.Store.SetWaiting(ctx, d.spec.Name, changed, ready); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		log.Error("record self-test results", certfleet.LogError, err)
 	}
 	if len(waiting) == 0 {
-		return
+		return nil
 	}
 	held := make(map[certfleet.Identifier]bool, len(waiting))
 	var reasons []string
@@ -129,6 +139,7 @@ func (m *Manager) gate(ctx context.Context, job certfleet.Job, d *decision) {
 		d.deferUntil = &certfleet.ScheduleUpdate{NextAt: d.retestAt, ARIStart: job.ARIStart, ARIEnd: job.ARIEnd, ARIRetryAt: job.ARIRetryAt}
 		d.reason = "waiting for self-tests: " + strings.Join(reasons, "; ")
 	}
+	return nil
 }
 
 // withRetest moves a schedule's next look forward to the earliest re-test

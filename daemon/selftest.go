@@ -8,8 +8,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/acmeissuer"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/selftest"
 	"github.com/certfleet/certfleet/solver/dns01"
@@ -82,4 +84,38 @@ func (d *Daemon) persistSolver() certfleet.Solver {
 		t := &selftest.Tester{Resolver: &dns01.Resolver{Nameservers: d.live.config().SelfTest.Resolvers}}
 		return t.CheckPersist(ctx, chal)
 	}}
+}
+
+// PersistLookup returns what certfleet check uses to read, for an account
+// of cfg, what a dns-persist-01 record must name (PersistIdentity). *st is
+// the store check opened (preflight.NeedsStore says when), read at each
+// call: an account certfleet has not registered yet is registered at the
+// CA, which is the only way to learn its URL.
+func PersistLookup(cfg *config.Config, st *certfleet.Store) func(ctx context.Context, account string) (certfleet.PersistIdentity, error) {
+	return func(ctx context.Context, account string) (certfleet.PersistIdentity, error) {
+		acct, ok := cfg.Accounts[account]
+		if !ok {
+			return certfleet.PersistIdentity{}, certfleet.Errorf(certfleet.EINVALID, "account %q is not in the config", account)
+		}
+		if *st == nil {
+			return certfleet.PersistIdentity{}, certfleet.Errorf(certfleet.EUNAVAILABLE, "the store is not open")
+		}
+		var roots []byte
+		if acct.TrustedRoots != "" {
+			var err error
+			if roots, err = os.ReadFile(acct.TrustedRoots); err != nil {
+				return certfleet.PersistIdentity{}, fmt.Errorf("account %q: read trusted_roots: %w", account, err)
+			}
+		}
+		var eab *acmeissuer.EAB
+		if acct.EABKeyID != "" {
+			eab = &acmeissuer.EAB{KeyID: acct.EABKeyID, HMAC: acct.EABHMACKey}
+		}
+		iss, err := acmeissuer.New(acmeissuer.Config{DirectoryURL: acct.Directory, TrustedRootsPEM: roots, Contact: acct.Contact(),
+			AccountName: account, EAB: eab, Accounts: *st, UserAgent: "certfleet-check"})
+		if err != nil {
+			return certfleet.PersistIdentity{}, err
+		}
+		return iss.PersistIdentity(ctx)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/certfleet/certfleet/internal/daemontest"
 	"github.com/certfleet/certfleet/internal/metricstest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/preflight"
 	"github.com/certfleet/certfleet/solver/dns01/dnstest"
 	"github.com/certfleet/certfleet/status"
 )
@@ -263,9 +264,22 @@ func TestDNSPersist01(t *testing.T) {
 	if len(recs) != 1 || recs[0] != want || !strings.HasPrefix(who.AccountURL, "https://") {
 		t.Fatalf("record printed: %q, want %q", recs, want)
 	}
+	// certfleet check says the same, and prints the record.
+	check := func() string {
+		var out bytes.Buffer
+		st := certfleet.Store(d.Store)
+		(&preflight.Checker{Config: d.CurrentConfig(), Out: &out, Persist: daemon.PersistLookup(d.CurrentConfig(), &st)}).Run(t.Context())
+		return out.String()
+	}
+	if out := check(); !strings.Contains(out, "FAIL  *.persist.example.test") || !strings.Contains(out, "publish _validation-persist.persist.example.test TXT") {
+		t.Errorf("certfleet check before the record:\n%s", out)
+	}
 	// The owner publishes it (certfleet never writes it).
 	n.DNS.SetTXT("_validation-persist.persist.example.test", certfleet.PersistRecordValue("pebble.letsencrypt.org", who.AccountURL, true))
 	waitWithin(t, 30*time.Second, "never issued once the record is published", func() bool { return issuedNow(t, d.Store, "wild") != nil })
+	if out := check(); !strings.Contains(out, "ok    *.persist.example.test") || !strings.Contains(out, "ok    persist.example.test") {
+		t.Errorf("certfleet check after the record:\n%s", out)
+	}
 	iss := issuedNow(t, d.Store, "wild")
 	if got := certfleet.IdentifierValues(iss.Identifiers); len(got) != 2 {
 		t.Errorf("issued for %v, want the wildcard and its apex", got)

@@ -7,7 +7,8 @@
 // the store is fetched back through the public name. It is what
 // certfleet check runs.
 //
-// It places no order and builds no solver: the caller hands it the dns-01
+// It places no order and builds no solver (a dns-persist-01 check may
+// register the account at the CA, to learn its URL): the caller hands it the dns-01
 // and http-01 solvers (the daemon package builds them from the
 // configuration), so the check exercises exactly what issuing would. The
 // check the scheduler runs before each dns-01 order is the solver's own
@@ -30,6 +31,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/selftest"
 	"github.com/certfleet/certfleet/solver/dns01"
 	"github.com/certfleet/certfleet/solver/http01"
 )
@@ -46,6 +48,10 @@ type Checker struct {
 	// HTTP01 presents the http-01 test tokens in the store the responders
 	// answer from; nil skips the http-01 names.
 	HTTP01 *http01.Solver
+	// Persist returns what a dns-persist-01 record must name for an
+	// account (daemon.PersistLookup); nil skips the dns-persist-01 names.
+	// Their records are read through [self_test] resolvers.
+	Persist func(ctx context.Context, account string) (certfleet.PersistIdentity, error)
 }
 
 // checkTimeout bounds the checks of one name.
@@ -74,6 +80,12 @@ func (c *Checker) Run(ctx context.Context) (failed int) {
 					continue
 				}
 				verdict, err = c.checkHTTP(cctx, id)
+			case certfleet.ChallengeDNSPersist01:
+				if c.Persist == nil {
+					cancel()
+					continue
+				}
+				verdict, err = c.checkPersist(cctx, cert, id)
 			default:
 				cancel()
 				continue
@@ -287,9 +299,27 @@ func (c *Checker) checkHTTP(ctx context.Context, id certfleet.Identifier) (strin
 
 // NeedsStore reports whether checking cfg needs its store: for the
 // http-01 self-test (with http01; its tokens are answered from the store),
-// for "store:NAME" secrets (a TSIG key), or for acme-dns registrations.
+// for "store:NAME" secrets (a TSIG key), for acme-dns registrations, or for
+// the account URLs dns-persist-01 records name.
 func NeedsStore(cfg *config.Config, http01 bool) bool {
-	return http01 && cfg.Uses(certfleet.ChallengeHTTP01) || cfg.HasSecretRefs() || usesACMEDNS(cfg)
+	return http01 && cfg.Uses(certfleet.ChallengeHTTP01) || cfg.HasSecretRefs() || usesACMEDNS(cfg) ||
+		cfg.Uses(certfleet.ChallengeDNSPersist01)
+}
+
+// checkPersist checks the dns-persist-01 record of id (draft-ietf-acme-
+// dns-persist §4.1) as the self-test before an order does, and on failure
+// says which record to publish.
+func (c *Checker) checkPersist(ctx context.Context, cert config.Certificate, id certfleet.Identifier) (string, error) {
+	t := &selftest.Tester{Resolver: &dns01.Resolver{Nameservers: c.Config.SelfTest.Resolvers}, Persist: c.Persist,
+		PersistWarning: c.Config.SelfTest.PersistWarning}
+	res, err := t.SelfTest(ctx, cert.Spec, []certfleet.Identifier{id})
+	if err != nil {
+		return "", err
+	}
+	if !res[0].OK() {
+		return "", errors.New(res[0].Reason)
+	}
+	return "record " + certfleet.PersistRecordName(id.Value) + " authorizes account " + cert.Spec.AccountName(), nil
 }
 
 // usesACMEDNS reports whether a certificate may use an acme-dns provider.

@@ -23,13 +23,13 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	log := newLogger(stderr, cfg.Log)
-	c := &preflight.Checker{Config: cfg, Out: stdout}
+	var st certfleet.Store
+	c := &preflight.Checker{Config: cfg, Out: stdout, Persist: daemon.PersistLookup(cfg, &st)} // dns-persist-01 (docs/readiness.md)
 	// The store holds "store:NAME" secrets (a TSIG key), acme-dns
 	// registrations and, for the http-01 self-test, the challenge tokens
 	// that a running certfleet serve answers with.
 	httpTest := !*skipHTTP && cfg.Uses(certfleet.ChallengeHTTP01)
 	dnsCfg := cfg
-	var st certfleet.Store
 	if preflight.NeedsStore(cfg, !*skipHTTP) {
 		if st, err = openStore(ctx, cfg.State, newLogger(io.Discard, cfg.Log), cfg.MasterKey); err != nil {
 			return err

@@ -137,7 +137,8 @@ func Run(ctx context.Context, o Options) error {
 	cfgPath := filepath.Join(abs, "certfleet.toml")
 	if err := writeDemoConfig(cfgPath, demoParams{
 		Directory: ca.DirectoryURL(), Roots: filepath.Join(abs, "test-ca-api-root.pem"),
-		HTTP01: httpLn.Addr().String(), TLSALPN01: tlsLn.Addr().String(), Level: level,
+		HTTP01: httpLn.Addr().String(), TLSALPN01: tlsLn.Addr().String(), Level: level, DNS: ca.DNS().Addr(),
+		HTTPPort: httpLn.Addr().(*net.TCPAddr).Port, TLSPort: tlsLn.Addr().(*net.TCPAddr).Port,
 	}); err != nil {
 		return err
 	}
@@ -181,7 +182,8 @@ func Run(ctx context.Context, o Options) error {
 }
 
 type demoParams struct {
-	Directory, Roots, HTTP01, TLSALPN01, Level string
+	Directory, Roots, HTTP01, TLSALPN01, Level, DNS string
+	HTTPPort, TLSPort                               int
 }
 
 var demoConfig = template.Must(template.New("demo").Parse(`# Written by "certfleet demo" for its embedded test CA; rewritten at every run.
@@ -203,6 +205,13 @@ listen = "{{.HTTP01}}"
 
 [tlsalpn01]
 listen = "{{.TLSALPN01}}"
+
+# Names are tested before they are ordered (docs/readiness.md), resolved
+# and probed as the embedded CA sees them.
+[self_test]
+resolvers = ["{{.DNS}}"]
+http_port = {{.HTTPPort}}
+tls_port = {{.TLSPort}}
 
 [defaults]
 output_dir = "live"

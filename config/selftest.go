@@ -13,9 +13,12 @@ var selfTestKeys = []string{"enabled", "resolvers", "retest_min", "retest_max", 
 // (issue 14, docs/readiness.md). A certificate turns it off for itself
 // with self_test = false.
 type SelfTest struct {
-	// Disabled turns self-tests off for every certificate (enabled =
-	// false). Default: on.
-	Disabled bool
+	// Enabled: names are tested before they are ordered. On when the file
+	// has a [self_test] table (unless it says enabled = false); off
+	// without one, so that a configuration written before self-tests
+	// existed (whose resolvers may not see its names as the CA does)
+	// orders as it did.
+	Enabled bool
 	// Resolvers are the DNS resolvers names are resolved through, as the
 	// CA would ("host" or "host:port"). Default: the system's.
 	Resolvers []string
@@ -40,12 +43,13 @@ func (d *decoder) selfTest(top *table, cfg *Config) {
 		return
 	}
 	st := &cfg.SelfTest
+	st.Enabled = true
 	if v, p, ok := d.get(t, "enabled"); ok {
 		b, isBool := v.(bool)
 		if !isBool {
 			d.problemf(p, "must be true or false, not %s", typeName(v))
 		}
-		st.Disabled = !b
+		st.Enabled = b
 	}
 	if list, paths, _, ok := d.strList(t, "resolvers"); ok {
 		for i, s := range list {

@@ -19,10 +19,10 @@ import (
 )
 
 // newSelfTester builds the self-tester of cfg's [self_test]; nil when it
-// is turned off.
+// is off (no [self_test] table, or enabled = false).
 func (d *Daemon) newSelfTester(cfg *config.Config, log *slog.Logger) *selftest.Tester {
 	st := cfg.SelfTest
-	if st.Disabled {
+	if !st.Enabled {
 		return nil
 	}
 	return &selftest.Tester{

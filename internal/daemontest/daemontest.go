@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,22 +73,12 @@ listen = "127.0.0.1:%d"
 listen = ""
 [defaults]
 output_dir = "live"
-%s%s`, ca.DirectoryURL(), roots, httpPort, certs, selfTest(ca, httpPort, certs))
+%s`, ca.DirectoryURL(), roots, httpPort, certs)
 	path := filepath.Join(dir, "certfleet.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// selfTest is the [self_test] table of WriteConfig's configs: names
-// resolved through the CA's DNS server (every name is 127.0.0.1) and
-// probed on httpPort, as the CA sees them; none when certs has its own.
-func selfTest(ca *pebbleca.CA, httpPort int, certs string) string {
-	if strings.Contains(certs, "[self_test]") {
-		return ""
-	}
-	return fmt.Sprintf("\n[self_test]\nresolvers = [%q]\nhttp_port = %d\n", ca.DNS().Addr(), httpPort)
 }
 
 // CACertStatus asks Pebble's management API what it knows of a serial:

@@ -4,7 +4,7 @@ import (
 	"net"
 )
 
-var apiKeys = []string{"listen", "url_listen", "tls_certificate", "pack_size"}
+var apiKeys = []string{"listen", "url_listen", "tls_certificate", "pack_size", "max_connections_per_ip"}
 
 // API configures the HTTP API ([api]). Absent or with listen = "" the API
 // is not served.
@@ -23,6 +23,10 @@ type API struct {
 	// certificate; N packs up to N names of the same account into one.
 	// 0 (the default) is the same as 1.
 	PackSize int
+	// MaxConnsPerIP bounds the connections one client address may hold
+	// open on each API listener (max_connections_per_ip; see apilimits.go).
+	// 0: connlimit.DefaultPerIP.
+	MaxConnsPerIP int
 }
 
 func (d *decoder) api(top *table, cfg *Config) {
@@ -62,6 +66,7 @@ func (d *decoder) api(top *table, cfg *Config) {
 			cfg.API.PackSize = int(n)
 		}
 	}
+	d.apiLimits(t, cfg)
 	if cfg.API.TLSCertificate == "" {
 		for _, key := range []string{"listen", "url_listen"} {
 			a := cfg.API.Listen

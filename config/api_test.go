@@ -19,7 +19,13 @@ func TestParseAPI(t *testing.T) {
 	if cfg.API.TLSCertificate != "api" {
 		t.Fatalf("parsed: %+v", cfg.API)
 	}
+	cfg = mustParse(t, base+"[api]\nlisten = \"127.0.0.1:8555\"\nmax_connections_per_ip = 5000\n")
+	if cfg.API.MaxConnsPerIP != 5000 {
+		t.Fatalf("max_connections_per_ip: %+v", cfg.API)
+	}
 	for _, tc := range []struct{ src, want string }{
+		{"[api]\nmax_connections_per_ip = 0\n", "certfleet.toml:7: api.max_connections_per_ip: 0 is out of range"},
+		{"[api]\nmax_connections_per_ip = \"many\"\n", "must be an integer"},
 		{"[api]\nlisten = \"0.0.0.0:8555\"\n", "not a loopback address"},
 		{"[api]\nlisten = \"8555\"\n", "not a listen address"},
 		{"[api]\nlisten = \":8555\"\ntls_certificate = \"nope\"\n", `no [[certificate]] is named "nope"`},

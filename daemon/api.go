@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/connlimit"
 	"github.com/certfleet/certfleet/httpapi"
 )
 
@@ -98,7 +99,11 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 		}
 		// Key reads counted and not yet recorded are recorded once the
 		// listener has stopped (httpapi keyreads.go).
-		d.serve(what, func() error { defer srv.FlushKeyReads(); return httpapi.Serve(d.serveCtx, ln, handler) })
+		// Slow headers, bodies, idle and per-client connections are
+		// bounded (issue 17); max_connections_per_ip raises the last
+		// behind a proxy.
+		opts := httpapi.ServeOptions{Limiter: &connlimit.Limiter{PerIP: cfg.MaxConnsPerIP}}
+		d.serve(what, func() error { defer srv.FlushKeyReads(); return httpapi.ServeWith(d.serveCtx, ln, handler, opts) })
 		d.Logger.Info(what+" listening", "addr", ln.Addr().String(), "tls", tlsConf != nil)
 		return ln.Addr().String(), nil
 	}

@@ -54,7 +54,8 @@ func sealStoredKeys(ctx context.Context, st certfleet.Store, log *slog.Logger) i
 				left += n
 			}
 		}
-		log.Warn(fmt.Sprintf("private keys are NOT all encrypted at rest: sealing stopped with %d left in plaintext (-1: unknown); it continues at the next start (or run certfleet migrate)", left),
+		log.Warn(fmt.Sprintf("private keys are NOT all encrypted at rest: %d left in plaintext (-1: unknown), and the database files may still hold "+
+			"the plaintext of keys sealed so far until the compaction after sealing succeeds; it continues at the next start (or run certfleet migrate)", left),
 			"plaintext_keys", left, certfleet.LogError, err)
 		return left
 	}

@@ -82,6 +82,7 @@ type Daemon struct {
 
 	live      *liveConfig
 	global    *deploy.Batch      // [deploy] commands
+	outputs   *deploy.Follower   // keeps this instance's files current
 	changes   *certfleet.Changes // issuances here and (with a Notifier store) elsewhere; wakes API long-polls
 	endpoints *endpointWatcher
 	listeners []net.Listener
@@ -242,11 +243,14 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 	d.global = &deploy.Batch{Writer: writer, Print: opts.PrintCommands,
 		Commands: func() [][]string { return d.live.config().Deploy.Commands },
 		Actions:  func() []deploy.Action { return actionsOf(d.live.config()) }}
+	fd := &fileDeployer{live: d.live, writer: writer, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands, global: d.global,
+		store: store, now: opts.Now, log: log}
+	d.outputs = newOutputs(d, fd) // other instances' issuances written here too (issue 16)
+	fd.outputs = d.outputs
 	d.Manager = &manager.Manager{
-		Store:   store,
-		Issuers: issuers,
-		Deployer: &fileDeployer{live: d.live, writer: writer, changes: d.changes, written: d.endpoints.written, printCommands: opts.PrintCommands, global: d.global,
-			store: store, now: opts.Now, log: log},
+		Store:       store,
+		Issuers:     issuers,
+		Deployer:    fd,
 		Prepare:     prepareHook(d.live, writer, opts.PrintCommands),
 		Concurrency: cfg.Renewal.Concurrency,
 		Lease:       cfg.Scheduler.Takeover,  // [scheduler]: zero is the default

@@ -28,6 +28,8 @@ type fileDeployer struct {
 	// (test mode).
 	printCommands io.Writer
 	global        *deploy.Batch // [deploy] commands, once per batch of changes
+	// outputs, once set, is told what was written (deploy.Follower).
+	outputs *deploy.Follower
 	// store and now record each write's outcome in the job's deploy
 	// state (deploystate.go); log reports changes of it.
 	store certfleet.JobStore
@@ -40,6 +42,9 @@ type fileDeployer struct {
 func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
 	err := f.write(ctx, spec, iss)
 	f.record(ctx, certfleet.JobKey{Spec: spec.Name, KeyType: iss.KeyType}, err)
+	if err == nil && f.outputs != nil {
+		f.outputs.Written(iss)
+	}
 	return err
 }
 

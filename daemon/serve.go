@@ -41,7 +41,8 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	if d.Hooks != nil {
 		helpers.Go(func() { _ = d.Hooks.Run(runCtx) }) // the same for openHooks
 	}
-	helpers.Go(func() { d.runExports(runCtx) }) // [export] after_renewal (docs/export.md)
+	helpers.Go(func() { d.runExports(runCtx) })  // [export] after_renewal (docs/export.md)
+	helpers.Go(func() { d.outputs.Run(runCtx) }) // files of other instances' issuances (issue 16)
 	d.Logger.Info("certfleet serving", "certificates", len(d.Config.Certificates), "state", d.Config.State)
 	select {
 	case err := <-d.Errors():

@@ -1,7 +1,6 @@
 package status
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -20,14 +19,25 @@ func Usage(w io.Writer, commands [][2]string) {
 	fmt.Fprintf(w, "\nRun \"certfleet <command> --help\" for a command's flags.\nQuickstart: certfleet demo --once\n")
 }
 
+// FlagSet is what FlagUsage needs of a *flag.FlagSet (an interface, so
+// that this package, which daemon imports, does not import flag: flags
+// are cmd's).
+type FlagSet interface {
+	Output() io.Writer
+	SetOutput(io.Writer)
+	PrintDefaults()
+}
+
 // FlagUsage prints a command's --help: its usage line, its description
 // and its flags; a command without flags has no Flags section.
-func FlagUsage(w io.Writer, usage, description string, fs *flag.FlagSet) {
+func FlagUsage(w io.Writer, usage, description string, fs FlagSet) {
 	fmt.Fprintf(w, "Usage: %s\n\n%s\n", strings.TrimSpace(usage), strings.TrimSpace(description))
-	n := 0
-	fs.VisitAll(func(*flag.Flag) { n++ })
-	if n > 0 {
-		fmt.Fprint(w, "\nFlags:\n")
-		fs.PrintDefaults()
+	var defaults strings.Builder
+	out := fs.Output()
+	fs.SetOutput(&defaults)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+	if defaults.Len() > 0 {
+		fmt.Fprint(w, "\nFlags:\n"+defaults.String())
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/staging"
 	"github.com/certfleet/certfleet/status"
+	"github.com/certfleet/certfleet/status/report"
 )
 
 const configFlagHelp = "configuration `file` (TOML; see examples/certfleet.toml)"
@@ -220,7 +221,7 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer d.Close()
-	bad, err := daemon.Status(ctx, stdout, d, daemon.StatusOptions{Name: fs.Arg(0), All: *all, Endpoints: *endpoints}, time.Now())
+	bad, err := report.Status(ctx, stdout, d, report.Options{Name: fs.Arg(0), All: *all, Endpoints: *endpoints}, time.Now())
 	if bad > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d endpoint(s) do not serve the current certificate", bad)}
 	}

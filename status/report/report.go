@@ -1,4 +1,10 @@
-package daemon
+// Package report prints certfleet status's whole report: the certificate
+// table or one certificate (package status), the fleet, short-lived
+// readiness and endpoint checks (package daemon), alert incidents. It
+// wires those packages for the command; it decides nothing and prints
+// through package status. It lives apart from daemon so that daemon does
+// not depend on the printing (nor on what package status imports).
+package report
 
 import (
 	"context"
@@ -6,12 +12,13 @@ import (
 	"io"
 	"time"
 
+	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/endpoint"
 	"github.com/certfleet/certfleet/status"
 )
 
-// StatusOptions are certfleet status's arguments.
-type StatusOptions struct {
+// Options are certfleet status's arguments.
+type Options struct {
 	// Name, when set, shows that certificate (its name or one of its
 	// identifiers) in detail, and nothing else.
 	Name string
@@ -26,7 +33,7 @@ type StatusOptions struct {
 // incidents and, with Endpoints, the endpoint checks; or one certificate
 // with Name. bad counts the endpoints that do not serve the current
 // certificate.
-func Status(ctx context.Context, w io.Writer, d *Daemon, o StatusOptions, now time.Time) (bad int, err error) {
+func Status(ctx context.Context, w io.Writer, d *daemon.Daemon, o Options, now time.Time) (bad int, err error) {
 	if o.Name != "" {
 		return 0, status.Certificate(ctx, w, d.Store, o.Name, now)
 	}
@@ -38,9 +45,9 @@ func Status(ctx context.Context, w io.Writer, d *Daemon, o StatusOptions, now ti
 	}
 	var results []endpoint.Finding
 	if o.Endpoints {
-		results = CheckEndpoints(ctx, d.Store, d.Config, &endpoint.Checker{}, now)
+		results = daemon.CheckEndpoints(ctx, d.Store, d.Config, &endpoint.Checker{}, now)
 	}
-	vs, err := Readiness(ctx, d.Store, d.Config, now, results)
+	vs, err := daemon.Readiness(ctx, d.Store, d.Config, now, results)
 	if err != nil {
 		return 0, err
 	}

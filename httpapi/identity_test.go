@@ -302,16 +302,60 @@ func TestIdentityRefused(t *testing.T) {
 // with cn as its subject.
 func foreignCert(t *testing.T, cn string) tls.Certificate {
 	t.Helper()
+	c, _, _ := foreignCA(t, cn)
+	return c
+}
+
+// foreignCA is foreignCert with the pool of its CA and a function that
+// issues more of its certificates.
+func foreignCA(t *testing.T, cn string) (tls.Certificate, *x509.CertPool, func(cn string) tls.Certificate) {
+	t.Helper()
 	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "certfleet identity CA forged"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign}
 	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
 	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
-	return mustKeyPair(t, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), key)
+	issue := func(cn string) tls.Certificate {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+		der, _ := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
+		return mustKeyPair(t, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), key)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	return issue(cn), pool, issue
+}
+
+// TestOperatorClientCA: a certificate of the operator's own client CA is
+// accepted when its subject is mapped, with the mapping's scope, and
+// refused at the handshake when it is not.
+func TestOperatorClientCA(t *testing.T) {
+	e := newEnv(t, 0)
+	mapped, pool, issue := foreignCA(t, "ext-web1")
+	auth := &identity.Authority{Store: e.store, ClientCAs: pool, Subjects: []identity.Subject{
+		{Subject: "CN=ext-web1", Names: []string{"a.ext.test"}, Permissions: []certfleet.Permission{certfleet.PermReadKeys}}}}
+	e.srv.Identities = auth
+	s := newIDServer(t, e.srv.Handler(), auth)
+	ctx := t.Context()
+	e.issue("a.ext.test", nil)
+	e.issue("b.ext.test", nil)
+	c := s.client(&mapped)
+	if _, err := c.Fetch(ctx, "a.ext.test", "privkey", httpapi.FetchOptions{}); err != nil {
+		t.Errorf("mapped subject reads its key: %v", err)
+	}
+	if _, err := c.Fetch(ctx, "b.ext.test", "cert", httpapi.FetchOptions{}); problemStatus(err) != 403 {
+		t.Errorf("mapped subject reads outside its names: %v, want 403", err)
+	}
+	reads, _ := e.store.KeyReads(ctx, 1)
+	if len(reads) != 1 || reads[0].TokenID != "ext:CN=ext-web1" {
+		t.Errorf("key read recorded as %+v", reads)
+	}
+	// Same CA, another subject: not mapped, refused.
+	other := issue("ext-other")
+	if _, err := s.client(&other).Certificates(ctx, "", 10); err == nil || problemStatus(err) != 0 {
+		t.Errorf("unmapped subject: %v, want the handshake refused", err)
+	}
 }

@@ -93,7 +93,7 @@ func Waiting(ctx context.Context, w io.Writer, store certfleet.ReadinessStore, t
 	if len(names) == 0 {
 		return nil
 	}
-	fmt.Fprintln(w, "\nNames waiting for their self-test to pass (no order for them until then; certfleet retry tests now):")
+	fmt.Fprintln(w, "\nNames waiting for their self-test to pass (no order for them until then; a retry from the API or dashboard tests now):")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tCERTIFICATE\tCHALLENGE\tSINCE\tTESTS\tNEXT TEST\tWHY")
 	for _, n := range names {

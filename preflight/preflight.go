@@ -60,6 +60,15 @@ const checkTimeout = 3 * time.Minute
 // Run checks every name once per challenge and returns how many checks
 // failed.
 func (c *Checker) Run(ctx context.Context) (failed int) {
+	// The outputs first: what serve and issue refuse to start with
+	// (owners, groups, paths below a regular file; docs/deploy-state.md).
+	var cerr *config.Error
+	if err := c.Config.CheckHost(); errors.As(err, &cerr) {
+		for _, p := range cerr.Problems {
+			failed++
+			fmt.Fprintf(c.Out, "FAIL  %-30s output: %s\n", p.Field, p)
+		}
+	}
 	seen := map[string]bool{}
 	for _, cert := range c.Config.Certificates {
 		for _, id := range cert.Spec.Identifiers {

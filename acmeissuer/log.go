@@ -14,6 +14,12 @@ import (
 // ends, and the Observer counts every request (metrics).
 type demoted struct{ h slog.Handler }
 
+// acmezARIAfterDownload is what acmez logs, at error, when the renewalInfo
+// request it makes after downloading a certificate fails: certfleet asks
+// ARI itself (manager), so this is debug, not an error of ours (it came
+// up once per CA outage that caught a download).
+const acmezARIAfterDownload = "failed getting renewal information"
+
 func demote(l slog.Level) slog.Level {
 	switch {
 	case l >= slog.LevelError:
@@ -30,6 +36,12 @@ func (d demoted) Enabled(ctx context.Context, l slog.Level) bool {
 
 func (d demoted) Handle(ctx context.Context, r slog.Record) error {
 	r.Level = demote(r.Level)
+	if r.Message == acmezARIAfterDownload {
+		r.Level = slog.LevelDebug
+		if !d.h.Enabled(ctx, r.Level) {
+			return nil
+		}
+	}
 	return d.h.Handle(ctx, r)
 }
 

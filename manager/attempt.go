@@ -85,7 +85,7 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		case outage:
 			probeAt = m.caFailed(ca, job.JobKey, probe, err)
 		case err == nil || certfleet.ProblemType(err) != "":
-			m.caAnswered(cctx, ca, job.JobKey)
+			m.caAnswered(cctx, ca, job.JobKey, start)
 		case probe:
 			m.probeEnded(ca)
 		}

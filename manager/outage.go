@@ -117,13 +117,17 @@ func (m *Manager) caFailed(ca string, key certfleet.JobKey, probe bool, err erro
 	return o.probeAt
 }
 
-// caAnswered records that ca answered job (an issuance, or a problem
-// document it sent): when it was down, the outage ends with one line and
-// counts, and the other work waiting for it is made due at once.
-func (m *Manager) caAnswered(ctx context.Context, ca string, job certfleet.JobKey) {
+// caAnswered records that ca answered job's attempt started at started
+// (an issuance, or a problem document it sent): when it was down, the
+// outage ends with one line and counts, and the other work waiting for it
+// is made due at once. An attempt that started before the outage was seen
+// (its answers may all have come before the CA went away) ends nothing.
+func (m *Manager) caAnswered(ctx context.Context, ca string, job certfleet.JobKey, started time.Time) {
 	m.outages.mu.Lock()
 	o := m.outages.cas[ca]
-	if o != nil {
+	if o != nil && started.Before(o.since) {
+		o = nil
+	} else if o != nil {
 		delete(m.outages.cas, ca)
 	}
 	m.outages.mu.Unlock()

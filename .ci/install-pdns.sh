@@ -17,4 +17,4 @@ $sudo apt-get install -y --no-install-recommends pdns-server pdns-backend-sqlite
 # The package may start a system pdns on port 53; the test does not need it.
 $sudo systemctl disable --now pdns 2>/dev/null || true
 test -f "$schema"
-/usr/sbin/pdns_server --version 2>&1 | head -1 || true
+/usr/sbin/pdns_server --version 2>&1 | sed -n 1p || true

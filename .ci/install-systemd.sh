@@ -4,7 +4,7 @@
 # systemd needs to run: verify only reads the unit files.
 set -euo pipefail
 if command -v systemd-analyze >/dev/null 2>&1; then
-	echo "systemd-analyze already installed: $(systemd-analyze --version | head -1)"
+	echo "systemd-analyze already installed: $(systemd-analyze --version | sed -n 1p)"
 	exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive

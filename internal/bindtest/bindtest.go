@@ -28,6 +28,8 @@ type Options struct {
 	// Grant is the update-policy rule of the zone. Default: the key may
 	// change TXT records anywhere in it.
 	Grant string
+	// Records are more lines of the zone file (e.g. "www IN A 127.0.0.1").
+	Records string
 }
 
 // Server is a running named.
@@ -82,7 +84,7 @@ func Start(t testing.TB, o Options) *Server {
 		if o.Grant == "" {
 			o.Grant = fmt.Sprintf("grant %s subdomain %s. TXT;", o.KeyName, o.Zone)
 		}
-		db := fmt.Sprintf("$TTL 60\n@ IN SOA ns1.%[1]s. hostmaster.%[1]s. 1 3600 600 86400 60\n@ IN NS ns1.%[1]s.\nns1 IN A 127.0.0.1\n", o.Zone)
+		db := fmt.Sprintf("$TTL 60\n@ IN SOA ns1.%[1]s. hostmaster.%[1]s. 1 3600 600 86400 60\n@ IN NS ns1.%[1]s.\nns1 IN A 127.0.0.1\n%[2]s\n", o.Zone, o.Records)
 		if err := os.WriteFile(filepath.Join(dir, "zone.db"), []byte(db), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -119,13 +121,19 @@ controls { };
 		}
 	})
 	s := &Server{Addr: net.JoinHostPort("127.0.0.1", fmt.Sprint(port)), KeyName: o.KeyName, Secret: string(m[1])}
+	// Ready: the zone is loaded (its SOA answered with authority), or,
+	// serving none, named answers at all.
 	q := new(dns.Msg)
 	q.SetQuestion("version.bind.", dns.TypeTXT)
 	q.Question[0].Qclass = dns.ClassCHAOS
+	if o.Zone != "" {
+		q = new(dns.Msg)
+		q.SetQuestion(dns.Fqdn(o.Zone), dns.TypeSOA)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c := &dns.Client{Net: "tcp", Timeout: time.Second}
-		if _, _, err := c.Exchange(q, s.Addr); err == nil {
+		if r, _, err := c.Exchange(q, s.Addr); err == nil && (o.Zone == "" || r.Rcode == dns.RcodeSuccess && r.Authoritative) {
 			return s
 		}
 		if time.Now().After(deadline) {

@@ -3,7 +3,6 @@ package certfleet
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -117,12 +116,7 @@ func (t EnrollToken) AuditDetail() string {
 // NewEnrollTokenSecret makes a new enrollment token secret (256 random bits),
 // its ID and the hash to store (HashTokenSecret).
 func NewEnrollTokenSecret() (id, secret string, hash []byte) {
-	var b [32]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	secret = EnrollTokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	var idb [6]byte
-	_, _ = rand.Read(idb[:])
-	return "enr_" + hex.EncodeToString(idb[:]), secret, HashTokenSecret(secret)
+	return newSecret("enr_", EnrollTokenPrefix)
 }
 
 // NewIdentityID makes a new identity ID.

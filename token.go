@@ -216,12 +216,18 @@ func (t Token) AuditDetail() string {
 // NewTokenSecret makes a new token secret (256 random bits) and its ID, and
 // returns the hash to store.
 func NewTokenSecret() (id, secret string, hash []byte) {
+	return newSecret("tok_", TokenPrefix)
+}
+
+// newSecret makes a bearer secret (256 random bits) behind secretPrefix, an
+// ID (48 random bits) behind idPrefix, and the secret's hash to store.
+func newSecret(idPrefix, secretPrefix string) (id, secret string, hash []byte) {
 	var b [32]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	secret = TokenPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	secret = secretPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 	var idb [6]byte
 	_, _ = rand.Read(idb[:])
-	return "tok_" + hex.EncodeToString(idb[:]), secret, HashTokenSecret(secret)
+	return idPrefix + hex.EncodeToString(idb[:]), secret, HashTokenSecret(secret)
 }
 
 // HashTokenSecret returns the stored form of a secret.

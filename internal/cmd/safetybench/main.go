@@ -170,7 +170,7 @@ func run(mode string, lifetime, duration time.Duration, n int, outage time.Durat
 	logs := &lines{out: slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug})}
 	log := slog.New(logs)
 	iss, err := acmeissuer.New(acmeissuer.Config{DirectoryURL: directory, TrustedRootsPEM: ca.TLSRootPEM(), Accounts: store,
-		Solvers: map[certfleet.ChallengeType]certfleet.Solver{certfleet.ChallengeHTTP01: &http01.Solver{Store: store, Tokens: tokens}},
+		Solvers:      map[certfleet.ChallengeType]certfleet.Solver{certfleet.ChallengeHTTP01: &http01.Solver{Store: store, Tokens: tokens}},
 		PollInterval: 50 * time.Millisecond, Logger: log})
 	if err != nil {
 		return err

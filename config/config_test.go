@@ -750,3 +750,16 @@ eab_hmac_key = "store:Bad Name"
 		t.Errorf("bad secret name: %v", problems)
 	}
 }
+
+// TestOneErrorPerField: a value of the wrong type is one error, not also a
+// "required" for the field it did not set (issue 15: one config problem
+// gives one error).
+func TestOneErrorPerField(t *testing.T) {
+	_, err := Parse("bad.toml", []byte("[ca]\ndirectory = 5\n[[certificate]]\nname = \"x\"\nidentifiers = [\"x.example\"]\n"))
+	if err == nil {
+		t.Fatal("a directory given as a number was accepted")
+	}
+	if n := strings.Count(err.Error(), "ca.directory"); n != 1 {
+		t.Errorf("ca.directory reported %d times, want once:\n%v", n, err)
+	}
+}

@@ -60,6 +60,14 @@ func (d *decoder) problemf(p path, format string, args ...any) {
 	if d.pos == nil {
 		d.pos = scanPositions(d.src)
 	}
+	// One mistake, one error: a field already reported (a value of the
+	// wrong type, say) is not reported again by a later check that only
+	// sees it missing.
+	for _, q := range d.problems {
+		if q.File == d.file && q.Field == p.String() {
+			return
+		}
+	}
 	d.problems = append(d.problems, Problem{
 		File:    d.file,
 		Line:    d.pos.line(p),

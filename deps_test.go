@@ -20,7 +20,7 @@ var badDeps = map[string]map[string]string{
 		"github.com/mholt/acmez/v3/acme":                 "ACME belongs to acmeissuer",
 		"github.com/letsencrypt/pebble/v2/wfe":           "the test CA is not part of the domain",
 		"github.com/miekg/dns":                           "DNS belongs to the solvers",
-		"os/exec":                                        "running commands belongs to deploy",
+		"os/exec":                                        "running programs belongs to process",
 		"github.com/prometheus/client_golang/prometheus": "metrics belong to the metrics package",
 	},
 	"github.com/certfleet/certfleet/manager": {

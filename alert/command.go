@@ -1,27 +1,21 @@
 package alert
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/process"
 )
 
 // DefaultCommandTimeout bounds a notification command.
 const DefaultCommandTimeout = 30 * time.Second
-
-// commandWaitDelay bounds the wait for the command's output after it
-// exited or was killed (a child it left behind may hold the pipes open).
-const commandWaitDelay = 5 * time.Second
 
 // outputTail is how much of a failed command's output its error keeps.
 const outputTail = 1024
@@ -51,27 +45,18 @@ func (c *Command) Notify(ctx context.Context, n Notification) error {
 	if timeout <= 0 {
 		timeout = DefaultCommandTimeout
 	}
-	cctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	out := &tail{max: outputTail}
-	cmd := exec.CommandContext(cctx, c.Argv[0], c.Argv[1:]...)
-	cmd.Env = append(inheritedEnv(), CommandEnv(n)...)
-	cmd.Stdin = bytes.NewReader(body)
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.WaitDelay = commandWaitDelay
-	killGroup(cmd)
-	err = cmd.Run()
-	if err == nil {
+	r := process.Run(ctx, process.Command{
+		Argv: c.Argv, Env: append(inheritedEnv(), CommandEnv(n)...), Stdin: body, Timeout: timeout, OutputTail: outputTail,
+	})
+	if r.Err == nil {
 		return nil
 	}
-	what := err.Error()
-	if errors.Is(cctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+	what := r.Err.Error()
+	if r.TimedOut {
 		what = fmt.Sprintf("did not finish within %s and was killed", timeout)
-	} else if ctx.Err() != nil {
-		what = ctx.Err().Error()
 	}
 	msg := fmt.Sprintf("alert command %s: %s", c.Argv[0], what)
-	if o := strings.TrimSpace(out.String()); o != "" {
+	if o := strings.TrimSpace(r.Output); o != "" {
 		msg += "; output: " + oneLine(o, outputTail)
 	}
 	return errors.New(msg)
@@ -113,27 +98,4 @@ func rfc3339(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// tail keeps the last max bytes written to it.
-type tail struct {
-	mu  sync.Mutex
-	buf []byte
-	max int
-}
-
-func (b *tail) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	if over := len(b.buf) - b.max; over > 0 {
-		b.buf = append(b.buf[:0], b.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (b *tail) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
 }

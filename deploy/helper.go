@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/process"
 )
 
 // Defaults for Helper.
@@ -75,7 +76,7 @@ type runningHelper struct {
 	argv    []string
 	name    string // the identifier it was started for
 	cmd     *exec.Cmd
-	out     *tailBuffer // stdout and stderr, last few KiB
+	out     *process.Tail // stdout and stderr, last few KiB
 	lines   *lineWatcher
 	exited  chan struct{} // closed once it was reaped and its output drained
 	waitErr error         // written before exited is closed
@@ -118,14 +119,14 @@ func (w *Writer) startHelpers(ctx context.Context, spec certfleet.CertificateSpe
 func (w *Writer) startHelper(ctx context.Context, cert string, h Helper, name string, env []string) (*runningHelper, error) {
 	log := w.logger().With(certfleet.LogCertificate, cert, certfleet.LogCommand, formatArgv(h.Argv), "name", name)
 	r := &runningHelper{
-		argv: h.Argv, name: name, out: &tailBuffer{max: outputTail}, exited: make(chan struct{}),
+		argv: h.Argv, name: name, out: process.NewTail(outputTail), exited: make(chan struct{}),
 		grace: orDefault(h.StopGrace, DefaultStopGrace),
 	}
 	r.lines = &lineWatcher{re: h.ReadyLine, tail: r.out, matched: make(chan struct{})}
 	cmd := exec.Command(h.Argv[0], h.Argv[1:]...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = r.lines, r.out
-	cmd.WaitDelay = waitDelay
+	cmd.WaitDelay = process.WaitDelay
 	helperProcAttr(cmd)
 	r.cmd = cmd
 
@@ -262,7 +263,7 @@ func (r *runningHelper) stop() {
 	how := stopGroup(pid, r.grace, r.exited)
 	select {
 	case <-r.exited:
-	case <-time.After(waitDelay + time.Second):
+	case <-time.After(process.WaitDelay + time.Second):
 	}
 	if r.record != "" {
 		if err := os.Remove(r.record); err == nil || errors.Is(err, os.ErrNotExist) {
@@ -324,7 +325,7 @@ func waitGroupGone(pgid int, d time.Duration, exited <-chan struct{}) bool {
 // complete line matching re closes matched.
 type lineWatcher struct {
 	re      *regexp.Regexp
-	tail    *tailBuffer
+	tail    *process.Tail
 	matched chan struct{}
 
 	mu      sync.Mutex // guards partial, done

@@ -2,13 +2,7 @@
 
 package deploy
 
-import (
-	"io/fs"
-	"os/exec"
-)
-
-// killGroup: without process groups, cancellation kills the command only.
-func killGroup(cmd *exec.Cmd) {}
+import "io/fs"
 
 // fileOwner: ownership is not compared where it cannot be read.
 func fileOwner(st fs.FileInfo) (uid, gid int, ok bool) { return 0, 0, false }

@@ -1,8 +1,0 @@
-//go:build !unix
-
-package alert
-
-import "os/exec"
-
-// killGroup: without process groups, cancellation kills the command only.
-func killGroup(cmd *exec.Cmd) {}

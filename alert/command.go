@@ -45,21 +45,9 @@ func (c *Command) Notify(ctx context.Context, n Notification) error {
 	if timeout <= 0 {
 		timeout = DefaultCommandTimeout
 	}
-	r := process.Run(ctx, process.Command{
+	return process.Run(ctx, process.Command{
 		Argv: c.Argv, Env: append(inheritedEnv(), CommandEnv(n)...), Stdin: body, Timeout: timeout, OutputTail: outputTail,
-	})
-	if r.Err == nil {
-		return nil
-	}
-	what := r.Err.Error()
-	if r.TimedOut {
-		what = fmt.Sprintf("did not finish within %s and was killed", timeout)
-	}
-	msg := fmt.Sprintf("alert command %s: %s", c.Argv[0], what)
-	if o := strings.TrimSpace(r.Output); o != "" {
-		msg += "; output: " + oneLine(o, outputTail)
-	}
-	return errors.New(msg)
+	}).Failure("alert command "+c.Argv[0], outputTail)
 }
 
 // inheritedEnv is certfleet's environment without its secrets

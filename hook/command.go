@@ -3,7 +3,6 @@ package hook
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -39,21 +38,9 @@ func (c *Command) Send(ctx context.Context, p Payload, body []byte) error {
 	if timeout <= 0 {
 		timeout = DefaultCommandTimeout
 	}
-	r := process.Run(ctx, process.Command{
+	return process.Run(ctx, process.Command{
 		Argv: c.Argv, Env: certfleet.ChildEnv(os.Environ(), CommandEnv(p)...), Stdin: body, Timeout: timeout, OutputTail: outputTail,
-	})
-	if r.Err == nil {
-		return nil
-	}
-	what := r.Err.Error()
-	if r.TimedOut {
-		what = fmt.Sprintf("did not finish within %s and was killed", timeout)
-	}
-	msg := fmt.Sprintf("event command %s: %s", c.Argv[0], what)
-	if o := strings.TrimSpace(r.Output); o != "" {
-		msg += "; output: " + oneLine(o, outputTail)
-	}
-	return errors.New(msg)
+	}).Failure("event command "+c.Argv[0], outputTail)
 }
 
 // CommandEnv returns the CERTFLEET_EVENT_* variables of a payload

@@ -16,9 +16,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultOutputTail is how much of a program's combined stdout and stderr
@@ -61,6 +64,8 @@ type Result struct {
 	// TimedOut reports that Command.Timeout expired and the program was
 	// killed.
 	TimedOut bool
+	// Timeout is the Command's.
+	Timeout time.Duration
 	// Err is nil when the program exited 0. Otherwise it is
 	// context.DeadlineExceeded when it timed out, ctx's error when ctx
 	// ended first, or the error from starting or waiting for it (an
@@ -71,7 +76,7 @@ type Result struct {
 // Run runs c and waits for it. It never returns a nil Result.Err for a
 // program that did not exit 0.
 func Run(ctx context.Context, c Command) Result {
-	r := Result{ExitCode: -1}
+	r := Result{ExitCode: -1, Timeout: c.Timeout}
 	if len(c.Argv) == 0 || c.Argv[0] == "" {
 		r.Err = errors.New("no program given")
 		return r
@@ -115,6 +120,33 @@ func Run(ctx context.Context, c Command) Result {
 		r.Err = err
 	}
 	return r
+}
+
+// Failure returns nil when the program exited 0; otherwise an error that
+// starts with label (which names the run: "alert command /usr/local/bin/page"),
+// says how it ended (its exit status, its timeout, the cancellation or why it
+// could not start) and ends with its output folded onto one line, at most
+// max bytes of it.
+func (r Result) Failure(label string, max int) error {
+	if r.Err == nil {
+		return nil
+	}
+	what := r.Err.Error()
+	if r.TimedOut {
+		what = fmt.Sprintf("did not finish within %s and was killed", r.Timeout)
+	}
+	msg := label + ": " + what
+	if o := strings.Join(strings.Fields(r.Output), " "); o != "" {
+		if len(o) > max {
+			cut := max
+			for cut > 0 && !utf8.RuneStart(o[cut]) {
+				cut--
+			}
+			o = o[:cut] + "…"
+		}
+		msg += "; output: " + o
+	}
+	return errors.New(msg)
 }
 
 // Tail is an io.Writer that keeps the last bytes written to it. It is safe

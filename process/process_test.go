@@ -100,3 +100,35 @@ func TestTailConcurrentWriters(t *testing.T) {
 		t.Errorf("len = %d (%q), want 8", len(got), got)
 	}
 }
+
+func TestFailure(t *testing.T) {
+	tests := []struct {
+		name string
+		cmd  process.Command
+		want string
+	}{
+		{name: "success", cmd: process.Command{Argv: []string{"true"}}, want: ""},
+		{name: "exit status and output on one line", cmd: process.Command{Argv: []string{"sh", "-c", "echo 'no  such\nrecipient' >&2; exit 2"}},
+			want: "alert command sh: exit status 2; output: no such recipient"},
+		{name: "timeout", cmd: process.Command{Argv: []string{"sleep", "30"}, Timeout: 100 * time.Millisecond},
+			want: "alert command sleep: did not finish within 100ms and was killed"},
+		{name: "output cut", cmd: process.Command{Argv: []string{"sh", "-c", "echo 0123456789; exit 1"}},
+			want: "alert command sh: exit status 1; output: 01234…"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := 100
+			if tc.name == "output cut" {
+				n = 5
+			}
+			err := process.Run(t.Context(), tc.cmd).Failure("alert command "+tc.cmd.Argv[0], n)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tc.want {
+				t.Errorf("Failure = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

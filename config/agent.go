@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/BurntSushi/toml"
 	"github.com/certfleet/certfleet"
 )
 
@@ -193,19 +192,9 @@ func LoadAgent(path string) (*AgentFile, error) {
 // ParseAgent parses an agent configuration file's contents; relative paths
 // are relative to filename's directory.
 func ParseAgent(filename string, data []byte) (*AgentFile, error) {
-	var doc map[string]any
-	if _, err := toml.Decode(string(data), &doc); err != nil {
-		return nil, &Error{Problems: []Problem{syntaxProblem(filename, data, err)}}
-	}
-	base, err := filepath.Abs(filepath.Dir(filename))
+	f, err := decode(filename, data, (*decoder).agentFile)
 	if err != nil {
-		return nil, fmt.Errorf("resolve config directory: %w", err)
-	}
-	d := &decoder{file: filename, src: string(data), base: base}
-	f := d.agentFile(doc)
-	if len(d.problems) > 0 {
-		sortProblems(d.problems)
-		return nil, &Error{Problems: d.problems}
+		return nil, err
 	}
 	f.File = filename
 	return f, nil

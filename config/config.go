@@ -280,22 +280,34 @@ func Load(path string) (*Config, error) {
 // problems, and its directory is what relative paths in the file are
 // relative to. Any problem is reported in an *Error listing all of them.
 func Parse(filename string, data []byte) (*Config, error) {
-	var doc map[string]any
-	if _, err := toml.Decode(string(data), &doc); err != nil {
-		return nil, &Error{Problems: []Problem{syntaxProblem(filename, data, err)}}
-	}
-	base, err := filepath.Abs(filepath.Dir(filename))
+	cfg, err := decode(filename, data, (*decoder).config)
 	if err != nil {
-		return nil, fmt.Errorf("resolve config directory: %w", err)
-	}
-	d := &decoder{file: filename, src: string(data), base: base}
-	cfg := d.config(doc)
-	if len(d.problems) > 0 {
-		sortProblems(d.problems)
-		return nil, &Error{Problems: d.problems}
+		return nil, err
 	}
 	cfg.File = filename
 	return cfg, nil
+}
+
+// decode parses a TOML document and decodes it with top, reporting
+// syntax errors and every problem top found in one *Error. Relative paths
+// in the document are relative to filename's directory.
+func decode[T any](filename string, data []byte, top func(*decoder, map[string]any) T) (T, error) {
+	var zero T
+	var doc map[string]any
+	if _, err := toml.Decode(string(data), &doc); err != nil {
+		return zero, &Error{Problems: []Problem{syntaxProblem(filename, data, err)}}
+	}
+	base, err := filepath.Abs(filepath.Dir(filename))
+	if err != nil {
+		return zero, fmt.Errorf("resolve config directory: %w", err)
+	}
+	d := &decoder{file: filename, src: string(data), base: base}
+	v := top(d, doc)
+	if len(d.problems) > 0 {
+		sortProblems(d.problems)
+		return zero, &Error{Problems: d.problems}
+	}
+	return v, nil
 }
 
 // syntaxProblem turns a TOML parser error into a Problem. A syntax error on

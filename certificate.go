@@ -42,7 +42,7 @@ type CertificateSpec struct {
 	RenewBefore time.Duration `json:"renew_before,omitempty"`
 	// RenewAfter, when non-zero, renews once the certificate is this old
 	// (or earlier, by the rules above): renewal by age. Zero: not used.
-	// Neither margin can make a renewal later than LatestRenewal.
+	// Neither margin can make a renewal start later than LatestStart.
 	RenewAfter time.Duration `json:"renew_after,omitempty"`
 	// ReuseKey keeps the private key across renewals. The default (false)
 	// makes a new key at every renewal.

@@ -161,8 +161,11 @@ type JobStore interface {
 	Reschedule(ctx context.Context, key JobKey, owner string, u ScheduleUpdate) error
 	// ReleaseLease gives a lease up without changing the job (shutdown).
 	ReleaseLease(ctx context.Context, key JobKey, owner string) error
-	// NextDue returns the earliest NextAt of enabled jobs; ok is false when
-	// there are none.
+	// NextDue returns the earliest time an enabled job can be claimed:
+	// its NextAt, or for a leased job the later of NextAt and the lease's
+	// end (a job in flight is claimable again only when its owner stops
+	// extending the lease); ok is false when there are none. It may
+	// answer earlier than that (never later) when many jobs are leased.
 	NextDue(ctx context.Context) (at time.Time, ok bool, err error)
 	// Job returns one job, or ENOTFOUND.
 	Job(ctx context.Context, key JobKey) (Job, error)

@@ -38,6 +38,55 @@ func LatestRenewal(notBefore, notAfter time.Time) time.Time {
 	return notAfter.Add(-SafetyMargin(notAfter.Sub(notBefore)))
 }
 
+// Allowances for the renewal itself (issue 16): LatestRenewal is when a
+// renewal must be complete, so it must start earlier by the time it takes.
+// The 1-minute demo (BENCHMARKS §12) had 41 of 165 renewals that started
+// by 80% complete at 0.801–0.816: the scheduler woke up to a second late
+// and the order took 0.1–0.4 s.
+const (
+	// WakeAllowanceFraction: a renewal starts at the latest
+	// 1/WakeAllowanceFraction of the lifetime (at most WakeAllowanceMax)
+	// before LatestRenewal less the order's duration, for the scheduler's
+	// wake-up, its look at the store and the CA's renewalInfo (1.5 s of a
+	// minute, 18 min of 12 h). Ours: a fortieth is an eighth of the
+	// safety margin, small next to the retries it keeps room for.
+	WakeAllowanceFraction = 40
+	// WakeAllowanceMax caps the wake-up allowance of long lifetimes (1 h
+	// of 90 days, where a fortieth would be 2.25 days): a scheduler that
+	// is an hour late is down, which the heartbeat alert reports.
+	WakeAllowanceMax = time.Hour
+	// OrderAllowanceFraction caps the order's observed duration counted in
+	// the allowance at 1/OrderAllowanceFraction of the lifetime (3 s of a
+	// minute): one slow order (a rate-limit wait, a CA outage's retries)
+	// must not pull every later renewal towards issuance.
+	OrderAllowanceFraction = 20
+)
+
+// RenewalAllowance returns how much earlier than LatestRenewal a renewal
+// of a certificate with the given lifetime starts at the latest, so that
+// it completes by LatestRenewal: min(lifetime/WakeAllowanceFraction,
+// WakeAllowanceMax) for the scheduler's wake-up, plus orderDuration (how
+// long orders take; the scheduler observes it, 0 when unknown) capped at
+// lifetime/OrderAllowanceFraction. 0 for a lifetime that is not positive.
+func RenewalAllowance(lifetime, orderDuration time.Duration) time.Duration {
+	if lifetime <= 0 {
+		return 0
+	}
+	wake := min(lifetime/WakeAllowanceFraction, WakeAllowanceMax)
+	order := min(max(orderDuration, 0), lifetime/OrderAllowanceFraction)
+	return wake + order
+}
+
+// LatestStart returns the latest time a renewal of a certificate valid
+// from notBefore to notAfter is started: LatestRenewal less its
+// RenewalAllowance, so the new certificate is there by LatestRenewal
+// (80% into the lifetime). For a 1-minute certificate whose orders take
+// 0.4 s: 48 s - 1.5 s - 0.4 s = 46.1 s (0.768); for 90 days: 72 days
+// less an hour and the order.
+func LatestStart(notBefore, notAfter time.Time, orderDuration time.Duration) time.Time {
+	return LatestRenewal(notBefore, notAfter).Add(-RenewalAllowance(notAfter.Sub(notBefore), orderDuration))
+}
+
 // JitterFraction spreads renewals without ARI: each certificate is renewed
 // up to 1/JitterFraction of its lifetime earlier than its policy says, at
 // a point derived from the certificate (RenewalRand), so a fleet issued
@@ -65,6 +114,11 @@ type RenewalInput struct {
 	// R is a number in [0, 1): the point in the ARI window, or the jitter
 	// without one. RenewalRand derives it from the certificate.
 	R float64
+	// OrderDuration is how long an order takes, from the scheduler's
+	// claim of the job to the certificate archived (the scheduler's
+	// observation; 0 when unknown): the renewal starts this much earlier
+	// so that it completes by LatestRenewal (RenewalAllowance).
+	OrderDuration time.Duration
 }
 
 // RenewalTime returns when to renew a certificate: with an ARI window, a
@@ -72,9 +126,12 @@ type RenewalInput struct {
 // time within the suggested window"), or now when the window has ended;
 // without one, DefaultRenewalTime moved earlier by up to
 // 1/JitterFraction of the lifetime. renew_before and renew_after can only
-// make it earlier, and it is never later than LatestRenewal (ours: a
-// CA's window running to expiry, as Pebble's does for short
-// certificates, leaves room for retries and distribution).
+// make it earlier, and it is never later than LatestStart (ours: a CA's
+// window running to expiry, as Pebble's does for short certificates,
+// leaves room for retries and distribution): the renewal is started by
+// LatestStart so that it completes by LatestRenewal, 80% into the
+// lifetime, less min(lifetime/40, 1h) for the scheduler's wake-up and the
+// order's observed duration (RenewalAllowance).
 func RenewalTime(in RenewalInput) time.Time {
 	lifetime := in.NotAfter.Sub(in.NotBefore)
 	var t time.Time
@@ -99,7 +156,7 @@ func RenewalTime(in RenewalInput) time.Time {
 		t = earliest(t, in.NotBefore.Add(in.RenewAfter))
 	}
 	if lifetime > 0 {
-		t = earliest(t, LatestRenewal(in.NotBefore, in.NotAfter))
+		t = earliest(t, LatestStart(in.NotBefore, in.NotAfter, in.OrderDuration))
 	}
 	return t
 }
@@ -115,7 +172,8 @@ func earliest(a, b time.Time) time.Time {
 // to notAfter when the CA offers no ARI window, before jitter:
 // renewBefore ahead of expiry if set (and shorter than the lifetime), else
 // with a third of the lifetime left, or at half of it for short-lived
-// certificates; never later than LatestRenewal.
+// certificates; never later than LatestStart (without an observed order
+// duration).
 func DefaultRenewalTime(notBefore, notAfter time.Time, renewBefore time.Duration) time.Time {
 	lifetime := notAfter.Sub(notBefore)
 	var t time.Time
@@ -128,7 +186,7 @@ func DefaultRenewalTime(notBefore, notAfter time.Time, renewBefore time.Duration
 		t = notAfter.Add(-lifetime / 3)
 	}
 	if lifetime > 0 {
-		t = earliest(t, LatestRenewal(notBefore, notAfter))
+		t = earliest(t, LatestStart(notBefore, notAfter, 0))
 	}
 	return t
 }
@@ -141,14 +199,16 @@ func ARIRenewalTime(w RenewalInfo, notBefore, notAfter time.Time, renewBefore ti
 }
 
 // PlannedRenewal returns when iss, the current issuance of spec, is
-// renewed given the CA's ARI window w (zero: none) at now: RenewalTime
-// with the spec's margins and R derived from the certificate, so the
-// scheduler on every instance and certfleet status agree on it.
-func PlannedRenewal(spec CertificateSpec, iss Issuance, w RenewalInfo, now time.Time) time.Time {
+// renewed given the CA's ARI window w (zero: none) at now, with orders
+// taking orderDuration (RenewalInput.OrderDuration; 0 unknown):
+// RenewalTime with the spec's margins and R derived from the certificate,
+// so the scheduler on every instance and certfleet status agree on it (up
+// to the order duration, which only the scheduler observes).
+func PlannedRenewal(spec CertificateSpec, iss Issuance, w RenewalInfo, now time.Time, orderDuration time.Duration) time.Time {
 	return RenewalTime(RenewalInput{
 		NotBefore: iss.NotBefore, NotAfter: iss.NotAfter,
 		RenewBefore: spec.RenewBefore, RenewAfter: spec.RenewAfter,
-		ARI: w, Now: now, R: RenewalRand(iss.Fingerprint, w),
+		ARI: w, Now: now, R: RenewalRand(iss.Fingerprint, w), OrderDuration: orderDuration,
 	})
 }
 

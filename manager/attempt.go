@@ -71,6 +71,9 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		err = fmt.Errorf("%w (%v)", err, cause) // the lease was lost
 	}
 	res.Duration = m.Now().Sub(start)
+	if err == nil {
+		m.orderTook(ca, res.Duration)
+	}
 
 	cctx, ccancel := cleanupCtx()
 	defer ccancel()

@@ -162,14 +162,14 @@ func (m *Manager) renewalTime(ctx context.Context, job certfleet.Job, d decision
 	if !upd.ARIStart.IsZero() && !upd.ARIEnd.IsZero() {
 		w = certfleet.RenewalInfo{Start: upd.ARIStart, End: upd.ARIEnd}
 	}
-	return certfleet.PlannedRenewal(d.spec, *d.current, w, now), upd
+	return certfleet.PlannedRenewal(d.spec, *d.current, w, now, m.orderDuration(ca)), upd
 }
 
 // firstCheck schedules the first look at a new certificate: its renewal
 // time without ARI, or sooner when the CA offers ARI (whose window may
 // differ).
 func (m *Manager) firstCheck(d decision, iss certfleet.Issuance, now time.Time) certfleet.ScheduleUpdate {
-	at := certfleet.PlannedRenewal(d.spec, iss, certfleet.RenewalInfo{}, now)
+	at := certfleet.PlannedRenewal(d.spec, iss, certfleet.RenewalInfo{}, now, m.orderDuration(caOf(d.issuer, d.spec)))
 	if _, ok := d.issuer.(certfleet.RenewalInfoer); ok {
 		if check := now.Add(m.ARIInterval); check.Before(at) {
 			at = check

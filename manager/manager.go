@@ -45,9 +45,11 @@ const (
 	// sent no Retry-After. RFC 9773 §4.3.2 suggests clients poll about
 	// twice a day; Let's Encrypt sends Retry-After of 6 hours.
 	DefaultARIInterval = 6 * time.Hour
-	// minIdle is the shortest sleep of the daemon loop after a look at the
-	// store found less work than it could take: it bounds the loop's rate
-	// while due jobs are leased (in flight here or on another instance).
+	// minIdle is the sleep of the daemon loop after a look at the store
+	// found less work than it could take though the next job's time has
+	// passed (another instance claimed it meanwhile, or many jobs are
+	// leased): it bounds the loop's rate then. A time still to come is
+	// slept to exactly (untilDue).
 	minIdle = time.Second
 )
 
@@ -124,6 +126,7 @@ type Manager struct {
 	once    sync.Once
 	wake    chan struct{} // buffered(1); a send means "look at the store now"
 	outages outages       // the CAs' circuit breaker (outage.go)
+	orders  orderTimes    // how long orders take (orderduration.go)
 }
 
 func (m *Manager) init() {

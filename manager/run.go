@@ -82,11 +82,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				if len(jobs) == free {
 					sleep = 0 // there may be more due work right now
 				} else if at, ok, err := m.Store.NextDue(ctx); err == nil && ok {
-					// NextDue counts leased jobs too (ours in flight,
-					// or another instance's), so a time in the past
-					// does not mean claimable work: idle a moment
-					// rather than spin. Finished jobs wake us anyway.
-					sleep = min(max(at.Sub(m.Now()), minIdle), m.PollInterval)
+					sleep = m.untilDue(at)
 				}
 			}
 		}
@@ -102,6 +98,22 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 		timer.Reset(sleep)
 	}
+}
+
+// untilDue returns how long the loop sleeps when the next job can be
+// claimed at at (certfleet.JobStore.NextDue): until then exactly, so a
+// renewal placed at its latest start is not started late (issue 16: a
+// floor of minIdle on every sleep made due renewals up to a second late,
+// 0.017 of a 1-minute certificate's lifetime), at most PollInterval. A
+// time already past means another instance claimed it meanwhile, or many
+// jobs are leased (NextDue answers early then): idle minIdle rather than
+// spin. Finished jobs wake the loop anyway.
+func (m *Manager) untilDue(at time.Time) time.Duration {
+	d := at.Sub(m.Now())
+	if d <= 0 {
+		return minIdle
+	}
+	return min(d, m.PollInterval)
 }
 
 // heartbeatEvery bounds how often a scheduler writes its heartbeat: rounds

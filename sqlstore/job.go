@@ -112,10 +112,11 @@ var (
 		WHERE j.spec = $1 AND j.key_type = $2`)
 
 	qJob = SQL(`SELECT ` + jobColumns + ` FROM jobs WHERE spec = $1 AND key_type = $2`)
-	// qNextDue reads the first entry of the jobs_due index; SQLite's
-	// partial index is found only by its own predicate.
-	qNextDue = SQLEach(`SELECT next_at FROM jobs WHERE disabled = 0 ORDER BY next_at LIMIT 1`,
-		`SELECT next_at FROM jobs WHERE NOT disabled ORDER BY next_at LIMIT 1`)
+	// qNextDue reads the first entries of the jobs_due index, up to the
+	// first unleased one (NextDue); SQLite's partial index is found only
+	// by its own predicate.
+	qNextDue = SQLEach(`SELECT next_at, lease_until FROM jobs WHERE disabled = 0 ORDER BY next_at LIMIT `+nextDueScan,
+		`SELECT next_at, lease_until FROM jobs WHERE NOT disabled ORDER BY next_at LIMIT `+nextDueScan)
 	qJobs = SQL(`SELECT ` + jobColumns + ` FROM jobs
 		WHERE ($1 = '' OR spec = $1) AND ($2 OR NOT disabled) AND (NOT $3 OR lease_owner <> '')
 			AND (NOT $4 OR deploy_error <> '') AND (NOT $5 OR failures > 0 OR deploy_error <> '')
@@ -460,20 +461,64 @@ func (s *Store) ReleaseLease(ctx context.Context, key certfleet.JobKey, owner st
 
 // NextDue implements certfleet.JobStore, from the first entry of the
 // jobs_due index. Leased jobs count: their NextAt may be in the past.
+//
+// It walks the jobs in NextAt order: a leased job (in flight, here or on
+// another instance) can be claimed at the later of its NextAt and its
+// lease's end; the first unleased one ends the walk, since every later
+// job's NextAt is later still. Leased jobs are few (the instances'
+// concurrency), so the walk is short; past nextDueScan of them the
+// NextAt of the last one read is returned, which is never later than
+// the answer (a caller wakes early rather than late).
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	q, err := s.read(ctx)
 	if err != nil {
 		return time.Time{}, false, err
 	}
-	var at time.Time
-	err = q.QueryRow(qNextDue).Scan(&at)
-	if noRows(err) {
-		return time.Time{}, false, nil
-	} else if err != nil {
+	rows, err := q.Query(qNextDue)
+	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next due job: %w", err)
 	}
-	return at, true, nil
+	defer rows.Close()
+	var (
+		best    time.Time
+		n       int
+		nextAt  time.Time
+		leaseTo time.Time
+	)
+	for rows.Next() {
+		if err := rows.Scan(&nextAt, &leaseTo); err != nil {
+			return time.Time{}, false, fmt.Errorf("next due job: %w", err)
+		}
+		n++
+		at := nextAt
+		if leaseTo.After(at) {
+			at = leaseTo
+		}
+		if best.IsZero() || at.Before(best) {
+			best = at
+		}
+		if leaseTo.IsZero() {
+			return best, true, nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return time.Time{}, false, fmt.Errorf("next due job: %w", err)
+	}
+	if n == 0 {
+		return time.Time{}, false, nil
+	}
+	if n == nextDueScanN && nextAt.Before(best) {
+		best = nextAt // more leased jobs than read: the next may come sooner
+	}
+	return best, true, nil
 }
+
+// nextDueScan bounds NextDue's walk of leased jobs: more than the jobs in
+// flight on a few instances at their concurrency.
+const (
+	nextDueScan  = "64"
+	nextDueScanN = 64
+)
 
 // Job implements certfleet.JobStore.
 func (s *Store) Job(ctx context.Context, key certfleet.JobKey) (certfleet.Job, error) {

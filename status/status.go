@@ -35,7 +35,9 @@ const statusPage = 500
 //
 // RENEWAL is when the current certificate is renewed
 // (certfleet.PlannedRenewal, the scheduler's own rule, with the CA's ARI
-// window as last seen); NEXT CHECK is when the scheduler next looks at
+// window as last seen; without the order duration the scheduler
+// observes, so it may read up to that much later than the scheduler's);
+// NEXT CHECK is when the scheduler next looks at
 // the job, which is earlier when it asks the CA's ARI in between, and is
 // the retry time after a failure.
 func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all bool, now time.Time) error {
@@ -156,7 +158,7 @@ func plannedRenewal(spec certfleet.CertificateSpec, j certfleet.ListedJob, now t
 		w = certfleet.RenewalInfo{Start: j.ARIStart, End: j.ARIEnd}
 	}
 	iss := certfleet.Issuance{NotBefore: j.Current.NotBefore, NotAfter: j.Current.NotAfter, Fingerprint: j.Current.Fingerprint}
-	at := certfleet.PlannedRenewal(spec, iss, w, now)
+	at := certfleet.PlannedRenewal(spec, iss, w, now, 0)
 	if !at.After(now) || j.CurrentRevision != spec.Revision(j.KeyType) {
 		return "now"
 	}

@@ -101,7 +101,7 @@ func TestStatusShowsPlannedRenewal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := certfleet.PlannedRenewal(sp, iss, certfleet.RenewalInfo{}, now)
+	want := certfleet.PlannedRenewal(sp, iss, certfleet.RenewalInfo{}, now, 0)
 	if d := want.Sub(iss.NotBefore); d > 20*24*time.Hour || d < 20*24*time.Hour-90*24*time.Hour/certfleet.JitterFraction {
 		t.Fatalf("planned renewal %v after issuance, want 20 days less the jitter", d)
 	}

@@ -236,6 +236,30 @@ func testNextDue(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 		t.Fatalf("NextDue = ok %v, %v", ok, err)
 	}
 	checkTime(t, "NextDue after disabling a", got, at["b"])
+
+	// Issue 16: a job in flight (leased, its NextAt past) is claimable
+	// only when its lease ends; it must not hide a job due before that,
+	// or the scheduler wakes for it late.
+	d := NewSpec("d")
+	mustSync(t, s, certfleet.SourceConfig, b, c, d)
+	now := time.Now()
+	claimed, err := s.ClaimDue(t.Context(), certfleet.ClaimRequest{Owner: "owner-d", Now: now, Lease: 150 * time.Minute, Limit: 10})
+	if err != nil || len(claimed) != 1 || claimed[0].Spec != "d" {
+		t.Fatalf("ClaimDue = %v, %v; want d", claimed, err)
+	}
+	got, ok, err = s.NextDue(t.Context())
+	if err != nil || !ok {
+		t.Fatalf("NextDue = ok %v, %v", ok, err)
+	}
+	checkTime(t, "NextDue with d in flight", got, at["b"])
+	// With b withdrawn, its lease ends before c is due: the lease's end
+	// (when another instance would take it over).
+	mustSync(t, s, certfleet.SourceConfig, c, d)
+	got, ok, err = s.NextDue(t.Context())
+	if err != nil || !ok {
+		t.Fatalf("NextDue = ok %v, %v", ok, err)
+	}
+	checkTime(t, "NextDue with d in flight and c later than its lease", got, claimed[0].LeaseUntil)
 }
 
 func testJobs(t *testing.T, newStore func(t *testing.T) certfleet.Store) {

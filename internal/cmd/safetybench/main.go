@@ -7,10 +7,11 @@
 //
 // renewals: certificates of the given lifetime are renewed again and again
 // for the duration; Pebble's ARI window for them is clamped to [issued,
-// expiry]. It lists the position of every renewal in the lifetime of the
-// certificate it replaced (issuance time of the new one minus NotBefore
-// of the old, over the old lifetime; NotBefore has whole seconds, so a
-// position reads up to 1/60 high for 1-minute certificates).
+// expiry]. It lists the positions of every renewal in the lifetime of the
+// certificate it replaced (a time minus NotBefore of the old certificate,
+// over the old lifetime): scheduled (the job's NextAt when the scheduler
+// claimed it for the renewal), started (the claim) and completed (the new
+// certificate's issuance time).
 //
 // outage: the certificates are issued through a TCP proxy in front of
 // the CA (internal/cutproxy); once a third are issued the proxy is cut for
@@ -184,7 +185,8 @@ func run(mode string, lifetime, duration time.Duration, n int, outage time.Durat
 	if _, err := store.SyncSpecs(ctx, certfleet.SourceConfig, specs); err != nil {
 		return err
 	}
-	m := &manager.Manager{Store: store, Issuers: map[string]certfleet.Issuer{certfleet.DefaultAccount: iss},
+	claims := &claimLog{Store: store}
+	m := &manager.Manager{Store: claims, Issuers: map[string]certfleet.Issuer{certfleet.DefaultAccount: iss},
 		Concurrency: concurrency, Logger: log}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
@@ -211,7 +213,7 @@ func run(mode string, lifetime, duration time.Duration, n int, outage time.Durat
 		stop()
 		<-done
 		done <- nil
-		return renewals(ctx, store, specs)
+		return renewals(ctx, store, specs, claims)
 	case "outage":
 		start := time.Now()
 		third := n / 3
@@ -266,10 +268,53 @@ func run(mode string, lifetime, duration time.Duration, n int, outage time.Durat
 	return fmt.Errorf("unknown mode %q", mode)
 }
 
-// renewals prints the position of every renewal in the replaced
-// certificate's lifetime.
-func renewals(ctx context.Context, store *sqlite.Store, specs []certfleet.CertificateSpec) error {
-	var pos []float64
+// claimLog records every job the scheduler claims: when, and the NextAt
+// it was claimed at.
+type claimLog struct {
+	*sqlite.Store
+	mu  sync.Mutex
+	all map[string][]claim // spec → its claims in order
+}
+
+type claim struct {
+	currentID int64
+	nextAt    time.Time
+	at        time.Time
+}
+
+func (c *claimLog) ClaimDue(ctx context.Context, r certfleet.ClaimRequest) ([]certfleet.Job, error) {
+	jobs, err := c.Store.ClaimDue(ctx, r)
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.all == nil {
+		c.all = make(map[string][]claim)
+	}
+	for _, j := range jobs {
+		c.all[j.Spec] = append(c.all[j.Spec], claim{currentID: j.CurrentID, nextAt: j.NextAt, at: now})
+	}
+	return jobs, err
+}
+
+// renewalClaim returns the last claim of spec while old was its current
+// certificate: the one that renewed it.
+func (c *claimLog) renewalClaim(spec string, old int64) (claim, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	all := c.all[spec]
+	for i := len(all) - 1; i >= 0; i-- {
+		if all[i].currentID == old {
+			return all[i], true
+		}
+	}
+	return claim{}, false
+}
+
+// renewals prints the positions of every renewal in the replaced
+// certificate's lifetime: scheduled, started, completed.
+func renewals(ctx context.Context, store *sqlite.Store, specs []certfleet.CertificateSpec, claims *claimLog) error {
+	type renewal struct{ scheduled, started, completed float64 }
+	var rs []renewal
 	for _, sp := range specs {
 		all, err := store.Issuances(ctx, certfleet.IssuanceFilter{Spec: sp.Name})
 		if err != nil {
@@ -284,27 +329,60 @@ func renewals(ctx context.Context, store *sqlite.Store, specs []certfleet.Certif
 			if i.Replaces == 0 || !ok {
 				continue
 			}
-			life := old.NotAfter.Sub(old.NotBefore)
-			pos = append(pos, float64(i.IssuedAt.Sub(old.NotBefore))/float64(life))
+			life := float64(old.NotAfter.Sub(old.NotBefore))
+			pos := func(t time.Time) float64 { return float64(t.Sub(old.NotBefore)) / life }
+			r := renewal{scheduled: -1, started: -1, completed: pos(i.IssuedAt)}
+			if c, ok := claims.renewalClaim(sp.Name, old.ID); ok {
+				r.scheduled, r.started = pos(c.nextAt), pos(c.at)
+			}
+			rs = append(rs, r)
 		}
 	}
-	sort.Float64s(pos)
-	late := 0
-	var b strings.Builder
-	for i, p := range pos {
-		if p > 0.8 {
-			late++
-		}
-		if i > 0 {
-			b.WriteString(" ")
-		}
-		fmt.Fprintf(&b, "%.3f", p)
-	}
-	if len(pos) == 0 {
+	if len(rs) == 0 {
 		return fmt.Errorf("no renewals")
 	}
-	fmt.Printf("%d renewals; position in the old certificate's lifetime: min %.3f, median %.3f, max %.3f; after 0.80: %d\n",
-		len(pos), pos[0], pos[len(pos)/2], pos[len(pos)-1], late)
-	fmt.Printf("positions (sorted): %s\n", b.String())
+	sort.Slice(rs, func(a, b int) bool { return rs[a].completed < rs[b].completed })
+	list := func(get func(renewal) float64) (string, []float64) {
+		var v []float64
+		for _, r := range rs {
+			v = append(v, get(r))
+		}
+		sort.Float64s(v)
+		var b strings.Builder
+		for i, p := range v {
+			if i > 0 {
+				b.WriteString(" ")
+			}
+			fmt.Fprintf(&b, "%.3f", p)
+		}
+		return b.String(), v
+	}
+	late := 0
+	for _, r := range rs {
+		if r.completed >= 0.8 {
+			late++
+		}
+	}
+	for _, k := range []struct {
+		name string
+		get  func(renewal) float64
+	}{
+		{"scheduled", func(r renewal) float64 { return r.scheduled }},
+		{"started", func(r renewal) float64 { return r.started }},
+		{"completed", func(r renewal) float64 { return r.completed }},
+	} {
+		txt, v := list(k.get)
+		fmt.Printf("%s: min %.4f, median %.4f, max %.4f\n", k.name, v[0], v[len(v)/2], v[len(v)-1])
+		fmt.Printf("  sorted: %s\n", txt)
+	}
+	fmt.Printf("%d renewals; completed at or after 0.80: %d\n", len(rs), late)
+	fmt.Printf("per renewal (scheduled started completed), in order of completion:\n")
+	for i, r := range rs {
+		fmt.Printf("  %.4f %.4f %.4f", r.scheduled, r.started, r.completed)
+		if i%4 == 3 {
+			fmt.Println()
+		}
+	}
+	fmt.Println()
 	return nil
 }

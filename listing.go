@@ -2,6 +2,9 @@ package certfleet
 
 import (
 	"context"
+	"net/netip"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -15,9 +18,13 @@ type NameIndex interface {
 	// index is written in the same transaction as the specs.
 	SpecsByName(ctx context.Context, name string) ([]CertificateSpec, error)
 	// CertificatePage returns the certificates q selects, in spec name
-	// order from after q.After, at most q.Limit, each with its jobs and
-	// their current certificates. EINVALID for a bad query.
-	CertificatePage(ctx context.Context, q CertificateQuery) ([]CertificateListing, error)
+	// order after q.After (or the last ones before q.Before), at most
+	// q.Limit, each with its jobs and their current certificates, and the
+	// cursor to go on from. Every page is a bounded number of index reads
+	// whatever the filter: a page may come back short (even empty) with
+	// Next set when the filters are rare among what it examined.
+	// EINVALID for a bad query.
+	CertificatePage(ctx context.Context, q CertificateQuery) (ListingPage, error)
 }
 
 // NameWatcher is an optional interface of a Store: it says which names'
@@ -50,12 +57,17 @@ type CertificateQuery struct {
 	// Source, when set, selects the specs of one source (SourceAPI,
 	// SourceConfig, an inventory source).
 	Source string
-	// Search, when set, selects the certificates whose name or one of
-	// whose identifiers contains it (lowercase). It is a scan in name
-	// order that stops once the page is full.
+	// Search, when set, selects the enabled certificates that one of
+	// SearchTerms of their name and identifiers equals (after
+	// NormalizeSearch): a whole name, whole labels at its start or end,
+	// or one label. "www.example.com" is found by www.example.com,
+	// example.com, com, www.example, www and example; not by "exam" or
+	// "ample.com". Whole labels, not substrings, because that is what an
+	// index answers in name order at any depth (issue 13).
 	Search string
 	// Failing selects the certificates with an enabled job whose last
-	// attempt failed.
+	// attempt failed (failures > 0), through an index of the failing
+	// jobs.
 	Failing bool
 	// IncludeDisabled lists withdrawn certificates (and disabled jobs)
 	// too.
@@ -66,6 +78,11 @@ type CertificateQuery struct {
 	// After is the name of the last certificate of the previous page; ""
 	// starts at the beginning.
 	After string
+	// Before, when set (and After is not), pages backwards: the page is
+	// the last certificates before it (still in name order), and Next of
+	// the result goes on backwards. A "previous" link gives the first
+	// name of the page shown.
+	Before string
 	// Limit is the most returned: DefaultCertificatePage when 0, at most
 	// MaxCertificatePage.
 	Limit int
@@ -105,25 +122,79 @@ type ListedJob struct {
 // Key returns the job's key.
 func (j ListedJob) Key(spec string) JobKey { return JobKey{Spec: spec, KeyType: j.KeyType} }
 
+// ListingPage is a page of CertificatePage: the certificates in name
+// order, and Next, the cursor to go on from in the same direction (After
+// forwards, Before backwards): "" when nothing more is there.
+type ListingPage struct {
+	Certificates []CertificateListing
+	Next         string
+}
+
 // EachCertificate calls fn with every certificate q selects, a page at a
 // time (q.Limit, from q.After on), and stops at the first error.
 func EachCertificate(ctx context.Context, s NameIndex, q CertificateQuery, fn func(CertificateListing) error) error {
 	if q.Limit <= 0 {
 		q.Limit = MaxCertificatePage
 	}
+	q.Before = ""
 	for {
 		page, err := s.CertificatePage(ctx, q)
 		if err != nil {
 			return err
 		}
-		for _, c := range page {
+		for _, c := range page.Certificates {
 			if err := fn(c); err != nil {
 				return err
 			}
 		}
-		if len(page) < q.Limit {
+		if page.Next == "" {
 			return nil
 		}
-		q.After = page[len(page)-1].Spec.Name
+		q.After = page.Next
 	}
+}
+
+// NormalizeSearch is a search text as CertificateQuery.Search compares
+// it: lowercase, without spaces, a trailing dot or a leading "*.".
+func NormalizeSearch(q string) string {
+	q = strings.ToLower(strings.TrimSpace(q))
+	q = strings.TrimSuffix(q, ".")
+	q = strings.TrimPrefix(q, "*.")
+	return q
+}
+
+// MaxSearchTerm is the longest search term kept (a DNS name's length).
+const MaxSearchTerm = 253
+
+// SearchTerms are the terms a certificate is found by (Search): for each
+// of names (its name and identifiers' values), lowercased, the name
+// itself and, for a DNS name, every run of whole labels at its start or
+// its end, and every label; a wildcard's "*" label is not a term. An IP
+// address is found by itself only. Sorted, without duplicates.
+func SearchTerms(names ...string) []string {
+	var out []string
+	add := func(t string) {
+		if t != "" && t != "*" && len(t) <= MaxSearchTerm {
+			out = append(out, t)
+		}
+	}
+	for _, n := range names {
+		n = strings.ToLower(strings.TrimSuffix(n, "."))
+		add(n)
+		if _, err := netip.ParseAddr(n); err == nil {
+			continue
+		}
+		labels := strings.Split(n, ".")
+		if labels[0] == "*" {
+			labels = labels[1:]
+			add(strings.Join(labels, "."))
+		}
+		for i := range labels {
+			add(labels[i])
+			add(strings.Join(labels[:i+1], "."))
+			add(strings.Join(labels[i:], "."))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

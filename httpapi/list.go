@@ -37,9 +37,9 @@ func listQuery(r *http.Request, p principal) (certfleet.CertificateQuery, *Probl
 	}
 	if s := v.Get("q"); s != "" {
 		if len(s) > 253 || strings.ContainsAny(s, " \t\r\n") {
-			return cq, problemf(certfleet.EINVALID, "q=%q: give part of a name (at most 253 characters, no spaces)", s)
+			return cq, problemf(certfleet.EINVALID, "q=%q: give a name, a domain its names are under (example.com), or whole labels (www, www.example) — at most 253 characters, no spaces", s)
 		}
-		cq.Search = strings.ToLower(s)
+		cq.Search = certfleet.NormalizeSearch(s)
 	}
 	if s := v.Get("source"); s != "" {
 		if err := certfleet.ValidateName(s); err != nil {
@@ -92,7 +92,7 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, p prin
 			if err != nil {
 				return s.errReply(r, "list certificates", err)
 			}
-			for _, c := range page {
+			for _, c := range page.Certificates {
 				if !p.token.MayRead(c.Spec) {
 					continue
 				}
@@ -107,10 +107,10 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, p prin
 				}
 				list.Certificates = append(list.Certificates, info)
 			}
-			if len(page) < q.Limit {
+			if page.Next == "" {
 				return jsonReply(http.StatusOK, list) // the end
 			}
-			q.After = page[len(page)-1].Spec.Name
+			q.After = page.Next
 		}
 		// Out of scanning budget (or full at a page's end): go on after
 		// what was read. The next page may be empty.

@@ -45,3 +45,7 @@ func TestHeartbeats(t *testing.T) {
 func TestStoreNamesContract(t *testing.T) {
 	storetest.RunNames(t, func(t *testing.T) storetest.TenantStore { return newTestStore(t) })
 }
+
+func TestStoreListingContract(t *testing.T) {
+	storetest.RunListing(t, func(t *testing.T) storetest.TenantStore { return newTestStore(t) })
+}

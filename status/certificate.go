@@ -25,10 +25,10 @@ func Certificate(ctx context.Context, w io.Writer, store certfleet.Store, name s
 	if err != nil {
 		return fmt.Errorf("read certificate %s: %w", sp.Name, err)
 	}
-	if len(page) == 0 || page[0].Spec.Name != sp.Name {
+	if len(page.Certificates) == 0 || page.Certificates[0].Spec.Name != sp.Name {
 		return certfleet.Errorf(certfleet.ENOTFOUND, "certificate %q not found", sp.Name)
 	}
-	c := page[0]
+	c := page.Certificates[0]
 	state := "active"
 	if sp.Disabled {
 		state = "withdrawn"

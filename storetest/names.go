@@ -215,7 +215,7 @@ func mustPage(t *testing.T, s certfleet.NameIndex, q certfleet.CertificateQuery)
 	if err != nil {
 		t.Fatalf("CertificatePage(%+v): %v", q, err)
 	}
-	return page
+	return page.Certificates
 }
 
 func testPageCursor(t *testing.T, s TenantStore) {
@@ -328,7 +328,11 @@ func testPageFilters(t *testing.T, s TenantStore) {
 		{"unknown tenant", certfleet.CertificateQuery{Tenant: "nobody"}, []string{}},
 		{"source", certfleet.CertificateQuery{Source: certfleet.SourceConfig}, []string{"cfg"}},
 		{"search identifier", certfleet.CertificateQuery{Search: "WWW.shop"}, []string{"shop"}},
-		{"search name", certfleet.CertificateQuery{Search: "lo"}, []string{"blog"}},
+		{"search name", certfleet.CertificateQuery{Search: "BLOG"}, []string{"blog"}},
+		{"search domain", certfleet.CertificateQuery{Search: "shop.t1.example"}, []string{"shop"}},
+		{"search label", certfleet.CertificateQuery{Search: "t1"}, []string{"blog", "shop"}},
+		{"search parent domain", certfleet.CertificateQuery{Search: "example"}, []string{"blog", "cfg", "own", "shop"}},
+		{"search is not a substring", certfleet.CertificateQuery{Search: "lo"}, []string{}},
 		{"search wildcard characters are literal", certfleet.CertificateQuery{Search: "%"}, []string{}},
 		{"search in tenant", certfleet.CertificateQuery{Tenant: "t1", Search: "own"}, []string{}},
 		{"failing", certfleet.CertificateQuery{Failing: true}, []string{"cfg"}},

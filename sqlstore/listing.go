@@ -1,0 +1,278 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/certfleet/certfleet"
+)
+
+// The listing (CertificatePage, issue 13): a page of specs in name order
+// from the cursor, joined with their jobs and current issuances in one
+// statement. Every filter is answered by walking one index in spec name
+// order (the driver) and checking the others on each row by primary key:
+//
+//   - Search walks spec_terms (term, spec) at the term;
+//   - Failing walks jobs_failing (spec, key_type), the failing jobs only;
+//   - Source walks specs_source (source, name), Tenant specs_tenant
+//     (tenant, name); nothing else, the primary key.
+//
+// A page first finds how far listingScan rows of the driver reach from the
+// cursor (the bound: an index-only walk), then reads the matches up to
+// there. So a page costs at most listingScan index rows however rare the
+// other filters are among the driver's rows; when the bound is reached
+// before the page is full, the page is short and its Next is the bound.
+const listingScan = 1000
+
+// Walk bounds when nothing bounds a walk: every spec name (letters,
+// digits, '.', '_', '-') sorts below "~" bytewise, and above "".
+const (
+	maxKey = "~"
+	minKey = ""
+)
+
+// listDriver is the index a page walks.
+type listDriver int
+
+const (
+	driveAll listDriver = iota
+	driveTenant
+	driveSource
+	driveTerm
+	driveFailing
+)
+
+// drive is what each driver walks: the rows, the key in spec name order,
+// the condition that picks its range (the driver's value is $2 of the
+// bound statement) and the index order.
+var drives = map[listDriver]struct{ from, boundFrom, key, cond, boundCond, order string }{
+	driveAll:    {`specs s`, `specs s`, `s.name`, `true`, `$2 = ''`, `s.name`},
+	driveTenant: {`specs s`, `specs s`, `s.name`, `s.tenant = $2`, `s.tenant = $2`, `s.tenant, s.name`},
+	driveSource: {`specs s`, `specs s`, `s.name`, `s.source = $3`, `s.source = $2`, `s.source, s.name`},
+	driveTerm: {`spec_terms t JOIN specs s ON s.name = t.spec`, `spec_terms t`, `t.spec`, `t.term = $5`, `t.term = $2`,
+		`t.term, t.spec`},
+	// A spec with several failing jobs is listed once, at its first.
+	driveFailing: {`jobs f JOIN specs s ON s.name = f.spec`, `jobs f`, `f.spec`, failingJob("f") + ` AND NOT EXISTS (SELECT 1 FROM jobs g
+			WHERE g.spec = f.spec AND g.key_type < f.key_type AND ` + failingJob("g") + `)`, failingJob("f") + ` AND $2 = ''`, `f.spec, f.key_type`},
+}
+
+// failingJob is jobs_failing's condition on the job alias a (written as
+// the index's, so that both databases see that the index answers it).
+func failingJob(a string) string {
+	return `NOT ` + a + `.disabled AND (` + a + `.failures > 0 OR ` + a + `.deploy_error <> '')`
+}
+
+const (
+	listColumns = `s.name, s.source, s.disabled, s.spec, s.tenant,
+		COALESCE(j.key_type, ''), COALESCE(j.target_revision, ''), COALESCE(j.current_revision, ''), j.next_at,
+		COALESCE(j.failures, 0), COALESCE(j.last_error, ''), j.last_error_at, COALESCE(j.pending_order_url, ''),
+		COALESCE(j.lease_owner, ''), j.lease_until, COALESCE(j.disabled, false), j.ari_start, j.ari_end,
+		COALESCE(j.deploy_error, ''), COALESCE(j.deploy_failures, 0), j.deploy_failed_at, j.deploy_next_at,
+		COALESCE(i.id, 0), COALESCE(i.serial, ''), COALESCE(i.fingerprint, ''), i.not_before, i.not_after, i.issued_at`
+	// listFilter checks every filter on a row of any driver, by primary
+	// key: $2 tenant, $3 source, $4 include withdrawn, $5 search term,
+	// $6 failing.
+	listFilter = `($2 = '' OR s.tenant = $2) AND ($3 = '' OR s.source = $3) AND ($4 OR NOT s.disabled)
+		AND ($5 = '' OR EXISTS (SELECT 1 FROM spec_terms x WHERE x.term = $5 AND x.spec = s.name))
+		AND (NOT $6 OR EXISTS (SELECT 1 FROM jobs y WHERE y.spec = s.name AND NOT y.disabled AND (y.failures > 0 OR y.deploy_error <> '')))`
+	listJoin = ` LEFT JOIN jobs j ON j.spec = s.name AND ($4 OR NOT j.disabled)
+		LEFT JOIN issuances i ON i.id = j.current_id`
+	// listJoinPG is listJoin as lateral joins: PostgreSQL then looks each
+	// page's jobs and issuances up by index whatever its statistics say
+	// (right after 100,000 specs were added, before autoanalyze, it chose
+	// to hash every job: 0.3 s a page instead of 0.3 ms).
+	listJoinPG = ` LEFT JOIN LATERAL (SELECT * FROM jobs j WHERE j.spec = s.name AND ($4 OR NOT j.disabled)) j ON true
+		LEFT JOIN LATERAL (SELECT * FROM issuances i WHERE i.id = j.current_id) i ON true`
+)
+
+// listKey names a page statement: its driver and direction.
+type listKey struct {
+	d    listDriver
+	back bool
+}
+
+// listStatements are the page statements ($1 cursor, $2..$6 listFilter's,
+// $7 limit, $8 bound) and the bound statements ($1 cursor, $2 the
+// driver's value) of every driver and direction.
+var listStatements, boundStatements = func() (map[listKey]Q, map[listKey]Q) {
+	page, bound := map[listKey]Q{}, map[listKey]Q{}
+	for d, dr := range drives {
+		for _, back := range []bool{false, true} {
+			rng, order := dr.key+` > $1 AND `+dr.key+` <= $8`, dr.order
+			brng, border := dr.key+` > $1`, dr.order
+			if back {
+				rng, order = dr.key+` < $1 AND `+dr.key+` >= $8`, descending(dr.order)
+				brng, border = dr.key+` < $1`, descending(dr.order)
+			}
+			inner := `SELECT s.name, s.source, s.disabled, s.spec, s.tenant FROM ` + dr.from + `
+				WHERE ` + dr.cond + ` AND ` + rng + ` AND ` + listFilter + `
+				ORDER BY ` + order + ` LIMIT $7`
+			const end = ` ORDER BY s.name, j.key_type`
+			page[listKey{d, back}] = SQLEach(`SELECT `+listColumns+` FROM (`+inner+`) s`+listJoin+end,
+				`SELECT `+listColumns+` FROM (`+inner+`) s`+listJoinPG+end)
+			// The bound walks the driver's index alone ($2 = '' where the
+			// driver has no value: it is given all the same).
+			bound[listKey{d, back}] = SQL(`SELECT ` + dr.key + ` FROM ` + dr.boundFrom + ` WHERE ` + dr.boundCond + ` AND ` + brng +
+				` ORDER BY ` + border + fmt.Sprintf(` LIMIT 1 OFFSET %d`, listingScan-1))
+		}
+	}
+	return page, bound
+}()
+
+// descending is an ORDER BY list in reverse.
+func descending(order string) string {
+	out := ""
+	for i, c := range splitComma(order) {
+		if i > 0 {
+			out += ", "
+		}
+		out += c + " DESC"
+	}
+	return out
+}
+
+func splitComma(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == ',' {
+			out = append(out, s[start:i])
+			start = i + 2 // ", "
+		}
+	}
+	return append(out, s[start:])
+}
+
+var qChainOf = SQL(`SELECT chain_pem FROM issuances WHERE id = $1`)
+
+// CertificatePage implements certfleet.NameIndex.
+func (s *Store) CertificatePage(ctx context.Context, cq certfleet.CertificateQuery) (certfleet.ListingPage, error) {
+	limit := cq.Limit
+	switch {
+	case limit < 0:
+		return certfleet.ListingPage{}, certfleet.Errorf(certfleet.EINVALID, "list certificates: limit %d: give 1 to %d", limit, certfleet.MaxCertificatePage)
+	case limit == 0:
+		limit = certfleet.DefaultCertificatePage
+	}
+	limit = min(limit, certfleet.MaxCertificatePage)
+	if s.db == nil {
+		return certfleet.ListingPage{}, errNotOpen
+	}
+	term := certfleet.NormalizeSearch(cq.Search)
+	if cq.Search != "" && term == "" {
+		term = "*" // nothing is found by it
+	}
+	d, value := driveAll, ""
+	switch {
+	case term != "":
+		d, value = driveTerm, term
+	case cq.Failing:
+		d = driveFailing
+	case cq.Source != "":
+		d, value = driveSource, cq.Source
+	case cq.Tenant != "":
+		d, value = driveTenant, cq.Tenant
+	}
+	back := cq.After == "" && cq.Before != ""
+	cursor, end := cq.After, maxKey
+	if back {
+		cursor, end = cq.Before, minKey
+	}
+	key := listKey{d, back}
+	var out certfleet.ListingPage
+	err := s.db.View(ctx, func(q Querier) error {
+		out = certfleet.ListingPage{}
+		// How far listingScan rows of the driver reach.
+		bound, more := end, true
+		if err := q.QueryRow(boundStatements[key], cursor, value).Scan(&bound); noRows(err) {
+			bound, more = end, false
+		} else if err != nil {
+			return err
+		}
+		rows, err := q.Query(listStatements[key], cursor, cq.Tenant, cq.Source, cq.IncludeDisabled, term, cq.Failing, limit+1, bound)
+		if err != nil {
+			return err
+		}
+		list, err := scanListing(rows)
+		if err != nil {
+			return err
+		}
+		switch {
+		case len(list) > limit && back:
+			list = list[1:]
+			out.Next = list[0].Spec.Name
+		case len(list) > limit:
+			list = list[:limit]
+			out.Next = list[limit-1].Spec.Name
+		case more:
+			out.Next = bound
+		}
+		out.Certificates = list
+		if !cq.Chains {
+			return nil
+		}
+		for i := range list {
+			for k := range list[i].Jobs {
+				j := &list[i].Jobs[k]
+				if j.Current.IssuanceID == 0 {
+					continue
+				}
+				if err := q.QueryRow(qChainOf, j.Current.IssuanceID).Scan(&j.ChainPEM); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return certfleet.ListingPage{}, fmt.Errorf("list certificates: %w", err)
+	}
+	return out, nil
+}
+
+// scanListing reads a page statement's rows: a row per job (or one for a
+// spec without jobs), in spec name order.
+func scanListing(rows Rows) ([]certfleet.CertificateListing, error) {
+	defer rows.Close()
+	var out []certfleet.CertificateListing
+	for rows.Next() {
+		var (
+			name, source, js, tenant, kt, pendingURL string
+			disabled, jobDisabled                    bool
+			j                                        certfleet.ListedJob
+			nextAt, lastErrAt, leaseUntil            time.Time
+			ariStart, ariEnd                         time.Time
+			deployFailedAt, deployNextAt             time.Time
+			c                                        = &j.Current
+		)
+		if err := rows.Scan(&name, &source, &disabled, &js, &tenant,
+			&kt, &j.TargetRevision, &j.CurrentRevision, &nextAt,
+			&j.Failures, &j.LastError, &lastErrAt, &pendingURL,
+			&j.LeaseOwner, &leaseUntil, &jobDisabled, &ariStart, &ariEnd,
+			&j.Deploy.Error, &j.Deploy.Failures, &deployFailedAt, &deployNextAt,
+			&c.IssuanceID, &c.Serial, &c.Fingerprint, &c.NotBefore, &c.NotAfter, &c.IssuedAt); err != nil {
+			return nil, err
+		}
+		if len(out) == 0 || out[len(out)-1].Spec.Name != name {
+			sp, err := decodeSpec(source, disabled, js, tenant)
+			if err != nil {
+				return nil, fmt.Errorf("certificate %q: %w", name, err)
+			}
+			out = append(out, certfleet.CertificateListing{Spec: sp})
+		}
+		if kt == "" {
+			continue // a spec without jobs
+		}
+		j.KeyType, j.NextAt, j.LastErrorAt, j.LeaseUntil = certfleet.KeyType(kt), nextAt, lastErrAt, leaseUntil
+		j.Pending, j.Disabled, j.ARIStart, j.ARIEnd = pendingURL != "", jobDisabled, ariStart, ariEnd
+		j.Deploy.FailedAt, j.Deploy.NextAt = deployFailedAt, deployNextAt
+		if c.IssuanceID != 0 {
+			c.Spec, c.KeyType, c.NextAt, c.Failures, c.LastError = name, j.KeyType, nextAt, j.Failures, j.LastError
+		} else {
+			j.Current = certfleet.CurrentCertificate{}
+		}
+		out[len(out)-1].Jobs = append(out[len(out)-1].Jobs, j)
+	}
+	return out, rows.Err()
+}

@@ -344,7 +344,7 @@ func (i *Issuer) download(ctx context.Context, acct acme.Account, order acme.Ord
 		return certfleet.IssueResult{}, fmt.Errorf("order %s: certificate %s: %w", order.Location, order.Certificate, errKeyMismatch)
 	}
 	lg.Info("certificate issued", certfleet.LogOrderURL, order.Location,
-		certfleet.LogSerial, certs[0].SerialNumber.Text(16), certfleet.LogNotAfter, certs[0].NotAfter)
+		certfleet.LogSerial, certfleet.SerialString(certs[0].SerialNumber), certfleet.LogNotAfter, certs[0].NotAfter)
 	return certfleet.IssueResult{
 		ChainPEM:   chain.ChainPEM,
 		OrderURL:   order.Location,

@@ -35,9 +35,9 @@ func (i *Issuer) Revoke(ctx context.Context, cert *x509.Certificate, reason int)
 			return nil
 		}
 		if status, _ := rec.get(); status == http.StatusNotFound {
-			return certfleet.Errorf(certfleet.ENOTFOUND, "revoke serial %s: the CA %s does not know the certificate", cert.SerialNumber.Text(16), i.cfg.DirectoryURL)
+			return certfleet.Errorf(certfleet.ENOTFOUND, "revoke serial %s: the CA %s does not know the certificate", certfleet.SerialString(cert.SerialNumber), i.cfg.DirectoryURL)
 		}
-		return fmt.Errorf("revoke serial %s at %s: %w", cert.SerialNumber.Text(16), i.cfg.DirectoryURL, finish(err))
+		return fmt.Errorf("revoke serial %s at %s: %w", certfleet.SerialString(cert.SerialNumber), i.cfg.DirectoryURL, finish(err))
 	}
 	return nil
 }
@@ -63,9 +63,9 @@ func (i *Issuer) RevokeWithKey(ctx context.Context, cert *x509.Certificate, key 
 			return nil
 		}
 		if status, _ := rec.get(); status == http.StatusNotFound {
-			return certfleet.Errorf(certfleet.ENOTFOUND, "revoke serial %s: the CA %s does not know the certificate", cert.SerialNumber.Text(16), i.cfg.DirectoryURL)
+			return certfleet.Errorf(certfleet.ENOTFOUND, "revoke serial %s: the CA %s does not know the certificate", certfleet.SerialString(cert.SerialNumber), i.cfg.DirectoryURL)
 		}
-		return fmt.Errorf("revoke serial %s at %s (signed with the certificate key): %w", cert.SerialNumber.Text(16), i.cfg.DirectoryURL, finish(err))
+		return fmt.Errorf("revoke serial %s at %s (signed with the certificate key): %w", certfleet.SerialString(cert.SerialNumber), i.cfg.DirectoryURL, finish(err))
 	}
 	return nil
 }

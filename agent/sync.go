@@ -214,7 +214,7 @@ func (w *watcher) syncOnce(ctx context.Context, wait time.Duration, full bool) e
 		w.mu.Unlock()
 		if changed {
 			w.a.log.Info("certificate installed", certfleet.LogIdentifier, w.c.Name,
-				certfleet.LogSerial, serialHex(leaf), certfleet.LogNotAfter, leaf.NotAfter)
+				certfleet.LogSerial, certfleet.SerialString(leaf.SerialNumber), certfleet.LogNotAfter, leaf.NotAfter)
 		}
 		if err := w.saveState(st); err != nil {
 			return err

@@ -479,8 +479,8 @@ func TestAgentStale(t *testing.T) {
 	round()
 	round()
 	got := wantStates(t, r, "opened/warning")
-	if got[0].Kind != certfleet.IncidentAgentStale || got[0].Agent != "lb1" || got[0].Serial != old.Serial ||
-		!strings.Contains(got[0].Summary, "agent lb1 still has serial "+old.Serial) {
+	if got[0].Kind != certfleet.IncidentAgentStale || got[0].Agent != "lb1" || got[0].Serial != certfleet.FormatSerial(old.Serial) ||
+		!strings.Contains(got[0].Summary, "agent lb1 still has serial "+certfleet.FormatSerial(old.Serial)) {
 		t.Errorf("agent notification = %+v", got[0])
 	}
 	// The old copy runs out: critical, then expired.
@@ -530,7 +530,7 @@ func TestEndpointStale(t *testing.T) {
 	*src = source{obs("stale", renewedAt.Add(25*time.Hour), old)}
 	round()
 	got := wantStates(t, r, "opened/warning")
-	if got[0].Kind != certfleet.IncidentEndpointStale || got[0].Endpoint != ep || got[0].Serial != old.Serial {
+	if got[0].Kind != certfleet.IncidentEndpointStale || got[0].Endpoint != ep || got[0].Serial != certfleet.FormatSerial(old.Serial) {
 		t.Errorf("endpoint notification = %+v", got[0])
 	}
 	for _, o := range []alert.EndpointObservation{

@@ -238,9 +238,9 @@ func (r *round) expiry(add func(certfleet.Incident)) {
 		sev := r.severity(iss.NotAfter, lifetime(iss))
 		var summary string
 		if sev == certfleet.SeverityExpired {
-			summary = fmt.Sprintf("certificate %s (%s, serial %s) expired at %s", j.Spec, j.KeyType, iss.Serial, stamp(iss.NotAfter))
+			summary = fmt.Sprintf("certificate %s (%s, serial %s) expired at %s", j.Spec, j.KeyType, certfleet.FormatSerial(iss.Serial), stamp(iss.NotAfter))
 		} else {
-			summary = fmt.Sprintf("certificate %s (%s, serial %s) expires in %s, at %s", j.Spec, j.KeyType, iss.Serial, human(left), stamp(iss.NotAfter))
+			summary = fmt.Sprintf("certificate %s (%s, serial %s) expires in %s, at %s", j.Spec, j.KeyType, certfleet.FormatSerial(iss.Serial), human(left), stamp(iss.NotAfter))
 		}
 		if j.Failures > 0 {
 			summary += fmt.Sprintf(", and renewing it failed %d time(s) in a row: %s", j.Failures, oneLine(j.LastError, 300))
@@ -342,10 +342,10 @@ func (r *round) agents(ctx context.Context, reports []certfleet.AgentReport, add
 		if rep.Fingerprint == "" {
 			what = "has nothing installed"
 		} else {
-			what = fmt.Sprintf("still has serial %s installed", serial)
+			what = fmt.Sprintf("still has serial %s installed", certfleet.FormatSerial(serial))
 		}
 		summary := fmt.Sprintf("agent %s %s for %s (%s), %s after serial %s replaced it (grace %s); last check-in %s",
-			rep.Agent, what, rep.Certificate, rep.KeyType, human(r.now.Sub(since)), l.current.Serial, human(grace), stamp(rep.ReportedAt))
+			rep.Agent, what, rep.Certificate, rep.KeyType, human(r.now.Sub(since)), certfleet.FormatSerial(l.current.Serial), human(grace), stamp(rep.ReportedAt))
 		if rep.Error != "" {
 			summary += "; its last error: " + oneLine(rep.Error, 300)
 		}

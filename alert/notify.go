@@ -50,7 +50,7 @@ func newNotification(inc certfleet.Incident, state, instance string, now time.Ti
 	n := Notification{
 		IncidentID: inc.ID, State: state, Kind: inc.Kind, Severity: inc.Severity,
 		PreviousSeverity: inc.NotifiedSeverity, Certificate: inc.Certificate, KeyType: inc.KeyType,
-		Serial: inc.Serial, NotAfter: inc.NotAfter, Failures: inc.Failures, LastError: inc.LastError,
+		Serial: certfleet.FormatSerial(inc.Serial), NotAfter: inc.NotAfter, Failures: inc.Failures, LastError: inc.LastError,
 		Summary: inc.Summary, OpenedAt: inc.OpenedAt, UpdatedAt: inc.UpdatedAt, ResolvedAt: inc.ResolvedAt,
 		SentAt: now.UTC(), Instance: instance,
 	}

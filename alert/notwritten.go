@@ -34,7 +34,7 @@ func (r *round) notWritten(ctx context.Context, add func(certfleet.Incident)) er
 			Key:  certfleet.IncidentKey(certfleet.IncidentNotWritten, j.Spec, j.KeyType, ""),
 			Kind: certfleet.IncidentNotWritten, Certificate: j.Spec, KeyType: j.KeyType, Severity: sev,
 			Summary: fmt.Sprintf("certificate %s (%s, serial %s) was issued but its files are not written (%d failed tries; next try %s): %s",
-				j.Spec, j.KeyType, iss.Serial, j.Deploy.Failures, stamp(j.Deploy.NextAt), oneLine(j.Deploy.Error, 300)),
+				j.Spec, j.KeyType, certfleet.FormatSerial(iss.Serial), j.Deploy.Failures, stamp(j.Deploy.NextAt), oneLine(j.Deploy.Error, 300)),
 			Serial: iss.Serial, NotAfter: iss.NotAfter, Failures: j.Deploy.Failures,
 			LastError: oneLine(j.Deploy.Error, 1000), UpdatedAt: r.now,
 		})

@@ -273,7 +273,7 @@ func (p *Playbook) Run(ctx context.Context, target string, o Options) error {
 	// 2. Revoke every unexpired certificate of the key.
 	now := time.Now()
 	for _, iss := range set.issuances {
-		label := fmt.Sprintf("%s/%s serial %s", iss.Spec, iss.KeyType, iss.Serial)
+		label := fmt.Sprintf("%s/%s serial %s", iss.Spec, iss.KeyType, certfleet.FormatSerial(iss.Serial))
 		if !iss.NotAfter.After(now) {
 			fmt.Fprintf(w, "expired  %s (expired %s; not revoked)\n", label, status.Time(iss.NotAfter))
 			continue
@@ -455,7 +455,7 @@ func (p *Playbook) trackRollout(ctx context.Context, set compromisedSet, o Optio
 			return &Error{Kind: Failed, Err: fmt.Errorf("track the rollout: %w", err)}
 		}
 		for _, iss := range st.late {
-			label := fmt.Sprintf("%s/%s serial %s", iss.Spec, iss.KeyType, iss.Serial)
+			label := fmt.Sprintf("%s/%s serial %s", iss.Spec, iss.KeyType, certfleet.FormatSerial(iss.Serial))
 			how, err := p.revokeCompromised(ctx, iss)
 			if err != nil {
 				fmt.Fprintf(o.Out, "FAILED   %s (issued with the key while it was being blocked): %v\n", label, err)
@@ -567,7 +567,7 @@ func (p *Playbook) rolloutStore(ctx context.Context, set *compromisedSet) (rollo
 		}
 		for _, r := range reps {
 			if _, old := set.fingerprints[r.Fingerprint]; old && r.Fingerprint != "" {
-				st.agents = append(st.agents, fmt.Sprintf("%s: %s/%s serial %s, last seen %s", r.Agent, r.Certificate, r.KeyType, r.Serial, status.Time(r.ReportedAt)))
+				st.agents = append(st.agents, fmt.Sprintf("%s: %s/%s serial %s, last seen %s", r.Agent, r.Certificate, r.KeyType, certfleet.FormatSerial(r.Serial), status.Time(r.ReportedAt)))
 			}
 		}
 	}
@@ -611,7 +611,7 @@ func (p *Playbook) rolloutEndpoints(ctx context.Context, set compromisedSet, che
 					continue
 				}
 				if keys[keyIDOf(r.Leaf)] {
-					bad = append(bad, fmt.Sprintf("%s serves serial %s", label, r.Serial))
+					bad = append(bad, fmt.Sprintf("%s serves serial %s", label, certfleet.FormatSerial(r.Serial)))
 				}
 			}
 		}

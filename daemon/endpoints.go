@@ -207,7 +207,7 @@ func (w *endpointWatcher) pass(ctx context.Context, names ...string) {
 		log := w.d.Logger.With(certfleet.LogCertificate, r.Certificate, "endpoint", r.Target.String())
 		switch {
 		case r.OK():
-			log.Info("endpoint serves the current certificate", certfleet.LogSerial, r.Verdict.ServedSerial)
+			log.Info("endpoint serves the current certificate", certfleet.LogSerial, certfleet.FormatSerial(r.Verdict.ServedSerial))
 		case r.Err != nil:
 			log.Error("endpoint check failed", certfleet.LogError, r.Err)
 		default:

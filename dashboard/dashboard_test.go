@@ -599,7 +599,7 @@ func TestListShowsState(t *testing.T) {
 		}
 	}
 	d := e.do("GET", "/dashboard/cert/web", c, nil, nil)
-	for _, want := range []string{iss.Serial, "host0", "host1", "an old one: host1"} {
+	for _, want := range []string{certfleet.FormatSerial(iss.Serial), "host0", "host1", "an old one: host1"} {
 		if !strings.Contains(d.body, want) {
 			t.Errorf("the certificate page does not show %q:\n%s", want, d.body)
 		}

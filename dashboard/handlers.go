@@ -339,6 +339,7 @@ var funcs = template.FuncMap{
 		return strings.ToValidUTF8(s[:n], "") + "…"
 	},
 	"pathEscape": url.PathEscape,
+	"serial":     certfleet.FormatSerial, // as openssl prints it
 	// dict passes several values to a shared template.
 	"dict": func(kv ...any) map[string]any {
 		m := make(map[string]any, len(kv)/2)

@@ -89,7 +89,7 @@ func (s *Server) issued(ctx context.Context, id int64) (*IssuedCert, error) {
 	if err != nil {
 		return nil, err
 	}
-	c = IssuedCert{Serial: iss.Serial, Fingerprint: iss.Fingerprint, NotBefore: iss.NotBefore, NotAfter: iss.NotAfter, IssuedAt: iss.IssuedAt}
+	c = IssuedCert{Serial: certfleet.FormatSerial(iss.Serial), Fingerprint: iss.Fingerprint, NotBefore: iss.NotBefore, NotAfter: iss.NotAfter, IssuedAt: iss.IssuedAt}
 	s.issMu.Lock()
 	if s.iss == nil || len(s.iss) >= 200000 {
 		s.iss = make(map[int64]IssuedCert)

@@ -142,6 +142,6 @@ func CopyCommandEnv(name string, copies []Copy, iss certfleet.Issuance) []string
 		"CERTFLEET_KEY_TYPE="+string(iss.KeyType),
 		"CERTFLEET_NAMES="+strings.Join(certfleet.IdentifierValues(iss.Identifiers), " "),
 		"CERTFLEET_COPY_PATHS="+strings.Join(paths, " "),
-		"CERTFLEET_SERIAL="+iss.Serial,
+		"CERTFLEET_SERIAL="+certfleet.FormatSerial(iss.Serial),
 	)
 }

@@ -258,7 +258,7 @@ func (w *Writer) Write(ctx context.Context, t Target, spec certfleet.Certificate
 		}
 		w.logger().InfoContext(ctx, "certificate deployed",
 			certfleet.LogCertificate, spec.Name, certfleet.LogKeyType, string(iss.KeyType),
-			certfleet.LogSerial, iss.Serial, certfleet.LogPath, dir, "files", len(res.Files))
+			certfleet.LogSerial, certfleet.FormatSerial(iss.Serial), certfleet.LogPath, dir, "files", len(res.Files))
 	}
 
 	statePath := filepath.Join(dir, stateFile)
@@ -347,7 +347,7 @@ func commandEnv(dir string, spec certfleet.CertificateSpec, iss certfleet.Issuan
 		"CERTFLEET_CHAIN_PATH="+filepath.Join(dir, ChainFile),
 		"CERTFLEET_FULLCHAIN_PATH="+filepath.Join(dir, FullchainFile),
 		"CERTFLEET_KEY_PATH="+filepath.Join(dir, KeyFile),
-		"CERTFLEET_SERIAL="+iss.Serial,
+		"CERTFLEET_SERIAL="+certfleet.FormatSerial(iss.Serial),
 		"CERTFLEET_NOT_AFTER="+iss.NotAfter.UTC().Format(time.RFC3339),
 	)
 }

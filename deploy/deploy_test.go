@@ -281,7 +281,7 @@ func TestCommandEnvironment(t *testing.T) {
 		"CERTFLEET_CHAIN_PATH":     filepath.Join(dir, "chain.pem"),
 		"CERTFLEET_FULLCHAIN_PATH": filepath.Join(dir, "fullchain.pem"),
 		"CERTFLEET_KEY_PATH":       filepath.Join(dir, "privkey.pem"),
-		"CERTFLEET_SERIAL":         iss.Serial,
+		"CERTFLEET_SERIAL":         certfleet.FormatSerial(iss.Serial), // as openssl prints it (issue 15)
 		"CERTFLEET_NOT_AFTER":      iss.NotAfter.UTC().Format(time.RFC3339),
 		"CERTFLEET_TEST_INHERITED": "yes",
 	} {

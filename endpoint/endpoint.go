@@ -221,7 +221,7 @@ type Result struct {
 func (r Result) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("endpoint", r.Target.String()),
-		slog.String(certfleet.LogSerial, r.Serial),
+		slog.String(certfleet.LogSerial, certfleet.FormatSerial(r.Serial)),
 		slog.Time(certfleet.LogNotAfter, r.NotAfter),
 		slog.Bool("chain_verified", r.ChainVerified),
 		slog.Duration("duration", r.Duration),

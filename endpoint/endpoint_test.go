@@ -85,7 +85,7 @@ func TestCheckNewAndOld(t *testing.T) {
 	if v.Status != endpoint.StatusStale || v.ServedIssuance != f.old.iss.ID || v.ServedSerial != f.old.iss.Serial || v.WantSerial != f.new.iss.Serial {
 		t.Errorf("old server: verdict %+v, want stale, issuance %d, serials %s→%s", v, f.old.iss.ID, f.old.iss.Serial, f.new.iss.Serial)
 	}
-	for _, s := range []string{f.old.iss.Serial, f.new.iss.Serial} {
+	for _, s := range []string{certfleet.FormatSerial(f.old.iss.Serial), certfleet.FormatSerial(f.new.iss.Serial)} {
 		if !strings.Contains(v.Message, s) {
 			t.Errorf("stale message %q does not name serial %s", v.Message, s)
 		}

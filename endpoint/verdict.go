@@ -114,13 +114,13 @@ func Compare(r Result, want Expectation, now time.Time) Verdict {
 		switch {
 		case left <= 0:
 			v.Status = StatusExpired
-			v.Message = fmt.Sprintf("serves the current certificate (serial %s, %s), but it expired at %s", r.Serial, newest.KeyType, r.NotAfter.UTC().Format(time.RFC3339))
+			v.Message = fmt.Sprintf("serves the current certificate (serial %s, %s), but it expired at %s", certfleet.FormatSerial(r.Serial), newest.KeyType, r.NotAfter.UTC().Format(time.RFC3339))
 		case left <= want.WarnBefore:
 			v.Status = StatusExpiring
-			v.Message = fmt.Sprintf("serves the current certificate (serial %s, %s), but it expires in %s, at %s: renewal is late", r.Serial, newest.KeyType, roundDuration(left), r.NotAfter.UTC().Format(time.RFC3339))
+			v.Message = fmt.Sprintf("serves the current certificate (serial %s, %s), but it expires in %s, at %s: renewal is late", certfleet.FormatSerial(r.Serial), newest.KeyType, roundDuration(left), r.NotAfter.UTC().Format(time.RFC3339))
 		default:
 			v.Status = StatusOK
-			v.Message = fmt.Sprintf("serves the current certificate (serial %s, %s), expiring %s", r.Serial, newest.KeyType, r.NotAfter.UTC().Format(time.RFC3339))
+			v.Message = fmt.Sprintf("serves the current certificate (serial %s, %s), expiring %s", certfleet.FormatSerial(r.Serial), newest.KeyType, r.NotAfter.UTC().Format(time.RFC3339))
 		}
 		return v
 	}
@@ -134,14 +134,14 @@ func Compare(r Result, want Expectation, now time.Time) Verdict {
 			v.Status = StatusStale
 			v.ServedIssuance = iss.ID
 			v.Message = fmt.Sprintf("serves an older certificate (serial %s, issuance %d, %s, issued %s%s) instead of the current one (serial %s, issuance %d): deploy it or reload the service",
-				r.Serial, iss.ID, iss.KeyType, iss.IssuedAt.UTC().Format(time.RFC3339), expired, newest.Serial, newest.ID)
+				certfleet.FormatSerial(r.Serial), iss.ID, iss.KeyType, iss.IssuedAt.UTC().Format(time.RFC3339), expired, certfleet.FormatSerial(newest.Serial), newest.ID)
 			return v
 		}
 	}
 	if r.Leaf != nil && coversAll(r.Leaf.DNSNames, r.Leaf.IPAddresses, newest.Identifiers) && !r.Leaf.NotBefore.After(newest.NotBefore) {
 		v.Status = StatusStale
 		v.Message = fmt.Sprintf("serves an older certificate for the same names that certfleet did not issue (serial %s, issuer %q%s) instead of the current one (serial %s, issuance %d): deploy it or reload the service",
-			r.Serial, r.Leaf.Issuer.String(), expired, newest.Serial, newest.ID)
+			certfleet.FormatSerial(r.Serial), r.Leaf.Issuer.String(), expired, certfleet.FormatSerial(newest.Serial), newest.ID)
 		return v
 	}
 	v.Status = StatusMismatch
@@ -150,14 +150,14 @@ func Compare(r Result, want Expectation, now time.Time) Verdict {
 		why = "a newer certificate for the same names that certfleet did not issue"
 	}
 	v.Message = fmt.Sprintf("serves %s (%s) instead of the current one (serial %s, issuance %d, names %s): check the SNI name and which certificate the service is configured with",
-		why, describe(r), newest.Serial, newest.ID, strings.Join(certfleet.IdentifierValues(newest.Identifiers), " "))
+		why, describe(r), certfleet.FormatSerial(newest.Serial), newest.ID, strings.Join(certfleet.IdentifierValues(newest.Identifiers), " "))
 	return v
 }
 
 // describe names the served leaf: serial, names, issuer.
 func describe(r Result) string {
 	if r.Leaf == nil {
-		return "serial " + r.Serial
+		return "serial " + certfleet.FormatSerial(r.Serial)
 	}
 	names := append([]string(nil), r.Leaf.DNSNames...)
 	for _, ip := range r.Leaf.IPAddresses {
@@ -170,7 +170,7 @@ func describe(r Result) string {
 	if len(names) > maxNames {
 		names = append(names[:maxNames], fmt.Sprintf("and %d more", len(names)-maxNames))
 	}
-	return fmt.Sprintf("serial %s, names %s, issuer %q", r.Serial, strings.Join(names, " "), r.Leaf.Issuer.String())
+	return fmt.Sprintf("serial %s, names %s, issuer %q", certfleet.FormatSerial(r.Serial), strings.Join(names, " "), r.Leaf.Issuer.String())
 }
 
 // coversAll reports whether the certificate names include every identifier

@@ -56,7 +56,7 @@ func TestCompare(t *testing.T) {
 		msg      []string // parts of the message
 		warnings int
 	}{
-		{"current", served(cur), want, t0, endpoint.StatusOK, cur.iss.ID, cur.iss.Serial, []string{"serves the current certificate", cur.iss.Serial}, 0},
+		{"current", served(cur), want, t0, endpoint.StatusOK, cur.iss.ID, cur.iss.Serial, []string{"serves the current certificate", certfleet.FormatSerial(cur.iss.Serial)}, 0},
 		{"dual, RSA served", served(curRSA), dual, t0, endpoint.StatusOK, curRSA.iss.ID, curRSA.iss.Serial, []string{"rsa2048"}, 0},
 		{"dual, ECDSA served", served(cur), dual, t0, endpoint.StatusOK, cur.iss.ID, cur.iss.Serial, []string{"ecdsa-p256"}, 0},
 		{"current, expiring", served(cur), want, cur.cert.NotAfter.Add(-90 * time.Minute), endpoint.StatusExpiring, cur.iss.ID, cur.iss.Serial, []string{"expires in 1h30m0s", "renewal is late"}, 0},
@@ -65,10 +65,10 @@ func TestCompare(t *testing.T) {
 		{"current, no warning margin", served(cur), noWarn, cur.cert.NotAfter.Add(-time.Minute), endpoint.StatusOK, cur.iss.ID, cur.iss.Serial, nil, 0},
 		{"current, chain unverified", unverified, want, t0, endpoint.StatusOK, cur.iss.ID, cur.iss.Serial, nil, 1},
 		{"older issuance", served(old), want, t0, endpoint.StatusStale, old.iss.ID, cur.iss.Serial,
-			[]string{"older certificate", old.iss.Serial, cur.iss.Serial, "issuance " + strconv.FormatInt(old.iss.ID, 10), "reload"}, 0},
+			[]string{"older certificate", certfleet.FormatSerial(old.iss.Serial), certfleet.FormatSerial(cur.iss.Serial), "issuance " + strconv.FormatInt(old.iss.ID, 10), "reload"}, 0},
 		{"older issuance, expired", served(old), want, old.cert.NotAfter.Add(time.Second), endpoint.StatusStale, old.iss.ID, cur.iss.Serial, []string{"which has expired"}, 0},
-		{"older issuance, archive not given", served(old), noArchive, t0, endpoint.StatusStale, 0, cur.iss.Serial, []string{"did not issue", old.iss.Serial, cur.iss.Serial}, 0},
-		{"older certificate from before certfleet", served(foreignOld), want, t0, endpoint.StatusStale, 0, cur.iss.Serial, []string{"did not issue", "someone else intermediate", foreignOld.iss.Serial}, 0},
+		{"older issuance, archive not given", served(old), noArchive, t0, endpoint.StatusStale, 0, cur.iss.Serial, []string{"did not issue", certfleet.FormatSerial(old.iss.Serial), certfleet.FormatSerial(cur.iss.Serial)}, 0},
+		{"older certificate from before certfleet", served(foreignOld), want, t0, endpoint.StatusStale, 0, cur.iss.Serial, []string{"did not issue", "someone else intermediate", certfleet.FormatSerial(foreignOld.iss.Serial)}, 0},
 		{"newer certificate not ours", served(foreignNew), want, t0, endpoint.StatusMismatch, 0, cur.iss.Serial, []string{"newer certificate", "not issue"}, 0},
 		{"older certificate with fewer names", served(foreignSubset), want, t0, endpoint.StatusMismatch, 0, cur.iss.Serial, []string{"other names", "names www.example.test example.test"}, 0},
 		{"other names", served(otherNames), want, t0, endpoint.StatusMismatch, 0, cur.iss.Serial, []string{"other names", "mail.example.test", "check the SNI name"}, 0},

@@ -409,6 +409,9 @@ func (d *Dispatcher) attempt(ctx context.Context, h Hook, del certfleet.Delivery
 // payload is what hooks receive for del.
 func (d *Dispatcher) payload(ctx context.Context, del certfleet.Delivery) (Payload, error) {
 	p := Payload{Key: del.Key, Type: certfleet.HookType(del.Event.Kind), Event: del.Event}
+	// Serials as openssl prints them (certfleet.FormatSerial), in the
+	// body and in a command's environment.
+	p.Event.Serial = certfleet.FormatSerial(p.Event.Serial)
 	if del.Event.IssuanceID == 0 {
 		return p, nil
 	}
@@ -418,7 +421,7 @@ func (d *Dispatcher) payload(ctx context.Context, del certfleet.Delivery) (Paylo
 	} else if err != nil {
 		return p, fmt.Errorf("load the certificate of event %d (issuance %d): %w", del.Event.ID, del.Event.IssuanceID, err)
 	}
-	p.Issuance = &Issuance{ID: iss.ID, Certificate: iss.Spec, KeyType: iss.KeyType, Serial: iss.Serial,
+	p.Issuance = &Issuance{ID: iss.ID, Certificate: iss.Spec, KeyType: iss.KeyType, Serial: certfleet.FormatSerial(iss.Serial),
 		Fingerprint: iss.Fingerprint, NotBefore: iss.NotBefore.UTC(), NotAfter: iss.NotAfter.UTC(), ChainPEM: string(iss.ChainPEM)}
 	for _, id := range iss.Identifiers {
 		p.Issuance.Identifiers = append(p.Issuance.Identifiers, id.Value)

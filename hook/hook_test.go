@@ -233,7 +233,7 @@ func TestFailedDeliveryStaysOwedAcrossRestart(t *testing.T) {
 		t.Errorf("still owed after delivery: %d", len(owed))
 	}
 	got := recv.got[keys[0]][0]
-	if got.Type != certfleet.HookRenewed || got.Event.Certificate != "web-00" || got.Event.Serial != "0000" || got.Issuance != nil {
+	if got.Type != certfleet.HookRenewed || got.Event.Certificate != "web-00" || got.Event.Serial != "00" /* as openssl prints a zero serial */ || got.Issuance != nil {
 		t.Errorf("payload = %+v", got)
 	}
 }

@@ -163,7 +163,7 @@ func (s *Server) fleet(ctx context.Context, spec string, current map[certfleet.K
 	}
 	var out []FleetEntry
 	for _, r := range reps {
-		e := FleetEntry{Agent: r.Agent, KeyType: r.KeyType, Serial: r.Serial, Fingerprint: r.Fingerprint,
+		e := FleetEntry{Agent: r.Agent, KeyType: r.KeyType, Serial: certfleet.FormatSerial(r.Serial), Fingerprint: r.Fingerprint,
 			Current:     r.Fingerprint != "" && r.Fingerprint == current[r.KeyType],
 			InstalledAt: r.InstalledAt, LastSeen: r.ReportedAt, Commands: r.Commands, Error: r.Error}
 		if certfleet.IsIdentityID(r.TokenID) {

@@ -42,6 +42,9 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request, p principal) {
 		s.internal(w, r, "audit trail", err)
 		return
 	}
+	for i := range evs {
+		evs[i].Serial = certfleet.FormatSerial(evs[i].Serial) // as openssl prints it (issue 15)
+	}
 	page := AuditPage{Events: evs}
 	if len(evs) == f.Limit {
 		page.Next = "/v1/audit?" + eventQuery(f, evs[len(evs)-1].ID).Encode()
@@ -174,7 +177,7 @@ func agentEvent(prev *certfleet.AgentReport, rep certfleet.AgentReport) (certfle
 	e := certfleet.Event{Kind: certfleet.EventDeployed, Certificate: rep.Certificate, KeyType: rep.KeyType, Serial: rep.Serial}
 	var detail []string
 	if rep.Serial != "" {
-		detail = append(detail, fmt.Sprintf("installed serial %s (not after %s) at %s", rep.Serial,
+		detail = append(detail, fmt.Sprintf("installed serial %s (not after %s) at %s", certfleet.FormatSerial(rep.Serial),
 			rep.NotAfter.UTC().Format(time.RFC3339), rep.InstalledAt.UTC().Format(time.RFC3339)))
 	} else {
 		detail = append(detail, "nothing installed")

@@ -142,7 +142,7 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 			if err != nil {
 				return st, err
 			}
-			ks.Serial, ks.NotAfter = iss.Serial, iss.NotAfter
+			ks.Serial, ks.NotAfter = certfleet.FormatSerial(iss.Serial), iss.NotAfter
 			current[k.KeyType] = iss.Fingerprint
 		} else {
 			st.Issued = false

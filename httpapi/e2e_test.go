@@ -88,8 +88,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Error("chain contains the end-entity certificate")
 	}
 	leaf := e.verify(full.Data, name)
-	if leaf.SerialNumber.Text(16) != st.Keys[0].Serial {
-		t.Errorf("serial %s, status says %s", leaf.SerialNumber.Text(16), st.Keys[0].Serial)
+	if certfleet.SerialString(leaf.SerialNumber) != st.Keys[0].Serial { // as openssl prints it (issue 15)
+		t.Errorf("serial %s, status says %s", certfleet.SerialString(leaf.SerialNumber), st.Keys[0].Serial)
 	}
 	if _, err := tls.X509KeyPair(full.Data, key.Data); err != nil {
 		t.Fatalf("key does not match certificate: %v", err)
@@ -149,7 +149,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("%d key reads recorded, want 3 (privkey, bud, get_certificate): %+v", len(reads), reads)
 	}
 	for _, r := range reads {
-		if r.Spec != name || r.Serial != st.Keys[0].Serial || r.TokenID == "" || r.Remote == "" {
+		if r.Spec != name || !certfleet.SameSerial(r.Serial, st.Keys[0].Serial) || r.TokenID == "" || r.Remote == "" {
 			t.Errorf("key read %+v", r)
 		}
 	}

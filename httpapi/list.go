@@ -134,7 +134,7 @@ func (s *Server) listedInfo(ctx context.Context, c certfleet.CertificateListing)
 			LastError: j.LastError, LastErrorAt: j.LastErrorAt}
 		current := j.Current.IssuanceID != 0 && j.CurrentRevision == sp.Revision(j.KeyType)
 		if current {
-			ks.Serial, ks.NotAfter = j.Current.Serial, j.Current.NotAfter
+			ks.Serial, ks.NotAfter = certfleet.FormatSerial(j.Current.Serial), j.Current.NotAfter
 		}
 		if !current && j.NextAt.After(now) {
 			key := j.Key(sp.Name)

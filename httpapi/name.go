@@ -564,7 +564,7 @@ func (s *Server) revokeAll(ctx context.Context, sp certfleet.CertificateSpec, re
 			return err
 		}
 		if err := rv.Revoke(ctx, leaf, certfleet.ReasonCessationOfOperation); err != nil {
-			return fmt.Errorf("revoke %s (serial %s): %w", sp.Name, iss.Serial, err)
+			return fmt.Errorf("revoke %s (serial %s): %w", sp.Name, certfleet.FormatSerial(iss.Serial), err)
 		}
 		s.Logger.Info("certificate revoked", certfleet.LogCertificate, sp.Name, certfleet.LogSerial, iss.Serial)
 		record(certfleet.Event{Kind: certfleet.EventRevoked, Certificate: sp.Name, KeyType: iss.KeyType,

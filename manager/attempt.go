@@ -156,12 +156,12 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 	}
 
 	res.Outcome, res.Issuance, res.NextAt = certfleet.OutcomeIssued, &iss, d.next.NextAt
-	log.Info("certificate issued", certfleet.LogSerial, iss.Serial, certfleet.LogNotAfter, iss.NotAfter,
+	log.Info("certificate issued", certfleet.LogSerial, certfleet.FormatSerial(iss.Serial), certfleet.LogNotAfter, iss.NotAfter,
 		certfleet.LogNextAt, d.next.NextAt, "took", res.Duration.Round(time.Millisecond))
 	kind, detail := certfleet.EventIssued, d.reason
 	if d.current != nil {
 		kind = certfleet.EventRenewed
-		detail = fmt.Sprintf("%s; replaces serial %s", d.reason, d.current.Serial)
+		detail = fmt.Sprintf("%s; replaces serial %s", d.reason, certfleet.FormatSerial(d.current.Serial))
 	}
 	m.emit(cctx, certfleet.Event{Kind: kind, Certificate: job.Spec, KeyType: job.KeyType,
 		Serial: iss.Serial, IssuanceID: iss.ID, Detail: detail})

@@ -66,7 +66,7 @@ func Certificate(ctx context.Context, w io.Writer, store certfleet.Store, name s
 			if j.CurrentRevision != j.TargetRevision {
 				cur = "of an older revision of the spec: a new one is due"
 			}
-			fmt.Fprintf(tw, "  Serial:\t%s (%s)\n", j.Current.Serial, cur)
+			fmt.Fprintf(tw, "  Serial:\t%s (%s)\n", certfleet.FormatSerial(j.Current.Serial), cur)
 			fmt.Fprintf(tw, "  Key ID:\t%s\n", shortKeyID(certfleet.Issuance{ChainPEM: j.ChainPEM}))
 			fmt.Fprintf(tw, "  Valid:\t%s to %s\n", Time(j.Current.NotBefore), Time(j.Current.NotAfter))
 			fmt.Fprintf(tw, "  Renewal:\t%s\n", plannedRenewal(sp, j, now))

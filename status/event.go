@@ -3,6 +3,7 @@ package status
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -11,6 +12,7 @@ import (
 
 // Events prints audit events as a table, one line each.
 func Events(w io.Writer, evs []certfleet.Event) error {
+	evs = ShownEvents(evs)
 	if len(evs) == 0 {
 		_, err := fmt.Fprintln(w, "(no events match)")
 		return err
@@ -32,4 +34,15 @@ func Events(w io.Writer, evs []certfleet.Event) error {
 			e.Actor, dash(e.Remote), dash(OneLine(strings.Join(detail, " "), 160)))
 	}
 	return tw.Flush()
+}
+
+// ShownEvents returns evs as they are shown (the table, certfleet audit
+// --json): serials as openssl prints them (certfleet.FormatSerial; the
+// store keeps its own form). evs is not changed.
+func ShownEvents(evs []certfleet.Event) []certfleet.Event {
+	out := slices.Clone(evs)
+	for i := range out {
+		out[i].Serial = certfleet.FormatSerial(out[i].Serial)
+	}
+	return out
 }

@@ -50,7 +50,7 @@ func Fleet(ctx context.Context, w io.Writer, store certfleet.Store, now time.Tim
 		case r.Fingerprint == fp:
 			version = "current"
 		}
-		serial, lastErr := r.Serial, "-"
+		serial, lastErr := certfleet.FormatSerial(r.Serial), "-"
 		if serial == "" {
 			serial = "-"
 		}

@@ -16,7 +16,7 @@ func Pass(w io.Writer, rep manager.Report) {
 	for _, r := range rep.Results {
 		switch r.Outcome {
 		case certfleet.OutcomeIssued:
-			line := fmt.Sprintf("issued   %-24s %-10s serial %s, valid until %s", r.Key.Spec, r.Key.KeyType, r.Issuance.Serial, r.Issuance.NotAfter.UTC().Format(time.RFC3339))
+			line := fmt.Sprintf("issued   %-24s %-10s serial %s, valid until %s", r.Key.Spec, r.Key.KeyType, certfleet.FormatSerial(r.Issuance.Serial), r.Issuance.NotAfter.UTC().Format(time.RFC3339))
 			if r.Err != nil {
 				line += fmt.Sprintf("; NOT WRITTEN: %v", r.Err)
 			}

@@ -67,7 +67,7 @@ func TestFleet(t *testing.T) {
 	if err := status.Fleet(ctx, &out, store, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"AGENT", "lb1", "0abc", "OLD", "exit status 1", "1m0s ago"} {
+	for _, want := range []string{"AGENT", "lb1", "0ABC", "OLD", "exit status 1", "1m0s ago"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("missing %q in:\n%s", want, out.String())
 		}

@@ -79,7 +79,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("read the audit trail of %s: %w", daemon.RedactDSN(cfg.State), err)
 	}
 	if *asJSON {
-		b, err := json.MarshalIndent(evs, "", "  ")
+		b, err := json.MarshalIndent(status.ShownEvents(evs), "", "  ")
 		if err != nil {
 			return err
 		}

@@ -143,11 +143,11 @@ func TestAuditTrailAgainstPebble(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := findEvent(evs, certfleet.EventIssued); e == nil || e.Serial != iss.Serial || e.IssuanceID != iss.ID || !strings.HasPrefix(e.Actor, "instance:") {
+	if e := findEvent(evs, certfleet.EventIssued); e == nil || e.Serial != certfleet.FormatSerial(iss.Serial) || e.IssuanceID != iss.ID || !strings.HasPrefix(e.Actor, "instance:") {
 		t.Errorf("issued event %+v, want serial %s, issuance %d", e, iss.Serial, iss.ID)
 	}
 	if e := findEvent(evs, certfleet.EventKeyRead); e == nil || e.Actor != "token:"+readerID || !strings.HasPrefix(e.Remote, "127.0.0.1:") ||
-		e.Serial != iss.Serial || e.IssuanceID != iss.ID {
+		e.Serial != certfleet.FormatSerial(iss.Serial) || e.IssuanceID != iss.ID {
 		t.Errorf("key_read event %+v, want actor token:%s from 127.0.0.1, serial %s", e, readerID, iss.Serial)
 	}
 	if e := findEvent(evs, certfleet.EventRetry); e == nil || e.Actor != "token:"+readerID || !strings.HasPrefix(e.Remote, "127.0.0.1:") {

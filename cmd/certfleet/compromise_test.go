@@ -234,7 +234,7 @@ identifiers = ["other.certfleet.test"]
 	}
 	served.Store(&oldFiles)
 	code, out, errOut = runCLI(t, "compromise", "-config", path, "--yes", "--timeout", "3s", oldKey)
-	if code != exitRolloutTimeout || !strings.Contains(out, "1 endpoint(s) serving one ("+"web "+endpointLn.Addr().String()+" serves serial "+old.Serial) ||
+	if code != exitRolloutTimeout || !strings.Contains(out, "1 endpoint(s) serving one ("+"web "+endpointLn.Addr().String()+" serves serial "+certfleet.FormatSerial(old.Serial)) ||
 		!strings.Contains(errOut, "rollout not finished after 3s") {
 		t.Fatalf("an endpoint on the old certificate: exit %d, want %d\n%s\n%s", code, exitRolloutTimeout, out, errOut)
 	}
@@ -243,7 +243,7 @@ identifiers = ["other.certfleet.test"]
 	// By key ID prefix, without waiting: the other certificate.
 	otherKey := mustKeyID(t, otherBefore)
 	code, out, errOut = runCLI(t, "compromise", "-config", path, "--yes", "--no-wait", otherKey[:12])
-	if code != 0 || !strings.Contains(out, "revoked  other/ecdsa-p256 serial "+otherBefore.Serial) || strings.Contains(out, "done:") {
+	if code != 0 || !strings.Contains(out, "revoked  other/ecdsa-p256 serial "+certfleet.FormatSerial(otherBefore.Serial)) || strings.Contains(out, "done:") {
 		t.Fatalf("compromise by key ID prefix --no-wait: exit %d\n%s\n%s", code, out, errOut)
 	}
 	if st, reason := daemontest.CACertStatus(t, ca, otherBefore.Serial); st != "Revoked" || reason != certfleet.ReasonKeyCompromise {

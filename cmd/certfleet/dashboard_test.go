@@ -258,7 +258,7 @@ webroot = %q
 	if err := page.Navigate(ctx, "http://"+addr+"/dashboard/cert/web"); err != nil {
 		t.Fatal(err)
 	}
-	if got := text(); !strings.Contains(got, "lb1") || !strings.Contains(got, "an old one: lb2") || !strings.Contains(got, webIss.Serial) {
+	if got := text(); !strings.Contains(got, "lb1") || !strings.Contains(got, "an old one: lb2") || !strings.Contains(got, certfleet.FormatSerial(webIss.Serial)) {
 		t.Errorf("the web certificate's page does not show its fleet and serial; it shows:\n%s", got)
 	}
 

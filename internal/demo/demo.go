@@ -268,7 +268,7 @@ func printDemoSummary(ctx context.Context, w io.Writer, d *daemon.Daemon, dir, c
 			rel, _ := filepath.Rel(dir, files)
 			fmt.Fprintf(w, "  %-5s %-10s names: %s\n        valid until %s, serial %s\n        files: %s/{cert,chain,fullchain,privkey}.pem\n",
 				c.Spec.Name, kt, strings.Join(certfleet.IdentifierValues(c.Spec.Identifiers), ", "),
-				iss.NotAfter.UTC().Format(time.RFC3339), iss.Serial, filepath.Join(filepath.Base(dir), rel))
+				iss.NotAfter.UTC().Format(time.RFC3339), certfleet.FormatSerial(iss.Serial), filepath.Join(filepath.Base(dir), rel))
 			if example == "" {
 				example = filepath.Join(files, "cert.pem")
 			}

@@ -58,3 +58,17 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	return total, nil
 }
+
+// FormatDuration writes d so that ParseDuration reads it back: whole days
+// as "30d", anything else in Go syntax ("12h0m0s", "1h30m0s"); "0" for
+// zero. The API shows renewal margins with it.
+func FormatDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == 0:
+		return "0"
+	case d > 0 && d%day == 0:
+		return strconv.FormatInt(int64(d/day), 10) + "d"
+	}
+	return d.String()
+}

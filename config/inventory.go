@@ -56,7 +56,7 @@ const (
 // owner, group, key_mode, commands, copy, prepare, cleanup, webroot,
 // endpoints) choose files written and commands run on the certfleet host:
 // only the operator's config file sets them, in [inventory.NAME.defaults].
-var InventoryRowKeys = []string{"name", "identifiers", "key_types", "challenge", "dns_provider", "profile", "account", "renew_before", "reuse_key"}
+var InventoryRowKeys = []string{"name", "identifiers", "key_types", "challenge", "dns_provider", "profile", "account", "renew_before", "renew_after", "reuse_key"}
 
 var inventoryKeys = []string{"type", "interval", "grace", "defaults",
 	"dsn", "password", "query", "channel", // postgres

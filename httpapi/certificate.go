@@ -23,6 +23,11 @@ type NameStatus struct {
 	Identifiers []string `json:"identifiers"`
 	// Mode is "key" (certfleet holds the key) or "csr" (the host does).
 	Mode string `json:"mode"`
+	// RenewBefore and RenewAfter are the certificate's renewal margins
+	// as set (certfleet.FormatDuration: "30d", "12h0m0s"); absent when
+	// not set.
+	RenewBefore string `json:"renew_before,omitempty"`
+	RenewAfter  string `json:"renew_after,omitempty"`
 	// Issued is true when every key type has a certificate.
 	Issued bool        `json:"issued"`
 	Keys   []KeyStatus `json:"keys"`
@@ -103,7 +108,8 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 	st := NameStatus{
 		Name: name, Certificate: sp.Name, Source: sp.Source, Identifiers: certfleet.IdentifierValues(sp.Identifiers),
 		Mode: "key", Issued: true, StatusURL: statusURL(name),
-		RetryURL: "/v1/names/" + url.PathEscape(name) + "/retry",
+		RetryURL:    "/v1/names/" + url.PathEscape(name) + "/retry",
+		RenewBefore: margin(sp.RenewBefore), RenewAfter: margin(sp.RenewAfter),
 	}
 	if len(sp.CSR) > 0 {
 		st.Mode = "csr"
@@ -263,7 +269,19 @@ type CertificateInfo struct {
 	Identifiers []string            `json:"identifiers"`
 	KeyTypes    []certfleet.KeyType `json:"key_types"`
 	Mode        string              `json:"mode"`
-	Keys        []KeyStatus         `json:"keys"`
+	// RenewBefore and RenewAfter: as in NameStatus.
+	RenewBefore string      `json:"renew_before,omitempty"`
+	RenewAfter  string      `json:"renew_after,omitempty"`
+	Keys        []KeyStatus `json:"keys"`
+}
+
+// margin formats a renewal margin of a spec for a document: "" when not
+// set.
+func margin(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return certfleet.FormatDuration(d)
 }
 
 // CertificateList is a page of certificates; Next, when set, is the URL
@@ -274,7 +292,8 @@ type CertificateList struct {
 }
 
 func (s *Server) certificateInfo(ctx context.Context, sp certfleet.CertificateSpec) (CertificateInfo, error) {
-	info := CertificateInfo{Name: sp.Name, Source: sp.Source, Identifiers: certfleet.IdentifierValues(sp.Identifiers), KeyTypes: sp.KeyTypes, Mode: "key"}
+	info := CertificateInfo{Name: sp.Name, Source: sp.Source, Identifiers: certfleet.IdentifierValues(sp.Identifiers), KeyTypes: sp.KeyTypes, Mode: "key",
+		RenewBefore: margin(sp.RenewBefore), RenewAfter: margin(sp.RenewAfter)}
 	if len(sp.CSR) > 0 {
 		info.Mode = "csr"
 	}

@@ -48,6 +48,9 @@ type NameRequest struct {
 	// RenewBefore renews this long before expiry ("30d", "12h"), or
 	// earlier when ARI says so. Default: automatic.
 	RenewBefore string `json:"renew_before,omitempty"`
+	// RenewAfter renews once the certificate is this old ("60d"), or
+	// earlier by the other rules: renewal by age. Default: not by age.
+	RenewAfter string `json:"renew_after,omitempty"`
 	// ReuseKey keeps the private key across renewals. Default false.
 	ReuseKey bool `json:"reuse_key,omitempty"`
 	// Account: which ACME account orders (of the config, or declared at
@@ -170,6 +173,13 @@ func (s *Server) desiredSpec(ctx context.Context, p principal, req NameRequest) 
 			return rq, problemf(certfleet.EINVALID, "renew_before: %v", err)
 		}
 		sp.RenewBefore = d
+	}
+	if req.RenewAfter != "" {
+		d, err := certfleet.ParseDuration(req.RenewAfter)
+		if err != nil {
+			return rq, problemf(certfleet.EINVALID, "renew_after: %v", err)
+		}
+		sp.RenewAfter = d
 	}
 	tenant := p.token.Tenant
 	if req.Tenant != "" && req.Tenant != tenant {
@@ -413,6 +423,9 @@ func packPrefix(sp certfleet.CertificateSpec, group, scope string) string {
 		// Only then, so that the packs made before tenants keep their
 		// names.
 		fmt.Fprintf(h, "|tenant=%s|dns=%s|webroot=%s|renew=%s|reuse=%v|scope=%s", sp.Tenant, sp.DNSProvider, sp.Webroot, sp.RenewBefore, sp.ReuseKey, scope)
+	}
+	if sp.RenewAfter != 0 {
+		fmt.Fprintf(h, "|renew_after=%s", sp.RenewAfter) // likewise
 	}
 	return "pack-" + hex.EncodeToString(h.Sum(nil))[:12] + "-"
 }

@@ -134,6 +134,9 @@ func jsonFields(v any) []string {
 	switch v.(type) {
 	case NameStatus:
 		full["fleet"], full["waiting"] = true, true
+		full["renew_before"], full["renew_after"] = true, true
+	case CertificateInfo:
+		full["renew_before"], full["renew_after"] = true, true
 	case ReportRequest:
 		for _, k := range []string{"key_type", "serial", "fingerprint", "not_after", "installed_at", "commands", "error"} {
 			full[k] = true
@@ -151,7 +154,7 @@ func jsonFields(v any) []string {
 		}
 	case NameRequest:
 		for _, k := range []string{"identifiers", "key_types", "challenge", "dns_provider", "webroot", "profile", "renew_before",
-			"reuse_key", "account", "tenant", "group", "csr", "self_test"} {
+			"renew_after", "reuse_key", "account", "tenant", "group", "csr", "self_test"} {
 			full[k] = true
 		}
 	case certfleet.Tenant, TenantInfo, TenantRequest, TenantUpdate:

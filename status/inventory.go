@@ -74,6 +74,7 @@ func specDiff(a, b certfleet.CertificateSpec) []string {
 	field("profile", a.Profile, b.Profile)
 	field("account", a.AccountName(), b.AccountName())
 	field("renew_before", a.RenewBefore.String(), b.RenewBefore.String())
+	field("renew_after", a.RenewAfter.String(), b.RenewAfter.String())
 	field("reuse_key", fmt.Sprint(a.ReuseKey), fmt.Sprint(b.ReuseKey))
 	if len(out) == 0 {
 		out = append(out, "settings that do not change the certificate")

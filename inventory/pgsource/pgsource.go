@@ -180,8 +180,8 @@ func value(key string, v any) any {
 	case int32:
 		return int64(x)
 	case pgtype.Interval:
-		// renew_before as an interval: days and microseconds are exact;
-		// months are not a fixed length.
+		// renew_before or renew_after as an interval: days and
+		// microseconds are exact; months are not a fixed length.
 		if x.Valid && x.Months == 0 && x.Microseconds >= 0 && x.Days >= 0 {
 			return (time.Duration(x.Days)*24*time.Hour + time.Duration(x.Microseconds)*time.Microsecond).String()
 		}

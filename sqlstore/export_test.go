@@ -5,3 +5,19 @@ var (
 	ClaimDueForTest = qClaimDue
 	NextDueForTest  = qNextDue
 )
+
+// ListingForTest are the listing's page and bound statements by driver
+// and direction ("term back", "bound failing"…), for the query-plan tests.
+func ListingForTest() map[string]Q {
+	names := map[listDriver]string{driveAll: "all", driveTenant: "tenant", driveSource: "source", driveTerm: "term", driveFailing: "failing"}
+	out := map[string]Q{}
+	for k, q := range listStatements {
+		n := names[k.d]
+		if k.back {
+			n += " back"
+		}
+		out["page "+n] = q
+		out["bound "+n] = boundStatements[k]
+	}
+	return out
+}

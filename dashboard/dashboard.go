@@ -65,7 +65,9 @@ const (
 // certfleet.FleetStore, the agents' reports are shown.
 type Store interface {
 	Spec(ctx context.Context, name string) (certfleet.CertificateSpec, error)
-	Specs(ctx context.Context, f certfleet.SpecFilter) ([]certfleet.CertificateSpec, error)
+	// CertificatePage is the list's (certfleet.NameIndex): filtered and
+	// paged in the store, as the API's.
+	CertificatePage(ctx context.Context, q certfleet.CertificateQuery) (certfleet.ListingPage, error)
 	Jobs(ctx context.Context, f certfleet.JobFilter) ([]certfleet.Job, error)
 	Attempts(ctx context.Context, key certfleet.JobKey, limit int) ([]certfleet.Attempt, error)
 	RetryNow(ctx context.Context, key certfleet.JobKey) error

@@ -469,6 +469,9 @@ func TestEscaping(t *testing.T) {
 	}
 }
 
+// TestPaging walks the list by its links (keyset cursors, issue 13): next
+// and previous pages are exact and stable, the filters keep themselves in
+// the links, and the search is by whole names and labels.
 func TestPaging(t *testing.T) {
 	specs := storetest.NewSpecs("web", 120)
 	e := newEnv(t, specs...)
@@ -481,62 +484,76 @@ func TestPaging(t *testing.T) {
 	})
 	_, secret := e.token("ops", []string{"*"}, certfleet.PermReadCerts)
 	c := e.login(secret)
-	for _, tc := range []struct {
-		name, query string
+	link := func(body, rel string) string {
+		m := regexp.MustCompile(`<a href="([^"]*)" rel="` + rel + `">`).FindStringSubmatch(body)
+		if m == nil {
+			return ""
+		}
+		return strings.ReplaceAll(m[1], "&amp;", "&")
+	}
+	type want struct {
 		rows        int
 		first, last string // first and last certificate shown
-		prev, next  string // "" for none
+		prev, next  string // a part of the link; "" for none
 		text        string
-	}{
-		{"first page", "", 50, "web-000000", "web-000049", "", "page=2", "1–50 of 120"},
-		{"middle page", "page=2", 50, "web-000050", "web-000099", "/dashboard/\"", "page=3", "51–100 of 120"},
-		{"last page", "page=3", 20, "web-000100", "web-000119", "page=2", "", "101–120 of 120"},
-		{"past the end", "page=99", 20, "web-000100", "web-000119", "page=2", "", "101–120 of 120"},
-		{"garbage page", "page=x", 50, "web-000000", "web-000049", "", "page=2", "1–50 of 120"},
-		{"filter", "q=WEB-00011", 10, "web-000110", "web-000119", "", "", "1–10 of 10"},
-		{"filter by identifier", "q=web-000042.example", 1, "web-000042", "web-000042", "", "", "1–1 of 1"},
-		{"failing", "status=failing", 3, "web-000003", "web-000117", "", "", "1–3 of 3"},
-		{"expired", "status=expired", 1, "web-000001", "web-000001", "", "", "1–1 of 1"},
-		{"ok", "status=ok", 1, "web-000000", "web-000000", "", "", "1–1 of 1"},
-		{"pending, page 2", "status=pending&page=2", 50, "", "", "status=pending\"", "page=3", "51–100 of 115"},
-		{"nothing", "q=nosuch", 0, "", "", "", "", "No certificates match this filter"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := e.do("GET", "/dashboard/?"+tc.query, c, nil, nil)
-			if r.status != http.StatusOK {
-				t.Fatalf("status %d", r.status)
-			}
-			if got := rows(r.body); got != tc.rows {
-				t.Errorf("%d rows, want %d", got, tc.rows)
-			}
-			names := regexp.MustCompile(`data-cert="([^"]+)"`).FindAllStringSubmatch(r.body, -1)
-			if tc.first != "" && (len(names) == 0 || names[0][1] != tc.first || names[len(names)-1][1] != tc.last) {
-				t.Errorf("rows %v…, want %s to %s", names, tc.first, tc.last)
-			}
-			prev := regexp.MustCompile(`<a href="([^"]*)" rel="prev">`).FindStringSubmatch(r.body)
-			next := regexp.MustCompile(`<a href="([^"]*)" rel="next">`).FindStringSubmatch(r.body)
-			if (tc.prev == "") != (prev == nil) || (prev != nil && !strings.Contains(prev[0], tc.prev)) {
-				t.Errorf("previous link %q, want one containing %q", prev, tc.prev)
-			}
-			if (tc.next == "") != (next == nil) || (next != nil && !strings.Contains(next[0], tc.next)) {
-				t.Errorf("next link %q, want one containing %q", next, tc.next)
-			}
-			if !strings.Contains(r.body, tc.text) {
-				t.Errorf("the page does not say %q", tc.text)
-			}
-		})
 	}
-	// The counts cover the whole filtered set, not the page.
-	r := e.do("GET", "/dashboard/", c, nil, nil)
-	for _, want := range []string{"ok <b>1</b>", "failing <b>3</b>", "expired <b>1</b>", "pending <b>115</b>"} {
-		if !strings.Contains(r.body, want) {
-			t.Errorf("the status counts do not say %q", want)
+	check := func(t *testing.T, path string, w want) string {
+		t.Helper()
+		r := e.do("GET", path, c, nil, nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET %s: status %d", path, r.status)
 		}
+		if got := rows(r.body); got != w.rows {
+			t.Errorf("GET %s: %d rows, want %d", path, got, w.rows)
+		}
+		names := regexp.MustCompile(`data-cert="([^"]+)"`).FindAllStringSubmatch(r.body, -1)
+		if w.first != "" && (len(names) == 0 || names[0][1] != w.first || names[len(names)-1][1] != w.last) {
+			t.Errorf("GET %s: %d rows, want %s to %s", path, len(names), w.first, w.last)
+		}
+		prev, next := link(r.body, "prev"), link(r.body, "next")
+		if (w.prev == "") != (prev == "") || !strings.Contains(prev, w.prev) {
+			t.Errorf("GET %s: previous link %q, want one containing %q", path, prev, w.prev)
+		}
+		if (w.next == "") != (next == "") || !strings.Contains(next, w.next) {
+			t.Errorf("GET %s: next link %q, want one containing %q", path, next, w.next)
+		}
+		if !strings.Contains(r.body, w.text) {
+			t.Errorf("GET %s: the page does not say %q", path, w.text)
+		}
+		return r.body
+	}
+	// Forwards by the next links, back by the previous ones.
+	p1 := check(t, "/dashboard/", want{50, "web-000000", "web-000049", "", "after=web-000049", "50 certificates"})
+	p2 := check(t, link(p1, "next"), want{50, "web-000050", "web-000099", "before=web-000050", "after=web-000099", "50 certificates"})
+	p3 := check(t, link(p2, "next"), want{20, "web-000100", "web-000119", "before=web-000100", "", "20 certificates"})
+	b2 := check(t, link(p3, "prev"), want{50, "web-000050", "web-000099", "before=web-000050", "after=web-000099", "50 certificates"})
+	check(t, link(b2, "prev"), want{50, "web-000000", "web-000049", "", "after=web-000049", "50 certificates"})
+	check(t, "/dashboard/?after=web-000119", want{0, "", "", "", "", "No certificates match"})
+	check(t, "/dashboard/?after=not%20a%20name", want{50, "web-000000", "web-000049", "", "after=web-000049", "50 certificates"})
+	for _, tc := range []struct {
+		name, query string
+		want
+	}{
+		{"a name", "q=WEB-000110", want{1, "web-000110", "web-000110", "", "", "1 certificate"}},
+		{"a name's first labels", "q=web-000042.example", want{1, "web-000042", "web-000042", "", "", "1 certificate"}},
+		{"a domain", "q=example.org", want{50, "web-000000", "web-000049", "", "q=example.org", "50 certificates"}},
+		{"not a part of a label", "q=web-00011", want{0, "", "", "", "", "No certificates match this filter"}},
+		{"failing", "status=failing", want{3, "web-000003", "web-000117", "", "", "3 certificates"}},
+		{"expired", "status=expired", want{1, "web-000001", "web-000001", "", "", "1 certificate"}},
+		{"ok", "status=ok", want{1, "web-000000", "web-000000", "", "", "1 certificate"}},
+		{"pending", "status=pending", want{50, "web-000002", "web-000053", "", "after=web-000053", "50 certificates"}},
+		{"pending, page 2", "status=pending&after=web-000053", want{50, "web-000054", "web-000103", "before=web-000054", "after=web-000103", "50 certificates"}},
+		{"nothing", "q=nosuch", want{0, "", "", "", "", "No certificates match this filter"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { check(t, "/dashboard/?"+tc.query, tc.want) })
 	}
 	// A filter keeps itself in the paging links.
-	r = e.do("GET", "/dashboard/?q=web-0000&status=pending", c, nil, nil)
-	if !strings.Contains(r.body, `href="/dashboard/?page=2&amp;q=web-0000&amp;status=pending" rel="next"`) {
-		t.Errorf("the next link does not keep the filter:\n%s", r.body)
+	r := e.do("GET", "/dashboard/?q=example.org&status=pending", c, nil, nil)
+	if next := link(r.body, "next"); next != "/dashboard/?after=web-000053&q=example.org&status=pending" {
+		t.Errorf("the next link %q does not keep the filter", next)
+	}
+	if !strings.Contains(r.body, `href="/dashboard/?q=example.org&amp;status=failing">failing</a>`) {
+		t.Errorf("the status links do not keep the search:\n%s", r.body)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,24 +46,33 @@ type page struct {
 // listView is one page of the certificate list.
 type listView struct {
 	Q, Status string
-	Statuses  []string
-	Counts    []statusCount
+	Statuses  []statusLink
 	Rows      []certView
-	// Total certificates match; From and To (1-based) are shown.
-	Total, From, To int
-	Page, Pages     int
-	PrevURL         string
-	NextURL         string
+	// PrevURL and NextURL page by cursor (before, after); FirstURL is
+	// the list's start, when this page is not it.
+	PrevURL, NextURL, FirstURL string
+	// Short: the page stopped at listScanPages store pages before it was
+	// full (the filter is rare there); NextURL goes on from where it
+	// stopped.
+	Short bool
 }
 
-type statusCount struct {
+// statusLink is a status in the filter bar.
+type statusLink struct {
 	Status string
-	N      int
 	URL    string
 	Active bool
 }
 
-func (s *Server) listURL(q, status string, pageNo int) string {
+// listScanPages bounds the store pages one list page reads when the
+// status filter or the token's name patterns keep only some of what the
+// store gives: the page may then come back short with a next link,
+// instead of the request reading the whole store to fill it.
+const listScanPages = 4
+
+// listURL is the list with filter q and status, from cursor (after or
+// before) when one is given.
+func (s *Server) listURL(q, status, cursor, name string) string {
 	v := url.Values{}
 	if q != "" {
 		v.Set("q", q)
@@ -70,8 +80,8 @@ func (s *Server) listURL(q, status string, pageNo int) string {
 	if status != "" {
 		v.Set("status", status)
 	}
-	if pageNo > 1 {
-		v.Set("page", strconv.Itoa(pageNo))
+	if name != "" {
+		v.Set(cursor, name)
 	}
 	if len(v) == 0 {
 		return s.Prefix + "/"
@@ -79,92 +89,125 @@ func (s *Server) listURL(q, status string, pageNo int) string {
 	return s.Prefix + "/?" + v.Encode()
 }
 
-// list is the certificate list: filtered by ?q= (name or identifier
-// contains) and ?status=, paged by ?page=. It reads every spec and job the
-// token may see (two queries) and the attempts and fleet only of the rows
+// list is the certificate list: filtered by ?q= (a search term, as
+// certfleet.CertificateQuery.Search: a name, a domain, whole labels) and
+// ?status=, paged by cursor (?after=, ?before=: a certificate's name). It
+// reads pages from the store (certfleet.NameIndex.CertificatePage, the
+// API's listing): a tenant's token its tenant's only, status=failing
+// through the index of failing jobs; the other statuses and the token's
+// name patterns are checked on each certificate read, at most
+// listScanPages store pages a request. Then the attempts of the rows
+// that need them (failing, waiting) and the agents' reports of the rows
 // shown.
 func (s *Server) list(w http.ResponseWriter, r *http.Request, u *user) {
 	ctx := r.Context()
 	now := s.Now()
 	qv := r.URL.Query()
-	lv := &listView{Q: strings.TrimSpace(qv.Get("q")), Status: qv.Get("status"), Statuses: Statuses, Page: 1}
+	lv := &listView{Q: strings.TrimSpace(qv.Get("q")), Status: qv.Get("status")}
 	if statusRank(lv.Status) < 0 {
 		lv.Status = ""
 	}
-	if n, err := strconv.Atoi(qv.Get("page")); err == nil && n > 1 {
-		lv.Page = n
+	for _, st := range Statuses {
+		lv.Statuses = append(lv.Statuses, statusLink{Status: st, URL: s.listURL(lv.Q, st, "", ""), Active: st == lv.Status})
 	}
-	specs, err := s.Store.Specs(ctx, certfleet.SpecFilter{})
-	if err != nil {
-		s.storeError(w, r, u, "list certificates", err)
-		return
+	// A page and one more, to know there is a next page; more when a
+	// status is filtered in here.
+	cq := certfleet.CertificateQuery{Tenant: u.token.Tenant, Search: lv.Q, Failing: lv.Status == StatusFailing, Limit: s.PageSize + 1}
+	if lv.Status != "" {
+		cq.Limit = min(4*s.PageSize, certfleet.MaxCertificatePage)
 	}
-	jobList, err := s.Store.Jobs(ctx, certfleet.JobFilter{})
-	if err != nil {
-		s.storeError(w, r, u, "list jobs", err)
-		return
+	if a := qv.Get("after"); certfleet.ValidateName(a) == nil {
+		cq.After = a
+	} else if b := qv.Get("before"); certfleet.ValidateName(b) == nil {
+		cq.Before = b
 	}
-	jobs := make(map[certfleet.JobKey]certfleet.Job, len(jobList))
-	for _, j := range jobList {
-		jobs[j.JobKey] = j
-	}
-	counts := make(map[string]int)
+	back := cq.Before != ""
 	var rows []certView
-	for _, sp := range specs {
-		if !u.token.MayRead(sp) || !matches(sp, lv.Q) {
-			continue
-		}
-		v, err := s.certStatus(ctx, now, sp, jobs)
+	full := false // one more than a page matched: there is more that way
+	stop := ""    // where the walk stopped short of the end
+	q := cq
+walk:
+	for range listScanPages {
+		page, err := s.Store.CertificatePage(ctx, q)
 		if err != nil {
-			s.storeError(w, r, u, "read certificate "+sp.Name, err)
+			s.storeError(w, r, u, "list certificates", err)
 			return
 		}
-		counts[v.Status]++
-		if lv.Status == "" || v.Status == lv.Status {
+		got := page.Certificates
+		for i := range got {
+			c := got[i]
+			if back {
+				c = got[len(got)-1-i]
+			}
+			if !u.token.MayRead(c.Spec) {
+				continue
+			}
+			v := listedStatus(now, c, s.Thresholds)
+			if lv.Status != "" && v.Status != lv.Status {
+				continue
+			}
+			if len(rows) == s.PageSize {
+				full = true
+				break walk
+			}
 			rows = append(rows, v)
 		}
-	}
-	for _, st := range Statuses {
-		lv.Counts = append(lv.Counts, statusCount{Status: st, N: counts[st], URL: s.listURL(lv.Q, st, 1), Active: st == lv.Status})
-	}
-	lv.Total = len(rows)
-	lv.Pages = max(1, (lv.Total+s.PageSize-1)/s.PageSize)
-	lv.Page = min(lv.Page, lv.Pages)
-	lo := (lv.Page - 1) * s.PageSize
-	hi := min(lo+s.PageSize, lv.Total)
-	lv.Rows = rows[lo:hi]
-	lv.From, lv.To = lo+1, hi
-	if lv.Page > 1 {
-		lv.PrevURL = s.listURL(lv.Q, lv.Status, lv.Page-1)
-	}
-	if lv.Page < lv.Pages {
-		lv.NextURL = s.listURL(lv.Q, lv.Status, lv.Page+1)
-	}
-	var reports map[string][]certfleet.AgentReport
-	if s.Fleet != nil && len(lv.Rows) > 0 {
-		all, err := s.Fleet.AgentReports(ctx, certfleet.AgentReportFilter{})
-		if err != nil {
-			s.storeError(w, r, u, "list agent reports", err)
-			return
+		if stop = page.Next; stop == "" || len(rows) == s.PageSize {
+			break
 		}
-		reports = make(map[string][]certfleet.AgentReport)
-		for _, rep := range all {
-			reports[rep.Certificate] = append(reports[rep.Certificate], rep)
+		if back {
+			q.Before = stop
+		} else {
+			q.After = stop
 		}
+	}
+	if back {
+		slices.Reverse(rows)
+	}
+	lv.Rows = rows
+	lv.Short = !full && stop != "" && len(rows) < s.PageSize
+	// The link onwards, in the walk's direction: from the last row shown
+	// when a page is full, else from where the walk stopped.
+	onward := stop
+	if full {
+		onward = rows[len(rows)-1].Spec.Name
+		if back {
+			onward = rows[0].Spec.Name
+		}
+	}
+	// The link backwards: from the first row shown (last, walking back),
+	// when the page began at a cursor.
+	switch {
+	case back && onward != "":
+		lv.PrevURL = s.listURL(lv.Q, lv.Status, "before", onward)
+	case !back && onward != "":
+		lv.NextURL = s.listURL(lv.Q, lv.Status, "after", onward)
+	}
+	switch {
+	case back && len(rows) > 0:
+		lv.NextURL = s.listURL(lv.Q, lv.Status, "after", rows[len(rows)-1].Spec.Name)
+	case !back && cq.After != "" && len(rows) > 0:
+		lv.PrevURL = s.listURL(lv.Q, lv.Status, "before", rows[0].Spec.Name)
+	}
+	if cq.After != "" || cq.Before != "" {
+		lv.FirstURL = s.listURL(lv.Q, lv.Status, "", "")
 	}
 	for i := range lv.Rows {
 		v := &lv.Rows[i]
-		// The newest attempt of every row, for deferrals (one indexed
-		// read per key type); a few more of failing ones, for the problem.
-		limit := 1
-		if v.Status == StatusFailing || v.Status == StatusExpired {
-			limit = 5
-		}
-		if err := s.addAttempts(ctx, now, v, limit); err != nil {
+		// The attempts of a row that is failing or waiting, for its
+		// problem, hint and deferral (one indexed read per key type).
+		if err := s.addListAttempts(ctx, now, v); err != nil {
 			s.storeError(w, r, u, "read attempts of "+v.Spec.Name, err)
 			return
 		}
-		addFleet(v, reports[v.Spec.Name])
+		if s.Fleet != nil {
+			reps, err := s.Fleet.AgentReports(ctx, certfleet.AgentReportFilter{Certificate: v.Spec.Name})
+			if err != nil {
+				s.storeError(w, r, u, "list agent reports", err)
+				return
+			}
+			addFleet(v, reps)
+		}
 	}
 	s.render(w, r, http.StatusOK, "list", page{Title: "Certificates", User: u, List: lv})
 }

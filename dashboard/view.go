@@ -152,6 +152,9 @@ type certView struct {
 	// Waiting are its names whose self-test fails (certificate page):
 	// ordered without them until a re-test passes (docs/readiness.md).
 	Waiting []certfleet.WaitingName
+	// readAttempts: a key is failing or may be deferred, so the list
+	// reads its attempts (listedStatus).
+	readAttempts bool
 }
 
 // waitingNames is what a store that keeps self-test results has
@@ -177,31 +180,88 @@ func (s *Server) certStatus(ctx context.Context, now time.Time, sp certfleet.Cer
 	v := certView{Spec: sp, Names: certfleet.IdentifierValues(sp.Identifiers), Status: StatusOK}
 	for _, k := range sp.JobKeys() {
 		job, ok := jobs[k]
-		kv := keyView{KeyType: k.KeyType}
-		if !ok { // synced a moment ago; the job is being made
-			kv.Status = StatusPending
-		} else {
-			kv.NextAt, kv.Failures, kv.LastError, kv.LastErrorAt, kv.OrderURL = job.NextAt, job.Failures, job.LastError, job.LastErrorAt, job.PendingOrderURL
-			kv.Deploy = job.Deploy
-			if job.CurrentID != 0 {
-				c, err := s.issued(ctx, job.CurrentID)
-				if err != nil {
-					return v, err
-				}
-				kv.Cert = c
+		var cert *IssuedCert
+		if ok && job.CurrentID != 0 {
+			c, err := s.issued(ctx, job.CurrentID)
+			if err != nil {
+				return v, err
 			}
-			kv.Status = JobStatus(now, job, kv.Cert, job.CurrentRevision == sp.Revision(k.KeyType))
-			kv.Expiry = ExpirySeverity(now, kv.Cert, s.Thresholds)
-			if kv.Expiry != "" && statusRank(kv.Status) < statusRank(StatusExpiring) {
-				kv.Status = StatusExpiring
-			}
+			cert = c
 		}
-		if statusRank(kv.Status) > statusRank(v.Status) {
-			v.Status = kv.Status
-		}
-		v.Keys = append(v.Keys, kv)
+		v.addKey(now, k.KeyType, job, ok, cert, s.Thresholds)
 	}
 	return v, nil
+}
+
+// addKey adds key type kt's view and makes v's status the worse of its
+// and the key's. ok is false when the job is not there (yet).
+func (v *certView) addKey(now time.Time, kt certfleet.KeyType, job certfleet.Job, ok bool, cert *IssuedCert, th alert.Settings) {
+	kv := keyView{KeyType: kt}
+	if !ok { // synced a moment ago; the job is being made
+		kv.Status = StatusPending
+	} else {
+		kv.NextAt, kv.Failures, kv.LastError, kv.LastErrorAt, kv.OrderURL = job.NextAt, job.Failures, job.LastError, job.LastErrorAt, job.PendingOrderURL
+		kv.Deploy = job.Deploy
+		kv.Cert = cert
+		kv.Status = JobStatus(now, job, kv.Cert, job.CurrentRevision == v.Spec.Revision(kt))
+		kv.Expiry = ExpirySeverity(now, kv.Cert, th)
+		if kv.Expiry != "" && statusRank(kv.Status) < statusRank(StatusExpiring) {
+			kv.Status = StatusExpiring
+		}
+	}
+	if statusRank(kv.Status) > statusRank(v.Status) {
+		v.Status = kv.Status
+	}
+	v.Keys = append(v.Keys, kv)
+}
+
+// inFlight stands for a pending order's URL, which a listing does not
+// read (only that there is one).
+const inFlight = "(an order in flight)"
+
+// listedStatus is certStatus of a certificate of a store page: its jobs
+// and current certificates came with it, so it reads nothing.
+func listedStatus(now time.Time, c certfleet.CertificateListing, th alert.Settings) certView {
+	sp := c.Spec
+	v := certView{Spec: sp, Names: certfleet.IdentifierValues(sp.Identifiers), Status: StatusOK}
+	jobs := make(map[certfleet.KeyType]certfleet.ListedJob, len(c.Jobs))
+	for _, j := range c.Jobs {
+		jobs[j.KeyType] = j
+	}
+	for _, k := range sp.JobKeys() {
+		lj, ok := jobs[k.KeyType]
+		job := certfleet.Job{JobKey: k, CurrentRevision: lj.CurrentRevision, NextAt: lj.NextAt,
+			Failures: lj.Failures, LastError: lj.LastError, LastErrorAt: lj.LastErrorAt, LeaseOwner: lj.LeaseOwner, LeaseUntil: lj.LeaseUntil,
+			Deploy: lj.Deploy, CurrentID: lj.Current.IssuanceID}
+		if lj.Pending {
+			job.PendingOrderURL = inFlight
+		}
+		var cert *IssuedCert
+		if cur := lj.Current; cur.IssuanceID != 0 {
+			cert = &IssuedCert{Serial: cur.Serial, Fingerprint: cur.Fingerprint, NotBefore: cur.NotBefore, NotAfter: cur.NotAfter, IssuedAt: cur.IssuedAt}
+		}
+		v.addKey(now, k.KeyType, job, ok, cert, th)
+		// A job that waits to order (none of this revision yet, next
+		// check ahead) may be deferred; a failing one has a problem.
+		current := cert != nil && lj.CurrentRevision == sp.Revision(k.KeyType)
+		v.readAttempts = v.readAttempts || lj.Failures > 0 || lj.LastError != "" || (!current && lj.NextAt.After(now))
+	}
+	return v
+}
+
+// addListAttempts is addAttempts for a row of the list: only the rows
+// whose attempts show (a failing or expired key's problem and hint, a
+// waiting key's deferral) are read, the newest one, or five of a failing
+// one.
+func (s *Server) addListAttempts(ctx context.Context, now time.Time, v *certView) error {
+	if !v.readAttempts {
+		return nil
+	}
+	limit := 1
+	if v.Status == StatusFailing || v.Status == StatusExpired {
+		limit = 5
+	}
+	return s.addAttempts(ctx, now, v, limit)
 }
 
 // budgetWaits is what a store that keeps the rate-limit queues has

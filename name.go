@@ -21,3 +21,39 @@ type SpecWriter interface {
 	// PutSpec orders new ones. ENOTFOUND when there is no such spec.
 	WithdrawSpec(ctx context.Context, name string, destroyKeys bool) error
 }
+
+// SpecPut is one write of a SpecBatchWriter batch: a spec to put, and the
+// audit event that records it.
+type SpecPut struct {
+	// Spec is put as SpecWriter.PutSpec puts it.
+	Spec CertificateSpec
+	// Event, if set, is appended to the audit trail in the same
+	// transaction when the put changes something (not when the spec was
+	// already as asked, nor when it is refused): a change is never
+	// committed without its record, nor its record without it.
+	Event *Event
+}
+
+// SpecPutResult is the outcome of one SpecPut.
+type SpecPutResult struct {
+	// Changed reports whether the put wrote anything.
+	Changed bool
+	// Err is the put's refusal (EINVALID, ECONFLICT, EQUOTA): that put
+	// wrote nothing, and the others of its batch stand.
+	Err error
+}
+
+// SpecBatchWriter is an optional interface of a SpecWriter that commits
+// many puts at once: the API gathers the PUTs that arrive while a commit
+// is under way into the next one (group commit), so that N clients cost
+// one transaction, one lock and one durable flush instead of N (issue
+// 13: on PostgreSQL each commit waits for the disk).
+type SpecBatchWriter interface {
+	// PutSpecs applies puts in order in one transaction, each as PutSpec
+	// would on the state the earlier ones left, and returns one result
+	// per put. A put that is refused gets its error in its result and the
+	// others go on. Any other failure (the database) commits none of them
+	// and is returned. When it returns nil every put with a nil Err is
+	// committed. Safe for concurrent use.
+	PutSpecs(ctx context.Context, puts []SpecPut) ([]SpecPutResult, error)
+}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ type APIStore interface {
 func RunAPI(t *testing.T, newStore func(t *testing.T) APIStore) {
 	t.Run("Tokens", func(t *testing.T) { testTokens(t, newStore(t)) })
 	t.Run("PutSpec", func(t *testing.T) { testPutSpec(t, newStore(t)) })
+	t.Run("PutSpecs", func(t *testing.T) { testPutSpecs(t, newStore(t)) })
 	t.Run("WithdrawSpec", func(t *testing.T) { testWithdrawSpec(t, newStore(t)) })
 }
 
@@ -118,6 +120,100 @@ func testPutSpec(t *testing.T, s APIStore) {
 	bad.KeyTypes = nil
 	if _, err := s.PutSpec(ctx, bad); certfleet.ErrorCode(err) != certfleet.EINVALID {
 		t.Fatalf("invalid spec: %v", err)
+	}
+}
+
+// testPutSpecs checks the group commit of API PUTs (issue 13): the puts of
+// one batch apply in order, each on the state the earlier ones left; a
+// refused put gets its own error and the others stand; a put's audit event
+// is recorded exactly when it changed something.
+func testPutSpecs(t *testing.T, s APIStore) {
+	ctx := t.Context()
+	bw, ok := s.(certfleet.SpecBatchWriter)
+	if !ok {
+		t.Fatalf("%T does not implement certfleet.SpecBatchWriter", s)
+	}
+	ts, ok := s.(certfleet.TenantStore)
+	if !ok {
+		t.Fatalf("%T does not implement certfleet.TenantStore", s)
+	}
+	if _, err := ts.CreateTenant(ctx, certfleet.Tenant{Name: "q", Names: []string{"*.q.example"}, MaxNames: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := NewSpec("cfg")
+	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, []certfleet.CertificateSpec{cfg}); err != nil {
+		t.Fatal(err)
+	}
+	api := func(name string) certfleet.CertificateSpec {
+		sp := NewSpec(name)
+		sp.Source = certfleet.SourceAPI
+		return sp
+	}
+	ev := func(name string) *certfleet.Event {
+		return &certfleet.Event{Kind: certfleet.EventSpecChanged, Actor: "token:tok_batch", Certificate: name, Reason: "requested", At: time.Now()}
+	}
+	overCfg, invalid := cfg, api("bad")
+	overCfg.Source, invalid.KeyTypes = certfleet.SourceAPI, nil
+	puts := []certfleet.SpecPut{
+		{Spec: api("b1"), Event: ev("b1")}, // new
+		{Spec: api("b1"), Event: ev("b1")}, // the same again: sees the first
+		{Spec: overCfg, Event: ev("cfg")},  // ECONFLICT
+		{Spec: invalid, Event: ev("bad")},  // EINVALID
+		{Spec: tenantSpec("one.q.example", "q", "one.q.example"), Event: ev("one.q.example")}, // within the quota of 1
+		{Spec: tenantSpec("two.q.example", "q", "two.q.example"), Event: ev("two.q.example")}, // over it: sees the one before
+		{Spec: api("b2")}, // new, no event
+	}
+	res, err := bw.PutSpecs(ctx, puts)
+	if err != nil {
+		t.Fatalf("PutSpecs: %v", err)
+	}
+	want := []struct {
+		changed bool
+		code    string
+	}{{true, ""}, {false, ""}, {false, certfleet.ECONFLICT}, {false, certfleet.EINVALID}, {true, ""}, {false, certfleet.EQUOTA}, {true, ""}}
+	if len(res) != len(want) {
+		t.Fatalf("PutSpecs returned %d results for %d puts", len(res), len(puts))
+	}
+	for i, w := range want {
+		if res[i].Changed != w.changed || certfleet.ErrorCode(res[i].Err) != w.code && !(w.code == "" && res[i].Err == nil) {
+			t.Errorf("put %d (%s): changed %v, err %v; want changed %v, code %q", i, puts[i].Spec.Name, res[i].Changed, res[i].Err, w.changed, w.code)
+		}
+	}
+	for _, name := range []string{"b1", "b2", "one.q.example"} {
+		if _, err := s.Job(ctx, certfleet.JobKey{Spec: name, KeyType: certfleet.ECDSAP256}); err != nil {
+			t.Errorf("job of %s put in the batch: %v", name, err)
+		}
+		sp, err := s.Spec(ctx, name)
+		if err != nil {
+			t.Fatalf("spec %s put in the batch: %v", name, err)
+		}
+		if got, err := s.SpecsByName(ctx, sp.Identifiers[0].Value); err != nil || len(got) != 1 || got[0].Name != name {
+			t.Errorf("SpecsByName(%s) = %v, %v; want %s indexed", sp.Identifiers[0].Value, got, err, name)
+		}
+	}
+	for _, name := range []string{"two.q.example", "bad"} {
+		if _, err := s.Spec(ctx, name); certfleet.ErrorCode(err) != certfleet.ENOTFOUND {
+			t.Errorf("refused %s: Spec = %v, want ENOTFOUND", name, err)
+		}
+	}
+	if got, _ := s.Spec(ctx, "cfg"); got.Source != certfleet.SourceConfig {
+		t.Errorf("config spec after a refused put over it: source %q", got.Source)
+	}
+	events, err := s.Events(ctx, certfleet.EventFilter{Actor: "token:tok_batch", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, e.Certificate)
+	}
+	slices.Sort(got)
+	if want := []string{"b1", "one.q.example"}; !slices.Equal(got, want) {
+		t.Errorf("audit events of the batch: %v, want %v (one per put that changed something)", got, want)
+	}
+	// An empty batch is no error.
+	if res, err := bw.PutSpecs(ctx, nil); err != nil || len(res) != 0 {
+		t.Errorf("PutSpecs(nil) = %v, %v", res, err)
 	}
 }
 

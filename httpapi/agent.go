@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"net/http"
 	"slices"
 	"time"
@@ -150,17 +149,10 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, p principal) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// fleet lists the agents' copies of spec's certificates; current maps each
-// key type to its current certificate's fingerprint.
-func (s *Server) fleet(ctx context.Context, spec string, current map[certfleet.KeyType]string) ([]FleetEntry, error) {
-	fs, ok := s.Store.(certfleet.FleetStore)
-	if !ok {
-		return nil, nil
-	}
-	reps, err := fs.AgentReports(ctx, certfleet.AgentReportFilter{Certificate: spec})
-	if err != nil {
-		return nil, err
-	}
+// fleetEntries lists the agents' copies of a certificate from their
+// reports; current maps each key type to its current certificate's
+// fingerprint.
+func fleetEntries(reps []certfleet.AgentReport, current map[certfleet.KeyType]string) []FleetEntry {
 	var out []FleetEntry
 	for _, r := range reps {
 		e := FleetEntry{Agent: r.Agent, KeyType: r.KeyType, Serial: certfleet.FormatSerial(r.Serial), Fingerprint: r.Fingerprint,
@@ -171,5 +163,5 @@ func (s *Server) fleet(ctx context.Context, spec string, current map[certfleet.K
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return out
 }

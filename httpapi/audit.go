@@ -150,13 +150,23 @@ func (s *Server) emit(r *http.Request, p principal, e certfleet.Event) {
 	if s.Events == nil {
 		return
 	}
+	s.record(r, s.Events, s.requestEvent(r, p, e))
+}
+
+// requestEvent completes e as emit records it: actor, time and remote.
+func (s *Server) requestEvent(r *http.Request, p principal, e certfleet.Event) certfleet.Event {
 	if e.Actor == "" {
 		e.Actor = certfleet.ActorOf(p.token.ID)
 	}
 	e.At, e.Remote = s.Now(), r.RemoteAddr
+	return e
+}
+
+// record hands a completed event to sink, logging a failure.
+func (s *Server) record(r *http.Request, sink certfleet.EventSink, e certfleet.Event) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	if err := s.Events.RecordEvent(ctx, e); err != nil {
+	if err := sink.RecordEvent(ctx, e); err != nil {
 		s.Logger.Error("record audit event", "event", e, certfleet.LogError, err)
 	}
 }

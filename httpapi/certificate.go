@@ -3,11 +3,13 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -105,6 +107,40 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 	if err != nil {
 		return NameStatus{}, err
 	}
+	return s.specStatus(ctx, name, sp)
+}
+
+// statusReads are the reads of a status that do not depend on each other,
+// made at once (a PUT answers with its status: on PostgreSQL each read is a
+// round trip).
+type statusReads struct {
+	waiting []certfleet.WaitingName
+	jobs    []certfleet.Job
+	atts    [][]certfleet.Attempt
+	reports []certfleet.AgentReport
+	fleet   bool // the store keeps agent reports
+}
+
+func (s *Server) readStatus(ctx context.Context, sp certfleet.CertificateSpec) (statusReads, error) {
+	keys := sp.JobKeys()
+	rd := statusReads{jobs: make([]certfleet.Job, len(keys)), atts: make([][]certfleet.Attempt, len(keys))}
+	errs := make([]error, 2+2*len(keys))
+	var wg sync.WaitGroup
+	wg.Go(func() { rd.waiting, errs[0] = s.Store.WaitingNames(ctx, certfleet.WaitingFilter{Spec: sp.Name}) })
+	if fs, ok := s.Store.(certfleet.FleetStore); ok {
+		rd.fleet = true
+		wg.Go(func() { rd.reports, errs[1] = fs.AgentReports(ctx, certfleet.AgentReportFilter{Certificate: sp.Name}) })
+	}
+	for i, k := range keys {
+		wg.Go(func() { rd.jobs[i], errs[2+2*i] = s.Store.Job(ctx, k) })
+		wg.Go(func() { rd.atts[i], errs[3+2*i] = s.Store.Attempts(ctx, k, 5) })
+	}
+	wg.Wait()
+	return rd, errors.Join(errs...)
+}
+
+// specStatus is the status of sp as seen for name.
+func (s *Server) specStatus(ctx context.Context, name string, sp certfleet.CertificateSpec) (NameStatus, error) {
 	st := NameStatus{
 		Name: name, Certificate: sp.Name, Source: sp.Source, Identifiers: certfleet.IdentifierValues(sp.Identifiers),
 		Mode: "key", Issued: true, StatusURL: statusURL(name),
@@ -114,13 +150,14 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 	if len(sp.CSR) > 0 {
 		st.Mode = "csr"
 	}
-	// Names that wait for their self-test are left out of the order: the
-	// certificate is current when it matches the spec without them, as the
-	// scheduler sees it (manager/selftest.go).
-	waiting, err := s.Store.WaitingNames(ctx, certfleet.WaitingFilter{Spec: sp.Name})
+	rd, err := s.readStatus(ctx, sp)
 	if err != nil {
 		return st, err
 	}
+	// Names that wait for their self-test are left out of the order: the
+	// certificate is current when it matches the spec without them, as the
+	// scheduler sees it (manager/selftest.go).
+	waiting := rd.waiting
 	ordered := sp
 	if len(waiting) > 0 {
 		held := map[certfleet.Identifier]bool{}
@@ -134,11 +171,8 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 		ordered.Identifiers = slices.DeleteFunc(slices.Clone(sp.Identifiers), func(id certfleet.Identifier) bool { return held[id] })
 	}
 	current := make(map[certfleet.KeyType]string)
-	for _, k := range sp.JobKeys() {
-		job, err := s.Store.Job(ctx, k)
-		if err != nil {
-			return st, err
-		}
+	for i, k := range sp.JobKeys() {
+		job := rd.jobs[i]
 		ks := KeyStatus{KeyType: k.KeyType, NextCheck: job.NextAt, Pending: job.PendingOrderURL != "",
 			Failures: job.Failures, LastError: job.LastError, LastErrorAt: job.LastErrorAt,
 			NotWritten: job.Deploy.NotWritten(), DeployError: job.Deploy.Error, DeployFailures: job.Deploy.Failures,
@@ -153,10 +187,7 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 		} else {
 			st.Issued = false
 		}
-		atts, err := s.Store.Attempts(ctx, k, 5)
-		if err != nil {
-			return st, err
-		}
+		atts := rd.atts[i]
 		for _, a := range atts {
 			ks.Attempts = append(ks.Attempts, AttemptInfo{StartedAt: a.StartedAt, Outcome: a.Outcome, Error: a.Error, ProblemType: a.ProblemType, OrderURL: a.OrderURL})
 		}
@@ -173,8 +204,8 @@ func (s *Server) nameStatus(ctx context.Context, name, specName string) (NameSta
 		}
 		st.Keys = append(st.Keys, ks)
 	}
-	if st.Fleet, err = s.fleet(ctx, sp.Name, current); err != nil {
-		return st, err
+	if rd.fleet {
+		st.Fleet = fleetEntries(rd.reports, current)
 	}
 	return st, nil
 }

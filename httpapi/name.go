@@ -317,12 +317,26 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 		s.fail(w, r, false, prob)
 		return
 	}
-	s.writeMu.Lock()
-	name, changed, prob, err := s.placeName(ctx, p, id, rq)
-	s.writeMu.Unlock()
+	pl, prob, err := s.place(ctx, p, id, rq)
 	if prob != nil {
 		s.fail(w, r, false, prob)
 		return
+	}
+	var (
+		event  *certfleet.Event // recorded by the store with the change
+		others certfleet.EventSinks
+	)
+	if pl.write != nil {
+		put := certfleet.SpecPut{Spec: *pl.write}
+		inStore, rest := s.auditSinks()
+		if inStore {
+			e := s.requestEvent(r, p, specEvent(pl.name, id, rq.want, csrPEM != nil))
+			put.Event, event, others = &e, &e, rest
+		}
+		res := s.groupCommit(ctx, pl.batch, put)
+		s.unmarkPending(pl.names)
+		s.index.forget(pl.names)
+		pl.changed, err = res.Changed, res.Err
 	}
 	if code := certfleet.ErrorCode(err); code == certfleet.EQUOTA || code == certfleet.ECONFLICT || code == certfleet.EINVALID {
 		s.fail(w, r, false, problemFor(err))
@@ -331,14 +345,28 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 		s.internal(w, r, "request name", err)
 		return
 	}
-	if changed {
+	name := pl.name
+	switch {
+	case pl.changed && event != nil:
+		if len(others) > 0 {
+			s.record(r, others, *event)
+		}
+	case pl.changed:
 		s.emit(r, p, specEvent(name, id, rq.want, csrPEM != nil))
 	}
 	if s.Wake != nil {
 		s.Wake()
 	}
 	s.Changes.Notify()
-	st, err := s.nameStatus(ctx, id.Value, name)
+	var st NameStatus
+	if pl.write != nil {
+		// The spec as committed: it need not be read back.
+		sp := *pl.write
+		sp.Disabled = false
+		st, err = s.specStatus(ctx, id.Value, sp)
+	} else {
+		st, err = s.nameStatus(ctx, id.Value, name)
+	}
 	if err != nil {
 		s.internal(w, r, "status", err)
 		return
@@ -351,14 +379,67 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 	writeReply(w, r, rep)
 }
 
-// placeName puts the name into a spec, by the lumping policy, and returns
-// the spec's name and whether the store changed; a problem is the
-// caller's to send. Called with writeMu held.
-func (s *Server) placeName(ctx context.Context, p principal, id certfleet.Identifier, rq request) (string, bool, *Problem, error) {
+// placement is what placeName decided.
+type placement struct {
+	name    string // the spec that serves the name
+	changed bool   // the store changed (packing, or a store without batches)
+	// write, if set, is the spec still to put, by group commit through
+	// batch; names are the names it changes, pending until it is
+	// committed.
+	write *certfleet.CertificateSpec
+	batch certfleet.SpecBatchWriter
+	names []string
+}
+
+// place decides where the name goes (placeName). With a store that takes
+// batches, decisions on different names run at once: the names a decision
+// rests on are marked pending while it reads, and a decision that finds
+// one already pending waits until it is committed. Packing, and stores
+// without batches, decide and write under writeMu, one at a time.
+func (s *Server) place(ctx context.Context, p principal, id certfleet.Identifier, rq request) (placement, *Problem, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	_, batches := s.Store.(certfleet.SpecBatchWriter)
+	if !batches || (s.PackSize > 1 && !rq.explicit) {
+		s.awaitAll() // packing reads and writes other names' specs
+		return s.placeName(ctx, p, id, rq)
+	}
+	asked := append(certfleet.IdentifierValues(rq.want.Identifiers), id.Value)
+	slices.Sort(asked)
+	asked = slices.Compact(asked)
+	for {
+		s.awaitNames(asked)
+		s.markPending(asked)
+		s.writeMu.Unlock()
+		pl, prob, err := s.placeName(ctx, p, id, rq)
+		s.writeMu.Lock()
+		if prob != nil || err != nil || pl.write == nil {
+			s.unmarkPendingLocked(asked)
+			return pl, prob, err
+		}
+		// The name's certificate may hold names beyond those asked for
+		// (a PUT that keeps its names): they must not be pending either.
+		extra := slices.DeleteFunc(slices.Clone(pl.names), func(n string) bool { return slices.Contains(asked, n) })
+		if s.anyPending(extra) {
+			s.unmarkPendingLocked(asked)
+			s.awaitNames(extra)
+			continue
+		}
+		s.markPending(extra)
+		pl.names = append(asked, extra...)
+		return pl, nil, nil
+	}
+}
+
+// placeName puts the name into a spec, by the lumping policy, or leaves
+// the spec to write to the caller's group commit (placement.write); a
+// problem is the caller's to send. Called by place: with writeMu held, or
+// with the names it decides on pending.
+func (s *Server) placeName(ctx context.Context, p principal, id certfleet.Identifier, rq request) (placement, *Problem, error) {
 	want := rq.want
 	cur, err := s.freshSpecFor(ctx, id.Value)
 	if err != nil {
-		return "", false, nil, err
+		return placement{}, nil, err
 	}
 	// A name is one owner's: a tenant never takes over, or joins, a
 	// certificate of another tenant or of the operator. (Tenants' patterns
@@ -367,14 +448,14 @@ func (s *Server) placeName(ctx context.Context, p principal, id certfleet.Identi
 		holder := cur
 		if x != id {
 			if holder, err = s.specFor(ctx, x.Value); err != nil {
-				return "", false, nil, err
+				return placement{}, nil, err
 			}
 		}
 		if holder != nil && holder.Tenant != want.Tenant {
-			return "", false, problemf(certfleet.ECONFLICT, "%q is already managed by certfleet for another owner; ask the operator", x.Value), nil
+			return placement{}, problemf(certfleet.ECONFLICT, "%q is already managed by certfleet for another owner; ask the operator", x.Value), nil
 		}
 		if rq.explicit && holder != nil && holder.Name != specName(id.Value) {
-			return "", false, problemf(certfleet.ECONFLICT, "%q is already in certificate %q: withdraw it there first (DELETE /v1/names/%s), then request it here", x.Value, holder.Name, x.Value), nil
+			return placement{}, problemf(certfleet.ECONFLICT, "%q is already in certificate %q: withdraw it there first (DELETE /v1/names/%s), then request it here", x.Value, holder.Name, x.Value), nil
 		}
 	}
 	own := cur != nil && cur.Name == specName(id.Value) && cur.Source == certfleet.SourceAPI
@@ -389,13 +470,13 @@ func (s *Server) placeName(ctx context.Context, p principal, id certfleet.Identi
 	if !rq.explicit && !own && cur != nil {
 		// Declared in the config file, or packed with others already.
 		if !p.token.MayRead(*cur) {
-			return "", false, outOfScope(id.Value), nil
+			return placement{}, outOfScope(id.Value), nil
 		}
-		return cur.Name, false, nil, nil
+		return placement{name: cur.Name}, nil, nil
 	}
 	rq.want = want
 	if prob := s.checkRequest(p, rq); prob != nil {
-		return "", false, prob, nil
+		return placement{}, prob, nil
 	}
 	// The names whose spec this changes are looked up again (the store
 	// tells every instance too; this is for our own next request).
@@ -403,11 +484,19 @@ func (s *Server) placeName(ctx context.Context, p principal, id certfleet.Identi
 	defer s.index.forgetSpec(cur)
 	if s.PackSize <= 1 || rq.explicit || own {
 		want.Name = specName(id.Value)
+		if bw, ok := s.Store.(certfleet.SpecBatchWriter); ok {
+			names := certfleet.IdentifierValues(want.Identifiers)
+			if cur != nil {
+				names = append(names, certfleet.IdentifierValues(cur.Identifiers)...)
+			}
+			slices.Sort(names)
+			return placement{name: want.Name, write: &want, batch: bw, names: slices.Compact(names)}, nil, nil
+		}
 		changed, err := s.Store.PutSpec(ctx, want)
-		return want.Name, changed, nil, err
+		return placement{name: want.Name, changed: changed}, nil, err
 	}
 	name, err := s.pack(ctx, p, id, want, rq.group)
-	return name, err == nil, nil, err
+	return placement{name: name, changed: err == nil}, nil, err
 }
 
 // packPrefix names the packs of one kind. A pack never crosses a tenant,
@@ -493,6 +582,7 @@ func (s *Server) deleteName(w http.ResponseWriter, r *http.Request, p principal)
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	s.awaitAll() // decide on what is committed
 	sp, err := s.freshSpecFor(ctx, id.Value)
 	if err != nil {
 		s.internal(w, r, "withdraw name", err)

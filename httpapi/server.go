@@ -35,6 +35,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -139,7 +140,15 @@ type Server struct {
 	hot         hotCache
 	reads       readAggregator
 	bundleCache bundles
-	writeMu     sync.Mutex // serialises PUT/DELETE (packing reads then writes specs)
+	writeMu     sync.Mutex     // serialises the decisions of PUT/DELETE (packing reads then writes specs); guards pending, draining
+	pending     map[string]int // names changed by queued writes (groupcommit.go)
+	draining    int            // waiters for every queued write to commit
+	pendingCond *sync.Cond     // on writeMu: pending or draining changed
+
+	gcMu         sync.Mutex // guards gcQueue, gcBusy
+	gcQueue      []*queuedPut
+	gcBusy       bool         // a batch is being committed
+	groupCommits atomic.Int64 // batches committed, for tests
 }
 
 // NameDefaults are the settings of names requested without them.
@@ -173,6 +182,7 @@ func (s *Server) init() {
 			s.Changes = &certfleet.Changes{}
 		}
 		s.watchNames()
+		s.pendingCond = sync.NewCond(&s.writeMu)
 		s.mux = s.buildMux(false)
 		s.urlMux = s.buildMux(true)
 	})

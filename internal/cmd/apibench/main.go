@@ -29,6 +29,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"strconv"
 	"time"
 
@@ -43,12 +44,25 @@ func main() {
 	threads := flag.Int("t", 2, "wrk threads")
 	scaleN := flag.Int("scale", 0, "declare this many names with 8 PUT clients and measure as they accumulate (scale.go)")
 	dsn := flag.String("postgres", "", "with -scale: a PostgreSQL DSN instead of a SQLite file")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "apibench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	run := func(dur time.Duration, conns, threads int) error { return run(dur, conns, threads) }
 	if *scaleN > 0 {
 		run = func(time.Duration, int, int) error { return scale(*scaleN, *dsn) }
 	}
 	if err := run(*dur, *conns, *threads); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "apibench:", err)
 		os.Exit(1)
 	}

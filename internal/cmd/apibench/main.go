@@ -6,7 +6,9 @@
 //	go run ./internal/cmd/apibench -d 10s -c 64
 //
 // With -scale N it measures instead how the API holds up as names
-// accumulate (issue 13, BENCHMARKS §10): see scale.go.
+// accumulate (issue 13, BENCHMARKS §10): see scale.go. With -listings N it
+// fills a store with N certificates and measures every page and filter of
+// GET /v1/certificates and the dashboard's list: see listbench.go.
 //
 // The API serves a real SQLite store (in a temporary directory) through the
 // real httpapi.Server with a bearer token, as in production; nginx serves
@@ -43,7 +45,8 @@ func main() {
 	conns := flag.Int("c", 64, "connections")
 	threads := flag.Int("t", 2, "wrk threads")
 	scaleN := flag.Int("scale", 0, "declare this many names with 8 PUT clients and measure as they accumulate (scale.go)")
-	dsn := flag.String("postgres", "", "with -scale: a PostgreSQL DSN instead of a SQLite file")
+	dsn := flag.String("postgres", "", "with -scale or -listings: a PostgreSQL DSN instead of a SQLite file")
+	listN := flag.Int("listings", 0, "fill the store with this many certificates and measure every page and filter of the listings (listbench.go)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -56,6 +59,13 @@ func main() {
 			os.Exit(1)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *listN > 0 {
+		if err := listingBench(*listN, *dsn); err != nil {
+			fmt.Fprintln(os.Stderr, "apibench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	run := func(dur time.Duration, conns, threads int) error { return run(dur, conns, threads) }
 	if *scaleN > 0 {

@@ -78,12 +78,14 @@ const (
 		AND (NOT $6 OR EXISTS (SELECT 1 FROM jobs y WHERE y.spec = s.name AND NOT y.disabled AND (y.failures > 0 OR y.deploy_error <> '')))`
 	listJoin = ` LEFT JOIN jobs j ON j.spec = s.name AND ($4 OR NOT j.disabled)
 		LEFT JOIN issuances i ON i.id = j.current_id`
-	// listJoinPG is listJoin as lateral joins: PostgreSQL then looks each
-	// page's jobs and issuances up by index whatever its statistics say
-	// (right after 100,000 specs were added, before autoanalyze, it chose
-	// to hash every job: 0.3 s a page instead of 0.3 ms).
-	listJoinPG = ` LEFT JOIN LATERAL (SELECT * FROM jobs j WHERE j.spec = s.name AND ($4 OR NOT j.disabled)) j ON true
-		LEFT JOIN LATERAL (SELECT * FROM issuances i WHERE i.id = j.current_id) i ON true`
+	// listJoinPG is listJoin as lateral joins behind OFFSET 0: PostgreSQL
+	// then looks each page's jobs and issuances up by index whatever its
+	// statistics say. Right after 100,000 specs were added, before
+	// autoanalyze, it hashed every job: 0.45 s a page instead of 6 ms; a
+	// plain lateral subquery is pulled up into the join and planned the
+	// same, OFFSET 0 keeps it a per-row lookup.
+	listJoinPG = ` LEFT JOIN LATERAL (SELECT * FROM jobs j WHERE j.spec = s.name AND ($4 OR NOT j.disabled) OFFSET 0) j ON true
+		LEFT JOIN LATERAL (SELECT * FROM issuances i WHERE i.id = j.current_id OFFSET 0) i ON true`
 )
 
 // listKey names a page statement: its driver and direction.

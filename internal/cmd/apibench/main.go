@@ -8,7 +8,12 @@
 // With -scale N it measures instead how the API holds up as names
 // accumulate (issue 13, BENCHMARKS §10): see scale.go. With -listings N it
 // fills a store with N certificates and measures every page and filter of
-// GET /v1/certificates and the dashboard's list: see listbench.go.
+// GET /v1/certificates and the dashboard's list: see listbench.go. With
+// -serve N it runs the real `certfleet serve` binary on a store of N
+// issued names, with its scheduler ordering the names 8 PUT clients
+// declare from an in-process Pebble, and measures PUTs, GET fullchain next
+// to nginx and serve's RSS: see serve.go. Run it from the repository's
+// root (it builds ./cmd/certfleet).
 //
 // The API serves a real SQLite store (in a temporary directory) through the
 // real httpapi.Server with a bearer token, as in production; nginx serves
@@ -45,8 +50,11 @@ func main() {
 	conns := flag.Int("c", 64, "connections")
 	threads := flag.Int("t", 2, "wrk threads")
 	scaleN := flag.Int("scale", 0, "declare this many names with 8 PUT clients and measure as they accumulate (scale.go)")
-	dsn := flag.String("postgres", "", "with -scale or -listings: a PostgreSQL DSN instead of a SQLite file")
+	dsn := flag.String("postgres", "", "with -scale, -listings or -serve: a PostgreSQL DSN instead of a SQLite file")
 	listN := flag.Int("listings", 0, "fill the store with this many certificates and measure every page and filter of the listings (listbench.go)")
+	serveN := flag.Int("serve", 0, "run certfleet serve on a store of this many issued names and measure it (serve.go)")
+	declare := flag.Int("declare", 10000, "with -serve: names the 8 PUT clients declare (and serve issues)")
+	issueWait := flag.Duration("issue-wait", time.Minute, "with -serve: how long to let issuance go on after the PUTs")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -70,6 +78,9 @@ func main() {
 	run := func(dur time.Duration, conns, threads int) error { return run(dur, conns, threads) }
 	if *scaleN > 0 {
 		run = func(time.Duration, int, int) error { return scale(*scaleN, *dsn) }
+	}
+	if *serveN > 0 {
+		run = func(dur time.Duration, _, _ int) error { return serveBench(*serveN, *declare, *dsn, dur, *issueWait) }
 	}
 	if err := run(*dur, *conns, *threads); err != nil {
 		pprof.StopCPUProfile()

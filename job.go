@@ -26,6 +26,19 @@ type Job struct {
 	// CurrentRevision is the spec revision of the current issuance; a
 	// differing spec revision makes the job due at once.
 	CurrentRevision string
+	// TargetRevision is the revision of the spec as last synced (what
+	// the job should hold). Read at claim, it is handed back in
+	// ScheduleUpdate.SeenRevision, so the store can tell a spec changed
+	// while the job was leased from one that was already out of line
+	// (names left out of the order by their self-tests).
+	TargetRevision string
+	// ChangedAt is when the first change of the spec not yet taken into
+	// an order was synced (its creation, a name added or removed); zero
+	// when there is none. Orders of certificates requested over the API
+	// wait until ChangedAt plus the pack delay, so that requests arriving
+	// together share one order (manager.Manager.PackDelay). Kept in the
+	// store, so every instance and a restart see the same window.
+	ChangedAt time.Time
 	// NextAt is when the job is next due.
 	NextAt time.Time
 	// Failures counts consecutive failed attempts (reset on success).
@@ -131,6 +144,15 @@ type ScheduleUpdate struct {
 	NextAt           time.Time
 	ARIStart, ARIEnd time.Time
 	ARIRetryAt       time.Time
+	// SeenRevision is the job's TargetRevision when it was claimed. When
+	// the spec's revision is another by the time the update is written,
+	// the spec changed while the job was leased, and the job is made due
+	// at once (the decision was made on the old spec); otherwise NextAt
+	// stands, even when the current issuance is of another revision (its
+	// waiting names left out, issue 14). Empty: the job is made due at
+	// once whenever its current issuance is of another revision than the
+	// spec's (the behaviour before SeenRevision).
+	SeenRevision string
 }
 
 // JobStore schedules renewal work with leases. Methods that take an owner
@@ -150,14 +172,18 @@ type JobStore interface {
 	SetPendingOrder(ctx context.Context, key JobKey, owner, orderURL string, keyPEM []byte) error
 	// CompleteIssuance atomically adds iss to the archive, makes it the
 	// job's current issuance, clears the pending order and failures,
-	// schedules the job per next, releases the lease and records a
-	// successful attempt. It sets iss.ID in the result.
+	// schedules the job per next (see ScheduleUpdate.SeenRevision),
+	// releases the lease and records a successful attempt. It clears the
+	// job's ChangedAt, or, when the spec changed while the job was
+	// leased, sets it to now (the change waits its own pack delay). It
+	// sets iss.ID in the result.
 	CompleteIssuance(ctx context.Context, owner string, iss Issuance, next ScheduleUpdate, attempt Attempt) (Issuance, error)
 	// FailJob records a failed attempt, increments Failures, sets LastError
 	// and NextAt, and releases the lease. The pending order is kept so the
 	// next attempt can resume it.
 	FailJob(ctx context.Context, key JobKey, owner string, attempt Attempt, nextAt time.Time) error
-	// Reschedule applies u and releases the lease without an issuance.
+	// Reschedule applies u (see ScheduleUpdate.SeenRevision) and releases
+	// the lease without an issuance. ChangedAt is kept.
 	Reschedule(ctx context.Context, key JobKey, owner string, u ScheduleUpdate) error
 	// ReleaseLease gives a lease up without changing the job (shutdown).
 	ReleaseLease(ctx context.Context, key JobKey, owner string) error
@@ -173,8 +199,9 @@ type JobStore interface {
 	Jobs(ctx context.Context, f JobFilter) ([]Job, error)
 	// Attempts lists a job's attempts, newest first, at most limit.
 	Attempts(ctx context.Context, key JobKey, limit int) ([]Attempt, error)
-	// RetryNow makes a job due at once (an operator's retry), and its
-	// spec's waiting names due for a re-test (ReadinessStore).
+	// RetryNow makes a job due at once (an operator's retry: it clears
+	// ChangedAt, so no pack delay holds it), and its spec's waiting names
+	// due for a re-test (ReadinessStore).
 	RetryNow(ctx context.Context, key JobKey) error
 	// SetDeployState records the outcome of writing a job's current
 	// issuance: a zero d (Error "") marks it written and clears the

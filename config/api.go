@@ -2,9 +2,17 @@ package config
 
 import (
 	"net"
+	"time"
 )
 
-var apiKeys = []string{"listen", "url_listen", "tls_certificate", "pack_size", "max_connections_per_ip"}
+var apiKeys = []string{"listen", "url_listen", "tls_certificate", "pack_size", "pack_delay", "max_connections_per_ip"}
+
+// DefaultPackDelay is [api] pack_delay's default. Ours: a control panel's
+// burst (a customer adding names one request each, a migration script)
+// arrives within a second or so, and a few seconds more are little next
+// to the order's own validation; a longer wait is for the operator to
+// choose.
+const DefaultPackDelay = 3 * time.Second
 
 // API configures the HTTP API ([api]). Absent or with listen = "" the API
 // is not served.
@@ -23,6 +31,12 @@ type API struct {
 	// certificate; N packs up to N names of the same account into one.
 	// 0 (the default) is the same as 1.
 	PackSize int
+	// PackDelay (pack_delay) is how long the requests for a certificate
+	// (a new pack, names added to or withdrawn from one) collect before
+	// its order, counted from the first not yet ordered: requests within
+	// it share one order, and a burst of changes re-packs once.
+	// DefaultPackDelay when the key is absent; "0s" orders at once.
+	PackDelay time.Duration
 	// MaxConnsPerIP bounds the connections one client address may hold
 	// open on each API listener (max_connections_per_ip; see apilimits.go).
 	// 0: connlimit.DefaultPerIP.
@@ -64,6 +78,14 @@ func (d *decoder) api(top *table, cfg *Config) {
 			d.problemf(p, "%d is out of range; a certificate holds 1 to 100 names", n)
 		default:
 			cfg.API.PackSize = int(n)
+		}
+	}
+	cfg.API.PackDelay = DefaultPackDelay
+	if s, p, ok := d.str(t, "pack_delay"); ok {
+		if v := d.duration(p, s); v < 0 || v > time.Hour {
+			d.problemf(p, "%q: give a duration from \"0s\" (order at once) to \"1h\", as in \"3s\"", s)
+		} else {
+			cfg.API.PackDelay = v
 		}
 	}
 	d.apiLimits(t, cfg)

@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseAPI(t *testing.T) {
@@ -14,6 +15,14 @@ func TestParseAPI(t *testing.T) {
 	cfg = mustParse(t, base+"[api]\nlisten = \"127.0.0.1:8555\"\nurl_listen = \"[::1]:8556\"\npack_size = 10\n")
 	if cfg.API.Listen != "127.0.0.1:8555" || cfg.API.URLListen != "[::1]:8556" || cfg.API.PackSize != 10 {
 		t.Fatalf("parsed: %+v", cfg.API)
+	}
+	if cfg.API.PackDelay != DefaultPackDelay {
+		t.Errorf("pack_delay absent: %s, want the default %s", cfg.API.PackDelay, DefaultPackDelay)
+	}
+	for src, want := range map[string]time.Duration{"pack_delay = \"0s\"\n": 0, "pack_delay = \"10s\"\n": 10 * time.Second} {
+		if cfg := mustParse(t, base+"[api]\n"+src); cfg.API.PackDelay != want {
+			t.Errorf("%q: pack_delay %s, want %s", src, cfg.API.PackDelay, want)
+		}
 	}
 	cfg = mustParse(t, base+"[api]\nlisten = \":8555\"\ntls_certificate = \"api\"\n")
 	if cfg.API.TLSCertificate != "api" {
@@ -31,6 +40,8 @@ func TestParseAPI(t *testing.T) {
 		{"[api]\nlisten = \":8555\"\ntls_certificate = \"nope\"\n", `no [[certificate]] is named "nope"`},
 		{"[api]\npack_size = 0\n", "out of range"},
 		{"[api]\npack_size = \"2\"\n", "must be an integer"},
+		{"[api]\npack_delay = \"2h\"\n", "api.pack_delay: \"2h\": give a duration from \"0s\""},
+		{"[api]\npack_delay = \"soon\"\n", "api.pack_delay"},
 		{"[api]\nlisen = \"127.0.0.1:1\"\n", "lisen"},
 	} {
 		_, err := Parse("certfleet.toml", []byte(base+tc.src))

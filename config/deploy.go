@@ -195,7 +195,7 @@ func (c *Config) StagingConfig() (*Config, error) {
 	// only on [staging] api_listen, from the staging store.
 	s.API = API{}
 	if st.APIListen != "" {
-		s.API = API{Listen: st.APIListen, TLSCertificate: c.API.TLSCertificate, PackSize: c.API.PackSize}
+		s.API = API{Listen: st.APIListen, TLSCertificate: c.API.TLSCertificate, PackSize: c.API.PackSize, PackDelay: c.API.PackDelay}
 	}
 	// The same for production's scrape address: /metrics stays on
 	// [staging] api_listen, behind a token.

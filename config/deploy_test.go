@@ -159,7 +159,7 @@ func TestStagingAPIListen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.API != (API{Listen: "127.0.0.1:8556", PackSize: 3}) || cfg.API.Listen != "127.0.0.1:8555" {
+	if st.API != (API{Listen: "127.0.0.1:8556", PackSize: 3, PackDelay: DefaultPackDelay}) || cfg.API.Listen != "127.0.0.1:8555" {
 		t.Errorf("staging API = %+v, production %+v", st.API, cfg.API)
 	}
 	cfg = mustParse(t, ca+"[api]\nlisten = \"127.0.0.1:8555\"\n[[certificate]]\nidentifiers = [\"a.example\"]\n")

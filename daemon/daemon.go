@@ -259,6 +259,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 		Now:         opts.Now,
 		Instance:    opts.Instance,
 		Events:      &d.events,
+		PackDelay:   cfg.API.PackDelay, // [api] pack_delay (docs/api.md)
 	}
 	d.Manager.Budget = newBudget(cfg, store, log) // rate-limit budgets (docs/ratelimits.md)
 	if t := d.newSelfTester(cfg, log); t != nil { // names tested before orders (docs/readiness.md)

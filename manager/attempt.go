@@ -32,8 +32,10 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 
 	d, err := m.decide(workCtx, job)
 	if err == nil && d.deferUntil != nil {
+		u := *d.deferUntil
+		u.SeenRevision = job.TargetRevision // a change meanwhile makes it due at once
 		if err := m.save(workCtx, "the next check", log, func(ctx context.Context) error {
-			return m.Store.Reschedule(ctx, job.JobKey, m.Instance, *d.deferUntil)
+			return m.Store.Reschedule(ctx, job.JobKey, m.Instance, u)
 		}); err != nil {
 			log.Error("reschedule job", certfleet.LogError, err)
 		}

@@ -65,6 +65,14 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 			return d, nil
 		}
 	}
+	// Changes requested over the API collect for the pack delay before
+	// they are ordered (no self-test yet either: it runs once, at the
+	// window's end, for every name the window collected).
+	if until, ok := m.collecting(job, spec); ok {
+		d.deferUntil = &certfleet.ScheduleUpdate{NextAt: until, ARIStart: job.ARIStart, ARIEnd: job.ARIEnd, ARIRetryAt: job.ARIRetryAt}
+		d.reason = "collecting requests for the pack delay"
+		return d, nil
+	}
 	// Names that fail their self-test leave the order (selftest.go); the
 	// revision compared below is that of the names that may be ordered.
 	if err := m.gate(ctx, job, &d); err != nil {
@@ -108,6 +116,23 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 	d.deferUntil = &upd
 	d.reason = "renewal not due"
 	return d, nil
+}
+
+// collecting reports whether job's spec has a change not yet ordered
+// whose pack delay is still running, and until when (issue 14: "requests
+// for a pack collect for a configurable delay before its order", and a
+// burst of changes re-packs once). The window starts at the first change
+// not yet ordered (Job.ChangedAt, kept in the store), not the newest, so
+// a stream of requests cannot put the order off for ever: what arrives
+// after the order is placed waits for the next one. Only certificates
+// requested over the API collect: a config file's changes arrive in one
+// sync already. An order in flight is resumed at once.
+func (m *Manager) collecting(job certfleet.Job, spec certfleet.CertificateSpec) (time.Time, bool) {
+	if m.PackDelay <= 0 || job.ChangedAt.IsZero() || job.PendingOrderURL != "" || spec.Source != certfleet.SourceAPI {
+		return time.Time{}, false
+	}
+	until := job.ChangedAt.Add(m.PackDelay)
+	return until, until.After(m.Now())
 }
 
 // issuer returns the Issuer of spec's account: Issuers first, then

@@ -157,6 +157,7 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 		iss.Replaces = d.current.ID
 	}
 	d.next = m.firstCheck(*d, iss, now)
+	d.next.SeenRevision = job.TargetRevision // a change meanwhile makes it due at once
 	attempt := certfleet.Attempt{
 		JobKey: job.JobKey, Instance: m.Instance, StartedAt: now, FinishedAt: now,
 		Outcome: certfleet.OutcomeIssued, OrderURL: res.OrderURL,

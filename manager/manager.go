@@ -122,6 +122,15 @@ type Manager struct {
 	// NoSelfTest skip it. See selftest.go.
 	SelfTester           certfleet.SelfTester
 	RetestMin, RetestMax time.Duration
+	// PackDelay is how long a change of a certificate requested over the
+	// API (a new pack, a name added or withdrawn) waits before it is
+	// ordered, so that requests arriving together share one order and a
+	// burst of changes re-packs once. It counts from the first change
+	// not yet ordered (certfleet.Job.ChangedAt, kept in the store); a
+	// renewal, a retry after a failure and an operator's retry do not
+	// wait. Zero (the default here; the config's is
+	// config.DefaultPackDelay) orders at once.
+	PackDelay time.Duration
 
 	once    sync.Once
 	wake    chan struct{} // buffered(1); a send means "look at the store now"

@@ -21,7 +21,7 @@ const noLimit = math.MaxInt64
 
 const jobColumns = `spec, key_type, current_id, current_revision, next_at, failures, last_error, last_error_at,
 	ari_start, ari_end, ari_retry_at, pending_order_url, pending_key, lease_owner, lease_until, disabled,
-	deploy_error, deploy_failures, deploy_failed_at, deploy_next_at`
+	deploy_error, deploy_failures, deploy_failed_at, deploy_next_at, target_revision, changed_at`
 
 var (
 	// qClaimDue selects due, unleased jobs in NextAt order and leases them
@@ -69,7 +69,8 @@ var (
 		RETURNING jobs.spec, jobs.key_type, jobs.current_id, jobs.current_revision, jobs.next_at, jobs.failures,
 			jobs.last_error, jobs.last_error_at, jobs.ari_start, jobs.ari_end, jobs.ari_retry_at, jobs.pending_order_url,
 			jobs.pending_key, jobs.lease_owner, jobs.lease_until, jobs.disabled,
-			jobs.deploy_error, jobs.deploy_failures, jobs.deploy_failed_at, jobs.deploy_next_at`)
+			jobs.deploy_error, jobs.deploy_failures, jobs.deploy_failed_at, jobs.deploy_next_at,
+			jobs.target_revision, jobs.changed_at`)
 	// qLeasedJob reads the lease of a job. On PostgreSQL it locks the row
 	// until the end of the transaction, so the fenced update that follows
 	// cannot interleave with a claim; a SQLite write transaction already
@@ -77,27 +78,43 @@ var (
 	qLeasedJob = SQLEach(`SELECT id, lease_owner FROM jobs WHERE spec = $1 AND key_type = $2`,
 		`SELECT id, lease_owner FROM jobs WHERE spec = $1 AND key_type = $2 FOR UPDATE`)
 	// qCompleteJob: PostgreSQL must be told the type of the CASE's
-	// parameters, SQLite cannot be.
+	// parameters, SQLite cannot be. The spec changed while the job was
+	// leased when its revision is neither the one issued ($2) nor the
+	// one seen at claim ($9, ScheduleUpdate.SeenRevision; '' matches
+	// no revision): then the job is due at once ($4, now) and the
+	// change's pack delay starts now; otherwise it is scheduled ($3)
+	// and no change is pending (changed_at NULL).
 	qCompleteJob = SQLEach(`UPDATE jobs SET current_id = $1, current_revision = $2,
 		pending_order_url = '', pending_key = NULL, failures = 0, last_error = '', last_error_at = NULL,
-		next_at = CASE WHEN target_revision = $2 THEN $3 ELSE $4 END,
+		next_at = CASE WHEN target_revision = $2 OR target_revision = $9 THEN $3 ELSE $4 END,
+		changed_at = CASE WHEN target_revision = $2 OR target_revision = $9 THEN NULL ELSE $4 END,
 		ari_start = $5, ari_end = $6, ari_retry_at = $7, lease_owner = '', lease_until = NULL
 		WHERE id = $8`,
 		`UPDATE jobs SET current_id = $1, current_revision = $2,
 		pending_order_url = '', pending_key = NULL, failures = 0, last_error = '', last_error_at = NULL,
-		next_at = CASE WHEN target_revision = $2 THEN $3::timestamptz ELSE $4::timestamptz END,
+		next_at = CASE WHEN target_revision = $2 OR target_revision = $9::text THEN $3::timestamptz ELSE $4::timestamptz END,
+		changed_at = CASE WHEN target_revision = $2 OR target_revision = $9::text THEN NULL ELSE $4::timestamptz END,
 		ari_start = $5, ari_end = $6, ari_retry_at = $7, lease_owner = '', lease_until = NULL
 		WHERE id = $8`)
+	// qFailJob: the changes the failed order held are taken (the retry
+	// orders them without a pack delay); a change after it opens a new
+	// one.
 	qFailJob = SQL(`UPDATE jobs SET failures = failures + 1, last_error = $1, last_error_at = $2,
-		next_at = $3, lease_owner = '', lease_until = NULL WHERE id = $4`)
+		next_at = $3, changed_at = NULL, lease_owner = '', lease_until = NULL WHERE id = $4`)
 	qDeferJob        = SQL(`UPDATE jobs SET next_at = $1, lease_owner = '', lease_until = NULL WHERE id = $2`)
 	qExtendLease     = SQL(`UPDATE jobs SET lease_until = $1 WHERE id = $2`)
 	qSetPendingOrder = SQL(`UPDATE jobs SET pending_order_url = $1, pending_key = $2 WHERE id = $3`)
-	qReschedule      = SQLEach(`UPDATE jobs SET
-		next_at = CASE WHEN current_id IS NOT NULL AND target_revision <> current_revision THEN $1 ELSE $2 END,
+	// qReschedule: due at once ($1, now) when the spec changed while the
+	// job was leased: its revision is not the one seen at claim ($7,
+	// ScheduleUpdate.SeenRevision); without $7, whenever the current
+	// issuance is of another revision. Else at $2.
+	qReschedule = SQLEach(`UPDATE jobs SET
+		next_at = CASE WHEN target_revision = $7 THEN $2
+			WHEN $7 <> '' OR (current_id IS NOT NULL AND target_revision <> current_revision) THEN $1 ELSE $2 END,
 		ari_start = $3, ari_end = $4, ari_retry_at = $5, lease_owner = '', lease_until = NULL WHERE id = $6`,
 		`UPDATE jobs SET
-		next_at = CASE WHEN current_id IS NOT NULL AND target_revision <> current_revision THEN $1::timestamptz ELSE $2::timestamptz END,
+		next_at = CASE WHEN target_revision = $7::text THEN $2::timestamptz
+			WHEN $7::text <> '' OR (current_id IS NOT NULL AND target_revision <> current_revision) THEN $1::timestamptz ELSE $2::timestamptz END,
 		ari_start = $3, ari_end = $4, ari_retry_at = $5, lease_owner = '', lease_until = NULL WHERE id = $6`)
 	qReleaseLease  = SQL(`UPDATE jobs SET lease_owner = '', lease_until = NULL WHERE id = $1`)
 	qInsertAttempt = SQL(`INSERT INTO attempts
@@ -105,7 +122,9 @@ var (
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`)
 	qPruneAttempts = SQL(`DELETE FROM attempts WHERE job_id = $1 AND id <
 		(SELECT id FROM attempts WHERE job_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)`)
-	qRetryNow = SQL(`UPDATE jobs SET next_at = $1 WHERE spec = $2 AND key_type = $3`)
+	// qRetryNow: an operator's retry is now, whatever pack delay the job
+	// was collecting changes for.
+	qRetryNow = SQL(`UPDATE jobs SET next_at = $1, changed_at = NULL WHERE spec = $2 AND key_type = $3`)
 	// qCurrentSerial reads the serial and fingerprint of a job's current
 	// issuance (CompleteIssuance tried again).
 	qCurrentSerial = SQL(`SELECT i.id, i.serial, i.fingerprint FROM jobs j JOIN issuances i ON i.id = j.current_id
@@ -146,7 +165,7 @@ func (s *Store) scanJob(r Row) (certfleet.Job, error) {
 	)
 	err := r.Scan(&j.Spec, &kt, &currentID, &j.CurrentRevision, &j.NextAt, &j.Failures, &j.LastError, &j.LastErrorAt,
 		&j.ARIStart, &j.ARIEnd, &j.ARIRetryAt, &j.PendingOrderURL, &pendingKey, &j.LeaseOwner, &j.LeaseUntil, &j.Disabled,
-		&j.Deploy.Error, &j.Deploy.Failures, &j.Deploy.FailedAt, &j.Deploy.NextAt)
+		&j.Deploy.Error, &j.Deploy.Failures, &j.Deploy.FailedAt, &j.Deploy.NextAt, &j.TargetRevision, &j.ChangedAt)
 	if err != nil {
 		return j, err
 	}
@@ -381,7 +400,7 @@ func (s *Store) CompleteIssuance(ctx context.Context, owner string, iss certflee
 			return err
 		}
 		tx.Queue(qCompleteJob, iss.ID, iss.SpecRevision, next.NextAt, now,
-			NullTime(next.ARIStart), NullTime(next.ARIEnd), NullTime(next.ARIRetryAt), id)
+			NullTime(next.ARIStart), NullTime(next.ARIEnd), NullTime(next.ARIRetryAt), id, next.SeenRevision)
 		addAttempt(tx, id, a)
 		return tx.Notify()
 	})
@@ -440,7 +459,7 @@ func (s *Store) Reschedule(ctx context.Context, key certfleet.JobKey, owner stri
 		if err != nil {
 			return err
 		}
-		tx.Queue(qReschedule, s.now(), u.NextAt, NullTime(u.ARIStart), NullTime(u.ARIEnd), NullTime(u.ARIRetryAt), id)
+		tx.Queue(qReschedule, s.now(), u.NextAt, NullTime(u.ARIStart), NullTime(u.ARIEnd), NullTime(u.ARIRetryAt), id, u.SeenRevision)
 		tx.Queue(qLeaveQueue, id) // not due: it waits for no budget
 		return tx.Notify()
 	})

@@ -13,7 +13,9 @@ import (
 
 var (
 	qInsertSpec = SQL(`INSERT INTO specs (name, source, disabled, spec, created_at, updated_at, tenant) VALUES ($1, $2, $3, $4, $5, $5, $6)`)
-	qInsertJob  = SQL(`INSERT INTO jobs (spec, key_type, target_revision, next_at, disabled) VALUES ($1, $2, $3, $4, $5)`)
+	// qInsertJob: a new job is a change not yet ordered (changed_at, the
+	// start of its pack delay).
+	qInsertJob  = SQL(`INSERT INTO jobs (spec, key_type, target_revision, next_at, disabled, changed_at) VALUES ($1, $2, $3, $4, $5, $4)`)
 	qUpdateSpec = SQL(`UPDATE specs SET source = $1, disabled = $2, spec = $3, updated_at = $4, tenant = $6 WHERE name = $5`)
 	// qDisableSpec and qDisableJobsOfSpec withdraw a spec: SyncSpecs for
 	// one its source no longer lists, WithdrawSpec.
@@ -22,9 +24,13 @@ var (
 	qAllSpecs          = SQL(`SELECT name, source, disabled, spec, tenant FROM specs`)
 	qJobsOfSpec        = SQL(`SELECT id, key_type, current_revision, disabled FROM jobs WHERE spec = $1`)
 	// qSyncJob and qSyncJobDue bring a job in line with its changed spec;
-	// qSyncJobDue also makes it due at once.
-	qSyncJob    = SQL(`UPDATE jobs SET target_revision = $1, disabled = $2 WHERE id = $3`)
-	qSyncJobDue = SQL(`UPDATE jobs SET target_revision = $1, disabled = $2, next_at = $3 WHERE id = $4`)
+	// qSyncJobDue also makes it due at once, and starts its pack delay
+	// unless a change before it did (changed_at: the first change not
+	// yet ordered, so that a stream of changes cannot put the order off
+	// for ever). qSyncJob's spec is back to what the current issuance
+	// holds: no change is pending.
+	qSyncJob    = SQL(`UPDATE jobs SET target_revision = $1, disabled = $2, changed_at = NULL WHERE id = $3`)
+	qSyncJobDue = SQL(`UPDATE jobs SET target_revision = $1, disabled = $2, next_at = $3, changed_at = COALESCE(changed_at, $3) WHERE id = $4`)
 	qDisableJob = SQL(`UPDATE jobs SET disabled = true WHERE id = $1`)
 	qSpec       = SQL(`SELECT source, disabled, spec, tenant FROM specs WHERE name = $1`)
 	qSpecs      = SQL(`SELECT source, disabled, spec, tenant FROM specs

@@ -97,6 +97,7 @@ func Run(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 		{"FailJob", testFailJob},
 		{"CompleteIssuance", testCompleteIssuance},
 		{"Reschedule", testReschedule},
+		{"PackDelay", testPackDelay},
 		{"RetryNow", testRetryNow},
 		{"DeployState", testDeployState},
 		{"NextDue", testNextDue},

@@ -13,9 +13,18 @@ import (
 	"github.com/certfleet/certfleet"
 )
 
+// runMode says who works on a job: the daemon's loop (Run) or a one-shot
+// pass (RunOnce).
+type runMode int
+
+const (
+	inDaemon runMode = iota
+	inPass
+)
+
 // process works on one claimed job and always leaves it unleased (or lost to
 // another owner).
-func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
+func (m *Manager) process(ctx context.Context, job certfleet.Job, mode runMode) Result {
 	start := m.Now()
 	log := m.Logger.With(certfleet.LogCertificate, job.Spec, certfleet.LogKeyType, string(job.KeyType))
 	res := Result{Key: job.JobKey}
@@ -30,7 +39,7 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job) Result {
 		return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	}
 
-	d, err := m.decide(workCtx, job)
+	d, err := m.decide(workCtx, job, mode)
 	if err == nil && d.deferUntil != nil {
 		u := *d.deferUntil
 		u.SeenRevision = job.TargetRevision // a change meanwhile makes it due at once

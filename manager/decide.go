@@ -31,7 +31,7 @@ type decision struct {
 }
 
 // decide works out whether job needs a certificate now, and why.
-func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, error) {
+func (m *Manager) decide(ctx context.Context, job certfleet.Job, mode runMode) (decision, error) {
 	var d decision
 	spec, err := m.Store.Spec(ctx, job.Spec)
 	if err != nil {
@@ -68,7 +68,7 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job) (decision, erro
 	// Changes requested over the API collect for the pack delay before
 	// they are ordered (no self-test yet either: it runs once, at the
 	// window's end, for every name the window collected).
-	if until, ok := m.collecting(job, spec); ok {
+	if until, ok := m.collecting(job, spec); ok && mode == inDaemon {
 		d.deferUntil = &certfleet.ScheduleUpdate{NextAt: until, ARIStart: job.ARIStart, ARIEnd: job.ARIEnd, ARIRetryAt: job.ARIRetryAt}
 		d.reason = "collecting requests for the pack delay"
 		return d, nil

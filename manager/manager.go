@@ -127,8 +127,8 @@ type Manager struct {
 	// ordered, so that requests arriving together share one order and a
 	// burst of changes re-packs once. It counts from the first change
 	// not yet ordered (certfleet.Job.ChangedAt, kept in the store); a
-	// renewal, a retry after a failure and an operator's retry do not
-	// wait. Zero (the default here; the config's is
+	// renewal, a retry after a failure, an operator's retry and a
+	// RunOnce pass do not wait. Zero (the default here; the config's is
 	// config.DefaultPackDelay) orders at once.
 	PackDelay time.Duration
 

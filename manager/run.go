@@ -75,7 +75,7 @@ func (m *Manager) Run(ctx context.Context) error {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						m.process(ctx, job)
+						m.process(ctx, job, inDaemon)
 						done <- struct{}{}
 					}()
 				}

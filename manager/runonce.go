@@ -48,6 +48,8 @@ func (r Report) OK() bool { return r.Failed == 0 && r.DeployFailed == 0 && len(r
 // RunOnce works on every job that is due now, with bounded concurrency, and
 // returns when they are all done: one pass for cron users and the demo. Jobs
 // that fail are rescheduled with backoff and not retried within the pass.
+// A pass does not wait for PackDelay: what is requested when it runs is
+// what it orders.
 func (m *Manager) RunOnce(ctx context.Context) (Report, error) {
 	m.init()
 	rep := Report{Started: m.Now()}
@@ -86,7 +88,7 @@ func (m *Manager) RunOnce(ctx context.Context) (Report, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				res := m.process(ctx, job)
+				res := m.process(ctx, job, inPass)
 				mu.Lock()
 				rep.add(res)
 				mu.Unlock()

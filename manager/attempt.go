@@ -67,7 +67,7 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job, mode runMode) 
 	if err == nil && m.Budget != nil && job.PendingOrderURL == "" {
 		// A new order that a budget is certain to defer skips Prepare;
 		// the reservation itself is made just before the order.
-		err = m.Budget.Check(workCtx, m.orderIntent(job, d))
+		err = budgetError(m.Budget.Check(workCtx, m.orderIntent(job, d)))
 	}
 	var iss certfleet.Issuance
 	if err == nil {

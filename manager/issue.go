@@ -116,7 +116,7 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 			intent.Renewal, intent.At = replaces, m.Now()
 			r, err := m.Budget.Reserve(ctx, intent)
 			if err != nil {
-				return err
+				return budgetError(err)
 			}
 			reservation, reserved, intent.OrderURL = r.ID, true, ""
 			if w := r.Released; w != nil {

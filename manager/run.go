@@ -66,7 +66,7 @@ func (m *Manager) Run(ctx context.Context) error {
 					return nil
 				}
 				storeFailures++
-				sleep = min(certfleet.Backoff(storeFailures, m.Rand()), m.PollInterval)
+				sleep = m.storeRetry(storeFailures)
 				m.Logger.Error("cannot read due work from the store; retrying", certfleet.LogError, err, "retry_in", sleep)
 			} else {
 				storeFailures = 0
@@ -114,6 +114,28 @@ func (m *Manager) untilDue(at time.Time) time.Duration {
 		return minIdle
 	}
 	return min(d, m.PollInterval)
+}
+
+// Store retries of the daemon loop: the first look at the store after a
+// failed one comes storeRetryMin later, each further one twice as late, at
+// most storeRetryMax (and PollInterval). Ours, issue 16: a database restart
+// lasts seconds, and the scheduler is idle until it looks again; the
+// per-job backoff it used (a minute, capped at PollInterval: 30 s) kept
+// an instance idle for half a minute after the database was back. A look
+// is one query, so a few a second during an outage cost nothing.
+const (
+	storeRetryMin = 250 * time.Millisecond
+	storeRetryMax = 2 * time.Second
+)
+
+// storeRetry returns how long the loop waits after its failures-th failed
+// look at the store in a row (1 for the first).
+func (m *Manager) storeRetry(failures int) time.Duration {
+	d := storeRetryMin
+	for i := 1; i < failures && d < storeRetryMax; i++ {
+		d *= 2
+	}
+	return min(d, storeRetryMax, m.PollInterval)
 }
 
 // heartbeatEvery bounds how often a scheduler writes its heartbeat: rounds

@@ -38,6 +38,17 @@ type storeError struct{ err error }
 func (e storeError) Error() string { return e.err.Error() }
 func (e storeError) Unwrap() error { return e.err }
 
+// budgetError marks an error of the rate-limit Budget that says the store
+// (where the budgets are kept) is unreachable as a store error, so that
+// the job is given back without a failed attempt (storeDown) instead of
+// backing off (issue 16: a database restart made jobs back off a minute).
+func budgetError(err error) error {
+	if err != nil && certfleet.ErrorCode(err) == certfleet.EUNAVAILABLE {
+		return storeError{err}
+	}
+	return err
+}
+
 // storeDown reports whether err is a store read that failed because the
 // store is unreachable.
 func storeDown(err error) bool {

@@ -185,3 +185,48 @@ func TestStoreReadOutageIsNoFailure(t *testing.T) {
 		t.Errorf("after the outage: %+v", rep.Results)
 	}
 }
+
+// downBudget is a rate-limit budget whose store is unreachable while down
+// is set: Check and Reserve fail as an unreachable PostgreSQL's reads do.
+type downBudget struct{ down atomic.Bool }
+
+func (b *downBudget) Check(ctx context.Context, o certfleet.OrderIntent) error {
+	if b.down.Load() {
+		return unavailable()
+	}
+	return nil
+}
+
+func (b *downBudget) Reserve(ctx context.Context, o certfleet.OrderIntent) (certfleet.Reservation, error) {
+	if b.down.Load() {
+		return certfleet.Reservation{}, unavailable()
+	}
+	return certfleet.Reservation{}, nil
+}
+
+func (b *downBudget) Finish(ctx context.Context, o certfleet.OrderIntent, reservation int64, err error) {
+}
+
+// TestBudgetStoreOutageIsNoFailure: the rate-limit budgets are kept in the
+// store, so a budget that cannot be read during a database restart is the
+// store's outage, not the job's failure: no failed attempt, no backoff,
+// the job given back due (issue 16; the combined failover run found jobs
+// backed off a minute after "list rate-limit holds: unexpected EOF").
+func TestBudgetStoreOutageIsNoFailure(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.sync(spec(t, "budget", certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, "budget.certfleet.test"))
+	b := &downBudget{}
+	b.down.Store(true)
+	m := e.manager(e.issuer(e.ca.DirectoryURL(), nil))
+	m.Budget = b
+	mustRunOnce(t, m)
+	j := e.job("budget", certfleet.ECDSAP256)
+	if j.Failures != 0 || j.LeaseOwner != "" || j.NextAt.After(e.clock.Now()) {
+		t.Errorf("after the budget's store outage: failures %d (%q), lease %q, next %v; want no failure, released, due now",
+			j.Failures, j.LastError, j.LeaseOwner, j.NextAt)
+	}
+	b.down.Store(false)
+	if rep := mustRunOnce(t, m); rep.Issued != 1 {
+		t.Errorf("after the outage: %+v", rep.Results)
+	}
+}

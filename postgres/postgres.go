@@ -36,6 +36,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -267,6 +268,13 @@ func translate(err error) error {
 	var ne net.Error
 	if errors.As(err, &ne) {
 		return fmt.Errorf("%w: %w", certfleet.Errorf(certfleet.EUNAVAILABLE, "database unreachable"), err)
+	}
+	// The connection closed in the middle of a reply (the server or the
+	// path to it went away as it answered): pgx returns the read's bare
+	// io.ErrUnexpectedEOF (issue 16: a database restart made jobs fail
+	// and back off instead of retrying).
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return fmt.Errorf("%w: %w", certfleet.Errorf(certfleet.EUNAVAILABLE, "database connection lost"), err)
 	}
 	return err
 }

@@ -55,6 +55,7 @@ func main() {
 	serveN := flag.Int("serve", 0, "run certfleet serve on a store of this many issued names and measure it (serve.go)")
 	declare := flag.Int("declare", 10000, "with -serve: names the 8 PUT clients declare (and serve issues)")
 	issueWait := flag.Duration("issue-wait", time.Minute, "with -serve: how long to let issuance go on after the PUTs")
+	analyze := flag.Bool("analyze", true, "with -listings and -postgres: ANALYZE after the fill, as autoanalyze would shortly")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile to this file")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -69,7 +70,7 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	if *listN > 0 {
-		if err := listingBench(*listN, *dsn); err != nil {
+		if err := listingBench(*listN, *dsn, *analyze); err != nil {
 			fmt.Fprintln(os.Stderr, "apibench:", err)
 			os.Exit(1)
 		}

@@ -46,14 +46,22 @@ const (
 // drive is what each driver walks: the rows, the key in spec name order,
 // the condition that picks its range (the driver's value is $2 of the
 // bound statement) and the index order.
-var drives = map[listDriver]struct{ from, boundFrom, key, cond, boundCond, order string }{
-	driveAll:    {`specs s`, `specs s`, `s.name`, `true`, `$2 = ''`, `s.name`},
-	driveTenant: {`specs s`, `specs s`, `s.name`, `s.tenant = $2`, `s.tenant = $2`, `s.tenant, s.name`},
-	driveSource: {`specs s`, `specs s`, `s.name`, `s.source = $3`, `s.source = $2`, `s.source, s.name`},
-	driveTerm: {`spec_terms t JOIN specs s ON s.name = t.spec`, `spec_terms t`, `t.spec`, `t.term = $5`, `t.term = $2`,
+//
+// The tenant's and the source's ranges are row values, (tenant, name) >
+// ($2, $1), not name > $1: PostgreSQL's generic plan (a prepared statement
+// after its fifth run) otherwise walked the primary key from the cursor,
+// filtering on the tenant, the whole table for a small tenant. A row value
+// only the (tenant, name) index answers. (The search term's range stays
+// term = $5 AND spec > $1: its primary key is the one index that has the
+// term first, and its row value made PostgreSQL read 5 times the pages.)
+var drives = map[listDriver]struct{ from, boundFrom, key, prefix, pageValue, boundValue, cond, boundCond, order string }{
+	driveAll:    {`specs s`, `specs s`, `s.name`, ``, ``, ``, `true`, `$2 = ''`, `s.name`},
+	driveTenant: {`specs s`, `specs s`, `s.name`, `s.tenant`, `$2`, `$2`, `s.tenant = $2`, `s.tenant = $2`, `s.tenant, s.name`},
+	driveSource: {`specs s`, `specs s`, `s.name`, `s.source`, `$3`, `$2`, `s.source = $3`, `s.source = $2`, `s.source, s.name`},
+	driveTerm: {`spec_terms t JOIN specs s ON s.name = t.spec`, `spec_terms t`, `t.spec`, ``, ``, ``, `t.term = $5`, `t.term = $2`,
 		`t.term, t.spec`},
 	// A spec with several failing jobs is listed once, at its first.
-	driveFailing: {`jobs f JOIN specs s ON s.name = f.spec`, `jobs f`, `f.spec`, failingJob("f") + ` AND NOT EXISTS (SELECT 1 FROM jobs g
+	driveFailing: {`jobs f JOIN specs s ON s.name = f.spec`, `jobs f`, `f.spec`, ``, ``, ``, failingJob("f") + ` AND NOT EXISTS (SELECT 1 FROM jobs g
 			WHERE g.spec = f.spec AND g.key_type < f.key_type AND ` + failingJob("g") + `)`, failingJob("f") + ` AND $2 = ''`, `f.spec, f.key_type`},
 }
 
@@ -101,11 +109,16 @@ var listStatements, boundStatements = func() (map[listKey]Q, map[listKey]Q) {
 	page, bound := map[listKey]Q{}, map[listKey]Q{}
 	for d, dr := range drives {
 		for _, back := range []bool{false, true} {
-			rng, order := dr.key+` > $1 AND `+dr.key+` <= $8`, dr.order
-			brng, border := dr.key+` > $1`, dr.order
+			key, lo, hi, blo := dr.key, `$1`, `$8`, `$1`
+			if dr.prefix != "" {
+				key = `(` + dr.prefix + `, ` + dr.key + `)`
+				lo, hi, blo = `(`+dr.pageValue+`, $1)`, `(`+dr.pageValue+`, $8)`, `(`+dr.boundValue+`, $1)`
+			}
+			rng, order := key+` > `+lo+` AND `+key+` <= `+hi, dr.order
+			brng, border := key+` > `+blo, dr.order
 			if back {
-				rng, order = dr.key+` < $1 AND `+dr.key+` >= $8`, descending(dr.order)
-				brng, border = dr.key+` < $1`, descending(dr.order)
+				rng, order = key+` < `+lo+` AND `+key+` >= `+hi, descending(dr.order)
+				brng, border = key+` < `+blo, descending(dr.order)
 			}
 			inner := `SELECT s.name, s.source, s.disabled, s.spec, s.tenant FROM ` + dr.from + `
 				WHERE ` + dr.cond + ` AND ` + rng + ` AND ` + listFilter + `

@@ -40,7 +40,7 @@ func TestStoreRetry(t *testing.T) {
 
 func TestUntilDue(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	m := &Manager{Now: func() time.Time { return now }, PollInterval: 30 * time.Second}
+	m := &Manager{Now: func() time.Time { return now }, PollInterval: 30 * time.Second, Lease: 3 * time.Second}
 	m.init()
 	tests := []struct {
 		name string
@@ -49,6 +49,7 @@ func TestUntilDue(t *testing.T) {
 	}{
 		{"due in 300 ms", now.Add(300 * time.Millisecond), 300 * time.Millisecond},
 		{"due in 1 ms", now.Add(time.Millisecond), time.Millisecond},
+		{"within a lease: perhaps a lease's end", now.Add(2 * time.Second), minIdle},
 		{"due in 5 s", now.Add(5 * time.Second), 5 * time.Second},
 		{"beyond the poll interval", now.Add(time.Hour), 30 * time.Second},
 		{"already past: claimed elsewhere", now.Add(-time.Second), minIdle},

@@ -60,6 +60,11 @@ type Job struct {
 	LeaseUntil time.Time
 	// Disabled jobs (spec withdrawn, key type removed) are never claimed.
 	Disabled bool
+	// RenewRequested is when an operator asked for a new certificate
+	// although the current one is not due (a retry with force, issue 15
+	// finding 6); zero when nobody did. The next attempt orders whatever
+	// the renewal window says, and the issuance it brings clears it.
+	RenewRequested time.Time
 	// Deploy is whether the current issuance is written where the
 	// configuration says (output_dir, copies, commands): a certificate
 	// issued but not written is failing as much as one not issued.
@@ -203,6 +208,13 @@ type JobStore interface {
 	// ChangedAt, so no pack delay holds it), and its spec's waiting names
 	// due for a re-test (ReadinessStore).
 	RetryNow(ctx context.Context, key JobKey) error
+	// RenewNow is RetryNow that also sets RenewRequested: the next
+	// attempt orders a new certificate even if the current one is not
+	// due (an operator's forced renewal). The issuance that attempt
+	// saves clears it (CompleteIssuance); a failed attempt keeps it, so
+	// the retries after a failure still renew. ENOTFOUND for an unknown
+	// job.
+	RenewNow(ctx context.Context, key JobKey) error
 	// SetDeployState records the outcome of writing a job's current
 	// issuance: a zero d (Error "") marks it written and clears the
 	// failures; a failed one increments Failures (d.Failures is

@@ -77,7 +77,7 @@ identifiers = ["web.certfleet.test"]
 	got := recv.Want(t, "opened/warning")
 	n := got[0]
 	if n.Kind != certfleet.IncidentExpiry || n.Certificate != "web" || n.KeyType != certfleet.ECDSAP256 || n.Failures != 1 ||
-		n.LastError == "" || n.Serial != first.Serial || !n.NotAfter.Equal(first.NotAfter) {
+		n.LastError == "" || n.Serial != certfleet.FormatSerial(first.Serial) || !n.NotAfter.Equal(first.NotAfter) {
 		t.Errorf("opened notification = %+v", n)
 	}
 	// Another failure, still a warning: nothing new.
@@ -347,7 +347,7 @@ endpoints = [%q]
 	daemontest.AlertRound(t, d)
 	got := recv.Want(t, "opened/warning")
 	if got[0].Kind != certfleet.IncidentEndpointStale || !strings.Contains(got[0].Endpoint, ln.Addr().String()) ||
-		got[0].Serial != old.Serial || !strings.Contains(got[0].Summary, "older certificate") {
+		got[0].Serial != certfleet.FormatSerial(old.Serial) || !strings.Contains(got[0].Summary, "older certificate") {
 		t.Errorf("endpoint notification = %+v", got[0])
 	}
 	serve(cur)

@@ -106,7 +106,7 @@ ack = true
 	}
 	for _, p := range recv.Accepted() {
 		want := first
-		if p.Type == "renewed" || p.Type == "deployed" && p.Event.Serial == second.Serial {
+		if p.Type == "renewed" || p.Type == "deployed" && p.Event.Serial == certfleet.FormatSerial(second.Serial) {
 			want = second
 		}
 		iss := p.Issuance
@@ -114,8 +114,8 @@ ack = true
 		for _, id := range want.Identifiers {
 			names = append(names, id.Value)
 		}
-		if iss == nil || iss.ID != want.ID || iss.Serial != want.Serial || iss.ChainPEM != string(want.ChainPEM) ||
-			p.Event.Serial != want.Serial || p.Event.Certificate != "web" || !slices.Equal(iss.Identifiers, names) {
+		if iss == nil || iss.ID != want.ID || iss.Serial != certfleet.FormatSerial(want.Serial) || iss.ChainPEM != string(want.ChainPEM) ||
+			p.Event.Serial != certfleet.FormatSerial(want.Serial) || p.Event.Certificate != "web" || !slices.Equal(iss.Identifiers, names) {
 			t.Errorf("%s payload: event %+v, issuance %+v; want serial %s's certificate", p.Type, p.Event, iss, want.Serial)
 		}
 	}
@@ -238,7 +238,7 @@ identifiers = ["web.certfleet.test"]
 		t.Errorf("failed payload: %+v", f.Event)
 	}
 	if e := got[1]; e.Event.Kind != certfleet.EventExpiring || e.Event.Reason != string(certfleet.SeverityWarning) ||
-		e.Event.Serial != first.Serial || !strings.HasPrefix(e.Key, "certfleet-incident-") {
+		e.Event.Serial != certfleet.FormatSerial(first.Serial) || !strings.HasPrefix(e.Key, "certfleet-incident-") {
 		t.Errorf("expiring payload: key %s, event %+v", e.Key, e.Event)
 	}
 	trail, err := d.Store.Events(t.Context(), certfleet.EventFilter{Kind: certfleet.EventExpiring})

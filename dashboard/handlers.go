@@ -268,7 +268,7 @@ func (s *Server) detail(w http.ResponseWriter, r *http.Request, u *user) {
 	v.Endpoints = s.certEndpoints(sp.Name)
 	p := page{Title: sp.Name, User: u, Cert: &v}
 	if r.URL.Query().Has("retried") {
-		p.Flash = "Retry requested: every key type of " + sp.Name + " was made due now, and the scheduler was woken."
+		p.Flash = "Retry requested for " + sp.Name + ": what it did, per key type, is below."
 		if at, ok := retriedAt(r.URL.Query().Get("retried"), now); ok {
 			p.Retry = s.retryFeedback(ctx, now, at, &v, jobs)
 		}
@@ -302,14 +302,53 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, u *user) {
 			return
 		}
 	}
+	// A certificate that is valid and not due is left alone unless the
+	// operator renews it anyway ("Renew now anyway", force): a retry that
+	// made it due only for the scheduler to find nothing to order said
+	// nothing (issue 15, finding 6). The page then says why not.
+	force := r.PostFormValue("force") == "1"
+	rn, canForce := s.Store.(renewer)
+	if force && !canForce {
+		s.errorPage(w, r, u, http.StatusNotImplemented, "This store cannot force a renewal.")
+		return
+	}
+	waiting := false
+	if ws, ok := s.Store.(waitingNames); ok {
+		wn, err := ws.WaitingNames(ctx, certfleet.WaitingFilter{Spec: sp.Name})
+		if err != nil {
+			s.storeError(w, r, u, "read the waiting names of "+sp.Name, err)
+			return
+		}
+		waiting = len(wn) > 0
+	}
+	jobList, err := s.Store.Jobs(ctx, certfleet.JobFilter{Spec: sp.Name})
+	if err != nil {
+		s.storeError(w, r, u, "read the jobs of "+sp.Name, err)
+		return
+	}
+	jobs := make(map[certfleet.JobKey]certfleet.Job, len(jobList))
+	for _, j := range jobList {
+		jobs[j.JobKey] = j
+	}
 	for _, k := range sp.JobKeys() {
-		if err := s.Store.RetryNow(ctx, k); err != nil {
+		detail := "retry requested on the dashboard"
+		var err error
+		switch {
+		case force:
+			detail = "renewal forced on the dashboard (renew now anyway)"
+			err = rn.RenewNow(ctx, k)
+		case waiting || s.retryDue(ctx, sp, jobs[k], at) != "":
+			err = s.Store.RetryNow(ctx, k)
+		default:
+			detail = "retry on the dashboard: not due, nothing ordered"
+		}
+		if err != nil {
 			s.storeError(w, r, u, "retry "+k.String(), err)
 			return
 		}
 		if s.Events != nil {
 			e := certfleet.Event{At: s.Now(), Kind: certfleet.EventRetry, Actor: "token:" + u.token.ID, Remote: r.RemoteAddr,
-				Certificate: sp.Name, KeyType: k.KeyType, Detail: "retry requested on the dashboard"}
+				Certificate: sp.Name, KeyType: k.KeyType, Detail: detail}
 			if err := s.Events.RecordEvent(ctx, e); err != nil {
 				// The retry is done; a lost event must not undo it.
 				s.Logger.Error("dashboard: record retry event", certfleet.LogCertificate, sp.Name, certfleet.LogError, err)

@@ -124,7 +124,11 @@ func (s *Server) retryFeedback(ctx context.Context, now, at time.Time, v *certVi
 				"the order is placed once they pass (next re-test %s). Fix what the reason names.", len(v.Waiting), w.Identifier.Value, w.Reason, relTime(now, w.NextAt))
 		case j.NextAt.After(at.Add(time.Second)):
 			l.State = RetryNotDue
-			l.Text = "Not ordered: the scheduler looked and found nothing to order (the certificate is valid and outside its renewal window); its next check is " + relTime(now, j.NextAt) + "."
+			l.Text = "Not ordered: the certificate is valid and not due for renewal"
+			if kv.Cert != nil {
+				l.Text += " (valid until " + kv.Cert.NotAfter.UTC().Format("2006-01-02 15:04 UTC") + ")"
+			}
+			l.Text += "; it is renewed " + relTime(now, j.NextAt) + ". Nothing was ordered. To order a new certificate now anyway, use Renew now anyway."
 		case live.Latest == nil || live.Stale:
 			l.State, l.Text = RetryWaiting, "Due now, but no scheduler is running to order it: it will be ordered when certfleet serve runs again."
 		default:
@@ -147,6 +151,27 @@ func retriedAt(v string, now time.Time) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return at, true
+}
+
+// renewer is what a store that can force a renewal has
+// (certfleet.JobStore.RenewNow).
+type renewer interface {
+	RenewNow(ctx context.Context, key certfleet.JobKey) error
+}
+
+// retryDue says why a retry of job orders now (certfleet.RetryOf), or ""
+// when its certificate is valid and not due. An issuance that cannot be
+// read counts as due: the scheduler then decides.
+func (s *Server) retryDue(ctx context.Context, sp certfleet.CertificateSpec, job certfleet.Job, now time.Time) string {
+	var cur *certfleet.Issuance
+	if job.CurrentID != 0 {
+		iss, err := s.Store.Issuance(ctx, job.CurrentID)
+		if err != nil {
+			return "its certificate could not be read"
+		}
+		cur = &iss
+	}
+	return certfleet.RetryOf(sp, job, cur, now).Due
 }
 
 // retester is what a store that keeps waiting names has

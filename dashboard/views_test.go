@@ -371,15 +371,23 @@ func TestRetryFeedback(t *testing.T) {
 	c := e.login(secret)
 	csrf := e.csrf(c)
 	key := func(n string) certfleet.JobKey { return certfleet.JobKey{Spec: n, KeyType: certfleet.ECDSAP256} }
-	retry := func(t *testing.T, n string) string {
+	// Every certificate here is valid and not due: a plain retry orders
+	// nothing (the "not due" case), so the scheduler's other outcomes
+	// follow "Renew now anyway" (force), which makes the job due.
+	post := func(t *testing.T, n string, force bool) string {
 		t.Helper()
-		r := e.do("POST", "/dashboard/cert/"+n+"/retry", c, url.Values{"csrf": {csrf}}, nil)
+		form := url.Values{"csrf": {csrf}}
+		if force {
+			form.Set("force", "1")
+		}
+		r := e.do("POST", "/dashboard/cert/"+n+"/retry", c, form, nil)
 		loc := r.header.Get("Location")
 		if r.status != http.StatusSeeOther || !regexp.MustCompile(`^/dashboard/cert/`+n+`\?retried=\d{13}$`).MatchString(loc) {
 			t.Fatalf("retry %s: status %d, location %q", n, r.status, loc)
 		}
 		return loc
 	}
+	retry := func(t *testing.T, n string) string { t.Helper(); return post(t, n, true) }
 	feedback := func(t *testing.T, loc, state, text string) {
 		t.Helper()
 		r := e.do("GET", loc, c, nil, nil)
@@ -442,7 +450,7 @@ func TestRetryFeedback(t *testing.T) {
 			Code: certfleet.WaitDNS, Reason: "no address for selftest.example.org", Since: now(), CheckedAt: now(), NextAt: now().Add(time.Hour), Tests: 3}}, nil); err != nil {
 			t.Fatal(err)
 		}
-		loc := retry(t, "selftest")
+		loc := post(t, "selftest", false) // waiting names are re-tested without force
 		// The scheduler's self-test finds the name still failing and the
 		// job sleeps until the next re-test.
 		e.claim(key("selftest"))
@@ -455,13 +463,27 @@ func TestRetryFeedback(t *testing.T) {
 			t.Errorf("after the retry the waiting name is next tested at %+v (%v), want now", ws, err)
 		}
 	})
+	// Issue 15, finding 6: a retry of a valid certificate that is not
+	// due made it due, the scheduler found nothing to order and moved the
+	// next check hours away, and nobody was told. Now the job is left as
+	// it was and the page says why nothing was ordered, and how to renew
+	// anyway; "Renew now anyway" then makes the next attempt renew.
 	t.Run("not due", func(t *testing.T) {
-		loc := retry(t, "notdue")
-		e.claim(key("notdue"))
-		if err := e.store.Reschedule(t.Context(), key("notdue"), "test", certfleet.ScheduleUpdate{NextAt: now().Add(6 * time.Hour)}); err != nil {
+		before, err := e.store.Job(t.Context(), key("notdue"))
+		if err != nil {
 			t.Fatal(err)
 		}
-		feedback(t, loc, "not-due", "found nothing to order")
+		loc := post(t, "notdue", false)
+		feedback(t, loc, "not-due", "Not ordered: the certificate is valid and not due for renewal (valid until ")
+		feedback(t, loc, "not-due", "Nothing was ordered. To order a new certificate now anyway, use Renew now anyway.")
+		after, err := e.store.Job(t.Context(), key("notdue"))
+		if err != nil || !after.NextAt.Equal(before.NextAt) || !after.RenewRequested.IsZero() {
+			t.Errorf("a retry of a certificate not due changed its job: next %v → %v, renew requested %v (%v)", before.NextAt, after.NextAt, after.RenewRequested, err)
+		}
+		post(t, "notdue", true)
+		if j, err := e.store.Job(t.Context(), key("notdue")); err != nil || j.RenewRequested.IsZero() || j.NextAt.After(time.Now()) {
+			t.Errorf("after Renew now anyway: next %v, renew requested %v (%v); want due, renewal requested", j.NextAt, j.RenewRequested, err)
+		}
 	})
 }
 

@@ -45,6 +45,21 @@ type NameStatus struct {
 	// certificate is issued without it, until a re-test passes. A retry
 	// (RetryURL) re-tests it at once.
 	Waiting *WaitingStatus `json:"waiting,omitempty"`
+	// Retry is what a retry did, per key type (the answer of POST
+	// …/retry only).
+	Retry []RetryAction `json:"retry,omitempty"`
+}
+
+// RetryAction is what a retry did to one key type's certificate (issue
+// 15, finding 6): Action is RetryOrdering, RetryForced, RetryRetest or
+// RetryNotDue, Reason says why in words; for a certificate that is not
+// due, ValidUntil is its expiry and RenewalAt when it is renewed.
+type RetryAction struct {
+	KeyType    certfleet.KeyType `json:"key_type"`
+	Action     string            `json:"action"`
+	Reason     string            `json:"reason"`
+	ValidUntil time.Time         `json:"valid_until,omitzero"`
+	RenewalAt  time.Time         `json:"renewal_at,omitzero"`
 }
 
 // WaitingStatus is why a name waits and when it is tested again.

@@ -152,9 +152,22 @@ func (c *Client) DeleteName(ctx context.Context, name string, revoke bool) error
 	return err
 }
 
-// Retry makes name's certificate due now.
+// Retry asks for name's certificate now: the answer's Retry says what
+// was done per key type. A certificate that is valid and not due is not
+// renewed: the error is a *Problem (409, ECONFLICT) saying until when it
+// is valid and when it is renewed; Renew renews it anyway.
 func (c *Client) Retry(ctx context.Context, name string) (NameStatus, error) {
 	resp, data, err := c.do(ctx, http.MethodPost, namePath(name, "retry"), nil, nil, nil)
+	if err != nil {
+		return NameStatus{}, err
+	}
+	return decodeStatus(resp, data)
+}
+
+// Renew orders a new certificate for name now, even if the current one
+// is not due (POST …/retry?force=true).
+func (c *Client) Renew(ctx context.Context, name string) (NameStatus, error) {
+	resp, data, err := c.do(ctx, http.MethodPost, namePath(name, "retry"), url.Values{"force": {"true"}}, nil, nil)
 	if err != nil {
 		return NameStatus{}, err
 	}

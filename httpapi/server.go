@@ -249,7 +249,7 @@ var routes = []route{
 	{method: "GET", path: "/v1/names/{hostname}/status", perm: certfleet.PermReadCerts, h: (*Server).status,
 		summary: "Renewal status: current certificate, next renewal, failures (JSON, or HTML for text/html)"},
 	{method: "POST", path: "/v1/names/{hostname}/retry", perm: certfleet.PermRequestNames, h: (*Server).retry,
-		summary: "Make the name's certificate due now"},
+		summary: "Order now if the certificate is due; a valid one not due answers 409 with why; ?force=true renews it anyway"},
 	{method: "POST", path: "/v1/names/{hostname}/csr", perm: certfleet.PermRequestNames, h: (*Server).postCSR,
 		summary: "Request the name in CSR mode: the host keeps its key; body is a PEM CSR"},
 	{method: "GET", path: "/v1/bud/ocsp/{id}", perm: certfleet.PermReadCerts, urlOK: true, h: (*Server).budOCSP,

@@ -96,6 +96,12 @@ func (m *Manager) decide(ctx context.Context, job certfleet.Job, mode runMode) (
 	case job.Failures > 0:
 		d.reason = "retrying after failure"
 		return d, nil
+	case !job.RenewRequested.IsZero():
+		// An operator's forced retry (JobStore.RenewNow; issue 15,
+		// finding 6); the issuance clears it. certfleet.RetryOf, which
+		// the API answers a retry with, follows these cases.
+		d.reason = "renewal requested by an operator"
+		return d, nil
 	case !d.leaf.NotAfter.After(now):
 		d.reason = "certificate expired"
 		return d, nil

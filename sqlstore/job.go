@@ -21,7 +21,7 @@ const noLimit = math.MaxInt64
 
 const jobColumns = `spec, key_type, current_id, current_revision, next_at, failures, last_error, last_error_at,
 	ari_start, ari_end, ari_retry_at, pending_order_url, pending_key, lease_owner, lease_until, disabled,
-	deploy_error, deploy_failures, deploy_failed_at, deploy_next_at, target_revision, changed_at`
+	deploy_error, deploy_failures, deploy_failed_at, deploy_next_at, target_revision, changed_at, renew_requested_at`
 
 var (
 	// qClaimDue selects due, unleased jobs in NextAt order and leases them
@@ -70,7 +70,7 @@ var (
 			jobs.last_error, jobs.last_error_at, jobs.ari_start, jobs.ari_end, jobs.ari_retry_at, jobs.pending_order_url,
 			jobs.pending_key, jobs.lease_owner, jobs.lease_until, jobs.disabled,
 			jobs.deploy_error, jobs.deploy_failures, jobs.deploy_failed_at, jobs.deploy_next_at,
-			jobs.target_revision, jobs.changed_at`)
+			jobs.target_revision, jobs.changed_at, jobs.renew_requested_at`)
 	// qLeasedJob reads the lease of a job. On PostgreSQL it locks the row
 	// until the end of the transaction, so the fenced update that follows
 	// cannot interleave with a claim; a SQLite write transaction already
@@ -88,13 +88,13 @@ var (
 		pending_order_url = '', pending_key = NULL, failures = 0, last_error = '', last_error_at = NULL,
 		next_at = CASE WHEN target_revision = $2 OR target_revision = $9 THEN $3 ELSE $4 END,
 		changed_at = CASE WHEN target_revision = $2 OR target_revision = $9 THEN NULL ELSE $4 END,
-		ari_start = $5, ari_end = $6, ari_retry_at = $7, lease_owner = '', lease_until = NULL
+		ari_start = $5, ari_end = $6, ari_retry_at = $7, lease_owner = '', lease_until = NULL, renew_requested_at = NULL
 		WHERE id = $8`,
 		`UPDATE jobs SET current_id = $1, current_revision = $2,
 		pending_order_url = '', pending_key = NULL, failures = 0, last_error = '', last_error_at = NULL,
 		next_at = CASE WHEN target_revision = $2 OR target_revision = $9::text THEN $3::timestamptz ELSE $4::timestamptz END,
 		changed_at = CASE WHEN target_revision = $2 OR target_revision = $9::text THEN NULL ELSE $4::timestamptz END,
-		ari_start = $5, ari_end = $6, ari_retry_at = $7, lease_owner = '', lease_until = NULL
+		ari_start = $5, ari_end = $6, ari_retry_at = $7, lease_owner = '', lease_until = NULL, renew_requested_at = NULL
 		WHERE id = $8`)
 	// qFailJob: the changes the failed order held are taken (the retry
 	// orders them without a pack delay); a change after it opens a new
@@ -125,6 +125,9 @@ var (
 	// qRetryNow: an operator's retry is now, whatever pack delay the job
 	// was collecting changes for.
 	qRetryNow = SQL(`UPDATE jobs SET next_at = $1, changed_at = NULL WHERE spec = $2 AND key_type = $3`)
+	// qRenewNow is qRetryNow that also asks for a new certificate (a
+	// forced retry; cleared by qCompleteJob).
+	qRenewNow = SQL(`UPDATE jobs SET next_at = $1, changed_at = NULL, renew_requested_at = $1 WHERE spec = $2 AND key_type = $3`)
 	// qCurrentSerial reads the serial and fingerprint of a job's current
 	// issuance (CompleteIssuance tried again).
 	qCurrentSerial = SQL(`SELECT i.id, i.serial, i.fingerprint FROM jobs j JOIN issuances i ON i.id = j.current_id
@@ -165,7 +168,7 @@ func (s *Store) scanJob(r Row) (certfleet.Job, error) {
 	)
 	err := r.Scan(&j.Spec, &kt, &currentID, &j.CurrentRevision, &j.NextAt, &j.Failures, &j.LastError, &j.LastErrorAt,
 		&j.ARIStart, &j.ARIEnd, &j.ARIRetryAt, &j.PendingOrderURL, &pendingKey, &j.LeaseOwner, &j.LeaseUntil, &j.Disabled,
-		&j.Deploy.Error, &j.Deploy.Failures, &j.Deploy.FailedAt, &j.Deploy.NextAt, &j.TargetRevision, &j.ChangedAt)
+		&j.Deploy.Error, &j.Deploy.Failures, &j.Deploy.FailedAt, &j.Deploy.NextAt, &j.TargetRevision, &j.ChangedAt, &j.RenewRequested)
 	if err != nil {
 		return j, err
 	}
@@ -574,8 +577,18 @@ func (s *Store) Jobs(ctx context.Context, f certfleet.JobFilter) ([]certfleet.Jo
 // RetryNow implements certfleet.JobStore. It leaves a lease in place: the
 // holder's outcome still applies, and the job is claimable once it ends.
 func (s *Store) RetryNow(ctx context.Context, key certfleet.JobKey) error {
+	return s.retryNow(ctx, key, qRetryNow)
+}
+
+// RenewNow implements certfleet.JobStore: RetryNow, and the next attempt
+// renews even a certificate that is not due.
+func (s *Store) RenewNow(ctx context.Context, key certfleet.JobKey) error {
+	return s.retryNow(ctx, key, qRenewNow)
+}
+
+func (s *Store) retryNow(ctx context.Context, key certfleet.JobKey, q Q) error {
 	err := s.write(ctx, func(tx Tx) error {
-		n, err := tx.Exec(qRetryNow, s.now(), key.Spec, string(key.KeyType))
+		n, err := tx.Exec(q, s.now(), key.Spec, string(key.KeyType))
 		if err != nil {
 			return err
 		}

@@ -209,6 +209,47 @@ func testRetryNow(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 	wantCode(t, "RetryNow(missing)", err, certfleet.ENOTFOUND)
 }
 
+// testRenewNow: a forced retry (issue 15, finding 6) makes the job due and
+// asks for a new certificate; RetryNow does not; the next issuance clears
+// the request, a failure keeps it.
+func testRenewNow(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
+	s := newStore(t)
+	sp := NewSpec("one")
+	mustSync(t, s, certfleet.SourceConfig, sp)
+	mustComplete(t, s, sp, certfleet.ECDSAP256)
+	key := keyOf("one", certfleet.ECDSAP256)
+	if err := s.RetryNow(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+	if j := mustJob(t, s, key); !j.RenewRequested.IsZero() {
+		t.Errorf("after RetryNow: RenewRequested %v, want zero", j.RenewRequested)
+	}
+	before := time.Now().Add(-time.Second)
+	if err := s.RenewNow(t.Context(), key); err != nil {
+		t.Fatal(err)
+	}
+	j := mustJob(t, s, key)
+	if !isDue(j) || j.RenewRequested.Before(before) {
+		t.Errorf("after RenewNow: NextAt %v, RenewRequested %v; want due, requested now", j.NextAt, j.RenewRequested)
+	}
+	mustClaimKey(t, s, "owner-a", key)
+	if err := s.FailJob(t.Context(), key, "owner-a", certfleet.Attempt{Instance: "owner-a", Error: "boom"}, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if j := mustJob(t, s, key); j.RenewRequested.IsZero() {
+		t.Error("a failed attempt cleared RenewRequested; the retries after it must still renew")
+	}
+	if err := s.RetryNow(t.Context(), key); err != nil { // the retry after the failure
+		t.Fatal(err)
+	}
+	mustComplete(t, s, sp, certfleet.ECDSAP256)
+	if j := mustJob(t, s, key); !j.RenewRequested.IsZero() {
+		t.Errorf("after the issuance: RenewRequested %v, want cleared", j.RenewRequested)
+	}
+	err := s.RenewNow(t.Context(), keyOf("missing", certfleet.ECDSAP256))
+	wantCode(t, "RenewNow(missing)", err, certfleet.ENOTFOUND)
+}
+
 func testNextDue(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 	s := newStore(t)
 	if _, ok, err := s.NextDue(t.Context()); err != nil || ok {

@@ -99,6 +99,7 @@ func Run(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 		{"Reschedule", testReschedule},
 		{"PackDelay", testPackDelay},
 		{"RetryNow", testRetryNow},
+		{"RenewNow", testRenewNow},
 		{"DeployState", testDeployState},
 		{"NextDue", testNextDue},
 		{"Jobs", testJobs},

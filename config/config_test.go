@@ -197,7 +197,8 @@ identifiers = ["Example.ORG."]
 		},
 		Alerts: Alerts{Interval: DefaultAlertInterval, WebhookTimeout: DefaultAlertWebhookTimeout,
 			WebhookRetries: DefaultAlertWebhookRetries, CommandTimeout: DefaultAlertCommandTimeout},
-		certPos: []certPos{{field: "certificate[0]", line: 4}},
+		SelfTest: SelfTest{Enabled: true}, // issue 14: a test before every order, by default
+		certPos:  []certPos{{field: "certificate[0]", line: 4}},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", cfg, want)

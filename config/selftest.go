@@ -13,11 +13,11 @@ var selfTestKeys = []string{"enabled", "resolvers", "retest_min", "retest_max", 
 // (issue 14, docs/readiness.md). A certificate turns it off for itself
 // with self_test = false.
 type SelfTest struct {
-	// Enabled: names are tested before they are ordered. On when the file
-	// has a [self_test] table (unless it says enabled = false); off
-	// without one, so that a configuration written before self-tests
-	// existed (whose resolvers may not see its names as the CA does)
-	// orders as it did.
+	// Enabled: names are tested before they are ordered (issue 14: "self-
+	// test before any order"). On by default, with or without a
+	// [self_test] table; enabled = false turns it off for every
+	// certificate, self_test = false of a [[certificate]] for its own
+	// names (names only the CA can reach, split-horizon DNS).
 	Enabled bool
 	// Resolvers are the DNS resolvers names are resolved through, as the
 	// CA would ("host" or "host:port"). Default: the system's.
@@ -38,12 +38,12 @@ type SelfTest struct {
 
 // selfTest decodes [self_test].
 func (d *decoder) selfTest(top *table, cfg *Config) {
+	st := &cfg.SelfTest
+	st.Enabled = true
 	t := d.subtable(top, "self_test")
 	if t == nil {
 		return
 	}
-	st := &cfg.SelfTest
-	st.Enabled = true
 	if v, p, ok := d.get(t, "enabled"); ok {
 		b, isBool := v.(bool)
 		if !isBool {

@@ -39,7 +39,7 @@ trusted_roots = %q
 listen = "127.0.0.1:%d"
 [api]
 listen = "127.0.0.1:0"
-`, ca.DirectoryURL(), writeRoots(t, dir, ca), port))
+%s`, ca.DirectoryURL(), writeRoots(t, dir, ca), port, daemontest.SelfTestSection(ca, port, 0)))
 	ctx := t.Context()
 	if _, err := x.admin.PutAccount(ctx, "panel", httpapi.AccountRequest{Directory: ca.DirectoryURL(), TrustedRoots: string(ca.TLSRootPEM())}); err != nil {
 		t.Fatal(err)

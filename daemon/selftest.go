@@ -19,7 +19,7 @@ import (
 )
 
 // newSelfTester builds the self-tester of cfg's [self_test]; nil when it
-// is off (no [self_test] table, or enabled = false).
+// is off ([self_test] enabled = false; it is on by default).
 func (d *Daemon) newSelfTester(cfg *config.Config, log *slog.Logger) *selftest.Tester {
 	st := cfg.SelfTest
 	if !st.Enabled {

@@ -73,6 +73,13 @@ func (d *Daemon) IssueOnce(ctx context.Context) (manager.Report, error) {
 		// for its next try: the pass fails while any is.
 		rep.Outstanding, rep.Problems, err = d.outstanding(ctx)
 	}
+	if err == nil {
+		// Names held back by their self-tests: nothing was ordered for
+		// them, and the pass fails while any waits (docs/readiness.md).
+		if rep.Waiting, err = d.Store.WaitingNames(ctx, certfleet.WaitingFilter{}); err != nil {
+			err = fmt.Errorf("list the names waiting for their self-test: %w", err)
+		}
+	}
 	return rep, err
 }
 

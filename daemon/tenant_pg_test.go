@@ -37,7 +37,7 @@ listen = "127.0.0.1:%d"
 listen = ""
 [api]
 listen = "127.0.0.1:0"
-`, dsn, dir, ca.DirectoryURL(), writeRoots(t, dir, ca), port)), 0o600); err != nil {
+%s`, dsn, dir, ca.DirectoryURL(), writeRoots(t, dir, ca), port, daemontest.SelfTestSection(ca, port, 0))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	key, err := seal.GenerateMasterKey()

@@ -118,7 +118,7 @@ pack_size = 5
 [[certificate]]
 name = "legacy"
 identifiers = ["old.a.certfleet.test"]
-`, ca.DirectoryURL(), writeRoots(t, dir, ca), hmac("shared"), port))
+%s`, ca.DirectoryURL(), writeRoots(t, dir, ca), hmac("shared"), port, daemontest.SelfTestSection(ca, port, 0)))
 	ctx := t.Context()
 
 	// Tenant b orders with an account declared over the API.
@@ -272,7 +272,7 @@ listen = "127.0.0.1:%d"
 listen = "127.0.0.1:%d"
 [api]
 listen = "127.0.0.1:0"
-`, ca.DirectoryURL(), writeRoots(t, dir, ca), httpPort, tlsPort))
+%s`, ca.DirectoryURL(), writeRoots(t, dir, ca), httpPort, tlsPort, daemontest.SelfTestSection(ca, httpPort, tlsPort)))
 	ctx := t.Context()
 	for name, challenge := range map[string]string{"web.certfleet.test": "http-01", "alpn.certfleet.test": "tls-alpn-01"} {
 		if _, err := x.admin.PutName(ctx, name, &httpapi.NameRequest{Challenge: challenge}); err != nil {

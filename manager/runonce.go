@@ -40,10 +40,18 @@ type Report struct {
 	// Problems holds the ACME problem type of the newest failed attempt
 	// of the Outstanding jobs that have one (filled with them).
 	Problems map[certfleet.JobKey]string
+	// Waiting lists the names held back by their self-tests after the
+	// pass (filled like Outstanding, from the store): no order was
+	// placed for them, and a one-shot pass fails while any waits, so
+	// that cron sees a name that cannot be issued (issue 14).
+	Waiting []certfleet.WaitingName
 }
 
-// OK reports whether nothing failed, in the pass or still outstanding.
-func (r Report) OK() bool { return r.Failed == 0 && r.DeployFailed == 0 && len(r.Outstanding) == 0 }
+// OK reports whether nothing failed, in the pass or still outstanding, and
+// no name waits for its self-test.
+func (r Report) OK() bool {
+	return r.Failed == 0 && r.DeployFailed == 0 && len(r.Outstanding) == 0 && len(r.Waiting) == 0
+}
 
 // RunOnce works on every job that is due now, with bounded concurrency, and
 // returns when they are all done: one pass for cron users and the demo. Jobs

@@ -32,6 +32,10 @@ func Pass(w io.Writer, rep manager.Report) {
 		}
 	}
 	outstanding(w, rep)
+	for _, n := range rep.Waiting {
+		fmt.Fprintf(w, "WAITING  %-24s %-10s %s: %s (no order placed; next self-test %s)\n",
+			n.Spec, n.Identifier.Value, n.Code, OneLine(n.Reason, 300), Time(n.NextAt))
+	}
 	took := rep.Finished.Sub(rep.Started).Round(time.Millisecond)
 	if len(rep.Results) == 0 {
 		if len(rep.Outstanding) > 0 {
@@ -77,6 +81,10 @@ func PassFailure(rep manager.Report, file string, roundsErr error) error {
 		failed, notWritten = max(failed, f), max(notWritten, nw)
 	}
 	err := fmt.Errorf("%d certificate(s) failing, %d issued but not written; see above and `certfleet status -config %s`", failed, notWritten, file)
+	if len(rep.Waiting) > 0 {
+		err = fmt.Errorf("%d certificate(s) failing, %d issued but not written, %d name(s) waiting for their self-test; see above and `certfleet status -config %s`",
+			failed, notWritten, len(rep.Waiting), file)
+	}
 	if roundsErr != nil {
 		err = fmt.Errorf("%w; also, %v", err, roundsErr)
 	}

@@ -63,8 +63,10 @@ func findEvent(evs []certfleet.Event, kind string) *certfleet.Event {
 func TestAuditTrailAgainstPebble(t *testing.T) {
 	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
+	// self_test = false: the failure must reach the CA (the self-test
+	// before the order would hold the name back instead, issue 14).
 	path := daemontest.WriteConfig(t, dir, ca, port, "[api]\nlisten = \"127.0.0.1:0\"\n"+
-		"[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n")
+		"[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\nself_test = false\n")
 	cfg, err := config.Load(path)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,10 +52,28 @@ func FreePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
+// SelfTestSection is the [self_test] table of a config for ca: names
+// resolved through the DNS server the CA's validator asks, probed on the
+// ports it dials (httpPort, tlsPort; 0 leaves a port at its default), so
+// the self-test before each order sees what the CA will see. Self-tests
+// are on by default (docs/readiness.md); a test's names resolve only in
+// the CA's DNS, not in the machine's.
+func SelfTestSection(ca *pebbleca.CA, httpPort, tlsPort int) string {
+	s := fmt.Sprintf("[self_test]\nresolvers = [%q]\n", ca.ResolverAddr())
+	if httpPort != 0 {
+		s += fmt.Sprintf("http_port = %d\n", httpPort)
+	}
+	if tlsPort != 0 {
+		s += fmt.Sprintf("tls_port = %d\n", tlsPort)
+	}
+	return s
+}
+
 // WriteConfig writes dir/certfleet.toml for an in-process Pebble, with the
 // http-01 responder on httpPort (the tls-alpn-01 one off), a SQLite state
 // and outputs under dir, and certs appended (certificate tables and any
-// other section), and returns its path.
+// other section), and returns its path. Unless certs has a [self_test]
+// table of its own, the file gets SelfTestSection's.
 func WriteConfig(t testing.TB, dir string, ca *pebbleca.CA, httpPort int, certs string) string {
 	t.Helper()
 	roots := filepath.Join(dir, "ca.pem")
@@ -74,6 +93,9 @@ listen = ""
 [defaults]
 output_dir = "live"
 %s`, ca.DirectoryURL(), roots, httpPort, certs)
+	if !strings.Contains(certs, "[self_test]") {
+		cfg += "\n" + SelfTestSection(ca, httpPort, 0)
+	}
 	path := filepath.Join(dir, "certfleet.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

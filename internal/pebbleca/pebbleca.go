@@ -120,6 +120,7 @@ type Config struct {
 // use.
 type CA struct {
 	dns      *DNS
+	resolver string // the DNS server the validator asks
 	api      *http.Server
 	mgmt     *http.Server
 	apiURL   string
@@ -187,6 +188,7 @@ func Start(ctx context.Context, cfg Config) (*CA, error) {
 	if cfg.ResolverAddr != "" {
 		resolver = cfg.ResolverAddr
 	}
+	c.resolver = resolver
 	v := va.New(logger, httpPort, tlsPort, false, resolver, c.db)
 	for keyID, key := range cfg.EABKeys {
 		if err := c.db.AddExternalAccountKeyByID(keyID, key); err != nil {
@@ -324,6 +326,11 @@ func (c *CA) DirectoryURL() string { return c.apiURL + wfe.DirectoryPath }
 // ManagementURL returns the base URL of Pebble's management API; the
 // issuing root is at ManagementURL()+"/roots/0". It trusts TLSRootPEM too.
 func (c *CA) ManagementURL() string { return c.mgmtURL }
+
+// ResolverAddr returns the DNS server the CA's validator asks
+// (Config.ResolverAddr, else its own DNS): a self-test that resolves
+// through it sees names as the CA does.
+func (c *CA) ResolverAddr() string { return c.resolver }
 
 // DNS returns the CA's DNS server, to set TXT records for dns-01.
 func (c *CA) DNS() *DNS { return c.dns }

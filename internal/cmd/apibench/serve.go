@@ -93,7 +93,10 @@ listen = ""
 listen = "127.0.0.1:%d"
 [defaults]
 output_dir = %q
-`, state, keyFile, ca.DirectoryURL(), roots, httpPort, apiPort, filepath.Join(dir, "live"))
+[self_test]
+resolvers = [%q]
+http_port = %d
+`, state, keyFile, ca.DirectoryURL(), roots, httpPort, apiPort, filepath.Join(dir, "live"), ca.ResolverAddr(), httpPort)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}

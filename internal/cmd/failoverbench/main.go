@@ -166,7 +166,10 @@ listen = "127.0.0.1:%d"
 listen = ""
 [renewal]
 concurrency = %d
-%s`, instanceDSN, ca.DirectoryURL(), roots, port, concurrency, certs.String())
+[self_test]
+resolvers = [%q]
+http_port = %d
+%s`, instanceDSN, ca.DirectoryURL(), roots, port, concurrency, ca.ResolverAddr(), lb.Addr().(*net.TCPAddr).Port, certs.String())
 		path := filepath.Join(idir, "certfleet.toml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return err

@@ -20,6 +20,7 @@ func TestCheckCAA(t *testing.T) {
 	}
 	t.Cleanup(func() { srv.Close() })
 	srv.AddZone("caa.test", "ns1.caa.test")
+	srv.AddZone("nocaa.test", "ns1.caa.test")
 	srv.Add("ns1.caa.test. 60 IN A 127.0.0.1",
 		`caa.test. 60 IN CAA 0 issue "ca.example; account=1"`,
 		`caa.test. 60 IN CAA 0 issuewild "wild-ca.example"`,
@@ -32,17 +33,31 @@ func TestCheckCAA(t *testing.T) {
 		name       string
 		id         string
 		identities []string
-		want       string // in the verdict, or in the error when fail
+		want       string // in the verdict, or in the error when fail, or the warning when warn
 		fail       bool
+		warn       bool
 	}{
-		{"set at the zone, parameters ignored", "www.caa.test", []string{"ca.example"}, "CAA issue at caa.test. permits ca.example", false},
-		{"closest set wins", "a.sub.caa.test", []string{"ca.example"}, `CAA issue records at sub.caa.test. permit only ["other.example"]`, true},
-		{"wildcard uses issuewild", "*.caa.test", []string{"wild-ca.example"}, "CAA issuewild at caa.test. permits wild-ca.example", false},
-		{"wildcard refused by issuewild", "*.caa.test", []string{"ca.example"}, `permit only ["wild-ca.example"]`, true},
-		{"identity unknown", "www.caa.test", nil, "set caa_identities", true},
+		{"set at the zone, parameters ignored", "www.caa.test", []string{"ca.example"}, "CAA issue at caa.test. permits ca.example", false, false},
+		{"closest set wins", "a.sub.caa.test", []string{"ca.example"}, `CAA issue records at sub.caa.test. permit only ["other.example"]`, true, false},
+		{"wildcard uses issuewild", "*.caa.test", []string{"wild-ca.example"}, "CAA issuewild at caa.test. permits wild-ca.example", false, false},
+		{"wildcard refused by issuewild", "*.caa.test", []string{"ca.example"}, `permit only ["wild-ca.example"]`, true, false},
+		{"identity unknown", "www.caa.test", nil, "set caa_identities", true, false},
+		// Issue 15, finding 5: the climb stops where this server refuses
+		// (above its zones): not "ok", a warning saying what was not
+		// checked.
+		{"climb cut short", "www.nocaa.test", []string{"ca.example"}, "CAA not fully checked: no CAA records up to nocaa.test.", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := checkCAA(t.Context(), r, dnsName(tc.id), tc.identities)
+			got, warn, err := checkCAA(t.Context(), r, dnsName(tc.id), tc.identities)
+			if tc.warn {
+				if err != nil || got != "" || !strings.Contains(warn, tc.want) {
+					t.Fatalf("checkCAA(%s) = %q, warning %q, %v; want only the warning %q", tc.id, got, warn, err, tc.want)
+				}
+				return
+			}
+			if warn != "" {
+				t.Errorf("checkCAA(%s) warns %q", tc.id, warn)
+			}
 			if tc.fail {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("checkCAA(%s) = %q, %v; want an error with %q", tc.id, got, err, tc.want)

@@ -22,9 +22,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
+	"net"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -34,6 +35,7 @@ import (
 	"github.com/certfleet/certfleet/selftest"
 	"github.com/certfleet/certfleet/solver/dns01"
 	"github.com/certfleet/certfleet/solver/http01"
+	"github.com/certfleet/certfleet/solver/webroot"
 )
 
 // Checker checks the names of a configuration.
@@ -52,14 +54,21 @@ type Checker struct {
 	// account (daemon.PersistLookup); nil skips the dns-persist-01 names.
 	// Their records are read through [self_test] resolvers.
 	Persist func(ctx context.Context, account string) (certfleet.PersistIdentity, error)
+	// Warned is how many WARN lines the last Run printed: what it could
+	// not fully check.
+	Warned int
 }
 
 // checkTimeout bounds the checks of one name.
 const checkTimeout = 3 * time.Minute
 
 // Run checks every name once per challenge and returns how many checks
-// failed.
+// failed. Every certificate and challenge gets a line (issue 15, finding
+// 5): "ok", "FAIL", or "WARN" for what could not be fully checked (a CAA
+// climb cut short, a challenge check leaves to the scheduler's self-test);
+// warnings do not count as failures. Warned is set to their number.
 func (c *Checker) Run(ctx context.Context) (failed int) {
+	c.Warned = 0
 	// The outputs first: what serve and issue refuse to start with
 	// (owners, groups, paths below a regular file; docs/deploy-state.md).
 	var cerr *config.Error
@@ -69,26 +78,32 @@ func (c *Checker) Run(ctx context.Context) (failed int) {
 			fmt.Fprintf(c.Out, "FAIL  %-30s output: %s\n", p.Field, p)
 		}
 	}
+	if c.HTTP01 != nil && c.Config.Uses(certfleet.ChallengeHTTP01) {
+		stop := c.startResponder(ctx)
+		defer stop()
+	}
 	seen := map[string]bool{}
 	for _, cert := range c.Config.Certificates {
 		for _, id := range cert.Spec.Identifiers {
-			key := string(cert.Spec.Challenge) + " " + id.Value
+			key := string(cert.Spec.Challenge) + " " + cert.Webroot + " " + id.Value
 			if seen[key] {
 				continue
 			}
 			seen[key] = true
-			var verdict string
+			var verdict, warn string
 			var err error
 			cctx, cancel := context.WithTimeout(ctx, checkTimeout)
 			switch cert.Spec.Challenge {
 			case certfleet.ChallengeDNS01:
-				verdict, err = c.checkDNS(cctx, cert, id)
+				verdict, warn, err = c.checkDNS(cctx, cert, id)
 			case certfleet.ChallengeHTTP01:
 				if c.HTTP01 == nil {
-					cancel()
-					continue
+					warn = "not checked (-no-http01, or no store for the probe token)"
+					break
 				}
-				verdict, err = c.checkHTTP(cctx, id)
+				verdict, err = c.probeHTTP(cctx, c.HTTP01.Store, cert, id, "certfleet's http-01 responder")
+			case certfleet.ChallengeWebroot:
+				verdict, err = c.checkWebroot(cctx, cert, id)
 			case certfleet.ChallengeDNSPersist01:
 				if c.Persist == nil {
 					cancel()
@@ -96,29 +111,35 @@ func (c *Checker) Run(ctx context.Context) (failed int) {
 				}
 				verdict, err = c.checkPersist(cctx, cert, id)
 			default:
-				cancel()
-				continue
+				warn = "not checked by certfleet check: the self-test before each order probes it (docs/readiness.md)"
 			}
 			cancel()
-			if err != nil {
+			switch {
+			case err != nil:
 				failed++
 				fmt.Fprintf(c.Out, "FAIL  %-30s %s: %v\n", id.Value, cert.Spec.Challenge, err)
-				continue
+			case warn != "":
+				c.Warned++
+				if verdict != "" {
+					warn = verdict + "; " + warn
+				}
+				fmt.Fprintf(c.Out, "WARN  %-30s %s: %s\n", id.Value, cert.Spec.Challenge, warn)
+			default:
+				fmt.Fprintf(c.Out, "ok    %-30s %s: %s\n", id.Value, cert.Spec.Challenge, verdict)
 			}
-			fmt.Fprintf(c.Out, "ok    %-30s %s: %s\n", id.Value, cert.Spec.Challenge, verdict)
 		}
 	}
 	return failed
 }
 
-func (c *Checker) checkDNS(ctx context.Context, cert config.Certificate, id certfleet.Identifier) (string, error) {
+func (c *Checker) checkDNS(ctx context.Context, cert config.Certificate, id certfleet.Identifier) (string, string, error) {
 	pname, prov, err := c.DNS.ProviderFor(id.Value)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	rec, chain, err := c.DNS.Locate(ctx, id.Value)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	var notes []string
 	if len(chain) > 1 {
@@ -127,11 +148,11 @@ func (c *Checker) checkDNS(ctx context.Context, cert config.Certificate, id cert
 	r := c.DNS.Resolver
 	servers, err := r.Authoritative(ctx, rec.Zone)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for _, ns := range servers {
 		if err := askSOA(ctx, ns, rec.Zone, r.Timeout); err != nil {
-			return "", err
+			return "", "", err
 		}
 	}
 	b := make([]byte, 16)
@@ -139,25 +160,27 @@ func (c *Checker) checkDNS(ctx context.Context, cert config.Certificate, id cert
 	rec.KeyAuthorization = "certfleet-check-" + hex.EncodeToString(b)
 	rec.Value = dns01.RecordValue(rec.KeyAuthorization)
 	if err := prov.Present(ctx, rec); err != nil {
-		return "", fmt.Errorf("provider %s cannot add a test TXT record at %s: %w", pname, rec.FQDN, err)
+		return "", "", fmt.Errorf("provider %s cannot add a test TXT record at %s: %w", pname, rec.FQDN, err)
 	}
 	seenErr := waitEverywhere(ctx, servers, rec, c.Config.DNS01.PropagationTimeout)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dns01.CleanupTimeout)
 	defer cancel()
 	if err := prov.CleanUp(cctx, rec); err != nil {
-		return "", fmt.Errorf("provider %s added a test TXT record at %s but cannot remove it: %w", pname, rec.FQDN, err)
+		return "", "", fmt.Errorf("provider %s added a test TXT record at %s but cannot remove it: %w", pname, rec.FQDN, err)
 	}
 	if seenErr != nil {
-		return "", seenErr
+		return "", "", seenErr
 	}
 	notes = append(notes, fmt.Sprintf("zone %s, test record added via %s, served by all %d nameserver addresses, removed", rec.Zone, pname, len(servers)))
 	notes = append(notes, dns01.PreflightNote(prov))
-	caa, err := checkCAA(ctx, r, id, c.Config.CAA(cert.Spec.Account))
+	caa, warn, err := checkCAA(ctx, r, id, c.Config.CAA(cert.Spec.Account))
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	notes = append(notes, caa)
-	return strings.Join(notes, "; "), nil
+	if caa != "" {
+		notes = append(notes, caa)
+	}
+	return strings.Join(notes, "; "), warn, nil
 }
 
 // askSOA checks that ns answers authoritatively for zone.
@@ -217,19 +240,25 @@ func waitEverywhere(ctx context.Context, servers []dns01.Nameserver, rec dns01.R
 // checkCAA applies RFC 8659 §3: the relevant CAA RRset is the one found
 // first climbing from the name towards the root; if there is none, any CA
 // may issue. Wildcards are governed by issuewild when present (§4.3).
-func checkCAA(ctx context.Context, r *dns01.Resolver, id certfleet.Identifier, identities []string) (string, error) {
+//
+// A lookup that fails above the name's own zone leaves the rest of the
+// climb unchecked: that is not "ok" (issue 15, finding 5), so it comes
+// back as warn, saying what could not be checked; verdict is then "".
+func checkCAA(ctx context.Context, r *dns01.Resolver, id certfleet.Identifier, identities []string) (verdict, warn string, err error) {
 	wildcard := id.IsWildcard()
 	name := dns.CanonicalName(strings.TrimPrefix(id.Value, "*."))
+	prev := name // the last name whose lookup answered
 	for first := true; ; first = false {
 		resp, err := r.Query(ctx, name, dns.TypeCAA)
 		if err != nil && !first {
 			// An authoritative-only resolver (split-horizon set-ups,
 			// tests) refuses names above its zones; a CA's recursive
 			// resolver would not. Say so rather than fail.
-			return fmt.Sprintf("no CAA records up to %s; above it not checked (%v)", name, err), nil
+			return "", fmt.Sprintf("CAA not fully checked: no CAA records up to %s, and the lookup of %s failed (%v), so a CAA record above it that forbids this CA would not be seen; "+
+				"check with a recursive resolver ([self_test] resolvers) or look at the parent zones' CAA records", prev, name, err), nil
 		}
 		if err != nil {
-			return "", fmt.Errorf("CAA lookup: %w", err)
+			return "", "", fmt.Errorf("CAA lookup: %w", err)
 		}
 		var issue, issuewild []string
 		for _, rr := range resp.Answer {
@@ -251,19 +280,20 @@ func checkCAA(ctx context.Context, r *dns01.Resolver, id certfleet.Identifier, i
 				set, tag = issuewild, "issuewild"
 			}
 			if len(identities) == 0 {
-				return "", fmt.Errorf("CAA records at %s name %q, and the CA's CAA identity is unknown: set caa_identities for its account", name, set)
+				return "", "", fmt.Errorf("CAA records at %s name %q, and the CA's CAA identity is unknown: set caa_identities for its account", name, set)
 			}
 			for _, v := range set {
 				if slices.Contains(identities, v) {
-					return fmt.Sprintf("CAA %s at %s permits %s", tag, name, v), nil
+					return fmt.Sprintf("CAA %s at %s permits %s", tag, name, v), "", nil
 				}
 			}
-			return "", fmt.Errorf("CAA %s records at %s permit only %q, not this certificate's CA (%s): add %s 0 %s %q",
+			return "", "", fmt.Errorf("CAA %s records at %s permit only %q, not this certificate's CA (%s): add %s 0 %s %q",
 				tag, name, set, strings.Join(identities, ", "), name, tag, identities[0])
 		}
 		if name == "." {
-			return "no CAA records: any CA may issue", nil
+			return "no CAA records: any CA may issue", "", nil
 		}
+		prev = name
 		i, end := dns.NextLabel(name, 0)
 		if end {
 			name = "."
@@ -273,37 +303,95 @@ func checkCAA(ctx context.Context, r *dns01.Resolver, id certfleet.Identifier, i
 	}
 }
 
-// checkHTTP presents a test http-01 token in the store and fetches it
-// through the public name, as the CA would (RFC 8555 §8.3).
-func (c *Checker) checkHTTP(ctx context.Context, id certfleet.Identifier) (string, error) {
-	b := make([]byte, 16)
-	rand.Read(b)
-	token := "certfleet-check-" + hex.EncodeToString(b)
-	chal := certfleet.Challenge{Type: certfleet.ChallengeHTTP01, Identifier: id, Token: token, KeyAuthorization: token + ".check"}
-	if err := c.HTTP01.Present(ctx, chal); err != nil {
+// probeHTTP fetches a probe token through the public name as the CA
+// would (RFC 8555 §8.3), with the scheduler's own self-test
+// (selftest.Tester: the configured resolvers, port 80 or [self_test]
+// http_port, redirects as a CA follows them); store is where the probe
+// token goes, and what answers it is named by who.
+func (c *Checker) probeHTTP(ctx context.Context, store certfleet.ChallengeStore, cert config.Certificate, id certfleet.Identifier, who string) (string, error) {
+	st := c.Config.SelfTest
+	t := &selftest.Tester{Store: store, Resolver: &dns01.Resolver{Nameservers: st.Resolvers}, HTTPPort: st.HTTPPort, TLSPort: st.TLSPort, Timeout: st.Timeout}
+	spec := cert.Spec
+	spec.Challenge = certfleet.ChallengeHTTP01
+	res, err := t.SelfTest(ctx, spec, []certfleet.Identifier{id})
+	if err != nil {
 		return "", err
 	}
-	defer c.HTTP01.CleanUp(context.WithoutCancel(ctx), chal)
+	if !res[0].OK() {
+		return "", errors.New(res[0].Reason)
+	}
 	host := id.Value
 	if id.Type == certfleet.IdentifierIP && strings.Contains(host, ":") {
 		host = "[" + host + "]"
 	}
-	url := "http://" + host + "/.well-known/acme-challenge/" + token
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	return "a probe token was fetched from " + who + " through http://" + host + http01.PathPrefix + ", as the CA fetches it", nil
+}
+
+// checkWebroot writes a probe file into the certificate's web root and
+// fetches it through the public name, as the CA would: the web server
+// that serves the web root must answer it (issue 15, finding 5: webroot
+// names were not checked at all).
+func (c *Checker) checkWebroot(ctx context.Context, cert config.Certificate, id certfleet.Identifier) (string, error) {
+	if cert.Webroot == "" {
+		return "", fmt.Errorf("certificate %q has no webroot to write the probe into", cert.Spec.Name)
+	}
+	ws := &webrootStore{s: &webroot.Solver{Dir: cert.Webroot}, id: id}
+	return c.probeHTTP(ctx, ws, cert, id, "the web server serving "+cert.Webroot)
+}
+
+// webrootStore is a certfleet.ChallengeStore whose tokens are files in a
+// web root (solver/webroot): the self-test's http-01 probe then goes
+// through the web server that serves it, as a webroot validation does.
+type webrootStore struct {
+	s  *webroot.Solver
+	id certfleet.Identifier
+}
+
+func (w *webrootStore) PutChallenge(ctx context.Context, t certfleet.ChallengeToken) error {
+	return w.s.Present(ctx, certfleet.Challenge{Type: certfleet.ChallengeHTTP01, Identifier: w.id, Token: t.Key, KeyAuthorization: t.KeyAuthorization})
+}
+
+func (w *webrootStore) DeleteChallenge(ctx context.Context, _ certfleet.ChallengeType, key string) error {
+	return w.s.CleanUp(ctx, certfleet.Challenge{Type: certfleet.ChallengeHTTP01, Identifier: w.id, Token: key})
+}
+
+func (w *webrootStore) Challenge(context.Context, certfleet.ChallengeType, string) (certfleet.ChallengeToken, error) {
+	return certfleet.ChallengeToken{}, certfleet.Errorf(certfleet.ENOTFOUND, "a web root is read by its web server, not by certfleet")
+}
+
+// startResponder makes sure something answers http-01 probes on the
+// configured [http01] listen address while the check runs (issue 15,
+// finding 5: the check worked only while serve ran). If the address is
+// free, a temporary responder answering from the store is started there,
+// as certfleet issue starts one, and the output says so; if it is taken
+// (a running certfleet serve, or another program), the probe goes through
+// whatever holds it, and the output says that too. stop ends it.
+func (c *Checker) startResponder(ctx context.Context) (stop func()) {
+	addr := c.Config.HTTP01Listen
+	if addr == "" {
+		return func() {}
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return "", err
+		if errors.Is(err, syscall.EADDRINUSE) {
+			fmt.Fprintf(c.Out, "note  http-01 listen address %s is in use (a running certfleet serve?): the probes go through whatever answers there\n", addr)
+		} else {
+			fmt.Fprintf(c.Out, "note  cannot listen on the http-01 address %s for a temporary responder (%v): the probes need a running certfleet serve\n", addr, err)
+		}
+		return func() {}
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("fetch %s: %w (is certfleet serve running and port 80 forwarded to its responder?)", url, err)
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = (&http01.Responder{Store: c.HTTP01.Store}).Serve(rctx, ln)
+	}()
+	fmt.Fprintf(c.Out, "note  certfleet serve is not running: a temporary http-01 responder answers on %s for this check, as certfleet issue starts one\n", ln.Addr())
+	return func() {
+		cancel()
+		ln.Close()
+		<-done
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != chal.KeyAuthorization {
-		return "", errors.New("fetch " + url + ": " + resp.Status + ": the answer is not the test token's key authorization; is port 80 of this name forwarded to certfleet's responder?")
-	}
-	return "responder reachable through " + url, nil
 }
 
 // NeedsStore reports whether checking cfg needs its store: for the

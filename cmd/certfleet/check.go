@@ -45,7 +45,11 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if httpTest {
 		c.HTTP01 = &http01.Solver{Store: st}
 	}
-	if failed := c.Run(ctx); failed > 0 {
+	failed := c.Run(ctx)
+	if c.Warned > 0 {
+		fmt.Fprintf(stdout, "%d check(s) could not be completed: see the WARN lines\n", c.Warned)
+	}
+	if failed > 0 {
 		return &exitError{code: 1, err: fmt.Errorf("%d check(s) failed", failed)}
 	}
 	return nil

@@ -17,6 +17,11 @@ const (
 	ERATELIMITED  = "rate_limited" // the CA (or our own budget) asked us to wait
 	ELEASELOST    = "lease_lost"   // another instance owns the work now; stop without writing
 	EUNAVAILABLE  = "unavailable"  // a dependency (CA, database, DNS) is unreachable; retry later
+	// EDNSCONFIG: a DNS provider's settings are wrong (server, key name,
+	// algorithm, secret, zone, the server's update policy, a clock TSIG
+	// refuses); the message says which to fix. The audit files such
+	// failures under it rather than "internal" (issue 15, finding 5).
+	EDNSCONFIG = "dns_config"
 )
 
 // EQUOTA: a tenant's quota does not allow the request; the message says

@@ -1,10 +1,12 @@
 package rfc2136_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/internal/bindtest"
 	"github.com/certfleet/certfleet/solver/dns01"
 	"github.com/certfleet/certfleet/solver/dns01/rfc2136"
@@ -55,6 +57,11 @@ func TestBINDDiagnosis(t *testing.T) {
 				t.Fatal("Present succeeded")
 			}
 			t.Log(err)
+			// Issue 15, finding 5: the audit files these under the
+			// DNS settings, not "internal".
+			if got := certfleet.FailureReason(fmt.Errorf("present dns-01 challenge: %w", err)); got != certfleet.EDNSCONFIG {
+				t.Errorf("audit reason %q, want %q", got, certfleet.EDNSCONFIG)
+			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error lacks %q", w)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/solver/dns01"
 )
 
@@ -177,9 +178,9 @@ func (p *Provider) update(ctx context.Context, rec dns01.Record, op func(*dns.Ms
 	}
 	switch {
 	case errors.Is(err, dns.ErrTime):
-		return fmt.Errorf("update of zone %s at %s: the server's answer is signed at a time more than 5 minutes from this host's clock (TSIG BADTIME): fix the clock (NTP) here or on the server", zone, server)
+		return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: the server's answer is signed at a time more than 5 minutes from this host's clock (TSIG BADTIME): fix the clock (NTP) here or on the server", zone, server)
 	case errors.Is(err, dns.ErrSig), errors.Is(err, dns.ErrAuth), errors.Is(err, dns.ErrSecret), errors.Is(err, dns.ErrKeyAlg):
-		return fmt.Errorf("update of zone %s at %s: the server's answer does not verify with TSIG key %s (%v): check algorithm and secret against the server's key", zone, server, p.KeyName, err)
+		return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: the server's answer does not verify with TSIG key %s (%v): check algorithm and secret against the server's key", zone, server, p.KeyName, err)
 	case err != nil:
 		return fmt.Errorf("update of zone %s at %s: %w", zone, server, err)
 	}
@@ -202,31 +203,31 @@ func rcodeError(resp *dns.Msg, zone, server, key, fqdn string) error {
 	}
 	switch {
 	case tsigErr == dns.RcodeBadKey:
-		return fmt.Errorf("update of zone %s at %s: %s: the server does not know a TSIG key named %s: set key_name to the name of the key in the server's configuration (key \"NAME\" { ... } in named.conf)", zone, server, rc, key)
+		return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: %s: the server does not know a TSIG key named %s: set key_name to the name of the key in the server's configuration (key \"NAME\" { ... } in named.conf)", zone, server, rc, key)
 	case tsigErr == dns.RcodeBadSig:
-		return fmt.Errorf("update of zone %s at %s: %s: the server knows key %s but the signature does not verify: the secret or the algorithm differs from the server's; copy both from the key's definition (tsig-keygen output)", zone, server, rc, key)
+		return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: %s: the server knows key %s but the signature does not verify: the secret or the algorithm differs from the server's; copy both from the key's definition (tsig-keygen output)", zone, server, rc, key)
 	case tsigErr == dns.RcodeBadTime:
-		return fmt.Errorf("update of zone %s at %s: %s: this host's clock and the server's differ by more than the 5 minutes TSIG allows: fix the clock (NTP) here or on the server; key and secret are fine", zone, server, rc)
+		return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: %s: this host's clock and the server's differ by more than the 5 minutes TSIG allows: fix the clock (NTP) here or on the server; key and secret are fine", zone, server, rc)
 	case tsigErr != 0:
-		return fmt.Errorf("update of zone %s at %s: %s: the server refused TSIG key %s", zone, server, rc, key)
+		return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: %s: the server refused TSIG key %s", zone, server, rc, key)
 	}
 	switch resp.Rcode {
 	case dns.RcodeNotAuth:
 		if key == "" {
-			return fmt.Errorf("update of zone %s at %s: %s: the server requires a TSIG key, or is not authoritative for the zone", zone, server, rc)
+			return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: %s: the server requires a TSIG key, or is not authoritative for the zone", zone, server, rc)
 		}
 		if resp.IsTsig() == nil {
 			// BIND signs every answer to a signed request, naming the TSIG
 			// error; an unsigned NOTAUTH does not say which it is.
-			return fmt.Errorf("update of zone %s at %s: %s (unsigned answer): the server rejected TSIG key %s (check key_name, algorithm and secret) or is not authoritative for the zone (check server)", zone, server, rc, key)
+			return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: %s (unsigned answer): the server rejected TSIG key %s (check key_name, algorithm and secret) or is not authoritative for the zone (check server)", zone, server, rc, key)
 		}
-		return fmt.Errorf("update of zone %s at %s: %s: the server accepted key %s but is not authoritative for zone %s: set server to the zone's primary (or leave it out to use the zone's SOA MNAME) and check zone is the zone the name is in", zone, server, rc, key, zone)
+		return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: %s: the server accepted key %s but is not authoritative for zone %s: set server to the zone's primary (or leave it out to use the zone's SOA MNAME) and check zone is the zone the name is in", zone, server, rc, key, zone)
 	case dns.RcodeServerFailure:
 		return fmt.Errorf("update of zone %s at %s: SERVFAIL: the server could not apply the update (zone not loaded, journal not writable?): see the server's log", zone, server)
 	case dns.RcodeRefused:
-		return fmt.Errorf("update of zone %s at %s: REFUSED: key %s may not change TXT records at %s (check the zone's update-policy, e.g. grant %s subdomain %s TXT;)", zone, server, keyOrNone(key), fqdn, strings.TrimSuffix(keyOrNone(key), "."), zone)
+		return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: REFUSED: key %s may not change TXT records at %s (check the zone's update-policy, e.g. grant %s subdomain %s TXT;)", zone, server, keyOrNone(key), fqdn, strings.TrimSuffix(keyOrNone(key), "."), zone)
 	case dns.RcodeNotZone:
-		return fmt.Errorf("update of zone %s at %s: NOTZONE: %s is outside the zone", zone, server, fqdn)
+		return certfleet.Errorf(certfleet.EDNSCONFIG, "update of zone %s at %s: NOTZONE: %s is outside the zone", zone, server, fqdn)
 	}
 	return fmt.Errorf("update of zone %s at %s: %s", zone, server, rc)
 }

@@ -112,6 +112,10 @@ type AttemptInfo struct {
 	Error       string    `json:"error,omitempty"`
 	ProblemType string    `json:"problem_type,omitempty"`
 	OrderURL    string    `json:"order_url,omitempty"`
+	// Cause is Error taken apart (issue 15, finding 3): the ACME problem
+	// type, the detail without the URLs that wrap it, the name, what to
+	// do, and the URL on its own; nil for an attempt without an error.
+	Cause *certfleet.FailureCause `json:"cause,omitempty"`
 }
 
 func statusURL(name string) string { return "/v1/names/" + url.PathEscape(name) + "/status" }
@@ -204,7 +208,15 @@ func (s *Server) specStatus(ctx context.Context, name string, sp certfleet.Certi
 		}
 		atts := rd.atts[i]
 		for _, a := range atts {
-			ks.Attempts = append(ks.Attempts, AttemptInfo{StartedAt: a.StartedAt, Outcome: a.Outcome, Error: a.Error, ProblemType: a.ProblemType, OrderURL: a.OrderURL})
+			ai := AttemptInfo{StartedAt: a.StartedAt, Outcome: a.Outcome, Error: a.Error, ProblemType: a.ProblemType, OrderURL: a.OrderURL}
+			if a.Error != "" {
+				c := certfleet.ExplainFailure(a.Error, a.ProblemType)
+				if c.URL == "" {
+					c.URL = a.OrderURL
+				}
+				ai.Cause = &c
+			}
+			ks.Attempts = append(ks.Attempts, ai)
 		}
 		if len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred && job.NextAt.After(s.Now()) {
 			ks.Deferred, ks.DeferredUntil = atts[0].Error, job.NextAt

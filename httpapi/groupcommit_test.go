@@ -154,11 +154,16 @@ func testGroupCommit(t *testing.T, store Store) {
 	g.mu.Lock()
 	sizes := slices.Clone(g.sizes)
 	g.mu.Unlock()
-	if want := []int{1, 6, 1}; !slices.Equal(sizes, want) {
-		t.Errorf("batches committed: %v, want %v (the six that queued in one commit, the pending name's after)", sizes, want)
+	// The six that queued behind the held commit go in one commit. The PUT
+	// of the pending name decides only after the first committed; it may
+	// then join the queue of six before its leader takes it ([1 7]) or
+	// come after it ([1 6 1]): both are right, which one depends on the
+	// scheduler.
+	if !slices.Equal(sizes, []int{1, 6, 1}) && !slices.Equal(sizes, []int{1, 7}) {
+		t.Errorf("batches committed: %v, want [1 6 1] or [1 7] (the first alone, the six that queued in one commit, the pending name's not before the first's)", sizes)
 	}
-	if got := srv.groupCommits.Load(); got != 3 {
-		t.Errorf("group commits: %d, want 3", got)
+	if got := srv.groupCommits.Load(); got != int64(len(sizes)) {
+		t.Errorf("group commits: %d, want %d", got, len(sizes))
 	}
 	var st NameStatus
 	if err := json.Unmarshal([]byte(answers["a.example.org"].body), &st); err != nil || st.Certificate != "a.example.org" || len(st.Keys) != 1 || st.Issued {

@@ -28,8 +28,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -46,9 +44,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/benchdb"
 	"github.com/certfleet/certfleet/internal/cutproxy"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/postgres"
@@ -109,7 +106,7 @@ func run(server, bin string, n, concurrency int, cut time.Duration, keep bool, t
 			return fmt.Errorf("build certfleet (run from the module's root, or give -certfleet): %w", err)
 		}
 	}
-	dsn, drop, err := newSchema(ctx, server)
+	dsn, drop, err := benchdb.NewSchema(ctx, server, "failoverbench")
 	if err != nil {
 		return err
 	}
@@ -529,37 +526,4 @@ func countLines(path, substr string) (int, error) {
 		}
 	}
 	return k, sc.Err()
-}
-
-// newSchema creates a schema on server and returns a DSN using it, and
-// a function dropping it.
-func newSchema(ctx context.Context, server string) (string, func(), error) {
-	cfg, err := postgres.ParseDSN(server)
-	if err != nil {
-		return "", nil, err
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
-	if err != nil {
-		return "", nil, err
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "certfleet_failover_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		conn.Close(ctx)
-		return "", nil, err
-	}
-	drop := func() {
-		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		conn.Close(context.Background())
-	}
-	u, err := url.Parse(server)
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), drop, nil
 }

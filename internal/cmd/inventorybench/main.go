@@ -16,13 +16,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +33,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/internal/benchdb"
 	"github.com/certfleet/certfleet/inventory"
 	"github.com/certfleet/certfleet/inventory/ldapsource"
 	"github.com/certfleet/certfleet/inventory/pgsource"
@@ -378,39 +376,26 @@ func readCount(path string) int {
 // tableSchema makes a schema with customer_domains of n rows and returns
 // a DSN that uses it.
 func tableSchema(ctx context.Context, dsn string, n int) (string, func(), error) {
-	conn, err := pgx.Connect(ctx, dsn)
+	schemaDSN, drop, err := benchdb.NewSchema(ctx, dsn, "inventorybench")
 	if err != nil {
 		return "", nil, err
 	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "certfleet_bench_" + hex.EncodeToString(b)
-	for _, sql := range []string{
-		"CREATE SCHEMA " + schema,
-		"CREATE TABLE " + schema + ".customer_domains (id serial PRIMARY KEY, domain text NOT NULL)",
-		fmt.Sprintf("INSERT INTO %s.customer_domains (domain) SELECT 'host' || lpad((i - 1)::text, 6, '0') || '.example.org' FROM generate_series(1, %d) AS i", schema, n),
-	} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			return "", nil, fmt.Errorf("%s: %w", sql, err)
-		}
-	}
-	drop := func() {
-		c, err := pgx.Connect(context.Background(), dsn)
-		if err == nil {
-			c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-			c.Close(context.Background())
-		}
-	}
-	u, err := url.Parse(dsn)
+	conn, err := pgx.Connect(ctx, schemaDSN)
 	if err != nil {
 		drop()
 		return "", nil, err
 	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), drop, nil
+	defer conn.Close(ctx)
+	for _, sql := range []string{
+		"CREATE TABLE customer_domains (id serial PRIMARY KEY, domain text NOT NULL)",
+		fmt.Sprintf("INSERT INTO customer_domains (domain) SELECT 'host' || lpad((i - 1)::text, 6, '0') || '.example.org' FROM generate_series(1, %d) AS i", n),
+	} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			drop()
+			return "", nil, fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	return schemaDSN, drop, nil
 }
 
 const (

@@ -15,15 +15,12 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -34,11 +31,11 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/internal/benchdb"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/postgres"
 	"github.com/certfleet/certfleet/solver/http01"
-	"github.com/jackc/pgx/v5"
 )
 
 func main() {
@@ -73,7 +70,7 @@ type result struct {
 func run(server string, n, instances, concurrency int, timeout time.Duration) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	dsn, drop, err := newSchema(ctx, server)
+	dsn, drop, err := benchdb.NewSchema(ctx, server, "pgbench")
 	if err != nil {
 		return result{}, err
 	}
@@ -196,38 +193,6 @@ func run(server string, n, instances, concurrency int, timeout time.Duration) (r
 		return r, fmt.Errorf("%d issuances for %d names", len(iss), n)
 	}
 	return r, nil
-}
-
-// newSchema creates a schema for one run and returns a DSN that uses it.
-func newSchema(ctx context.Context, server string) (string, func(), error) {
-	cfg, err := postgres.ParseDSN(server) // strips the pool_* parameters
-	if err != nil {
-		return "", nil, err
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
-	if err != nil {
-		return "", nil, err
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "certfleet_bench_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		conn.Close(ctx)
-		return "", nil, err
-	}
-	drop := func() {
-		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		conn.Close(context.Background())
-	}
-	u, err := url.Parse(server)
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), drop, nil
 }
 
 // postgresCPU sums user+system CPU time of every process named postgres

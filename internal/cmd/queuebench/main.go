@@ -17,13 +17,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -31,10 +28,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/internal/benchdb"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/postgres"
@@ -84,11 +80,7 @@ func run(ctx context.Context, names, budget int, window time.Duration, conc int,
 		return err
 	}
 	defer closeDrv()
-	db := &countingDB{DB: drv}
-	var seam sqlstore.DB = db
-	if _, ok := drv.(sqlstore.Autocommitter); ok {
-		seam = countingAutoDB{db}
-	}
+	seam, db := benchdb.Count(drv)
 	store := &sqlstore.Store{Now: clk.Now}
 	if err := store.Attach(ctx, seam); err != nil {
 		return err
@@ -131,7 +123,7 @@ func run(ctx context.Context, names, budget int, window time.Duration, conc int,
 		Budget: &ratelimit.Budget{Store: store, Logger: slog.New(logs),
 			Accounts: map[string]ratelimit.Account{certfleet.DefaultAccount: {CA: ca.DirectoryURL(), Limits: limits}}},
 	}
-	syncTx, syncStmts := db.writes.Load(), db.statements.Load()
+	syncTx, syncStmts := db.Writes(), db.Statements()
 
 	fmt.Printf("%d names, budget %d new orders per %v, %s store, %d jobs at once\n\n", names, budget, window, kind, conc)
 	fmt.Printf("%6s %9s %7s %9s %9s %10s %10s\n", "pass", "at", "worked", "CA orders", "deferred", "write tx", "statements")
@@ -142,7 +134,7 @@ func run(ctx context.Context, names, budget int, window time.Duration, conc int,
 		if ctx.Err() != nil {
 			return fmt.Errorf("stopped after %d passes, %d issued: %w", passes, issued, ctx.Err())
 		}
-		before, tx0, st0, def0 := ca.NewOrders(), db.writes.Load(), db.statements.Load(), events.count(certfleet.EventDeferred)
+		before, tx0, st0, def0 := ca.NewOrders(), db.Writes(), db.Statements(), events.count(certfleet.EventDeferred)
 		rep, err := m.RunOnce(ctx)
 		if err != nil {
 			return err
@@ -161,7 +153,7 @@ func run(ctx context.Context, names, budget int, window time.Duration, conc int,
 			}
 		}
 		fmt.Printf("%6d %9s %7d %9d %9d %10d %10d\n", passes, clk.Now().Sub(t0).Round(time.Second), len(rep.Results), orders,
-			events.count(certfleet.EventDeferred)-def0, db.writes.Load()-tx0, db.statements.Load()-st0)
+			events.count(certfleet.EventDeferred)-def0, db.Writes()-tx0, db.Statements()-st0)
 		if issued >= names {
 			break
 		}
@@ -192,7 +184,7 @@ func run(ctx context.Context, names, budget int, window time.Duration, conc int,
 		}
 		attempts += len(atts)
 	}
-	tx, stmts := db.writes.Load()-syncTx, db.statements.Load()-syncStmts
+	tx, stmts := db.Writes()-syncTx, db.Statements()-syncStmts
 	fmt.Printf("\nissued %d of %d in %d passes (%v of fake time, %v wall)\n", issued, names, passes,
 		clk.Now().Sub(t0).Round(time.Second), wall.Round(time.Millisecond))
 	fmt.Printf("CA orders: %d (%.2f per name); most in one window: %d (budget %d)\n", ca.NewOrders(),
@@ -227,7 +219,7 @@ func openDriver(ctx context.Context, kind, dsn string, clk *clock) (sqlstore.DB,
 		if dsn == "" {
 			return nil, nil, fmt.Errorf("-store postgres needs -dsn or $CERTFLEET_TEST_POSTGRES")
 		}
-		schemaDSN, drop, err := newSchema(ctx, dsn)
+		schemaDSN, drop, err := benchdb.NewSchema(ctx, dsn, "queuebench")
 		if err != nil {
 			return nil, nil, err
 		}
@@ -240,100 +232,6 @@ func openDriver(ctx context.Context, kind, dsn string, clk *clock) (sqlstore.DB,
 		return s.DB(), func() { s.Close(); drop() }, nil
 	}
 	return nil, nil, fmt.Errorf("unknown store %q (sqlite or postgres)", kind)
-}
-
-// newSchema creates a schema for the run and returns a DSN that uses it.
-func newSchema(ctx context.Context, server string) (string, func(), error) {
-	cfg, err := postgres.ParseDSN(server)
-	if err != nil {
-		return "", nil, err
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg.ConnConfig)
-	if err != nil {
-		return "", nil, err
-	}
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "certfleet_queuebench_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		conn.Close(ctx)
-		return "", nil, err
-	}
-	drop := func() {
-		conn.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE")
-		conn.Close(context.Background())
-	}
-	u, err := url.Parse(server)
-	if err != nil {
-		drop()
-		return "", nil, err
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String(), drop, nil
-}
-
-// countingDB counts the write transactions and the statements they run
-// (and the statements a driver runs as transactions of their own).
-type countingDB struct {
-	sqlstore.DB
-	writes, statements atomic.Int64
-}
-
-func (d *countingDB) Write(ctx context.Context, fn func(tx sqlstore.Tx) error) error {
-	d.writes.Add(1)
-	return d.DB.Write(ctx, func(tx sqlstore.Tx) error { return fn(&countingTx{Tx: tx, n: &d.statements}) })
-}
-
-// countingAutoDB is a countingDB over a driver that is a
-// sqlstore.Autocommitter (PostgreSQL): each statement it runs on its own
-// counts as a write transaction (ClaimDue).
-type countingAutoDB struct{ *countingDB }
-
-func (d countingAutoDB) Autocommit(ctx context.Context) sqlstore.Querier {
-	return &countingAutocommit{Querier: d.DB.(sqlstore.Autocommitter).Autocommit(ctx), d: d.countingDB}
-}
-
-type countingTx struct {
-	sqlstore.Tx
-	n *atomic.Int64
-}
-
-func (t *countingTx) Exec(q sqlstore.Q, args ...any) (int64, error) {
-	t.n.Add(1)
-	return t.Tx.Exec(q, args...)
-}
-func (t *countingTx) Query(q sqlstore.Q, args ...any) (sqlstore.Rows, error) {
-	t.n.Add(1)
-	return t.Tx.Query(q, args...)
-}
-func (t *countingTx) QueryRow(q sqlstore.Q, args ...any) sqlstore.Row {
-	t.n.Add(1)
-	return t.Tx.QueryRow(q, args...)
-}
-func (t *countingTx) Queue(q sqlstore.Q, args ...any) {
-	t.n.Add(1)
-	t.Tx.Queue(q, args...)
-}
-
-type countingAutocommit struct {
-	sqlstore.Querier
-	d *countingDB
-}
-
-func (a *countingAutocommit) count() { a.d.writes.Add(1); a.d.statements.Add(1) }
-func (a *countingAutocommit) Exec(q sqlstore.Q, args ...any) (int64, error) {
-	a.count()
-	return a.Querier.Exec(q, args...)
-}
-func (a *countingAutocommit) Query(q sqlstore.Q, args ...any) (sqlstore.Rows, error) {
-	a.count()
-	return a.Querier.Query(q, args...)
-}
-func (a *countingAutocommit) QueryRow(q sqlstore.Q, args ...any) sqlstore.Row {
-	a.count()
-	return a.Querier.QueryRow(q, args...)
 }
 
 // eventCounter records each event in the store's audit trail and counts it

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/benchdb"
 	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/selftest"
 	"github.com/certfleet/certfleet/solver/dns01"
@@ -90,9 +91,9 @@ func phase(ctx context.Context, title string, n int, d, rmin, rmax time.Duration
 		return res, err
 	}
 	defer drv.Close()
-	db := &countingDB{DB: drv.DB()}
+	seam, db := benchdb.Count(drv.DB())
 	store := &sqlstore.Store{}
-	if err := store.Attach(ctx, db); err != nil {
+	if err := store.Attach(ctx, seam); err != nil {
 		return res, err
 	}
 	specs := make([]certfleet.CertificateSpec, n)
@@ -127,7 +128,7 @@ func phase(ctx context.Context, title string, n int, d, rmin, rmax time.Duration
 		SelfTester: counted, RetestMin: rmin, RetestMax: rmax, Concurrency: conc,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError + 4}))}
 
-	w0, s0 := db.writes.Load(), db.statements.Load()
+	w0, s0 := db.Writes(), db.Statements()
 	c0 := cpuTime()
 	rctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -136,7 +137,7 @@ func phase(ctx context.Context, title string, n int, d, rmin, rmax time.Duration
 	took := time.Since(start)
 	res.cpu = cpuTime() - c0
 	res.tests = counted.n.Load()
-	res.writes, res.statements = db.writes.Load()-w0, db.statements.Load()-s0
+	res.writes, res.statements = db.Writes()-w0, db.Statements()-s0
 	res.orders = iss.n.Load()
 	waiting, err := store.WaitingNames(ctx, certfleet.WaitingFilter{})
 	if err != nil {
@@ -187,37 +188,4 @@ type refusingIssuer struct{ n atomic.Int64 }
 func (r *refusingIssuer) Issue(context.Context, certfleet.IssueRequest) (certfleet.IssueResult, error) {
 	r.n.Add(1)
 	return certfleet.IssueResult{}, errors.New("selftestbench: no orders")
-}
-
-// countingDB counts write transactions and the statements they run.
-type countingDB struct {
-	sqlstore.DB
-	writes, statements atomic.Int64
-}
-
-func (d *countingDB) Write(ctx context.Context, fn func(tx sqlstore.Tx) error) error {
-	d.writes.Add(1)
-	return d.DB.Write(ctx, func(tx sqlstore.Tx) error { return fn(&countingTx{Tx: tx, n: &d.statements}) })
-}
-
-type countingTx struct {
-	sqlstore.Tx
-	n *atomic.Int64
-}
-
-func (t *countingTx) Exec(q sqlstore.Q, args ...any) (int64, error) {
-	t.n.Add(1)
-	return t.Tx.Exec(q, args...)
-}
-func (t *countingTx) Query(q sqlstore.Q, args ...any) (sqlstore.Rows, error) {
-	t.n.Add(1)
-	return t.Tx.Query(q, args...)
-}
-func (t *countingTx) QueryRow(q sqlstore.Q, args ...any) sqlstore.Row {
-	t.n.Add(1)
-	return t.Tx.QueryRow(q, args...)
-}
-func (t *countingTx) Queue(q sqlstore.Q, args ...any) {
-	t.n.Add(1)
-	t.Tx.Queue(q, args...)
 }

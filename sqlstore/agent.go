@@ -20,6 +20,11 @@ var (
 	qForgetAgent  = SQL(`DELETE FROM agent_reports WHERE agent = $1`)
 	qAgentReports = SQL(`SELECT ` + agentReportColumns + ` FROM agent_reports
 		WHERE ($1 = '' OR agent = $1) AND ($2 = '' OR spec = $2) ORDER BY spec, key_type, agent`)
+	// qSpecAgentReports is qAgentReports for one certificate ($2 set): its
+	// reports by the index, not a walk over every report (issue 13: the
+	// alert rounds over single certificates).
+	qSpecAgentReports = SQL(`SELECT ` + agentReportColumns + ` FROM agent_reports
+		WHERE spec = $2 AND ($1 = '' OR agent = $1) ORDER BY spec, key_type, agent`)
 )
 
 // PutAgentReport implements certfleet.FleetStore.
@@ -70,7 +75,11 @@ func (s *Store) AgentReports(ctx context.Context, f certfleet.AgentReportFilter)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.Query(qAgentReports, f.Agent, f.Certificate)
+	stmt := qAgentReports
+	if f.Certificate != "" {
+		stmt = qSpecAgentReports
+	}
+	rows, err := q.Query(stmt, f.Agent, f.Certificate)
 	if err != nil {
 		return nil, fmt.Errorf("list agent reports: %w", err)
 	}

@@ -30,6 +30,15 @@ var (
 		FROM jobs j JOIN issuances i ON i.id = j.current_id
 		WHERE NOT j.disabled AND (j.spec, j.key_type) > ($1, $2) AND ($4 = '' OR j.spec = $4) AND i.not_after < $5
 		ORDER BY j.spec, j.key_type LIMIT $3`)
+	// qSpecCurrentCertificates is qCurrentCertificates for one spec
+	// ($4 set): the spec's rows by the index, where "$4 = '' OR ..."
+	// had SQLite walk every job from the page's key on (issue 13: the
+	// alert rounds over single certificates).
+	qSpecCurrentCertificates = SQL(`SELECT j.spec, j.key_type, i.id, i.serial, i.fingerprint, i.not_before, i.not_after, i.issued_at,
+			j.next_at, j.failures, j.last_error, j.deploy_error, j.deploy_failures, j.deploy_failed_at, j.deploy_next_at
+		FROM jobs j JOIN issuances i ON i.id = j.current_id
+		WHERE j.spec = $4 AND NOT j.disabled AND (j.spec, j.key_type) > ($1, $2) AND i.not_after < $5
+		ORDER BY j.spec, j.key_type LIMIT $3`)
 )
 
 // JobStats implements certfleet.StatsStore in one pass over the jobs table
@@ -62,7 +71,11 @@ func (s *Store) CurrentCertificates(ctx context.Context, f certfleet.CurrentFilt
 	if notAfter.IsZero() {
 		notAfter = endOfTime
 	}
-	rows, err := q.Query(qCurrentCertificates, f.After.Spec, string(f.After.KeyType), limit, f.Spec, notAfter)
+	stmt := qCurrentCertificates
+	if f.Spec != "" {
+		stmt = qSpecCurrentCertificates
+	}
+	rows, err := q.Query(stmt, f.After.Spec, string(f.After.KeyType), limit, f.Spec, notAfter)
 	if err != nil {
 		return nil, fmt.Errorf("list current certificates: %w", err)
 	}

@@ -3,8 +3,13 @@
 // expired), and an agent or endpoint still on an old certificate well after
 // the new one was issued.
 //
-// An Evaluator looks at the store every Settings.Interval, and at once when
-// an event says something relevant happened (it is a certfleet.EventSink).
+// An Evaluator looks at the store every Settings.Interval (a full round),
+// and soon after an event says something relevant happened (it is a
+// certfleet.EventSink): an event about one certificate looks at that
+// certificate alone, since every condition is about one certificate (its
+// expiry and renewal, its files, its agents' and endpoints' copies), so
+// declaring or issuing names at a high rate costs each name a few indexed
+// reads, not a round over every certificate (issue 13).
 // Each condition it finds is an incident, kept in the store
 // (certfleet.IncidentStore), so that it survives restarts and is shared by
 // every instance on one database. Notifiers (a webhook, a command) are told
@@ -153,6 +158,14 @@ type Evaluator struct {
 	once sync.Once
 	wake chan struct{}
 
+	dueMu sync.Mutex // guards dueAll, dueCerts
+	// dueAll: the next round woken is a full round (Wake, an event not
+	// about one certificate, or too many certificates named).
+	dueAll bool
+	// dueCerts are the certificates events named since the last round:
+	// the next round woken looks at them alone.
+	dueCerts map[string]bool
+
 	cacheMu sync.Mutex // guards archives
 	// archives are the lineages' archives the last round read (stale
 	// agents and endpoints), by lineage, as of the current issuance: a
@@ -193,22 +206,62 @@ var wakingEvents = map[string]bool{
 	certfleet.EventDeferred: true,
 }
 
+// maxDueCerts bounds the certificates a woken round looks at one by one
+// (a few indexed reads each); beyond it the round is a full one, which
+// reads the store a page at a time and costs about as much.
+const maxDueCerts = 2000
+
 // RecordEvent implements certfleet.EventSink: an event that may change a
-// condition wakes Run. It never blocks and never fails.
+// condition wakes Run, for a round over the event's certificate (a full
+// round when it names none). It never blocks and never fails.
 func (e *Evaluator) RecordEvent(_ context.Context, ev certfleet.Event) error {
-	if wakingEvents[ev.Kind] {
-		e.Wake()
+	if !wakingEvents[ev.Kind] {
+		return nil
 	}
+	if ev.Certificate == "" {
+		e.Wake()
+		return nil
+	}
+	e.init()
+	e.dueMu.Lock()
+	if !e.dueAll {
+		if e.dueCerts == nil {
+			e.dueCerts = make(map[string]bool)
+		}
+		e.dueCerts[ev.Certificate] = true
+		if len(e.dueCerts) > maxDueCerts {
+			e.dueAll, e.dueCerts = true, nil
+		}
+	}
+	e.dueMu.Unlock()
+	e.signal()
 	return nil
 }
 
-// Wake makes Run start a round soon. It never blocks.
+// Wake makes Run start a full round soon. It never blocks.
 func (e *Evaluator) Wake() {
 	e.init()
+	e.dueMu.Lock()
+	e.dueAll, e.dueCerts = true, nil
+	e.dueMu.Unlock()
+	e.signal()
+}
+
+func (e *Evaluator) signal() {
 	select {
 	case e.wake <- struct{}{}:
 	default:
 	}
+}
+
+// takeDue returns what the next woken round looks at (all, or the
+// certificates named) and clears it.
+func (e *Evaluator) takeDue() (all bool, certs map[string]bool) {
+	e.dueMu.Lock()
+	defer e.dueMu.Unlock()
+	all, certs = e.dueAll, e.dueCerts
+	e.dueAll, e.dueCerts = false, nil
+	return all, certs
 }
 
 // Report counts what a round did.
@@ -217,8 +270,11 @@ type Report struct {
 	Sent, Failed              int // notifications
 }
 
-// Run runs rounds until ctx ends: every Settings.Interval, and soon after
-// Wake. Errors are logged and the next round tries again.
+// Run runs rounds until ctx ends: a full round every Settings.Interval
+// (conditions change with time alone: expiry comes closer, grace periods
+// end) and after Wake; after events about certificates, a round over
+// those certificates alone. Errors are logged and the next round tries
+// again.
 func (e *Evaluator) Run(ctx context.Context) error {
 	e.init()
 	if e.Instance == "" {
@@ -226,16 +282,29 @@ func (e *Evaluator) Run(ctx context.Context) error {
 	}
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	lastFull := time.Now()
 	for {
+		full := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+			full = true
 		case <-e.wake:
-			timer.Stop()
 		}
+		all, certs := e.takeDue()
+		// A wake that comes with the interval over is a full round too:
+		// the timer is reset below only after a full one.
+		full = full || all || time.Since(lastFull) >= e.Settings.Interval
 		start := time.Now()
-		if _, err := e.Round(ctx); err != nil && ctx.Err() == nil {
+		var err error
+		if full {
+			lastFull = start
+			_, err = e.Round(ctx)
+		} else if len(certs) > 0 {
+			_, err = e.roundOf(ctx, certs)
+		}
+		if err != nil && ctx.Err() == nil {
 			e.Logger.Error("alert round failed; trying again next round", certfleet.LogError, err)
 		}
 		// Events may come in bursts: never more than one round a second.
@@ -244,17 +313,30 @@ func (e *Evaluator) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(minRoundGap - time.Since(start)):
 		}
-		timer.Reset(e.Settings.Interval)
+		if full {
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			timer.Reset(e.Settings.Interval)
+		}
 	}
 }
 
 // Round evaluates the conditions and then delivers what is owed.
 func (e *Evaluator) Round(ctx context.Context) (Report, error) {
+	return e.roundOf(ctx, nil)
+}
+
+// roundOf is Round over the certificates certs (nil: all).
+func (e *Evaluator) roundOf(ctx context.Context, certs map[string]bool) (Report, error) {
 	e.init()
 	if e.Instance == "" {
 		return Report{}, errors.New("alert: Evaluator.Instance is required")
 	}
-	rep, err := e.Evaluate(ctx)
+	rep, err := e.evaluate(ctx, certs)
 	if err != nil {
 		return rep, err
 	}

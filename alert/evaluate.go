@@ -28,40 +28,66 @@ type round struct {
 	lineages map[certfleet.JobKey]*lineage
 	bySpec   map[string][]*lineage
 	archives map[certfleet.JobKey]archived // read or reused this round: the next round's cache
+	// scope holds the certificates the round looks at; nil: every one.
+	scope map[string]bool
 }
+
+// in reports whether the round looks at certificate name.
+func (r *round) in(name string) bool { return r.scope == nil || r.scope[name] }
 
 // Evaluate looks at the store (and the endpoint observations) and opens,
 // updates and resolves incidents. It sends nothing.
 func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
+	return e.evaluate(ctx, nil)
+}
+
+// evaluate is Evaluate over the certificates in scope (nil: all). Every
+// condition is about one certificate, so a round over some certificates
+// opens, updates and resolves exactly what a full round would for them.
+func (e *Evaluator) evaluate(ctx context.Context, scope map[string]bool) (Report, error) {
 	e.init()
 	var rep Report
 	r := &round{e: e, now: e.Now(), lineages: map[certfleet.JobKey]*lineage{}, bySpec: map[string][]*lineage{},
-		archives: map[certfleet.JobKey]archived{}}
+		archives: map[certfleet.JobKey]archived{}, scope: scope}
 	open, err := e.Store.Incidents(ctx, certfleet.IncidentFilter{OpenOnly: true, Limit: maxOpen})
 	if err != nil {
 		return rep, fmt.Errorf("list open incidents: %w", err)
 	}
 	before := make(map[string]certfleet.Incident, len(open))
 	for _, i := range open {
-		before[i.Key] = i
-	}
-	var reports []certfleet.AgentReport
-	if fs, ok := e.Store.(certfleet.FleetStore); ok {
-		if reports, err = fs.AgentReports(ctx, certfleet.AgentReportFilter{}); err != nil {
-			return rep, fmt.Errorf("list agent reports: %w", err)
+		if r.in(i.Certificate) {
+			before[i.Key] = i
 		}
+	}
+	reports, err := r.agentReports(ctx)
+	if err != nil {
+		return rep, err
 	}
 	var observed []EndpointObservation
 	if e.Endpoints != nil {
-		observed = e.Endpoints.EndpointObservations()
+		for _, o := range e.Endpoints.EndpointObservations() {
+			if r.in(o.Certificate) {
+				observed = append(observed, o)
+			}
+		}
 	}
-	if err := r.load(ctx, reports, observed); err != nil {
+	if scope == nil {
+		err = r.load(ctx, reports, observed)
+	} else {
+		err = r.loadScope(ctx)
+	}
+	if err != nil {
 		return rep, err
 	}
 	found := map[string]certfleet.Incident{}
 	add := func(i certfleet.Incident) { found[i.Key] = i }
 	r.expiry(add)
-	if err := r.notWritten(ctx, add); err != nil {
+	if scope == nil {
+		err = r.notWritten(ctx, add)
+	} else {
+		r.notWrittenScope(add)
+	}
+	if err != nil {
 		return rep, err
 	}
 	if err := r.agents(ctx, reports, add); err != nil {
@@ -97,6 +123,13 @@ func (e *Evaluator) Evaluate(ctx context.Context) (Report, error) {
 		}
 	}
 	e.cacheMu.Lock()
+	if scope != nil { // the other lineages' entries stay as the last round left them
+		for k, a := range e.archives {
+			if _, ok := r.archives[k]; !ok && !scope[k.Spec] {
+				r.archives[k] = a
+			}
+		}
+	}
 	e.archives = r.archives // only the lineages still stale: the cache stays small
 	e.cacheMu.Unlock()
 	for key, inc := range before {
@@ -193,11 +226,53 @@ func (r *round) load(ctx context.Context, reports []certfleet.AgentReport, obser
 // and endpoints; for more it reads every page instead.
 const fewSpecs = 100
 
+// agentReports reads the agents' reports on the round's certificates.
+func (r *round) agentReports(ctx context.Context) ([]certfleet.AgentReport, error) {
+	fs, ok := r.e.Store.(certfleet.FleetStore)
+	if !ok {
+		return nil, nil
+	}
+	if r.scope == nil {
+		reports, err := fs.AgentReports(ctx, certfleet.AgentReportFilter{})
+		if err != nil {
+			return nil, fmt.Errorf("list agent reports: %w", err)
+		}
+		return reports, nil
+	}
+	var reports []certfleet.AgentReport
+	for name := range r.scope {
+		got, err := fs.AgentReports(ctx, certfleet.AgentReportFilter{Certificate: name})
+		if err != nil {
+			return nil, fmt.Errorf("agent reports on %s: %w", name, err)
+		}
+		reports = append(reports, got...)
+	}
+	return reports, nil
+}
+
+// loadScope reads every lineage of the round's certificates (load's
+// selection is for a full round: a round over some certificates looks at
+// all of theirs, whether or not they are near expiry).
+func (r *round) loadScope(ctx context.Context) error {
+	for name := range r.scope {
+		err := certfleet.EachCurrentCertificate(ctx, r.e.Store, certfleet.CurrentFilter{Spec: name, Limit: pageSize}, func(c certfleet.CurrentCertificate) error {
+			l := newLineage(c)
+			r.lineages[l.job.JobKey] = l
+			r.bySpec[l.job.Spec] = append(r.bySpec[l.job.Spec], l)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("current certificates of %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // newLineage is what a round knows of c's lineage.
 func newLineage(c certfleet.CurrentCertificate) *lineage {
 	key := certfleet.JobKey{Spec: c.Spec, KeyType: c.KeyType}
 	return &lineage{
-		job: certfleet.Job{JobKey: key, CurrentID: c.IssuanceID, NextAt: c.NextAt, Failures: c.Failures, LastError: c.LastError},
+		job: certfleet.Job{JobKey: key, CurrentID: c.IssuanceID, NextAt: c.NextAt, Failures: c.Failures, LastError: c.LastError, Deploy: c.Deploy},
 		current: certfleet.Issuance{ID: c.IssuanceID, Spec: c.Spec, KeyType: c.KeyType, Serial: c.Serial,
 			Fingerprint: c.Fingerprint, NotBefore: c.NotBefore, NotAfter: c.NotAfter, IssuedAt: c.IssuedAt},
 	}

@@ -101,6 +101,7 @@ type Daemon struct {
 	solvers   map[certfleet.ChallengeType]certfleet.Solver
 	dnsSolver *dns01.Solver
 	version   string
+	pprof     string // Options.Pprof
 }
 
 // Options are the knobs that do not belong in the config file.
@@ -126,6 +127,9 @@ type Options struct {
 	// Version is certfleet's version, for the ACME User-Agent. Default
 	// "(devel)".
 	Version string
+	// Pprof, from PprofEnv (which cmd reads), is a loopback address where
+	// Serve answers Go's profiler; "" (the default) serves none.
+	Pprof string
 }
 
 // Open opens the store, syncs the config's certificates into it, and
@@ -203,7 +207,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err
 	}
 	solvers[certfleet.ChallengeDNSPersist01] = d.persistSolver() // never writes DNS (selftest.go)
 
-	d.version = opts.Version
+	d.version, d.pprof = opts.Version, opts.Pprof
 	if d.version == "" {
 		d.version = "(devel)"
 	}

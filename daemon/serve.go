@@ -29,6 +29,11 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	var helpers sync.WaitGroup
 	defer helpers.Wait()
 	defer cancel()
+	if d.pprof != "" {
+		if err := d.servePprof(runCtx, d.pprof); err != nil {
+			return err
+		}
+	}
 	done := make(chan error, 1)
 	go func() { done <- d.Manager.Run(runCtx) }()
 	helpers.Go(func() { d.endpoints.run(runCtx) })

@@ -87,9 +87,9 @@ func onStore(ctx context.Context, path string, testMode bool, fn func(cfg *confi
 }
 
 // options are the daemon options of a command: its logger, the master
-// key from the environment, the version.
+// key and the profiler's address from the environment, the version.
 func options(log *slog.Logger) daemon.Options {
-	return daemon.Options{Logger: log, MasterKey: getenv(daemon.MasterKeyEnv), Version: version()}
+	return daemon.Options{Logger: log, MasterKey: getenv(daemon.MasterKeyEnv), Version: version(), Pprof: getenv(daemon.PprofEnv)}
 }
 
 // openDaemon opens the daemon of cfg, logging to logTo, with the challenge

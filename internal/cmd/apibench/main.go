@@ -57,6 +57,7 @@ func main() {
 	issueWait := flag.Duration("issue-wait", time.Minute, "with -serve: how long to let issuance go on after the PUTs")
 	analyze := flag.Bool("analyze", true, "with -listings and -postgres: ANALYZE after the fill, as autoanalyze would shortly")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile to this file")
+	serveProf := flag.String("serve-pprof", "", "with -serve: profile serve (CERTFLEET_PPROF): CPU during the PUTs and heap at their end, into this directory")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -81,7 +82,9 @@ func main() {
 		run = func(time.Duration, int, int) error { return scale(*scaleN, *dsn) }
 	}
 	if *serveN > 0 {
-		run = func(dur time.Duration, _, _ int) error { return serveBench(*serveN, *declare, *dsn, dur, *issueWait) }
+		run = func(dur time.Duration, _, _ int) error {
+			return serveBench(*serveN, *declare, *dsn, dur, *issueWait, *serveProf)
+		}
 	}
 	if err := run(*dur, *conns, *threads); err != nil {
 		pprof.StopCPUProfile()

@@ -40,8 +40,10 @@ import (
 //     and issuance run and then while issuance alone runs;
 //   - the orders at the CA (at most one per declared name), until every
 //     declared name is issued or issueWait has passed after the PUTs;
-//   - serve's RSS, sampled from /proc every 500 ms throughout.
-func serveBench(n, declare int, dsn string, wrkDur, issueWait time.Duration) error {
+//   - serve's RSS, sampled from /proc every 500 ms throughout;
+//   - with profDir, serve's CPU profile during the PUTs and its heap at
+//     their end (through daemon.PprofEnv), for go tool pprof.
+func serveBench(n, declare int, dsn string, wrkDur, issueWait time.Duration, profDir string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "apibench-serve")
@@ -119,6 +121,12 @@ http_port = %d
 	defer logf.Close()
 	serve := exec.Command(bin, "serve", "-config", cfgPath)
 	serve.Stdout, serve.Stderr = logf, logf
+	pprofURL := ""
+	if profDir != "" {
+		addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+		serve.Env = append(os.Environ(), daemon.PprofEnv+"="+addr)
+		pprofURL = "http://" + addr + "/debug/pprof/"
+	}
 	if err := serve.Start(); err != nil {
 		return fmt.Errorf("start certfleet serve: %w", err)
 	}
@@ -223,6 +231,14 @@ http_port = %d
 	sliceEnd := make([]time.Time, len(sliceDone))
 	start := time.Now()
 	var pw sync.WaitGroup
+	profiled := make(chan error, 1)
+	if pprofURL != "" {
+		// 2 s in, for 15 s: the PUTs at 100,000 names take longer.
+		go func() {
+			time.Sleep(2 * time.Second)
+			profiled <- fetchProfile(ctx, pprofURL+"profile?seconds=15", filepath.Join(profDir, "serve-cpu.pprof"))
+		}()
+	}
 	for range 8 {
 		pw.Go(func() {
 			for {
@@ -247,6 +263,15 @@ http_port = %d
 	pw.Wait()
 	putTime := time.Since(start)
 	rssPuts := rss.peak()
+	if pprofURL != "" {
+		if err := fetchProfile(ctx, pprofURL+"heap", filepath.Join(profDir, "serve-heap.pprof")); err != nil {
+			return err
+		}
+		if err := <-profiled; err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "serve's profiles: %s/serve-{cpu,heap}.pprof\n", profDir)
+	}
 	phase.Store(1)
 	ordersAtPutEnd := ca.NewOrders() - ordersBefore
 	fmt.Printf("\nPUT /v1/names/{h}: %d in %s = %.0f/s overall (names %d → %d)\n", declare, putTime.Round(time.Millisecond), float64(declare)/putTime.Seconds(), n, n+declare)
@@ -420,6 +445,24 @@ func fillStore(ctx context.Context, state, keyFile string, n int, name string) (
 		return nil, "", fmt.Errorf("fill: %d certificates completed, want %d", d, n)
 	}
 	return chain, secret, nil
+}
+
+// fetchProfile saves the profile at url in file.
+func fetchProfile(ctx context.Context, url, file string) error {
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("profile %s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", url, err)
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 // rssSampler reads a process's VmRSS every 500 ms.

@@ -31,3 +31,24 @@ type Notifier interface {
 type ChallengeNotifier interface {
 	ChallengeChanges(ctx context.Context) <-chan struct{}
 }
+
+// ChallengeWatcher is an optional interface of a ChallengeStore shared by
+// several instances (postgres): it hands every instance each presented or
+// removed challenge answer itself, so that a responder's copy in memory
+// has it without reading the store, and keeps it if the store goes away
+// right after (issue 16: a token presented just before a PostgreSQL
+// restart was announced, but the read that would have copied it was cut,
+// and another instance answered the CA 503). Answers are public by design
+// (RFC 8555 §8.3: the key authorization is what the responder serves), so
+// carrying them is no disclosure; nothing else travels.
+//
+// WatchChallenges calls fn with every instance's PutChallenge token, this
+// one's included, and, for DeleteChallenge, a token with only Type and
+// Key set (an empty KeyAuthorization: removed). Calls come from one
+// goroutine and must return quickly. Delivery is best effort: answers
+// sent while the store reconnects are missed (a ChallengeNotifier
+// receive follows the reconnection: list the store then). stop ends the
+// calls; the watch ends with the store too. Safe for concurrent use.
+type ChallengeWatcher interface {
+	WatchChallenges(fn func(ChallengeToken)) (stop func())
+}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/sqlstore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -182,10 +183,14 @@ func (t *dbTx) Notify() error {
 	return nil
 }
 
-// NotifyChallenges queues the notification of a challenge token's change,
-// delivered at commit; see Store.ChallengeChanges.
-func (t *dbTx) NotifyChallenges() error {
-	t.Queue(qNotify, t.d.channel, t.d.schema+challengeTopic)
+// NotifyChallenge queues the notification of a challenge token's change,
+// delivered at commit with the token itself (Store.WatchChallenges).
+func (t *dbTx) NotifyChallenge(tok certfleet.ChallengeToken) error {
+	payload, err := challengePayload(t.d.schema, tok)
+	if err != nil {
+		return err
+	}
+	t.Queue(qNotify, t.d.channel, payload)
 	return nil
 }
 

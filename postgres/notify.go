@@ -2,10 +2,20 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/certfleet/certfleet"
+)
+
+var (
+	_ certfleet.ChallengeNotifier = (*Store)(nil)
+	_ certfleet.ChallengeWatcher  = (*Store)(nil)
 )
 
 // notifyChannel is the LISTEN/NOTIFY channel. Notifications are per
@@ -39,15 +49,99 @@ func (s *Store) Changes(ctx context.Context) <-chan struct{} {
 
 // ChallengeChanges implements certfleet.ChallengeNotifier on the same
 // LISTEN connection: challenge tokens are announced with their own payload
-// (the schema and challengeTopic), so that they wake the responders and
-// not the schedulers.
+// (the schema and challengeTopic), so that they reach the responders and
+// not the schedulers. The tokens themselves go to WatchChallenges; this
+// channel receives after a reconnection (anything may have been missed)
+// and for a notification without its token.
 func (s *Store) ChallengeChanges(ctx context.Context) <-chan struct{} {
 	return s.subscribe(ctx, func() map[chan struct{}]struct{} { return s.csubs })
 }
 
 // challengeTopic follows the schema in the payload of a challenge token's
-// notification.
+// notification, then a newline and the token (challengeNote, JSON). A
+// payload of the topic alone (versions before the token was carried, or
+// a token too large to carry) only wakes ChallengeChanges.
 const challengeTopic = " challenges"
+
+// maxChallengePayload bounds a challenge notification, below PostgreSQL's
+// 8,000 bytes. A key (a token, or a name of at most 253 bytes) and its key
+// authorization take a few hundred.
+const maxChallengePayload = 7900
+
+// challengeNote is a challenge token in a notification. The key
+// authorization is what the responders serve to anyone who asks (RFC 8555
+// §8.3), not a secret; nothing else of the account travels.
+type challengeNote struct {
+	Type             certfleet.ChallengeType `json:"type"`
+	Key              string                  `json:"key"`
+	KeyAuthorization string                  `json:"key_authorization,omitempty"` // empty: removed
+	Expires          time.Time               `json:"expires,omitzero"`
+}
+
+// challengePayload is the notification of tok's change in schema.
+func challengePayload(schema string, tok certfleet.ChallengeToken) (string, error) {
+	b, err := json.Marshal(challengeNote{Type: tok.Type, Key: tok.Key, KeyAuthorization: tok.KeyAuthorization, Expires: tok.Expires})
+	if err != nil {
+		return "", fmt.Errorf("encode %s challenge %q for the other instances: %w", tok.Type, tok.Key, err)
+	}
+	p := schema + challengeTopic + "\n" + string(b)
+	if len(p) > maxChallengePayload {
+		return schema + challengeTopic, nil // the others list the store
+	}
+	return p, nil
+}
+
+// challengeWatchers are the functions WatchChallenges registered.
+type challengeWatchers struct {
+	mu   sync.Mutex // guards fns, next
+	fns  map[int]func(certfleet.ChallengeToken)
+	next int
+}
+
+// WatchChallenges implements certfleet.ChallengeWatcher over LISTEN/NOTIFY:
+// it starts the notification connection (as ChallengeChanges does) and
+// calls fn with every instance's challenge token as its notification
+// arrives. After a reconnection, ChallengeChanges receives (tokens may
+// have been missed).
+func (s *Store) WatchChallenges(fn func(certfleet.ChallengeToken)) (stop func()) {
+	_ = s.ChallengeChanges(context.Background()) // starts the listener; ends with Close
+	w := &s.cwatch
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.fns == nil {
+		w.fns = make(map[int]func(certfleet.ChallengeToken))
+	}
+	id := w.next
+	w.next++
+	w.fns[id] = fn
+	return func() {
+		w.mu.Lock()
+		delete(w.fns, id)
+		w.mu.Unlock()
+	}
+}
+
+// deliverChallenge decodes a challenge notification's token and calls
+// every watcher with it. A payload it cannot read wakes ChallengeChanges
+// instead (the followers list the store).
+func (s *Store) deliverChallenge(note string) {
+	var n challengeNote
+	if err := json.Unmarshal([]byte(note), &n); err != nil || n.Type == "" || n.Key == "" {
+		s.broadcast(false, true)
+		return
+	}
+	tok := certfleet.ChallengeToken{Type: n.Type, Key: n.Key, KeyAuthorization: n.KeyAuthorization, Expires: n.Expires}
+	w := &s.cwatch
+	w.mu.Lock()
+	fns := make([]func(certfleet.ChallengeToken), 0, len(w.fns))
+	for _, fn := range w.fns {
+		fns = append(fns, fn)
+	}
+	w.mu.Unlock()
+	for _, fn := range fns {
+		fn(tok)
+	}
+}
 
 // subscribe adds a channel to the set set returns (under s.mu), starting
 // the listener on first use.
@@ -157,6 +251,8 @@ func (s *Store) listenOnce(ctx context.Context, connected func()) error {
 				s.broadcast(true, false)
 			} else if n.Payload == s.schema+challengeTopic {
 				s.broadcast(false, true)
+			} else if note, ok := strings.CutPrefix(n.Payload, s.schema+challengeTopic+"\n"); ok {
+				s.deliverChallenge(note)
 			} else if names, ok := strings.CutPrefix(n.Payload, s.schema+"\n"); ok {
 				if names == "*" {
 					s.DeliverNames(nil)

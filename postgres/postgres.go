@@ -87,6 +87,7 @@ type Store struct {
 	mu      sync.Mutex                 // guards subs, csubs, lctx
 	subs    map[chan struct{}]struct{} // Changes
 	csubs   map[chan struct{}]struct{} // ChallengeChanges
+	cwatch  challengeWatchers          // WatchChallenges
 	lctx    context.Context            // the listener's context; nil while none runs
 	lcancel context.CancelFunc
 	lwg     sync.WaitGroup

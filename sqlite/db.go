@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/sqlstore"
 )
 
@@ -261,8 +262,8 @@ func (t *dbTx) NotifyNames(names []string) error {
 	return nil
 }
 
-// NotifyChallenges does nothing, for the same reason as Notify.
-func (t *dbTx) NotifyChallenges() error { return nil }
+// NotifyChallenge does nothing, for the same reason as Notify.
+func (t *dbTx) NotifyChallenge(certfleet.ChallengeToken) error { return nil }
 
 // rows reads every *time.Time scan destination through unixMicro.
 type rows struct {

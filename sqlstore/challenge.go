@@ -60,7 +60,10 @@ func (s *Store) PutChallenge(ctx context.Context, t certfleet.ChallengeToken) er
 		if _, err := tx.Exec(qPutChallenge, string(t.Type), t.Key, t.KeyAuthorization, NullTime(t.Expires)); err != nil {
 			return err
 		}
-		return tx.NotifyChallenges() // other instances' responders copy it
+		// Other instances' responders copy the answer from the
+		// notification itself, not by a read that a store outage right
+		// after the commit could cut (issue 16).
+		return tx.NotifyChallenge(t)
 	})
 	if err != nil {
 		return fmt.Errorf("put %s challenge %q: %w", t.Type, t.Key, err)
@@ -74,7 +77,7 @@ func (s *Store) DeleteChallenge(ctx context.Context, typ certfleet.ChallengeType
 		if _, err := tx.Exec(qDeleteChallenge, string(typ), key); err != nil {
 			return err
 		}
-		return tx.NotifyChallenges()
+		return tx.NotifyChallenge(certfleet.ChallengeToken{Type: typ, Key: key})
 	})
 	if err != nil {
 		return fmt.Errorf("delete %s challenge %q: %w", typ, key, err)

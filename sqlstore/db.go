@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"errors"
+
+	"github.com/certfleet/certfleet"
 )
 
 // Dialect names the SQL a database speaks.
@@ -109,11 +111,11 @@ type Tx interface {
 	// names changed: the driver hands them to Store.DeliverNames there
 	// (certfleet.NameWatcher). nil names means any may have.
 	NotifyNames(names []string) error
-	// NotifyChallenges tells the responders of every instance, once the
-	// transaction commits, that challenge tokens changed
-	// (certfleet.ChallengeNotifier); it wakes no scheduler. A database no
-	// other instance shares does nothing.
-	NotifyChallenges() error
+	// NotifyChallenge hands t to the responders of every instance, once
+	// the transaction commits (certfleet.ChallengeWatcher): a token put,
+	// or with an empty KeyAuthorization one removed. It wakes no
+	// scheduler. A database no other instance shares does nothing.
+	NotifyChallenge(t certfleet.ChallengeToken) error
 }
 
 // Rows is the result of a query.

@@ -4,8 +4,13 @@
 // connections are refused and the ones open are closed, as when the
 // server's host goes down.
 //
+// Stall, in between, holds what clients send (their queries wait) while
+// what the server sends still arrives (replies already on their way,
+// notifications): a test can so let a notification through and have the
+// read it causes fail at the cut that follows, every time.
+//
 // It forwards bytes only (TLS passes through untouched); it does not
-// delay, drop or corrupt traffic, and it is not for production use.
+// drop or corrupt traffic, and it is not for production use.
 package cutproxy
 
 import (
@@ -23,6 +28,7 @@ type Proxy struct {
 	mu    sync.Mutex
 	ln    net.Listener          // nil while cut
 	conns map[net.Conn]struct{} // open connections, both sides
+	stall chan struct{}         // closed when a Stall ends; nil when none
 	cuts  int
 	wg    sync.WaitGroup
 }
@@ -41,11 +47,41 @@ func New(target string) (*Proxy, error) {
 // Addr is the proxy's address (host:port); it stays the same across cuts.
 func (p *Proxy) Addr() string { return p.addr }
 
+// Stall holds the bytes clients send from now on, on open connections and
+// new ones, until Restore or Cut; the server's bytes still reach them.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stall == nil {
+		p.stall = make(chan struct{})
+	}
+}
+
+// unstallLocked ends a Stall: held bytes go on (or fail on a closed
+// connection).
+func (p *Proxy) unstallLocked() {
+	if p.stall != nil {
+		close(p.stall)
+		p.stall = nil
+	}
+}
+
+// flowing waits while the proxy is stalled.
+func (p *Proxy) flowing() {
+	p.mu.Lock()
+	ch := p.stall
+	p.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
 // Cut closes the listener and every open connection: clients get
-// connection refused until Restore.
+// connection refused until Restore. It ends a Stall.
 func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.unstallLocked()
 	if p.ln == nil {
 		return
 	}
@@ -58,10 +94,11 @@ func (p *Proxy) Cut() {
 	clear(p.conns)
 }
 
-// Restore listens again on the same address.
+// Restore listens again on the same address, and ends a Stall.
 func (p *Proxy) Restore() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.unstallLocked()
 	if p.ln != nil {
 		return nil
 	}
@@ -122,7 +159,7 @@ func (p *Proxy) forward(ln net.Listener, c net.Conn) {
 	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
-	go func() { io.Copy(up, c); done <- struct{}{} }()
+	go func() { p.copyHeld(up, c); done <- struct{}{} }()
 	go func() { io.Copy(c, up); done <- struct{}{} }()
 	<-done
 	c.Close()
@@ -132,4 +169,22 @@ func (p *Proxy) forward(ln net.Listener, c net.Conn) {
 	delete(p.conns, c)
 	delete(p.conns, up)
 	p.mu.Unlock()
+}
+
+// copyHeld copies the client's bytes from c to up as io.Copy does,
+// holding each read while the proxy is stalled.
+func (p *Proxy) copyHeld(up, c net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			p.flowing()
+			if _, werr := up.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }

@@ -3,9 +3,11 @@
 // while the store is unreachable (issue 16: a PostgreSQL restart turned
 // answers into 503s, an authorization invalid and a second order). A Cache
 // holds the answers this instance presented, and copies of every
-// instance's, refreshed from the store (certfleet.ChallengeLister) when the
-// store announces a change (certfleet.ChallengeNotifier) and at an
-// interval.
+// instance's: each one as its notification brings it
+// (certfleet.ChallengeWatcher: no read of the store, which an outage right
+// after the present could cut), and all of them listed from the store
+// (certfleet.ChallengeLister) after a reconnection
+// (certfleet.ChallengeNotifier) and at an interval.
 //
 // It is not a store and decides nothing about which answer is right while
 // the store is up: the responders (solver/http01, solver/tlsalpn01) say
@@ -43,9 +45,15 @@ const (
 type Cache struct {
 	mu       sync.Mutex                          // guards own, copied, downTill, copiedAt
 	own      map[string]certfleet.ChallengeToken // presented here, by key
-	copied   map[string]certfleet.ChallengeToken // the store's, at copiedAt
+	copied   map[string]heldCopy                 // the store's, listed at copiedAt or handed over since
 	copiedAt time.Time
 	downTill time.Time
+}
+
+// heldCopy is a copied answer and when it was copied.
+type heldCopy struct {
+	tok certfleet.ChallengeToken
+	at  time.Time
 }
 
 // Put adds an answer this instance presents. Expired answers are dropped
@@ -92,11 +100,33 @@ func (c *Cache) Get(key string, now time.Time) (certfleet.ChallengeToken, bool) 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	t, ok := c.copied[key]
-	if !ok || expired(t, now) {
+	cp, ok := c.copied[key]
+	if !ok || expired(cp.tok, now) {
 		return certfleet.ChallengeToken{}, false
 	}
-	return t, true
+	return cp.tok, true
+}
+
+// Copy keeps tok, presented by another instance (or this one) and handed
+// over with its notification (certfleet.ChallengeWatcher), at now; a tok
+// with an empty KeyAuthorization was removed, and its copy goes. Expired
+// copies are dropped on the way.
+func (c *Cache) Copy(tok certfleet.ChallengeToken, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tok.KeyAuthorization == "" {
+		delete(c.copied, tok.Key)
+		return
+	}
+	if c.copied == nil {
+		c.copied = make(map[string]heldCopy)
+	}
+	for k, v := range c.copied {
+		if expired(v.tok, now) {
+			delete(c.copied, k)
+		}
+	}
+	c.copied[tok.Key] = heldCopy{tok: tok, at: now}
 }
 
 // StoreFailed records that a store lookup failed at now: for a few
@@ -142,9 +172,10 @@ type Follower struct {
 	Copied func(n int)
 }
 
-// Run copies the answers at once, then whenever the store announces a
-// change (certfleet.ChallengeNotifier) and at least every Interval, until
-// ctx ends. A store that cannot list its answers (no
+// Run copies the answers at once, then each one the store hands over
+// (certfleet.ChallengeWatcher) as it arrives, and all of them whenever
+// the store says some may have been missed (certfleet.ChallengeNotifier)
+// and at least every Interval, until ctx ends. A store that cannot list its answers (no
 // certfleet.ChallengeLister) makes Run return at once: only the answers
 // presented here are kept.
 func (f *Follower) Run(ctx context.Context) {
@@ -159,6 +190,16 @@ func (f *Follower) Run(ctx context.Context) {
 	interval := f.Interval
 	if interval <= 0 {
 		interval = DefaultInterval
+	}
+	if w, ok := f.Store.(certfleet.ChallengeWatcher); ok {
+		// Before the first list, so that nothing presented meanwhile
+		// is missed.
+		stop := w.WatchChallenges(func(tok certfleet.ChallengeToken) {
+			if tok.Type == f.Type {
+				f.Cache.Copy(tok, time.Now())
+			}
+		})
+		defer stop()
 	}
 	var changes <-chan struct{}
 	if n, ok := f.Store.(certfleet.ChallengeNotifier); ok {
@@ -177,6 +218,7 @@ func (f *Follower) Run(ctx context.Context) {
 			}
 		case <-timer.C:
 		}
+		listed := time.Now()
 		lctx, cancel := context.WithTimeout(ctx, interval)
 		toks, err := lister.Challenges(lctx, f.Type)
 		cancel()
@@ -194,7 +236,7 @@ func (f *Follower) Run(ctx context.Context) {
 				log.Info("challenge answers copied from the store again", "challenge", string(f.Type), "answers", len(toks))
 			}
 			failing = false
-			f.Cache.replaceCopies(toks, time.Now())
+			f.Cache.replaceCopies(toks, listed, time.Now())
 			if f.Copied != nil {
 				f.Copied(len(toks))
 			}
@@ -215,13 +257,20 @@ func (f *Follower) Run(ctx context.Context) {
 	}
 }
 
-// replaceCopies makes toks the copied answers.
-func (c *Cache) replaceCopies(toks []certfleet.ChallengeToken, now time.Time) {
-	m := make(map[string]certfleet.ChallengeToken, len(toks))
+// replaceCopies makes toks, listed from the store starting at listed, the
+// copied answers. Answers handed over (Copy) after listed stay though the
+// list lacks them: it may have been read before they were committed.
+func (c *Cache) replaceCopies(toks []certfleet.ChallengeToken, listed, now time.Time) {
+	m := make(map[string]heldCopy, len(toks))
 	for _, t := range toks {
-		m[t.Key] = t
+		m[t.Key] = heldCopy{tok: t, at: now}
 	}
 	c.mu.Lock()
+	for k, v := range c.copied {
+		if _, ok := m[k]; !ok && !v.at.Before(listed) && !expired(v.tok, now) {
+			m[k] = v
+		}
+	}
 	c.copied, c.copiedAt = m, now
 	c.mu.Unlock()
 }

@@ -65,6 +65,21 @@ func waitCopied(t *testing.T, copied <-chan int, want int) time.Duration {
 	}
 }
 
+// waitHeld waits until c holds an answer for key.
+func waitHeld(t *testing.T, c *answers.Cache, key string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if _, ok := c.Get(key, time.Now()); ok {
+			return time.Since(start)
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("no answer for %q copied within 10 s", key)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func get(t *testing.T, r http.Handler, token string) (int, string) {
 	t.Helper()
 	rec := httptest.NewRecorder()
@@ -115,8 +130,8 @@ func TestAnswersThroughStoreOutage(t *testing.T) {
 	if err := alpnSolverA.Present(t.Context(), certfleet.Challenge{Type: certfleet.ChallengeTLSALPN01, Token: "t", KeyAuthorization: keyAuth, Identifier: name}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("copied on the other instance %v (http-01) after the present, by notification", waitCopied(t, httpCopies, 1).Round(time.Millisecond))
-	waitCopied(t, alpnCopies, 1)
+	t.Logf("copied on the other instance %v (http-01) after the present, by notification", waitHeld(t, tokB, token).Round(time.Microsecond))
+	waitHeld(t, alpnB, name.Value)
 
 	proxy.Cut()
 	if code, body := get(t, httpB, token); code != http.StatusOK || body != keyAuth {
@@ -160,5 +175,82 @@ func TestAnswersThroughStoreOutage(t *testing.T) {
 	}
 	if tok, err := storeA.Challenge(t.Context(), certfleet.ChallengeHTTP01, token2); err != nil || tok.KeyAuthorization != token2+".x" {
 		t.Errorf("token presented during the cut, in the store afterwards: %+v, %v", tok, err)
+	}
+}
+
+// TestAnswerHandedOverBeforeOutage: issue 16, the extra order of
+// BENCHMARKS §13's combined run. Instance A presents a token just before
+// the database goes away; instance B's notification of it arrives, but
+// the read of the answers it caused never completes (here: B's line to
+// the database stalls, then is cut, every time). B must still answer the
+// CA from memory: the token comes with its notification. Before, B's
+// copy needed that read, and B answered 503 (authorization invalid, a
+// second order). A token removed meanwhile is dropped from B's copy the
+// same way.
+func TestAnswerHandedOverBeforeOutage(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := cutproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	viaProxy := *u
+	viaProxy.Host = proxy.Addr()
+	storeA, storeB := openPG(t, dsn), openPG(t, viaProxy.String())
+
+	solverA := &http01.Solver{Store: storeA, Tokens: &http01.Tokens{}}
+	tokB := &http01.Tokens{}
+	httpB := &http01.Responder{Store: storeB, Tokens: tokB, LookupTimeout: time.Second}
+	copies := follow(t, tokB, storeB, certfleet.ChallengeHTTP01)
+	waitCopied(t, copies, 0) // the first list
+	waitCopied(t, copies, 0) // the one after LISTEN: B is listening
+
+	proxy.Stall() // B's queries wait from now on; notifications still arrive
+	const token, keyAuth = "Tok3n-presented-just-before-the-cut", "Tok3n-presented-just-before-the-cut.thumbprint"
+	const gone = "Tok3n-removed-just-before-the-cut"
+	chal := func(tok string) certfleet.Challenge {
+		return certfleet.Challenge{Type: certfleet.ChallengeHTTP01, Token: tok, KeyAuthorization: tok + ".thumbprint",
+			Identifier: certfleet.Identifier{Type: certfleet.IdentifierDNS, Value: "late.certfleet.test"}}
+	}
+	for _, tok := range []string{token, gone} {
+		if err := solverA.Present(t.Context(), chal(tok)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	for {
+		if _, ok := tokB.Get(token, time.Now()); ok {
+			t.Logf("token in B's copy %v after A's present returned, without a read", time.Since(start).Round(time.Microsecond))
+			break
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Errorf("B has no copy of the token 3 s after A presented it (its read of the store stalls)")
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := solverA.CleanUp(t.Context(), chal(gone)); err != nil {
+		t.Fatal(err)
+	}
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		if _, ok := tokB.Get(gone, time.Now()); !ok {
+			break
+		}
+		if time.Since(start) > 3*time.Second {
+			t.Errorf("B still answers a token A removed 3 s ago")
+			break
+		}
+	}
+
+	proxy.Cut() // the database restarts
+	if code, body := get(t, httpB, token); code != http.StatusOK || body != keyAuth {
+		t.Errorf("B's http-01 during the cut: %d %q, want 200 and the key authorization", code, body)
+	}
+	if code, _ := get(t, httpB, gone); code != http.StatusServiceUnavailable {
+		t.Errorf("B's http-01 for the removed token during the cut: %d, want 503 (unknown, the store unreachable)", code)
 	}
 }

@@ -20,13 +20,7 @@ func TestStoreAPIContract(t *testing.T) {
 
 func TestStoreTenantContract(t *testing.T) {
 	storetest.RunTenants(t, func(t *testing.T) storetest.TenantStore { return newTestStore(t) },
-		func(t *testing.T) storetest.TenantStore {
-			s, err := openSealed(t, pgtest.DSN(t), newKEK(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		})
+		func(t *testing.T) storetest.TenantStore { return newSealedTestStore(t) })
 }
 
 // TestKeyReadsAppendOnly: the database refuses to change, delete or
@@ -197,13 +191,7 @@ func TestStoreFleetContract(t *testing.T) {
 
 func TestStoreIdentityContract(t *testing.T) {
 	storetest.RunIdentities(t, func(t *testing.T) certfleet.IdentityStore { return newTestStore(t) },
-		func(t *testing.T) certfleet.IdentityStore {
-			s, err := openSealed(t, pgtest.DSN(t), newKEK(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		})
+		func(t *testing.T) certfleet.IdentityStore { return newSealedTestStore(t) })
 }
 
 func TestHeartbeats(t *testing.T) {

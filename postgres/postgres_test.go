@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -126,33 +125,7 @@ func rawConn(t testing.TB, dsn string) *pgx.Conn {
 // and opening again migrates nothing.
 func TestReopen(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	s := mustOpen(t, dsn)
-	sp := storetest.NewSpec("web", certfleet.RSA2048, certfleet.ECDSAP256)
-	if _, err := s.SyncSpecs(t.Context(), certfleet.SourceConfig, []certfleet.CertificateSpec{sp}); err != nil {
-		t.Fatal(err)
-	}
-	key := certfleet.JobKey{Spec: "web", KeyType: certfleet.RSA2048}
-	if _, err := s.ClaimDue(t.Context(), certfleet.ClaimRequest{Owner: "a", Now: time.Now(), Lease: time.Minute, Limit: 10}); err != nil {
-		t.Fatal(err)
-	}
-	iss, err := s.CompleteIssuance(t.Context(), "a", storetest.NewIssuance(sp, certfleet.RSA2048),
-		certfleet.ScheduleUpdate{NextAt: time.Now().Add(time.Hour)}, certfleet.Attempt{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantJob, _ := s.Job(t.Context(), key)
-	s.Close()
-	for i := range 2 {
-		s := mustOpen(t, dsn)
-		got, err := s.Issuance(t.Context(), iss.ID)
-		if err != nil || got.Serial != iss.Serial || string(got.KeyPEM) != string(iss.KeyPEM) || string(got.ChainPEM) != string(iss.ChainPEM) {
-			t.Errorf("reopen %d: Issuance = %+v, %v; want serial %s", i, got, err, iss.Serial)
-		}
-		if j, err := s.Job(t.Context(), key); err != nil || !reflect.DeepEqual(j, wantJob) {
-			t.Errorf("reopen %d: Job = %+v, %v; want %+v", i, j, err, wantJob)
-		}
-		s.Close()
-	}
+	storetest.RunReopen(t, func(t *testing.T) certfleet.Store { return mustOpen(t, dsn) })
 }
 
 // TestNewerSchemaRefused: a database migrated by a newer certfleet is not

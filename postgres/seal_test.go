@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,23 +16,10 @@ import (
 	"github.com/certfleet/certfleet/storetest"
 )
 
-func newKEK(t testing.TB) *seal.LocalKey {
-	t.Helper()
-	key, err := seal.GenerateMasterKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, err := seal.NewLocalKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func openSealed(t testing.TB, dsn string, kek seal.KeyWrapper, prev ...seal.KeyWrapper) (*postgres.Store, error) {
 	t.Helper()
 	s := postgres.New(dsn)
-	s.KEK, s.PreviousKEKs, s.MasterKeyHint = kek, prev, "file: test.key"
+	s.KEK, s.PreviousKEKs, s.MasterKeyHint = kek, prev, storetest.MasterKeyHint
 	if err := s.Open(t.Context()); err != nil {
 		return nil, err
 	}
@@ -41,18 +27,28 @@ func openSealed(t testing.TB, dsn string, kek seal.KeyWrapper, prev ...seal.KeyW
 	return s, nil
 }
 
-func TestDEKStore(t *testing.T) {
-	sealtest.RunDEKStore(t, func(t *testing.T) seal.DEKStore { return newTestStore(t) })
+// newSealedTestStore opens a store with a new master key on a new schema,
+// closed when t ends.
+func newSealedTestStore(t *testing.T) *postgres.Store {
+	t.Helper()
+	s, err := openSealed(t, pgtest.DSN(t), sealtest.NewKEK(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
-// TestStoreSealed runs the whole store contract with encryption on.
-func TestStoreSealed(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) certfleet.Store {
-		s, err := openSealed(t, pgtest.DSN(t), newKEK(t))
-		if err != nil {
-			t.Fatal(err)
+// TestSeal runs the contract of sealing at rest on PostgreSQL.
+func TestSeal(t *testing.T) {
+	storetest.RunSeal(t, func(t *testing.T) storetest.SealOpener {
+		dsn := pgtest.DSN(t)
+		return func(t *testing.T, kek seal.KeyWrapper, prev ...seal.KeyWrapper) (storetest.SealedStore, error) {
+			s, err := openSealed(t, dsn, kek, prev...)
+			if err != nil {
+				return nil, err
+			}
+			return s, nil
 		}
-		return s
 	})
 }
 
@@ -62,7 +58,7 @@ func TestStoreSealed(t *testing.T) {
 func TestDataKeyCreateRace(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	mustOpen(t, dsn).Close() // migrate first: the race under test is the data key's
-	kek := newKEK(t)
+	kek := sealtest.NewKEK(t)
 	const n = 6
 	stores := make([]*postgres.Store, n)
 	errs := make([]error, n)
@@ -88,106 +84,13 @@ func TestDataKeyCreateRace(t *testing.T) {
 		t.Fatalf("data_keys has %d rows (%v), want 1", rows, err)
 	}
 	ctx := t.Context()
-	if _, err := stores[0].CreateAccount(ctx, certfleet.Account{CA: "ca", Name: "a", KeyPEM: testKeyPEM, URL: "u"}); err != nil {
+	if _, err := stores[0].CreateAccount(ctx, certfleet.Account{CA: "ca", Name: "a", KeyPEM: storetest.TestKeyPEM, URL: "u"}); err != nil {
 		t.Fatal(err)
 	}
 	for i, s := range stores {
-		if a, err := s.Account(ctx, "ca", "a"); err != nil || !bytes.Equal(a.KeyPEM, testKeyPEM) {
+		if a, err := s.Account(ctx, "ca", "a"); err != nil || !bytes.Equal(a.KeyPEM, storetest.TestKeyPEM) {
 			t.Errorf("store %d reads the key sealed by store 0: %v", i, err)
 		}
-	}
-}
-
-var testKeyPEM = []byte("-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgtestkeymaterial\n-----END PRIVATE KEY-----\n")
-
-func TestKeysSealedAtRest(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	kek := newKEK(t)
-	s, err := openSealed(t, dsn, kek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	for _, name := range []string{"a", "b"} {
-		if _, err := s.CreateAccount(ctx, certfleet.Account{CA: "ca", Name: name, KeyPEM: testKeyPEM, URL: "https://ca/acct/" + name}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db := rawConn(t, dsn)
-	var raw []byte
-	if err := db.QueryRow(ctx, `SELECT key_pem FROM accounts WHERE name = 'a'`).Scan(&raw); err != nil {
-		t.Fatal(err)
-	}
-	if !seal.IsSealed(raw) || bytes.Contains(raw, []byte("PRIVATE KEY")) {
-		t.Fatal("account key stored unsealed")
-	}
-	if _, err := db.Exec(ctx, `UPDATE accounts SET key_pem = $1 WHERE name = 'b'`, raw); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Account(ctx, "ca", "b"); !errors.Is(err, seal.ErrAuthFailed) {
-		t.Fatalf("key moved to another row: got %v, want ErrAuthFailed", err)
-	}
-	s.Close()
-
-	_, err = openSealed(t, dsn, nil)
-	var mk *seal.MissingKeyError
-	if !errors.As(err, &mk) || mk.Hint != "file: test.key" {
-		t.Fatalf("open sealed database without master key: got %v, want *seal.MissingKeyError", err)
-	}
-	if _, err := openSealed(t, dsn, newKEK(t)); !errors.Is(err, seal.ErrWrongMasterKey) {
-		t.Fatalf("open with another master key: got %v, want ErrWrongMasterKey", err)
-	}
-	// Rotation: old and new key, then the new one alone.
-	newK := newKEK(t)
-	r, err := openSealed(t, dsn, newK, kek)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res, err := r.Sealer().Rotate(ctx); err != nil || len(res.Rewrapped) != 1 {
-		t.Fatalf("rotate: %+v, %v", res, err)
-	}
-	r.Close()
-	s2, err := openSealed(t, dsn, newK)
-	if err != nil {
-		t.Fatalf("open with the new key only: %v", err)
-	}
-	if a, err := s2.Account(ctx, "ca", "a"); err != nil || !bytes.Equal(a.KeyPEM, testKeyPEM) {
-		t.Fatalf("read after rotation: %v", err)
-	}
-	if _, err := openSealed(t, dsn, kek); !errors.Is(err, seal.ErrWrongMasterKey) {
-		t.Fatalf("open with the old key after rotation: got %v", err)
-	}
-}
-
-// TestPlaintextUpgrade: keys written without a master key stay readable
-// once the database gets one, and are sealed on their next write.
-func TestPlaintextUpgrade(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	s := mustOpen(t, dsn)
-	ctx := t.Context()
-	acct := certfleet.Account{CA: "ca", Name: "a", KeyPEM: testKeyPEM, URL: "u1"}
-	if _, err := s.CreateAccount(ctx, acct); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	s2, err := openSealed(t, dsn, newKEK(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a, err := s2.Account(ctx, "ca", "a"); err != nil || !bytes.Equal(a.KeyPEM, testKeyPEM) {
-		t.Fatalf("read legacy plaintext key: %v", err)
-	}
-	next := acct
-	next.URL = "u2"
-	if _, err := s2.ReplaceAccount(ctx, acct, next); err != nil {
-		t.Fatal(err)
-	}
-	var raw []byte
-	if err := rawConn(t, dsn).QueryRow(ctx, `SELECT key_pem FROM accounts WHERE name = 'a'`).Scan(&raw); err != nil {
-		t.Fatal(err)
-	}
-	if !seal.IsSealed(raw) {
-		t.Fatal("key rewritten in plaintext after the database got a master key")
 	}
 }
 
@@ -196,7 +99,7 @@ func TestPlaintextUpgrade(t *testing.T) {
 // afterwards every key opens with the new master key alone.
 func TestRotateUnderLoad(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	oldK, newK := newKEK(t), newKEK(t)
+	oldK, newK := sealtest.NewKEK(t), sealtest.NewKEK(t)
 	busy, err := openSealed(t, dsn, oldK)
 	if err != nil {
 		t.Fatal(err)
@@ -220,11 +123,11 @@ func TestRotateUnderLoad(t *testing.T) {
 				default:
 				}
 				name := "acct-" + string(rune('a'+w)) + "-" + itoa(i)
-				_, err := busy.CreateAccount(ctx, certfleet.Account{CA: "ca", Name: name, KeyPEM: testKeyPEM, URL: name})
+				_, err := busy.CreateAccount(ctx, certfleet.Account{CA: "ca", Name: name, KeyPEM: storetest.TestKeyPEM, URL: name})
 				if err == nil {
 					var a certfleet.Account
 					a, err = busy.Account(ctx, "ca", name)
-					if err == nil && !bytes.Equal(a.KeyPEM, testKeyPEM) {
+					if err == nil && !bytes.Equal(a.KeyPEM, storetest.TestKeyPEM) {
 						err = errors.New("key read back differs")
 					}
 				}
@@ -285,59 +188,10 @@ func TestRotateUnderLoad(t *testing.T) {
 		t.Fatalf("%d accounts written", len(names))
 	}
 	for _, n := range names {
-		if a, err := after.Account(ctx, "ca", n); err != nil || !bytes.Equal(a.KeyPEM, testKeyPEM) {
+		if a, err := after.Account(ctx, "ca", n); err != nil || !bytes.Equal(a.KeyPEM, storetest.TestKeyPEM) {
 			t.Fatalf("account %s with the new key alone: %v", n, err)
 		}
 	}
 }
 
 func itoa(i int) string { return fmt.Sprint(i) }
-
-func TestSecrets(t *testing.T) {
-	storetest.RunSecrets(t, func(t *testing.T) certfleet.SecretStore {
-		s, err := openSealed(t, pgtest.DSN(t), newKEK(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
-}
-
-// TestSecretsSealedAtRest: a stored secret is sealed in the database, bound
-// to its name, and a database without a master key refuses to keep one.
-func TestSecretsSealedAtRest(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	s, err := openSealed(t, dsn, newKEK(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	value := []byte("dG9wLXNlY3JldC10c2lnLWtleS12YWx1ZQ==")
-	for _, n := range []string{"a", "b"} {
-		if err := s.PutSecret(ctx, n, value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	db := rawConn(t, dsn)
-	var raw []byte
-	if err := db.QueryRow(ctx, `SELECT value FROM secrets WHERE name = 'a'`).Scan(&raw); err != nil {
-		t.Fatal(err)
-	}
-	if !seal.IsSealed(raw) || bytes.Contains(raw, value) {
-		t.Fatal("secret stored unsealed")
-	}
-	if _, err := db.Exec(ctx, `UPDATE secrets SET value = $1 WHERE name = 'b'`, raw); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Secret(ctx, "b"); !errors.Is(err, seal.ErrAuthFailed) {
-		t.Fatalf("secret moved to another row: got %v, want ErrAuthFailed", err)
-	}
-	plain, err := openSealed(t, pgtest.DSN(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = plain.PutSecret(ctx, "x", value)
-	if certfleet.ErrorCode(err) != certfleet.EINVALID || !strings.Contains(err.Error(), "master_key_file") {
-		t.Fatalf("PutSecret without a master key: %v, want EINVALID naming master_key_file", err)
-	}
-}

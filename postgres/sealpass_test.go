@@ -13,6 +13,7 @@ import (
 	"github.com/certfleet/certfleet/internal/pgtest"
 	"github.com/certfleet/certfleet/postgres"
 	"github.com/certfleet/certfleet/seal"
+	"github.com/certfleet/certfleet/seal/sealtest"
 	"github.com/certfleet/certfleet/sqlstore"
 	"github.com/certfleet/certfleet/storetest"
 )
@@ -28,7 +29,7 @@ func openSealPass(t *testing.T, dsn string, kek seal.KeyWrapper) storetest.SealP
 	return s
 }
 
-func newKEKWrapper(t *testing.T) seal.KeyWrapper { return newKEK(t) }
+func newKEKWrapper(t *testing.T) seal.KeyWrapper { return sealtest.NewKEK(t) }
 
 // TestSealPass runs the seal pass's contract on PostgreSQL.
 func TestSealPass(t *testing.T) {
@@ -165,7 +166,7 @@ func TestSealPassLeavesNoPlaintextInFiles(t *testing.T) {
 	}
 	plain.Close()
 
-	s := openSealPass(t, dsn, newKEK(t))
+	s := openSealPass(t, dsn, sealtest.NewKEK(t))
 	res, err := s.SealPlaintextKeys(t.Context(), sqlstore.SealPassOptions{Batch: 7})
 	if err != nil || res.Total() != fk.Count || !res.Compacted {
 		t.Fatalf("SealPlaintextKeys = %+v, %v", res, err)

@@ -1,7 +1,6 @@
 package sqlite_test
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/certfleet/certfleet"
@@ -18,24 +17,12 @@ func TestStoreFleetContract(t *testing.T) {
 
 func TestStoreTenantContract(t *testing.T) {
 	storetest.RunTenants(t, func(t *testing.T) storetest.TenantStore { return newTestStore(t) },
-		func(t *testing.T) storetest.TenantStore {
-			s, err := openSealed(t, filepath.Join(t.TempDir(), "certfleet.db"), newKEK(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		})
+		func(t *testing.T) storetest.TenantStore { return newSealedTestStore(t) })
 }
 
 func TestStoreIdentityContract(t *testing.T) {
 	storetest.RunIdentities(t, func(t *testing.T) certfleet.IdentityStore { return newTestStore(t) },
-		func(t *testing.T) certfleet.IdentityStore {
-			s, err := openSealed(t, filepath.Join(t.TempDir(), "certfleet.db"), newKEK(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
-		})
+		func(t *testing.T) certfleet.IdentityStore { return newSealedTestStore(t) })
 }
 
 func TestHeartbeats(t *testing.T) {

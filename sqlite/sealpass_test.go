@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/certfleet/certfleet/seal"
+	"github.com/certfleet/certfleet/seal/sealtest"
 	"github.com/certfleet/certfleet/sqlite"
 	"github.com/certfleet/certfleet/sqlstore"
 	"github.com/certfleet/certfleet/storetest"
@@ -26,7 +27,7 @@ func sealPassOpener(path string) storetest.SealPassOpener {
 	}
 }
 
-func newKEKWrapper(t *testing.T) seal.KeyWrapper { return newKEK(t) }
+func newKEKWrapper(t *testing.T) seal.KeyWrapper { return sealtest.NewKEK(t) }
 
 // TestSealPass runs the seal pass's contract on SQLite.
 func TestSealPass(t *testing.T) {
@@ -71,7 +72,7 @@ func TestSealPassLeavesNoPlaintextInFiles(t *testing.T) {
 	}
 	plain.Close()
 
-	s := open(t, newKEK(t))
+	s := open(t, sealtest.NewKEK(t))
 	res, err := s.SealPlaintextKeys(t.Context(), sqlstore.SealPassOptions{Batch: 7})
 	if err != nil || res.Total() != fk.Count || !res.Compacted {
 		t.Fatalf("SealPlaintextKeys = %+v, %v", res, err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -47,40 +46,11 @@ func rawDB(t testing.TB, path string) *sql.DB {
 	return db
 }
 
+// TestReopen runs storetest.RunReopen on one file, then checks that the
+// file records each migration once.
 func TestReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "certfleet.db")
-	s := mustOpen(t, path)
-	sp := storetest.NewSpec("web", certfleet.RSA2048, certfleet.ECDSAP256)
-	if _, err := s.SyncSpecs(t.Context(), certfleet.SourceConfig, []certfleet.CertificateSpec{sp}); err != nil {
-		t.Fatal(err)
-	}
-	key := certfleet.JobKey{Spec: "web", KeyType: certfleet.RSA2048}
-	if _, err := s.ClaimDue(t.Context(), certfleet.ClaimRequest{Owner: "a", Now: time.Now(), Lease: time.Minute, Limit: 10}); err != nil {
-		t.Fatal(err)
-	}
-	iss, err := s.CompleteIssuance(t.Context(), "a", storetest.NewIssuance(sp, certfleet.RSA2048),
-		certfleet.ScheduleUpdate{NextAt: time.Now().Add(time.Hour)}, certfleet.Attempt{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantJob, _ := s.Job(t.Context(), key)
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-
-	for i := range 2 { // the second reopen checks that migrating again is a no-op
-		s := mustOpen(t, path)
-		got, err := s.Issuance(t.Context(), iss.ID)
-		if err != nil || got.Serial != iss.Serial || string(got.KeyPEM) != string(iss.KeyPEM) {
-			t.Errorf("reopen %d: Issuance = %+v, %v; want serial %s", i, got, err, iss.Serial)
-		}
-		if j, err := s.Job(t.Context(), key); err != nil || !reflect.DeepEqual(j, wantJob) {
-			t.Errorf("reopen %d: Job = %+v, %v; want %+v", i, j, err, wantJob)
-		}
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	storetest.RunReopen(t, func(t *testing.T) certfleet.Store { return mustOpen(t, path) })
 	var n, max int
 	if err := rawDB(t, path).QueryRow(`SELECT count(*), max(version) FROM schema_migrations`).Scan(&n, &max); err != nil {
 		t.Fatal(err)

@@ -4,7 +4,10 @@
 // with their own clock), so it fits any backend.
 //
 // It does not test what is specific to one backend (migrations, files,
-// retention limits, crash safety): each backend's own tests do.
+// retention limits, crash safety): each backend's own tests do. A few
+// suites look below the interface where the contract is about what the
+// database holds: RunAudit through a RawExec, RunSeal (keys and secrets
+// sealed at rest) through the store's sqlstore.DB seam.
 //
 // Import it from _test.go files only.
 package storetest

@@ -187,7 +187,7 @@ func testRewrap(t *testing.T, s seal.DEKStore) {
 
 func testSealer(t *testing.T, s seal.DEKStore) {
 	ctx := t.Context()
-	oldKey, newKey := mustLocalKey(t), mustLocalKey(t)
+	oldKey, newKey := NewKEK(t), NewKEK(t)
 	a, err := seal.New(ctx, seal.Config{Store: s, KEK: oldKey})
 	if err != nil {
 		t.Fatalf("seal.New on an empty store: %v", err)
@@ -218,7 +218,8 @@ func testSealer(t *testing.T, s seal.DEKStore) {
 	}
 }
 
-func mustLocalKey(t *testing.T) *seal.LocalKey {
+// NewKEK returns a new local master key (key-encryption key).
+func NewKEK(t testing.TB) *seal.LocalKey {
 	t.Helper()
 	raw, err := seal.GenerateMasterKey()
 	if err != nil {

@@ -125,15 +125,16 @@ type Server struct {
 	// Logger receives logins, retries and errors; nil discards.
 	Logger *slog.Logger
 
-	once    sync.Once
-	handler http.Handler
-	pages   map[string]*template.Template
-	css     []byte
-	cssETag string
-	issMu   sync.Mutex // guards iss
-	iss     map[int64]IssuedCert
-	outMu   sync.Mutex           // guards loggedOut
-	out     map[string]time.Time // session nonce -> its expiry, for sessions logged out before they expire
+	once         sync.Once
+	fleetIsStore bool // Fleet is Store's: the list reads its reports with the rest of a page's extras
+	handler      http.Handler
+	pages        map[string]*template.Template
+	css          []byte
+	cssETag      string
+	issMu        sync.Mutex // guards iss
+	iss          map[int64]IssuedCert
+	outMu        sync.Mutex           // guards loggedOut
+	out          map[string]time.Time // session nonce -> its expiry, for sessions logged out before they expire
 }
 
 //go:embed templates/*.html static/style.css
@@ -166,6 +167,7 @@ func (s *Server) init() {
 		}
 		if s.Fleet == nil {
 			s.Fleet, _ = s.Store.(certfleet.FleetStore)
+			s.fleetIsStore = s.Fleet != nil
 		}
 		s.pages = parsePages()
 		s.css, _ = assets.ReadFile("static/style.css")

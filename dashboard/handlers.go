@@ -98,7 +98,7 @@ func (s *Server) listURL(q, status, cursor, name string) string {
 // name patterns are checked on each certificate read, at most
 // listScanPages store pages a request. Then the attempts of the rows
 // that need them (failing, waiting) and the agents' reports of the rows
-// shown.
+// shown, for the whole page at once (addListExtras).
 func (s *Server) list(w http.ResponseWriter, r *http.Request, u *user) {
 	ctx := r.Context()
 	now := s.Now()
@@ -192,22 +192,9 @@ walk:
 	if cq.After != "" || cq.Before != "" {
 		lv.FirstURL = s.listURL(lv.Q, lv.Status, "", "")
 	}
-	for i := range lv.Rows {
-		v := &lv.Rows[i]
-		// The attempts of a row that is failing or waiting, for its
-		// problem, hint and deferral (one indexed read per key type).
-		if err := s.addListAttempts(ctx, now, v); err != nil {
-			s.storeError(w, r, u, "read attempts of "+v.Spec.Name, err)
-			return
-		}
-		if s.Fleet != nil {
-			reps, err := s.Fleet.AgentReports(ctx, certfleet.AgentReportFilter{Certificate: v.Spec.Name})
-			if err != nil {
-				s.storeError(w, r, u, "list agent reports", err)
-				return
-			}
-			addFleet(v, reps)
-		}
+	if err := s.addListExtras(ctx, now, lv.Rows); err != nil {
+		s.storeError(w, r, u, "read the list's attempts and agent reports", err)
+		return
 	}
 	s.render(w, r, http.StatusOK, "list", page{Title: "Certificates", User: u, List: lv})
 }

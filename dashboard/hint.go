@@ -21,10 +21,10 @@ type auditReader interface {
 // error code of a failure on our side), read with one indexed query; a
 // store without the audit trail falls back to the attempt's problem type.
 func (s *Server) addHint(ctx context.Context, now time.Time, name string, kv *keyView) error {
-	if kv.Failures == 0 && kv.LastError == "" {
+	if !wantsHint(kv) {
 		return nil
 	}
-	reason := problemWord(kv.Problem)
+	reason, found := "", false
 	if a, ok := s.Store.(auditReader); ok {
 		evs, err := a.Events(ctx, certfleet.EventFilter{Certificate: name, Kind: certfleet.EventOrderFailed, Limit: 10})
 		if err != nil {
@@ -32,14 +32,26 @@ func (s *Server) addHint(ctx context.Context, now time.Time, name string, kv *ke
 		}
 		for _, e := range evs {
 			if e.KeyType == "" || e.KeyType == kv.KeyType {
-				reason = e.Reason
+				reason, found = e.Reason, true
 				break
 			}
 		}
 	}
+	applyHint(now, kv, reason, found)
+	return nil
+}
+
+// wantsHint is whether kv is failing, so that its failure is classified.
+func wantsHint(kv *keyView) bool { return kv.Failures > 0 || kv.LastError != "" }
+
+// applyHint sets kv's Reason and Hint: reason is the newest order_failed
+// event's, if found, else the attempts' problem type's last word.
+func applyHint(now time.Time, kv *keyView, reason string, found bool) {
+	if !found {
+		reason = problemWord(kv.Problem)
+	}
 	kv.Reason = reason
 	kv.Hint = failureHint(reason, relTime(now, kv.NextAt))
-	return nil
 }
 
 // failureHint is one sentence per class of failure: whether waiting helps,

@@ -273,37 +273,52 @@ type budgetWaits interface {
 // addAttempts reads up to limit attempts of each key type and notes the
 // newest failure's problem type and a deferral still in force at now.
 func (s *Server) addAttempts(ctx context.Context, now time.Time, v *certView, limit int) error {
+	ws, haveWaits := s.Store.(budgetWaits)
 	for i := range v.Keys {
 		kv := &v.Keys[i]
 		atts, err := s.Store.Attempts(ctx, certfleet.JobKey{Spec: v.Spec.Name, KeyType: kv.KeyType}, limit)
 		if err != nil {
 			return err
 		}
-		kv.Attempts = atts
-		if len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred && kv.NextAt.After(now) {
-			kv.Deferred = atts[0].Error
+		var waits []certfleet.BudgetWait
+		if haveWaits && deferredAt(now, kv, atts) {
 			// Waiting in a budget's queue: its place as it is now.
-			if ws, ok := s.Store.(budgetWaits); ok {
-				waits, err := ws.BudgetWaits(ctx, certfleet.BudgetWaitFilter{Spec: v.Spec.Name, KeyType: kv.KeyType})
-				if err != nil {
-					return err
-				}
-				if len(waits) > 0 {
-					kv.Deferred = waits[0].String()
-				}
+			waits, err = ws.BudgetWaits(ctx, certfleet.BudgetWaitFilter{Spec: v.Spec.Name, KeyType: kv.KeyType})
+			if err != nil {
+				return err
 			}
 		}
-		for _, a := range atts {
-			if a.Outcome == certfleet.OutcomeFailed {
-				kv.Problem = a.ProblemType
-				break
-			}
-		}
+		applyAttempts(now, kv, atts, waits)
 		if err := s.addHint(ctx, now, v.Spec.Name, kv); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// deferredAt is whether kv's newest attempt (of atts) was deferred and the
+// deferral holds at now.
+func deferredAt(now time.Time, kv *keyView, atts []certfleet.Attempt) bool {
+	return len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred && kv.NextAt.After(now)
+}
+
+// applyAttempts sets kv's attempts (newest first), the newest failure's
+// problem type and a deferral still in force at now: its place in a
+// budget's queue (waits, the job's) or else the deferral's own reason.
+func applyAttempts(now time.Time, kv *keyView, atts []certfleet.Attempt, waits []certfleet.BudgetWait) {
+	kv.Attempts = atts
+	if deferredAt(now, kv, atts) {
+		kv.Deferred = atts[0].Error
+		if len(waits) > 0 {
+			kv.Deferred = waits[0].String()
+		}
+	}
+	for _, a := range atts {
+		if a.Outcome == certfleet.OutcomeFailed {
+			kv.Problem = a.ProblemType
+			break
+		}
+	}
 }
 
 // addFleet sets the agents' copies of v's certificate from reports.

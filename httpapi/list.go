@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/certfleet/certfleet"
 )
@@ -77,7 +78,8 @@ func nextURL(r *http.Request, last string) string {
 // listCertificates answers GET /v1/certificates: filtered and paged in
 // the store (certfleet.NameIndex.CertificatePage), a page at a time by
 // keyset cursor, whatever the number of certificates; each page is one
-// statement (and a look at the attempts of the jobs that wait to order).
+// statement (and one look at the attempts of the jobs that wait to order,
+// listedInfos).
 func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, p principal) {
 	cq, prob := listQuery(r, p)
 	if prob != nil {
@@ -86,7 +88,10 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, p prin
 	}
 	s.longPoll(w, r, func(ctx context.Context) reply {
 		list := CertificateList{Certificates: []CertificateInfo{}}
+		var shown []certfleet.CertificateListing
 		q := cq
+		done := false
+	pages:
 		for range maxScannedPages {
 			page, err := s.Store.CertificatePage(ctx, q)
 			if err != nil {
@@ -96,64 +101,113 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, p prin
 				if !p.token.MayRead(c.Spec) {
 					continue
 				}
-				if len(list.Certificates) == cq.Limit {
+				if len(shown) == cq.Limit {
 					// One more is readable: there is a next page.
-					list.Next = nextURL(r, list.Certificates[len(list.Certificates)-1].Name)
-					return jsonReply(http.StatusOK, list)
+					list.Next = nextURL(r, shown[len(shown)-1].Spec.Name)
+					done = true
+					break pages
 				}
-				info, err := s.listedInfo(ctx, c)
-				if err != nil {
-					return s.errReply(r, "list certificates", err)
-				}
-				list.Certificates = append(list.Certificates, info)
+				shown = append(shown, c)
 			}
 			if page.Next == "" {
-				return jsonReply(http.StatusOK, list) // the end
+				done = true // the end
+				break
 			}
 			q.After = page.Next
 		}
-		// Out of scanning budget (or full at a page's end): go on after
-		// what was read. The next page may be empty.
-		list.Next = nextURL(r, q.After)
+		if !done {
+			// Out of scanning budget (or full at a page's end): go on
+			// after what was read. The next page may be empty.
+			list.Next = nextURL(r, q.After)
+		}
+		infos, err := s.listedInfos(ctx, shown)
+		if err != nil {
+			return s.errReply(r, "list certificates", err)
+		}
+		list.Certificates = append(list.Certificates, infos...)
 		return jsonReply(http.StatusOK, list)
 	})
 }
 
-// listedInfo is a certificate of a page as GET /v1/certificates shows it.
-// Only a job that waits to order (none of its spec's revision yet, next
-// check ahead) has its latest attempt read, for the deferral.
-func (s *Server) listedInfo(ctx context.Context, c certfleet.CertificateListing) (CertificateInfo, error) {
+// listedInfos are the certificates of a page as GET /v1/certificates
+// shows them. Only the jobs that wait to order (none of their spec's
+// revision yet, next check ahead) have their latest attempt read, for the
+// deferral, and their places in a rate-limit queue: for the whole page at
+// once when the store can (certfleet.ListingExtras), so a page of 100
+// waiting or failing certificates is two statements, not 200 (issue 13).
+func (s *Server) listedInfos(ctx context.Context, shown []certfleet.CertificateListing) ([]CertificateInfo, error) {
+	now := s.Now()
+	var waiting []certfleet.JobKey
+	for _, c := range shown {
+		for _, j := range c.Jobs {
+			if !listedCurrent(c.Spec, j) && j.NextAt.After(now) {
+				waiting = append(waiting, j.Key(c.Spec.Name))
+			}
+		}
+	}
+	var extras certfleet.PageExtras
+	if x, ok := s.Store.(certfleet.ListingExtras); ok && len(waiting) > 0 {
+		var err error
+		if extras, err = x.PageExtras(ctx, certfleet.PageExtrasQuery{Attempts: waiting, AttemptsPer: 1, Waits: waiting}); err != nil {
+			return nil, err
+		}
+	} else if len(waiting) > 0 {
+		// One read per waiting job, as a store without the batch allows.
+		extras = certfleet.PageExtras{Attempts: map[certfleet.JobKey][]certfleet.Attempt{}, Waits: map[certfleet.JobKey][]certfleet.BudgetWait{}}
+		for _, key := range waiting {
+			atts, err := s.Store.Attempts(ctx, key, 1)
+			if err != nil {
+				return nil, err
+			}
+			extras.Attempts[key] = atts
+			if len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred {
+				waits, err := s.Store.BudgetWaits(ctx, certfleet.BudgetWaitFilter{Spec: key.Spec, KeyType: key.KeyType})
+				if err != nil {
+					return nil, err
+				}
+				extras.Waits[key] = waits
+			}
+		}
+	}
+	out := make([]CertificateInfo, len(shown))
+	for i, c := range shown {
+		out[i] = listedInfo(now, c, extras)
+	}
+	return out, nil
+}
+
+// listedCurrent is whether j's current certificate is of its spec's
+// revision.
+func listedCurrent(sp certfleet.CertificateSpec, j certfleet.ListedJob) bool {
+	return j.Current.IssuanceID != 0 && j.CurrentRevision == sp.Revision(j.KeyType)
+}
+
+// listedInfo is a certificate of a page as GET /v1/certificates shows it,
+// with the latest attempts and waits of its jobs that wait to order.
+func listedInfo(now time.Time, c certfleet.CertificateListing, extras certfleet.PageExtras) CertificateInfo {
 	sp := c.Spec
-	info := CertificateInfo{Name: sp.Name, Source: sp.Source, Identifiers: certfleet.IdentifierValues(sp.Identifiers), KeyTypes: sp.KeyTypes, Mode: "key", Keys: []KeyStatus{}}
+	info := CertificateInfo{Name: sp.Name, Source: sp.Source, Identifiers: certfleet.IdentifierValues(sp.Identifiers), KeyTypes: sp.KeyTypes, Mode: "key",
+		Keys: make([]KeyStatus, 0, len(c.Jobs))}
 	if len(sp.CSR) > 0 {
 		info.Mode = "csr"
 	}
-	now := s.Now()
 	for _, j := range c.Jobs {
 		ks := KeyStatus{KeyType: j.KeyType, NextCheck: j.NextAt, Pending: j.Pending, Failures: j.Failures,
 			LastError: j.LastError, LastErrorAt: j.LastErrorAt}
-		current := j.Current.IssuanceID != 0 && j.CurrentRevision == sp.Revision(j.KeyType)
+		current := listedCurrent(sp, j)
 		if current {
 			ks.Serial, ks.NotAfter = certfleet.FormatSerial(j.Current.Serial), j.Current.NotAfter
 		}
 		if !current && j.NextAt.After(now) {
 			key := j.Key(sp.Name)
-			atts, err := s.Store.Attempts(ctx, key, 1)
-			if err != nil {
-				return info, err
-			}
-			if len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred {
+			if atts := extras.Attempts[key]; len(atts) > 0 && atts[0].Outcome == certfleet.OutcomeDeferred {
 				ks.Deferred, ks.DeferredUntil = atts[0].Error, j.NextAt
-				waits, err := s.Store.BudgetWaits(ctx, certfleet.BudgetWaitFilter{Spec: key.Spec, KeyType: key.KeyType})
-				if err != nil {
-					return info, err
-				}
-				if len(waits) > 0 {
+				if waits := extras.Waits[key]; len(waits) > 0 {
 					ks.Deferred = waits[0].String()
 				}
 			}
 		}
 		info.Keys = append(info.Keys, ks)
 	}
-	return info, nil
+	return info
 }

@@ -86,21 +86,30 @@ func (s *Store) AgentReports(ctx context.Context, f certfleet.AgentReportFilter)
 	defer rows.Close()
 	var out []certfleet.AgentReport
 	for rows.Next() {
-		var (
-			r        certfleet.AgentReport
-			kt, cmds string
-		)
-		if err := rows.Scan(&r.Agent, &r.Certificate, &kt, &r.Serial, &r.Fingerprint, &r.NotAfter, &r.InstalledAt, &cmds, &r.Error, &r.ReportedAt, &r.TokenID); err != nil {
+		r, err := scanAgentReport(rows)
+		if err != nil {
 			return nil, fmt.Errorf("list agent reports: %w", err)
 		}
-		if err := json.Unmarshal([]byte(cmds), &r.Commands); err != nil {
-			return nil, fmt.Errorf("decode commands of agent %s's report for %s: %w", r.Agent, r.Certificate, err)
-		}
-		r.KeyType = certfleet.KeyType(kt)
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list agent reports: %w", err)
 	}
 	return out, nil
+}
+
+// scanAgentReport reads a row of agentReportColumns.
+func scanAgentReport(rows Rows) (certfleet.AgentReport, error) {
+	var (
+		r        certfleet.AgentReport
+		kt, cmds string
+	)
+	if err := rows.Scan(&r.Agent, &r.Certificate, &kt, &r.Serial, &r.Fingerprint, &r.NotAfter, &r.InstalledAt, &cmds, &r.Error, &r.ReportedAt, &r.TokenID); err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal([]byte(cmds), &r.Commands); err != nil {
+		return r, fmt.Errorf("decode commands of agent %s's report for %s: %w", r.Agent, r.Certificate, err)
+	}
+	r.KeyType = certfleet.KeyType(kt)
+	return r, nil
 }

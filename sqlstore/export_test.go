@@ -21,3 +21,9 @@ func ListingForTest() map[string]Q {
 	}
 	return out
 }
+
+// PageExtrasForTest are the statements of PageExtras and of a page's
+// chains, for the query-plan tests.
+func PageExtrasForTest() map[string]Q {
+	return map[string]Q{"attempts": qPageAttempts, "waits": qPageWaits, "reasons": qPageReasons, "reports": qPageReports, "chains": qPageChains}
+}

@@ -159,8 +159,6 @@ func splitComma(s string) []string {
 	return append(out, s[start:])
 }
 
-var qChainOf = SQL(`SELECT chain_pem FROM issuances WHERE id = $1`)
-
 // CertificatePage implements certfleet.NameIndex.
 func (s *Store) CertificatePage(ctx context.Context, cq certfleet.CertificateQuery) (certfleet.ListingPage, error) {
 	limit := cq.Limit
@@ -227,18 +225,7 @@ func (s *Store) CertificatePage(ctx context.Context, cq certfleet.CertificateQue
 		if !cq.Chains {
 			return nil
 		}
-		for i := range list {
-			for k := range list[i].Jobs {
-				j := &list[i].Jobs[k]
-				if j.Current.IssuanceID == 0 {
-					continue
-				}
-				if err := q.QueryRow(qChainOf, j.Current.IssuanceID).Scan(&j.ChainPEM); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
+		return addChains(q, list)
 	})
 	if err != nil {
 		return certfleet.ListingPage{}, fmt.Errorf("list certificates: %w", err)

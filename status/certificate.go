@@ -80,17 +80,19 @@ func Certificate(ctx context.Context, w io.Writer, store certfleet.Store, name s
 		if j.Failures > 0 {
 			fmt.Fprintf(tw, "  Failures:\t%d, last at %s: %s\n", j.Failures, Time(j.LastErrorAt), OneLine(j.LastError, 300))
 		}
-		if why, err := deferral(ctx, store, sp, j, waits, now); err != nil {
-			return err
-		} else if why != "" {
+		atts, err := store.Attempts(ctx, j.Key(sp.Name), 5)
+		if err != nil {
+			return fmt.Errorf("attempts of %s: %w", j.Key(sp.Name), err)
+		}
+		var newest *certfleet.Attempt
+		if len(atts) > 0 {
+			newest = &atts[0]
+		}
+		if why := deferral(sp, j, waits, newest, now); why != "" {
 			fmt.Fprintf(tw, "  Deferred:\t%s\n", OneLine(why, 300))
 		}
 		if j.Disabled {
 			fmt.Fprintf(tw, "  State:\twithdrawn\n")
-		}
-		atts, err := store.Attempts(ctx, j.Key(sp.Name), 5)
-		if err != nil {
-			return fmt.Errorf("attempts of %s: %w", j.Key(sp.Name), err)
 		}
 		for i, a := range atts {
 			label := ""

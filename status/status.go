@@ -30,8 +30,10 @@ const statusPage = 500
 // Certificates prints the status table of every lineage (withdrawn ones
 // too with all): key ID, names, expiry, planned renewal, next check,
 // state and last error, then the CA rate-limit holds in force. It reads
-// the store a page at a time (certfleet.EachCertificate) and prints each
-// page as it comes, so columns are aligned within a page.
+// the store a page at a time (certfleet.NameIndex.CertificatePage, and
+// the newest attempts of a page's failing and waiting jobs in one read,
+// newestAttempts) and prints each page as it comes, so columns are
+// aligned within a page.
 //
 // RENEWAL is when the current certificate is renewed
 // (certfleet.PlannedRenewal, the scheduler's own rule, with the CA's ARI
@@ -52,25 +54,31 @@ func Certificates(ctx context.Context, w io.Writer, store certfleet.Store, all b
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKEY\tKEY ID\tIDENTIFIERS\tNOT AFTER\tRENEWAL\tNEXT CHECK\tSTATE\tLAST ERROR")
-	rows, inPage := 0, 0
-	err = certfleet.EachCertificate(ctx, store, certfleet.CertificateQuery{IncludeDisabled: all, Chains: true, Limit: statusPage},
-		func(c certfleet.CertificateListing) error {
+	rows := 0
+	q := certfleet.CertificateQuery{IncludeDisabled: all, Chains: true, Limit: statusPage}
+	for {
+		page, err := store.CertificatePage(ctx, q)
+		if err != nil {
+			return fmt.Errorf("list certificates: %w", err)
+		}
+		newest, err := newestAttempts(ctx, store, page.Certificates, waits, now)
+		if err != nil {
+			return err
+		}
+		for _, c := range page.Certificates {
 			for _, j := range c.Jobs {
-				line, err := jobLine(ctx, store, c.Spec, j, waits, now)
-				if err != nil {
-					return err
-				}
-				fmt.Fprint(tw, line)
+				fmt.Fprint(tw, jobLine(c.Spec, j, waits, newest, now))
 				rows++
 			}
-			if inPage++; inPage == statusPage {
-				inPage = 0
-				return tw.Flush()
-			}
-			return nil
-		})
-	if err != nil {
-		return fmt.Errorf("list certificates: %w", err)
+		}
+		// Each page as it comes: the table streams.
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if page.Next == "" {
+			break
+		}
+		q.After = page.Next
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -104,8 +112,9 @@ func Waiting(ctx context.Context, w io.Writer, store certfleet.ReadinessStore, t
 	return tw.Flush()
 }
 
-// jobLine is the table's line of one job.
-func jobLine(ctx context.Context, store certfleet.Store, sp certfleet.CertificateSpec, j certfleet.ListedJob, waits map[certfleet.JobKey]certfleet.BudgetWait, now time.Time) (string, error) {
+// jobLine is the table's line of one job; newest holds the newest
+// attempt of the jobs whose line shows it (needsAttempt).
+func jobLine(sp certfleet.CertificateSpec, j certfleet.ListedJob, waits map[certfleet.JobKey]certfleet.BudgetWait, newest map[certfleet.JobKey]certfleet.Attempt, now time.Time) string {
 	notAfter, renewal, state, keyID := "-", "-", "pending", "-"
 	if j.Current.IssuanceID != 0 {
 		notAfter = Time(j.Current.NotAfter)
@@ -125,11 +134,12 @@ func jobLine(ctx context.Context, store certfleet.Store, sp certfleet.Certificat
 	if j.Disabled {
 		state = "withdrawn"
 	}
+	a, hasAttempt := newest[j.Key(sp.Name)]
 	lastErr := "-"
 	if j.LastError != "" {
-		pt, err := lastProblem(ctx, store, j.Key(sp.Name), j.Failures)
-		if err != nil {
-			return "", err
+		pt := ""
+		if hasAttempt && j.Failures > 0 && a.Outcome == certfleet.OutcomeFailed {
+			pt = a.ProblemType // the newest attempt's, if it failed
 		}
 		lastErr = OneLine(Cause(j.LastError, pt), 160)
 	}
@@ -138,12 +148,70 @@ func jobLine(ctx context.Context, store certfleet.Store, sp certfleet.Certificat
 		state = "issued, NOT WRITTEN"
 		lastErr = OneLine("files not written: "+j.Deploy.Error, 140) + "; next try " + Time(j.Deploy.NextAt)
 	}
-	if why, err := deferral(ctx, store, sp, j, waits, now); err != nil {
-		return "", err
-	} else if why != "" {
+	var newestP *certfleet.Attempt
+	if hasAttempt {
+		newestP = &a
+	}
+	if why := deferral(sp, j, waits, newestP, now); why != "" {
 		state, lastErr = "deferred ("+state+")", OneLine(why, 160) // rate-limit budget; NEXT CHECK is when
 	}
-	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sp.Name, j.KeyType, keyID, idList(sp.Identifiers), notAfter, renewal, Time(j.NextAt), state, lastErr), nil
+	return fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sp.Name, j.KeyType, keyID, idList(sp.Identifiers), notAfter, renewal, Time(j.NextAt), state, lastErr)
+}
+
+// needsAttempt is whether j's line shows something of its newest attempt:
+// the problem type of a failing job's, or the deferral of a job that waits
+// to order (deferral).
+func needsAttempt(sp certfleet.CertificateSpec, j certfleet.ListedJob, waits map[certfleet.JobKey]certfleet.BudgetWait, now time.Time) bool {
+	if j.LastError != "" && j.Failures > 0 {
+		return true
+	}
+	if !j.NextAt.After(now) || j.Disabled {
+		return false
+	}
+	if _, ok := waits[j.Key(sp.Name)]; ok {
+		return false
+	}
+	return j.Current.IssuanceID == 0 || j.CurrentRevision != j.TargetRevision
+}
+
+// newestAttempts reads the newest attempt of the jobs of list whose line
+// shows it (needsAttempt): in one read for the page when the store can
+// (certfleet.ListingExtras; issue 13), else one per job.
+func newestAttempts(ctx context.Context, store certfleet.Store, list []certfleet.CertificateListing, waits map[certfleet.JobKey]certfleet.BudgetWait, now time.Time) (map[certfleet.JobKey]certfleet.Attempt, error) {
+	var keys []certfleet.JobKey
+	for _, c := range list {
+		for _, j := range c.Jobs {
+			if needsAttempt(c.Spec, j, waits, now) {
+				keys = append(keys, j.Key(c.Spec.Name))
+			}
+		}
+	}
+	out := make(map[certfleet.JobKey]certfleet.Attempt, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	if x, ok := store.(certfleet.ListingExtras); ok {
+		ex, err := x.PageExtras(ctx, certfleet.PageExtrasQuery{Attempts: keys, AttemptsPer: 1})
+		if err != nil {
+			return nil, fmt.Errorf("list certificates: %w", err)
+		}
+		for k, atts := range ex.Attempts {
+			if len(atts) > 0 {
+				out[k] = atts[0]
+			}
+		}
+		return out, nil
+	}
+	for _, k := range keys {
+		atts, err := store.Attempts(ctx, k, 1)
+		if err != nil {
+			return nil, fmt.Errorf("attempts of %s: %w", k, err)
+		}
+		if len(atts) > 0 {
+			out[k] = atts[0]
+		}
+	}
+	return out, nil
 }
 
 // plannedRenewal is the RENEWAL column: the current certificate's renewal
@@ -185,47 +253,26 @@ func shortKeyID(iss certfleet.Issuance) string {
 }
 
 // deferral returns the reason a job is waiting for a rate-limit budget, if
-// its latest attempt was deferred and the deferral still holds: its place
-// in the budget's queue as it is now (waits), or the deferral's own reason
-// (the CA's hold). The attempts are read only for a job that waits to
-// order (no certificate of its spec's revision yet): a certificate in
-// force whose renewal a CA hold defers shows in the holds listed below
-// the table, not on its line.
-func deferral(ctx context.Context, store certfleet.Store, sp certfleet.CertificateSpec, j certfleet.ListedJob, waits map[certfleet.JobKey]certfleet.BudgetWait, now time.Time) (string, error) {
+// its latest attempt (newest, nil when it has none or it was not read) was
+// deferred and the deferral still holds: its place in the budget's queue
+// as it is now (waits), or the deferral's own reason (the CA's hold). The
+// attempt counts only for a job that waits to order (no certificate of its
+// spec's revision yet): a certificate in force whose renewal a CA hold
+// defers shows in the holds listed below the table, not on its line.
+func deferral(sp certfleet.CertificateSpec, j certfleet.ListedJob, waits map[certfleet.JobKey]certfleet.BudgetWait, newest *certfleet.Attempt, now time.Time) string {
 	if !j.NextAt.After(now) || j.Disabled {
-		return "", nil
+		return ""
 	}
-	key := j.Key(sp.Name)
-	if w, ok := waits[key]; ok {
-		return w.String(), nil
+	if w, ok := waits[j.Key(sp.Name)]; ok {
+		return w.String()
 	}
 	if j.Current.IssuanceID != 0 && j.CurrentRevision == j.TargetRevision {
-		return "", nil
+		return ""
 	}
-	atts, err := store.Attempts(ctx, key, 1)
-	if err != nil {
-		return "", fmt.Errorf("attempts of %s: %w", key, err)
+	if newest == nil || newest.Outcome != certfleet.OutcomeDeferred {
+		return ""
 	}
-	if len(atts) == 0 || atts[0].Outcome != certfleet.OutcomeDeferred {
-		return "", nil
-	}
-	return atts[0].Error, nil
-}
-
-// lastProblem is the ACME problem type of j's newest attempt, if it
-// failed ("" otherwise): attempts are read only for failing jobs.
-func lastProblem(ctx context.Context, store certfleet.JobStore, key certfleet.JobKey, failures int) (string, error) {
-	if failures == 0 {
-		return "", nil
-	}
-	atts, err := store.Attempts(ctx, key, 1)
-	if err != nil {
-		return "", fmt.Errorf("attempts of %s: %w", key, err)
-	}
-	if len(atts) == 0 || atts[0].Outcome != certfleet.OutcomeFailed {
-		return "", nil
-	}
-	return atts[0].ProblemType, nil
+	return newest.Error
 }
 
 // rateHolds lists the accounts a CA asked to wait (rateLimited), if

@@ -20,6 +20,7 @@ func RunListing(t *testing.T, newStore func(t *testing.T) TenantStore) {
 	t.Run("Filters", func(t *testing.T) { testListingFilters(t, newStore(t)) })
 	t.Run("Backwards", func(t *testing.T) { testListingBackwards(t, newStore(t)) })
 	t.Run("ConcurrentInserts", func(t *testing.T) { testListingConcurrent(t, newStore(t)) })
+	t.Run("PageExtras", func(t *testing.T) { testPageExtras(t, newStore(t)) })
 }
 
 // listingFleet puts n config specs s-000000… and returns them; those

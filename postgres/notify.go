@@ -104,7 +104,9 @@ type challengeWatchers struct {
 // arrives. After a reconnection, ChallengeChanges receives (tokens may
 // have been missed).
 func (s *Store) WatchChallenges(fn func(certfleet.ChallengeToken)) (stop func()) {
-	_ = s.ChallengeChanges(context.Background()) // starts the listener; ends with Close
+	s.mu.Lock()
+	s.startListenerLocked() // ends with Close
+	s.mu.Unlock()
 	w := &s.cwatch
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -148,17 +150,10 @@ func (s *Store) deliverChallenge(note string) {
 func (s *Store) subscribe(ctx context.Context, set func() map[chan struct{}]struct{}) <-chan struct{} {
 	ch := make(chan struct{}, 1)
 	s.mu.Lock()
-	if s.pool == nil || (s.lctx != nil && s.lctx.Err() != nil) {
+	if !s.startListenerLocked() {
 		s.mu.Unlock()
 		close(ch)
 		return ch
-	}
-	if s.lctx == nil {
-		s.lctx, s.lcancel = context.WithCancel(context.Background())
-		s.subs = make(map[chan struct{}]struct{})
-		s.csubs = make(map[chan struct{}]struct{})
-		s.lwg.Add(1)
-		go func() { defer s.lwg.Done(); s.listen(s.lctx) }()
 	}
 	set()[ch] = struct{}{}
 	lctx := s.lctx
@@ -176,6 +171,22 @@ func (s *Store) subscribe(ctx context.Context, set func() map[chan struct{}]stru
 		s.mu.Unlock()
 	}()
 	return ch
+}
+
+// startListenerLocked starts the listener unless it runs; it reports
+// false when the store is closed (or was never opened). s.mu is held.
+func (s *Store) startListenerLocked() bool {
+	if s.pool == nil || (s.lctx != nil && s.lctx.Err() != nil) {
+		return false
+	}
+	if s.lctx == nil {
+		s.lctx, s.lcancel = context.WithCancel(context.Background())
+		s.subs = make(map[chan struct{}]struct{})
+		s.csubs = make(map[chan struct{}]struct{})
+		s.lwg.Add(1)
+		go func() { defer s.lwg.Done(); s.listen(s.lctx) }()
+	}
+	return true
 }
 
 // broadcast wakes every subscriber of the sets without blocking: a

@@ -313,3 +313,45 @@ func Keep(ctx context.Context, keepFor time.Duration, fn func(ctx context.Contex
 		backoff = min(2*backoff, keepBackoffMax)
 	}
 }
+
+// DefaultEchoWait bounds how long Publish waits for the notification of
+// the answer it stored: a listener that reconnects takes longer, and the
+// others then read the store or list it.
+const DefaultEchoWait = time.Second
+
+// Publish stores tok with Keep's retries (keepFor) and, on a store that
+// hands every answer to every instance (certfleet.ChallengeWatcher),
+// waits, at most DefaultEchoWait, until this instance's own copy of the
+// notification is back. PostgreSQL sends a notification to every
+// listening instance at once, so by then the others have it too (or have
+// it in their connection's buffer), and the CA, told to validate next,
+// finds the answer in memory on whichever instance it reaches, even if
+// the store goes away at that moment (issue 16: without the wait, a fifth
+// of the CA's requests reached an instance before the notification did,
+// and were answered by a read of the store). Not hearing the echo is no
+// error: the others still read the store.
+func Publish(ctx context.Context, store certfleet.ChallengeStore, tok certfleet.ChallengeToken, keepFor time.Duration) error {
+	w, ok := store.(certfleet.ChallengeWatcher)
+	if !ok {
+		return Keep(ctx, keepFor, func(ctx context.Context) error { return store.PutChallenge(ctx, tok) })
+	}
+	echo := make(chan struct{})
+	var once sync.Once
+	stop := w.WatchChallenges(func(got certfleet.ChallengeToken) {
+		if got.Type == tok.Type && got.Key == tok.Key && got.KeyAuthorization == tok.KeyAuthorization {
+			once.Do(func() { close(echo) })
+		}
+	})
+	defer stop()
+	if err := Keep(ctx, keepFor, func(ctx context.Context) error { return store.PutChallenge(ctx, tok) }); err != nil {
+		return err
+	}
+	t := time.NewTimer(DefaultEchoWait)
+	defer t.Stop()
+	select {
+	case <-echo:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil
+}

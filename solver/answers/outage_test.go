@@ -114,7 +114,7 @@ func TestAnswersThroughStoreOutage(t *testing.T) {
 	alpnA, alpnB := &answers.Cache{}, &answers.Cache{}
 	httpSolverA := &http01.Solver{Store: storeA, Tokens: tokA}
 	alpnSolverA := &tlsalpn01.Solver{Store: storeA, Answers: alpnA}
-	httpB := &http01.Responder{Store: storeB, Tokens: tokB}
+	httpB := &http01.Responder{Store: storeB, Tokens: tokB, LookupTimeout: time.Second}
 	alpnB2 := &tlsalpn01.Responder{Store: storeB, Answers: alpnB}
 	httpCopies := follow(t, tokB, storeB, certfleet.ChallengeHTTP01)
 	alpnCopies := follow(t, alpnB, storeB, certfleet.ChallengeTLSALPN01)
@@ -204,7 +204,7 @@ func TestAnswerHandedOverBeforeOutage(t *testing.T) {
 
 	solverA := &http01.Solver{Store: storeA, Tokens: &http01.Tokens{}}
 	tokB := &http01.Tokens{}
-	httpB := &http01.Responder{Store: storeB, Tokens: tokB, LookupTimeout: time.Second}
+	httpB := &http01.Responder{Store: storeB, Tokens: tokB, LookupTimeout: 3 * time.Second}
 	copies := follow(t, tokB, storeB, certfleet.ChallengeHTTP01)
 	waitCopied(t, copies, 0) // the first list
 	waitCopied(t, copies, 0) // the one after LISTEN: B is listening
@@ -253,4 +253,18 @@ func TestAnswerHandedOverBeforeOutage(t *testing.T) {
 	if code, _ := get(t, httpB, gone); code != http.StatusServiceUnavailable {
 		t.Errorf("B's http-01 for the removed token during the cut: %d, want 503 (unknown, the store unreachable)", code)
 	}
+
+	// Presented by A during B's cut (B hears nothing of it), and asked of
+	// B then: answered once B's line is back within the lookup budget,
+	// not 503 at once.
+	const late = "Tok3n-presented-during-the-cut-of-B"
+	if err := solverA.Present(t.Context(), chal(late)); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(500*time.Millisecond, func() { _ = proxy.Restore() })
+	start = time.Now()
+	if code, body := get(t, httpB, late); code != http.StatusOK || body != late+".thumbprint" {
+		t.Errorf("B's http-01 for a token presented during its cut, the line back 0.5 s later: %d %q, want 200 and the key authorization", code, body)
+	}
+	t.Logf("answered %v after the request, the line back after 0.5 s", time.Since(start).Round(time.Millisecond))
 }

@@ -76,9 +76,11 @@ type Solver struct {
 
 var _ certfleet.Solver = (*Solver)(nil)
 
-// Present makes chal answerable at /.well-known/acme-challenge/{token}. It
-// returns an EINVALID error for a malformed token or a challenge of another
-// type, and the store's error otherwise.
+// Present makes chal answerable at /.well-known/acme-challenge/{token}. On
+// a store shared by instances it returns once the answer's notification
+// has reached this instance, and so the others (answers.Publish; at most
+// a second). It returns an EINVALID error for a malformed token or a
+// challenge of another type, and the store's error otherwise.
 func (s *Solver) Present(ctx context.Context, chal certfleet.Challenge) error {
 	if err := check(chal); err != nil {
 		return err
@@ -107,7 +109,7 @@ func (s *Solver) Present(ctx context.Context, chal certfleet.Challenge) error {
 		s.Tokens.Put(tok, t)
 	}
 	if s.Store != nil {
-		err := answers.Keep(ctx, s.KeepFor, func(ctx context.Context) error { return s.Store.PutChallenge(ctx, tok) })
+		err := answers.Publish(ctx, s.Store, tok, s.KeepFor)
 		if err != nil {
 			if s.Tokens != nil {
 				s.Tokens.Delete(tok.Key)

@@ -45,7 +45,9 @@ type Responder struct {
 	Fallback http.Handler
 	// Logger receives a debug event per validation request. Nil discards.
 	Logger *slog.Logger
-	// LookupTimeout bounds one store lookup. Default DefaultLookupTimeout.
+	// LookupTimeout bounds a request's lookup: while the store fails,
+	// the token is looked for again, in memory and in the store, until
+	// it ends. Default DefaultLookupTimeout.
 	LookupTimeout time.Duration
 	// Now returns the current time, for the Tokens cache. Default time.Now.
 	Now func() time.Time
@@ -115,7 +117,8 @@ func (r *Responder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // by a Follower: a token is unique to its challenge, so a copy is never a
 // wrong answer), then in the store. source is "local", "copy" or "store",
 // for the log. When the store fails, a token copied before the failure is
-// still answered (issue 16).
+// still answered (issue 16), and one copied or stored before
+// LookupTimeout ends too.
 func (r *Responder) lookup(ctx context.Context, token string) (keyAuth, source string, err error) {
 	now := time.Now
 	if r.Now != nil {
@@ -138,12 +141,39 @@ func (r *Responder) lookup(ctx context.Context, token string) (keyAuth, source s
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tok, err := r.Store.Challenge(ctx, certfleet.ChallengeHTTP01, token)
-	if err != nil {
-		return "", "", err
+	backoff := retryMin
+	for {
+		tok, err := r.Store.Challenge(ctx, certfleet.ChallengeHTTP01, token)
+		if err == nil {
+			return tok.KeyAuthorization, "store", nil
+		}
+		if certfleet.ErrorCode(err) == certfleet.ENOTFOUND || r.Tokens == nil {
+			return "", "", err
+		}
+		// The store failed (issue 16: a database restart). The CA
+		// waits for this answer longer than the lookup budget, and a
+		// 503 fails the authorization: until the budget ends, look
+		// again, in memory (the answer's notification, or the list
+		// read once the store is back, may bring it meanwhile) and in
+		// the store.
+		select {
+		case <-ctx.Done():
+			return "", "", err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, retryMax)
+		if t, ok := r.Tokens.Get(token, now()); ok {
+			return t.KeyAuthorization, "copy", nil
+		}
 	}
-	return tok.KeyAuthorization, "store", nil
 }
+
+// Steps of lookup's retries while the store fails: quick enough to answer
+// within a second of the answer arriving, few enough to be no load.
+const (
+	retryMin = 50 * time.Millisecond
+	retryMax = 500 * time.Millisecond
+)
 
 func (r *Responder) logger() *slog.Logger {
 	if r.Logger == nil {

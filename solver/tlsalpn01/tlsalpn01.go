@@ -171,7 +171,7 @@ func (s *Solver) Present(ctx context.Context, chal certfleet.Challenge) error {
 	if s.Answers != nil {
 		s.Answers.Put(tok, t)
 	}
-	err = answers.Keep(ctx, s.KeepFor, func(ctx context.Context) error { return s.Store.PutChallenge(ctx, tok) })
+	err = answers.Publish(ctx, s.Store, tok, s.KeepFor)
 	if err != nil {
 		if s.Answers != nil {
 			s.Answers.Delete(name)

@@ -153,7 +153,7 @@ func run(server, bin string, n, concurrency int, cut time.Duration, keep bool, t
 		}
 		cfg := fmt.Sprintf(`state = %q
 [log]
-level = "info"
+level = "debug"
 [ca]
 directory = %q
 trusted_roots = %q
@@ -411,12 +411,20 @@ http_port = %d
 	}
 	sort.Strings(twice)
 	byInstance := make(map[string]int)
+	var failedAll []string // every failed attempt of the run: what an extra order came from
 	for _, j := range jobs() {
 		as, err := store.Attempts(ctx, j.JobKey, 0)
 		if err != nil {
 			return err
 		}
 		for _, a := range as {
+			if a.Outcome == certfleet.OutcomeFailed {
+				e := a.Error
+				if len(e) > 200 {
+					e = e[:200] + "…"
+				}
+				failedAll = append(failedAll, fmt.Sprintf("%s: %s", j.Spec, e))
+			}
 			if a.Outcome == certfleet.OutcomeIssued {
 				for _, in := range instances {
 					if in.owns(a.Instance) {
@@ -426,23 +434,61 @@ http_port = %d
 			}
 		}
 	}
-	lost := 0
+	lost, unavailable := 0, 0
+	sources := make(map[string]int) // where the http-01 answers came from
+	placed := make(map[string]int)  // orders placed per certificate
 	for _, in := range instances {
+		if err := eachLine(in.log, func(line string) {
+			switch {
+			case strings.Contains(line, `msg="http-01 validation request answered"`):
+				sources[field(line, "source")]++
+			case strings.Contains(line, `msg="order placed"`):
+				placed[field(line, "certificate")]++
+			}
+		}); err != nil {
+			return err
+		}
 		k, err := countLines(in.log, "lease lost")
 		if err != nil {
 			return err
 		}
 		lost += k
+		// The responder's 503s (solver/http01: a token neither in
+		// memory nor readable from the store).
+		k, err = countLines(in.log, "http-01 token lookup")
+		if err != nil {
+			return err
+		}
+		unavailable += k
 	}
 	fmt.Printf("\nall %d issued in %.1f s; issued by %v\n", n, total.Seconds(), byInstance)
 	fmt.Printf("issuances %d for %d names (names issued more than once: %d %v); distinct orders %d\n", len(all), len(per), len(twice), twice, len(orders))
 	fmt.Printf("Pebble: %d new orders, %d finalized (want %d each: one order per name)\n", ca.NewOrders(), ca.Finalizations(), n)
-	fmt.Printf("log lines \"lease lost\" in the instances' logs: %d\n", lost)
+	fmt.Printf("log lines \"lease lost\" in the instances' logs: %d; http-01 answered 503 (store unreachable, token not in memory): %d\n", lost, unavailable)
+	fmt.Printf("balancer connections open to the killed instance when it died (a validation in flight sees EOF): %d\n", diedDuring.Load())
+	fmt.Printf("http-01 answers by source (local: presented there; copy: another instance's, from memory; store: read): %v\n", sources)
+	var again []string
+	for name, k := range placed {
+		if k > 1 {
+			again = append(again, fmt.Sprintf("%s×%d", name, k))
+		}
+	}
+	sort.Strings(again)
+	fmt.Printf("certificates with more than one order placed (the instances' logs): %v\n", again)
+	fmt.Printf("failed attempts in the run: %d\n", len(failedAll))
+	for _, f := range failedAll {
+		fmt.Println("  " + f)
+	}
 	if len(twice) > 0 || ca.NewOrders() != int64(n) || ca.Finalizations() != int64(n) || len(per) != n {
 		return errors.New("not exactly one order and one certificate per name")
 	}
 	return nil
 }
+
+// diedDuring counts the connections balance had open to an instance when
+// it was killed (a validation in flight among them saw EOF; an idle
+// keep-alive one harmed nothing).
+var diedDuring atomic.Int64
 
 // balance forwards each connection to the next instance's responder that
 // accepts it, round robin, as a load balancer in front of the instances.
@@ -470,6 +516,9 @@ func balance(ln net.Listener, instances []*instance) {
 				wg.Add(1)
 				go func() { defer wg.Done(); io.Copy(b, c); b.(*net.TCPConn).CloseWrite() }()
 				io.Copy(c, b)
+				if in.dead.Load() {
+					diedDuring.Add(1) // the balancer's window
+				}
 				c.(*net.TCPConn).CloseWrite()
 				wg.Wait()
 				return
@@ -509,6 +558,31 @@ func failures(ctx context.Context, store *postgres.Store, key certfleet.JobKey) 
 		}
 	}
 	return strings.Join(out, "; "), nil
+}
+
+// eachLine calls fn with every line of the file at path.
+func eachLine(path string, fn func(string)) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		fn(sc.Text())
+	}
+	return sc.Err()
+}
+
+// field returns the value of key=value in a log line (text handler).
+func field(line, key string) string {
+	_, v, ok := strings.Cut(line, " "+key+"=")
+	if !ok {
+		return ""
+	}
+	v, _, _ = strings.Cut(v, " ")
+	return strings.Trim(v, `"`)
 }
 
 func countLines(path, substr string) (int, error) {

@@ -20,6 +20,13 @@ var (
 		FROM waiting_names w JOIN specs s ON s.name = w.spec
 		WHERE ($1 = '' OR w.spec = $1) AND ($2 = '' OR s.tenant = $2)
 		ORDER BY w.spec, w.id_type, w.id_value`)
+	// qSpecWaitingNames is qWaitingNames for one spec ($1 set): its rows
+	// by the key, where "$1 = '' OR ..." had SQLite walk every waiting
+	// name, on every PUT's status (issue 13).
+	qSpecWaitingNames = SQL(`SELECT w.spec, w.id_type, w.id_value, w.challenge, w.code, w.reason, w.since, w.checked_at, w.next_at, w.tests, s.tenant
+		FROM waiting_names w JOIN specs s ON s.name = w.spec
+		WHERE w.spec = $1 AND ($2 = '' OR s.tenant = $2)
+		ORDER BY w.spec, w.id_type, w.id_value`)
 	qRetestNow    = SQL(`UPDATE waiting_names SET next_at = $1 WHERE spec = $2`)
 	qCountWaiting = SQL(`SELECT code, count(*) FROM waiting_names GROUP BY code`)
 )
@@ -54,7 +61,11 @@ func (s *Store) WaitingNames(ctx context.Context, f certfleet.WaitingFilter) ([]
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.Query(qWaitingNames, f.Spec, f.Tenant)
+	stmt := qWaitingNames
+	if f.Spec != "" {
+		stmt = qSpecWaitingNames
+	}
+	rows, err := q.Query(stmt, f.Spec, f.Tenant)
 	if err != nil {
 		return nil, fmt.Errorf("list waiting names: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/deploy"
 )
 
@@ -17,7 +18,16 @@ func newOutputs(d *Daemon, fd *fileDeployer) *deploy.Follower {
 		Store: d.Store,
 		Wants: func(name string) bool {
 			c, ok := d.live.certificate(name)
-			return ok && (c.Output.Dir != "" || len(c.Output.Copies) > 0)
+			return ok && hasOutputs(c)
+		},
+		Certificates: func() []string {
+			var names []string
+			for _, c := range d.live.certificates() {
+				if hasOutputs(c) {
+					names = append(names, c.Spec.Name)
+				}
+			}
+			return names
 		},
 		Deploy: func(ctx context.Context, iss certfleet.Issuance) error {
 			c, ok := d.live.certificate(iss.Spec)
@@ -28,4 +38,10 @@ func newOutputs(d *Daemon, fd *fileDeployer) *deploy.Follower {
 		},
 		Logger: d.Logger,
 	}
+}
+
+// hasOutputs reports whether c has server-side outputs (output_dir,
+// copies), which this instance writes.
+func hasOutputs(c config.Certificate) bool {
+	return c.Output.Dir != "" || len(c.Output.Copies) > 0
 }

@@ -33,12 +33,24 @@ const (
 	followRetry = 2 * time.Second
 )
 
-// FollowStore is what a Follower reads: the jobs (with their current
-// issuance) and the archive.
+// FollowStore is what a Follower reads: the current certificates (one
+// certificate's, or a page of all) and the archive.
 type FollowStore interface {
-	Jobs(ctx context.Context, f certfleet.JobFilter) ([]certfleet.Job, error)
+	CurrentCertificates(ctx context.Context, f certfleet.CurrentFilter) ([]certfleet.CurrentCertificate, error)
 	Issuance(ctx context.Context, id int64) (certfleet.Issuance, error)
 }
+
+// Reads of a pass, with reasons.
+const (
+	// maxNamedFollow bounds the certificates a pass looks up one by one
+	// (Follower.Certificates); with more, it reads pages of every
+	// current certificate instead, which costs less than a lookup each.
+	maxNamedFollow = 1000
+	// followPage is how many current certificates a pass holds at once:
+	// a pass over 100,000 certificates holds a page, not every job
+	// (issue 13: serve's memory rose with each pass).
+	followPage = 1000
+)
 
 // Follower writes, on this instance, every current certificate it has not
 // written yet: it wakes when the store announces a change
@@ -51,6 +63,12 @@ type Follower struct {
 	// Wants reports whether this instance writes server-side outputs
 	// (output_dir, copies) for the certificate named spec.
 	Wants func(spec string) bool
+	// Certificates, if set, lists the certificates Wants names: a pass
+	// then looks up those alone, by the index, instead of reading every
+	// current certificate (issue 13: 100,000 names declared over the API,
+	// none with outputs here, were read at every pass, and on PostgreSQL
+	// every PUT's notification brought a pass).
+	Certificates func() []string
 	// Deploy writes iss (the job's current issuance) to the outputs of
 	// its certificate; it is idempotent (files already current are left
 	// alone).
@@ -89,29 +107,57 @@ func (f *Follower) isWritten(key certfleet.JobKey, id int64) bool {
 // It returns how many it deployed and the first error; a failed one is
 // tried again at the next pass.
 func (f *Follower) Pass(ctx context.Context, all bool) (int, error) {
-	jobs, err := f.Store.Jobs(ctx, certfleet.JobFilter{})
-	if err != nil {
-		return 0, fmt.Errorf("list certificates to write: %w", err)
-	}
 	var (
 		n    int
 		errs []error
 	)
-	for _, j := range jobs {
-		if j.CurrentID == 0 || (f.Wants != nil && !f.Wants(j.Spec)) || (!all && f.isWritten(j.JobKey, j.CurrentID)) {
-			continue
+	visit := func(c certfleet.CurrentCertificate) {
+		key := certfleet.JobKey{Spec: c.Spec, KeyType: c.KeyType}
+		if c.IssuanceID == 0 || (f.Wants != nil && !f.Wants(c.Spec)) || (!all && f.isWritten(key, c.IssuanceID)) {
+			return
 		}
-		iss, err := f.Store.Issuance(ctx, j.CurrentID)
+		iss, err := f.Store.Issuance(ctx, c.IssuanceID)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("certificate %s (%s): load issuance %d: %w", j.Spec, j.KeyType, j.CurrentID, err))
-			continue
+			errs = append(errs, fmt.Errorf("certificate %s (%s): load issuance %d: %w", c.Spec, c.KeyType, c.IssuanceID, err))
+			return
 		}
 		if err := f.Deploy(ctx, iss); err != nil {
 			errs = append(errs, err)
-			continue
+			return
 		}
 		f.Written(iss)
 		n++
+	}
+	var names []string
+	if f.Certificates != nil {
+		names = f.Certificates()
+	}
+	if f.Certificates != nil && len(names) <= maxNamedFollow {
+		for _, name := range names {
+			page, err := f.Store.CurrentCertificates(ctx, certfleet.CurrentFilter{Spec: name})
+			if err != nil {
+				return n, fmt.Errorf("current certificates of %s: %w", name, err)
+			}
+			for _, c := range page {
+				visit(c)
+			}
+		}
+	} else {
+		cf := certfleet.CurrentFilter{Limit: followPage}
+		for {
+			page, err := f.Store.CurrentCertificates(ctx, cf)
+			if err != nil {
+				return n, fmt.Errorf("list certificates to write: %w", err)
+			}
+			for _, c := range page {
+				visit(c)
+			}
+			if len(page) < followPage {
+				break
+			}
+			last := page[len(page)-1]
+			cf.After = certfleet.JobKey{Spec: last.Spec, KeyType: last.KeyType}
+		}
 	}
 	if len(errs) > 0 {
 		return n, errors.Join(errs...)

@@ -57,6 +57,7 @@ func main() {
 	issueWait := flag.Duration("issue-wait", time.Minute, "with -serve: how long to let issuance go on after the PUTs")
 	analyze := flag.Bool("analyze", true, "with -listings and -postgres: ANALYZE after the fill, as autoanalyze would shortly")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile to this file")
+	serveBin := flag.String("serve-bin", "", "with -serve: run this certfleet binary instead of building ./cmd/certfleet")
 	serveProf := flag.String("serve-pprof", "", "with -serve: profile serve (CERTFLEET_PPROF): CPU during the PUTs and heap at their end, into this directory")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -83,7 +84,7 @@ func main() {
 	}
 	if *serveN > 0 {
 		run = func(dur time.Duration, _, _ int) error {
-			return serveBench(*serveN, *declare, *dsn, dur, *issueWait, *serveProf)
+			return serveBench(*serveN, *declare, *dsn, dur, *issueWait, *serveBin, *serveProf)
 		}
 	}
 	if err := run(*dur, *conns, *threads); err != nil {

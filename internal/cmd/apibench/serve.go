@@ -27,7 +27,7 @@ import (
 )
 
 // serveBench measures the real `certfleet serve` (issue 13): the binary,
-// built from this checkout, on a store already holding n issued names
+// built from this checkout (or bin), on a store already holding n issued names
 // (SQLite with a master key, or PostgreSQL with dsn), its scheduler and
 // API running against an in-process Pebble. It measures, in one run:
 //
@@ -43,7 +43,7 @@ import (
 //   - serve's RSS, sampled from /proc every 500 ms throughout;
 //   - with profDir, serve's CPU profile during the PUTs and its heap at
 //     their end (through daemon.PprofEnv), for go tool pprof.
-func serveBench(n, declare int, dsn string, wrkDur, issueWait time.Duration, profDir string) error {
+func serveBench(n, declare int, dsn string, wrkDur, issueWait time.Duration, bin, profDir string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir, err := os.MkdirTemp("", "apibench-serve")
@@ -52,10 +52,12 @@ func serveBench(n, declare int, dsn string, wrkDur, issueWait time.Duration, pro
 	}
 	defer os.RemoveAll(dir)
 
-	bin := filepath.Join(dir, "certfleet")
-	fmt.Fprintln(os.Stderr, "building certfleet ...")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/certfleet").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/certfleet (run apibench from the repository's root): %v: %s", err, out)
+	if bin == "" {
+		bin = filepath.Join(dir, "certfleet")
+		fmt.Fprintln(os.Stderr, "building certfleet ...")
+		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/certfleet").CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./cmd/certfleet (run apibench from the repository's root): %v: %s", err, out)
+		}
 	}
 	keyFile := filepath.Join(dir, "master.key")
 	if out, err := exec.Command(bin, "master-key", "generate", keyFile).CombinedOutput(); err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/solver/answers"
 	"github.com/certfleet/certfleet/solver/http01"
 )
 
@@ -48,7 +49,10 @@ func (t *Tester) testHTTP(ctx context.Context, id certfleet.Identifier) (string,
 	token := probeSecret("certfleet-probe-")
 	keyAuth := probeSecret("certfleet-probe-answer-")
 	tok := certfleet.ChallengeToken{Type: certfleet.ChallengeHTTP01, Key: token, KeyAuthorization: keyAuth, Expires: t.now().Add(probeTTL)}
-	if err := t.Store.PutChallenge(ctx, tok); err != nil {
+	// Stored as the solvers store answers: retried through a database
+	// restart (a name waits for its next self-test otherwise, 30 s), and
+	// announced to every instance before the probe (issue 16).
+	if err := answers.Publish(ctx, t.Store, tok, 0); err != nil {
 		return certfleet.WaitProbe, fmt.Sprintf("cannot store the http-01 probe token: %v", err)
 	}
 	defer func() {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/solver/answers"
 	"github.com/certfleet/certfleet/solver/tlsalpn01"
 )
 
@@ -44,7 +45,7 @@ func (t *Tester) testTLSALPN(ctx context.Context, id certfleet.Identifier) (stri
 	}
 	keyAuth := probeSecret("certfleet-probe-answer-")
 	tok := certfleet.ChallengeToken{Type: certfleet.ChallengeTLSALPN01, Key: sni, KeyAuthorization: keyAuth, Expires: t.now().Add(probeTTL)}
-	if err := t.Store.PutChallenge(ctx, tok); err != nil {
+	if err := answers.Publish(ctx, t.Store, tok, 0); err != nil { // as in testHTTP
 		return certfleet.WaitProbe, fmt.Sprintf("cannot store the tls-alpn-01 probe: %v", err)
 	}
 	defer func() {

@@ -43,13 +43,7 @@ func TestAlertsOnValidationFailure(t *testing.T) {
 	respPort := daemontest.FreePort(t)
 	broken := daemontest.BreakableFront(t, caPort, respPort, func(w http.ResponseWriter) { io.WriteString(w, "not-the-key-authorization") })
 
-	dir := t.TempDir()
-	recv := daemontest.NewAlertReceiver(t)
-	path := daemontest.WriteConfig(t, dir, ca, respPort, `
-[[certificate]]
-name = "web"
-identifiers = ["web.certfleet.test"]
-`+daemontest.AlertsSection(t, dir, recv, ""))
+	path, recv := daemontest.WriteWebAlertsConfig(t, ca, respPort, "", "")
 	clk := daemontest.NewClock(time.Now())
 	d := daemontest.OpenDaemon(t, path, clk)
 	if issued, _ := daemontest.RunOnce(t, d); issued != 1 {
@@ -218,17 +212,11 @@ func TestAlertsOnCADown(t *testing.T) {
 // directory (whose TLS certificate extraRoot signs, when set), taken down
 // and up again by down and up; lastError must appear in the failure.
 func testCAOutage(t *testing.T, ca *pebbleca.CA, port int, directory string, extraRoot []byte, down, up func(), lastError string) {
-	dir := t.TempDir()
-	recv := daemontest.NewAlertReceiver(t)
-	path := daemontest.WriteConfig(t, dir, ca, port, `
-[[certificate]]
-name = "web"
-identifiers = ["web.certfleet.test"]
-`+daemontest.AlertsSection(t, dir, recv, "expiry_warning = \"400d\"\nexpiry_critical = \"5d\"\n"))
+	path, recv := daemontest.WriteWebAlertsConfig(t, ca, port, "", "expiry_warning = \"400d\"\nexpiry_critical = \"5d\"\n")
 	text, _ := os.ReadFile(path)
 	os.WriteFile(path, []byte(strings.Replace(string(text), ca.DirectoryURL(), directory, 1)), 0o600)
 	if extraRoot != nil {
-		roots := filepath.Join(dir, "ca.pem")
+		roots := filepath.Join(filepath.Dir(path), "ca.pem")
 		if err := os.WriteFile(roots, append(ca.TLSRootPEM(), extraRoot...), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -306,14 +294,7 @@ func TestAlertsEndpointStale(t *testing.T) {
 			}()
 		}
 	}()
-	dir := t.TempDir()
-	recv := daemontest.NewAlertReceiver(t)
-	path := daemontest.WriteConfig(t, dir, ca, port, fmt.Sprintf(`
-[[certificate]]
-name = "web"
-identifiers = ["web.certfleet.test"]
-endpoints = [%q]
-`, ln.Addr().String())+daemontest.AlertsSection(t, dir, recv, "stale_grace = \"1s\"\n"))
+	path, recv := daemontest.WriteWebAlertsConfig(t, ca, port, fmt.Sprintf("endpoints = [%q]\n", ln.Addr().String()), "stale_grace = \"1s\"\n")
 	clk := daemontest.NewClock(time.Now())
 	d := daemontest.OpenDaemon(t, path, clk)
 	serve := func(iss certfleet.Issuance) {
@@ -377,15 +358,9 @@ func TestServeAlerts(t *testing.T) {
 	respPort := daemontest.FreePort(t)
 	broken := daemontest.BreakableFront(t, httpPort, respPort, func(w http.ResponseWriter) { http.Error(w, "gone", http.StatusNotFound) })
 
-	dir := t.TempDir()
-	recv := daemontest.NewAlertReceiver(t)
-	path := daemontest.WriteConfig(t, dir, ca, respPort, `
-[[certificate]]
-name = "web"
-identifiers = ["web.certfleet.test"]
-profile = "short"
+	path, recv := daemontest.WriteWebAlertsConfig(t, ca, respPort, `profile = "short"
 renew_before = "15s"
-`+daemontest.AlertsSection(t, dir, recv, "interval = \"1s\"\nexpiry_warning = \"1h\"\nexpiry_critical = \"6s\"\n"))
+`, "interval = \"1s\"\nexpiry_warning = \"1h\"\nexpiry_critical = \"6s\"\n")
 	d := daemontest.OpenDaemon(t, path, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
 	defer cancel()

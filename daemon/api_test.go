@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/httpapi"
 	"github.com/certfleet/certfleet/internal/daemontest"
@@ -21,15 +20,7 @@ func TestAPIServesTLSWithManagedCertificate(t *testing.T) {
 	dir := t.TempDir()
 	path := daemontest.WriteConfig(t, dir, ca, port, "[api]\nlisten = \"127.0.0.1:0\"\ntls_certificate = \"api\"\n"+
 		"[[certificate]]\nname = \"api\"\nidentifiers = [\"api.certfleet.test\"]\n")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	_, d := mustOpenDaemon(t, path, daemon.Options{StartResponders: true})
 	if rep, err := d.IssueOnce(t.Context()); err != nil || rep.Issued != 1 {
 		t.Fatalf("issue: %+v, %v", rep.Results, err)
 	}
@@ -68,15 +59,7 @@ func TestAPIServesTLSWithManagedCertificate(t *testing.T) {
 func TestAPIRevokeWithDNS01(t *testing.T) {
 	n := daemontest.StartDNSNet(t)
 	path := n.Config(t, n.Secret, "[api]\nlisten = \"127.0.0.1:0\"\n")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	_, d := mustOpenDaemon(t, path, daemon.Options{StartResponders: true})
 	ts, err := daemon.APIStore(d.Store)
 	if err != nil {
 		t.Fatal(err)

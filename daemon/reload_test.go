@@ -21,15 +21,7 @@ func TestReload(t *testing.T) {
 	dir := t.TempDir()
 	one := "[[certificate]]\nname = \"one\"\nidentifiers = [\"one.certfleet.test\"]\n"
 	path := daemontest.WriteConfig(t, dir, ca, port, one)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	_, d := mustOpenDaemon(t, path, daemon.Options{StartResponders: true})
 	if rep, err := d.IssueOnce(t.Context()); err != nil || rep.Issued != 1 {
 		t.Fatalf("first pass: %+v, %v", rep, err)
 	}
@@ -39,11 +31,7 @@ func TestReload(t *testing.T) {
 	moved := filepath.Join(dir, "moved")
 	two := one + fmt.Sprintf("output_dir = %q\n", moved) +
 		"[[certificate]]\nname = \"two\"\nidentifiers = [\"two.certfleet.test\"]\n"
-	daemontest.WriteConfig(t, dir, ca, port, two)
-	next, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := mustRewrite(t, dir, ca, port, two)
 	if err := d.Reload(t.Context(), next); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -57,10 +45,7 @@ func TestReload(t *testing.T) {
 	// A change that needs a restart is refused and changes nothing.
 	text, _ := os.ReadFile(path)
 	os.WriteFile(path, []byte(strings.Replace(string(text), "[ca]\n", "[ca]\nemail = \"new@certfleet.test\"\n", 1)+"[[certificate]]\nname = \"three\"\nidentifiers = [\"three.certfleet.test\"]\n"), 0o600)
-	bad, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bad := mustLoad(t, path)
 	if err := d.Reload(t.Context(), bad); err == nil || !strings.Contains(err.Error(), "[ca] or [accounts]") {
 		t.Fatalf("reload with an account change: %v; want it refused, naming [ca]", err)
 	}
@@ -76,20 +61,8 @@ func TestReloadRefusesMetricsChange(t *testing.T) {
 	dir := t.TempDir()
 	one := "[[certificate]]\nname = \"one\"\nidentifiers = [\"one.certfleet.test\"]\n"
 	path := daemontest.WriteConfig(t, dir, ca, port, one)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.Open(t.Context(), cfg, daemon.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	daemontest.WriteConfig(t, dir, ca, port, one+"[metrics]\nlisten = \"127.0.0.1:9464\"\n")
-	next, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, d := mustOpenDaemon(t, path, daemon.Options{})
+	next := mustRewrite(t, dir, ca, port, one+"[metrics]\nlisten = \"127.0.0.1:9464\"\n")
 	if err := d.Reload(t.Context(), next); err == nil || !strings.Contains(err.Error(), "[metrics]") || !strings.Contains(err.Error(), "restart") {
 		t.Errorf("reload with a new [metrics] listen: %v, want a refusal naming [metrics] and restart", err)
 	}
@@ -113,15 +86,7 @@ func TestReloadForgetsRemovedEndpoint(t *testing.T) {
 	dir := t.TempDir()
 	web := "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\nprofile = \"short\"\n"
 	path := daemontest.WriteConfig(t, dir, ca, port, web+"endpoints = [\"127.0.0.1:1\"]\n")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true, Instance: "reload-endpoint-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	cfg, d := mustOpenDaemon(t, path, daemon.Options{StartResponders: true, Instance: "reload-endpoint-test"})
 	if d.Metrics == nil {
 		t.Fatal("no metrics")
 	}
@@ -138,11 +103,7 @@ func TestReloadForgetsRemovedEndpoint(t *testing.T) {
 		t.Fatalf("before the reload: %+v, %v; want one endpoint_reload violation", vs, err)
 	}
 
-	daemontest.WriteConfig(t, dir, ca, port, web)
-	next, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := mustRewrite(t, dir, ca, port, web)
 	if err := d.Reload(t.Context(), next); err != nil {
 		t.Fatalf("reload without the endpoint: %v", err)
 	}
@@ -161,22 +122,10 @@ func TestReloadRefusesStartupSections(t *testing.T) {
 	dir := t.TempDir()
 	one := "[[certificate]]\nname = \"one\"\nidentifiers = [\"one.certfleet.test\"]\n"
 	path := daemontest.WriteConfig(t, dir, ca, port, one)
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// With its responder running, so that nothing else needs a restart.
-	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true, Instance: "reload-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	cfg, d := mustOpenDaemon(t, path, daemon.Options{StartResponders: true, Instance: "reload-test"})
 	two := one + "[[certificate]]\nname = \"two\"\nidentifiers = [\"two.certfleet.test\"]\n"
-	daemontest.WriteConfig(t, dir, ca, port, two)
-	next, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := mustRewrite(t, dir, ca, port, two)
 	if err := d.Reload(t.Context(), next); err != nil {
 		t.Fatalf("reload adding a certificate: %v", err)
 	}
@@ -225,21 +174,9 @@ func TestReloadRefusesAPIAndNamesSections(t *testing.T) {
 	dir := t.TempDir()
 	one := "[[certificate]]\nname = \"one\"\nidentifiers = [\"one.certfleet.test\"]\n"
 	path := daemontest.WriteConfig(t, dir, ca, port, one+"[api]\nlisten = \"127.0.0.1:18555\"\n")
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
-	daemontest.WriteConfig(t, dir, ca, daemontest.FreePort(t), one+"[api]\nlisten = \"127.0.0.1:18556\"\n")
-	next, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = d.Reload(t.Context(), next)
+	_, d := mustOpenDaemon(t, path, daemon.Options{StartResponders: true})
+	next := mustRewrite(t, dir, ca, daemontest.FreePort(t), one+"[api]\nlisten = \"127.0.0.1:18556\"\n")
+	err := d.Reload(t.Context(), next)
 	if err == nil || !strings.Contains(err.Error(), "changes to [http01], [api] need a restart") || strings.Contains(err.Error(), "[[") {
 		t.Errorf("reload with a new [api] listen and [http01] port: %v; want a refusal naming [http01], [api]", err)
 	}
@@ -247,12 +184,39 @@ func TestReloadRefusesAPIAndNamesSections(t *testing.T) {
 		t.Errorf("the refused [api] listen is in force: %q", d.CurrentConfig().API.Listen)
 	}
 
-	daemontest.WriteConfig(t, dir, ca, port, one+"owner = \"certfleet-no-such-user\"\n[api]\nlisten = \"127.0.0.1:18555\"\n")
-	if next, err = config.Load(path); err != nil {
-		t.Fatal(err)
-	}
+	next = mustRewrite(t, dir, ca, port, one+"owner = \"certfleet-no-such-user\"\n[api]\nlisten = \"127.0.0.1:18555\"\n")
 	err = d.Reload(t.Context(), next)
 	if err == nil || !strings.Contains(err.Error(), "certfleet.toml:") || !strings.Contains(err.Error(), `user "certfleet-no-such-user" does not exist`) {
 		t.Errorf("reload with an owner that does not exist: %v; want a refusal with file:line", err)
 	}
+}
+
+// mustLoad loads the config file at path.
+func mustLoad(t *testing.T, path string) *config.Config {
+	t.Helper()
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// mustRewrite writes the config file again (daemontest.WriteConfig, in
+// dir) with certs and loads it.
+func mustRewrite(t *testing.T, dir string, ca *pebbleca.CA, httpPort int, certs string) *config.Config {
+	t.Helper()
+	return mustLoad(t, daemontest.WriteConfig(t, dir, ca, httpPort, certs))
+}
+
+// mustOpenDaemon opens a daemon with opts on the config file at path,
+// closed when t ends, and returns the config it runs with.
+func mustOpenDaemon(t *testing.T, path string, opts daemon.Options) (*config.Config, *daemon.Daemon) {
+	t.Helper()
+	cfg := mustLoad(t, path)
+	d, err := daemon.Open(t.Context(), cfg, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return cfg, d
 }

@@ -16,13 +16,7 @@ import (
 // next run sends nothing more.
 func TestIssueRunsAlerts(t *testing.T) {
 	ca, port := daemontest.StartCA(t)
-	dir := t.TempDir()
-	recv := daemontest.NewAlertReceiver(t)
-	path := daemontest.WriteConfig(t, dir, ca, port, `
-[[certificate]]
-name = "web"
-identifiers = ["web.certfleet.test"]
-`+daemontest.AlertsSection(t, dir, recv, "expiry_warning = \"400d\"\n"))
+	path, recv := daemontest.WriteWebAlertsConfig(t, ca, port, "", "expiry_warning = \"400d\"\n")
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("issue: exit %d\n%s%s", code, out, errOut)
 	}
@@ -53,13 +47,7 @@ identifiers = ["web.certfleet.test"]
 // the pass's failure summary and adds that the notification stays owed.
 func TestIssueAlertDeliveryFails(t *testing.T) {
 	ca, port := daemontest.StartCA(t)
-	dir := t.TempDir()
-	recv := daemontest.NewAlertReceiver(t)
-	path := daemontest.WriteConfig(t, dir, ca, port, `
-[[certificate]]
-name = "web"
-identifiers = ["web.certfleet.test"]
-`+daemontest.AlertsSection(t, dir, recv, "expiry_warning = \"400d\"\n"))
+	path, recv := daemontest.WriteWebAlertsConfig(t, ca, port, "", "expiry_warning = \"400d\"\n")
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
 		t.Fatalf("issue: exit %d\n%s%s", code, out, errOut)
 	}
@@ -78,13 +66,7 @@ identifiers = ["web.certfleet.test"]
 // (notified once), and the audit trail records who did it.
 func TestFleetForgetResolvesAgentIncident(t *testing.T) {
 	ca, port := daemontest.StartCA(t)
-	dir := t.TempDir()
-	recv := daemontest.NewAlertReceiver(t)
-	path := daemontest.WriteConfig(t, dir, ca, port, `
-[[certificate]]
-name = "web"
-identifiers = ["web.certfleet.test"]
-`+daemontest.AlertsSection(t, dir, recv, "stale_grace = \"1s\"\n"))
+	path, recv := daemontest.WriteWebAlertsConfig(t, ca, port, "", "stale_grace = \"1s\"\n")
 	clk := daemontest.NewClock(time.Now())
 	d := daemontest.OpenDaemon(t, path, clk)
 	if issued, _ := daemontest.RunOnce(t, d); issued != 1 {

@@ -23,6 +23,7 @@ import (
 	"github.com/certfleet/certfleet/alert"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/daemon"
+	"github.com/certfleet/certfleet/internal/pebbleca"
 )
 
 // AlertReceiver is a real HTTP server receiving the alert webhook's JSON;
@@ -198,4 +199,21 @@ func Current(t testing.TB, d *daemon.Daemon, name string) certfleet.Issuance {
 		t.Fatal(err)
 	}
 	return iss
+}
+
+// WriteWebAlertsConfig writes a config (WriteConfig, in a new temporary
+// directory) with one certificate, "web" for web.certfleet.test plus the
+// lines of webExtra, and an [alerts] table that sends to a new
+// AlertReceiver (AlertsSection with alertsExtra). It returns the config's
+// path and the receiver.
+func WriteWebAlertsConfig(t testing.TB, ca *pebbleca.CA, httpPort int, webExtra, alertsExtra string) (string, *AlertReceiver) {
+	t.Helper()
+	dir := t.TempDir()
+	recv := NewAlertReceiver(t)
+	path := WriteConfig(t, dir, ca, httpPort, `
+[[certificate]]
+name = "web"
+identifiers = ["web.certfleet.test"]
+`+webExtra+AlertsSection(t, dir, recv, alertsExtra))
+	return path, recv
 }

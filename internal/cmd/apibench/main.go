@@ -140,38 +140,13 @@ func run(dur time.Duration, conns, threads int) error {
 	go httpapi.Serve(ctx, ln, srv.Handler())
 
 	// nginx serving the same bytes from disk.
-	if err := os.WriteFile(filepath.Join(dir, "fullchain.pem"), chain, 0o644); err != nil {
-		return err
-	}
-	nln, err := net.Listen("tcp", "127.0.0.1:0")
+	nginxURL, stopNginx, err := startNginxWorkers(ctx, dir, chain, 2)
 	if err != nil {
 		return err
 	}
-	nport := nln.Addr().(*net.TCPAddr).Port
-	nln.Close()
-	conf := fmt.Sprintf(`worker_processes 2;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
-  server { listen 127.0.0.1:%[2]d; root %[1]s; location / { default_type application/x-pem-file; } }
-}
-`, dir, nport)
-	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
-		return err
-	}
-	nginx := exec.CommandContext(ctx, "nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
-	nginx.Stderr = os.Stderr
-	if err := nginx.Start(); err != nil {
-		return fmt.Errorf("start nginx: %w", err)
-	}
-	defer func() { _ = nginx.Process.Signal(os.Interrupt); _ = nginx.Wait() }()
-	time.Sleep(500 * time.Millisecond)
+	defer stopNginx()
 
 	apiURL := fmt.Sprintf("http://%s/v1/names/%s/fullchain", ln.Addr(), name)
-	nginxURL := fmt.Sprintf("http://127.0.0.1:%d/fullchain.pem", nport)
 	fmt.Printf("fullchain: %d bytes; wrk -t%d -c%d -d%s --latency; GOMAXPROCS=%s\n", len(chain), threads, conns, dur, os.Getenv("GOMAXPROCS"))
 	api, err := wrk(apiURL, "Authorization: Bearer "+secret, dur, conns, threads)
 	if err != nil {

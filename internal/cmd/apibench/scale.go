@@ -231,8 +231,15 @@ func seedIssued(ctx context.Context, store scaleStore, name string) ([]byte, err
 	return chain, err
 }
 
-// startNginx serves chain as /fullchain.pem from dir.
+// startNginx serves chain as /fullchain.pem from dir, with one worker
+// process.
 func startNginx(ctx context.Context, dir string, chain []byte) (string, func(), error) {
+	return startNginxWorkers(ctx, dir, chain, 1)
+}
+
+// startNginxWorkers serves chain as /fullchain.pem from dir, with workers
+// worker processes.
+func startNginxWorkers(ctx context.Context, dir string, chain []byte, workers int) (string, func(), error) {
 	if err := os.WriteFile(filepath.Join(dir, "fullchain.pem"), chain, 0o644); err != nil {
 		return "", nil, err
 	}
@@ -242,7 +249,7 @@ func startNginx(ctx context.Context, dir string, chain []byte) (string, func(), 
 	}
 	nport := nln.Addr().(*net.TCPAddr).Port
 	nln.Close()
-	conf := fmt.Sprintf(`worker_processes 1;
+	conf := fmt.Sprintf(`worker_processes %[3]d;
 pid %[1]s/nginx.pid;
 error_log %[1]s/error.log;
 events { worker_connections 1024; }
@@ -251,7 +258,7 @@ http {
   client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s; uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
   server { listen 127.0.0.1:%[2]d; root %[1]s; location / { default_type application/x-pem-file; } }
 }
-`, dir, nport)
+`, dir, nport, workers)
 	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
 		return "", nil, err
 	}

@@ -267,4 +267,18 @@ func TestAnswerHandedOverBeforeOutage(t *testing.T) {
 		t.Errorf("B's http-01 for a token presented during its cut, the line back 0.5 s later: %d %q, want 200 and the key authorization", code, body)
 	}
 	t.Logf("answered %v after the request, the line back after 0.5 s", time.Since(start).Round(time.Millisecond))
+
+	// The same for tls-alpn-01: a handshake for a name A presents while
+	// B is cut completes once B's line is back, instead of failing.
+	proxy.Cut()
+	alpnA := &tlsalpn01.Solver{Store: storeA, Answers: &answers.Cache{}}
+	alpnB := &tlsalpn01.Responder{Store: storeB, Answers: &answers.Cache{}, LookupTimeout: 3 * time.Second}
+	lateName := certfleet.Identifier{Type: certfleet.IdentifierDNS, Value: "late-alpn.certfleet.test"}
+	if err := alpnA.Present(t.Context(), certfleet.Challenge{Type: certfleet.ChallengeTLSALPN01, Token: "t", KeyAuthorization: late + ".alpn", Identifier: lateName}); err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(500*time.Millisecond, func() { _ = proxy.Restore() })
+	if _, err := alpnB.GetCertificate(&tls.ClientHelloInfo{ServerName: lateName.Value, SupportedProtos: []string{tlsalpn01.ALPNProto}}); err != nil {
+		t.Errorf("B's tls-alpn-01 for a name presented during its cut, the line back 0.5 s later: %v, want the validation certificate", err)
+	}
 }

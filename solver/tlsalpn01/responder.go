@@ -166,8 +166,9 @@ func (r *Responder) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate
 // failed within the last seconds, in Answers (presented here, or copied
 // from the store before the failure: issue 16). The store comes first
 // while it answers: one name has one answer at a time, and another
-// instance may have replaced the one copied here. source is "store",
-// "memory", for the log.
+// instance may have replaced the one copied here. While the store fails
+// and memory lacks it, both are tried again until LookupTimeout ends.
+// source is "store", "memory", for the log.
 func (r *Responder) lookup(ctx context.Context, name string) (certfleet.ChallengeToken, string, error) {
 	now := r.now()
 	if r.Answers != nil && (r.Store == nil || r.Answers.StoreDown(now)) {
@@ -184,15 +185,34 @@ func (r *Responder) lookup(ctx context.Context, name string) (certfleet.Challeng
 	}
 	lctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tok, err := r.Store.Challenge(lctx, certfleet.ChallengeTLSALPN01, name)
-	if err != nil && certfleet.ErrorCode(err) != certfleet.ENOTFOUND && r.Answers != nil {
-		r.Answers.StoreFailed(now)
-		if t, ok := r.Answers.Get(name, now); ok {
+	backoff := retryMin
+	for {
+		tok, err := r.Store.Challenge(lctx, certfleet.ChallengeTLSALPN01, name)
+		if err == nil || certfleet.ErrorCode(err) == certfleet.ENOTFOUND || r.Answers == nil {
+			return tok, "store", err
+		}
+		r.Answers.StoreFailed(r.now())
+		if t, ok := r.Answers.Get(name, r.now()); ok {
 			return t, "memory", nil
 		}
+		// Not in memory either: look again, in both, until the budget
+		// ends (issue 16: the answer's notification, or the list read
+		// once the store is back, may bring it; a failed handshake
+		// fails the authorization).
+		select {
+		case <-lctx.Done():
+			return tok, "store", err
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, retryMax)
 	}
-	return tok, "store", err
 }
+
+// Steps of lookup's retries while the store fails, as in solver/http01.
+const (
+	retryMin = 50 * time.Millisecond
+	retryMax = 500 * time.Millisecond
+)
 
 // validServerName accepts lower-case host names (letters, digits, '-', '_',
 // '.') that fit in DNS, before anything reaches the store.

@@ -88,7 +88,7 @@ func (t countingTx) Queue(s sqlstore.Q, args ...any) {
 }
 
 // newCountingStore is a store on db's database whose statements n counts.
-func newCountingStore(t *testing.T, db sqlstore.DB, n *atomic.Int64) *sqlstore.Store {
+func newCountingStore(t testing.TB, db sqlstore.DB, n *atomic.Int64) *sqlstore.Store {
 	t.Helper()
 	s := &sqlstore.Store{}
 	if err := s.Attach(t.Context(), countingDB{db, n}); err != nil {
@@ -101,7 +101,7 @@ func newCountingStore(t *testing.T, db sqlstore.DB, n *atomic.Int64) *sqlstore.S
 // other one with an order_failed event, so that its hint has a class),
 // the first tenth issued (with a chain) and failing its renewal, the last
 // tenth deferred, and an agent's report for each.
-func extrasFleet(t *testing.T, s *sqlstore.Store, n int) {
+func extrasFleet(t testing.TB, s *sqlstore.Store, n int) {
 	t.Helper()
 	ctx := t.Context()
 	specs := storetest.NewSpecs("s", n)
@@ -246,7 +246,7 @@ func testListingStatements(t *testing.T, db sqlstore.DB) {
 
 // login logs in to the dashboard at base with secret and returns the
 // session cookie as a Cookie header.
-func login(t *testing.T, base, secret string) string {
+func login(t testing.TB, base, secret string) string {
 	t.Helper()
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.PostForm(base+"/dashboard/login", url.Values{"token": {secret}})

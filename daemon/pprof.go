@@ -14,7 +14,7 @@ import (
 // PprofEnv names the environment variable that, set to a loopback
 // address ("127.0.0.1:6060"), makes serve answer Go's profiler there
 // (/debug/pprof/: CPU, heap, goroutines). It is for measuring serve under
-// load (internal/cmd/apibench -serve -pprof) and is off unless set; it is
+// load (internal/cmd/apibench -serve -serve-pprof) and is off unless set; it is
 // not in the config file because operators have no use for it.
 const PprofEnv = "CERTFLEET_PPROF"
 

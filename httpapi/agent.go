@@ -88,17 +88,8 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, p principal) {
 		return
 	}
 	ctx := r.Context()
-	sp, prob, err := s.readable(ctx, p, id.Value, s.specFor)
-	if err != nil {
-		s.internal(w, r, "agent report", err)
-		return
-	}
-	if prob != nil {
-		s.fail(w, r, false, prob)
-		return
-	}
+	sp := s.managedSpec(w, r, p, id.Value, "agent report")
 	if sp == nil {
-		s.fail(w, r, false, problemf(certfleet.ENOTFOUND, "%q is not managed", id.Value))
 		return
 	}
 	var kt certfleet.KeyType

@@ -38,6 +38,22 @@ func (s *Server) readable(ctx context.Context, p principal, name string,
 	return sp, nil, nil
 }
 
+// managedSpec is readable for a handler that answers at once: it writes
+// the problem (an internal error as what, out of scope, or not managed)
+// and returns nil when the request ends there.
+func (s *Server) managedSpec(w http.ResponseWriter, r *http.Request, p principal, name, what string) *certfleet.CertificateSpec {
+	sp, prob, err := s.readable(r.Context(), p, name, s.specFor)
+	switch {
+	case err != nil:
+		s.internal(w, r, what, err)
+	case prob != nil:
+		s.fail(w, r, false, prob)
+	case sp == nil:
+		s.fail(w, r, false, problemf(certfleet.ENOTFOUND, "%q is not managed", name))
+	}
+	return sp
+}
+
 // current returns the current issuance of sp's key type of family ("" picks
 // the only one, or ECDSA of a dual certificate) if it holds name and p may
 // read it as issued: a certificate made before the spec lost names, or for

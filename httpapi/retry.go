@@ -18,17 +18,8 @@ func (s *Server) retry(w http.ResponseWriter, r *http.Request, p principal) {
 		s.fail(w, r, false, prob)
 		return
 	}
-	sp, prob, err := s.readable(ctx, p, id.Value, s.specFor)
-	if err != nil {
-		s.internal(w, r, "retry", err)
-		return
-	}
-	if prob != nil {
-		s.fail(w, r, false, prob)
-		return
-	}
+	sp := s.managedSpec(w, r, p, id.Value, "retry")
 	if sp == nil {
-		s.fail(w, r, false, problemf(certfleet.ENOTFOUND, "%q is not managed", id.Value))
 		return
 	}
 	force := false

@@ -135,6 +135,14 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 		cancel()
 	}
 	if err != nil {
+		if d.orderURL == "" && certfleet.ErrorCode(err) == certfleet.EUNAVAILABLE && !certfleet.IsCAOutage(err) {
+			// The store (not the CA: acmeissuer's unreachable CA is an
+			// IsCAOutage error) failed before an order was placed or
+			// resumed, loading the account during a database restart:
+			// nothing was spent at the CA and the job is not at fault,
+			// so it is given back without a failed attempt or backoff.
+			return certfleet.Issuance{}, storeError{err}
+		}
 		return certfleet.Issuance{}, err
 	}
 	chain, err := certfleet.ParseChain(res.ChainPEM)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/acmeissuer"
 	"github.com/certfleet/certfleet/sqlite"
 )
 
@@ -226,6 +227,51 @@ func TestBudgetStoreOutageIsNoFailure(t *testing.T) {
 			j.Failures, j.LastError, j.LeaseOwner, j.NextAt)
 	}
 	b.down.Store(false)
+	if rep := mustRunOnce(t, m); rep.Issued != 1 {
+		t.Errorf("after the outage: %+v", rep.Results)
+	}
+}
+
+// downAccounts is an account store whose reads fail as an unreachable
+// PostgreSQL's do while down is set.
+type downAccounts struct {
+	certfleet.AccountStore
+	down atomic.Bool
+}
+
+func (a *downAccounts) Account(ctx context.Context, ca, name string) (certfleet.Account, error) {
+	if a.down.Load() {
+		return certfleet.Account{}, unavailable()
+	}
+	return a.AccountStore.Account(ctx, ca, name)
+}
+
+// TestAccountLoadOutageIsNoFailure: the ACME account is read from the
+// store before each order, so a read cut by a database restart is the
+// store's outage, not the job's failure: no order, no failed attempt, no
+// backoff, the job given back due (issue 16; the failover run found
+// "load account ...: database connection lost" recorded as a failure and
+// backed off 46–54 s).
+func TestAccountLoadOutageIsNoFailure(t *testing.T) {
+	e := newTestEnv(t, nil)
+	e.sync(spec(t, "acct", certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, "acct.certfleet.test"))
+	accts := &downAccounts{AccountStore: e.store}
+	iss, err := acmeissuer.New(acmeissuer.Config{
+		DirectoryURL: e.ca.DirectoryURL(), TrustedRootsPEM: e.ca.TLSRootPEM(), Accounts: accts,
+		Solvers: e.solvers, PollInterval: 50 * time.Millisecond, Contact: []string{"test@certfleet.test"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accts.down.Store(true)
+	m := e.manager(iss)
+	mustRunOnce(t, m)
+	j := e.job("acct", certfleet.ECDSAP256)
+	if j.Failures != 0 || j.LeaseOwner != "" || j.NextAt.After(e.clock.Now()) {
+		t.Errorf("after the account's store outage: failures %d (%q), lease %q, next %v; want no failure, released, due now",
+			j.Failures, j.LastError, j.LeaseOwner, j.NextAt)
+	}
+	accts.down.Store(false)
 	if rep := mustRunOnce(t, m); rep.Issued != 1 {
 		t.Errorf("after the outage: %+v", rep.Results)
 	}

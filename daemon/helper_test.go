@@ -67,10 +67,14 @@ func helperRecords(t *testing.T, stateDir string) []string {
 
 func portOpen(port int) bool {
 	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
-	if err == nil {
-		c.Close()
+	if err != nil {
+		return false
 	}
-	return err == nil
+	defer c.Close()
+	// A port of the ephemeral range that nothing listens on can still
+	// "answer": the kernel may pick the same port as the dial's source,
+	// and TCP's simultaneous open connects the socket to itself.
+	return c.LocalAddr().String() != c.RemoteAddr().String()
 }
 
 // tomlArgv renders an argv as a TOML array.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/sqlite"
 )
 
@@ -175,16 +176,7 @@ func TestStoreReadOutageIsNoFailure(t *testing.T) {
 	os.specDown.Store(true)
 	m := e.manager(e.issuer(e.ca.DirectoryURL(), nil))
 	m.Store = os
-	mustRunOnce(t, m)
-	j := e.job("read", certfleet.ECDSAP256)
-	if j.Failures != 0 || j.LeaseOwner != "" || j.NextAt.After(e.clock.Now()) {
-		t.Errorf("after a store read outage: failures %d (%q), lease %q, next %v; want no failure, released, due now",
-			j.Failures, j.LastError, j.LeaseOwner, j.NextAt)
-	}
-	os.specDown.Store(false)
-	if rep := mustRunOnce(t, m); rep.Issued != 1 {
-		t.Errorf("after the outage: %+v", rep.Results)
-	}
+	assertGivenBack(t, e, m, "read", "a store read outage", func() { os.specDown.Store(false) })
 }
 
 // downBudget is a rate-limit budget whose store is unreachable while down
@@ -220,16 +212,7 @@ func TestBudgetStoreOutageIsNoFailure(t *testing.T) {
 	b.down.Store(true)
 	m := e.manager(e.issuer(e.ca.DirectoryURL(), nil))
 	m.Budget = b
-	mustRunOnce(t, m)
-	j := e.job("budget", certfleet.ECDSAP256)
-	if j.Failures != 0 || j.LeaseOwner != "" || j.NextAt.After(e.clock.Now()) {
-		t.Errorf("after the budget's store outage: failures %d (%q), lease %q, next %v; want no failure, released, due now",
-			j.Failures, j.LastError, j.LeaseOwner, j.NextAt)
-	}
-	b.down.Store(false)
-	if rep := mustRunOnce(t, m); rep.Issued != 1 {
-		t.Errorf("after the outage: %+v", rep.Results)
-	}
+	assertGivenBack(t, e, m, "budget", "the budget's store outage", func() { b.down.Store(false) })
 }
 
 // downAccounts is an account store whose reads fail as an unreachable
@@ -265,13 +248,21 @@ func TestAccountLoadOutageIsNoFailure(t *testing.T) {
 	}
 	accts.down.Store(true)
 	m := e.manager(iss)
+	assertGivenBack(t, e, m, "acct", "the account's store outage", func() { accts.down.Store(false) })
+}
+
+// assertGivenBack runs m once while the store is out and checks that the
+// job of spec name was given back (no failed attempt, no lease, due now),
+// then ends the outage with up and checks that the next run issues it.
+func assertGivenBack(t *testing.T, e *env, m *manager.Manager, name, what string, up func()) {
+	t.Helper()
 	mustRunOnce(t, m)
-	j := e.job("acct", certfleet.ECDSAP256)
+	j := e.job(name, certfleet.ECDSAP256)
 	if j.Failures != 0 || j.LeaseOwner != "" || j.NextAt.After(e.clock.Now()) {
-		t.Errorf("after the account's store outage: failures %d (%q), lease %q, next %v; want no failure, released, due now",
-			j.Failures, j.LastError, j.LeaseOwner, j.NextAt)
+		t.Errorf("after %s: failures %d (%q), lease %q, next %v; want no failure, released, due now",
+			what, j.Failures, j.LastError, j.LeaseOwner, j.NextAt)
 	}
-	accts.down.Store(false)
+	up()
 	if rep := mustRunOnce(t, m); rep.Issued != 1 {
 		t.Errorf("after the outage: %+v", rep.Results)
 	}

@@ -194,7 +194,10 @@ func testListingStatements(t *testing.T, db sqlstore.DB) {
 		var body string
 		small := statements(func() { get(api.URL, fmt.Sprintf(path, 10), bearer) })
 		large := statements(func() { body = get(api.URL, fmt.Sprintf(path, 100), bearer) })
-		if large != small {
+		// Reads per row would add 90 or more statements to the page of
+		// 100; a difference of one or two is a write of a background task
+		// that fell into one measurement (seen once in CI: 7 against 6).
+		if large > small+2 {
 			t.Errorf("GET %s: %d statements for 100 rows, %d for 10: the page reads per row", fmt.Sprintf(path, 100), large, small)
 		}
 		if strings.Contains(path, "failing") && !strings.Contains(body, `"failures": 1`) {

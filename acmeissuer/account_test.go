@@ -27,7 +27,7 @@ func TestForgottenAccountIsReplaced(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stale := env.ca.DirectoryURL()[:len(env.ca.DirectoryURL())-len("/dir")] + "/my-account/forgotten"
+	stale := env.ca.APIURL("/my-account/forgotten")
 	if _, err := store.CreateAccount(t.Context(), certfleet.Account{
 		CA: env.ca.DirectoryURL(), Name: certfleet.DefaultAccount, KeyPEM: keyPEM, URL: stale,
 	}); err != nil {
@@ -84,7 +84,7 @@ func TestForgottenAccountNotReplacedBlind(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stale := env.ca.DirectoryURL()[:len(env.ca.DirectoryURL())-len("/dir")] + "/my-account/forgotten"
+	stale := env.ca.APIURL("/my-account/forgotten")
 	if _, err := store.CreateAccount(t.Context(), certfleet.Account{
 		CA: env.ca.DirectoryURL(), Name: certfleet.DefaultAccount, KeyPEM: keyPEM, URL: stale,
 	}); err != nil {

@@ -322,7 +322,7 @@ func TestRenewalInfoWithoutARI(t *testing.T) {
 	env := newTestEnv(t, pebbleca.Config{})
 	p := newFaultProxy(t, env.ca)
 	p.setFault(func(w http.ResponseWriter, r *http.Request) bool {
-		if r.URL.Path != "/dir" {
+		if !strings.HasSuffix(r.URL.Path, "/dir") {
 			return false
 		}
 		// The proxied directory without renewalInfo: a CA without ARI.

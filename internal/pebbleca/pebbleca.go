@@ -114,6 +114,10 @@ type Config struct {
 	// millisecond and validation runs in the background, so serving them
 	// in turn costs tests little. Benchmarks comparing throughput set it.
 	Concurrent bool
+
+	// apiAddr, when set, is the address the ACME API listens on instead
+	// of a fresh loopback port (tests of this package only).
+	apiAddr string
 }
 
 // CA is a running in-process Pebble. Its methods are safe for concurrent
@@ -124,6 +128,7 @@ type CA struct {
 	api      *http.Server
 	mgmt     *http.Server
 	apiURL   string
+	dirPath  string // the directory's path, unique to this CA (dirPrefix)
 	mgmtURL  string
 	pebble   *ca.CAImpl
 	db       *db.MemoryStore
@@ -213,11 +218,20 @@ func Start(ctx context.Context, cfg Config) (*CA, error) {
 		var one sync.Mutex // shared: management requests use the store too
 		api, mgmt = serialize(&one, api), serialize(&one, mgmt)
 	}
-	c.api, c.apiURL, err = serveTLS(c.count(api), tlsConf, logger)
+	prefix, err := dirPrefix()
 	if err != nil {
 		return nil, err
 	}
-	c.mgmt, c.mgmtURL, err = serveTLS(mgmt, tlsConf, logger)
+	c.dirPath = prefix + wfe.DirectoryPath
+	apiAddr := cfg.apiAddr
+	if apiAddr == "" {
+		apiAddr = "127.0.0.1:0"
+	}
+	c.api, c.apiURL, err = serveTLS(apiAddr, stripPrefix(prefix, c.count(api)), tlsConf, logger)
+	if err != nil {
+		return nil, err
+	}
+	c.mgmt, c.mgmtURL, err = serveTLS("127.0.0.1:0", mgmt, tlsConf, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -234,8 +248,40 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-func serveTLS(h http.Handler, conf *tls.Config, logger *log.Logger) (*http.Server, string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+// dirPrefix returns a path prefix of its own for a CA's directory URL.
+//
+// An ACME client process keeps the directories it fetched by URL: acmez
+// for 12 hours, in a process-wide map (acme.Client.provisionDirectory),
+// and certfleet's issuers for their lifetime. A CA closed in one test
+// frees its loopback port, and the kernel may give that port to the CA
+// the next test starts, with other profiles or EAB rules: under the same
+// URL, its client would be served the first CA's directory ("the CA does
+// not offer profile short"). The prefix keeps two CAs of one process from
+// ever sharing a directory URL.
+func dirPrefix() (string, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("pebble: directory path: %w", err)
+	}
+	return fmt.Sprintf("/ca-%x", b), nil
+}
+
+// stripPrefix serves h with prefix taken off the paths that have it: the
+// directory lives under the prefix, and the URLs Pebble puts in it (built
+// from its own fixed paths) have none.
+func stripPrefix(prefix string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.Path, prefix); ok && strings.HasPrefix(rest, "/") {
+			r2 := r.Clone(r.Context())
+			r2.URL.Path, r2.URL.RawPath = rest, ""
+			r = r2
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func serveTLS(addr string, h http.Handler, conf *tls.Config, logger *log.Logger) (*http.Server, string, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("pebble: listen: %w", err)
 	}
@@ -320,8 +366,14 @@ func selfSignedLoopback() (tls.Certificate, []byte, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, certPEM, nil
 }
 
-// DirectoryURL returns the ACME directory URL (RFC 8555 §7.1.1).
-func (c *CA) DirectoryURL() string { return c.apiURL + wfe.DirectoryPath }
+// DirectoryURL returns the ACME directory URL (RFC 8555 §7.1.1). Its path
+// is unique to this CA (see dirPrefix); the other URLs of the API are
+// Pebble's own, as the directory lists them.
+func (c *CA) DirectoryURL() string { return c.apiURL + c.dirPath }
+
+// APIURL returns the URL of path on the ACME API, as the URLs Pebble makes
+// are ("/my-account/1"): for a test to name a resource the CA does not have.
+func (c *CA) APIURL(path string) string { return c.apiURL + path }
 
 // ManagementURL returns the base URL of Pebble's management API; the
 // issuing root is at ManagementURL()+"/roots/0". It trusts TLSRootPEM too.

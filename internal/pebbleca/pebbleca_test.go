@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,4 +167,62 @@ func TestCountsOrders(t *testing.T) {
 	if got := c.Finalizations(); got != 0 {
 		t.Errorf("Finalizations() = %d, want 0", got)
 	}
+}
+
+// TestDirectoryURLNotReusedWithPort: a CA started on the loopback port a
+// closed one had must not share its directory URL. acmez keeps fetched
+// directories by URL for the whole process, so a client of the second CA
+// was served the first one's directory: without its profiles, "the CA does
+// not offer profile short" (a daemon test flake under load, when the
+// kernel gave a new test's CA the port of an earlier test's).
+func TestDirectoryURLNotReusedWithPort(t *testing.T) {
+	first, err := pebbleca.Start(t.Context(), pebbleca.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &acme.Client{Directory: first.DirectoryURL(), HTTPClient: first.HTTPClient()}
+	if dir, err := client.GetDirectory(t.Context()); err != nil || !hasProfile(dir, pebbleca.DefaultProfile) {
+		t.Fatalf("first CA's directory: %+v, %v", dir.Meta, err)
+	}
+	first.Close()
+	addr := strings.TrimPrefix(first.APIURL(""), "https://")
+
+	second, err := pebbleca.Start(t.Context(), pebbleca.WithAPIAddr(pebbleca.Config{
+		Profiles: map[string]pebbleca.Profile{"short": {Description: "20 s", ValidityPeriod: 20 * time.Second}},
+	}, addr))
+	if err != nil {
+		t.Fatalf("start a CA on the first one's port %s: %v", addr, err)
+	}
+	t.Cleanup(func() { second.Close() })
+	if second.DirectoryURL() == first.DirectoryURL() {
+		t.Errorf("both CAs have the directory URL %s", second.DirectoryURL())
+	}
+	client = &acme.Client{Directory: second.DirectoryURL(), HTTPClient: second.HTTPClient()}
+	dir, err := client.GetDirectory(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasProfile(dir, "short") || hasProfile(dir, pebbleca.DefaultProfile) {
+		t.Errorf("second CA's directory offers %v, want only its own profile short", dir.Meta)
+	}
+	// The URLs the directory lists, without the prefix, still work.
+	if dir.NewNonce == "" {
+		t.Fatal("no newNonce in the directory")
+	}
+	resp, err := second.HTTPClient().Head(dir.NewNonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Replay-Nonce") == "" {
+		t.Errorf("HEAD %s: %s, no nonce", dir.NewNonce, resp.Status)
+	}
+}
+
+func hasProfile(dir acme.Directory, name string) bool {
+	if dir.Meta == nil {
+		return false
+	}
+	_, ok := dir.Meta.Profiles[name]
+	return ok
 }

@@ -26,8 +26,21 @@ type IssueRequest struct {
 	// usable (pending, ready, processing or valid) and places a new order
 	// only if it is invalid or gone.
 	ResumeOrderURL string
-	// OnOrder is called with the URL of a newly placed order before any
-	// challenge is answered, so the caller can persist it; an error aborts
+	// Placed, when set, is the mark of a new order whose placing was
+	// interrupted before its URL was saved (Job.Placing, and no
+	// ResumeOrderURL): the issuer looks for that order among the
+	// account's orders (RFC 8555 §7.1.2.1) and continues it instead of
+	// placing a second one, if it is still pending or ready. Orders in
+	// NotOrders (other jobs' orders for the same identifiers) are never
+	// taken for it.
+	Placed    *OrderPlacing
+	NotOrders []string
+	// OnPlacing, if set, is called just before a new order is placed
+	// (after BeforeNewOrder), so the caller can persist the mark; an
+	// error ends the issuance before the CA is asked.
+	OnPlacing func(ctx context.Context, p OrderPlacing) error
+	// OnOrder is called with the URL of a newly placed order (or of the
+	// order found for Placed) before any challenge is answered, so the caller can persist it; an error aborts
 	// the issuance.
 	OnOrder func(ctx context.Context, orderURL string) error
 	// BeforeNewOrder, if set, is called just before a new order is placed

@@ -55,6 +55,13 @@ type Job struct {
 	// order resumes it rather than placing a second one.
 	PendingOrderURL string
 	PendingKeyPEM   []byte
+	// Placing is set just before a new order is placed and cleared once
+	// its URL is saved (SetPendingOrder) or the job completes: a job
+	// claimed with Placing set and no PendingOrderURL was interrupted
+	// between the CA creating an order and the store learning its URL,
+	// and the taker looks that order up at the CA instead of placing a
+	// second one (issue 16).
+	Placing OrderPlacing
 	// Lease: which instance works on the job, until when.
 	LeaseOwner string
 	LeaseUntil time.Time
@@ -69,6 +76,14 @@ type Job struct {
 	// configuration says (output_dir, copies, commands): a certificate
 	// issued but not written is failing as much as one not issued.
 	Deploy DeployState
+}
+
+// OrderPlacing marks a new order about to be placed: when, with which ACME
+// account, for which identifiers. The zero value (At zero) is no mark.
+type OrderPlacing struct {
+	At          time.Time    `json:"at"`
+	Account     string       `json:"account"` // the account URL at the CA
+	Identifiers []Identifier `json:"identifiers"`
 }
 
 // DeployState is the outcome of writing a job's current issuance to its
@@ -173,8 +188,14 @@ type JobStore interface {
 	// ExtendLease moves the lease's end to until.
 	ExtendLease(ctx context.Context, key JobKey, owner string, until time.Time) error
 	// SetPendingOrder records the order in flight (and its key) before any
-	// challenge is answered; an empty orderURL clears it.
+	// challenge is answered, and clears the Placing mark; an empty
+	// orderURL clears the order.
 	SetPendingOrder(ctx context.Context, key JobKey, owner, orderURL string, keyPEM []byte) error
+	// MarkPlacing records that a new order is about to be placed (see
+	// Job.Placing); SetPendingOrder with a URL and CompleteIssuance clear
+	// it, FailJob keeps it (the order may exist although the CA's answer
+	// was lost).
+	MarkPlacing(ctx context.Context, key JobKey, owner string, p OrderPlacing) error
 	// CompleteIssuance atomically adds iss to the archive, makes it the
 	// job's current issuance, clears the pending order and failures,
 	// schedules the job per next (see ScheduleUpdate.SeenRevision),

@@ -1,9 +1,11 @@
 package acmeissuer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -181,9 +183,14 @@ type recorderKey struct{}
 // call: acmez returns neither the status of a non-problem error nor the
 // Retry-After of any response.
 type recorder struct {
-	mu         sync.Mutex // guards status, retryAfter
+	mu         sync.Mutex // guards status, retryAfter, body, links
 	status     int
 	retryAfter time.Time
+	// keep asks for the body and Link header fields of the response
+	// (the orders list, which acmez cannot decode; set before the call).
+	keep  bool
+	body  []byte
+	links []string
 }
 
 func (r *recorder) get() (int, time.Time) {
@@ -202,12 +209,26 @@ type transport struct {
 	now  func() time.Time
 }
 
+// maxKeptBody bounds a response body kept by a recorder: an orders page of
+// a CA that ignores paging would be a few hundred bytes per order.
+const maxKeptBody = 4 << 20
+
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.base.RoundTrip(req)
 	if rec, ok := req.Context().Value(recorderKey{}).(*recorder); ok && resp != nil {
 		at := parseRetryAfter(resp.Header.Get("Retry-After"), t.now())
 		rec.mu.Lock()
 		rec.status, rec.retryAfter = resp.StatusCode, at
+		if rec.keep && resp.Body != nil {
+			// Bounded: an orders page is a list of URLs.
+			b, rerr := io.ReadAll(io.LimitReader(resp.Body, maxKeptBody))
+			resp.Body.Close()
+			resp.Body = io.NopCloser(bytes.NewReader(b))
+			if rerr != nil {
+				b = nil
+			}
+			rec.body, rec.links = b, resp.Header.Values("Link")
+		}
 		rec.mu.Unlock()
 	}
 	return resp, err

@@ -136,6 +136,12 @@ type Issuer struct {
 	dirOnce    sync.Mutex // guards dir
 	dir        *acme.Directory
 	obs        *observer // nil without Config.Observer
+	// ordersMu guards ordersOf, ordersURL: the account's orders list
+	// (RFC 8555 §7.1.2.1) as last fetched, for the account URL ordersOf.
+	ordersMu  sync.Mutex
+	ordersOf  string
+	ordersURL string
+	noList    sync.Once // the CA offers no orders list: said once
 }
 
 var (

@@ -121,6 +121,27 @@ func (i *Issuer) issue(ctx context.Context, req certfleet.IssueRequest, used *cr
 			}
 		}
 	}
+	if req.Placed != nil && req.ResumeOrderURL == "" {
+		order, ok, err := i.findPlaced(ctx, acct, req, lg)
+		if err != nil {
+			return certfleet.IssueResult{}, err
+		}
+		if ok {
+			if req.OnOrder != nil {
+				if err := req.OnOrder(ctx, order.Location); err != nil {
+					return certfleet.IssueResult{}, fmt.Errorf("order %s: %w", order.Location, err)
+				}
+			}
+			res, err := i.complete(ctx, acct, order, req, solver, lg)
+			switch {
+			case errors.Is(err, errKeyMismatch), errors.Is(err, errStaleAuthz):
+				lg.Info("the order of an interrupted placing cannot be completed; placing a new order",
+					certfleet.LogOrderURL, order.Location, certfleet.LogError, err)
+			default:
+				return res, err
+			}
+		}
+	}
 	order, err := i.newOrder(ctx, acct, dir, req, lg)
 	if err != nil {
 		return certfleet.IssueResult{}, err
@@ -183,6 +204,13 @@ func (i *Issuer) newOrder(ctx context.Context, acct acme.Account, dir acme.Direc
 	if req.BeforeNewOrder != nil {
 		// Rate-limit budgets: the last word before the CA counts an order.
 		if err := req.BeforeNewOrder(ctx, tmpl.Replaces != ""); err != nil {
+			return acme.Order{}, err
+		}
+	}
+	if req.OnPlacing != nil {
+		// Ours (issue 16): the mark lets whoever takes the job over after
+		// a crash before OnOrder find this order (findPlaced).
+		if err := req.OnPlacing(ctx, certfleet.OrderPlacing{At: i.now(), Account: acct.Location, Identifiers: req.Spec.Identifiers}); err != nil {
 			return acme.Order{}, err
 		}
 	}

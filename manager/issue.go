@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -86,6 +87,9 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 	}
 	if job.PendingOrderURL != "" {
 		d.orderURL = job.PendingOrderURL
+	}
+	if err := m.placing(ctx, job, &req, log); err != nil {
+		return certfleet.Issuance{}, err
 	}
 	// RFC 9773 §5: "replaces" names the certificate being renewed; only a
 	// like-for-like renewal is one (changed names are a new certificate).
@@ -180,6 +184,38 @@ func (m *Manager) issue(ctx context.Context, job certfleet.Job, d *decision) (ce
 		return certfleet.Issuance{}, fmt.Errorf("archive certificate %s: %w", iss.Serial, err)
 	}
 	return stored, nil
+}
+
+// placing wires the mark of an order being placed (issue 16): the issuer
+// saves it just before it places a new order (OnPlacing); a job taken
+// over with a mark and no saved order URL was interrupted between the
+// CA creating the order and the store learning its URL, and the issuer
+// looks that order up (Placed) instead of placing a second one. The
+// pending orders of the spec's other key types are for the same names and
+// are never taken for it.
+func (m *Manager) placing(ctx context.Context, job certfleet.Job, req *certfleet.IssueRequest, log *slog.Logger) error {
+	req.OnPlacing = func(ctx context.Context, p certfleet.OrderPlacing) error {
+		return m.save(ctx, "the mark of the order being placed", log, func(ctx context.Context) error {
+			return m.Store.MarkPlacing(ctx, job.JobKey, m.Instance, p)
+		})
+	}
+	if req.ResumeOrderURL != "" || job.Placing.At.IsZero() {
+		return nil
+	}
+	siblings, err := m.Store.Jobs(ctx, certfleet.JobFilter{Spec: job.Spec, IncludeDisabled: true})
+	if err != nil {
+		return storeError{fmt.Errorf("read the other jobs of %s: %w", job.Spec, err)}
+	}
+	for _, j := range siblings {
+		if j.KeyType != job.KeyType && j.PendingOrderURL != "" {
+			req.NotOrders = append(req.NotOrders, j.PendingOrderURL)
+		}
+	}
+	p := job.Placing
+	req.Placed = &p
+	log.Info("the job's last order placing was interrupted before its URL was saved; looking for the order at the CA",
+		"placing_at", p.At)
+	return nil
 }
 
 // parseSpecCSR decodes the PEM CSR of a CSR-mode spec (checked by the API

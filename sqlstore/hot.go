@@ -13,7 +13,7 @@ var hot = []Q{
 	qInsertEvent,
 	qInsertSpec, qInsertJob,
 	qClaimDue, qLeasedJob, qInsertIssuance, qCompleteJob, qFailJob, qInsertAttempt, qPruneAttempts,
-	qExtendLease, qSetPendingOrder, qReschedule, qReleaseLease,
+	qExtendLease, qSetPendingOrder, qMarkPlacing, qReschedule, qReleaseLease,
 	qJob, qNextDue, qLeaveQueue,
 	// PUT /v1/names and the reads of its answer, and a round of alerts
 	// over the certificates events named: a dozen statements per PUT,

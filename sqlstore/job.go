@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -21,7 +22,8 @@ const noLimit = math.MaxInt64
 
 const jobColumns = `spec, key_type, current_id, current_revision, next_at, failures, last_error, last_error_at,
 	ari_start, ari_end, ari_retry_at, pending_order_url, pending_key, lease_owner, lease_until, disabled,
-	deploy_error, deploy_failures, deploy_failed_at, deploy_next_at, target_revision, changed_at, renew_requested_at`
+	deploy_error, deploy_failures, deploy_failed_at, deploy_next_at, target_revision, changed_at, renew_requested_at,
+	placing_order`
 
 var (
 	// qClaimDue selects due, unleased jobs in NextAt order and leases them
@@ -70,7 +72,7 @@ var (
 			jobs.last_error, jobs.last_error_at, jobs.ari_start, jobs.ari_end, jobs.ari_retry_at, jobs.pending_order_url,
 			jobs.pending_key, jobs.lease_owner, jobs.lease_until, jobs.disabled,
 			jobs.deploy_error, jobs.deploy_failures, jobs.deploy_failed_at, jobs.deploy_next_at,
-			jobs.target_revision, jobs.changed_at, jobs.renew_requested_at`)
+			jobs.target_revision, jobs.changed_at, jobs.renew_requested_at, jobs.placing_order`)
 	// qLeasedJob reads the lease of a job. On PostgreSQL it locks the row
 	// until the end of the transaction, so the fenced update that follows
 	// cannot interleave with a claim; a SQLite write transaction already
@@ -85,13 +87,13 @@ var (
 	// change's pack delay starts now; otherwise it is scheduled ($3)
 	// and no change is pending (changed_at NULL).
 	qCompleteJob = SQLEach(`UPDATE jobs SET current_id = $1, current_revision = $2,
-		pending_order_url = '', pending_key = NULL, failures = 0, last_error = '', last_error_at = NULL,
+		pending_order_url = '', pending_key = NULL, placing_order = '', failures = 0, last_error = '', last_error_at = NULL,
 		next_at = CASE WHEN target_revision = $2 OR target_revision = $9 THEN $3 ELSE $4 END,
 		changed_at = CASE WHEN target_revision = $2 OR target_revision = $9 THEN NULL ELSE $4 END,
 		ari_start = $5, ari_end = $6, ari_retry_at = $7, lease_owner = '', lease_until = NULL, renew_requested_at = NULL
 		WHERE id = $8`,
 		`UPDATE jobs SET current_id = $1, current_revision = $2,
-		pending_order_url = '', pending_key = NULL, failures = 0, last_error = '', last_error_at = NULL,
+		pending_order_url = '', pending_key = NULL, placing_order = '', failures = 0, last_error = '', last_error_at = NULL,
 		next_at = CASE WHEN target_revision = $2 OR target_revision = $9::text THEN $3::timestamptz ELSE $4::timestamptz END,
 		changed_at = CASE WHEN target_revision = $2 OR target_revision = $9::text THEN NULL ELSE $4::timestamptz END,
 		ari_start = $5, ari_end = $6, ari_retry_at = $7, lease_owner = '', lease_until = NULL, renew_requested_at = NULL
@@ -101,9 +103,12 @@ var (
 	// one.
 	qFailJob = SQL(`UPDATE jobs SET failures = failures + 1, last_error = $1, last_error_at = $2,
 		next_at = $3, changed_at = NULL, lease_owner = '', lease_until = NULL WHERE id = $4`)
-	qDeferJob        = SQL(`UPDATE jobs SET next_at = $1, lease_owner = '', lease_until = NULL WHERE id = $2`)
-	qExtendLease     = SQL(`UPDATE jobs SET lease_until = $1 WHERE id = $2`)
-	qSetPendingOrder = SQL(`UPDATE jobs SET pending_order_url = $1, pending_key = $2 WHERE id = $3`)
+	qDeferJob    = SQL(`UPDATE jobs SET next_at = $1, lease_owner = '', lease_until = NULL WHERE id = $2`)
+	qExtendLease = SQL(`UPDATE jobs SET lease_until = $1 WHERE id = $2`)
+	// qSetPendingOrder: an order whose URL is saved is no longer being
+	// placed (an empty URL clears the order and keeps no mark either).
+	qSetPendingOrder = SQL(`UPDATE jobs SET pending_order_url = $1, pending_key = $2, placing_order = '' WHERE id = $3`)
+	qMarkPlacing     = SQL(`UPDATE jobs SET placing_order = $1 WHERE id = $2`)
 	// qReschedule: due at once ($1, now) when the spec changed while the
 	// job was leased: its revision is not the one seen at claim ($7,
 	// ScheduleUpdate.SeenRevision); without $7, whenever the current
@@ -165,12 +170,19 @@ func (s *Store) scanJob(r Row) (certfleet.Job, error) {
 		kt         string
 		currentID  *int64
 		pendingKey []byte
+		placing    string
 	)
 	err := r.Scan(&j.Spec, &kt, &currentID, &j.CurrentRevision, &j.NextAt, &j.Failures, &j.LastError, &j.LastErrorAt,
 		&j.ARIStart, &j.ARIEnd, &j.ARIRetryAt, &j.PendingOrderURL, &pendingKey, &j.LeaseOwner, &j.LeaseUntil, &j.Disabled,
-		&j.Deploy.Error, &j.Deploy.Failures, &j.Deploy.FailedAt, &j.Deploy.NextAt, &j.TargetRevision, &j.ChangedAt, &j.RenewRequested)
+		&j.Deploy.Error, &j.Deploy.Failures, &j.Deploy.FailedAt, &j.Deploy.NextAt, &j.TargetRevision, &j.ChangedAt, &j.RenewRequested,
+		&placing)
 	if err != nil {
 		return j, err
+	}
+	if placing != "" {
+		if err := json.Unmarshal([]byte(placing), &j.Placing); err != nil {
+			return j, fmt.Errorf("read the placing mark of %s/%s: %w", j.Spec, kt, err)
+		}
 	}
 	j.KeyType = certfleet.KeyType(kt)
 	if currentID != nil {
@@ -343,6 +355,22 @@ func (s *Store) SetPendingOrder(ctx context.Context, key certfleet.JobKey, owner
 	}
 	if err := s.fenced(ctx, key, owner, quiet, qSetPendingOrder, orderURL, sealed); err != nil {
 		return fmt.Errorf("set pending order of %s: %w", key, err)
+	}
+	return nil
+}
+
+// MarkPlacing implements certfleet.JobStore. A zero p clears the mark.
+func (s *Store) MarkPlacing(ctx context.Context, key certfleet.JobKey, owner string, p certfleet.OrderPlacing) error {
+	v := ""
+	if !p.At.IsZero() {
+		b, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("mark order placing of %s: %w", key, err)
+		}
+		v = string(b)
+	}
+	if err := s.fenced(ctx, key, owner, quiet, qMarkPlacing, v); err != nil {
+		return fmt.Errorf("mark order placing of %s: %w", key, err)
 	}
 	return nil
 }

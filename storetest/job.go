@@ -73,6 +73,46 @@ func testFailJob(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 	}
 }
 
+// testMarkPlacing: the mark of an order being placed survives a failed
+// attempt (the order may exist though its answer was lost) and is cleared
+// once the order's URL is saved and when the job completes (issue 16).
+func testMarkPlacing(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
+	s := newStore(t)
+	mustSync(t, s, certfleet.SourceConfig, NewSpec("one"))
+	key := keyOf("one", certfleet.ECDSAP256)
+	mustClaimKey(t, s, "owner-a", key)
+	mark := certfleet.OrderPlacing{At: time.Now().Truncate(time.Second), Account: "https://ca.example/acct/1",
+		Identifiers: []certfleet.Identifier{{Type: certfleet.IdentifierDNS, Value: "one.example"}}}
+	if err := s.MarkPlacing(t.Context(), key, "owner-a", mark); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FailJob(t.Context(), key, "owner-a", certfleet.Attempt{Error: "answer lost"}, time.Now().Add(-time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	claimed := mustClaimKey(t, s, "owner-b", key)
+	for _, j := range []certfleet.Job{claimed, mustJob(t, s, key)} {
+		if !j.Placing.At.Equal(mark.At) || j.Placing.Account != mark.Account || !slices.Equal(j.Placing.Identifiers, mark.Identifiers) {
+			t.Errorf("placing mark = %+v, want %+v", j.Placing, mark)
+		}
+	}
+	if err := s.SetPendingOrder(t.Context(), key, "owner-b", "https://ca.example/order/9", []byte("key")); err != nil {
+		t.Fatal(err)
+	}
+	if j := mustJob(t, s, key); !j.Placing.At.IsZero() {
+		t.Errorf("placing mark %+v kept after the order's URL was saved", j.Placing)
+	}
+	if err := s.MarkPlacing(t.Context(), key, "owner-b", mark); err != nil {
+		t.Fatal(err)
+	}
+	iss := NewIssuance(NewSpec("one"), certfleet.ECDSAP256)
+	if _, err := s.CompleteIssuance(t.Context(), "owner-b", iss, certfleet.ScheduleUpdate{NextAt: time.Now().Add(time.Hour)}, certfleet.Attempt{}); err != nil {
+		t.Fatal(err)
+	}
+	if j := mustJob(t, s, key); !j.Placing.At.IsZero() {
+		t.Errorf("placing mark %+v kept after the issuance", j.Placing)
+	}
+}
+
 func testCompleteIssuance(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 	s := newStore(t)
 	sp := NewSpec("one")

@@ -174,6 +174,9 @@ var leaseOps = []struct {
 	{"SetPendingOrder", func(ctx context.Context, s certfleet.Store, key certfleet.JobKey, owner string) error {
 		return s.SetPendingOrder(ctx, key, owner, "https://ca.example/order/1", []byte("key"))
 	}},
+	{"MarkPlacing", func(ctx context.Context, s certfleet.Store, key certfleet.JobKey, owner string) error {
+		return s.MarkPlacing(ctx, key, owner, certfleet.OrderPlacing{At: time.Now(), Account: "https://ca.example/acct/1"})
+	}},
 	{"CompleteIssuance", func(ctx context.Context, s certfleet.Store, key certfleet.JobKey, owner string) error {
 		iss := NewIssuance(NewSpec(key.Spec, key.KeyType), key.KeyType)
 		_, err := s.CompleteIssuance(ctx, owner, iss, certfleet.ScheduleUpdate{NextAt: time.Now().Add(time.Hour)}, certfleet.Attempt{})

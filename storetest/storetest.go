@@ -98,6 +98,7 @@ func Run(t *testing.T, newStore func(t *testing.T) certfleet.Store) {
 		{"Lease/Extend", testExtendLease},
 		{"Lease/Release", testReleaseLease},
 		{"FailJob", testFailJob},
+		{"MarkPlacing", testMarkPlacing},
 		{"CompleteIssuance", testCompleteIssuance},
 		{"Reschedule", testReschedule},
 		{"PackDelay", testPackDelay},

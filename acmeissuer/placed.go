@@ -1,0 +1,193 @@
+package acmeissuer
+
+// Finding the order of an interrupted placing (issue 16): an instance that
+// died between the CA creating an order and the store saving its URL left
+// only a mark (certfleet.Job.Placing); the order is looked up in the
+// account's orders list instead of being placed a second time.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/certfleet/certfleet"
+	"github.com/mholt/acmez/v3/acme"
+)
+
+const (
+	// maxOrderPages bounds the walk of an account's orders list: Pebble
+	// lists 3 orders a page unless told otherwise, so 2,000 pages are
+	// 6,000 orders, and the walk runs only after an interrupted placing.
+	maxOrderPages = 2000
+	// maxPlacedLookups bounds how many of the newest listed orders are
+	// fetched to find the interrupted one. The lookup runs when the job
+	// is taken over, seconds after the crash: a busy account places tens
+	// of orders meanwhile, each listed after the one sought.
+	maxPlacedLookups = 256
+	// placedParallel orders are fetched at a time.
+	placedParallel = 8
+)
+
+// findPlaced looks for the order of the interrupted placing req.Placed
+// among the account's orders (RFC 8555 §7.1.2.1): the newest listed order
+// for the same identifiers that is still pending or ready and not one of
+// req.NotOrders. ok is false when there is none, when it was placed with
+// another account, or when the CA offers no orders list (Boulder, and so
+// Let's Encrypt, does not): the caller places a new order. An unreachable
+// CA is an error.
+//
+// Only pending and ready orders are taken: the URL of an order is saved
+// before any challenge is answered (OnOrder), so an interrupted placing's
+// order was never finalized by us, and a valid or processing order for
+// the same names is another job's.
+func (i *Issuer) findPlaced(ctx context.Context, acct acme.Account, req certfleet.IssueRequest, lg *slog.Logger) (acme.Order, bool, error) {
+	p := req.Placed
+	if p.Account != acct.Location {
+		lg.Info("an interrupted order was placed with another account; placing a new one", "account", p.Account)
+		return acme.Order{}, false, nil
+	}
+	list, err := i.ordersListURL(ctx, acct)
+	if err != nil {
+		return acme.Order{}, false, err
+	}
+	if list == "" {
+		i.noList.Do(func() {
+			i.logger.Warn("the CA offers no orders list (RFC 8555 §7.1.2.1): an order whose placing was interrupted "+
+				"before its URL was saved (an instance killed at that moment) cannot be found and is placed again",
+				"ca", i.cfg.DirectoryURL)
+		})
+		return acme.Order{}, false, nil
+	}
+	urls, err := i.listOrders(ctx, acct, list)
+	if err != nil {
+		return acme.Order{}, false, err
+	}
+	// Pebble lists an account's orders oldest first; the one sought is
+	// among the newest.
+	var cands []string
+	for _, u := range slices.Backward(urls) {
+		if !slices.Contains(req.NotOrders, u) {
+			cands = append(cands, u)
+		}
+		if len(cands) == maxPlacedLookups {
+			break
+		}
+	}
+	for start := 0; start < len(cands); start += placedParallel {
+		batch := cands[start:min(start+placedParallel, len(cands))]
+		orders := make([]acme.Order, len(batch))
+		_ = parallel(ctx, len(batch), func(ctx context.Context, k int) error {
+			o, err := i.client.GetOrder(withEndpoint(ctx, EndpointOrder), acct, acme.Order{Location: batch[k]})
+			if err != nil {
+				return nil // one unreadable order does not end the search
+			}
+			o.Location = batch[k]
+			orders[k] = o
+			return nil
+		})
+		if err := ctx.Err(); err != nil {
+			return acme.Order{}, false, err
+		}
+		for _, o := range orders {
+			if (o.Status == acme.StatusPending || o.Status == acme.StatusReady) &&
+				(o.Expires.IsZero() || o.Expires.After(p.At)) && sameIdentifiers(o.Identifiers, req.Spec.Identifiers) {
+				lg.Info("found the order of an interrupted placing; continuing it instead of placing another",
+					certfleet.LogOrderURL, o.Location, "status", o.Status, "placing_at", p.At)
+				return o, true, nil
+			}
+		}
+	}
+	lg.Info("no order of an interrupted placing found at the CA; placing a new one",
+		"placing_at", p.At, "orders_listed", len(urls), "orders_fetched", len(cands))
+	return acme.Order{}, false, nil
+}
+
+// ordersListURL returns the account's "orders" URL, "" when the CA gives
+// none. acmez keeps the account object from newAccount only, so it is
+// fetched once per account (RFC 8555 §7.3.1 onlyReturnExisting).
+func (i *Issuer) ordersListURL(ctx context.Context, acct acme.Account) (string, error) {
+	i.ordersMu.Lock()
+	if i.ordersOf == acct.Location {
+		u := i.ordersURL
+		i.ordersMu.Unlock()
+		return u, nil
+	}
+	i.ordersMu.Unlock()
+	var got acme.Account
+	_, err := i.call(withEndpoint(ctx, EndpointNewAccount), func(ctx context.Context) error {
+		var err error
+		got, err = i.client.GetAccount(ctx, acct)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("fetch account %s for its orders list: %w", acct.Location, err)
+	}
+	i.ordersMu.Lock()
+	i.ordersOf, i.ordersURL = acct.Location, got.Orders
+	i.ordersMu.Unlock()
+	return got.Orders, nil
+}
+
+// listOrders walks the pages of an orders list (RFC 8555 §7.1.2.1: "the
+// server MAY return an incomplete list, along with a Link header field
+// with a "next" link relation indicating where further entries can be
+// acquired"). acmez has no request for it; the POST-as-GET of GetOrder is
+// the same request, and the transport keeps the body it cannot decode.
+func (i *Issuer) listOrders(ctx context.Context, acct acme.Account, list string) ([]string, error) {
+	var urls []string
+	seen := map[string]bool{}
+	for page := list; page != "" && len(seen) < maxOrderPages; {
+		seen[page] = true
+		rec, err := i.call(withEndpoint(ctx, EndpointAccount), func(ctx context.Context) error {
+			r, _ := ctx.Value(recorderKey{}).(*recorder)
+			r.keep = true
+			_, err := i.client.GetOrder(ctx, acct, acme.Order{Location: page})
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("orders list %s: %w", page, err)
+		}
+		rec.mu.Lock()
+		body, links, status := rec.body, rec.links, rec.status
+		rec.mu.Unlock()
+		if status != http.StatusOK {
+			return nil, fmt.Errorf("orders list %s: status %d", page, status)
+		}
+		var doc struct {
+			Orders []string `json:"orders"`
+		}
+		if err := json.Unmarshal(body, &doc); err != nil {
+			return nil, fmt.Errorf("orders list %s: %w", page, err)
+		}
+		urls = append(urls, doc.Orders...)
+		page = nextLink(links)
+		if seen[page] {
+			break
+		}
+	}
+	return urls, nil
+}
+
+// nextLink returns the target of the "next" relation among Link header
+// field values (RFC 8288 §3), "" if none.
+func nextLink(values []string) string {
+	for _, v := range values {
+		for l := range strings.SplitSeq(v, ",") {
+			target, params, ok := strings.Cut(strings.TrimSpace(l), ";")
+			if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+				continue
+			}
+			for p := range strings.SplitSeq(params, ";") {
+				k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+				if strings.EqualFold(k, "rel") && slices.Contains(strings.Fields(strings.Trim(v, `"`)), "next") {
+					return strings.TrimSuffix(strings.TrimPrefix(target, "<"), ">")
+				}
+			}
+		}
+	}
+	return ""
+}

@@ -69,6 +69,17 @@ type CertificateQuery struct {
 	// attempt failed (failures > 0), through an index of the failing
 	// jobs.
 	Failing bool
+	// Status, when set, selects the certificates whose status at Now is
+	// this one (one of ListingStatuses; CertificateListing.Status), judged
+	// in the store on each row the page's index walk reaches, so a page
+	// holds only matches (it may be short, with Next set, when they are
+	// rare). EINVALID for another value.
+	Status string
+	// Now is when Status is judged: time.Now() when zero.
+	Now time.Time
+	// Warning is the window before expiry that makes a certificate
+	// "expiring" for Status.
+	Warning ExpiryWindow
 	// IncludeDisabled lists withdrawn certificates (and disabled jobs)
 	// too.
 	IncludeDisabled bool
@@ -117,6 +128,83 @@ type ListedJob struct {
 	Current CurrentCertificate
 	// ChainPEM is the current certificate's chain, with Chains only.
 	ChainPEM []byte
+}
+
+// Statuses of a certificate in a listing (CertificateQuery.Status,
+// CertificateListing.Status), from best to worst. A certificate's is the
+// worst of its enabled jobs' (a key type without a job yet is pending).
+const (
+	ListingOK       = "ok"       // issued, valid, nothing failing or in flight
+	ListingRenewing = "renewing" // valid, and a new certificate is being ordered (spec changed, order in flight, lease held)
+	ListingPending  = "pending"  // never issued, nothing failed
+	ListingFailing  = "failing"  // the last attempt failed, or the certificate is issued and not written
+	ListingExpiring = "expiring" // the current certificate is within the warning window of its expiry
+	ListingExpired  = "expired"  // the current certificate's not-after has passed
+)
+
+// ListingStatuses lists the statuses from best to worst.
+var ListingStatuses = []string{ListingOK, ListingRenewing, ListingPending, ListingFailing, ListingExpiring, ListingExpired}
+
+// ListingStatusRank is s's place in ListingStatuses (worse is higher), -1
+// for an unknown one.
+func ListingStatusRank(s string) int { return slices.Index(ListingStatuses, s) }
+
+// ExpiryWindow is how long before its not-after a certificate is expiring:
+// Fixed when positive, else a third of its lifetime, at most Max (the
+// alerts' warning window, alert.Settings.Warning).
+type ExpiryWindow struct {
+	Fixed, Max time.Duration
+}
+
+// Of is the window of a certificate of lifetime life.
+func (w ExpiryWindow) Of(life time.Duration) time.Duration {
+	if w.Fixed > 0 {
+		return w.Fixed
+	}
+	return min(life/3, w.Max)
+}
+
+// Status is the job's status at now (one of ListingStatuses): expired,
+// else expiring (within w of its not-after), else failing, pending (never
+// issued), renewing (its current certificate is of another revision than
+// its spec's, an order is in flight or a lease held), or ok. The store's
+// CertificateQuery.Status filter judges the same on the same columns.
+func (j ListedJob) Status(now time.Time, w ExpiryWindow) string {
+	cur := j.Current.IssuanceID != 0
+	switch {
+	case cur && !now.Before(j.Current.NotAfter):
+		return ListingExpired
+	case cur && j.Current.NotAfter.Sub(now) <= w.Of(j.Current.NotAfter.Sub(j.Current.NotBefore)):
+		return ListingExpiring
+	case j.Failures > 0 || (cur && j.Deploy.NotWritten()):
+		return ListingFailing
+	case !cur:
+		return ListingPending
+	case j.CurrentRevision != j.TargetRevision || j.Pending || (j.LeaseOwner != "" && now.Before(j.LeaseUntil)):
+		return ListingRenewing
+	}
+	return ListingOK
+}
+
+// Status is the certificate's status at now: the worst of its enabled
+// jobs', pending for a key type of its spec without a job yet, ok with no
+// key type.
+func (c CertificateListing) Status(now time.Time, w ExpiryWindow) string {
+	worst := 0
+	have := make(map[KeyType]bool, len(c.Jobs))
+	for _, j := range c.Jobs {
+		if j.Disabled {
+			continue
+		}
+		have[j.KeyType] = true
+		worst = max(worst, ListingStatusRank(j.Status(now, w)))
+	}
+	for _, kt := range c.Spec.KeyTypes {
+		if !have[kt] {
+			worst = max(worst, ListingStatusRank(ListingPending))
+		}
+	}
+	return ListingStatuses[worst]
 }
 
 // Key returns the job's key.

@@ -65,9 +65,10 @@ type statusLink struct {
 }
 
 // listScanPages bounds the store pages one list page reads when the
-// status filter or the token's name patterns keep only some of what the
-// store gives: the page may then come back short with a next link,
-// instead of the request reading the whole store to fill it.
+// status filter (rare among the rows a store page examines) or the
+// token's name patterns keep only some of what the store gives: the page
+// may then come back short with a next link, instead of the request
+// reading the whole store to fill it.
 const listScanPages = 4
 
 // listURL is the list with filter q and status, from cursor (after or
@@ -94,9 +95,9 @@ func (s *Server) listURL(q, status, cursor, name string) string {
 // ?status=, paged by cursor (?after=, ?before=: a certificate's name). It
 // reads pages from the store (certfleet.NameIndex.CertificatePage, the
 // API's listing): a tenant's token its tenant's only, status=failing
-// through the index of failing jobs; the other statuses and the token's
-// name patterns are checked on each certificate read, at most
-// listScanPages store pages a request. Then the attempts of the rows
+// through the index of failing jobs, every status in the store
+// (CertificateQuery.Status); the token's name patterns are checked on each
+// certificate read, at most listScanPages store pages a request. Then the attempts of the rows
 // that need them (failing, waiting) and the agents' reports of the rows
 // shown, for the whole page at once (addListExtras).
 func (s *Server) list(w http.ResponseWriter, r *http.Request, u *user) {
@@ -110,12 +111,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, u *user) {
 	for _, st := range Statuses {
 		lv.Statuses = append(lv.Statuses, statusLink{Status: st, URL: s.listURL(lv.Q, st, "", ""), Active: st == lv.Status})
 	}
-	// A page and one more, to know there is a next page; more when a
-	// status is filtered in here.
-	cq := certfleet.CertificateQuery{Tenant: u.token.Tenant, Search: lv.Q, Failing: lv.Status == StatusFailing, Limit: s.PageSize + 1}
-	if lv.Status != "" {
-		cq.Limit = min(4*s.PageSize, certfleet.MaxCertificatePage)
-	}
+	// A page and one more, to know there is a next page. The status is
+	// filtered in the store (issue 13), and checked again on each row
+	// against what the page shows.
+	cq := certfleet.CertificateQuery{Tenant: u.token.Tenant, Search: lv.Q, Failing: lv.Status == StatusFailing, Limit: s.PageSize + 1,
+		Status: lv.Status, Now: now, Warning: expiryWindow(s.Thresholds)}
 	if a := qv.Get("after"); certfleet.ValidateName(a) == nil {
 		cq.After = a
 	} else if b := qv.Get("before"); certfleet.ValidateName(b) == nil {

@@ -13,21 +13,29 @@ import (
 
 // Statuses of a certificate, from best to worst. A certificate with several
 // key types shows the worst of theirs.
+// They are the store's (certfleet.ListingStatuses), which the list's
+// status filter judges in the store.
 const (
-	StatusOK       = "ok"       // issued, valid, nothing failing or in flight
-	StatusRenewing = "renewing" // valid, and a new certificate is being ordered (an order in flight, a lease held, or the spec changed)
-	StatusPending  = "pending"  // never issued yet, and nothing has failed
-	StatusFailing  = "failing"  // the last attempt failed (it will be retried with backoff)
+	StatusOK       = certfleet.ListingOK       // issued, valid, nothing failing or in flight
+	StatusRenewing = certfleet.ListingRenewing // valid, and a new certificate is being ordered (an order in flight, a lease held, or the spec changed)
+	StatusPending  = certfleet.ListingPending  // never issued yet, and nothing has failed
+	StatusFailing  = certfleet.ListingFailing  // the last attempt failed (it will be retried with backoff)
 	// StatusExpiring: the current certificate is within the alerts'
 	// warning window of its expiry (alert.Settings.Warning, the threshold
 	// the expiry incidents use), whether or not its renewal is failing: a
 	// certificate this close to its end is never just "ok".
-	StatusExpiring = "expiring"
-	StatusExpired  = "expired" // the current certificate's not-after has passed
+	StatusExpiring = certfleet.ListingExpiring
+	StatusExpired  = certfleet.ListingExpired // the current certificate's not-after has passed
 )
 
 // Statuses lists the statuses from best to worst.
-var Statuses = []string{StatusOK, StatusRenewing, StatusPending, StatusFailing, StatusExpiring, StatusExpired}
+var Statuses = certfleet.ListingStatuses
+
+// expiryWindow is th's warning window as the store's status filter takes
+// it (alert.Settings.Warning).
+func expiryWindow(th alert.Settings) certfleet.ExpiryWindow {
+	return certfleet.ExpiryWindow{Fixed: th.ExpiryWarning, Max: alert.MaxExpiryWarning}
+}
 
 func statusRank(s string) int { return slices.Index(Statuses, s) }
 

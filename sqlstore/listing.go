@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -80,10 +81,30 @@ const (
 		COALESCE(i.id, 0), COALESCE(i.serial, ''), COALESCE(i.fingerprint, ''), i.not_before, i.not_after, i.issued_at`
 	// listFilter checks every filter on a row of any driver, by primary
 	// key: $2 tenant, $3 source, $4 include withdrawn, $5 search term,
-	// $6 failing.
+	// $6 failing, $9 the status's rank (-1: any; listStatus with $10 now,
+	// $11 now + the warning window's cap or fixed length, $12 whether it
+	// is fixed).
 	listFilter = `($2 = '' OR s.tenant = $2) AND ($3 = '' OR s.source = $3) AND ($4 OR NOT s.disabled)
 		AND ($5 = '' OR EXISTS (SELECT 1 FROM spec_terms x WHERE x.term = $5 AND x.spec = s.name))
-		AND (NOT $6 OR EXISTS (SELECT 1 FROM jobs y WHERE y.spec = s.name AND NOT y.disabled AND (y.failures > 0 OR y.deploy_error <> '')))`
+		AND (NOT $6 OR EXISTS (SELECT 1 FROM jobs y WHERE y.spec = s.name AND NOT y.disabled AND (y.failures > 0 OR y.deploy_error <> '')))
+		AND ($9 < 0 OR ` + listStatus + ` = $9)`
+	// listStatus is the rank of the spec's status (certfleet.ListingStatuses,
+	// CertificateListing.Status): the worst of its enabled jobs', read by
+	// the (spec, key_type) index, their current certificates' validity
+	// from the job row itself (current_not_before, current_not_after,
+	// migration 0036). In the order of ListedJob.Status: expired
+	// (not-after passed), expiring (within the window: not-after at most
+	// $11, and, unless the window is fixed, left*3 <= lifetime, a third of
+	// it), failing, pending (never issued), renewing (of another revision,
+	// an order in flight, a lease held at $10), ok. A key type without a
+	// job does not occur: a spec's jobs are written with it.
+	listStatus = `COALESCE((SELECT max(CASE
+			WHEN y.current_not_after <= $10 THEN 5
+			WHEN y.current_not_after <= $11 AND ($12 OR (y.current_not_after - $10) * 3 <= y.current_not_after - y.current_not_before) THEN 4
+			WHEN y.failures > 0 OR (y.current_id IS NOT NULL AND y.deploy_error <> '') THEN 3
+			WHEN y.current_id IS NULL THEN 2
+			WHEN y.current_revision <> y.target_revision OR y.pending_order_url <> '' OR (y.lease_owner <> '' AND y.lease_until > $10) THEN 1
+			ELSE 0 END) FROM jobs y WHERE y.spec = s.name AND NOT y.disabled), 0)`
 	listJoin = ` LEFT JOIN jobs j ON j.spec = s.name AND ($4 OR NOT j.disabled)
 		LEFT JOIN issuances i ON i.id = j.current_id`
 	// listJoinPG is listJoin as lateral joins behind OFFSET 0: PostgreSQL
@@ -102,8 +123,8 @@ type listKey struct {
 	back bool
 }
 
-// listStatements are the page statements ($1 cursor, $2..$6 listFilter's,
-// $7 limit, $8 bound) and the bound statements ($1 cursor, $2 the
+// listStatements are the page statements ($1 cursor, $2..$6 and $9..$12
+// listFilter's, $7 limit, $8 bound) and the bound statements ($1 cursor, $2 the
 // driver's value) of every driver and direction.
 var listStatements, boundStatements = func() (map[listKey]Q, map[listKey]Q) {
 	page, bound := map[listKey]Q{}, map[listKey]Q{}
@@ -124,8 +145,10 @@ var listStatements, boundStatements = func() (map[listKey]Q, map[listKey]Q) {
 				WHERE ` + dr.cond + ` AND ` + rng + ` AND ` + listFilter + `
 				ORDER BY ` + order + ` LIMIT $7`
 			const end = ` ORDER BY s.name, j.key_type`
+			// PostgreSQL is told $10's type: in "not_after - $10" it
+			// could be a timestamp or an interval.
 			page[listKey{d, back}] = SQLEach(`SELECT `+listColumns+` FROM (`+inner+`) s`+listJoin+end,
-				`SELECT `+listColumns+` FROM (`+inner+`) s`+listJoinPG+end)
+				`SELECT `+listColumns+` FROM (`+strings.ReplaceAll(inner, `$10`, `$10::timestamptz`)+`) s`+listJoinPG+end)
 			// The bound walks the driver's index alone ($2 = '' where the
 			// driver has no value: it is given all the same).
 			bound[listKey{d, back}] = SQL(`SELECT ` + dr.key + ` FROM ` + dr.boundFrom + ` WHERE ` + dr.boundCond + ` AND ` + brng +
@@ -172,6 +195,21 @@ func (s *Store) CertificatePage(ctx context.Context, cq certfleet.CertificateQue
 	if s.db == nil {
 		return certfleet.ListingPage{}, errNotOpen
 	}
+	rank := -1
+	if cq.Status != "" {
+		if rank = certfleet.ListingStatusRank(cq.Status); rank < 0 {
+			return certfleet.ListingPage{}, certfleet.Errorf(certfleet.EINVALID, "list certificates: status %q: give one of %s", cq.Status, strings.Join(certfleet.ListingStatuses, ", "))
+		}
+	}
+	now := cq.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	fixed := cq.Warning.Fixed > 0
+	warnAt := now.Add(cq.Warning.Max)
+	if fixed {
+		warnAt = now.Add(cq.Warning.Fixed)
+	}
 	term := certfleet.NormalizeSearch(cq.Search)
 	if cq.Search != "" && term == "" {
 		term = "*" // nothing is found by it
@@ -203,7 +241,8 @@ func (s *Store) CertificatePage(ctx context.Context, cq certfleet.CertificateQue
 		} else if err != nil {
 			return err
 		}
-		rows, err := q.Query(listStatements[key], cursor, cq.Tenant, cq.Source, cq.IncludeDisabled, term, cq.Failing, limit+1, bound)
+		rows, err := q.Query(listStatements[key], cursor, cq.Tenant, cq.Source, cq.IncludeDisabled, term, cq.Failing, limit+1, bound,
+			rank, now, warnAt, fixed)
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/internal/pgtest"
@@ -34,7 +35,10 @@ func listingArgs(name string) []any {
 	case strings.Contains(name, "failing"):
 		failing = true
 	}
-	return []any{"s-001000", tenant, source, false, term, failing, 51, "s-002000"}
+	// Every page with a status filter (ok): its subquery looks the
+	// spec's jobs up by index, as the other filters do.
+	now := time.Now()
+	return []any{"s-001000", tenant, source, false, term, failing, 51, "s-002000", 0, now, now.Add(14 * 24 * time.Hour), false}
 }
 
 func sortedNames(m map[string]sqlstore.Q) []string {

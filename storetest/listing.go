@@ -14,13 +14,14 @@ import (
 // filter pages by cursor in both directions, a page's Next always leads
 // on to the rest (a page may be short when a filter is rare among what it
 // examined), the search finds whole names and labels and follows a spec's
-// names as they change, and a walk stays exact while certificates are
-// added.
+// names as they change, a walk stays exact while certificates are added,
+// and the status filter selects what CertificateListing.Status says.
 func RunListing(t *testing.T, newStore func(t *testing.T) TenantStore) {
 	t.Run("Filters", func(t *testing.T) { testListingFilters(t, newStore(t)) })
 	t.Run("Backwards", func(t *testing.T) { testListingBackwards(t, newStore(t)) })
 	t.Run("ConcurrentInserts", func(t *testing.T) { testListingConcurrent(t, newStore(t)) })
 	t.Run("PageExtras", func(t *testing.T) { testPageExtras(t, newStore(t)) })
+	t.Run("Status", func(t *testing.T) { testListingStatus(t, newStore(t)) })
 }
 
 // listingFleet puts n config specs s-000000… and returns them; those

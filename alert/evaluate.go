@@ -179,7 +179,9 @@ func (r *round) load(ctx context.Context, reports []certfleet.AgentReport, obser
 		r.bySpec[l.job.Spec] = append(r.bySpec[l.job.Spec], l)
 	}
 	widest := r.e.Settings.Warning(math.MaxInt64)
-	f := certfleet.CurrentFilter{NotAfterBefore: r.now.Add(widest + time.Second), Limit: pageSize}
+	// By the index of not-after: a round reads what is near its end,
+	// not every certificate (issue 13).
+	f := certfleet.CurrentFilter{NotAfterBefore: r.now.Add(widest + time.Second), ByExpiry: true, Limit: pageSize}
 	err := certfleet.EachCurrentCertificate(ctx, r.e.Store, f, func(c certfleet.CurrentCertificate) error {
 		if l := newLineage(c); r.expiring(l) {
 			add(l)

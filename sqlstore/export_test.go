@@ -27,3 +27,7 @@ func ListingForTest() map[string]Q {
 func PageExtrasForTest() map[string]Q {
 	return map[string]Q{"attempts": qPageAttempts, "waits": qPageWaits, "reasons": qPageReasons, "reports": qPageReports, "chains": qPageChains}
 }
+
+// ExpiringCertificatesForTest is the alert rounds' read of what expires
+// soon (CurrentFilter.ByExpiry), for the query-plan tests.
+var ExpiringCertificatesForTest = qExpiringCertificates

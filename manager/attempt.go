@@ -123,10 +123,21 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job, mode runMode) 
 		if storeDown(err) {
 			// The store, not the job, failed: no failed attempt, no
 			// backoff. The job is given back once the store answers,
-			// and claimed again at once (here or elsewhere).
+			// and claimed again at once (here or elsewhere): its lease
+			// is ended now with its owner still named, which is how a
+			// shared store's claim tells work cut off mid-way from work
+			// nobody started, and takes it first (sqlstore's
+			// qClaimDue). A plain release put it behind every job of
+			// the same due time not yet started: PostgreSQL orders
+			// equal due times by row version, and a release is a new
+			// one (issue 16: claimed again 10–12 s after the
+			// database's return, BENCHMARKS §18).
+			// The heartbeat stops first: a beat after the give-back
+			// would lease the job again for a whole Lease.
+			stopLease()
 			if rerr := m.save(workCtx, "the job's release", log, func(ctx context.Context) error {
-				return m.Store.ReleaseLease(ctx, job.JobKey, m.Instance)
-			}); rerr != nil {
+				return m.Store.ExtendLease(ctx, job.JobKey, m.Instance, m.Now())
+			}); rerr != nil && certfleet.ErrorCode(rerr) != certfleet.ELEASELOST {
 				log.Error("release the job after a store outage", certfleet.LogError, rerr)
 			}
 			res.Outcome, res.Err = certfleet.OutcomeFailed, err

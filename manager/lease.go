@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -82,7 +83,7 @@ func (m *Manager) ReleaseLeases(ctx context.Context, dead func(owner string) boo
 // while the job's outcome waits for the store (save); when the store says
 // the lease is lost, it cancels the work with that error. A store that
 // cannot be reached is logged when the heartbeats start failing and when
-// they succeed again, not at every beat.
+// they succeed again, not at every beat. stop may be called more than once.
 func (m *Manager) keepLease(ctx context.Context, key certfleet.JobKey, cancel context.CancelCauseFunc, log *slog.Logger) (stop func()) {
 	stopped := make(chan struct{})
 	finished := make(chan struct{})
@@ -117,5 +118,6 @@ func (m *Manager) keepLease(ctx context.Context, key certfleet.JobKey, cancel co
 			}
 		}
 	}()
-	return func() { close(stopped); <-finished }
+	var once sync.Once
+	return func() { once.Do(func() { close(stopped) }); <-finished }
 }

@@ -40,7 +40,8 @@ var (
 	// clause after locking (READ COMMITTED's re-evaluation), so it is
 	// never leased twice. Abandoned work comes first: a job whose lease
 	// ran out with its owner still named (an instance died or lost the
-	// store while working on it, its order perhaps in flight) is claimed
+	// store while working on it, its order perhaps in flight; or gave it
+	// back after a store outage by ending the lease now) is claimed
 	// before the due jobs nobody started, so a takeover does not wait
 	// behind a backlog (issue 16). They are found through jobs_leased,
 	// which holds only leased rows (a few per instance).

@@ -1,0 +1,116 @@
+package manager_test
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/cutproxy"
+	"github.com/certfleet/certfleet/internal/pgtest"
+	"github.com/certfleet/certfleet/manager"
+	"github.com/certfleet/certfleet/postgres"
+)
+
+// cutAtDecision is a PostgreSQL store reached through a cut proxy: once
+// the first job is claimed, the line stalls, so that the job's decision
+// reads the store as the database goes away; the test then cuts it. It
+// records the jobs claimed.
+type cutAtDecision struct {
+	certfleet.Store
+	proxy   *cutproxy.Proxy
+	claimed chan struct{} // closed at the first claim
+	mu      sync.Mutex
+	claims  []certfleet.JobKey
+	stop    func()
+}
+
+func (s *cutAtDecision) ClaimDue(ctx context.Context, r certfleet.ClaimRequest) ([]certfleet.Job, error) {
+	jobs, err := s.Store.ClaimDue(ctx, r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range jobs {
+		s.claims = append(s.claims, j.JobKey)
+	}
+	switch {
+	case len(s.claims) == 1 && len(jobs) == 1:
+		s.proxy.Stall()
+		close(s.claimed)
+	case len(s.claims) >= 2:
+		s.stop()
+	}
+	return jobs, err
+}
+
+// idleIssuer places no order: it waits for the end of the run.
+type idleIssuer struct{}
+
+func (idleIssuer) Issue(ctx context.Context, _ certfleet.IssueRequest) (certfleet.IssueResult, error) {
+	<-ctx.Done()
+	return certfleet.IssueResult{}, ctx.Err()
+}
+
+// TestStoreOutageGiveBackFirstInLine is issue 16's job released at a
+// PostgreSQL cut and claimed again only 10–12 s later (BENCHMARKS §18):
+// its decision could not read the store, so it was given back; given back
+// by a plain release, it went behind every job of the same due time not
+// yet started (PostgreSQL orders equal next_at by row version, and the
+// release is a new one), and waited for the backlog. It must be the next
+// job claimed.
+func TestStoreOutageGiveBackFirstInLine(t *testing.T) {
+	ctx := t.Context()
+	u, err := url.Parse(pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := cutproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	u.Host = proxy.Addr()
+	pg, err := postgres.Open(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	// A backlog due at the same time, as config specs synced together.
+	var specs []certfleet.CertificateSpec
+	for n := range 20 {
+		sp := spec(t, fmt.Sprintf("b%02d", n), certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, fmt.Sprintf("b%02d.certfleet.test", n))
+		sp.Source = certfleet.SourceConfig
+		specs = append(specs, sp)
+	}
+	if _, err := pg.SyncSpecs(ctx, certfleet.SourceConfig, specs); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	s := &cutAtDecision{Store: pg, proxy: proxy, claimed: make(chan struct{}), stop: cancel}
+	m := &manager.Manager{
+		Store: s, Issuers: map[string]certfleet.Issuer{certfleet.DefaultAccount: idleIssuer{}},
+		Concurrency: 1, Logger: testLogger(t), Instance: "cut",
+	}
+	go func() {
+		select {
+		case <-s.claimed:
+		case <-runCtx.Done():
+			return
+		}
+		time.Sleep(300 * time.Millisecond) // the decision's read is held
+		proxy.Cut()
+		time.Sleep(time.Second)
+		if err := proxy.Restore(); err != nil {
+			t.Error(err)
+		}
+	}()
+	m.Run(runCtx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.claims) < 2 || s.claims[1] != s.claims[0] {
+		t.Fatalf("claims %v: the job given back at the cut (%v) must be claimed next, before the backlog", s.claims, s.claims[0])
+	}
+}

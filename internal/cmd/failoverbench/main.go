@@ -437,9 +437,16 @@ http_port = %d
 	lost, unavailable := 0, 0
 	sources := make(map[string]int) // where the http-01 answers came from
 	placed := make(map[string]int)  // orders placed per certificate
+	// Orders of an interrupted placing (killed between newOrder and
+	// saving the URL) looked up at the CA by the taker: found, not found.
+	var found, notFound []string
 	for _, in := range instances {
 		if err := eachLine(in.log, func(line string) {
 			switch {
+			case strings.Contains(line, `msg="found the order of an interrupted placing`):
+				found = append(found, field(line, "certificate"))
+			case strings.Contains(line, `msg="no order of an interrupted placing found`):
+				notFound = append(notFound, field(line, "certificate"))
 			case strings.Contains(line, `msg="http-01 validation request answered"`):
 				sources[field(line, "source")]++
 			case strings.Contains(line, `msg="order placed"`):
@@ -475,6 +482,7 @@ http_port = %d
 	}
 	sort.Strings(again)
 	fmt.Printf("certificates with more than one order placed (the instances' logs): %v\n", again)
+	fmt.Printf("orders of an interrupted placing looked up at the CA by the taker: found %v, not found %v\n", found, notFound)
 	fmt.Printf("failed attempts in the run: %d\n", len(failedAll))
 	for _, f := range failedAll {
 		fmt.Println("  " + f)

@@ -1,0 +1,116 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/certfleet/certfleet"
+	"github.com/certfleet/certfleet/internal/pgtest"
+	"github.com/certfleet/certfleet/postgres"
+	"github.com/certfleet/certfleet/sqlite"
+	"github.com/certfleet/certfleet/sqlstore"
+	"github.com/certfleet/certfleet/storetest"
+	"github.com/jackc/pgx/v5"
+)
+
+// batchSpecsArg is a group commit's names as batchSpecs sends them: a
+// JSON array.
+func batchSpecsArg(t *testing.T) string {
+	t.Helper()
+	b, err := json.Marshal([]string{"s-000010", "s-001234", "s-004999", "absent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestPostgresBatchSpecsPlan is issue 13: the read of a group commit's
+// specs (every batch of PUTs sends one) finds them by the primary key, not
+// by a scan of every spec. The former `name IN (SELECT
+// jsonb_array_elements_text($1))` form was planned, with fresh statistics,
+// as a hash semi-join over a sequential scan of specs up to some 15,000
+// specs (the planner takes the set for 100 names, whatever the batch), and
+// by the index beyond.
+func TestPostgresBatchSpecsPlan(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	s, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, storetest.NewSpecs("s", 5000)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, `ANALYZE`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := c.Query(ctx, "EXPLAIN "+sqlstore.BatchSpecsForTest.Text(sqlstore.Postgres), batchSpecsArg(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if strings.Contains(plan, "Seq Scan") || !strings.Contains(plan, "specs_pkey") {
+		t.Errorf("batch specs: want lookups in specs_pkey, no scan of a table:\n%s", plan)
+	}
+}
+
+// TestSQLiteBatchSpecsPlan: the same statement on SQLite searches specs
+// by its primary key.
+func TestSQLiteBatchSpecsPlan(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "plan.db")
+	s, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.SyncSpecs(t.Context(), certfleet.SourceConfig, storetest.NewSpecs("s", 3000)); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(t.Context(), "EXPLAIN QUERY PLAN "+sqlstore.BatchSpecsForTest.Text(sqlstore.SQLite), batchSpecsArg(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, detail)
+	}
+	rows.Close()
+	plan := strings.Join(lines, "; ")
+	for _, l := range lines {
+		if strings.HasPrefix(l, "SCAN specs") {
+			t.Errorf("batch specs: %q scans specs; want a search by its primary key (plan: %s)", l, plan)
+		}
+	}
+}

@@ -58,10 +58,15 @@ func (d *Daemon) StartAPI(ctx context.Context, o APIOptions) (addr, urlAddr stri
 	}
 	if n, ok := d.Store.(certfleet.Notifier); ok {
 		// Certificates issued by other instances wake long-polls too.
+		// The notification says nothing of what changed, and this
+		// instance's own writes come back the same way (every PUT): the
+		// API's caches keep what they hold for their short expiry
+		// (httpapi cacheTTL) rather than read the store again at every
+		// one; woken long-polls read it.
 		ch := n.Changes(d.serveCtx)
 		go func() {
 			for range ch {
-				d.changes.Notify()
+				d.changes.NotifyElsewhere()
 			}
 		}()
 	}

@@ -49,7 +49,7 @@ func (f *fileDeployer) Deploy(ctx context.Context, spec certfleet.CertificateSpe
 }
 
 func (f *fileDeployer) write(ctx context.Context, spec certfleet.CertificateSpec, iss certfleet.Issuance) error {
-	f.changes.Notify() // a new certificate: wake long-polls, whoever declared it
+	f.changes.NotifySpec(spec.Name) // a new certificate: wake long-polls, whoever declared it
 	c, ok := f.live.certificate(spec.Name)
 	if !ok {
 		return nil // declared elsewhere (API)

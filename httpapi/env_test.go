@@ -46,8 +46,8 @@ type env struct {
 // notifier is the deployer the daemon wires: it wakes long-polls.
 type notifier struct{ c *certfleet.Changes }
 
-func (n notifier) Deploy(context.Context, certfleet.CertificateSpec, certfleet.Issuance) error {
-	n.c.Notify()
+func (n notifier) Deploy(_ context.Context, sp certfleet.CertificateSpec, _ certfleet.Issuance) error {
+	n.c.NotifySpec(sp.Name)
 	return nil
 }
 

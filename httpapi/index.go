@@ -209,7 +209,9 @@ func specName(name string) string {
 // cacheTTL bounds how long a token or a job's current certificate is
 // served from memory: a revoked token stops working, and a certificate
 // issued by another instance shows, within it. Issuance by this process
-// (Changes) and the API's own writes take effect at once.
+// (Changes.NotifySpec of its certificate, or Changes.Notify) and the API's
+// own writes take effect at once; a long-poll woken by any change reads
+// the store again.
 const cacheTTL = time.Second
 
 type tokEntry struct {
@@ -220,14 +222,25 @@ type tokEntry struct {
 type jobEntry struct {
 	currentID int64
 	at        time.Time
-	gen       uint64
-	changed   <-chan struct{}
+	gen       uint64 // nameIndex.jobGen when read
+	version   uint64 // Changes.Version of the job's certificate when read
 }
 
 type hotCache struct {
 	mu   sync.Mutex // guards toks, jobs
 	toks map[string]tokEntry
 	jobs map[certfleet.JobKey]jobEntry
+
+	jobReads atomic.Int64 // store reads of a job by currentID, for tests
+}
+
+// freshKey marks a request context whose reads of jobs skip the cache: a
+// long-poll woken by a change, which may be another instance's.
+type freshKey struct{}
+
+// withFresh returns ctx marked so that currentID reads the store.
+func withFresh(ctx context.Context) context.Context {
+	return context.WithValue(ctx, freshKey{}, true)
 }
 
 // tokenByHash is Store.TokenByHash with a short cache of found tokens.
@@ -254,21 +267,25 @@ func (s *Server) tokenByHash(ctx context.Context, hash []byte) (certfleet.Token,
 }
 
 // currentID returns the job's current issuance ID, cached until a change
-// is announced, the API writes, or cacheTTL passes.
+// of its certificate is announced (Changes.Version: this process's
+// issuance, the API's writes, a Notify), the API forgets jobs, or cacheTTL
+// passes. Changes to other certificates leave it cached: a GET of one
+// name does not read the store because other names are being declared or
+// issued.
 func (s *Server) currentID(ctx context.Context, key certfleet.JobKey) (int64, error) {
 	c := &s.hot
 	now := s.Now()
-	c.mu.Lock()
-	e, ok := c.jobs[key]
-	c.mu.Unlock()
-	if ok && now.Sub(e.at) < cacheTTL && e.gen == s.index.jobGen.Load() {
-		select {
-		case <-e.changed:
-		default:
+	version := s.Changes.Version(key.Spec)
+	if fresh, _ := ctx.Value(freshKey{}).(bool); !fresh {
+		c.mu.Lock()
+		e, ok := c.jobs[key]
+		c.mu.Unlock()
+		if ok && now.Sub(e.at) < cacheTTL && e.gen == s.index.jobGen.Load() && e.version == version {
 			return e.currentID, nil
 		}
 	}
-	changed, gen := s.Changes.Wait(), s.index.jobGen.Load()
+	gen := s.index.jobGen.Load()
+	c.jobReads.Add(1)
 	job, err := s.Store.Job(ctx, key)
 	if err != nil {
 		return 0, err
@@ -277,7 +294,7 @@ func (s *Server) currentID(ctx context.Context, key certfleet.JobKey) (int64, er
 	if c.jobs == nil || len(c.jobs) >= 100000 {
 		c.jobs = make(map[certfleet.JobKey]jobEntry)
 	}
-	c.jobs[key] = jobEntry{currentID: job.CurrentID, at: now, gen: gen, changed: changed}
+	c.jobs[key] = jobEntry{currentID: job.CurrentID, at: now, gen: gen, version: version}
 	c.mu.Unlock()
 	return job.CurrentID, nil
 }

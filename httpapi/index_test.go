@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
@@ -192,5 +193,52 @@ func within(t *testing.T, d time.Duration, what string, ok func() bool) {
 			t.Fatalf("%s: not within %s", what, d)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestGetCachedWhileOthersChange (issue 13): GET fullchain of one name
+// read its job from the store again after every PUT of any other name and
+// every notification, so that while names were declared nearly every GET
+// waited for the store (p99 42 ms on PostgreSQL). The cache of a job's
+// current certificate is now dropped only for its own certificate (or
+// after cacheTTL): PUTs of other names, their issuance, and other
+// instances' notifications leave it.
+func TestGetCachedWhileOthersChange(t *testing.T) {
+	e := newEnv(t, 0)
+	ctx := t.Context()
+	const name = "reader.cache.test"
+	e.issue(name, nil)
+	h := http.Header{"Authorization": {"Bearer " + e.token(nil, false, certfleet.PermReadCerts)}}
+	get := func() {
+		t.Helper()
+		resp, body := httpGet(t, e.api.URL+"/v1/names/"+name+"/fullchain", h)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET fullchain: %d %s", resp.StatusCode, body)
+		}
+	}
+	get()
+	before, start := e.srv.JobReadsForTest(), time.Now()
+	const puts = 20
+	for i := range puts {
+		if _, err := e.admin.PutName(ctx, fmt.Sprintf("other%02d.cache.test", i), &httpapi.NameRequest{SelfTest: new(bool)}); err != nil {
+			t.Fatal(err)
+		}
+		e.changes.NotifyElsewhere() // what the daemon forwards from PostgreSQL's notifications
+		get()
+	}
+	elapsed := time.Since(start)
+	if elapsed > 8*time.Second {
+		t.Skipf("%d PUTs took %v: too slow a machine to tell the cache's expiry from a read per PUT", puts, elapsed)
+	}
+	// At most one read per cacheTTL (a second) of the loop.
+	if got, most := e.srv.JobReadsForTest()-before, int64(elapsed/time.Second)+1; got > most {
+		t.Fatalf("%d GETs between %d PUTs of other names (%v) read the job %d times; want at most %d (its cache's expiry)", puts, puts, elapsed, got, most)
+	}
+	// A change of its own certificate is seen at once.
+	e.changes.NotifySpec(name)
+	was := e.srv.JobReadsForTest()
+	get()
+	if e.srv.JobReadsForTest() != was+1 {
+		t.Fatal("a GET after its certificate's change did not read the job again")
 	}
 }

@@ -354,7 +354,7 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 	if s.Wake != nil {
 		s.Wake()
 	}
-	s.Changes.Notify()
+	s.Changes.NotifySpec(name) // this certificate's long-polls; other names stay cached
 	var st NameStatus
 	if pl.write != nil {
 		// The spec as committed: it need not be read back.
@@ -414,7 +414,7 @@ func (s *Server) deleteName(w http.ResponseWriter, r *http.Request, p principal)
 		if revoke {
 			s.index.dropIssuances()
 		}
-		s.Changes.Notify()
+		s.Changes.NotifySpec(sp.Name)
 	}()
 	if len(sp.Identifiers) > 1 && len(sp.CSR) == 0 {
 		if revoke {

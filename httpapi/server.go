@@ -74,7 +74,9 @@ type Server struct {
 	// Store is required.
 	Store Store
 	// Changes, when set, wakes long-polls at once when the manager issues
-	// a certificate (cmd wires the manager's deployer to it).
+	// a certificate (cmd wires the manager's deployer to it), and tells the
+	// cache of jobs' current certificates which certificate changed
+	// (NotifySpec; Notify drops the whole cache).
 	Changes *certfleet.Changes
 	// Wake, when set, is called after a name is requested or retried, so
 	// the scheduler looks at the store at once (manager.Manager.Wake).
@@ -532,9 +534,15 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, render func(ct
 	ctx := r.Context()
 	deadline := s.Now().Add(wait)
 	inm := r.Header.Get("If-None-Match")
-	for {
+	for woken := false; ; woken = true {
 		changed := s.Changes.Wait()
-		rep := render(ctx)
+		rctx := ctx
+		if woken {
+			// The change may be another instance's, which the caches
+			// learn only when they expire: read the store.
+			rctx = withFresh(ctx)
+		}
+		rep := render(rctx)
 		waiting := (rep.status == http.StatusOK && rep.etag != "" && etagMatch(inm, rep.etag)) || rep.status == http.StatusNotFound
 		left := deadline.Sub(s.Now())
 		if wait == 0 || !waiting || left <= 0 {

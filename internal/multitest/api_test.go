@@ -35,8 +35,8 @@ type apiInstance struct {
 // a certificate issued here wakes this instance's long-polls.
 type changesDeployer struct{ c *certfleet.Changes }
 
-func (d changesDeployer) Deploy(context.Context, certfleet.CertificateSpec, certfleet.Issuance) error {
-	d.c.Notify()
+func (d changesDeployer) Deploy(_ context.Context, sp certfleet.CertificateSpec, _ certfleet.Issuance) error {
+	d.c.NotifySpec(sp.Name)
 	return nil
 }
 
@@ -55,7 +55,7 @@ func (c *cluster) newAPIInstance(ctx context.Context, wg *sync.WaitGroup, name s
 	go func() {
 		defer wg.Done()
 		for range changes {
-			in.changes.Notify()
+			in.changes.NotifyElsewhere()
 		}
 	}()
 	mctx, mcancel := context.WithCancel(ctx)

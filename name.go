@@ -1,6 +1,9 @@
 package certfleet
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // SpecWriter adds and withdraws single specs, for specs declared one at a
 // time (over the API) rather than as a whole source (SyncSpecs). Safe for
@@ -38,6 +41,12 @@ type SpecPut struct {
 type SpecPutResult struct {
 	// Changed reports whether the put wrote anything.
 	Changed bool
+	// CreatedAt, when not zero, is when the put created the certificate
+	// (it had no row, withdrawn or not), as the store keeps it: its jobs
+	// are new, due at CreatedAt, with no attempt, current certificate,
+	// waiting name or agent report, so that the API answers with its
+	// status without reading them back (issue 13: four reads per PUT).
+	CreatedAt time.Time
 	// Err is the put's refusal (EINVALID, ECONFLICT, EQUOTA): that put
 	// wrote nothing, and the others of its batch stand.
 	Err error

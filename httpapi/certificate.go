@@ -158,8 +158,30 @@ func (s *Server) readStatus(ctx context.Context, sp certfleet.CertificateSpec) (
 	return rd, errors.Join(errs...)
 }
 
+// createdReads are the reads of a status of a certificate created at
+// createdAt (certfleet.SpecPutResult.CreatedAt), known without reading
+// them: new jobs, due at once, and nothing else.
+func (s *Server) createdReads(sp certfleet.CertificateSpec, createdAt time.Time) statusReads {
+	keys := sp.JobKeys()
+	rd := statusReads{jobs: make([]certfleet.Job, len(keys)), atts: make([][]certfleet.Attempt, len(keys))}
+	_, rd.fleet = s.Store.(certfleet.FleetStore)
+	for i, k := range keys {
+		rd.jobs[i] = certfleet.Job{JobKey: k, NextAt: createdAt}
+	}
+	return rd
+}
+
 // specStatus is the status of sp as seen for name.
 func (s *Server) specStatus(ctx context.Context, name string, sp certfleet.CertificateSpec) (NameStatus, error) {
+	rd, err := s.readStatus(ctx, sp)
+	if err != nil {
+		return NameStatus{}, err
+	}
+	return s.statusFrom(ctx, name, sp, rd)
+}
+
+// statusFrom is the status of sp as seen for name, from its reads.
+func (s *Server) statusFrom(ctx context.Context, name string, sp certfleet.CertificateSpec, rd statusReads) (NameStatus, error) {
 	st := NameStatus{
 		Name: name, Certificate: sp.Name, Source: sp.Source, Identifiers: certfleet.IdentifierValues(sp.Identifiers),
 		Mode: "key", Issued: true, StatusURL: statusURL(name),
@@ -168,10 +190,6 @@ func (s *Server) specStatus(ctx context.Context, name string, sp certfleet.Certi
 	}
 	if len(sp.CSR) > 0 {
 		st.Mode = "csr"
-	}
-	rd, err := s.readStatus(ctx, sp)
-	if err != nil {
-		return st, err
 	}
 	// Names that wait for their self-test are left out of the order: the
 	// certificate is current when it matches the spec without them, as the

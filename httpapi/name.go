@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/certfleet/certfleet"
 )
@@ -320,8 +321,9 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 		return
 	}
 	var (
-		event  *certfleet.Event // recorded by the store with the change
-		others certfleet.EventSinks
+		event   *certfleet.Event // recorded by the store with the change
+		others  certfleet.EventSinks
+		created time.Time // the put created the certificate
 	)
 	if pl.write != nil {
 		put := certfleet.SpecPut{Spec: *pl.write}
@@ -333,7 +335,7 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 		res := s.groupCommit(ctx, pl.batch, put)
 		s.unmarkPending(pl.names)
 		s.index.forget(pl.names)
-		pl.changed, err = res.Changed, res.Err
+		pl.changed, created, err = res.Changed, res.CreatedAt, res.Err
 	}
 	if code := certfleet.ErrorCode(err); code == certfleet.EQUOTA || code == certfleet.ECONFLICT || code == certfleet.EINVALID {
 		s.fail(w, r, false, problemFor(err))
@@ -356,12 +358,19 @@ func (s *Server) requestName(w http.ResponseWriter, r *http.Request, p principal
 	}
 	s.Changes.NotifySpec(name) // this certificate's long-polls; other names stay cached
 	var st NameStatus
-	if pl.write != nil {
+	switch {
+	case pl.write != nil && !created.IsZero():
+		// Created: its jobs are new and nothing else is kept of it yet,
+		// as the store told; none of it need be read.
+		sp := *pl.write
+		sp.Disabled = false
+		st, err = s.statusFrom(ctx, id.Value, sp, s.createdReads(sp, created))
+	case pl.write != nil:
 		// The spec as committed: it need not be read back.
 		sp := *pl.write
 		sp.Disabled = false
 		st, err = s.specStatus(ctx, id.Value, sp)
-	} else {
+	default:
 		st, err = s.nameStatus(ctx, id.Value, name)
 	}
 	if err != nil {

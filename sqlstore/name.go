@@ -134,7 +134,7 @@ func (s *Store) PutSpecs(ctx context.Context, puts []certfleet.SpecPut) ([]certf
 				stored = &storedSpecRow{exists: ok, storedSpec: row}
 			}
 			written[sp.Name] = true
-			changed, touched, err := putSpec(tx, sp, prep[i].js, now, stored)
+			changed, created, touched, err := putSpec(tx, sp, prep[i].js, now, stored)
 			var r refusal
 			switch {
 			case errors.As(err, &r):
@@ -146,6 +146,10 @@ func (s *Store) PutSpecs(ctx context.Context, puts []certfleet.SpecPut) ([]certf
 				continue
 			}
 			res[i].Changed = true
+			if created {
+				// As the store reads it back: microseconds, UTC.
+				res[i].CreatedAt = now.Truncate(time.Microsecond).UTC()
+			}
 			names = append(names, touched...)
 			if e := prep[i].event; e != nil {
 				tx.Queue(qInsertEvent, e.At, e.Kind, e.Actor, certfleet.ActorType(e.Actor), e.Remote,
@@ -223,17 +227,18 @@ func (r refusal) Error() string { return r.err.Error() }
 func (r refusal) Unwrap() error { return r.err }
 
 // putSpec puts sp (its stored form js) inside tx, under the spec lock, and
-// returns whether it changed anything and the names whose certificates
-// changed. A refusal is returned before anything is queued.
+// returns whether it changed anything, whether it created the spec (and
+// its jobs), and the names whose certificates changed. A refusal is
+// returned before anything is queued.
 //
 // stored is the spec's row as read before (batchSpecs), or nil to read it
 // here.
-func putSpec(tx Tx, sp certfleet.CertificateSpec, js string, now time.Time, stored *storedSpecRow) (bool, []string, error) {
+func putSpec(tx Tx, sp certfleet.CertificateSpec, js string, now time.Time, stored *storedSpecRow) (changed, created bool, touched []string, err error) {
 	if stored == nil {
 		var row storedSpecRow
 		err := tx.QueryRow(qSpec, sp.Name).Scan(&row.source, &row.disabled, &row.js, &row.tenant)
 		if err != nil && !noRows(err) {
-			return false, nil, fmt.Errorf("load spec: %w", err)
+			return false, false, nil, fmt.Errorf("load spec: %w", err)
 		}
 		row.exists = err == nil
 		stored = &row
@@ -241,9 +246,9 @@ func putSpec(tx Tx, sp certfleet.CertificateSpec, js string, now time.Time, stor
 	exists, source, disabled, old, tenant := stored.exists, stored.source, stored.disabled, stored.js, stored.tenant
 	switch {
 	case exists && source == sp.Source && !disabled && old == js && tenant == sp.Tenant:
-		return false, nil, nil
+		return false, false, nil, nil
 	case exists && !disabled && tenant != sp.Tenant:
-		return false, nil, refusal{certfleet.Errorf(certfleet.ECONFLICT, "certificate %q belongs to %s", sp.Name, tenantWord(tenant))}
+		return false, false, nil, refusal{certfleet.Errorf(certfleet.ECONFLICT, "certificate %q belongs to %s", sp.Name, tenantWord(tenant))}
 	}
 	if sp.Tenant != "" {
 		var held int
@@ -252,13 +257,13 @@ func putSpec(tx Tx, sp certfleet.CertificateSpec, js string, now time.Time, stor
 		}
 		if err := checkTenantQuota(tx, sp, held); err != nil {
 			if c := certfleet.ErrorCode(err); c == certfleet.EQUOTA || c == certfleet.EINVALID {
-				return false, nil, refusal{err}
+				return false, false, nil, refusal{err}
 			}
-			return false, nil, err
+			return false, false, nil, err
 		}
 	}
 	if exists && source != sp.Source && !disabled {
-		return false, nil, refusal{certfleet.Errorf(certfleet.ECONFLICT, "certificate %q is already declared by source %q", sp.Name, source)}
+		return false, false, nil, refusal{certfleet.Errorf(certfleet.ECONFLICT, "certificate %q is already declared by source %q", sp.Name, source)}
 	}
 	var held []certfleet.Identifier // the names it had, for the index
 	if !exists {
@@ -269,7 +274,7 @@ func putSpec(tx Tx, sp certfleet.CertificateSpec, js string, now time.Time, stor
 	} else {
 		jobs, err := loadJobs(tx, sp.Name)
 		if err != nil {
-			return false, nil, err
+			return false, false, nil, err
 		}
 		tx.Queue(qReenableSpec, sp.Source, js, now, sp.Name, sp.Tenant)
 		syncJobs(tx, sp, jobs, now)
@@ -277,7 +282,7 @@ func putSpec(tx Tx, sp certfleet.CertificateSpec, js string, now time.Time, stor
 			held = decodedIdentifiers(old)
 		}
 	}
-	return true, indexSpec(tx, sp.Name, held, sp.Identifiers), nil
+	return true, !exists, indexSpec(tx, sp.Name, held, sp.Identifiers), nil
 }
 
 // WithdrawSpec implements certfleet.SpecWriter. With destroyKeys the

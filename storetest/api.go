@@ -179,10 +179,30 @@ func testPutSpecs(t *testing.T, s APIStore) {
 			t.Errorf("put %d (%s): changed %v, err %v; want changed %v, code %q", i, puts[i].Spec.Name, res[i].Changed, res[i].Err, w.changed, w.code)
 		}
 	}
-	for _, name := range []string{"b1", "b2", "one.q.example"} {
-		if _, err := s.Job(ctx, certfleet.JobKey{Spec: name, KeyType: certfleet.ECDSAP256}); err != nil {
-			t.Errorf("job of %s put in the batch: %v", name, err)
+	// The puts that created a certificate say so, with the time its jobs
+	// are due as stored (the API answers from it, issue 13); the others
+	// do not.
+	for i, p := range puts {
+		created := i == 0 || i == 4 || i == 6
+		if got := res[i].CreatedAt; created == got.IsZero() {
+			t.Errorf("put %d (%s): CreatedAt %v; want it set only when the put created the certificate", i, p.Spec.Name, got)
 		}
+	}
+	for _, i := range []int{0, 4, 6} {
+		name := puts[i].Spec.Name
+		job, err := s.Job(ctx, certfleet.JobKey{Spec: name, KeyType: certfleet.ECDSAP256})
+		if err != nil {
+			t.Errorf("job of %s put in the batch: %v", name, err)
+		} else if !job.NextAt.Equal(res[i].CreatedAt) || job.NextAt.Location() != res[i].CreatedAt.Location() {
+			t.Errorf("job of %s: due at %v; the put said it created it at %v", name, job.NextAt, res[i].CreatedAt)
+		}
+	}
+	if again, err := bw.PutSpecs(ctx, []certfleet.SpecPut{{Spec: func() certfleet.CertificateSpec { sp := api("b2"); sp.RenewBefore = time.Hour; return sp }()}}); err != nil {
+		t.Fatal(err)
+	} else if !again[0].Changed || !again[0].CreatedAt.IsZero() {
+		t.Errorf("a change of an existing certificate: %+v; want changed, not created", again[0])
+	}
+	for _, name := range []string{"b1", "b2", "one.q.example"} {
 		sp, err := s.Spec(ctx, name)
 		if err != nil {
 			t.Fatalf("spec %s put in the batch: %v", name, err)

@@ -37,7 +37,10 @@ type IssueRequest struct {
 	NotOrders []string
 	// OnPlacing, if set, is called just before a new order is placed
 	// (after BeforeNewOrder), so the caller can persist the mark; an
-	// error ends the issuance before the CA is asked.
+	// error ends the issuance before the CA is asked. It is called again
+	// with a zero mark (to clear it) when the CA certainly created no
+	// order (it refused the request, or the connection was refused).
+	// certfleet.JobStore.MarkPlacing clears with a zero mark.
 	OnPlacing func(ctx context.Context, p OrderPlacing) error
 	// OnOrder is called with the URL of a newly placed order (or of the
 	// order found for Placed) before any challenge is answered, so the caller can persist it; an error aborts

@@ -192,9 +192,9 @@ type JobStore interface {
 	// orderURL clears the order.
 	SetPendingOrder(ctx context.Context, key JobKey, owner, orderURL string, keyPEM []byte) error
 	// MarkPlacing records that a new order is about to be placed (see
-	// Job.Placing); SetPendingOrder with a URL and CompleteIssuance clear
-	// it, FailJob keeps it (the order may exist although the CA's answer
-	// was lost).
+	// Job.Placing); a zero p clears it. SetPendingOrder with a URL and
+	// CompleteIssuance clear it too, FailJob keeps it (the order may
+	// exist although the CA's answer was lost).
 	MarkPlacing(ctx context.Context, key JobKey, owner string, p OrderPlacing) error
 	// CompleteIssuance atomically adds iss to the archive, makes it the
 	// job's current issuance, clears the pending order and failures,

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -241,6 +242,12 @@ func (i *Issuer) newOrder(ctx context.Context, acct acme.Account, dir acme.Direc
 	}
 	names := strings.Join(certfleet.IdentifierValues(req.Spec.Identifiers), ", ")
 	if err != nil {
+		if req.OnPlacing != nil && notPlaced(err) {
+			// The mark would make the next attempt walk the orders
+			// list for an order that does not exist; a mark left by a
+			// failed clearing costs no more than that walk.
+			_ = req.OnPlacing(ctx, certfleet.OrderPlacing{})
+		}
 		return acme.Order{}, fmt.Errorf("new order for %s: %w", names, err)
 	}
 	if order.Location == "" {
@@ -254,6 +261,15 @@ func (i *Issuer) newOrder(ctx context.Context, acct acme.Account, dir acme.Direc
 		}
 	}
 	return order, nil
+}
+
+// notPlaced reports whether a failed newOrder certainly created no order:
+// the CA answered with a problem document (RFC 8555 §6.7: the request was
+// refused), or the connection was refused (nothing was sent). A timeout or
+// a connection broken after the request was sent leaves it unknown.
+func notPlaced(err error) bool {
+	var p acme.Problem
+	return errors.As(err, &p) || errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // complete drives an order to "valid" and downloads its certificate

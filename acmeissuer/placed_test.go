@@ -84,3 +84,22 @@ func TestInterruptedPlacingOtherAccount(t *testing.T) {
 		t.Errorf("orders = %d, want 1", got)
 	}
 }
+
+// TestRefusedOrderClearsPlacing: a newOrder the CA refused created no
+// order, so the mark is cleared (a zero OnPlacing); left, it would make the
+// next attempt walk the orders list for nothing.
+func TestRefusedOrderClearsPlacing(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, pebbleca.Config{})
+	iss := env.newTestIssuer(t, nil)
+	req := newTestRequest(t, certfleet.ECDSAP256, "refused.example")
+	req.Spec.Identifiers = []certfleet.Identifier{{Type: certfleet.IdentifierDNS, Value: "no!such.example"}}
+	var marks []certfleet.OrderPlacing
+	req.OnPlacing = func(_ context.Context, p certfleet.OrderPlacing) error { marks = append(marks, p); return nil }
+	if _, err := iss.Issue(t.Context(), req); err == nil {
+		t.Fatal("the CA accepted a malformed name")
+	}
+	if len(marks) != 2 || marks[0].At.IsZero() || !marks[1].At.IsZero() {
+		t.Errorf("marks = %+v, want the mark, then a zero one", marks)
+	}
+}

@@ -13,21 +13,28 @@ import (
 
 var _ sqlstore.Compacter = (*db)(nil)
 
-// compactWait bounds how long Compact waits for older snapshots to end.
-const compactWait = 2 * time.Minute
+// compactWait bounds how long Compact waits for older snapshots to end (a
+// variable for this package's tests).
+var compactWait = 2 * time.Minute
 
 // qOlderSnapshots counts what keeps row versions older than transaction $1
 // visible, so that VACUUM FULL would copy them into the new files instead
-// of dropping them: sessions of this database whose snapshot or
-// transaction predates $1, prepared transactions, replication slots.
-// (Without superuser or pg_read_all_stats, other roles' sessions show no
-// backend_xmin and cannot be counted; docs/keys-at-rest.md.)
+// of dropping them: sessions whose snapshot or transaction predates $1,
+// prepared transactions, replication slots. Sessions and prepared
+// transactions of every database count, not only of this one: VACUUM FULL
+// (PostgreSQL 15) keeps the row versions a transaction of another database
+// on the server could see ("dead row versions cannot be removed yet"),
+// where a plain VACUUM would remove them; counting only this database's,
+// Compact reported success with the plaintext still in the table's new
+// files (TestCompactWaitsForOtherDatabases). (Without superuser or
+// pg_read_all_stats, other roles' sessions show no backend_xmin and cannot
+// be counted; docs/keys-at-rest.md.)
 const qOlderSnapshots = `SELECT
 	(SELECT count(*) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid()
+		WHERE pid <> pg_backend_pid()
 		AND ((backend_xmin IS NOT NULL AND age(backend_xmin) > age($1::text::xid))
 		  OR (backend_xid IS NOT NULL AND age(backend_xid) > age($1::text::xid))))
-	+ (SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database() AND age(transaction) > age($1::text::xid))
+	+ (SELECT count(*) FROM pg_prepared_xacts WHERE age(transaction) > age($1::text::xid))
 	+ (SELECT count(*) FROM pg_replication_slots WHERE xmin IS NOT NULL AND age(xmin) > age($1::text::xid))`
 
 // Compact implements sqlstore.Compacter: VACUUM FULL rewrites each table
@@ -60,7 +67,7 @@ func (d *db) Compact(ctx context.Context, tables []string) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d sessions, prepared transactions or replication slots of this database still see rows as they were before the keys were sealed "+
+			return fmt.Errorf("%d sessions, prepared transactions or replication slots of this server still see rows as they were before the keys were sealed "+
 				"(see pg_stat_activity.backend_xmin, pg_prepared_xacts, pg_replication_slots); VACUUM FULL would keep those row versions. "+
 				"End them (long or idle-in-transaction sessions) and start certfleet again: the compaction stays owed until it succeeds", n)
 		}

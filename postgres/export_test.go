@@ -24,3 +24,11 @@ func EventQueryForTest(s *Store, ctx context.Context, f certfleet.EventFilter) (
 	q, args := sqlstore.EventQuery(f, cursorAt)
 	return q.Text(sqlstore.Postgres), args, nil
 }
+
+// SetCompactWaitForTest sets how long Compact waits for older snapshots,
+// and restores it when t ends.
+func SetCompactWaitForTest(t interface{ Cleanup(func()) }, d time.Duration) {
+	old := compactWait
+	compactWait = d
+	t.Cleanup(func() { compactWait = old })
+}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -175,4 +177,55 @@ func TestSealPassLeavesNoPlaintextInFiles(t *testing.T) {
 		t.Fatalf("after sealing, the database still holds: %v", found)
 	}
 	storetest.CheckKeys(t, s, fk)
+}
+
+// TestCompactWaitsForOtherDatabases: a transaction open in another
+// database of the server keeps VACUUM FULL from dropping the row versions
+// the seal pass replaced. Compact waited only for the sessions of its own
+// database, so it reported the database compacted while the plaintext
+// keys stayed in the tables' new files (the seal pass tests failed under
+// load when another test's or benchmark's database had a transaction
+// open). Now it waits for it, then fails naming the cause, and compacts
+// once the transaction has ended.
+func TestCompactWaitsForOtherDatabases(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	plain := openSealPass(t, dsn, nil)
+	fk := storetest.FillPlaintext(t, plain, 10)
+	plain.Close()
+
+	ctx := t.Context()
+	other, err := pgx.Connect(ctx, pgtest.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+
+	postgres.SetCompactWaitForTest(t, 2*time.Second)
+	s := openSealPass(t, dsn, sealtest.NewKEK(t))
+	res, err := s.SealPlaintextKeys(ctx, sqlstore.SealPassOptions{})
+	if err == nil || res.Compacted || !strings.Contains(err.Error(), "still see rows") {
+		found := pgLeaks(t, dsn, fk)
+		t.Fatalf("with a transaction open in another database: %+v, %v; want the compaction refused (the files hold %v)", res, err, found)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	postgres.SetCompactWaitForTest(t, 2*time.Minute)
+	res, err = s.SealPlaintextKeys(ctx, sqlstore.SealPassOptions{})
+	if err != nil || !res.Compacted {
+		t.Fatalf("after the transaction ended: %+v, %v; want the owed compaction done", res, err)
+	}
+	storetest.CheckKeys(t, s, fk)
+	if found := pgLeaks(t, dsn, fk); len(found) > 0 {
+		t.Fatalf("after the compaction the database still holds: %v", found)
+	}
 }

@@ -47,12 +47,34 @@ func ServerDSN(t testing.TB) string {
 	return dsn
 }
 
-// DSN creates a new empty schema on the test server and returns a DSN whose
-// connections use it (search_path). The schema is dropped when t ends.
-func DSN(t testing.TB) string {
+// Database creates a new empty database on the test server and returns a
+// DSN for it; the database is dropped when t ends. Use it instead of DSN
+// for a test that needs what PostgreSQL keeps per database, not per
+// schema, to itself: VACUUM FULL keeps every row version a session of the
+// database may still see, so a seal pass's compaction waits for the
+// transactions open in every schema of the database; with the schemas of
+// DSN, other tests' sessions held it up past its wait under load.
+func Database(t testing.TB) string {
 	t.Helper()
 	server := ServerDSN(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	name := "certfleet_test_" + randomHex()
+	adminExec(t, server, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0")
+	t.Cleanup(func() {
+		adminExec(t, server, "DROP DATABASE "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	})
+	u, err := url.Parse(server)
+	if err != nil {
+		t.Fatalf("pgtest: parse %s: %v", EnvDSN, err)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// adminExec runs stmt on the test server's database, failing t with what
+// to check when the server cannot be reached.
+func adminExec(t testing.TB, server, stmt string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, server)
 	if err != nil {
@@ -61,25 +83,25 @@ func DSN(t testing.TB) string {
 			EnvDSN, err)
 	}
 	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, stmt); err != nil {
+		t.Fatalf("pgtest: %s: %v", stmt, err)
+	}
+}
+
+func randomHex() string {
 	b := make([]byte, 8)
 	rand.Read(b)
-	schema := "certfleet_test_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize()); err != nil {
-		t.Fatalf("pgtest: create schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, server)
-		if err != nil {
-			t.Errorf("pgtest: drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(context.Background())
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("pgtest: drop schema %s: %v", schema, err)
-		}
-	})
+	return hex.EncodeToString(b)
+}
+
+// DSN creates a new empty schema on the test server and returns a DSN whose
+// connections use it (search_path). The schema is dropped when t ends.
+func DSN(t testing.TB) string {
+	t.Helper()
+	server := ServerDSN(t)
+	schema := "certfleet_test_" + randomHex()
+	adminExec(t, server, "CREATE SCHEMA "+pgx.Identifier{schema}.Sanitize())
+	t.Cleanup(func() { adminExec(t, server, "DROP SCHEMA "+pgx.Identifier{schema}.Sanitize()+" CASCADE") })
 	u, err := url.Parse(server)
 	if err != nil {
 		t.Fatalf("pgtest: parse %s: %v", EnvDSN, err)

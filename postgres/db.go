@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"time"
 
@@ -239,23 +238,10 @@ func (r *rows) Next() bool { return r.rs.Next() }
 func (r *rows) Err() error { return translate(r.rs.Err()) }
 func (r *rows) Close()     { r.rs.Close() }
 func (r *rows) Scan(dest ...any) error {
-	i := slices.IndexFunc(dest, isTime)
-	if i < 0 {
-		return translate(r.rs.Scan(dest...))
-	}
-	r.buf = append(r.buf[:0], dest...)
-	for ; i < len(r.buf); i++ {
-		if t, ok := r.buf[i].(*time.Time); ok {
-			r.buf[i] = timestamptz{t}
-		}
-	}
-	return translate(r.rs.Scan(r.buf...))
+	return translate(r.rs.Scan(sqlstore.ScanTimes(&r.buf, dest, scanTimestamptz)...))
 }
 
-func isTime(d any) bool {
-	_, ok := d.(*time.Time)
-	return ok
-}
+func scanTimestamptz(t *time.Time) any { return timestamptz{t} }
 
 // timestamptz scans a nullable timestamptz into *t, in UTC; NULL is the
 // zero time. Being one pointer, it is held in an interface without an

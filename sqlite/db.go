@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -275,23 +274,10 @@ func (r *rows) Next() bool { return r.rs.Next() }
 func (r *rows) Err() error { return translate(r.rs.Err()) }
 func (r *rows) Close()     { r.rs.Close() }
 func (r *rows) Scan(dest ...any) error {
-	i := slices.IndexFunc(dest, isTime)
-	if i < 0 {
-		return translate(r.rs.Scan(dest...))
-	}
-	r.buf = append(r.buf[:0], dest...)
-	for ; i < len(r.buf); i++ {
-		if t, ok := r.buf[i].(*time.Time); ok {
-			r.buf[i] = unixMicro{t}
-		}
-	}
-	return translate(r.rs.Scan(r.buf...))
+	return translate(r.rs.Scan(sqlstore.ScanTimes(&r.buf, dest, scanUnixMicro)...))
 }
 
-func isTime(d any) bool {
-	_, ok := d.(*time.Time)
-	return ok
-}
+func scanUnixMicro(t *time.Time) any { return unixMicro{t} }
 
 // encodeArgs turns time.Time arguments into the stored form (Unix
 // microseconds). It copies args only when one needs it.

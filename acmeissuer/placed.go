@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/mholt/acmez/v3/acme"
@@ -30,6 +31,8 @@ const (
 	maxPlacedLookups = 256
 	// placedParallel orders are fetched at a time.
 	placedParallel = 8
+	// orderAgeMargin: see findPlaced's stop rule.
+	orderAgeMargin = 5 * time.Second
 )
 
 // findPlaced looks for the order of the interrupted placing req.Placed
@@ -62,10 +65,12 @@ func (i *Issuer) findPlaced(ctx context.Context, acct acme.Account, req certflee
 		})
 		return acme.Order{}, false, nil
 	}
+	began := time.Now()
 	urls, err := i.listOrders(ctx, acct, list)
 	if err != nil {
 		return acme.Order{}, false, err
 	}
+	listed := time.Since(began)
 	// Pebble lists an account's orders oldest first; the one sought is
 	// among the newest.
 	var cands []string
@@ -77,6 +82,15 @@ func (i *Issuer) findPlaced(ctx context.Context, acct acme.Account, req certflee
 			break
 		}
 	}
+	// Ours: where orders are listed in creation order and all live as
+	// long (Pebble), the walk back can stop at the first order created
+	// before the mark. The newest order's expiry less now is at most the
+	// lifetime, so an order expiring before the mark plus that (less a
+	// margin for clocks and the CA's one-second resolution) is older than
+	// the mark. Wrong guesses only stop the walk early: a new order is
+	// placed, as without the lookup.
+	var older time.Time // zero until the newest order is seen
+	fetched := 0
 	for start := 0; start < len(cands); start += placedParallel {
 		batch := cands[start:min(start+placedParallel, len(cands))]
 		orders := make([]acme.Order, len(batch))
@@ -92,17 +106,30 @@ func (i *Issuer) findPlaced(ctx context.Context, acct acme.Account, req certflee
 		if err := ctx.Err(); err != nil {
 			return acme.Order{}, false, err
 		}
+		fetched += len(batch)
+		stop := false
 		for _, o := range orders {
+			if o.Expires.IsZero() {
+				continue
+			}
+			if older.IsZero() {
+				older = p.At.Add(o.Expires.Sub(i.now())).Add(-orderAgeMargin)
+			}
 			if (o.Status == acme.StatusPending || o.Status == acme.StatusReady) &&
-				(o.Expires.IsZero() || o.Expires.After(p.At)) && sameIdentifiers(o.Identifiers, req.Spec.Identifiers) {
+				o.Expires.After(p.At) && sameIdentifiers(o.Identifiers, req.Spec.Identifiers) {
 				lg.Info("found the order of an interrupted placing; continuing it instead of placing another",
-					certfleet.LogOrderURL, o.Location, "status", o.Status, "placing_at", p.At)
+					certfleet.LogOrderURL, o.Location, "status", o.Status, "placing_at", p.At,
+					"orders_listed", len(urls), "orders_fetched", fetched, "list_took", listed, "took", time.Since(began))
 				return o, true, nil
 			}
+			stop = stop || o.Expires.Before(older)
+		}
+		if stop {
+			break
 		}
 	}
 	lg.Info("no order of an interrupted placing found at the CA; placing a new one",
-		"placing_at", p.At, "orders_listed", len(urls), "orders_fetched", len(cands))
+		"placing_at", p.At, "orders_listed", len(urls), "orders_fetched", fetched, "list_took", listed, "took", time.Since(began))
 	return acme.Order{}, false, nil
 }
 

@@ -125,6 +125,9 @@ func (s *Server) listCertificates(w http.ResponseWriter, r *http.Request, p prin
 			return s.errReply(r, "list certificates", err)
 		}
 		list.Certificates = append(list.Certificates, infos...)
+		if len(list.Certificates) > DefaultPageSize {
+			return compactJSONReply(http.StatusOK, list)
+		}
 		return jsonReply(http.StatusOK, list)
 	})
 }

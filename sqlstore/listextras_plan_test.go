@@ -66,6 +66,9 @@ func TestSQLiteListingExtrasPlans(t *testing.T) {
 			lines = append(lines, detail)
 		}
 		rows.Close()
+		if n == "reasons" {
+			checkReasonsIndex(t, lines)
+		}
 		for _, l := range lines {
 			// The page's list (json_each, k) is walked; a table never.
 			if m := scan.FindStringSubmatch(l); m != nil && m[1] != "json_each" && m[1] != "k" && !strings.Contains(l, "USING") {
@@ -128,6 +131,9 @@ func TestPostgresListingExtrasPlans(t *testing.T) {
 			lines = append(lines, l)
 		}
 		rows.Close()
+		if n == "reasons" {
+			checkReasonsIndex(t, lines)
+		}
 		for _, l := range lines {
 			// A wait's place counts the jobs ahead of it in its bucket's
 			// queue (as BudgetWaits does): that count may read the queue
@@ -136,5 +142,18 @@ func TestPostgresListingExtrasPlans(t *testing.T) {
 				t.Errorf("%s: a scan of a table (%s):\n%s", n, strings.TrimSpace(l), strings.Join(lines, "\n"))
 			}
 		}
+	}
+}
+
+// checkReasonsIndex (issue 13): a row's newest failure is looked for
+// among its certificate's events (audit_events_certificate), not among
+// every certificate's failures newest first (audit_events_kind), which
+// SQLite chose: a walk of every order_failed event in the store for each
+// row without one.
+func checkReasonsIndex(t *testing.T, lines []string) {
+	t.Helper()
+	plan := strings.Join(lines, "\n")
+	if !strings.Contains(plan, "audit_events_certificate") || strings.Contains(plan, "audit_events_kind") {
+		t.Errorf("reasons: want the events looked up by audit_events_certificate:\n%s", plan)
 	}
 }

@@ -141,7 +141,9 @@ type Issuer struct {
 	ordersMu  sync.Mutex
 	ordersOf  string
 	ordersURL string
-	noList    sync.Once // the CA offers no orders list: said once
+	noList    sync.Once  // the CA offers no orders list: said once
+	walkMu    sync.Mutex // guards walk
+	walk      *walk      // the newest walk of the orders list (placed.go)
 }
 
 var (

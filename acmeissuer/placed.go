@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/certfleet/certfleet"
@@ -30,7 +31,12 @@ const (
 	// of orders meanwhile, each listed after the one sought.
 	maxPlacedLookups = 256
 	// placedParallel orders are fetched at a time.
-	placedParallel = 8
+	placedParallel = 16
+	// placingReach: an order whose mark was saved at t reached the CA by
+	// t+placingReach (the mark is saved just before newOrder is sent),
+	// so a walk of the orders list begun later lists it and can serve
+	// that lookup (orderWalk).
+	placingReach = 5 * time.Second
 	// orderAgeMargin: see findPlaced's stop rule.
 	orderAgeMargin = 5 * time.Second
 )
@@ -66,10 +72,11 @@ func (i *Issuer) findPlaced(ctx context.Context, acct acme.Account, req certflee
 		return acme.Order{}, false, nil
 	}
 	began := time.Now()
-	urls, err := i.listOrders(ctx, acct, list)
+	w, err := i.orderWalk(ctx, acct, list, p.At.Add(placingReach))
 	if err != nil {
 		return acme.Order{}, false, err
 	}
+	urls := w.urls
 	listed := time.Since(began)
 	// Pebble lists an account's orders oldest first; the one sought is
 	// among the newest.
@@ -95,12 +102,17 @@ func (i *Issuer) findPlaced(ctx context.Context, acct acme.Account, req certflee
 		batch := cands[start:min(start+placedParallel, len(cands))]
 		orders := make([]acme.Order, len(batch))
 		_ = parallel(ctx, len(batch), func(ctx context.Context, k int) error {
+			if o, ok := w.order(batch[k]); ok && !sameIdentifiers(o.Identifiers, req.Spec.Identifiers) {
+				orders[k] = o // another certificate's: no need to ask again
+				return nil
+			}
 			o, err := i.client.GetOrder(withEndpoint(ctx, EndpointOrder), acct, acme.Order{Location: batch[k]})
 			if err != nil {
 				return nil // one unreadable order does not end the search
 			}
 			o.Location = batch[k]
 			orders[k] = o
+			w.keep(o)
 			return nil
 		})
 		if err := ctx.Err(); err != nil {
@@ -131,6 +143,62 @@ func (i *Issuer) findPlaced(ctx context.Context, acct acme.Account, req certflee
 	lg.Info("no order of an interrupted placing found at the CA; placing a new one",
 		"placing_at", p.At, "orders_listed", len(urls), "orders_fetched", fetched, "list_took", listed, "took", time.Since(began))
 	return acme.Order{}, false, nil
+}
+
+// walk is one walk of the account's orders list and the orders fetched
+// after it, shared by the lookups that start while it runs or soon after:
+// the jobs of a killed instance are taken over together, each with a mark.
+type walk struct {
+	list  string
+	began time.Time
+	done  chan struct{} // closed when urls and err are set
+	urls  []string
+	err   error
+
+	mu     sync.Mutex            // guards orders
+	orders map[string]acme.Order // fetched; identifiers and expiry never change
+}
+
+func (w *walk) order(url string) (acme.Order, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	o, ok := w.orders[url]
+	return o, ok
+}
+
+func (w *walk) keep(o acme.Order) {
+	w.mu.Lock()
+	w.orders[o.Location] = o
+	w.mu.Unlock()
+}
+
+// orderWalk returns a walk of the orders list begun after since: the one
+// in progress or done if it began late enough, else a new one.
+func (i *Issuer) orderWalk(ctx context.Context, acct acme.Account, list string, since time.Time) (*walk, error) {
+	i.walkMu.Lock()
+	w := i.walk
+	if w != nil && w.list == list && w.began.After(since) {
+		i.walkMu.Unlock()
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return w, w.err
+	}
+	w = &walk{list: list, began: i.now(), done: make(chan struct{}), orders: make(map[string]acme.Order)}
+	i.walk = w
+	i.walkMu.Unlock()
+	w.urls, w.err = i.listOrders(ctx, acct, list)
+	close(w.done)
+	if w.err != nil {
+		i.walkMu.Lock()
+		if i.walk == w {
+			i.walk = nil // not for the next lookup
+		}
+		i.walkMu.Unlock()
+	}
+	return w, w.err
 }
 
 // ordersListURL returns the account's "orders" URL, "" when the CA gives

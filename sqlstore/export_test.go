@@ -7,7 +7,8 @@ var (
 )
 
 // ListingForTest are the listing's page and bound statements by driver
-// and direction ("term back", "bound failing"…), for the query-plan tests.
+// and direction ("term back", "bound failing", "all status"…), for the
+// query-plan tests.
 func ListingForTest() map[string]Q {
 	names := map[listDriver]string{driveAll: "all", driveTenant: "tenant", driveSource: "source", driveTerm: "term", driveFailing: "failing"}
 	out := map[string]Q{}
@@ -15,6 +16,10 @@ func ListingForTest() map[string]Q {
 		n := names[k.d]
 		if k.back {
 			n += " back"
+		}
+		if k.status {
+			out["page "+n+" status"] = q
+			continue
 		}
 		out["page "+n] = q
 		out["bound "+n] = boundStatements[k]

@@ -81,13 +81,16 @@ const (
 		COALESCE(i.id, 0), COALESCE(i.serial, ''), COALESCE(i.fingerprint, ''), i.not_before, i.not_after, i.issued_at`
 	// listFilter checks every filter on a row of any driver, by primary
 	// key: $2 tenant, $3 source, $4 include withdrawn, $5 search term,
-	// $6 failing, $9 the status's rank (-1: any; listStatus with $10 now,
-	// $11 now + the warning window's cap or fixed length, $12 whether it
-	// is fixed).
+	// $6 failing.
 	listFilter = `($2 = '' OR s.tenant = $2) AND ($3 = '' OR s.source = $3) AND ($4 OR NOT s.disabled)
 		AND ($5 = '' OR EXISTS (SELECT 1 FROM spec_terms x WHERE x.term = $5 AND x.spec = s.name))
-		AND (NOT $6 OR EXISTS (SELECT 1 FROM jobs y WHERE y.spec = s.name AND NOT y.disabled AND (y.failures > 0 OR y.deploy_error <> '')))
-		AND ($9 < 0 OR ` + listStatus + ` = $9)`
+		AND (NOT $6 OR EXISTS (SELECT 1 FROM jobs y WHERE y.spec = s.name AND NOT y.disabled AND (y.failures > 0 OR y.deploy_error <> '')))`
+	// listStatusFilter is the status filter, in the statements of a
+	// query with a status only: $9 the status's rank (listStatus with
+	// $10 now, $11 now + the warning window's cap or fixed length, $12
+	// whether it is fixed). As "$9 < 0 OR ..." in every statement, it
+	// cost PostgreSQL's generic plan of an unfiltered page a third more.
+	listStatusFilter = ` AND ` + listStatus + ` = $9`
 	// listStatus is the rank of the spec's status (certfleet.ListingStatuses,
 	// CertificateListing.Status): the worst of its enabled jobs', read by
 	// the (spec, key_type) index, their current certificates' validity
@@ -117,15 +120,17 @@ const (
 		LEFT JOIN LATERAL (SELECT * FROM issuances i WHERE i.id = j.current_id OFFSET 0) i ON true`
 )
 
-// listKey names a page statement: its driver and direction.
+// listKey names a page statement: its driver, direction and whether it
+// filters by status (the bound statements never do).
 type listKey struct {
-	d    listDriver
-	back bool
+	d            listDriver
+	back, status bool
 }
 
-// listStatements are the page statements ($1 cursor, $2..$6 and $9..$12
-// listFilter's, $7 limit, $8 bound) and the bound statements ($1 cursor, $2 the
-// driver's value) of every driver and direction.
+// listStatements are the page statements ($1 cursor, $2..$6 listFilter's,
+// $7 limit, $8 bound, $9..$12 listStatusFilter's) and the bound
+// statements ($1 cursor, $2 the driver's value) of every driver and
+// direction.
 var listStatements, boundStatements = func() (map[listKey]Q, map[listKey]Q) {
 	page, bound := map[listKey]Q{}, map[listKey]Q{}
 	for d, dr := range drives {
@@ -141,17 +146,23 @@ var listStatements, boundStatements = func() (map[listKey]Q, map[listKey]Q) {
 				rng, order = key+` < `+lo+` AND `+key+` >= `+hi, descending(dr.order)
 				brng, border = key+` < `+blo, descending(dr.order)
 			}
-			inner := `SELECT s.name, s.source, s.disabled, s.spec, s.tenant FROM ` + dr.from + `
-				WHERE ` + dr.cond + ` AND ` + rng + ` AND ` + listFilter + `
+			for _, status := range []bool{false, true} {
+				filter := listFilter
+				if status {
+					filter += listStatusFilter
+				}
+				inner := `SELECT s.name, s.source, s.disabled, s.spec, s.tenant FROM ` + dr.from + `
+				WHERE ` + dr.cond + ` AND ` + rng + ` AND ` + filter + `
 				ORDER BY ` + order + ` LIMIT $7`
-			const end = ` ORDER BY s.name, j.key_type`
-			// PostgreSQL is told $10's type: in "not_after - $10" it
-			// could be a timestamp or an interval.
-			page[listKey{d, back}] = SQLEach(`SELECT `+listColumns+` FROM (`+inner+`) s`+listJoin+end,
-				`SELECT `+listColumns+` FROM (`+strings.ReplaceAll(inner, `$10`, `$10::timestamptz`)+`) s`+listJoinPG+end)
+				const end = ` ORDER BY s.name, j.key_type`
+				// PostgreSQL is told $10's type: in "not_after - $10"
+				// it could be a timestamp or an interval.
+				page[listKey{d, back, status}] = SQLEach(`SELECT `+listColumns+` FROM (`+inner+`) s`+listJoin+end,
+					`SELECT `+listColumns+` FROM (`+strings.ReplaceAll(inner, `$10`, `$10::timestamptz`)+`) s`+listJoinPG+end)
+			}
 			// The bound walks the driver's index alone ($2 = '' where the
 			// driver has no value: it is given all the same).
-			bound[listKey{d, back}] = SQL(`SELECT ` + dr.key + ` FROM ` + dr.boundFrom + ` WHERE ` + dr.boundCond + ` AND ` + brng +
+			bound[listKey{d, back, false}] = SQL(`SELECT ` + dr.key + ` FROM ` + dr.boundFrom + ` WHERE ` + dr.boundCond + ` AND ` + brng +
 				` ORDER BY ` + border + fmt.Sprintf(` LIMIT 1 OFFSET %d`, listingScan-1))
 		}
 	}
@@ -230,7 +241,7 @@ func (s *Store) CertificatePage(ctx context.Context, cq certfleet.CertificateQue
 	if back {
 		cursor, end = cq.Before, minKey
 	}
-	key := listKey{d, back}
+	key := listKey{d: d, back: back}
 	var out certfleet.ListingPage
 	err := s.db.View(ctx, func(q Querier) error {
 		out = certfleet.ListingPage{}
@@ -241,8 +252,12 @@ func (s *Store) CertificatePage(ctx context.Context, cq certfleet.CertificateQue
 		} else if err != nil {
 			return err
 		}
-		rows, err := q.Query(listStatements[key], cursor, cq.Tenant, cq.Source, cq.IncludeDisabled, term, cq.Failing, limit+1, bound,
-			rank, now, warnAt, fixed)
+		args := []any{cursor, cq.Tenant, cq.Source, cq.IncludeDisabled, term, cq.Failing, limit + 1, bound}
+		pageKey := key
+		if rank >= 0 {
+			args, pageKey.status = append(args, rank, now, warnAt, fixed), true
+		}
+		rows, err := q.Query(listStatements[pageKey], args...)
 		if err != nil {
 			return err
 		}

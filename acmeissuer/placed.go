@@ -25,10 +25,10 @@ const (
 	// lists 3 orders a page unless told otherwise, so 2,000 pages are
 	// 6,000 orders, and the walk runs only after an interrupted placing.
 	maxOrderPages = 2000
-	// maxPlacedLookups bounds how many of the newest listed orders are
-	// fetched to find the interrupted one. The lookup runs when the job
-	// is taken over, seconds after the crash: a busy account places tens
-	// of orders meanwhile, each listed after the one sought.
+	// maxPlacedLookups bounds how many listed orders are fetched, from
+	// the first that may be newer than the mark on, to find the
+	// interrupted one. It is among the first of them; a search that
+	// cannot tell where to start (no expiries) looks at the oldest.
 	maxPlacedLookups = 256
 	// placedParallel orders are fetched at a time.
 	placedParallel = 16
@@ -78,55 +78,69 @@ func (i *Issuer) findPlaced(ctx context.Context, acct acme.Account, req certflee
 	}
 	urls := w.urls
 	listed := time.Since(began)
-	// Pebble lists an account's orders oldest first; the one sought is
-	// among the newest.
 	var cands []string
-	for _, u := range slices.Backward(urls) {
+	for _, u := range urls {
 		if !slices.Contains(req.NotOrders, u) {
 			cands = append(cands, u)
 		}
-		if len(cands) == maxPlacedLookups {
-			break
+	}
+	fetched := 0
+	get := func(ctx context.Context, u string) (acme.Order, bool) {
+		if o, ok := w.order(u); ok && !sameIdentifiers(o.Identifiers, req.Spec.Identifiers) {
+			return o, true // another certificate's: no need to ask again
+		}
+		o, err := i.client.GetOrder(withEndpoint(ctx, EndpointOrder), acct, acme.Order{Location: u})
+		if err != nil {
+			return acme.Order{}, false // one unreadable order does not end the search
+		}
+		o.Location = u
+		w.keep(o)
+		return o, true
+	}
+	// Ours: Pebble lists an account's orders oldest first, and gives
+	// every order the same lifetime, so their expiries grow along the
+	// list. The newest order's expiry less now is at most that lifetime:
+	// an order expiring before the mark plus that (less a margin for
+	// clocks and the CA's one-second resolution) was created before the
+	// mark. A binary search finds the first order that may be newer, and
+	// the search goes on forward from there: the order sought is the
+	// first one for the names after the mark. A CA that lists otherwise
+	// only makes the search miss: a new order is placed, as without it.
+	start := 0
+	if len(cands) > 0 {
+		newest, ok := get(ctx, cands[len(cands)-1])
+		fetched++
+		if ok && !newest.Expires.IsZero() {
+			older := p.At.Add(newest.Expires.Sub(i.now())).Add(-orderAgeMargin)
+			lo, hi := 0, len(cands)-1
+			for lo < hi {
+				mid := (lo + hi) / 2
+				o, ok := get(ctx, cands[mid])
+				fetched++
+				if ok && !o.Expires.IsZero() && o.Expires.Before(older) {
+					lo = mid + 1
+				} else {
+					hi = mid
+				}
+			}
+			start = lo
 		}
 	}
-	// Ours: where orders are listed in creation order and all live as
-	// long (Pebble), the walk back can stop at the first order created
-	// before the mark. The newest order's expiry less now is at most the
-	// lifetime, so an order expiring before the mark plus that (less a
-	// margin for clocks and the CA's one-second resolution) is older than
-	// the mark. Wrong guesses only stop the walk early: a new order is
-	// placed, as without the lookup.
-	var older time.Time // zero until the newest order is seen
-	fetched := 0
-	for start := 0; start < len(cands); start += placedParallel {
-		batch := cands[start:min(start+placedParallel, len(cands))]
+	if err := ctx.Err(); err != nil {
+		return acme.Order{}, false, err
+	}
+	for from := start; from < len(cands) && from-start < maxPlacedLookups; from += placedParallel {
+		batch := cands[from:min(from+placedParallel, len(cands))]
 		orders := make([]acme.Order, len(batch))
 		_ = parallel(ctx, len(batch), func(ctx context.Context, k int) error {
-			if o, ok := w.order(batch[k]); ok && !sameIdentifiers(o.Identifiers, req.Spec.Identifiers) {
-				orders[k] = o // another certificate's: no need to ask again
-				return nil
-			}
-			o, err := i.client.GetOrder(withEndpoint(ctx, EndpointOrder), acct, acme.Order{Location: batch[k]})
-			if err != nil {
-				return nil // one unreadable order does not end the search
-			}
-			o.Location = batch[k]
-			orders[k] = o
-			w.keep(o)
+			orders[k], _ = get(ctx, batch[k])
 			return nil
 		})
 		if err := ctx.Err(); err != nil {
 			return acme.Order{}, false, err
 		}
 		fetched += len(batch)
-		stop := false
 		for _, o := range orders {
-			if o.Expires.IsZero() {
-				continue
-			}
-			if older.IsZero() {
-				older = p.At.Add(o.Expires.Sub(i.now())).Add(-orderAgeMargin)
-			}
 			if (o.Status == acme.StatusPending || o.Status == acme.StatusReady) &&
 				o.Expires.After(p.At) && sameIdentifiers(o.Identifiers, req.Spec.Identifiers) {
 				lg.Info("found the order of an interrupted placing; continuing it instead of placing another",
@@ -134,10 +148,6 @@ func (i *Issuer) findPlaced(ctx context.Context, acct acme.Account, req certflee
 					"orders_listed", len(urls), "orders_fetched", fetched, "list_took", listed, "took", time.Since(began))
 				return o, true, nil
 			}
-			stop = stop || o.Expires.Before(older)
-		}
-		if stop {
-			break
 		}
 	}
 	lg.Info("no order of an interrupted placing found at the CA; placing a new one",

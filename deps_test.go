@@ -160,6 +160,7 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/internal/pebbleca":   "the test CA is for tests and the demo; a daemon talks to the configured CA",
 		"github.com/certfleet/certfleet/internal/daemontest": "test helpers are imported from _test.go files only",
 		"github.com/certfleet/certfleet/internal/cutproxy":   "test helpers are imported from _test.go files only",
+		"github.com/certfleet/certfleet/internal/issuetest":  "test helpers are imported from _test.go files only",
 		"github.com/certfleet/certfleet/preflight":           "certfleet check needs no daemon, and a daemon does not run it",
 	},
 	"github.com/certfleet/certfleet/status": {

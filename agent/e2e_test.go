@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,9 +19,9 @@ import (
 	"github.com/certfleet/certfleet/acmeissuer"
 	"github.com/certfleet/certfleet/agent"
 	"github.com/certfleet/certfleet/httpapi"
+	"github.com/certfleet/certfleet/internal/issuetest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/manager"
-	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/sqlite"
 )
 
@@ -55,29 +54,14 @@ func (n notifier) Deploy(context.Context, certfleet.CertificateSpec, certfleet.I
 
 func newServer(t *testing.T) *server {
 	t.Helper()
-	ctx := t.Context()
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pebbleca.Start(ctx, pebbleca.Config{HTTPPort: httpLn.Addr().(*net.TCPAddr).Port})
-	if err != nil {
-		t.Fatalf("start pebble: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "certfleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
+	store := issuetest.OpenSQLite(t)
+	ca, http01Solver := issuetest.StartCA(t, pebbleca.Config{}, store)
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	tokens := &http01.Tokens{}
-	wg.Go(func() { (&http01.Responder{Store: store, Tokens: tokens}).Serve(runCtx, httpLn) })
 	iss, err := acmeissuer.New(acmeissuer.Config{
 		DirectoryURL: ca.DirectoryURL(), TrustedRootsPEM: ca.TLSRootPEM(), Accounts: store,
-		Solvers:      map[certfleet.ChallengeType]certfleet.Solver{certfleet.ChallengeHTTP01: &http01.Solver{Store: store, Tokens: tokens}},
+		Solvers:      map[certfleet.ChallengeType]certfleet.Solver{certfleet.ChallengeHTTP01: http01Solver},
 		PollInterval: 50 * time.Millisecond,
 	})
 	if err != nil {

@@ -5,11 +5,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -17,9 +15,9 @@ import (
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
 	"github.com/certfleet/certfleet/httpapi"
+	"github.com/certfleet/certfleet/internal/issuetest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/manager"
-	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/sqlite"
 )
 
@@ -53,32 +51,15 @@ func (n notifier) Deploy(_ context.Context, sp certfleet.CertificateSpec, _ cert
 
 func newEnv(t *testing.T, packSize int) *env {
 	t.Helper()
-	ctx := t.Context()
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pebbleca.Start(ctx, pebbleca.Config{HTTPPort: httpLn.Addr().(*net.TCPAddr).Port})
-	if err != nil {
-		t.Fatalf("start pebble: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "certfleet.db"))
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() { store.Close() })
-
+	store := issuetest.OpenSQLite(t)
+	ca, http01Solver := issuetest.StartCA(t, pebbleca.Config{}, store)
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	tokens := &http01.Tokens{}
-	wg.Add(1)
-	go func() { defer wg.Done(); (&http01.Responder{Store: store, Tokens: tokens}).Serve(runCtx, httpLn) }()
 
 	iss, err := acmeissuer.New(acmeissuer.Config{
 		DirectoryURL: ca.DirectoryURL(), TrustedRootsPEM: ca.TLSRootPEM(), Accounts: store,
-		Solvers:      map[certfleet.ChallengeType]certfleet.Solver{certfleet.ChallengeHTTP01: &http01.Solver{Store: store, Tokens: tokens}},
+		Solvers:      map[certfleet.ChallengeType]certfleet.Solver{certfleet.ChallengeHTTP01: http01Solver},
 		PollInterval: 50 * time.Millisecond,
 	})
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,9 +22,9 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/internal/issuetest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/manager"
-	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/solver/tlsalpn01"
 	"github.com/certfleet/certfleet/solver/webroot"
 	"github.com/certfleet/certfleet/sqlite"
@@ -38,78 +37,39 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// clock is a settable clock shared by the store and the manager.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // env is one certfleet installation against an in-process Pebble.
 type env struct {
 	t       *testing.T
 	ca      *pebbleca.CA
 	store   *sqlite.Store
-	clock   *clock
+	clock   *issuetest.Clock
 	solvers map[certfleet.ChallengeType]certfleet.Solver
 	webroot string
 }
 
 func newTestEnv(t *testing.T, profiles map[string]pebbleca.Profile) *env {
 	t.Helper()
-	ctx := t.Context()
-	httpLn := mustListen(t)
-	tlsLn := mustListen(t)
-	ca, err := pebbleca.Start(ctx, pebbleca.Config{
-		HTTPPort: httpLn.Addr().(*net.TCPAddr).Port,
-		TLSPort:  tlsLn.Addr().(*net.TCPAddr).Port,
-		Profiles: profiles,
-	})
-	if err != nil {
-		t.Fatalf("start pebble: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "certfleet.db"))
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() { store.Close() })
-	clk := &clock{t: time.Now()}
+	store := issuetest.OpenSQLite(t)
+	clk := issuetest.NewClock(time.Now())
 	store.Now = clk.Now
+	tlsLn := issuetest.Listen(t)
+	ca, http01Solver := issuetest.StartCA(t, pebbleca.Config{TLSPort: tlsLn.Addr().(*net.TCPAddr).Port, Profiles: profiles}, store)
 
 	serveCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	tokens := &http01.Tokens{}
-	wg.Add(2)
-	go func() { defer wg.Done(); (&http01.Responder{Store: store, Tokens: tokens}).Serve(serveCtx, httpLn) }()
-	go func() { defer wg.Done(); (&tlsalpn01.Responder{Store: store}).Serve(serveCtx, tlsLn) }()
+	wg.Go(func() { (&tlsalpn01.Responder{Store: store}).Serve(serveCtx, tlsLn) })
 
 	wr := t.TempDir()
 	return &env{
 		t: t, ca: ca, store: store, clock: clk, webroot: wr,
 		solvers: map[certfleet.ChallengeType]certfleet.Solver{
-			certfleet.ChallengeHTTP01:    &http01.Solver{Store: store, Tokens: tokens},
+			certfleet.ChallengeHTTP01:    http01Solver,
 			certfleet.ChallengeTLSALPN01: &tlsalpn01.Solver{Store: store},
 			// A web root nobody serves: validation through it fails for real.
 			certfleet.ChallengeWebroot: &webroot.Solver{Dir: wr},
 		},
 	}
-}
-
-func mustListen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }
 
 func (e *env) issuer(directory string, solvers map[certfleet.ChallengeType]certfleet.Solver) *acmeissuer.Issuer {

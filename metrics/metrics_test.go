@@ -2,12 +2,9 @@ package metrics_test
 
 import (
 	"bytes"
-	"context"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,11 +12,11 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/internal/issuetest"
 	"github.com/certfleet/certfleet/internal/metricstest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/metrics"
-	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/solver/webroot"
 	"github.com/certfleet/certfleet/sqlite"
 )
@@ -61,26 +58,8 @@ type env struct {
 
 func newTestEnv(t *testing.T, profiles map[string]pebbleca.Profile) *env {
 	t.Helper()
-	ctx := t.Context()
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pebbleca.Start(ctx, pebbleca.Config{HTTPPort: httpLn.Addr().(*net.TCPAddr).Port, Profiles: profiles})
-	if err != nil {
-		t.Fatalf("start pebble: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "certfleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	serveCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
-	tokens := &http01.Tokens{}
-	go func() { defer close(done); (&http01.Responder{Store: store, Tokens: tokens}).Serve(serveCtx, httpLn) }()
+	store := issuetest.OpenSQLite(t)
+	ca, http01Solver := issuetest.StartCA(t, pebbleca.Config{Profiles: profiles}, store)
 
 	log := &syncBuffer{}
 	m := metrics.New(metrics.Options{Store: store, Fleet: store, Logger: slog.New(slog.NewTextHandler(log, nil))})
@@ -91,7 +70,7 @@ func newTestEnv(t *testing.T, profiles map[string]pebbleca.Profile) *env {
 		PollInterval:    50 * time.Millisecond,
 		Observer:        m,
 		Solvers: map[certfleet.ChallengeType]certfleet.Solver{
-			certfleet.ChallengeHTTP01: &http01.Solver{Store: store, Tokens: tokens},
+			certfleet.ChallengeHTTP01: http01Solver,
 			// A web root nobody serves: validation through it fails for real.
 			certfleet.ChallengeWebroot: &webroot.Solver{Dir: t.TempDir()},
 		},

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -24,10 +23,10 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/acmeissuer"
+	"github.com/certfleet/certfleet/internal/issuetest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 	"github.com/certfleet/certfleet/manager"
 	"github.com/certfleet/certfleet/ratelimit"
-	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/solver/webroot"
 	"github.com/certfleet/certfleet/sqlite"
 )
@@ -38,19 +37,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// clock is a settable clock shared by the store, the manager and the issuer.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // env is one certfleet installation (real SQLite store, real http-01
 // responder) against an in-process Pebble.
 type env struct {
@@ -58,35 +44,20 @@ type env struct {
 	ca      *pebbleca.CA
 	dbPath  string
 	store   *sqlite.Store
-	clock   *clock
+	clock   *issuetest.Clock // shared by the store, the manager and the issuer
 	solvers map[certfleet.ChallengeType]certfleet.Solver
 	events  *events
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	ctx := t.Context()
-	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := pebbleca.Start(ctx, pebbleca.Config{HTTPPort: httpLn.Addr().(*net.TCPAddr).Port})
-	if err != nil {
-		t.Fatalf("start pebble: %v", err)
-	}
-	t.Cleanup(func() { ca.Close() })
-	e := &env{t: t, ca: ca, dbPath: filepath.Join(t.TempDir(), "certfleet.db"), clock: &clock{t: time.Now()}, events: &events{}}
+	e := &env{t: t, dbPath: filepath.Join(t.TempDir(), "certfleet.db"), clock: issuetest.NewClock(time.Now()), events: &events{}}
 	e.store = e.open()
-	serveCtx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	tokens := &http01.Tokens{}
-	wg.Go(func() {
-		// The responder reads tokens from whichever store is current.
-		(&http01.Responder{Store: storeRef{e}, Tokens: tokens}).Serve(serveCtx, httpLn)
-	})
+	// The responder reads tokens from whichever store is current.
+	ca, http01Solver := issuetest.StartCA(t, pebbleca.Config{}, storeRef{e})
+	e.ca = ca
 	e.solvers = map[certfleet.ChallengeType]certfleet.Solver{
-		certfleet.ChallengeHTTP01: &http01.Solver{Store: storeRef{e}, Tokens: tokens},
+		certfleet.ChallengeHTTP01: http01Solver,
 		// A web root nobody serves: validation through it fails for real.
 		certfleet.ChallengeWebroot: &webroot.Solver{Dir: t.TempDir()},
 	}

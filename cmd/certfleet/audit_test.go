@@ -16,6 +16,7 @@ import (
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/httpapi"
 	"github.com/certfleet/certfleet/internal/daemontest"
+	"github.com/certfleet/certfleet/internal/issuetest"
 	"github.com/certfleet/certfleet/internal/pgtest"
 )
 
@@ -76,7 +77,7 @@ func TestAuditTrailAgainstPebble(t *testing.T) {
 
 	// 1. The http-01 responder listens elsewhere than where Pebble
 	// connects: validation fails for real.
-	elsewhere := mustListen(t)
+	elsewhere := issuetest.Listen(t)
 	d, err := daemon.Open(t.Context(), cfg, daemon.Options{StartResponders: true, HTTP01Listener: elsewhere})
 	if err != nil {
 		t.Fatal(err)

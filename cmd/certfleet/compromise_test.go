@@ -18,6 +18,7 @@ import (
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/httpapi"
 	"github.com/certfleet/certfleet/internal/daemontest"
+	"github.com/certfleet/certfleet/internal/issuetest"
 	"github.com/certfleet/certfleet/internal/pgtest"
 )
 
@@ -59,7 +60,7 @@ func TestCompromiseEndToEnd(t *testing.T) {
 	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
 	apiAddr := fmt.Sprintf("127.0.0.1:%d", daemontest.FreePort(t))
-	endpointLn := mustListen(t)
+	endpointLn := issuetest.Listen(t)
 	certs := func(names string) string {
 		return fmt.Sprintf(`[api]
 listen = %q

@@ -19,6 +19,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/internal/daemontest"
+	"github.com/certfleet/certfleet/internal/issuetest"
 	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/sqlite"
 )
@@ -508,7 +509,7 @@ func TestCrashSafety200(t *testing.T) {
 func TestEndpointVerification(t *testing.T) {
 	ca, port := daemontest.StartCA(t)
 	dir := t.TempDir()
-	fresh, stale := mustListen(t), mustListen(t)
+	fresh, stale := issuetest.Listen(t), issuetest.Listen(t)
 	eps := fmt.Sprintf("endpoints = [%q, %q]\n", fresh.Addr().String(), "tls://"+stale.Addr().String())
 	path := daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n"+eps)
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {
@@ -551,16 +552,6 @@ func TestEndpointVerification(t *testing.T) {
 	if !strings.Contains(staleLine, "STALE") {
 		t.Errorf("endpoint with the replaced certificate: %q, want STALE", staleLine)
 	}
-}
-
-func mustListen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	return ln
 }
 
 // serveTLS completes TLS handshakes on ln with cert until the test ends.

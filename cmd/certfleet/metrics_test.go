@@ -14,6 +14,7 @@ import (
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/internal/daemontest"
+	"github.com/certfleet/certfleet/internal/issuetest"
 	"github.com/certfleet/certfleet/internal/metricstest"
 	"github.com/certfleet/certfleet/internal/pebbleca"
 )
@@ -57,11 +58,11 @@ readiness_interval = "1s"
 		t.Fatal(err)
 	}
 	defer d.Close()
-	apiAddr, _, err := d.StartAPI(t.Context(), daemon.APIOptions{Listener: mustListen(t)})
+	apiAddr, _, err := d.StartAPI(t.Context(), daemon.APIOptions{Listener: issuetest.Listen(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	metricsAddr, err := d.StartMetrics(t.Context(), mustListen(t))
+	metricsAddr, err := d.StartMetrics(t.Context(), issuetest.Listen(t))
 	if err != nil || metricsAddr == "" {
 		t.Fatalf("StartMetrics = %q, %v", metricsAddr, err)
 	}
@@ -191,7 +192,7 @@ func TestStatusEndpointReloadLag(t *testing.T) {
 	}
 	t.Cleanup(func() { ca.Close() })
 	dir := t.TempDir()
-	stale := mustListen(t)
+	stale := issuetest.Listen(t)
 	eps := fmt.Sprintf("endpoints = [%q]\nprofile = \"short\"\n", stale.Addr().String())
 	path := daemontest.WriteConfig(t, dir, ca, port, "[[certificate]]\nname = \"web\"\nidentifiers = [\"web.certfleet.test\"]\n"+eps)
 	if code, out, errOut := runCLI(t, "issue", "-config", path); code != 0 {

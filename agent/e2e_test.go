@@ -25,10 +25,7 @@ import (
 	"github.com/certfleet/certfleet/sqlite"
 )
 
-func TestMain(m *testing.M) {
-	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { issuetest.Main(m) }
 
 // server is certfleet with its API on a loopback port that can be stopped
 // and started again: a real SQLite store, the real manager against an

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -21,11 +20,7 @@ import (
 	"github.com/certfleet/certfleet/sqlite"
 )
 
-func TestMain(m *testing.M) {
-	// Pebble reads this in its constructors: no random validation delay.
-	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { issuetest.Main(m) }
 
 // env is a certfleet with its API, against an in-process Pebble: a real
 // SQLite store, real http-01 validation on loopback, the real manager

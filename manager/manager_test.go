@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -30,12 +29,7 @@ import (
 	"github.com/certfleet/certfleet/sqlite"
 )
 
-func TestMain(m *testing.M) {
-	// Pebble reads these in its constructors: no random validation delay.
-	// Nonce rejection stays at Pebble's default so retries are exercised.
-	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { issuetest.Main(m) }
 
 // env is one certfleet installation against an in-process Pebble.
 type env struct {

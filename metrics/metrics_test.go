@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"log/slog"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,11 +20,7 @@ import (
 	"github.com/certfleet/certfleet/sqlite"
 )
 
-func TestMain(m *testing.M) {
-	// Pebble reads this in its constructors: no random validation delay.
-	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { issuetest.Main(m) }
 
 // syncBuffer is a log destination safe for concurrent writes.
 type syncBuffer struct {

@@ -13,7 +13,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -31,11 +30,7 @@ import (
 	"github.com/certfleet/certfleet/sqlite"
 )
 
-func TestMain(m *testing.M) {
-	// Pebble reads this in its constructors: no random validation delay.
-	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { issuetest.Main(m) }
 
 // env is one certfleet installation (real SQLite store, real http-01
 // responder) against an in-process Pebble.

@@ -14,6 +14,7 @@ package issuetest
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -89,4 +90,14 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// Main is a TestMain for a package whose tests start CAs: Pebble reads its
+// knobs in its constructors, once, so they are set here, before any test
+// (t.Setenv would rule out t.Parallel). No random delay before each
+// validation; nonce rejection stays at Pebble's default, so that retries
+// are exercised.
+func Main(m *testing.M) {
+	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
+	os.Exit(m.Run())
 }

@@ -534,12 +534,10 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, render func(ct
 	ctx := r.Context()
 	deadline := s.Now().Add(wait)
 	inm := r.Header.Get("If-None-Match")
-	for woken := false; ; woken = true {
+	for fresh := false; ; {
 		changed := s.Changes.Wait()
 		rctx := ctx
-		if woken {
-			// The change may be another instance's, which the caches
-			// learn only when they expire: read the store.
+		if fresh {
 			rctx = withFresh(ctx)
 		}
 		rep := render(rctx)
@@ -548,6 +546,14 @@ func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, render func(ct
 		if wait == 0 || !waiting || left <= 0 {
 			s.send(w, r, rep, urlCred)
 			return
+		}
+		if !fresh {
+			// Never wait on a cached answer: another instance's change
+			// reaches the caches only when they expire, and one made
+			// just before this request would wake no one. From here on
+			// every render reads the store.
+			fresh = true
+			continue
 		}
 		t := time.NewTimer(min(left, s.PollInterval))
 		select {

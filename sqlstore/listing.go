@@ -48,17 +48,19 @@ const (
 // the condition that picks its range (the driver's value is $2 of the
 // bound statement) and the index order.
 //
-// The tenant's and the source's ranges are row values, (tenant, name) >
-// ($2, $1), not name > $1: PostgreSQL's generic plan (a prepared statement
-// after its fifth run) otherwise walked the primary key from the cursor,
-// filtering on the tenant, the whole table for a small tenant. A row value
-// only the (tenant, name) index answers. (The search term's range stays
-// term = $5 AND spec > $1: its primary key is the one index that has the
-// term first, and its row value made PostgreSQL read 5 times the pages.)
+// The tenant's and the source's ranges (rangeOf below) are row values on
+// PostgreSQL, (tenant, name) > ($2, $1), not name > $1: its generic plan
+// (a prepared statement after its fifth run) otherwise walked the primary
+// key from the cursor, filtering on the tenant, the whole table for a
+// small tenant. A row value only the (tenant, name) index answers. (The
+// search term's range stays term = $5 AND spec > $1: its primary key is
+// the one index that has the term first, and its row value made
+// PostgreSQL read 5 times the pages.) cond is "true" where rangeOf says
+// it all.
 var drives = map[listDriver]struct{ from, boundFrom, key, prefix, pageValue, boundValue, cond, boundCond, order string }{
 	driveAll:    {`specs s`, `specs s`, `s.name`, ``, ``, ``, `true`, `$2 = ''`, `s.name`},
-	driveTenant: {`specs s`, `specs s`, `s.name`, `s.tenant`, `$2`, `$2`, `s.tenant = $2`, `s.tenant = $2`, `s.tenant, s.name`},
-	driveSource: {`specs s`, `specs s`, `s.name`, `s.source`, `$3`, `$2`, `s.source = $3`, `s.source = $2`, `s.source, s.name`},
+	driveTenant: {`specs s`, `specs s`, `s.name`, `s.tenant`, `$2`, `$2`, `true`, `true`, `s.tenant, s.name`},
+	driveSource: {`specs s`, `specs s`, `s.name`, `s.source`, `$3`, `$2`, `true`, `true`, `s.source, s.name`},
 	driveTerm: {`spec_terms t JOIN specs s ON s.name = t.spec`, `spec_terms t`, `t.spec`, ``, ``, ``, `t.term = $5`, `t.term = $2`,
 		`t.term, t.spec`},
 	// A spec with several failing jobs is listed once, at its first.
@@ -135,35 +137,74 @@ var listStatements, boundStatements = func() (map[listKey]Q, map[listKey]Q) {
 	page, bound := map[listKey]Q{}, map[listKey]Q{}
 	for d, dr := range drives {
 		for _, back := range []bool{false, true} {
-			key, lo, hi, blo := dr.key, `$1`, `$8`, `$1`
-			if dr.prefix != "" {
-				key = `(` + dr.prefix + `, ` + dr.key + `)`
-				lo, hi, blo = `(`+dr.pageValue+`, $1)`, `(`+dr.pageValue+`, $8)`, `(`+dr.boundValue+`, $1)`
+			// rangeOf is the condition on the driver's range from lo to
+			// hi (for a bound: to the end of the driver's value) in a
+			// dialect's words. PostgreSQL: a row value on both sides and
+			// no equality beside it (with "prefix = value" beside the
+			// row value it started the walk at the value's first row,
+			// not at the cursor). SQLite: the equality and the key
+			// alone; it searches an index by (prefix = ? AND key > ?)
+			// but not by a row value after an equality on its first
+			// column. Either way, a source or tenant holding all
+			// 100,000 names had each page walk its rows from the first.
+			rangeOf := func(dialect Dialect, value, lo, hi string) string {
+				after, upTo, end := ` > `, ` <= `, `'`+maxKey+`'`
+				if back {
+					after, upTo, end = ` < `, ` >= `, `'`+minKey+`'`
+				}
+				switch {
+				case dr.prefix == "" && hi == "":
+					return dr.key + after + lo
+				case dr.prefix == "":
+					return dr.key + after + lo + ` AND ` + dr.key + upTo + hi
+				case dialect == SQLite && hi == "":
+					return dr.prefix + ` = ` + value + ` AND ` + dr.key + after + lo
+				case dialect == SQLite:
+					return dr.prefix + ` = ` + value + ` AND ` + dr.key + after + lo + ` AND ` + dr.key + upTo + hi
+				}
+				if hi == "" {
+					hi = end
+				}
+				key := `(` + dr.prefix + `, ` + dr.key + `)`
+				return key + after + `(` + value + `, ` + lo + `) AND ` + key + upTo + `(` + value + `, ` + hi + `)`
 			}
-			rng, order := key+` > `+lo+` AND `+key+` <= `+hi, dr.order
-			brng, border := key+` > `+blo, dr.order
+			order := dr.order
 			if back {
-				rng, order = key+` < `+lo+` AND `+key+` >= `+hi, descending(dr.order)
-				brng, border = key+` < `+blo, descending(dr.order)
+				order = descending(dr.order)
 			}
 			for _, status := range []bool{false, true} {
 				filter := listFilter
+				if dr.prefix != "" {
+					// The range is the driver's own filter. Said again
+					// beside it, PostgreSQL's custom plan folds it to
+					// "prefix = value" and starts the walk there.
+					own := `(` + dr.pageValue + ` = '' OR ` + dr.prefix + ` = ` + dr.pageValue + `)`
+					if !strings.Contains(filter, own) {
+						panic("sqlstore: the listing filter lost " + own)
+					}
+					filter = strings.Replace(filter, own, `true`, 1)
+				}
 				if status {
 					filter += listStatusFilter
 				}
-				inner := `SELECT s.name, s.source, s.disabled, s.spec, s.tenant FROM ` + dr.from + `
-				WHERE ` + dr.cond + ` AND ` + rng + ` AND ` + filter + `
+				inner := func(dialect Dialect) string {
+					return `SELECT s.name, s.source, s.disabled, s.spec, s.tenant FROM ` + dr.from + `
+				WHERE ` + dr.cond + ` AND ` + rangeOf(dialect, dr.pageValue, `$1`, `$8`) + ` AND ` + filter + `
 				ORDER BY ` + order + ` LIMIT $7`
+				}
 				const end = ` ORDER BY s.name, j.key_type`
 				// PostgreSQL is told $10's type: in "not_after - $10"
 				// it could be a timestamp or an interval.
-				page[listKey{d, back, status}] = SQLEach(`SELECT `+listColumns+` FROM (`+inner+`) s`+listJoin+end,
-					`SELECT `+listColumns+` FROM (`+strings.ReplaceAll(inner, `$10`, `$10::timestamptz`)+`) s`+listJoinPG+end)
+				page[listKey{d, back, status}] = SQLEach(`SELECT `+listColumns+` FROM (`+inner(SQLite)+`) s`+listJoin+end,
+					`SELECT `+listColumns+` FROM (`+strings.ReplaceAll(inner(Postgres), `$10`, `$10::timestamptz`)+`) s`+listJoinPG+end)
 			}
 			// The bound walks the driver's index alone ($2 = '' where the
 			// driver has no value: it is given all the same).
-			bound[listKey{d, back, false}] = SQL(`SELECT ` + dr.key + ` FROM ` + dr.boundFrom + ` WHERE ` + dr.boundCond + ` AND ` + brng +
-				` ORDER BY ` + border + fmt.Sprintf(` LIMIT 1 OFFSET %d`, listingScan-1))
+			bound[listKey{d, back, false}] = SQLEach(
+				`SELECT `+dr.key+` FROM `+dr.boundFrom+` WHERE `+dr.boundCond+` AND `+rangeOf(SQLite, dr.boundValue, `$1`, ``)+
+					` ORDER BY `+order+fmt.Sprintf(` LIMIT 1 OFFSET %d`, listingScan-1),
+				`SELECT `+dr.key+` FROM `+dr.boundFrom+` WHERE `+dr.boundCond+` AND `+rangeOf(Postgres, dr.boundValue, `$1`, ``)+
+					` ORDER BY `+order+fmt.Sprintf(` LIMIT 1 OFFSET %d`, listingScan-1))
 		}
 	}
 	return page, bound

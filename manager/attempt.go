@@ -110,8 +110,14 @@ func (m *Manager) process(ctx context.Context, job certfleet.Job, mode runMode) 
 	if err != nil {
 		if ctx.Err() != nil {
 			// Shutting down: give the job back untouched; the pending
-			// order (if any) is resumed by whoever claims it next.
-			_ = m.Store.ReleaseLease(cctx, job.JobKey, m.Instance)
+			// order (if any) is resumed by whoever claims it next. As
+			// at a store outage (below), the lease ends with its owner
+			// still named, so that another instance takes this work
+			// cut off mid-way before the jobs nobody has started.
+			stopLease()
+			if rerr := m.Store.ExtendLease(cctx, job.JobKey, m.Instance, m.Now()); rerr != nil && certfleet.ErrorCode(rerr) != certfleet.ELEASELOST {
+				log.Warn("give the job back at shutdown; another instance takes it when its lease runs out", certfleet.LogError, rerr)
+			}
 			res.Outcome, res.Err = certfleet.OutcomeFailed, err
 			return res
 		}

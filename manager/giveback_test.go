@@ -114,3 +114,73 @@ func TestStoreOutageGiveBackFirstInLine(t *testing.T) {
 		t.Fatalf("claims %v: the job given back at the cut (%v) must be claimed next, before the backlog", s.claims, s.claims[0])
 	}
 }
+
+// claimRecorder records the jobs a store's claims hand out and calls
+// first once, at the first.
+type claimRecorder struct {
+	certfleet.Store
+	mu     sync.Mutex
+	claims []certfleet.JobKey
+	first  func()
+}
+
+func (s *claimRecorder) ClaimDue(ctx context.Context, r certfleet.ClaimRequest) ([]certfleet.Job, error) {
+	jobs, err := s.Store.ClaimDue(ctx, r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range jobs {
+		s.claims = append(s.claims, j.JobKey)
+		if len(s.claims) == 1 {
+			s.first()
+		}
+	}
+	return jobs, err
+}
+
+// TestShutdownGiveBackFirstInLine is issue 16's failover for an instance
+// stopped on purpose (a rolling upgrade, systemctl stop): the job it was
+// working on is given back at shutdown, and another instance must take it
+// before the backlog nobody has started, as it takes a job given back at a
+// store outage. A plain release put it behind every job of the same due
+// time (PostgreSQL orders equal next_at by row version).
+func TestShutdownGiveBackFirstInLine(t *testing.T) {
+	ctx := t.Context()
+	pg, err := postgres.Open(ctx, pgtest.DSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pg.Close() })
+	var specs []certfleet.CertificateSpec
+	for n := range 20 {
+		sp := spec(t, fmt.Sprintf("s%02d", n), certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, fmt.Sprintf("s%02d.certfleet.test", n))
+		sp.Source = certfleet.SourceConfig
+		specs = append(specs, sp)
+	}
+	if _, err := pg.SyncSpecs(ctx, certfleet.SourceConfig, specs); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithTimeout(ctx, time.Minute)
+	defer stop()
+	s := &claimRecorder{Store: pg, first: func() {
+		// Stopped while the first job is in flight.
+		time.AfterFunc(300*time.Millisecond, stop)
+	}}
+	m := &manager.Manager{
+		Store: s, Issuers: map[string]certfleet.Issuer{certfleet.DefaultAccount: idleIssuer{}},
+		Concurrency: 1, Logger: testLogger(t), Instance: "stopped",
+	}
+	m.Run(runCtx)
+	s.mu.Lock()
+	claims := s.claims
+	s.mu.Unlock()
+	if len(claims) != 1 {
+		t.Fatalf("claims before the stop: %v, want the one in flight", claims)
+	}
+	next, err := pg.ClaimDue(ctx, certfleet.ClaimRequest{Owner: "other", Now: time.Now(), Lease: time.Minute, Limit: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(next) != 1 || next[0].JobKey != claims[0] {
+		t.Fatalf("the other instance claimed %v: the job given back at the stop (%v) must come first", next, claims[0])
+	}
+}

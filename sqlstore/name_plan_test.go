@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,6 +74,80 @@ func TestPostgresBatchSpecsPlan(t *testing.T) {
 	plan := strings.Join(lines, "\n")
 	if strings.Contains(plan, "Seq Scan") || !strings.Contains(plan, "specs_pkey") {
 		t.Errorf("batch specs: want lookups in specs_pkey, no scan of a table:\n%s", plan)
+	}
+}
+
+// TestPostgresBatchSpecsPlanMadeWhenEmpty is issue 13's PUTs slowing
+// down as names accumulated on PostgreSQL (1,599/s for the first 10,000
+// names, 624/s for the last, BENCHMARKS §26): each pooled connection
+// keeps the statement prepared, and the generic plan it made while specs
+// was empty, a sequential scan, was never made again (no ANALYZE had
+// touched the table: autovacuum off, or not yet run), so every batch read
+// scanned every spec. The plan made on a small table must look the names
+// up in specs_pkey all the same.
+func TestPostgresBatchSpecsPlanMadeWhenEmpty(t *testing.T) {
+	// 300: the size at which the old form's generic plan was a scan.
+	for _, first := range []int{0, 300} {
+		t.Run(fmt.Sprintf("planned at %d specs", first), func(t *testing.T) { batchSpecsPlanMadeAt(t, first) })
+	}
+}
+
+func batchSpecsPlanMadeAt(t *testing.T, firstSpecs int) {
+	ctx := t.Context()
+	dsn := pgtest.DSN(t)
+	s, err := postgres.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	// No autoanalyze may make the plan again meanwhile, whatever the
+	// server's setting; the plan is the one kept after five runs.
+	for _, q := range []string{`ALTER TABLE specs SET (autovacuum_enabled = false)`, `SET plan_cache_mode = force_generic_plan`} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, storetest.NewSpecs("s", firstSpecs)); err != nil {
+		t.Fatal(err)
+	}
+	text := sqlstore.BatchSpecsForTest.Text(sqlstore.Postgres)
+	if _, err := c.Prepare(ctx, "batch", text); err != nil {
+		t.Fatal(err)
+	}
+	for range 6 {
+		rows, err := c.Query(ctx, "batch", batchSpecsArg(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows.Close()
+	}
+	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, storetest.NewSpecs("s", 5000)); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	rows, err := c.Query(ctx, `EXPLAIN EXECUTE batch ('`+batchSpecsArg(t)+`')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if strings.Contains(plan, "Seq Scan on specs") || !strings.Contains(plan, "specs_pkey") {
+		t.Errorf("batch specs, planned on an empty table: want lookups in specs_pkey, no scan of specs:\n%s", plan)
 	}
 }
 

@@ -161,6 +161,7 @@ var badDeps = map[string]map[string]string{
 		"github.com/certfleet/certfleet/internal/daemontest": "test helpers are imported from _test.go files only",
 		"github.com/certfleet/certfleet/internal/cutproxy":   "test helpers are imported from _test.go files only",
 		"github.com/certfleet/certfleet/internal/issuetest":  "test helpers are imported from _test.go files only",
+		"github.com/certfleet/certfleet/internal/porttest":   "test helpers are imported from _test.go files only",
 		"github.com/certfleet/certfleet/preflight":           "certfleet check needs no daemon, and a daemon does not run it",
 	},
 	"github.com/certfleet/certfleet/status": {

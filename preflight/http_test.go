@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/certfleet/certfleet/config"
+	"github.com/certfleet/certfleet/internal/porttest"
 	"github.com/certfleet/certfleet/solver/http01"
 	"github.com/certfleet/certfleet/sqlite"
 )
@@ -29,16 +30,8 @@ func mustLoadConfig(t *testing.T, src string) *config.Config {
 	return cfg
 }
 
-// freePort returns a loopback port nothing listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
+// freePort returns a loopback port nothing listens on, reserved for t.
+func freePort(t *testing.T) int { return porttest.Free(t) }
 
 // TestCheckWebroot guards issue 15, finding 5: with only webroot
 // certificates certfleet check printed nothing and exited 0. Now it

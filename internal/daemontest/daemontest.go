@@ -15,7 +15,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/internal/porttest"
 )
 
 // StartCA starts an in-process Pebble whose http-01 validation dials the
@@ -41,15 +41,12 @@ func StartCA(t testing.TB) (*pebbleca.CA, int) {
 	return ca, port
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// FreePort returns a loopback port nothing listens on, reserved for t
+// until it ends (porttest.Free): neither the kernel nor another test
+// process hands it out before the server it is meant for binds it.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return porttest.Free(t)
 }
 
 // SelfTestSection is the [self_test] table of a config for ca: names

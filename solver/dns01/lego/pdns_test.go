@@ -27,6 +27,7 @@ import (
 	"github.com/certfleet/certfleet/acmeissuer"
 	"github.com/certfleet/certfleet/config"
 	"github.com/certfleet/certfleet/internal/pebbleca"
+	"github.com/certfleet/certfleet/internal/porttest"
 	"github.com/certfleet/certfleet/solver/dns01"
 	"github.com/certfleet/certfleet/solver/dns01/lego"
 )
@@ -58,26 +59,9 @@ func findPDNS(t *testing.T) (server, schema string) {
 	return "", ""
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		// PowerDNS listens on UDP and TCP: the port must be free for both.
-		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		pc.Close()
-		return port
-	}
-	t.Fatal("no free port for UDP and TCP")
-	return 0
-}
+// freePort returns a loopback port free for both TCP and UDP (PowerDNS
+// listens on both), reserved for t.
+func freePort(t *testing.T) int { return porttest.Free(t) }
 
 // powerDNS is a running pdns_server with the sqlite3 backend and its
 // HTTP API, on loopback ports.

@@ -19,31 +19,42 @@ var compactWait = 2 * time.Minute
 
 // qOlderSnapshots counts what keeps row versions older than transaction $1
 // visible, so that VACUUM FULL would copy them into the new files instead
-// of dropping them: sessions whose snapshot or transaction predates $1,
-// prepared transactions, replication slots. Sessions and prepared
-// transactions of every database count, not only of this one: VACUUM FULL
-// (PostgreSQL 15) keeps the row versions a transaction of another database
-// on the server could see ("dead row versions cannot be removed yet"),
-// where a plain VACUUM would remove them; counting only this database's,
-// Compact reported success with the plaintext still in the table's new
-// files (TestCompactWaitsForOtherDatabases). (Without superuser or
-// pg_read_all_stats, other roles' sessions show no backend_xmin and cannot
-// be counted; docs/keys-at-rest.md.)
+// of dropping them. It counts exactly what VACUUM FULL's horizon
+// (PostgreSQL 15, GetOldestNonRemovableTransactionId) is made of:
+//   - transactions of any database that are still running and older than
+//     $1 (backend_xid): VACUUM FULL's own snapshot counts them as running,
+//     so a transaction open in another database keeps the rows too
+//     (TestCompactWaitsForOtherDatabases);
+//   - snapshots older than $1 (backend_xmin) held by sessions of this
+//     database, or of none (a walsender relaying a standby's
+//     hot_standby_feedback holds back every database)
+//     (TestCompactWaitsForSnapshotsOfItsDatabase);
+//   - prepared transactions and replication slots older than $1.
+//
+// A snapshot held in another database without a transaction ID (a report,
+// a backup, another package's test reading) keeps nothing here; waiting
+// for it made Compact fail after its wait on a busy shared server
+// (TestCompactIgnoresSnapshotsOfOtherDatabases, which also checks the
+// files). backend_xid and backend_xmin are shown for every role's
+// sessions, so no privilege is needed.
 const qOlderSnapshots = `SELECT
 	(SELECT count(*) FROM pg_stat_activity
 		WHERE pid <> pg_backend_pid()
-		AND ((backend_xmin IS NOT NULL AND age(backend_xmin) > age($1::text::xid))
-		  OR (backend_xid IS NOT NULL AND age(backend_xid) > age($1::text::xid))))
+		AND ((backend_xid IS NOT NULL AND age(backend_xid) > age($1::text::xid))
+		  OR (backend_xmin IS NOT NULL AND age(backend_xmin) > age($1::text::xid)
+		      AND (datname = current_database() OR datid IS NULL))))
 	+ (SELECT count(*) FROM pg_prepared_xacts WHERE age(transaction) > age($1::text::xid))
 	+ (SELECT count(*) FROM pg_replication_slots WHERE xmin IS NOT NULL AND age(xmin) > age($1::text::xid))`
 
 // Compact implements sqlstore.Compacter: VACUUM FULL rewrites each table
 // (and its TOAST table and indexes) into new files and removes the old
-// ones. It first waits (up to compactWait) until no snapshot older than
-// now remains in the database: VACUUM FULL keeps every row version some
-// open transaction may still see, and copies it into the new files — an
-// idle-in-transaction session elsewhere would keep the plaintext the seal
-// pass replaced. Past the wait it fails, naming the cause; the compaction
+// ones (the old main file is truncated at commit, so its pages are gone
+// at once, not at the next checkpoint). It first waits (up to
+// compactWait) until nothing older than now holds VACUUM FULL's horizon
+// (qOlderSnapshots): VACUUM FULL keeps every row version some open
+// transaction may still see, and copies it into the new files — an
+// idle-in-transaction session would keep the plaintext the seal pass
+// replaced. Past the wait it fails, naming the cause; the compaction
 // stays owed and runs at the next start. It takes an ACCESS EXCLUSIVE lock
 // on each table while it runs. PostgreSQL's WAL (pg_wal) still holds the
 // records of the earlier writes until its segments are recycled and

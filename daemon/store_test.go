@@ -4,12 +4,14 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certfleet/certfleet/daemon"
 	"github.com/certfleet/certfleet/internal/pgtest"
+	"github.com/certfleet/certfleet/internal/porttest"
 	"github.com/certfleet/certfleet/postgres"
 	"github.com/certfleet/certfleet/sqlite"
 )
@@ -41,20 +43,15 @@ func TestOpenStoreChoosesBackend(t *testing.T) {
 // TestOpenStoreUnreachable: the error names the server and what to check,
 // never the password.
 func TestOpenStoreUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().(*net.TCPAddr)
-	ln.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(porttest.Free(t))) // reserved, nobody listens
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
-	_, err = daemon.OpenStore(ctx, "postgres://certfleet:pa55w0rd@"+addr.String()+"/fleet?sslmode=disable", daemon.Keys{}, nil)
+	_, err := daemon.OpenStore(ctx, "postgres://certfleet:pa55w0rd@"+addr+"/fleet?sslmode=disable", daemon.Keys{}, nil)
 	if err == nil {
 		t.Fatal("openStore of a closed port succeeded")
 	}
 	msg := err.Error()
-	for _, want := range []string{addr.String(), `database "fleet"`, "pg_isready -h 127.0.0.1 -p", "pg_hba.conf"} {
+	for _, want := range []string{addr, `database "fleet"`, "pg_isready -h 127.0.0.1 -p", "pg_hba.conf"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not mention %q", msg, want)
 		}

@@ -8,12 +8,14 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/endpoint"
+	"github.com/certfleet/certfleet/internal/porttest"
 )
 
 // fixture is a CA with an old and a new certificate for the same names,
@@ -243,15 +245,7 @@ func TestCheckPostgres(t *testing.T) {
 // the server's reply when it refused, and comes back within the timeout.
 func TestCheckFailures(t *testing.T) {
 	f := newFixture(t)
-	refused := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := ln.Addr().String()
-		ln.Close()
-		return addr
-	}()
+	refused := net.JoinHostPort("127.0.0.1", strconv.Itoa(porttest.Free(t))) // reserved, nobody listens
 	silent := newServer(t, func(s *server, c net.Conn) { io.Copy(io.Discard, c) })
 	endless := func(line string) *server {
 		return newServer(t, func(s *server, c net.Conn) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/certfleet/certfleet"
 	"github.com/certfleet/certfleet/internal/pgtest"
+	"github.com/certfleet/certfleet/internal/porttest"
 	"github.com/certfleet/certfleet/postgres"
 	"github.com/certfleet/certfleet/storetest"
 )
@@ -146,15 +148,10 @@ func TestNewerSchemaRefused(t *testing.T) {
 // TestUnreachable: a server that is not there is EUNAVAILABLE, and the
 // error names host and port but never the password.
 func TestUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nobody listens there now
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(porttest.Free(t))) // reserved, nobody listens
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
-	_, err = postgres.Open(ctx, "postgres://certfleet:s3cr3t-pw@"+addr+"/db?sslmode=disable")
+	_, err := postgres.Open(ctx, "postgres://certfleet:s3cr3t-pw@"+addr+"/db?sslmode=disable")
 	if err == nil {
 		t.Fatal("Open of a closed port succeeded")
 	}

@@ -12,7 +12,6 @@ package slapdtest
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,8 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"github.com/certfleet/certfleet/internal/porttest"
 )
 
 // The directory every Server holds.
@@ -79,12 +80,7 @@ func Find(t testing.TB) string {
 func New(t testing.TB) *Server {
 	t.Helper()
 	s := &Server{t: t, bin: Find(t), dir: t.TempDir()}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Port = ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	s.Port = porttest.Free(t) // slapd binds it when started
 	s.URL = "ldap://127.0.0.1:" + strconv.Itoa(s.Port)
 	t.Cleanup(s.Stop)
 	return s

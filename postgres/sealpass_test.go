@@ -40,9 +40,10 @@ func TestSealPass(t *testing.T) {
 }
 
 // TestSealPassKilledResumes: a pass killed (SIGKILL) in its middle resumes
-// (storetest.RunSealPassKilled).
+// (storetest.RunSealPassKilled). Like TestSealPassLeavesNoPlaintextInFiles
+// it runs in a database of its own.
 func TestSealPassKilledResumes(t *testing.T) {
-	storetest.RunSealPassKilled(t, func(t *testing.T) string { return pgtest.DSN(t) }, openSealPass, pgLeaks)
+	storetest.RunSealPassKilled(t, func(t *testing.T) string { return pgtest.Database(t) }, openSealPass, pgLeaks)
 }
 
 // pgLeaks looks for the keys of fk, and for any PEM private key header, in
@@ -167,9 +168,14 @@ func relationFiles(path string) []string {
 // a store filled without a master key, then opened with one and sealed,
 // holds no private key in any value (SQL) nor in the files of its tables
 // (after VACUUM FULL and a CHECKPOINT). Before the pass the same check
-// finds the keys in both (the control).
+// finds the keys in both (the control). It runs in a database of its own
+// (pgtest.Database): the compaction waits for every snapshot of its
+// database older than the sealing (TestCompactWaitsForSnapshotsOfItsDatabase),
+// and in the database all packages' tests share, other packages' reads
+// held it up (up to 17 s seen under the full-tree run; a read longer than
+// the 2-minute wait would fail it).
 func TestSealPassLeavesNoPlaintextInFiles(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := pgtest.Database(t)
 	plain := openSealPass(t, dsn, nil)
 	fk := storetest.FillPlaintext(t, plain, 40)
 	before := pgLeaks(t, dsn, fk)
@@ -203,7 +209,7 @@ func TestSealPassLeavesNoPlaintextInFiles(t *testing.T) {
 // open). Now it waits for it, then fails naming the cause, and compacts
 // once the transaction has ended.
 func TestCompactWaitsForOtherDatabases(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := pgtest.Database(t)
 	plain := openSealPass(t, dsn, nil)
 	fk := storetest.FillPlaintext(t, plain, 10)
 	plain.Close()
@@ -279,7 +285,7 @@ func holdSnapshot(t *testing.T, dsn string) pgx.Tx {
 // once, and the files hold no key: the check that Compact waits for no
 // less than VACUUM FULL needs.
 func TestCompactIgnoresSnapshotsOfOtherDatabases(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := pgtest.Database(t)
 	plain := openSealPass(t, dsn, nil)
 	fk := storetest.FillPlaintext(t, plain, 10)
 	plain.Close()

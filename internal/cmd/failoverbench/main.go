@@ -10,11 +10,15 @@
 //
 // The database is reached through internal/cutproxy (every connection
 // closed, new ones refused for the cut), not by restarting the server,
-// which other runs share. Pebble validates http-01 through a round-robin
-// TCP balancer in front of the three instances' responders, so a token
+// which other runs share. Pebble validates http-01 through a load
+// balancer in front of the three instances' responders, so a token
 // presented by one instance is answered by another (the solver/answers
-// copies) and the dead instance is skipped. Each run uses a new schema,
-// dropped afterwards.
+// copies): by default (-balancer=nginx) a real nginx, an HTTP reverse
+// proxy that retries a validation on the next instance when one fails
+// mid-request (BENCHMARKS.md §25); with -balancer=tcp a plain L4
+// round robin that skips the dead instance for new connections but cannot
+// retry one in flight when it dies (the balancer's window, §22). Each run
+// uses a new schema, dropped afterwards.
 //
 // It reports how long after the kill the dead instance's jobs were taken
 // over and issued; for the jobs in flight at the cut, how long after the
@@ -59,13 +63,22 @@ func main() {
 	bin := flag.String("certfleet", "", "the certfleet binary (default: built from ./cmd/certfleet)")
 	keep := flag.Bool("keep", false, "keep the run's directory (configs, logs)")
 	timeout := flag.Duration("timeout", 10*time.Minute, "bound of the run")
+	balancer := flag.String("balancer", "nginx", "the http-01 front: nginx (HTTP reverse proxy, retries on the next instance) or tcp (L4 round robin, no retry)")
+	nginxBin := flag.String("nginx", "/usr/sbin/nginx", "the nginx binary, for -balancer=nginx")
 	flag.Parse()
 	if *dsn == "" {
 		fmt.Fprintln(os.Stderr, "failoverbench: give -dsn or set CERTFLEET_TEST_POSTGRES")
 		os.Exit(2)
 	}
+	if *balancer != "nginx" && *balancer != "tcp" {
+		fmt.Fprintf(os.Stderr, "failoverbench: -balancer=%q: want nginx or tcp\n", *balancer)
+		os.Exit(2)
+	}
+	if *balancer != "nginx" {
+		*nginxBin = ""
+	}
 	os.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	if err := run(*dsn, *bin, *n, *concurrency, *cut, *keep, *timeout); err != nil {
+	if err := run(*dsn, *bin, *nginxBin, *n, *concurrency, *cut, *keep, *timeout); err != nil {
 		fmt.Fprintln(os.Stderr, "failoverbench:", err)
 		os.Exit(1)
 	}
@@ -86,7 +99,7 @@ func (in *instance) owns(leaseOwner string) bool {
 	return strings.Contains(leaseOwner, fmt.Sprintf("-%d-", in.cmd.Process.Pid))
 }
 
-func run(server, bin string, n, concurrency int, cut time.Duration, keep bool, timeout time.Duration) error {
+func run(server, bin, nginxBin string, n, concurrency int, cut time.Duration, keep bool, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "failoverbench-")
@@ -126,6 +139,10 @@ func run(server, bin string, n, concurrency int, cut time.Duration, keep bool, t
 		return err
 	}
 	defer lb.Close()
+	lbPort := lb.Addr().(*net.TCPAddr).Port
+	if nginxBin != "" {
+		lb.Close() // nginx listens there
+	}
 	ca, err := pebbleca.Start(ctx, pebbleca.Config{HTTPPort: lb.Addr().(*net.TCPAddr).Port})
 	if err != nil {
 		return err
@@ -174,7 +191,22 @@ http_port = %d
 		in := &instance{name: fmt.Sprintf("instance-%d", i+1), port: port, log: filepath.Join(idir, "log")}
 		instances = append(instances, in)
 	}
-	go balance(lb, instances)
+	var front *frontNginx
+	if nginxBin != "" {
+		ports := make([]int, len(instances))
+		for i, in := range instances {
+			ports[i] = in.port
+		}
+		front, err = startNginx(nginxBin, dir, lbPort, ports)
+		if err != nil {
+			return err
+		}
+		defer front.stop()
+		fmt.Printf("http-01 front: nginx (%s), upstream of the 3 responders, proxy_next_upstream error timeout; logs in %s\n", nginxBin, front.prefix)
+	} else {
+		go balance(lb, instances)
+		fmt.Println("http-01 front: L4 TCP round robin (no retry of a request in flight)")
+	}
 
 	// The test's own view of the database: direct, not through the cut.
 	store, err := postgres.Open(ctx, dsn)
@@ -310,6 +342,12 @@ http_port = %d
 		}
 		fmt.Printf("  %s: taken over %.2f s after the kill, issued %.2f s after it\n", key.Spec, resumed[key].Seconds(), done[key].Seconds())
 	}
+
+	var worstTaken, worstDone time.Duration
+	for _, key := range victimJobs {
+		worstTaken, worstDone = max(worstTaken, resumed[key]), max(worstDone, done[key])
+	}
+	fmt.Printf("  the killed instance's %d jobs: taken over at most %.2f s, issued at most %.2f s after the kill\n", len(victimJobs), worstTaken.Seconds(), worstDone.Seconds())
 
 	// 2. Cut the database away from every instance two thirds of the way
 	// (or now, if the takeover took longer), with jobs in flight.
@@ -472,7 +510,22 @@ http_port = %d
 	fmt.Printf("issuances %d for %d names (names issued more than once: %d %v); distinct orders %d\n", len(all), len(per), len(twice), twice, len(orders))
 	fmt.Printf("Pebble: %d new orders, %d finalized (want %d each: one order per name)\n", ca.NewOrders(), ca.Finalizations(), n)
 	fmt.Printf("log lines \"lease lost\" in the instances' logs: %d; http-01 answered 503 (store unreachable, token not in memory): %d\n", lost, unavailable)
-	fmt.Printf("balancer connections open to the killed instance when it died (a validation in flight sees EOF): %d\n", diedDuring.Load())
+	if front != nil {
+		if err := front.alive(); err != nil {
+			return err
+		}
+		nc, err := front.counts()
+		if err != nil {
+			return err
+		}
+		fmt.Printf("nginx: %d requests (the CA's validations and the self-test probes), %d retried on another instance (more than one upstream tried): %d the CA's validations, %d self-test probes; %d answered 502/504 by nginx itself (every instance tried failed)\n",
+			nc.requests, nc.retried, nc.retried-nc.probes, nc.probes, nc.failed)
+		for _, l := range nc.examples {
+			fmt.Println("  " + l)
+		}
+	} else {
+		fmt.Printf("balancer connections open to the killed instance when it died (a validation in flight sees EOF): %d\n", diedDuring.Load())
+	}
 	fmt.Printf("http-01 answers by source (local: presented there; copy: another instance's, from memory; store: read): %v\n", sources)
 	var again []string
 	for name, k := range placed {

@@ -281,9 +281,9 @@ func holdSnapshot(t *testing.T, dsn string) pgx.Tx {
 // transactions running anywhere and the snapshots of its own database
 // only. Compact waited for it all the same, up to its 2 minutes, then
 // failed (on a shared CI server, the seal pass tests waited on other
-// packages' reads and failed with "still see rows"). Now it compacts at
-// once, and the files hold no key: the check that Compact waits for no
-// less than VACUUM FULL needs.
+// packages' reads and failed with "still see rows"). Now it does not wait
+// for it, and the files hold no key after the compaction: the check that
+// Compact waits for no less than VACUUM FULL needs.
 func TestCompactIgnoresSnapshotsOfOtherDatabases(t *testing.T) {
 	dsn := pgtest.Database(t)
 	plain := openSealPass(t, dsn, nil)
@@ -292,7 +292,9 @@ func TestCompactIgnoresSnapshotsOfOtherDatabases(t *testing.T) {
 	other := holdSnapshot(t, pgtest.Database(t))
 	defer other.Rollback(context.Background())
 
-	postgres.SetCompactWaitForTest(t, 2*time.Second)
+	// Compact's full wait (2 minutes): transactions of other tests running
+	// on the server are waited for, rightly; the snapshot held here lasts
+	// past the wait, so the old query failed after it.
 	s := openSealPass(t, dsn, sealtest.NewKEK(t))
 	res, err := s.SealPlaintextKeys(t.Context(), sqlstore.SealPassOptions{})
 	if err != nil || !res.Compacted {
@@ -305,16 +307,16 @@ func TestCompactIgnoresSnapshotsOfOtherDatabases(t *testing.T) {
 }
 
 // TestCompactWaitsForSnapshotsOfItsDatabase: a session of the same
-// database (another schema: another store, another test) holding a
+// database (any schema: another store, another test) holding a
 // snapshot older than the sealing, even without a transaction ID, keeps
 // the replaced row versions in VACUUM FULL's new files; Compact refuses
 // while it lasts and compacts once it has ended.
 func TestCompactWaitsForSnapshotsOfItsDatabase(t *testing.T) {
-	dsn := pgtest.DSN(t)
+	dsn := pgtest.Database(t) // the store and the snapshot, nobody else's
 	plain := openSealPass(t, dsn, nil)
 	fk := storetest.FillPlaintext(t, plain, 10)
 	plain.Close()
-	snap := holdSnapshot(t, pgtest.DSN(t))
+	snap := holdSnapshot(t, dsn)
 
 	postgres.SetCompactWaitForTest(t, 2*time.Second)
 	s := openSealPass(t, dsn, sealtest.NewKEK(t))
@@ -325,6 +327,7 @@ func TestCompactWaitsForSnapshotsOfItsDatabase(t *testing.T) {
 	if err := snap.Rollback(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	postgres.SetCompactWaitForTest(t, 2*time.Minute) // other tests' transactions may still run
 	res, err = s.SealPlaintextKeys(t.Context(), sqlstore.SealPassOptions{})
 	if err != nil || !res.Compacted {
 		t.Fatalf("after the snapshot ended: %+v, %v; want the owed compaction done", res, err)

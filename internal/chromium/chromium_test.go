@@ -70,14 +70,53 @@ func TestBrowserDiesWithTestProcess(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	for alive(pid) {
+	// The browser and every process it started (renderers, GPU and
+	// utility processes, in its process group): until they have all
+	// ended, they may still write into the profile directory, which the
+	// test's TempDir cleanup then failed to remove ("directory not
+	// empty").
+	for alive(pid) || len(groupMembers(pid)) > 0 {
 		select {
 		case <-ctx.Done():
 			_ = syscall.Kill(-pid, syscall.SIGKILL) // its process group
-			t.Fatalf("chromium (pid %d) still runs 30 s after the process that started it exited", pid)
+			t.Fatalf("chromium (pid %d) or its processes %v still run 30 s after the process that started it exited", pid, groupMembers(pid))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// groupMembers returns the running processes (not zombies) of process
+// group pgid.
+func groupMembers(pgid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		// After the command: state, ppid, pgrp.
+		f := strings.Fields(s[i+1:])
+		if len(f) < 3 || f[0] == "Z" || f[0] == "X" {
+			continue
+		}
+		if g, err := strconv.Atoi(f[2]); err == nil && g == pgid {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // alive reports whether pid runs (a zombie has ended: in a container its

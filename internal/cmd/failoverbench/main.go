@@ -520,6 +520,7 @@ http_port = %d
 		}
 		fmt.Printf("nginx: %d requests (the CA's validations and the self-test probes), %d retried on another instance (more than one upstream tried): %d the CA's validations, %d self-test probes; %d answered 502/504 by nginx itself (every instance tried failed)\n",
 			nc.requests, nc.retried, nc.retried-nc.probes, nc.probes, nc.failed)
+		fmt.Printf("nginx's failed attempts (error log): %d reset or closed before the response header (in flight to an instance as it died), %d connections refused\n", nc.inFlight, nc.refused)
 		for _, l := range nc.examples {
 			fmt.Println("  " + l)
 		}

@@ -160,6 +160,10 @@ type nginxCounts struct {
 	probes   int      // of the retried: certfleet's self-test probes (certfleet-probe-…), not the CA's
 	failed   int      // answered with an error status by nginx itself (no instance answered)
 	examples []string // retried requests' lines, the first few
+
+	// From the error log: the failed attempts nginx retried or gave up.
+	inFlight int // the connection closed or reset before the response header: an instance that died mid-request
+	refused  int // the connection refused: an instance not (yet, or any more) listening
 }
 
 // counts reads the access log: a request whose $upstream_addr lists more
@@ -194,5 +198,19 @@ func (ng *frontNginx) counts() (nginxCounts, error) {
 			c.failed++
 		}
 	}
-	return c, sc.Err()
+	if err := sc.Err(); err != nil {
+		return c, fmt.Errorf("nginx: read its access log: %w", err)
+	}
+	if err := eachLine(filepath.Join(ng.prefix, "error.log"), func(line string) {
+		switch {
+		case !strings.Contains(line, "[error]"):
+		case strings.Contains(line, "while reading response header from upstream"):
+			c.inFlight++
+		case strings.Contains(line, "while connecting to upstream"):
+			c.refused++
+		}
+	}); err != nil {
+		return c, fmt.Errorf("nginx: read its error log: %w", err)
+	}
+	return c, nil
 }

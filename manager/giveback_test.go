@@ -53,6 +53,22 @@ func (idleIssuer) Issue(ctx context.Context, _ certfleet.IssueRequest) (certflee
 	return certfleet.IssueResult{}, ctx.Err()
 }
 
+// syncBacklog adds 20 config certificates (prefix00 … prefix19), all due
+// at the same time, as config specs synced together.
+func syncBacklog(t *testing.T, st certfleet.Store, prefix string) {
+	t.Helper()
+	var specs []certfleet.CertificateSpec
+	for n := range 20 {
+		name := fmt.Sprintf("%s%02d", prefix, n)
+		sp := spec(t, name, certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, name+".certfleet.test")
+		sp.Source = certfleet.SourceConfig
+		specs = append(specs, sp)
+	}
+	if _, err := st.SyncSpecs(t.Context(), certfleet.SourceConfig, specs); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestStoreOutageGiveBackFirstInLine is issue 16's job released at a
 // PostgreSQL cut and claimed again only 10–12 s later (BENCHMARKS §18):
 // its decision could not read the store, so it was given back; given back
@@ -77,16 +93,7 @@ func TestStoreOutageGiveBackFirstInLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pg.Close() })
-	// A backlog due at the same time, as config specs synced together.
-	var specs []certfleet.CertificateSpec
-	for n := range 20 {
-		sp := spec(t, fmt.Sprintf("b%02d", n), certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, fmt.Sprintf("b%02d.certfleet.test", n))
-		sp.Source = certfleet.SourceConfig
-		specs = append(specs, sp)
-	}
-	if _, err := pg.SyncSpecs(ctx, certfleet.SourceConfig, specs); err != nil {
-		t.Fatal(err)
-	}
+	syncBacklog(t, pg, "b")
 	runCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	s := &cutAtDecision{Store: pg, proxy: proxy, claimed: make(chan struct{}), stop: cancel}
@@ -150,15 +157,7 @@ func TestShutdownGiveBackFirstInLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pg.Close() })
-	var specs []certfleet.CertificateSpec
-	for n := range 20 {
-		sp := spec(t, fmt.Sprintf("s%02d", n), certfleet.ChallengeHTTP01, []certfleet.KeyType{certfleet.ECDSAP256}, fmt.Sprintf("s%02d.certfleet.test", n))
-		sp.Source = certfleet.SourceConfig
-		specs = append(specs, sp)
-	}
-	if _, err := pg.SyncSpecs(ctx, certfleet.SourceConfig, specs); err != nil {
-		t.Fatal(err)
-	}
+	syncBacklog(t, pg, "s")
 	runCtx, stop := context.WithTimeout(ctx, time.Minute)
 	defer stop()
 	s := &claimRecorder{Store: pg, first: func() {

@@ -1,20 +1,14 @@
 package sqlstore_test
 
 import (
-	"context"
 	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/pgtest"
-	"github.com/certfleet/certfleet/postgres"
 	"github.com/certfleet/certfleet/sqlite"
 	"github.com/certfleet/certfleet/sqlstore"
-	"github.com/certfleet/certfleet/storetest"
-	"github.com/jackc/pgx/v5"
 )
 
 // TestSQLiteExpiryPlan is issue 13: the alert round's look at what
@@ -60,31 +54,14 @@ func TestSQLiteExpiryPlan(t *testing.T) {
 // the jobs.
 func TestPostgresExpiryPlan(t *testing.T) {
 	ctx := t.Context()
-	dsn := pgtest.DSN(t)
-	s, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, storetest.NewSpecs("s", 20000)); err != nil {
-		t.Fatal(err)
-	}
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, `INSERT INTO issuances (spec, key_type, spec_revision, identifiers, serial, fingerprint, chain_pem,
+	_, c := planStore(t, 20000,
+		`INSERT INTO issuances (spec, key_type, spec_revision, identifiers, serial, fingerprint, chain_pem,
 			ari_cert_id, ca, account_url, order_url, cert_url, not_before, not_after)
 		SELECT spec, key_type, '', '[]', id::text, id::text, '', '', '', '', '', '', now() - interval '1 day',
 			CASE WHEN id % 100 = 0 THEN now() + interval '3 days' ELSE now() + interval '60 days' END
-		FROM jobs WHERE id % 2 = 0`); err != nil {
-		t.Fatal(err)
-	}
-	// current_id written: the trigger of 0036 copies the validity.
-	if _, err := c.Exec(ctx, `UPDATE jobs j SET current_id = i.id FROM issuances i WHERE i.spec = j.spec AND i.key_type = j.key_type`); err != nil {
-		t.Fatal(err)
-	}
+		FROM jobs WHERE id % 2 = 0`,
+		// current_id written: the trigger of 0036 copies the validity.
+		`UPDATE jobs j SET current_id = i.id FROM issuances i WHERE i.spec = j.spec AND i.key_type = j.key_type`)
 	var near int
 	if err := c.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE current_not_after < now() + interval '14 days'`).Scan(&near); err != nil || near != 200 {
 		t.Fatalf("jobs near their end: %d, %v; want 200 (the validity copied to the jobs)", near, err)
@@ -93,20 +70,7 @@ func TestPostgresExpiryPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	bound := time.Now().Add(14 * 24 * time.Hour)
-	rows, err := c.Query(ctx, "EXPLAIN "+sqlstore.ExpiringCertificatesForTest.Text(sqlstore.Postgres), "", "", 1000, "", bound)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	for rows.Next() {
-		var l string
-		if err := rows.Scan(&l); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, l)
-	}
-	rows.Close()
-	plan := strings.Join(lines, "\n")
+	plan := strings.Join(planLines(t, c, "EXPLAIN "+sqlstore.ExpiringCertificatesForTest.Text(sqlstore.Postgres), "", "", 1000, "", bound), "\n")
 	if !strings.Contains(plan, "jobs_expiry") || strings.Contains(plan, "Seq Scan on jobs") {
 		t.Errorf("want a range of jobs_expiry, no scan of the jobs:\n%s", plan)
 	}

@@ -1,7 +1,6 @@
 package sqlstore_test
 
 import (
-	"context"
 	"database/sql"
 	"path/filepath"
 	"regexp"
@@ -9,12 +8,9 @@ import (
 	"testing"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/pgtest"
-	"github.com/certfleet/certfleet/postgres"
 	"github.com/certfleet/certfleet/sqlite"
 	"github.com/certfleet/certfleet/sqlstore"
 	"github.com/certfleet/certfleet/storetest"
-	"github.com/jackc/pgx/v5"
 )
 
 // extrasArgs are arguments of a PageExtras statement: a page's jobs or
@@ -83,22 +79,7 @@ func TestSQLiteListingExtrasPlans(t *testing.T) {
 // issuance for half, a tenth waiting for a budget, and fresh statistics:
 // no sequential scan.
 func TestPostgresListingExtrasPlans(t *testing.T) {
-	ctx := t.Context()
-	dsn := pgtest.DSN(t)
-	s, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, storetest.NewSpecs("s", 20000)); err != nil {
-		t.Fatal(err)
-	}
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	for _, q := range []string{
+	_, c := planStore(t, 20000,
 		`INSERT INTO attempts (job_id, instance, started_at, finished_at, outcome, order_url, error, problem_type)
 			SELECT id, 'o', now(), now(), 'failed', '', 'boom', '' FROM jobs, generate_series(1, 3)`,
 		`INSERT INTO audit_events (at, kind, actor, actor_type, remote, certificate, key_type, serial, issuance_id, reason, detail)
@@ -110,27 +91,10 @@ func TestPostgresListingExtrasPlans(t *testing.T) {
 			SELECT spec, key_type, '', '[]', id::text, id::text, '', '', '', '', '', '' FROM jobs WHERE id % 2 = 0`,
 		`INSERT INTO rate_waits (job_id, ticket, ca, bucket, name, since, turn)
 			SELECT id, id, 'ca', 'orders|default', 'new orders', now(), now() FROM jobs WHERE id % 10 = 0`,
-		`ANALYZE`,
-	} {
-		if _, err := c.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+		`ANALYZE`)
 	stmts := sqlstore.PageExtrasForTest()
 	for _, n := range sortedNames(stmts) {
-		rows, err := c.Query(ctx, "EXPLAIN "+stmts[n].Text(sqlstore.Postgres), extrasArgs(n)...)
-		if err != nil {
-			t.Fatalf("%s: %v", n, err)
-		}
-		var lines []string
-		for rows.Next() {
-			var l string
-			if err := rows.Scan(&l); err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, l)
-		}
-		rows.Close()
+		lines := planLines(t, c, "EXPLAIN "+stmts[n].Text(sqlstore.Postgres), extrasArgs(n)...)
 		if n == "reasons" {
 			checkReasonsIndex(t, lines)
 		}

@@ -1,7 +1,6 @@
 package sqlstore_test
 
 import (
-	"context"
 	"database/sql"
 	"path/filepath"
 	"sort"
@@ -10,12 +9,9 @@ import (
 	"time"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/pgtest"
-	"github.com/certfleet/certfleet/postgres"
 	"github.com/certfleet/certfleet/sqlite"
 	"github.com/certfleet/certfleet/sqlstore"
 	"github.com/certfleet/certfleet/storetest"
-	"github.com/jackc/pgx/v5"
 )
 
 // listingArgs are arguments of a listing statement: a page's, with its
@@ -121,52 +117,17 @@ func TestSQLiteListingPlans(t *testing.T) {
 // certificates (a tenth failing, half issued) and fresh statistics: index
 // scans only, no sequential scan.
 func TestPostgresListingPlans(t *testing.T) {
-	ctx := t.Context()
-	dsn := pgtest.DSN(t)
-	s, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, storetest.NewSpecs("s", 20000)); err != nil {
-		t.Fatal(err)
-	}
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, `UPDATE jobs SET failures = 1 WHERE id % 10 = 0`); err != nil {
-		t.Fatal(err)
-	}
-	// Half of them issued.
-	if _, err := c.Exec(ctx, `INSERT INTO issuances (spec, key_type, spec_revision, identifiers, serial, fingerprint, chain_pem,
+	_, c := planStore(t, 20000,
+		`UPDATE jobs SET failures = 1 WHERE id % 10 = 0`,
+		// Half of them issued.
+		`INSERT INTO issuances (spec, key_type, spec_revision, identifiers, serial, fingerprint, chain_pem,
 			ari_cert_id, ca, account_url, order_url, cert_url)
-		SELECT spec, key_type, '', '[]', id::text, id::text, '', '', '', '', '', '' FROM jobs WHERE id % 2 = 0`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Exec(ctx, `UPDATE jobs j SET current_id = i.id FROM issuances i WHERE i.spec = j.spec AND i.key_type = j.key_type`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Exec(ctx, `ANALYZE`); err != nil {
-		t.Fatal(err)
-	}
+		SELECT spec, key_type, '', '[]', id::text, id::text, '', '', '', '', '', '' FROM jobs WHERE id % 2 = 0`,
+		`UPDATE jobs j SET current_id = i.id FROM issuances i WHERE i.spec = j.spec AND i.key_type = j.key_type`,
+		`ANALYZE`)
 	stmts := sqlstore.ListingForTest()
 	for _, n := range sortedNames(stmts) {
-		rows, err := c.Query(ctx, "EXPLAIN "+stmts[n].Text(sqlstore.Postgres), listingArgs(n)...)
-		if err != nil {
-			t.Fatalf("%s: %v", n, err)
-		}
-		var lines []string
-		for rows.Next() {
-			var l string
-			if err := rows.Scan(&l); err != nil {
-				t.Fatal(err)
-			}
-			lines = append(lines, l)
-		}
-		rows.Close()
-		plan := strings.Join(lines, "\n")
+		plan := strings.Join(planLines(t, c, "EXPLAIN "+stmts[n].Text(sqlstore.Postgres), listingArgs(n)...), "\n")
 		// A bitmap scan of an index range is an index's answer too: the
 		// range is at most listingScan rows of the driver.
 		if strings.Contains(plan, "Seq Scan") {
@@ -184,25 +145,7 @@ func TestPostgresListingPlans(t *testing.T) {
 // that starts at the source's or tenant's first row reads some 80.
 func TestPostgresListingPrefixWalk(t *testing.T) {
 	ctx := t.Context()
-	dsn := pgtest.DSN(t)
-	s, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, storetest.NewSpecs("s", 20000)); err != nil {
-		t.Fatal(err)
-	}
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	for _, q := range []string{`UPDATE specs SET tenant = 't'`, `VACUUM ANALYZE specs`} {
-		if _, err := c.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
+	_, c := planStore(t, 20000, `UPDATE specs SET tenant = 't'`, `VACUUM ANALYZE specs`)
 	stmts := sqlstore.ListingForTest()
 	for _, n := range sortedNames(stmts) {
 		prefix := ""

@@ -1,7 +1,6 @@
 package sqlstore_test
 
 import (
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
@@ -10,12 +9,9 @@ import (
 	"testing"
 
 	"github.com/certfleet/certfleet"
-	"github.com/certfleet/certfleet/internal/pgtest"
-	"github.com/certfleet/certfleet/postgres"
 	"github.com/certfleet/certfleet/sqlite"
 	"github.com/certfleet/certfleet/sqlstore"
 	"github.com/certfleet/certfleet/storetest"
-	"github.com/jackc/pgx/v5"
 )
 
 // batchSpecsArg is a group commit's names as batchSpecs sends them: a
@@ -37,41 +33,8 @@ func batchSpecsArg(t *testing.T) string {
 // specs (the planner takes the set for 100 names, whatever the batch), and
 // by the index beyond.
 func TestPostgresBatchSpecsPlan(t *testing.T) {
-	ctx := t.Context()
-	dsn := pgtest.DSN(t)
-	s, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, storetest.NewSpecs("s", 5000)); err != nil {
-		t.Fatal(err)
-	}
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, `ANALYZE`); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := c.Query(ctx, "EXPLAIN "+sqlstore.BatchSpecsForTest.Text(sqlstore.Postgres), batchSpecsArg(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	for rows.Next() {
-		var l string
-		if err := rows.Scan(&l); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, l)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	plan := strings.Join(lines, "\n")
+	_, c := planStore(t, 5000, `ANALYZE`)
+	plan := strings.Join(planLines(t, c, "EXPLAIN "+sqlstore.BatchSpecsForTest.Text(sqlstore.Postgres), batchSpecsArg(t)), "\n")
 	if strings.Contains(plan, "Seq Scan") || !strings.Contains(plan, "specs_pkey") {
 		t.Errorf("batch specs: want lookups in specs_pkey, no scan of a table:\n%s", plan)
 	}
@@ -94,27 +57,9 @@ func TestPostgresBatchSpecsPlanMadeWhenEmpty(t *testing.T) {
 
 func batchSpecsPlanMadeAt(t *testing.T, firstSpecs int) {
 	ctx := t.Context()
-	dsn := pgtest.DSN(t)
-	s, err := postgres.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(context.Background())
 	// No autoanalyze may make the plan again meanwhile, whatever the
 	// server's setting; the plan is the one kept after five runs.
-	for _, q := range []string{`ALTER TABLE specs SET (autovacuum_enabled = false)`, `SET plan_cache_mode = force_generic_plan`} {
-		if _, err := c.Exec(ctx, q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, storetest.NewSpecs("s", firstSpecs)); err != nil {
-		t.Fatal(err)
-	}
+	s, c := planStore(t, firstSpecs, `ALTER TABLE specs SET (autovacuum_enabled = false)`, `SET plan_cache_mode = force_generic_plan`)
 	text := sqlstore.BatchSpecsForTest.Text(sqlstore.Postgres)
 	if _, err := c.Prepare(ctx, "batch", text); err != nil {
 		t.Fatal(err)
@@ -129,23 +74,7 @@ func batchSpecsPlanMadeAt(t *testing.T, firstSpecs int) {
 	if _, err := s.SyncSpecs(ctx, certfleet.SourceConfig, storetest.NewSpecs("s", 5000)); err != nil {
 		t.Fatal(err)
 	}
-	var lines []string
-	rows, err := c.Query(ctx, `EXPLAIN EXECUTE batch ('`+batchSpecsArg(t)+`')`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var l string
-		if err := rows.Scan(&l); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, l)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	plan := strings.Join(lines, "\n")
+	plan := strings.Join(planLines(t, c, `EXPLAIN EXECUTE batch ('`+batchSpecsArg(t)+`')`), "\n")
 	if strings.Contains(plan, "Seq Scan on specs") || !strings.Contains(plan, "specs_pkey") {
 		t.Errorf("batch specs, planned on an empty table: want lookups in specs_pkey, no scan of specs:\n%s", plan)
 	}
